@@ -1,0 +1,24 @@
+//! Wire protocol of videocall: Protocol Buffers messages and their framing.
+//!
+//! Every message is one [`wire::Envelope`]. On WebSocket an envelope is one
+//! binary message; on WebTransport streams envelopes carry a 4-byte big-endian
+//! length prefix ([`length_delimited_codec`]); a WebTransport datagram carries
+//! exactly one envelope without prefix. ARCHITECTURE.md documents the mapping.
+
+pub mod envelope;
+pub mod framing;
+
+/// Generated Protocol Buffers types (`videocall.media.v1`).
+#[allow(missing_docs, clippy::all)]
+pub mod wire {
+    include!(concat!(env!("OUT_DIR"), "/videocall.media.v1.rs"));
+}
+
+pub use envelope::{decode_envelope, encode_envelope, ProtocolError};
+pub use framing::{encode_length_prefixed, length_delimited_codec, LENGTH_PREFIX_BYTES};
+
+/// Version spoken by this build. Peers send it in every envelope.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest envelope accepted by default: 1 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 1024 * 1024;

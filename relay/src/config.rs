@@ -1,0 +1,166 @@
+//! Relay configuration: every setting is a command-line flag and an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Everything a relay needs to run.
+#[derive(Debug, Clone, Args)]
+pub struct RelayConfig {
+    /// Identity of this relay in logs, metrics and `Joined` messages.
+    #[arg(long, env = "RELAY_ID", default_value = "relay-0")]
+    pub relay_id: String,
+
+    /// UDP address for WebTransport (QUIC).
+    #[arg(long, env = "RELAY_WEBTRANSPORT_ADDR", default_value = "127.0.0.1:4433")]
+    pub webtransport_addr: SocketAddr,
+
+    /// TCP address for WebSocket (`/ws`) and public relay information (`/info`).
+    #[arg(long, env = "RELAY_WEBSOCKET_ADDR", default_value = "127.0.0.1:8081")]
+    pub websocket_addr: SocketAddr,
+
+    /// TCP address for operations: `/metrics`, `/healthz`, `/readyz`, `POST /drain`.
+    /// Keep it off the public network.
+    #[arg(long, env = "RELAY_ADMIN_ADDR", default_value = "127.0.0.1:9091")]
+    pub admin_addr: SocketAddr,
+
+    /// Host name clients use to reach this relay (in advertised URLs).
+    #[arg(long, env = "RELAY_PUBLIC_HOST", default_value = "127.0.0.1")]
+    pub public_host: String,
+
+    /// PEM certificate chain for WebTransport; a self-signed one is generated when absent.
+    #[arg(long, env = "RELAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "RELAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Subject alternative names of the self-signed certificate.
+    #[arg(
+        long,
+        env = "RELAY_SELF_SIGNED_NAMES",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    pub self_signed_names: Vec<String>,
+
+    /// Trusted token verification keys as `kid=base64url-ed25519-public-key`, comma separated.
+    #[arg(long = "token-key", env = "RELAY_TOKEN_KEYS", value_delimiter = ',')]
+    pub token_keys: Vec<String>,
+
+    /// Write a JSON file with the bound addresses and certificate hash once serving.
+    #[arg(long, env = "RELAY_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub limits: Limits,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub timing: Timing,
+}
+
+/// Admission and size limits.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Most participants in one meeting.
+    #[arg(long, env = "RELAY_MAX_PARTICIPANTS_PER_MEETING", default_value_t = 100)]
+    pub max_participants_per_meeting: usize,
+
+    /// Most meetings on this relay.
+    #[arg(long, env = "RELAY_MAX_MEETINGS", default_value_t = 1000)]
+    pub max_meetings: usize,
+
+    /// Largest envelope accepted, in bytes.
+    #[arg(long, env = "RELAY_MAX_FRAME_SIZE", default_value_t = videocall_protocol::DEFAULT_MAX_FRAME_SIZE)]
+    pub max_frame_size: usize,
+
+    /// Joins admitted per second (sustained), across all clients.
+    #[arg(long, env = "RELAY_JOIN_RATE", default_value_t = 100)]
+    pub join_rate_per_sec: u32,
+
+    /// Joins admitted in a burst above the sustained rate.
+    #[arg(long, env = "RELAY_JOIN_BURST", default_value_t = 200)]
+    pub join_burst: u32,
+
+    /// Video packets queued per subscribed track on WebTransport before video is dropped.
+    #[arg(long, env = "RELAY_TRACK_QUEUE_PACKETS", default_value_t = 96)]
+    pub track_queue_packets: usize,
+
+    /// Video packets queued per WebSocket subscriber (all tracks share the socket).
+    #[arg(long, env = "RELAY_SOCKET_QUEUE_PACKETS", default_value_t = 1024)]
+    pub socket_queue_packets: usize,
+
+    /// Audio packets queued per WebSocket subscriber.
+    #[arg(long, env = "RELAY_AUDIO_QUEUE_PACKETS", default_value_t = 256)]
+    pub audio_queue_packets: usize,
+
+    /// Control messages queued per participant; a participant that lets this fill is disconnected.
+    #[arg(long, env = "RELAY_CONTROL_QUEUE_MESSAGES", default_value_t = 512)]
+    pub control_queue_messages: usize,
+}
+
+/// Timers.
+#[derive(Debug, Clone, Args)]
+pub struct Timing {
+    /// Interval between relay pings.
+    #[arg(long, env = "RELAY_HEARTBEAT_INTERVAL_MS", default_value_t = 2000)]
+    pub heartbeat_interval_ms: u64,
+
+    /// A participant silent this long is removed and announced as timed out.
+    #[arg(long, env = "RELAY_PEER_TIMEOUT_MS", default_value_t = 6000)]
+    pub peer_timeout_ms: u64,
+
+    /// Time allowed between connecting and a valid `Join`.
+    #[arg(long, env = "RELAY_JOIN_TIMEOUT_MS", default_value_t = 5000)]
+    pub join_timeout_ms: u64,
+
+    /// Least time between two keyframe requests to one published track.
+    #[arg(long, env = "RELAY_KEYFRAME_REQUEST_INTERVAL_MS", default_value_t = 500)]
+    pub keyframe_request_interval_ms: u64,
+
+    /// After a drain starts, close remaining sessions after this long.
+    #[arg(long, env = "RELAY_DRAIN_TIMEOUT_SECS", default_value_t = 300)]
+    pub drain_timeout_secs: u64,
+}
+
+impl Timing {
+    /// [`Self::heartbeat_interval_ms`] as a duration.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms.max(10))
+    }
+    /// [`Self::peer_timeout_ms`] as a duration.
+    pub fn peer_timeout(&self) -> Duration {
+        Duration::from_millis(self.peer_timeout_ms.max(100))
+    }
+    /// [`Self::join_timeout_ms`] as a duration.
+    pub fn join_timeout(&self) -> Duration {
+        Duration::from_millis(self.join_timeout_ms.max(10))
+    }
+    /// [`Self::drain_timeout_secs`] as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+impl RelayConfig {
+    /// A configuration for loopback use: every port chosen by the OS, no keys.
+    pub fn loopback() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: RelayConfig,
+        }
+        let mut config = Wrapper::parse_from(["relay"]).config;
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.webtransport_addr = any;
+        config.websocket_addr = any;
+        config.admin_addr = any;
+        config
+    }
+}

@@ -1,0 +1,250 @@
+//! Meetings: who is in them, and the registry that creates them on first join and
+//! drops them when the last participant leaves.
+//!
+//! Every change to who subscribes to what happens under the meeting's write lock
+//! (joins, leaves) or read lock (a publisher's new track), so a join and a new track
+//! never miss each other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+
+use crate::metrics::Metrics;
+use crate::participant::{lock, read, write, Participant, ParticipantId};
+use crate::track::{DownTrack, PublishedTrack};
+use videocall_protocol::wire::{Codec, ErrorCode, MediaKind};
+
+/// A refused join: the code and message sent to the client before closing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    /// Wire error code.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `code`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// One meeting on this relay.
+pub struct Meeting {
+    /// Meeting id (from the token and the URL).
+    pub id: String,
+    participants: RwLock<HashMap<ParticipantId, Arc<Participant>>>,
+    metrics: Metrics,
+}
+
+impl Meeting {
+    /// Everyone in the meeting.
+    pub fn participants(&self) -> Vec<Arc<Participant>> {
+        read(&self.participants).values().cloned().collect()
+    }
+
+    /// One participant.
+    pub fn participant(&self, id: ParticipantId) -> Option<Arc<Participant>> {
+        read(&self.participants).get(&id).cloned()
+    }
+
+    /// Number of participants.
+    pub fn len(&self) -> usize {
+        read(&self.participants).len()
+    }
+
+    /// True when nobody is left.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends an encoded control frame to everyone but `except`.
+    pub fn broadcast(&self, except: ParticipantId, frame: &Bytes) {
+        for p in self.participants() {
+            if p.id != except {
+                p.send_frame(frame.clone());
+            }
+        }
+    }
+
+    /// The track `track_id` of `publisher`, created with a copy for every current
+    /// subscriber when this is its first packet. `None` when the publisher has left.
+    pub fn published_track(
+        &self,
+        publisher: &Participant,
+        track_id: u32,
+        kind: MediaKind,
+        codec: Codec,
+    ) -> Option<(Arc<PublishedTrack>, bool)> {
+        if let Some(track) = publisher.track(track_id) {
+            return Some((track, false));
+        }
+        let participants = read(&self.participants);
+        if !participants.contains_key(&publisher.id) {
+            return None;
+        }
+        // Re-check under the lock: two streams of one publisher may race here.
+        if let Some(track) = publisher.track(track_id) {
+            return Some((track, false));
+        }
+        let audio = kind == MediaKind::Audio;
+        let downs = participants
+            .values()
+            .filter(|s| s.id != publisher.id && s.grants.subscribe)
+            .map(|s| self.down_track_for(s, audio))
+            .collect();
+        let track = Arc::new(PublishedTrack::new(track_id, kind, codec, downs));
+        publisher.insert_track(track.clone());
+        Some((track, true))
+    }
+
+    fn down_track_for(&self, subscriber: &Participant, audio: bool) -> Arc<DownTrack> {
+        Arc::new(DownTrack::new(
+            subscriber.id,
+            audio,
+            subscriber.outbound().down_sink(audio),
+            self.metrics.queue_depth(subscriber.transport),
+        ))
+    }
+}
+
+/// All meetings of this relay.
+pub struct Meetings {
+    meetings: Mutex<HashMap<String, Arc<Meeting>>>,
+    metrics: Metrics,
+}
+
+/// What a successful join hands back.
+pub struct Admitted {
+    /// The meeting joined.
+    pub meeting: Arc<Meeting>,
+    /// Everyone who was already there.
+    pub others: Vec<Arc<Participant>>,
+    /// Video tracks the newcomer now waits on for a keyframe: (publisher, track).
+    pub awaiting_keyframes: Vec<(Arc<Participant>, Arc<PublishedTrack>)>,
+}
+
+impl Meetings {
+    /// An empty registry.
+    pub fn new(metrics: Metrics) -> Self {
+        Meetings {
+            meetings: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Adds `newcomer` to `meeting_id`, creating the meeting if needed, and subscribes
+    /// it to every existing track.
+    pub fn join(
+        &self,
+        meeting_id: &str,
+        newcomer: Arc<Participant>,
+        max_meetings: usize,
+        max_participants: usize,
+    ) -> Result<Admitted, Refusal> {
+        let mut meetings = lock(&self.meetings);
+        let meeting = match meetings.get(meeting_id) {
+            Some(m) => m.clone(),
+            None => {
+                if meetings.len() >= max_meetings {
+                    return Err(Refusal::new(
+                        ErrorCode::RelayFull,
+                        format!("this relay hosts its maximum of {max_meetings} meetings"),
+                    ));
+                }
+                let m = Arc::new(Meeting {
+                    id: meeting_id.to_owned(),
+                    participants: RwLock::new(HashMap::new()),
+                    metrics: self.metrics.clone(),
+                });
+                meetings.insert(meeting_id.to_owned(), m.clone());
+                self.metrics.meetings.set(meetings.len() as i64);
+                m
+            }
+        };
+        let mut participants = write(&meeting.participants);
+        if participants.len() >= max_participants {
+            let empty = participants.is_empty();
+            drop(participants);
+            if empty {
+                meetings.remove(meeting_id);
+                self.metrics.meetings.set(meetings.len() as i64);
+            }
+            return Err(Refusal::new(
+                ErrorCode::MeetingFull,
+                format!("meeting {meeting_id:?} is full ({max_participants} participants)"),
+            ));
+        }
+        drop(meetings);
+
+        let others: Vec<_> = participants.values().cloned().collect();
+        let mut awaiting_keyframes = Vec::new();
+        if newcomer.grants.subscribe {
+            for publisher in &others {
+                for track in publisher.tracks() {
+                    let audio = track.is_audio();
+                    track.add_down_track(meeting.down_track_for(&newcomer, audio));
+                    if !audio {
+                        awaiting_keyframes.push((publisher.clone(), track));
+                    }
+                }
+            }
+        }
+        participants.insert(newcomer.id, newcomer);
+        drop(participants);
+        self.metrics.participants.inc();
+        Ok(Admitted {
+            meeting,
+            others,
+            awaiting_keyframes,
+        })
+    }
+
+    /// Removes a participant and its subscriptions; drops the meeting when it empties.
+    /// Returns whether the participant was there.
+    pub fn leave(&self, meeting: &Arc<Meeting>, id: ParticipantId) -> bool {
+        let mut meetings = lock(&self.meetings);
+        let mut participants = write(&meeting.participants);
+        let removed = participants.remove(&id).is_some();
+        if removed {
+            self.metrics.participants.dec();
+            for other in participants.values() {
+                for track in other.tracks() {
+                    track.remove_subscriber(id);
+                }
+            }
+        }
+        if participants.is_empty() {
+            // Only remove the registry entry if it is still this meeting object.
+            if meetings
+                .get(&meeting.id)
+                .is_some_and(|m| Arc::ptr_eq(m, meeting))
+            {
+                meetings.remove(&meeting.id);
+                self.metrics.meetings.set(meetings.len() as i64);
+            }
+        }
+        removed
+    }
+
+    /// Number of live meetings.
+    pub fn count(&self) -> usize {
+        lock(&self.meetings).len()
+    }
+
+    /// Every live meeting.
+    pub fn all(&self) -> Vec<Arc<Meeting>> {
+        lock(&self.meetings).values().cloned().collect()
+    }
+
+    /// A meeting by id.
+    pub fn get(&self, id: &str) -> Option<Arc<Meeting>> {
+        lock(&self.meetings).get(id).cloned()
+    }
+}

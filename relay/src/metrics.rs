@@ -1,0 +1,225 @@
+//! Prometheus metrics of one relay, in a registry of its own (several relays may share a process).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::transport::TransportKind;
+use videocall_protocol::wire::MediaKind;
+
+/// Why a packet or message was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// A subscriber's video queue was full.
+    VideoQueueFull,
+    /// A subscriber's audio queue was full.
+    AudioQueueFull,
+    /// Video held back until the next keyframe after an earlier drop.
+    AwaitingKeyframe,
+    /// The subscriber is gone.
+    SubscriberGone,
+}
+
+impl DropReason {
+    fn label(self) -> &'static str {
+        match self {
+            DropReason::VideoQueueFull => "video_queue_full",
+            DropReason::AudioQueueFull => "audio_queue_full",
+            DropReason::AwaitingKeyframe => "awaiting_keyframe",
+            DropReason::SubscriberGone => "subscriber_gone",
+        }
+    }
+}
+
+/// Per-kind counters resolved once, so the hot path never looks labels up.
+#[derive(Clone)]
+pub struct KindCounters {
+    /// Packets.
+    pub packets: IntCounter,
+    /// Bytes.
+    pub bytes: IntCounter,
+}
+
+/// All metrics of a relay.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    connections: IntGaugeVec,
+    /// Live meetings.
+    pub meetings: IntGauge,
+    /// Joined participants.
+    pub participants: IntGauge,
+    in_audio: KindCounters,
+    in_video: KindCounters,
+    out_audio: KindCounters,
+    out_video: KindCounters,
+    drops: IntCounterVec,
+    /// Time from a packet's arrival to its write on a subscriber's socket.
+    pub fanout_latency: Histogram,
+    queue_depth: HistogramVec,
+    join_refusals: IntCounterVec,
+    bad_frames: IntCounterVec,
+    /// Keyframe requests sent to publishers.
+    pub keyframe_requests: IntCounter,
+    /// Participants disconnected because they stopped reading.
+    pub slow_consumers: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new(relay_id: &str) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(
+            Some("relay".into()),
+            Some(std::iter::once(("relay_id".to_string(), relay_id.to_string())).collect()),
+        )?;
+        let connections = IntGaugeVec::new(
+            Opts::new("connections", "Open client connections by transport"),
+            &["transport"],
+        )?;
+        let meetings = IntGauge::new("meetings", "Live meetings")?;
+        let participants = IntGauge::new("participants", "Joined participants")?;
+        let packets_in = IntCounterVec::new(
+            Opts::new("packets_in_total", "Media packets received from publishers"),
+            &["kind"],
+        )?;
+        let bytes_in = IntCounterVec::new(
+            Opts::new("bytes_in_total", "Media bytes received from publishers"),
+            &["kind"],
+        )?;
+        let packets_out = IntCounterVec::new(
+            Opts::new("packets_out_total", "Media packets written to subscribers"),
+            &["kind"],
+        )?;
+        let bytes_out = IntCounterVec::new(
+            Opts::new("bytes_out_total", "Media bytes written to subscribers"),
+            &["kind"],
+        )?;
+        let drops = IntCounterVec::new(
+            Opts::new("drops_total", "Media packets not delivered, by reason"),
+            &["reason"],
+        )?;
+        let fanout_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "fanout_latency_seconds",
+                "Time from a packet's arrival to its write on a subscriber's connection",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0,
+            ]),
+        )?;
+        let queue_depth = HistogramVec::new(
+            HistogramOpts::new("queue_depth", "Subscriber queue depth seen when queuing")
+                .buckets(vec![0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+            &["transport"],
+        )?;
+        let join_refusals = IntCounterVec::new(
+            Opts::new("join_refusals_total", "Refused joins by error code"),
+            &["code"],
+        )?;
+        let bad_frames = IntCounterVec::new(
+            Opts::new("bad_frames_total", "Frames from clients that were refused"),
+            &["code"],
+        )?;
+        let keyframe_requests =
+            IntCounter::new("keyframe_requests_total", "Keyframe requests sent to publishers")?;
+        let slow_consumers = IntCounter::new(
+            "slow_consumers_total",
+            "Participants disconnected because their control queue filled",
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(meetings.clone()))?;
+        registry.register(Box::new(participants.clone()))?;
+        registry.register(Box::new(packets_in.clone()))?;
+        registry.register(Box::new(bytes_in.clone()))?;
+        registry.register(Box::new(packets_out.clone()))?;
+        registry.register(Box::new(bytes_out.clone()))?;
+        registry.register(Box::new(drops.clone()))?;
+        registry.register(Box::new(fanout_latency.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(join_refusals.clone()))?;
+        registry.register(Box::new(bad_frames.clone()))?;
+        registry.register(Box::new(keyframe_requests.clone()))?;
+        registry.register(Box::new(slow_consumers.clone()))?;
+        let pair = |packets: &IntCounterVec, bytes: &IntCounterVec, kind: &str| KindCounters {
+            packets: packets.with_label_values(&[kind]),
+            bytes: bytes.with_label_values(&[kind]),
+        };
+        Ok(Metrics {
+            in_audio: pair(&packets_in, &bytes_in, "audio"),
+            in_video: pair(&packets_in, &bytes_in, "video"),
+            out_audio: pair(&packets_out, &bytes_out, "audio"),
+            out_video: pair(&packets_out, &bytes_out, "video"),
+            registry,
+            connections,
+            meetings,
+            participants,
+            drops,
+            fanout_latency,
+            queue_depth,
+            join_refusals,
+            bad_frames,
+            keyframe_requests,
+            slow_consumers,
+        })
+    }
+
+    /// Gauge of open connections over `transport`.
+    pub fn connections(&self, transport: TransportKind) -> IntGauge {
+        self.connections.with_label_values(&[transport.label()])
+    }
+
+    /// Counters of received media of `kind`.
+    pub fn media_in(&self, kind: MediaKind) -> &KindCounters {
+        if kind == MediaKind::Audio {
+            &self.in_audio
+        } else {
+            &self.in_video
+        }
+    }
+
+    /// Counters of sent media; `audio` selects the audio pair.
+    pub fn media_out(&self, audio: bool) -> &KindCounters {
+        if audio {
+            &self.out_audio
+        } else {
+            &self.out_video
+        }
+    }
+
+    /// Queue-depth histogram for subscribers on `transport`.
+    pub fn queue_depth(&self, transport: TransportKind) -> Histogram {
+        self.queue_depth.with_label_values(&[transport.label()])
+    }
+
+    /// Counts one undelivered packet.
+    pub fn drop_packet(&self, reason: DropReason) {
+        self.drops.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// Counts one refused join.
+    pub fn refuse_join(&self, code: videocall_protocol::wire::ErrorCode) {
+        self.join_refusals
+            .with_label_values(&[code.as_str_name()])
+            .inc();
+    }
+
+    /// Counts one refused frame from a client.
+    pub fn bad_frame(&self, code: videocall_protocol::wire::ErrorCode) {
+        self.bad_frames.with_label_values(&[code.as_str_name()]).inc();
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec only fails for invalid metric families, which we never build.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

@@ -1,0 +1,231 @@
+//! How frames reach one participant: a control queue plus media queues shaped by the transport.
+//!
+//! A WebSocket has one byte stream, so its media shares two bounded queues (audio, video)
+//! drained by one writer that always prefers control, then audio. WebTransport gets a
+//! lane per subscribed track ([`crate::lane`]): each lane writes its own QUIC streams, so a
+//! stalled video lane never delays audio or another track. Audio goes out as datagrams.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wtransport::Connection;
+
+use crate::config::Limits;
+use crate::lane;
+use crate::metrics::Metrics;
+use videocall_protocol::LENGTH_PREFIX_BYTES;
+
+/// A media frame on its way to one subscriber.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The length-prefixed envelope, shared by every subscriber (never copied per subscriber).
+    pub frame: Bytes,
+    /// When the relay received the packet.
+    pub received_at: Instant,
+    /// The packet starts a group of pictures.
+    pub keyframe: bool,
+    /// Earlier packets of this track were dropped for this subscriber.
+    pub after_gap: bool,
+    /// Audio (counted apart from video).
+    pub audio: bool,
+}
+
+impl Outgoing {
+    /// The envelope without its length prefix (WebSocket message, datagram).
+    pub fn unprefixed(&self) -> Bytes {
+        self.frame.slice(LENGTH_PREFIX_BYTES.min(self.frame.len())..)
+    }
+}
+
+/// The control queue is full: the participant stopped reading and must go.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("control queue is full")]
+pub struct ControlQueueFull;
+
+/// Receivers of a WebSocket participant's queues, owned by its writer task.
+pub struct SocketQueues {
+    /// Length-prefixed control envelopes.
+    pub control: mpsc::Receiver<Bytes>,
+    /// Audio frames.
+    pub audio: mpsc::Receiver<Outgoing>,
+    /// Video frames of every subscribed track.
+    pub video: mpsc::Receiver<Outgoing>,
+}
+
+/// Sending side of everything that goes to one participant.
+pub struct Outbound {
+    control: mpsc::Sender<Bytes>,
+    media: MediaOutbound,
+}
+
+enum MediaOutbound {
+    Socket {
+        audio: mpsc::Sender<Outgoing>,
+        video: mpsc::Sender<Outgoing>,
+    },
+    Streams {
+        connection: Connection,
+        lane_capacity: usize,
+        metrics: Metrics,
+        closing: CancellationToken,
+    },
+}
+
+impl Outbound {
+    /// Queues for a WebSocket participant.
+    pub fn socket(limits: &Limits) -> (Self, SocketQueues) {
+        let (control_tx, control) = mpsc::channel(limits.control_queue_messages.max(1));
+        let (audio_tx, audio) = mpsc::channel(limits.audio_queue_packets.max(1));
+        let (video_tx, video) = mpsc::channel(limits.socket_queue_packets.max(1));
+        let outbound = Outbound {
+            control: control_tx,
+            media: MediaOutbound::Socket {
+                audio: audio_tx,
+                video: video_tx,
+            },
+        };
+        (
+            outbound,
+            SocketQueues {
+                control,
+                audio,
+                video,
+            },
+        )
+    }
+
+    /// Queues for a WebTransport participant; lanes end when `closing` is cancelled.
+    pub fn streams(
+        connection: Connection,
+        limits: &Limits,
+        metrics: Metrics,
+        closing: CancellationToken,
+    ) -> (Self, mpsc::Receiver<Bytes>) {
+        let (control_tx, control) = mpsc::channel(limits.control_queue_messages.max(1));
+        let outbound = Outbound {
+            control: control_tx,
+            media: MediaOutbound::Streams {
+                connection,
+                lane_capacity: limits.track_queue_packets.max(1),
+                metrics,
+                closing,
+            },
+        };
+        (outbound, control)
+    }
+
+    /// Queues a length-prefixed control envelope.
+    pub fn send_control(&self, frame: Bytes) -> Result<(), ControlQueueFull> {
+        match self.control.try_send(frame) {
+            Ok(()) => Ok(()),
+            // A closed queue means the session is ending anyway.
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(ControlQueueFull),
+        }
+    }
+
+    /// Where media of one subscribed track goes.
+    pub fn down_sink(&self, audio: bool) -> DownSink {
+        match &self.media {
+            MediaOutbound::Socket { audio: a, video: v } => {
+                DownSink::Queue(if audio { a.clone() } else { v.clone() })
+            }
+            MediaOutbound::Streams {
+                connection,
+                lane_capacity,
+                metrics,
+                closing,
+            } => {
+                let lane = lane::spawn(
+                    connection.clone(),
+                    *lane_capacity,
+                    audio,
+                    metrics.clone(),
+                    closing.clone(),
+                );
+                if audio {
+                    DownSink::Datagram {
+                        connection: connection.clone(),
+                        fallback: lane,
+                    }
+                } else {
+                    DownSink::Queue(lane)
+                }
+            }
+        }
+    }
+}
+
+/// Where one subscriber's copy of one track goes.
+pub enum DownSink {
+    /// A bounded queue (a WebSocket queue or a WebTransport lane).
+    Queue(mpsc::Sender<Outgoing>),
+    /// WebTransport datagrams, with a lane for packets too large for a datagram.
+    Datagram {
+        /// The subscriber's connection.
+        connection: Connection,
+        /// Lane for packets that do not fit in a datagram.
+        fallback: mpsc::Sender<Outgoing>,
+    },
+}
+
+/// Result of offering a frame to a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued or sent.
+    Accepted {
+        /// Queue depth seen before queuing (0 for datagrams).
+        depth: usize,
+    },
+    /// The queue is full.
+    Full,
+    /// The subscriber is gone.
+    Closed,
+}
+
+impl DownSink {
+    /// Hands `out` to the subscriber without waiting.
+    pub fn offer(&self, out: Outgoing, metrics: &Metrics) -> Offer {
+        match self {
+            DownSink::Queue(tx) => offer_queue(tx, out),
+            DownSink::Datagram {
+                connection,
+                fallback,
+            } => {
+                let fits = connection
+                    .max_datagram_size()
+                    .is_some_and(|max| out.frame.len() - LENGTH_PREFIX_BYTES <= max);
+                if !fits {
+                    return offer_queue(fallback, out);
+                }
+                let bytes = out.frame.len() as u64;
+                match connection.send_datagram(out.unprefixed()) {
+                    Ok(()) => {
+                        let counters = metrics.media_out(true);
+                        counters.packets.inc();
+                        counters.bytes.inc_by(bytes);
+                        metrics
+                            .fanout_latency
+                            .observe(out.received_at.elapsed().as_secs_f64());
+                        Offer::Accepted { depth: 0 }
+                    }
+                    Err(wtransport::error::SendDatagramError::TooLarge) => {
+                        offer_queue(fallback, out)
+                    }
+                    Err(_) => Offer::Closed,
+                }
+            }
+        }
+    }
+}
+
+fn offer_queue(tx: &mpsc::Sender<Outgoing>, out: Outgoing) -> Offer {
+    let depth = tx.max_capacity() - tx.capacity();
+    match tx.try_send(out) {
+        Ok(()) => Offer::Accepted { depth },
+        Err(mpsc::error::TrySendError::Full(_)) => Offer::Full,
+        Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
+    }
+}

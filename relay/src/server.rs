@@ -1,0 +1,298 @@
+//! Starting and stopping a relay: TLS identity, listeners, and the drain lifecycle.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use wtransport::{Endpoint, Identity, ServerConfig};
+
+use crate::config::RelayConfig;
+use crate::http::{admin_router, public_router, HttpState};
+use crate::metrics::Metrics;
+use crate::participant::CloseReason;
+use crate::state::RelayState;
+use videocall_protocol::wire::{ErrorCode, LeaveReason};
+use videocall_token::TokenVerifier;
+
+/// Self-signed certificates last 13 days: browsers accept `serverCertificateHashes`
+/// only for certificates valid at most 14 days.
+const SELF_SIGNED_VALIDITY_DAYS: u32 = 13;
+/// After the drain deadline, how long sessions get to close before the relay stops.
+const DRAIN_GRACE: Duration = Duration::from_secs(3);
+
+/// What clients and tools learn about a running relay (`/info`, the ready file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelayInfo {
+    /// Relay id.
+    pub relay_id: String,
+    /// WebTransport URL.
+    pub webtransport_url: String,
+    /// WebSocket URL.
+    pub websocket_url: String,
+    /// Admin base URL (metrics, health, drain).
+    pub admin_url: String,
+    /// Bound WebTransport (UDP) address.
+    pub webtransport_addr: SocketAddr,
+    /// Bound WebSocket (TCP) address.
+    pub websocket_addr: SocketAddr,
+    /// Bound admin (TCP) address.
+    pub admin_addr: SocketAddr,
+    /// SHA-256 of the WebTransport certificate, hex; browsers pass it as
+    /// `serverCertificateHashes` when the certificate is self-signed.
+    pub certificate_sha256: String,
+    /// Whether the certificate is self-signed.
+    pub self_signed: bool,
+    /// Protocol version.
+    pub protocol_version: u32,
+    /// Largest accepted envelope.
+    pub max_frame_size: usize,
+    /// Draining now.
+    pub draining: bool,
+    /// Live meetings now.
+    pub meetings: usize,
+    /// Process id.
+    pub pid: u32,
+}
+
+/// Why a relay did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A token key could not be parsed.
+    #[error("token key: {0}")]
+    TokenKey(#[from] videocall_token::TokenError),
+    /// The TLS identity could not be made or loaded.
+    #[error("TLS identity: {0}")]
+    Identity(String),
+    /// A socket could not be bound.
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The ready file could not be written.
+    #[error("ready file: {0}")]
+    ReadyFile(std::io::Error),
+}
+
+/// A running relay.
+pub struct RelayHandle {
+    /// Shared state (meetings, metrics, drain).
+    pub state: Arc<RelayState>,
+    /// What the relay advertises.
+    pub info: RelayInfo,
+    tasks: JoinSet<()>,
+}
+
+/// Starts a relay with `config`; returns once every listener is bound.
+pub async fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
+    let mut verifier = TokenVerifier::new();
+    for spec in &config.token_keys {
+        verifier.add_key_spec(spec)?;
+    }
+    start_with_verifier(config, verifier).await
+}
+
+/// Starts a relay that trusts the keys of `verifier` (an embedding process may own them).
+pub async fn start_with_verifier(
+    config: RelayConfig,
+    verifier: TokenVerifier,
+) -> Result<RelayHandle, StartError> {
+    if verifier.key_count() == 0 {
+        tracing::warn!("no token keys configured: every join will be refused");
+    }
+    let (identity, self_signed) = load_identity(&config).await?;
+    let certificate_sha256 = identity
+        .certificate_chain()
+        .as_slice()
+        .first()
+        .map(|cert| hex::encode(AsRef::<[u8; 32]>::as_ref(&cert.hash())))
+        .unwrap_or_default();
+
+    let mut transport = wtransport::quinn::TransportConfig::default();
+    transport
+        .max_concurrent_uni_streams(wtransport::quinn::VarInt::from_u32(1024))
+        .max_idle_timeout(Some(
+            wtransport::quinn::IdleTimeout::try_from(config.timing.peer_timeout())
+                .map_err(|e| StartError::Identity(e.to_string()))?,
+        ))
+        .keep_alive_interval(Some(config.timing.heartbeat_interval()));
+    let wt_config = ServerConfig::builder()
+        .with_bind_address(config.webtransport_addr)
+        .with_custom_transport(identity, transport)
+        .build();
+    let endpoint = Endpoint::server(wt_config).map_err(|source| StartError::Bind {
+        what: "WebTransport",
+        addr: config.webtransport_addr,
+        source,
+    })?;
+    let webtransport_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
+        what: "WebTransport",
+        addr: config.webtransport_addr,
+        source,
+    })?;
+    let ws_listener = bind_tcp("WebSocket", config.websocket_addr).await?;
+    let websocket_addr = local_addr("WebSocket", &ws_listener, config.websocket_addr)?;
+    let admin_listener = bind_tcp("admin", config.admin_addr).await?;
+    let admin_addr = local_addr("admin", &admin_listener, config.admin_addr)?;
+
+    let host = &config.public_host;
+    let url_host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let info = RelayInfo {
+        relay_id: config.relay_id.clone(),
+        webtransport_url: format!("https://{url_host}:{}/", webtransport_addr.port()),
+        websocket_url: format!("ws://{url_host}:{}/ws", websocket_addr.port()),
+        admin_url: format!("http://{admin_addr}"),
+        webtransport_addr,
+        websocket_addr,
+        admin_addr,
+        certificate_sha256,
+        self_signed,
+        protocol_version: videocall_protocol::PROTOCOL_VERSION,
+        max_frame_size: config.limits.max_frame_size,
+        draining: false,
+        meetings: 0,
+        pid: std::process::id(),
+    };
+    let ready_file = config.ready_file.clone();
+    let metrics = Metrics::new(&config.relay_id)?;
+    let state = Arc::new(RelayState::new(config, verifier, metrics));
+    let http = HttpState {
+        relay: state.clone(),
+        info: Arc::new(info.clone()),
+    };
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(crate::transport::webtransport::serve(state.clone(), endpoint));
+    tasks.spawn(serve_http(ws_listener, public_router(http.clone()), state.clone()));
+    tasks.spawn(serve_http(admin_listener, admin_router(http), state.clone()));
+    tasks.spawn(drain_lifecycle(state.clone()));
+
+    if let Some(path) = ready_file {
+        write_ready_file(&path, &info).map_err(StartError::ReadyFile)?;
+    }
+    tracing::info!(
+        relay = %info.relay_id,
+        webtransport = %info.webtransport_url,
+        websocket = %info.websocket_url,
+        admin = %info.admin_url,
+        certificate_sha256 = %info.certificate_sha256,
+        "relay serving"
+    );
+    Ok(RelayHandle { state, info, tasks })
+}
+
+impl RelayHandle {
+    /// Starts a drain (as SIGTERM does).
+    pub fn drain(&self) -> bool {
+        self.state.start_drain()
+    }
+
+    /// Stops at once: every session is closed.
+    pub fn shutdown(&self) {
+        self.state.shutdown.cancel();
+    }
+
+    /// Waits until the relay has stopped (after a drain or a shutdown).
+    pub async fn stopped(mut self) {
+        self.state.shutdown.cancelled().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+    }
+}
+
+async fn load_identity(config: &RelayConfig) -> Result<(Identity, bool), StartError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Identity::load_pemfiles(cert, key)
+            .await
+            .map(|identity| (identity, false))
+            .map_err(|e| StartError::Identity(format!("loading {}: {e}", cert.display()))),
+        _ => Identity::self_signed_builder()
+            .subject_alt_names(config.self_signed_names.iter().map(String::as_str))
+            .from_now_utc()
+            .validity_days(SELF_SIGNED_VALIDITY_DAYS)
+            .build()
+            .map(|identity| (identity, true))
+            .map_err(|e| StartError::Identity(e.to_string())),
+    }
+}
+
+async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    listener: &tokio::net::TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+async fn serve_http(listener: tokio::net::TcpListener, router: axum::Router, state: Arc<RelayState>) {
+    let shutdown = state.shutdown.clone();
+    if let Err(error) = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+    {
+        tracing::error!(%error, "HTTP server failed");
+    }
+}
+
+/// After a drain starts: wait for meetings to empty (or the deadline), then stop.
+async fn drain_lifecycle(state: Arc<RelayState>) {
+    tokio::select! {
+        _ = state.shutdown.cancelled() => return,
+        _ = state.drain.cancelled() => {}
+    }
+    let deadline = tokio::time::Instant::now() + state.config.timing.drain_timeout();
+    while state.meetings.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = state.meetings.count();
+    if left > 0 {
+        tracing::warn!(meetings = left, "drain deadline reached: closing remaining sessions");
+        for meeting in state.meetings.all() {
+            for participant in meeting.participants() {
+                participant.close(CloseReason::error(
+                    LeaveReason::Disconnected,
+                    ErrorCode::Draining,
+                    "relay drained: reconnect through another relay",
+                ));
+            }
+        }
+        let grace = tokio::time::Instant::now() + DRAIN_GRACE;
+        while state.meetings.count() > 0 && tokio::time::Instant::now() < grace {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tracing::info!("drain complete: stopping");
+    state.shutdown.cancel();
+}
+
+fn write_ready_file(path: &Path, info: &RelayInfo) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(info).map_err(std::io::Error::other)?;
+    // Written whole then renamed, so a reader never sees half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(tmp, path)
+}

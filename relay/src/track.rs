@@ -1,0 +1,195 @@
+//! Tracks: what a publisher sends ([`PublishedTrack`]) and each subscriber's copy ([`DownTrack`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use crate::metrics::{DropReason, Metrics};
+use crate::outbound::{DownSink, Offer, Outgoing};
+use crate::participant::ParticipantId;
+use videocall_protocol::wire::{Codec, MediaKind, Track};
+
+/// One media track of a publisher, with the subscribers it fans out to.
+pub struct PublishedTrack {
+    /// Track id chosen by the publisher, unique per publisher.
+    pub id: u32,
+    /// Audio, video or screen.
+    pub kind: MediaKind,
+    /// Codec announced with the first packet.
+    pub codec: Codec,
+    /// One entry per subscriber; replaced whole when someone joins or leaves so the
+    /// fan-out reads a snapshot without taking a lock.
+    down_tracks: ArcSwap<Vec<Arc<DownTrack>>>,
+    /// Relay-clock milliseconds of the last keyframe request sent to the publisher
+    /// (`u64::MAX`: never).
+    last_keyframe_request_ms: AtomicU64,
+    /// Drops since the last congestion notice, and when that window started.
+    drops_in_window: AtomicU32,
+    window_start_ms: AtomicU64,
+}
+
+impl PublishedTrack {
+    /// A track with its initial subscribers.
+    pub fn new(id: u32, kind: MediaKind, codec: Codec, down_tracks: Vec<Arc<DownTrack>>) -> Self {
+        PublishedTrack {
+            id,
+            kind,
+            codec,
+            down_tracks: ArcSwap::from_pointee(down_tracks),
+            last_keyframe_request_ms: AtomicU64::new(u64::MAX),
+            drops_in_window: AtomicU32::new(0),
+            window_start_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether packets of this track are audio.
+    pub fn is_audio(&self) -> bool {
+        self.kind == MediaKind::Audio
+    }
+
+    /// The wire description of this track.
+    pub fn describe(&self) -> Track {
+        Track {
+            id: self.id,
+            kind: self.kind as i32,
+            codec: self.codec as i32,
+        }
+    }
+
+    /// Current subscribers.
+    pub fn down_tracks(&self) -> arc_swap::Guard<Arc<Vec<Arc<DownTrack>>>> {
+        self.down_tracks.load()
+    }
+
+    /// Adds a subscriber. Callers serialise changes through the meeting's lock.
+    pub fn add_down_track(&self, down: Arc<DownTrack>) {
+        let mut next = Vec::clone(&self.down_tracks.load());
+        next.push(down);
+        self.down_tracks.store(Arc::new(next));
+    }
+
+    /// Removes a subscriber. Callers serialise changes through the meeting's lock.
+    pub fn remove_subscriber(&self, subscriber: ParticipantId) {
+        let current = self.down_tracks.load();
+        if current.iter().any(|d| d.subscriber == subscriber) {
+            let next: Vec<_> = current
+                .iter()
+                .filter(|d| d.subscriber != subscriber)
+                .cloned()
+                .collect();
+            self.down_tracks.store(Arc::new(next));
+        }
+    }
+
+    /// True when a keyframe request may go out now (at most one per `interval_ms`);
+    /// records it as sent.
+    pub fn claim_keyframe_request(&self, now_ms: u64, interval_ms: u64) -> bool {
+        let last = self.last_keyframe_request_ms.load(Ordering::Relaxed);
+        if last != u64::MAX && now_ms.saturating_sub(last) < interval_ms {
+            return false;
+        }
+        self.last_keyframe_request_ms
+            .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Counts a drop; returns the count to report when a congestion window of
+    /// `window_ms` has closed.
+    pub fn record_drop(&self, now_ms: u64, window_ms: u64) -> Option<u32> {
+        let dropped = self.drops_in_window.fetch_add(1, Ordering::Relaxed) + 1;
+        let start = self.window_start_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(start) < window_ms {
+            return None;
+        }
+        if self
+            .window_start_ms
+            .compare_exchange(start, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        self.drops_in_window.store(0, Ordering::Relaxed);
+        Some(dropped)
+    }
+}
+
+/// What happened to a packet offered to one subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// On its way.
+    Queued,
+    /// Not delivered; for video the subscriber now waits for a keyframe.
+    Dropped(DropReason),
+}
+
+/// One subscriber's copy of a published track.
+pub struct DownTrack {
+    /// The subscriber.
+    pub subscriber: ParticipantId,
+    audio: bool,
+    /// Video only: deltas are useless until the next keyframe after a drop or a late join.
+    awaiting_keyframe: AtomicBool,
+    sink: DownSink,
+    queue_depth: prometheus::Histogram,
+}
+
+impl DownTrack {
+    /// A subscriber's copy; video starts waiting for a keyframe so it begins decodable.
+    pub fn new(
+        subscriber: ParticipantId,
+        audio: bool,
+        sink: DownSink,
+        queue_depth: prometheus::Histogram,
+    ) -> Self {
+        DownTrack {
+            subscriber,
+            audio,
+            awaiting_keyframe: AtomicBool::new(!audio),
+            sink,
+            queue_depth,
+        }
+    }
+
+    /// Whether this copy waits for a keyframe.
+    pub fn awaiting_keyframe(&self) -> bool {
+        self.awaiting_keyframe.load(Ordering::Relaxed)
+    }
+
+    /// Offers one packet without waiting.
+    pub fn offer(
+        &self,
+        frame: &bytes::Bytes,
+        received_at: Instant,
+        keyframe: bool,
+        metrics: &Metrics,
+    ) -> Delivery {
+        let waiting = !self.audio && self.awaiting_keyframe.load(Ordering::Relaxed);
+        if waiting && !keyframe {
+            return Delivery::Dropped(DropReason::AwaitingKeyframe);
+        }
+        let out = Outgoing {
+            frame: frame.clone(),
+            received_at,
+            keyframe,
+            after_gap: waiting,
+            audio: self.audio,
+        };
+        match self.sink.offer(out, metrics) {
+            Offer::Accepted { depth } => {
+                self.queue_depth.observe(depth as f64);
+                if waiting {
+                    self.awaiting_keyframe.store(false, Ordering::Relaxed);
+                }
+                Delivery::Queued
+            }
+            Offer::Full if self.audio => Delivery::Dropped(DropReason::AudioQueueFull),
+            Offer::Full => {
+                self.awaiting_keyframe.store(true, Ordering::Relaxed);
+                Delivery::Dropped(DropReason::VideoQueueFull)
+            }
+            Offer::Closed => Delivery::Dropped(DropReason::SubscriberGone),
+        }
+    }
+}

@@ -1,1 +1,282 @@
+//! Native videocall client: joins a meeting on a relay over WebTransport or WebSocket,
+//! publishes media and receives everyone else's.
+//!
+//! Used by the tests, the load generator and the streamer. It speaks the same mapping as
+//! the browser client (ARCHITECTURE.md, "Wire protocol"): a control stream, one stream
+//! per video group of pictures, audio in datagrams.
 
+pub mod synthetic;
+mod websocket;
+mod webtransport;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use videocall_protocol::wire::{self, envelope::Body, ErrorCode};
+use videocall_protocol::ProtocolError;
+
+/// Which transport to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// WebTransport over QUIC.
+    WebTransport,
+    /// WebSocket over TCP.
+    WebSocket,
+}
+
+/// How to reach a relay.
+#[derive(Debug, Clone)]
+pub struct RelayAddress {
+    /// `https://host:port/` of the WebTransport listener.
+    pub webtransport_url: String,
+    /// `ws://host:port/ws` of the WebSocket listener.
+    pub websocket_url: String,
+    /// Hex SHA-256 of a self-signed certificate to trust; `None` uses the system roots.
+    pub certificate_sha256: Option<String>,
+}
+
+/// Everything needed to join.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Transport to use.
+    pub transport: Transport,
+    /// The relay.
+    pub relay: RelayAddress,
+    /// Meeting to join.
+    pub meeting_id: String,
+    /// Join token for that meeting.
+    pub token: String,
+    /// Free-form description for the relay's logs.
+    pub client_name: String,
+    /// Answer the relay's pings (turn off only to simulate a dead peer).
+    pub answer_pings: bool,
+    /// Messages buffered for the application before the client stops reading the network.
+    pub event_buffer: usize,
+    /// Time allowed for connecting and joining.
+    pub join_timeout: Duration,
+}
+
+impl ConnectOptions {
+    /// Options with defaults for everything but the essentials.
+    pub fn new(transport: Transport, relay: RelayAddress, meeting_id: &str, token: &str) -> Self {
+        ConnectOptions {
+            transport,
+            relay,
+            meeting_id: meeting_id.to_owned(),
+            token: token.to_owned(),
+            client_name: format!("videocall-client/{}", env!("CARGO_PKG_VERSION")),
+            answer_pings: true,
+            event_buffer: 4096,
+            join_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a connection ended or never started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The relay could not be reached.
+    #[error("connect failed: {0}")]
+    Connect(String),
+    /// The relay refused the join.
+    #[error("refused ({code:?}): {message}")]
+    Refused {
+        /// Wire error code.
+        code: ErrorCode,
+        /// The relay's explanation.
+        message: String,
+    },
+    /// The session closed.
+    #[error("closed (code {code}): {reason}")]
+    Closed {
+        /// Transport close code (WebSocket close code, or QUIC application code).
+        code: u32,
+        /// Close reason text.
+        reason: String,
+    },
+    /// Something the relay sent could not be decoded.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Joining took too long.
+    #[error("timed out joining")]
+    Timeout,
+}
+
+impl From<ProtocolError> for ClientError {
+    fn from(e: ProtocolError) -> Self {
+        ClientError::Protocol(e.to_string())
+    }
+}
+
+/// What the relay sends.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A message (media, participant events, errors, chat, ...).
+    Message(Body),
+    /// The session ended.
+    Closed {
+        /// Transport close code.
+        code: u32,
+        /// Close reason.
+        reason: String,
+    },
+}
+
+/// A joined session.
+pub struct Client {
+    /// The relay's welcome: own id and who was already there.
+    pub joined: wire::Joined,
+    sender: Sender,
+    events: mpsc::Receiver<Event>,
+}
+
+/// Sends on a session; cheap to clone.
+#[derive(Clone)]
+pub struct Sender {
+    inner: SenderInner,
+}
+
+#[derive(Clone)]
+enum SenderInner {
+    WebTransport(webtransport::WtSender),
+    WebSocket(websocket::WsSender),
+}
+
+impl Sender {
+    /// Sends a control message.
+    pub async fn send(&self, body: Body) -> Result<(), ClientError> {
+        match &self.inner {
+            SenderInner::WebTransport(s) => s.send_control(body).await,
+            SenderInner::WebSocket(s) => s.send(body).await,
+        }
+    }
+
+    /// Publishes a media packet (audio as a datagram on WebTransport, video on its
+    /// group-of-pictures stream).
+    pub async fn send_media(&self, media: wire::Media) -> Result<(), ClientError> {
+        match &self.inner {
+            SenderInner::WebTransport(s) => s.send_media(media).await,
+            SenderInner::WebSocket(s) => s.send(Body::Media(media)).await,
+        }
+    }
+
+    /// Sends raw bytes as one frame, bypassing encoding (for protocol tests).
+    pub async fn send_raw(&self, frame: Bytes) -> Result<(), ClientError> {
+        match &self.inner {
+            SenderInner::WebTransport(s) => s.send_raw_control(frame).await,
+            SenderInner::WebSocket(s) => s.send_raw(frame).await,
+        }
+    }
+
+    /// Leaves the meeting and closes the connection.
+    pub async fn leave(&self) {
+        let _ = self
+            .send(Body::Leave(wire::Leave {
+                reason: "bye".into(),
+            }))
+            .await;
+    }
+}
+
+impl Client {
+    /// Connects and joins.
+    pub async fn connect(options: ConnectOptions) -> Result<Client, ClientError> {
+        let timeout = options.join_timeout;
+        let joining = async {
+            match options.transport {
+                Transport::WebTransport => webtransport::connect(&options).await,
+                Transport::WebSocket => websocket::connect(&options).await,
+            }
+        };
+        let (sender, mut events) = tokio::time::timeout(timeout, joining)
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        let joined = loop {
+            match tokio::time::timeout(timeout, events.recv()).await {
+                Err(_) => return Err(ClientError::Timeout),
+                Ok(None) => return Err(ClientError::Connect("connection ended before Joined".into())),
+                Ok(Some(Event::Message(Body::Joined(joined)))) => break joined,
+                Ok(Some(Event::Message(Body::Error(error)))) => {
+                    return Err(ClientError::Refused {
+                        code: ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Unspecified),
+                        message: error.message,
+                    })
+                }
+                Ok(Some(Event::Closed { code, reason })) => {
+                    return Err(ClientError::Closed { code, reason })
+                }
+                // Media of others may overtake Joined on WebTransport; nothing to keep before joining.
+                Ok(Some(Event::Message(_))) => continue,
+            }
+        };
+        Ok(Client {
+            joined,
+            sender,
+            events,
+        })
+    }
+
+    /// Own participant id.
+    pub fn participant_id(&self) -> u64 {
+        self.joined.participant_id
+    }
+
+    /// A handle for sending, usable from other tasks.
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// Next event; `None` once the session has ended and every event was read.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Next event if one is ready.
+    pub fn try_next_event(&mut self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+}
+
+/// Microseconds since the Unix epoch (capture timestamps).
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Wraps a body in an envelope of this protocol version.
+pub(crate) fn envelope(body: Body) -> wire::Envelope {
+    videocall_protocol::envelope::envelope(body)
+}
+
+/// Handles what every transport does with an incoming frame: decode it, answer pings,
+/// and queue it for the application. Returns false when the application is gone.
+pub(crate) async fn deliver(
+    frame: Bytes,
+    events: &mpsc::Sender<Event>,
+    pong: impl FnOnce(Body),
+    answer_pings: bool,
+) -> bool {
+    let envelope = match videocall_protocol::decode_envelope(frame, usize::MAX) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            tracing::warn!(%error, "undecodable frame from relay");
+            return true;
+        }
+    };
+    match envelope.body {
+        Some(Body::Ping(ping)) => {
+            if answer_pings {
+                pong(Body::Pong(wire::Pong {
+                    nonce: ping.nonce,
+                    sent_at_us: ping.sent_at_us,
+                }));
+            }
+            true
+        }
+        Some(body) => events.send(Event::Message(body)).await.is_ok(),
+        None => true,
+    }
+}

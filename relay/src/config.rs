@@ -95,6 +95,10 @@ pub struct Limits {
     #[arg(long, env = "RELAY_SOCKET_QUEUE_PACKETS", default_value_t = 1024)]
     pub socket_queue_packets: usize,
 
+    /// Video bytes queued per subscriber (all its tracks) before its video is dropped.
+    #[arg(long, env = "RELAY_SUBSCRIBER_QUEUE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub subscriber_queue_bytes: usize,
+
     /// Audio packets queued per WebSocket subscriber.
     #[arg(long, env = "RELAY_AUDIO_QUEUE_PACKETS", default_value_t = 256)]
     pub audio_queue_packets: usize,

@@ -5,13 +5,15 @@
 //! stream is reset (its unsent bytes discarded) instead of finished. Audio keeps one
 //! stream at a higher priority. Nothing here waits on another lane.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wtransport::{Connection, SendStream, VarInt};
 
 use crate::metrics::Metrics;
-use crate::outbound::Outgoing;
+use crate::outbound::{Outgoing, QueueBudget};
 
 /// Stream priority of audio lanes (quinn sends higher first).
 const AUDIO_PRIORITY: i32 = 10;
@@ -23,17 +25,25 @@ pub fn spawn(
     connection: Connection,
     capacity: usize,
     audio: bool,
+    budget: Option<Arc<QueueBudget>>,
     metrics: Metrics,
     closing: CancellationToken,
 ) -> mpsc::Sender<Outgoing> {
-    let (tx, rx) = mpsc::channel(capacity);
+    let (tx, mut rx) = mpsc::channel(capacity);
     tokio::spawn(async move {
         tokio::select! {
             _ = closing.cancelled() => {}
-            result = run(connection, rx, audio, &metrics) => {
+            result = run(connection, &mut rx, audio, budget.as_deref(), &metrics) => {
                 if let Err(error) = result {
                     tracing::debug!(%error, "lane ended");
                 }
+            }
+        }
+        // Give back what is still queued so the budget gauge stays true.
+        if let Some(budget) = budget {
+            rx.close();
+            while let Ok(out) = rx.try_recv() {
+                budget.release(out.frame.len());
             }
         }
     });
@@ -42,8 +52,9 @@ pub fn spawn(
 
 async fn run(
     connection: Connection,
-    mut rx: mpsc::Receiver<Outgoing>,
+    rx: &mut mpsc::Receiver<Outgoing>,
     audio: bool,
+    budget: Option<&QueueBudget>,
     metrics: &Metrics,
 ) -> Result<(), LaneError> {
     let mut stream: Option<SendStream> = None;
@@ -69,7 +80,11 @@ async fn run(
             }
         };
         let bytes = out.frame.len() as u64;
-        write_frame(writer, out.frame).await?;
+        let written = write_frame(writer, out.frame).await;
+        if let Some(budget) = budget {
+            budget.release(bytes as usize);
+        }
+        written?;
         let counters = metrics.media_out(audio);
         counters.packets.inc();
         counters.bytes.inc_by(bytes);

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub keyframe_requests: IntCounter,
     /// Participants disconnected because they stopped reading.
     pub slow_consumers: IntCounter,
+    /// Video bytes waiting in subscriber queues.
+    pub queued_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -128,6 +130,11 @@ impl Metrics {
             "slow_consumers_total",
             "Participants disconnected because their control queue filled",
         )?;
+        let queued_bytes = IntGauge::new(
+            "queued_bytes",
+            "Video bytes waiting in subscriber queues (bounded per subscriber)",
+        )?;
+        registry.register(Box::new(queued_bytes.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(meetings.clone()))?;
         registry.register(Box::new(participants.clone()))?;
@@ -162,6 +169,7 @@ impl Metrics {
             bad_frames,
             keyframe_requests,
             slow_consumers,
+            queued_bytes,
         })
     }
 

@@ -5,6 +5,8 @@
 //! lane per subscribed track ([`crate::lane`]): each lane writes its own QUIC streams, so a
 //! stalled video lane never delays audio or another track. Audio goes out as datagrams.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -39,6 +41,53 @@ impl Outgoing {
     }
 }
 
+/// Bytes of video one subscriber may have queued: a subscriber that lags holds at most
+/// this much memory, whatever the packet sizes.
+pub struct QueueBudget {
+    used: AtomicUsize,
+    max: usize,
+    gauge: prometheus::IntGauge,
+}
+
+impl QueueBudget {
+    /// A budget of `max` bytes reported into `gauge`.
+    pub fn new(max: usize, gauge: prometheus::IntGauge) -> Arc<Self> {
+        Arc::new(QueueBudget {
+            used: AtomicUsize::new(0),
+            max,
+            gauge,
+        })
+    }
+
+    /// Reserves `bytes`; false when that would exceed the budget.
+    fn reserve(&self, bytes: usize) -> bool {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            if used + bytes > self.max {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.gauge.add(bytes as i64);
+                    return true;
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Returns `bytes` once they left the queue.
+    pub fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+        self.gauge.sub(bytes as i64);
+    }
+}
+
 /// The control queue is full: the participant stopped reading and must go.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("control queue is full")]
@@ -52,6 +101,8 @@ pub struct SocketQueues {
     pub audio: mpsc::Receiver<Outgoing>,
     /// Video frames of every subscribed track.
     pub video: mpsc::Receiver<Outgoing>,
+    /// Budget the video frames were reserved from.
+    pub budget: Arc<QueueBudget>,
 }
 
 /// Sending side of everything that goes to one participant.
@@ -64,18 +115,21 @@ enum MediaOutbound {
     Socket {
         audio: mpsc::Sender<Outgoing>,
         video: mpsc::Sender<Outgoing>,
+        budget: Arc<QueueBudget>,
     },
     Streams {
         connection: Connection,
         lane_capacity: usize,
         metrics: Metrics,
         closing: CancellationToken,
+        budget: Arc<QueueBudget>,
     },
 }
 
 impl Outbound {
     /// Queues for a WebSocket participant.
-    pub fn socket(limits: &Limits) -> (Self, SocketQueues) {
+    pub fn socket(limits: &Limits, metrics: &Metrics) -> (Self, SocketQueues) {
+        let budget = QueueBudget::new(limits.subscriber_queue_bytes, metrics.queued_bytes.clone());
         let (control_tx, control) = mpsc::channel(limits.control_queue_messages.max(1));
         let (audio_tx, audio) = mpsc::channel(limits.audio_queue_packets.max(1));
         let (video_tx, video) = mpsc::channel(limits.socket_queue_packets.max(1));
@@ -84,6 +138,7 @@ impl Outbound {
             media: MediaOutbound::Socket {
                 audio: audio_tx,
                 video: video_tx,
+                budget: budget.clone(),
             },
         };
         (
@@ -92,6 +147,7 @@ impl Outbound {
                 control,
                 audio,
                 video,
+                budget,
             },
         )
     }
@@ -104,6 +160,7 @@ impl Outbound {
         closing: CancellationToken,
     ) -> (Self, mpsc::Receiver<Bytes>) {
         let (control_tx, control) = mpsc::channel(limits.control_queue_messages.max(1));
+        let budget = QueueBudget::new(limits.subscriber_queue_bytes, metrics.queued_bytes.clone());
         let outbound = Outbound {
             control: control_tx,
             media: MediaOutbound::Streams {
@@ -111,6 +168,7 @@ impl Outbound {
                 lane_capacity: limits.track_queue_packets.max(1),
                 metrics,
                 closing,
+                budget,
             },
         };
         (outbound, control)
@@ -129,19 +187,30 @@ impl Outbound {
     /// Where media of one subscribed track goes.
     pub fn down_sink(&self, audio: bool) -> DownSink {
         match &self.media {
-            MediaOutbound::Socket { audio: a, video: v } => {
-                DownSink::Queue(if audio { a.clone() } else { v.clone() })
+            MediaOutbound::Socket {
+                audio: a,
+                video: v,
+                budget,
+            } => {
+                if audio {
+                    DownSink::Queue(a.clone(), None)
+                } else {
+                    DownSink::Queue(v.clone(), Some(budget.clone()))
+                }
             }
             MediaOutbound::Streams {
                 connection,
                 lane_capacity,
                 metrics,
                 closing,
+                budget,
             } => {
+                let budget = (!audio).then(|| budget.clone());
                 let lane = lane::spawn(
                     connection.clone(),
                     *lane_capacity,
                     audio,
+                    budget.clone(),
                     metrics.clone(),
                     closing.clone(),
                 );
@@ -151,7 +220,7 @@ impl Outbound {
                         fallback: lane,
                     }
                 } else {
-                    DownSink::Queue(lane)
+                    DownSink::Queue(lane, budget)
                 }
             }
         }
@@ -160,8 +229,9 @@ impl Outbound {
 
 /// Where one subscriber's copy of one track goes.
 pub enum DownSink {
-    /// A bounded queue (a WebSocket queue or a WebTransport lane).
-    Queue(mpsc::Sender<Outgoing>),
+    /// A bounded queue (a WebSocket queue or a WebTransport lane); video also draws
+    /// on the subscriber's byte budget.
+    Queue(mpsc::Sender<Outgoing>, Option<Arc<QueueBudget>>),
     /// WebTransport datagrams, with a lane for packets too large for a datagram.
     Datagram {
         /// The subscriber's connection.
@@ -189,7 +259,7 @@ impl DownSink {
     /// Hands `out` to the subscriber without waiting.
     pub fn offer(&self, out: Outgoing, metrics: &Metrics) -> Offer {
         match self {
-            DownSink::Queue(tx) => offer_queue(tx, out),
+            DownSink::Queue(tx, budget) => offer_queue(tx, budget.as_deref(), out),
             DownSink::Datagram {
                 connection,
                 fallback,
@@ -198,7 +268,7 @@ impl DownSink {
                     .max_datagram_size()
                     .is_some_and(|max| out.frame.len() - LENGTH_PREFIX_BYTES <= max);
                 if !fits {
-                    return offer_queue(fallback, out);
+                    return offer_queue(fallback, None, out);
                 }
                 let bytes = out.frame.len() as u64;
                 match connection.send_datagram(out.unprefixed()) {
@@ -212,7 +282,7 @@ impl DownSink {
                         Offer::Accepted { depth: 0 }
                     }
                     Err(wtransport::error::SendDatagramError::TooLarge) => {
-                        offer_queue(fallback, out)
+                        offer_queue(fallback, None, out)
                     }
                     Err(_) => Offer::Closed,
                 }
@@ -221,9 +291,21 @@ impl DownSink {
     }
 }
 
-fn offer_queue(tx: &mpsc::Sender<Outgoing>, out: Outgoing) -> Offer {
+fn offer_queue(tx: &mpsc::Sender<Outgoing>, budget: Option<&QueueBudget>, out: Outgoing) -> Offer {
     let depth = tx.max_capacity() - tx.capacity();
-    match tx.try_send(out) {
+    let bytes = out.frame.len();
+    if let Some(budget) = budget {
+        if !budget.reserve(bytes) {
+            return Offer::Full;
+        }
+    }
+    let result = tx.try_send(out);
+    if result.is_err() {
+        if let Some(budget) = budget {
+            budget.release(bytes);
+        }
+    }
+    match result {
         Ok(()) => Offer::Accepted { depth },
         Err(mpsc::error::TrySendError::Full(_)) => Offer::Full,
         Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,

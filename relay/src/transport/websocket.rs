@@ -79,7 +79,7 @@ async fn serve(state: Arc<RelayState>, socket: WebSocket) {
     };
 
     let closing = state.shutdown.child_token();
-    let (outbound, queues) = Outbound::socket(&state.config.limits);
+    let (outbound, queues) = Outbound::socket(&state.config.limits, &state.metrics);
     let session = match admit(&state, frame, TransportKind::WebSocket, outbound, closing.clone()) {
         Ok(session) => session,
         Err(refusal) => return refuse(&mut sink, &refusal).await,
@@ -143,7 +143,10 @@ async fn write(
             _ = closing.cancelled() => break,
             Some(frame) = queues.control.recv() => (Message::Binary(unprefixed(frame)), None),
             Some(out) = queues.audio.recv() => (Message::Binary(out.unprefixed()), Some(out)),
-            Some(out) = queues.video.recv() => (Message::Binary(out.unprefixed()), Some(out)),
+            Some(out) = queues.video.recv() => {
+                queues.budget.release(out.frame.len());
+                (Message::Binary(out.unprefixed()), Some(out))
+            }
             else => break,
         };
         let sent = tokio::select! {
@@ -165,6 +168,10 @@ async fn write(
                 .fanout_latency
                 .observe(out.received_at.elapsed().as_secs_f64());
         }
+    }
+    queues.video.close();
+    while let Ok(out) = queues.video.try_recv() {
+        queues.budget.release(out.frame.len());
     }
     // Last words: pending control messages (the final error), then the close frame.
     let reason = me.close_reason();

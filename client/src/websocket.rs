@@ -1,0 +1,112 @@
+//! WebSocket side of the client: one binary message per envelope.
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use videocall_protocol::encode_envelope;
+use videocall_protocol::wire::{self, envelope::Body};
+
+use crate::{deliver, envelope, ClientError, ConnectOptions, Event, Sender, SenderInner};
+
+/// Outgoing messages queued for the socket writer.
+const OUTGOING_QUEUE: usize = 1024;
+
+#[derive(Clone)]
+pub(crate) struct WsSender {
+    tx: mpsc::Sender<Message>,
+}
+
+impl WsSender {
+    pub(crate) async fn send(&self, body: Body) -> Result<(), ClientError> {
+        self.send_raw(encode_envelope(&envelope(body))).await
+    }
+
+    pub(crate) async fn send_raw(&self, frame: Bytes) -> Result<(), ClientError> {
+        self.tx
+            .send(Message::Binary(frame))
+            .await
+            .map_err(|_| ClientError::Closed {
+                code: 0,
+                reason: "connection closed".into(),
+            })
+    }
+}
+
+pub(crate) async fn connect(
+    options: &ConnectOptions,
+) -> Result<(Sender, mpsc::Receiver<Event>), ClientError> {
+    let (socket, _) = tokio_tungstenite::connect_async(options.relay.websocket_url.as_str())
+        .await
+        .map_err(|e| ClientError::Connect(e.to_string()))?;
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(OUTGOING_QUEUE);
+    let (events_tx, events) = mpsc::channel(options.event_buffer.max(1));
+
+    tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let pong_tx = tx.clone();
+    let answer_pings = options.answer_pings;
+    tokio::spawn(async move {
+        let closed = loop {
+            match stream.next().await {
+                Some(Ok(Message::Binary(frame))) => {
+                    let pong = |body: Body| {
+                        let _ = pong_tx.try_send(Message::Binary(encode_envelope(&envelope(body))));
+                    };
+                    if !deliver(frame, &events_tx, pong, answer_pings).await {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    break match frame {
+                        Some(frame) => Event::Closed {
+                            code: u16::from(frame.code) as u32,
+                            reason: frame.reason.to_string(),
+                        },
+                        None => Event::Closed {
+                            code: 1005,
+                            reason: String::new(),
+                        },
+                    };
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    break Event::Closed {
+                        code: 1006,
+                        reason: error.to_string(),
+                    }
+                }
+                None => {
+                    break Event::Closed {
+                        code: 1006,
+                        reason: "connection ended".into(),
+                    }
+                }
+            }
+        };
+        let _ = events_tx.send(closed).await;
+    });
+
+    let sender = WsSender { tx };
+    sender
+        .send(Body::Join(wire::Join {
+            token: options.token.clone(),
+            meeting_id: options.meeting_id.clone(),
+            client: options.client_name.clone(),
+        }))
+        .await?;
+    Ok((
+        Sender {
+            inner: SenderInner::WebSocket(sender),
+        },
+        events,
+    ))
+}

@@ -1,0 +1,249 @@
+//! WebTransport side of the client: control stream, a stream per video group of
+//! pictures, audio in datagrams.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+use videocall_protocol::wire::{self, envelope::Body, MediaKind};
+use videocall_protocol::{
+    encode_length_prefixed, length_delimited_codec, DEFAULT_MAX_FRAME_SIZE, LENGTH_PREFIX_BYTES,
+};
+use wtransport::error::ConnectionError;
+use wtransport::tls::Sha256Digest;
+use wtransport::{ClientConfig, Connection, Endpoint, SendStream};
+
+use crate::{deliver, envelope, ClientError, ConnectOptions, Event, Sender, SenderInner};
+
+/// Control messages queued for the control stream writer.
+const CONTROL_QUEUE: usize = 1024;
+/// Video packets queued per track before `send_media` waits.
+const TRACK_QUEUE: usize = 256;
+
+#[derive(Clone)]
+pub(crate) struct WtSender {
+    connection: Connection,
+    control: mpsc::Sender<Bytes>,
+    tracks: Arc<Mutex<HashMap<u32, mpsc::Sender<(Bytes, bool)>>>>,
+}
+
+fn closed() -> ClientError {
+    ClientError::Closed {
+        code: 0,
+        reason: "connection closed".into(),
+    }
+}
+
+impl WtSender {
+    pub(crate) async fn send_control(&self, body: Body) -> Result<(), ClientError> {
+        self.send_raw_control(encode_length_prefixed(&envelope(body)))
+            .await
+    }
+
+    /// `frame` must carry its length prefix.
+    pub(crate) async fn send_raw_control(&self, frame: Bytes) -> Result<(), ClientError> {
+        self.control.send(frame).await.map_err(|_| closed())
+    }
+
+    pub(crate) async fn send_media(&self, media: wire::Media) -> Result<(), ClientError> {
+        let audio = media.kind == MediaKind::Audio as i32;
+        let keyframe = media.keyframe;
+        let track_id = media.track_id;
+        let frame = encode_length_prefixed(&envelope(Body::Media(media)));
+        if audio {
+            let fits = self
+                .connection
+                .max_datagram_size()
+                .is_some_and(|max| frame.len() - LENGTH_PREFIX_BYTES <= max);
+            if fits
+                && self
+                    .connection
+                    .send_datagram(frame.slice(LENGTH_PREFIX_BYTES..))
+                    .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        let lane = {
+            let mut tracks = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
+            tracks
+                .entry(track_id)
+                .or_insert_with(|| spawn_track_writer(self.connection.clone(), audio))
+                .clone()
+        };
+        lane.send((frame, keyframe)).await.map_err(|_| closed())
+    }
+}
+
+/// One task per published track: a new stream at every keyframe, so a stalled group
+/// of pictures never holds up audio or another track.
+fn spawn_track_writer(connection: Connection, audio: bool) -> mpsc::Sender<(Bytes, bool)> {
+    let (tx, mut rx) = mpsc::channel::<(Bytes, bool)>(TRACK_QUEUE);
+    tokio::spawn(async move {
+        let mut stream: Option<SendStream> = None;
+        while let Some((frame, keyframe)) = rx.recv().await {
+            if keyframe && !audio {
+                if let Some(mut old) = stream.take() {
+                    let _ = old.quic_stream_mut().finish();
+                }
+            }
+            let writer = match &mut stream {
+                Some(s) => s,
+                None => match connection.open_uni().await {
+                    Ok(opening) => match opening.await {
+                        Ok(s) => stream.insert(s),
+                        Err(_) => return,
+                    },
+                    Err(_) => return,
+                },
+            };
+            if writer.quic_stream_mut().write_chunk(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    tx
+}
+
+pub(crate) async fn connect(
+    options: &ConnectOptions,
+) -> Result<(Sender, mpsc::Receiver<Event>), ClientError> {
+    let builder = ClientConfig::builder().with_bind_default();
+    let mut config = match &options.relay.certificate_sha256 {
+        Some(hex_hash) => {
+            let bytes = hex::decode(hex_hash.trim())
+                .map_err(|e| ClientError::Connect(format!("certificate hash: {e}")))?;
+            let digest: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| ClientError::Connect("certificate hash must be 32 bytes".into()))?;
+            builder
+                .with_server_certificate_hashes([Sha256Digest::new(digest)])
+                .build()
+        }
+        None => builder.with_native_certs().build(),
+    };
+    let mut transport = wtransport::quinn::TransportConfig::default();
+    transport.max_concurrent_uni_streams(wtransport::quinn::VarInt::from_u32(1024));
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
+    config
+        .quic_config_mut()
+        .transport_config(Arc::new(transport));
+    let endpoint = Endpoint::client(config).map_err(|e| ClientError::Connect(e.to_string()))?;
+    let connection = endpoint
+        .connect(options.relay.webtransport_url.as_str())
+        .await
+        .map_err(|e| ClientError::Connect(e.to_string()))?;
+    let (mut send, recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| ClientError::Connect(e.to_string()))?
+        .await
+        .map_err(|e| ClientError::Connect(e.to_string()))?;
+
+    let (control_tx, mut control_rx) = mpsc::channel::<Bytes>(CONTROL_QUEUE);
+    let (events_tx, events) = mpsc::channel(options.event_buffer.max(1));
+    let answer_pings = options.answer_pings;
+
+    tokio::spawn(async move {
+        while let Some(frame) = control_rx.recv().await {
+            if send.quic_stream_mut().write_chunk(frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = send.quic_stream_mut().finish();
+    });
+
+    // Control stream reader; it also reports the close once the connection ends.
+    {
+        let events_tx = events_tx.clone();
+        let pong_tx = control_tx.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            let mut frames = FramedRead::new(recv, length_delimited_codec(DEFAULT_MAX_FRAME_SIZE));
+            while let Some(Ok(frame)) = frames.next().await {
+                let pong = |body: Body| {
+                    let _ = pong_tx.try_send(encode_length_prefixed(&envelope(body)));
+                };
+                if !deliver(frame.freeze(), &events_tx, pong, answer_pings).await {
+                    return;
+                }
+            }
+            let (code, reason) = close_info(connection.closed().await);
+            let _ = events_tx.send(Event::Closed { code, reason }).await;
+        });
+    }
+
+    // Media streams from the relay.
+    {
+        let events_tx = events_tx.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            while let Ok(stream) = connection.accept_uni().await {
+                let events_tx = events_tx.clone();
+                tokio::spawn(async move {
+                    let mut frames =
+                        FramedRead::new(stream, length_delimited_codec(DEFAULT_MAX_FRAME_SIZE));
+                    while let Some(Ok(frame)) = frames.next().await {
+                        if !deliver(frame.freeze(), &events_tx, |_| {}, false).await {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    // Datagrams (audio).
+    {
+        let events_tx = events_tx.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            while let Ok(datagram) = connection.receive_datagram().await {
+                if !deliver(datagram.payload(), &events_tx, |_| {}, false).await {
+                    return;
+                }
+            }
+        });
+    }
+
+    // The endpoint must outlive the connection.
+    {
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            connection.closed().await;
+            drop(endpoint);
+        });
+    }
+
+    let sender = WtSender {
+        connection,
+        control: control_tx,
+        tracks: Arc::new(Mutex::new(HashMap::new())),
+    };
+    sender
+        .send_control(Body::Join(wire::Join {
+            token: options.token.clone(),
+            meeting_id: options.meeting_id.clone(),
+            client: options.client_name.clone(),
+        }))
+        .await?;
+    Ok((
+        Sender {
+            inner: SenderInner::WebTransport(sender),
+        },
+        events,
+    ))
+}
+
+fn close_info(error: ConnectionError) -> (u32, String) {
+    match error {
+        ConnectionError::ApplicationClosed(close) => (
+            close.code().into_inner() as u32,
+            String::from_utf8_lossy(close.reason()).into_owned(),
+        ),
+        other => (0, other.to_string()),
+    }
+}

@@ -1,0 +1,263 @@
+//! Meetings over real sockets: mixed transports, events, late joiners, limits and grants.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio_util::sync::CancellationToken;
+use videocall_client::synthetic::{self, packet, KeyframeTrigger, MediaPattern, PublishStats};
+use videocall_client::{Client, Event, Transport};
+use videocall_protocol::wire::{
+    self, envelope::Body, ErrorCode, LeaveReason, MediaKind, UpdateState,
+};
+use videocall_token::Grants;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Sends one keyframe, two deltas and three audio packets.
+async fn publish_burst(client: &Client) {
+    let sender = client.sender();
+    for seq in 0..3u64 {
+        sender
+            .send_media(packet(1, MediaKind::Video, seq, seq == 0, 3000))
+            .await
+            .expect("video");
+    }
+    for seq in 0..3u64 {
+        sender
+            .send_media(packet(2, MediaKind::Audio, seq, false, 120))
+            .await
+            .expect("audio");
+    }
+}
+
+/// Collects media until video and audio from every id in `from` arrived.
+async fn receive_from_all(client: &mut Client, from: &[u64]) -> HashMap<(u64, i32), Vec<wire::Media>> {
+    let mut got: HashMap<(u64, i32), Vec<wire::Media>> = HashMap::new();
+    let want: HashSet<(u64, i32)> = from
+        .iter()
+        .flat_map(|id| [(*id, MediaKind::Video as i32), (*id, MediaKind::Audio as i32)])
+        .collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !want.iter().all(|k| got.get(k).is_some_and(|v| v.len() >= 3)) {
+        match tokio::time::timeout_at(deadline, client.next_event()).await {
+            Ok(Some(Event::Message(Body::Media(m)))) => {
+                got.entry((m.participant_id, m.kind)).or_default().push(m)
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_over_mixed_transports_exchange_media_and_events() {
+    let relay = RelayProcess::start(&[]).await;
+    let mut alice = relay.join(Transport::WebTransport, "m1", "alice").await;
+    let mut bob = relay.join(Transport::WebTransport, "m1", "bob").await;
+    let mut carol = relay.join(Transport::WebSocket, "m1", "carol").await;
+    let (a, b, c) = (alice.participant_id(), bob.participant_id(), carol.participant_id());
+
+    // Join events, and the roster in Joined.
+    let carol_roster: HashSet<u64> = carol.joined.participants.iter().map(|p| p.id).collect();
+    assert_eq!(carol_roster, HashSet::from([a, b]));
+    for (who, client, expect) in [("alice", &mut alice, vec![b, c]), ("bob", &mut bob, vec![c])] {
+        for id in expect {
+            let seen = wait_for_message(client, WAIT, |m| match m {
+                Body::ParticipantJoined(j) if j.participant.as_ref().map(|p| p.id) == Some(id) => Some(()),
+                _ => None,
+            })
+            .await;
+            assert!(seen.is_some(), "{who} did not see {id} join");
+        }
+    }
+
+    for client in [&alice, &bob, &carol] {
+        publish_burst(client).await;
+    }
+    for (who, client, others) in [
+        ("alice", &mut alice, [b, c]),
+        ("bob", &mut bob, [a, c]),
+        ("carol", &mut carol, [a, b]),
+    ] {
+        let got = receive_from_all(client, &others).await;
+        for id in others {
+            let video = got.get(&(id, MediaKind::Video as i32)).map(Vec::len).unwrap_or(0);
+            let audio = got.get(&(id, MediaKind::Audio as i32)).map(Vec::len).unwrap_or(0);
+            assert!(video >= 3 && audio >= 3, "{who} got {video} video / {audio} audio from {id}");
+            let first = &got[&(id, MediaKind::Video as i32)][0];
+            assert!(first.keyframe, "{who}: first video from {id} is a keyframe");
+            assert_eq!(first.payload.len(), 3000);
+            assert_eq!(&first.payload[..8], &0u64.to_be_bytes());
+        }
+        assert!(!got.keys().any(|(id, _)| *id == client.participant_id()), "{who} got its own media back");
+    }
+
+    // Mute propagates.
+    alice
+        .sender()
+        .send(Body::UpdateState(UpdateState {
+            audio_muted: true,
+            ..Default::default()
+        }))
+        .await
+        .expect("update");
+    for (who, client) in [("bob", &mut bob), ("carol", &mut carol)] {
+        let muted = wait_for_message(client, WAIT, |m| match m {
+            Body::ParticipantUpdated(u) => u
+                .participant
+                .as_ref()
+                .filter(|p| p.id == a && p.audio_muted)
+                .map(|_| ()),
+            _ => None,
+        })
+        .await;
+        assert!(muted.is_some(), "{who} did not see alice mute");
+    }
+
+    // Chat reaches everyone else with the sender filled in by the relay.
+    alice
+        .sender()
+        .send(Body::Data(wire::DataMessage {
+            text: "hello".into(),
+            from_participant_id: 999,
+            ..Default::default()
+        }))
+        .await
+        .expect("chat");
+    let chat = wait_for_message(&mut carol, WAIT, |m| match m {
+        Body::Data(d) => Some(d.clone()),
+        _ => None,
+    })
+    .await
+    .expect("carol got chat");
+    assert_eq!((chat.text.as_str(), chat.from_participant_id), ("hello", a));
+
+    // Leave is announced.
+    carol.sender().leave().await;
+    for (who, client) in [("alice", &mut alice), ("bob", &mut bob)] {
+        let left = wait_for_message(client, WAIT, |m| match m {
+            Body::ParticipantLeft(l) if l.participant_id == c => Some(l.reason),
+            _ => None,
+        })
+        .await;
+        assert_eq!(left, Some(LeaveReason::Left as i32), "{who} did not see carol leave");
+    }
+    assert_eq!(relay.metric("relay_participants").await, 2.0);
+    assert_eq!(relay.metric("relay_meetings").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_gets_a_keyframe_within_one_second() {
+    let relay = RelayProcess::start(&[]).await;
+    for transport in TRANSPORTS {
+        let meeting = format!("late-{transport:?}");
+        let mut alice = relay.join(Transport::WebTransport, &meeting, "alice").await;
+        // Keyframes only every 10 s unless asked: the late joiner must be served by a request.
+        let pattern = MediaPattern {
+            keyframe_interval: 300,
+            ..MediaPattern::conference()
+        };
+        let trigger = KeyframeTrigger::default();
+        let stats = Arc::new(PublishStats::default());
+        let stop = CancellationToken::new();
+        tokio::spawn(synthetic::publish(
+            alice.sender(),
+            pattern,
+            trigger.clone(),
+            stats.clone(),
+            stop.clone(),
+        ));
+        let answering = {
+            let trigger = trigger.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        event = alice.next_event() => match event {
+                            Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
+                            Some(_) => {}
+                            None => return,
+                        }
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+
+        let mut bob = relay.join(transport, &meeting, "bob").await;
+        let joined_at = Instant::now();
+        let mut deltas_before_keyframe = 0;
+        let first_keyframe = wait_for_message(&mut bob, Duration::from_secs(3), |m| match m {
+            Body::Media(media) if media.kind == MediaKind::Video as i32 => {
+                if media.keyframe {
+                    Some(joined_at.elapsed())
+                } else {
+                    deltas_before_keyframe += 1;
+                    None
+                }
+            }
+            _ => None,
+        })
+        .await
+        .expect("late joiner got a keyframe");
+        assert!(
+            first_keyframe < Duration::from_secs(1),
+            "{transport:?}: first keyframe after {first_keyframe:?}"
+        );
+        assert_eq!(deltas_before_keyframe, 0, "{transport:?}: undecodable deltas before the keyframe");
+        stop.cancel();
+        let _ = answering.await;
+    }
+    assert!(relay.metric("relay_keyframe_requests_total").await >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_grants_are_enforced_with_clear_errors() {
+    let relay = RelayProcess::start(&["--max-participants-per-meeting", "2", "--max-meetings", "2"]).await;
+    let _a = relay.join(Transport::WebSocket, "full", "a").await;
+    let _b = relay.join(Transport::WebTransport, "full", "b").await;
+    for transport in TRANSPORTS {
+        let token = relay.token("c", "full");
+        let refused = Client::connect(relay.options(transport, "full", &token)).await.err();
+        assert!(
+            matches!(refused, Some(videocall_client::ClientError::Refused { code: ErrorCode::MeetingFull, .. })),
+            "{transport:?}: {refused:?}"
+        );
+    }
+    let _other = relay.join(Transport::WebSocket, "second", "d").await;
+    let token = relay.token("e", "third");
+    let refused = Client::connect(relay.options(Transport::WebSocket, "third", &token)).await.err();
+    assert!(
+        matches!(refused, Some(videocall_client::ClientError::Refused { code: ErrorCode::RelayFull, .. })),
+        "{refused:?}"
+    );
+
+    // A subscribe-only participant may not publish; the others never see its media.
+    let viewer_token = relay.token_with(
+        "viewer",
+        "second",
+        Grants { publish: false, subscribe: true, admin: false },
+        Duration::from_secs(60),
+    );
+    let mut viewer = Client::connect(relay.options(Transport::WebTransport, "second", &viewer_token))
+        .await
+        .expect("viewer joins");
+    assert!(!viewer.joined.participants.is_empty());
+    viewer
+        .sender()
+        .send_media(packet(1, MediaKind::Video, 0, true, 100))
+        .await
+        .expect("send");
+    let error = wait_for_message(&mut viewer, WAIT, |m| match m {
+        Body::Error(e) => Some(e.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(error, Some(ErrorCode::Forbidden as i32));
+}

@@ -80,7 +80,7 @@ pub struct Limits {
     pub max_frame_size: usize,
 
     /// Joins admitted per second (sustained), across all clients.
-    #[arg(long, env = "RELAY_JOIN_RATE", default_value_t = 100)]
+    #[arg(long = "join-rate", env = "RELAY_JOIN_RATE", default_value_t = 100)]
     pub join_rate_per_sec: u32,
 
     /// Joins admitted in a burst above the sustained rate.

@@ -20,6 +20,8 @@ use videocall_token::TokenVerifier;
 /// Self-signed certificates last 13 days: browsers accept `serverCertificateHashes`
 /// only for certificates valid at most 14 days.
 const SELF_SIGNED_VALIDITY_DAYS: u32 = 13;
+/// Unacknowledged bytes quinn may buffer per connection.
+const QUIC_SEND_WINDOW: u64 = 4 * 1024 * 1024;
 /// After the drain deadline, how long sessions get to close before the relay stops.
 const DRAIN_GRACE: Duration = Duration::from_secs(3);
 
@@ -125,7 +127,10 @@ pub async fn start_with_verifier(
             wtransport::quinn::IdleTimeout::try_from(config.timing.peer_timeout())
                 .map_err(|e| StartError::Identity(e.to_string()))?,
         ))
-        .keep_alive_interval(Some(config.timing.heartbeat_interval()));
+        .keep_alive_interval(Some(config.timing.heartbeat_interval()))
+        // Bytes quinn buffers per connection: with the queue budget, this bounds the memory
+        // a subscriber that stopped reading can pin.
+        .send_window(QUIC_SEND_WINDOW);
     let wt_config = ServerConfig::builder()
         .with_bind_address(config.webtransport_addr)
         .with_custom_transport(identity, transport)

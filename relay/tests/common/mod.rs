@@ -30,7 +30,7 @@ impl RelayProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let ready = dir.path().join("ready.json");
         let key = format!("{KID}={}", issuer.public_key_base64());
-        let child = Command::new(env!("CARGO_BIN_EXE_videocall-relay"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_videocall-relay"))
             .args([
                 "--webtransport-addr",
                 "127.0.0.1:0",
@@ -48,7 +48,7 @@ impl RelayProcess {
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn relay");
-        let info = wait_ready(&ready).await;
+        let info = wait_ready(&ready, &mut child).await;
         RelayProcess {
             child,
             info,
@@ -147,13 +147,16 @@ impl Drop for RelayProcess {
     }
 }
 
-async fn wait_ready(path: &PathBuf) -> RelayInfo {
+async fn wait_ready(path: &PathBuf, child: &mut Child) -> RelayInfo {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(bytes) = std::fs::read(path) {
             if let Ok(info) = serde_json::from_slice(&bytes) {
                 return info;
             }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("relay exited before it was ready: {status}");
         }
         assert!(Instant::now() < deadline, "relay did not become ready");
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -22,6 +22,13 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    const ALL: [DropReason; 4] = [
+        DropReason::VideoQueueFull,
+        DropReason::AudioQueueFull,
+        DropReason::AwaitingKeyframe,
+        DropReason::SubscriberGone,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             DropReason::VideoQueueFull => "video_queue_full",
@@ -54,7 +61,8 @@ pub struct Metrics {
     in_video: KindCounters,
     out_audio: KindCounters,
     out_video: KindCounters,
-    drops: IntCounterVec,
+    /// One counter per [`DropReason`], in `DropReason::ALL` order.
+    drops: [IntCounter; 4],
     /// Time from a packet's arrival to its write on a subscriber's socket.
     pub fanout_latency: Histogram,
     queue_depth: HistogramVec,
@@ -149,6 +157,11 @@ impl Metrics {
         registry.register(Box::new(bad_frames.clone()))?;
         registry.register(Box::new(keyframe_requests.clone()))?;
         registry.register(Box::new(slow_consumers.clone()))?;
+        // Every series exists from the start, so dashboards show zeros rather than gaps.
+        for transport in [TransportKind::WebSocket, TransportKind::WebTransport] {
+            connections.with_label_values(&[transport.label()]);
+            queue_depth.with_label_values(&[transport.label()]);
+        }
         let pair = |packets: &IntCounterVec, bytes: &IntCounterVec, kind: &str| KindCounters {
             packets: packets.with_label_values(&[kind]),
             bytes: bytes.with_label_values(&[kind]),
@@ -162,7 +175,7 @@ impl Metrics {
             connections,
             meetings,
             participants,
-            drops,
+            drops: DropReason::ALL.map(|r| drops.with_label_values(&[r.label()])),
             fanout_latency,
             queue_depth,
             join_refusals,
@@ -203,7 +216,7 @@ impl Metrics {
 
     /// Counts one undelivered packet.
     pub fn drop_packet(&self, reason: DropReason) {
-        self.drops.with_label_values(&[reason.label()]).inc();
+        self.drops[reason as usize].inc();
     }
 
     /// Counts one refused join.

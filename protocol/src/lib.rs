@@ -6,6 +6,7 @@
 //! exactly one envelope without prefix. ARCHITECTURE.md documents the mapping.
 
 pub mod envelope;
+pub mod ids;
 pub mod framing;
 
 /// Generated Protocol Buffers types (`videocall.media.v1`).

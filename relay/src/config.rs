@@ -47,6 +47,10 @@ pub struct RelayConfig {
     )]
     pub self_signed_names: Vec<String>,
 
+    /// Where to write the generated self-signed certificate and key (PEM), if anywhere.
+    #[arg(long, env = "RELAY_SELF_SIGNED_DIR")]
+    pub self_signed_dir: Option<PathBuf>,
+
     /// Trusted token verification keys as `kid=base64url-ed25519-public-key`, comma separated.
     #[arg(long = "token-key", env = "RELAY_TOKEN_KEYS", value_delimiter = ',')]
     pub token_keys: Vec<String>,

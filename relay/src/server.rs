@@ -227,14 +227,37 @@ async fn load_identity(config: &RelayConfig) -> Result<(Identity, bool), StartEr
             .await
             .map(|identity| (identity, false))
             .map_err(|e| StartError::Identity(format!("loading {}: {e}", cert.display()))),
-        _ => Identity::self_signed_builder()
-            .subject_alt_names(config.self_signed_names.iter().map(String::as_str))
-            .from_now_utc()
-            .validity_days(SELF_SIGNED_VALIDITY_DAYS)
-            .build()
-            .map(|identity| (identity, true))
-            .map_err(|e| StartError::Identity(e.to_string())),
+        _ => {
+            let identity = Identity::self_signed_builder()
+                .subject_alt_names(config.self_signed_names.iter().map(String::as_str))
+                .from_now_utc()
+                .validity_days(SELF_SIGNED_VALIDITY_DAYS)
+                .build()
+                .map_err(|e| StartError::Identity(e.to_string()))?;
+            if let Some(dir) = &config.self_signed_dir {
+                store_identity(&identity, dir)
+                    .await
+                    .map_err(|e| StartError::Identity(format!("storing in {}: {e}", dir.display())))?;
+            }
+            Ok((identity, true))
+        }
     }
+}
+
+async fn store_identity(identity: &Identity, dir: &Path) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    identity
+        .certificate_chain()
+        .store_pemfile(dir.join("relay-cert.pem"))
+        .await?;
+    let key = dir.join("relay-key.pem");
+    identity.private_key().store_secret_pemfile(&key).await?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).await?;
+    }
+    Ok(())
 }
 
 async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {

@@ -27,8 +27,6 @@ use videocall_token::TokenError;
 const CONGESTION_WINDOW_MS: u64 = 1000;
 /// Bad frames logged per session before the rest are only counted.
 const BAD_FRAMES_LOGGED: u32 = 5;
-/// Longest meeting id accepted.
-const MAX_MEETING_ID_LEN: usize = 128;
 
 /// A participant admitted to a meeting.
 pub struct Session {
@@ -84,7 +82,8 @@ fn admit_inner(
             "the first message of a session must be Join",
         ));
     };
-    validate_meeting_id(&join.meeting_id)?;
+    videocall_protocol::ids::validate_meeting_id(&join.meeting_id)
+        .map_err(|message| Refusal::new(ErrorCode::Malformed, message))?;
     let claims = state
         .verifier
         .verify(&join.token, &join.meeting_id)
@@ -140,24 +139,6 @@ fn admit_inner(
         "joined"
     );
     Ok(session)
-}
-
-fn validate_meeting_id(id: &str) -> Result<(), Refusal> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_MEETING_ID_LEN
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Refusal::new(
-            ErrorCode::Malformed,
-            format!(
-                "meeting id must be 1 to {MAX_MEETING_ID_LEN} characters of letters, digits, '-', '_' or '.'"
-            ),
-        ))
-    }
 }
 
 fn protocol_refusal(e: ProtocolError) -> Refusal {

@@ -1,0 +1,178 @@
+//! `videocall join`: a participant in the terminal. It joins through the local platform,
+//! optionally publishes synthetic media, and prints who is there and what arrives.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
+use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
+use videocall_protocol::wire::{envelope::Body, MediaKind, Participant};
+use videocall_token::{Claims, Grants};
+
+use crate::data_dir::DataDir;
+
+/// Options of `videocall join`.
+#[derive(Debug, clap::Args)]
+pub struct JoinArgs {
+    /// Meeting to join.
+    #[arg(long, default_value = "demo")]
+    pub meeting: String,
+    /// User name.
+    #[arg(long, default_value = "alice")]
+    pub user: String,
+    /// Transport: webtransport or websocket.
+    #[arg(long, default_value = "webtransport", value_parser = parse_transport)]
+    pub transport: Transport,
+    /// Publish synthetic video (30 fps, 500 kbit/s) and audio.
+    #[arg(long)]
+    pub publish: bool,
+    /// Leave after this many seconds (0: stay until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    pub seconds: u64,
+}
+
+fn parse_transport(s: &str) -> Result<Transport, String> {
+    match s {
+        "webtransport" | "wt" => Ok(Transport::WebTransport),
+        "websocket" | "ws" => Ok(Transport::WebSocket),
+        _ => Err("expected webtransport or websocket".into()),
+    }
+}
+
+#[derive(Default)]
+struct Rates {
+    video: u64,
+    audio: u64,
+    bytes: u64,
+}
+
+/// Joins and reports until the time is up, Ctrl-C, or the relay ends the session.
+pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
+    let relay = data.relay_info()?;
+    let issuer = data.dev_issuer()?;
+    let claims = Claims::new(
+        &args.user,
+        &args.user,
+        &args.meeting,
+        Grants::default(),
+        Duration::from_secs(3600),
+    );
+    let token = issuer.issue(&claims).context("signing a token")?;
+    let address = RelayAddress {
+        webtransport_url: relay.webtransport_url.clone(),
+        websocket_url: relay.websocket_url.clone(),
+        certificate_sha256: relay.self_signed.then(|| relay.certificate_sha256.clone()),
+    };
+    let mut client = Client::connect(ConnectOptions::new(args.transport, address, &args.meeting, &token))
+        .await
+        .context("joining")?;
+    println!(
+        "joined {} as {} (participant {}) over {:?} via {}",
+        args.meeting,
+        args.user,
+        client.participant_id(),
+        args.transport,
+        client.joined.relay_id
+    );
+    let mut names: HashMap<u64, String> = HashMap::new();
+    for p in &client.joined.participants {
+        println!("  already here: {}", describe(p));
+        names.insert(p.id, p.display_name.clone());
+    }
+
+    let stop = CancellationToken::new();
+    let trigger = KeyframeTrigger::default();
+    if args.publish {
+        tokio::spawn(synthetic::publish(
+            client.sender(),
+            MediaPattern::conference(),
+            trigger.clone(),
+            Arc::new(PublishStats::default()),
+            stop.clone(),
+        ));
+        println!("publishing synthetic video (30 fps, 500 kbit/s) and audio (50 packets/s)");
+    }
+    let deadline = (args.seconds > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(args.seconds));
+    let mut report = tokio::time::interval(Duration::from_secs(1));
+    let mut rates: HashMap<u64, Rates> = HashMap::new();
+    let mut last_report = Instant::now();
+    let result = loop {
+        let until_deadline = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = until_deadline => break Ok(()),
+            _ = report.tick() => {
+                let secs = last_report.elapsed().as_secs_f64().max(0.001);
+                last_report = Instant::now();
+                for (id, r) in rates.drain() {
+                    let who = names.get(&id).cloned().unwrap_or_else(|| id.to_string());
+                    println!(
+                        "  from {who}: {:.0} video frames/s, {:.0} audio packets/s, {:.0} kbit/s",
+                        r.video as f64 / secs,
+                        r.audio as f64 / secs,
+                        r.bytes as f64 * 8.0 / 1000.0 / secs
+                    );
+                }
+            }
+            event = client.next_event() => match event {
+                Some(Event::Message(Body::Media(m))) => {
+                    let r = rates.entry(m.participant_id).or_default();
+                    if m.kind == MediaKind::Audio as i32 { r.audio += 1 } else { r.video += 1 }
+                    r.bytes += m.payload.len() as u64;
+                }
+                Some(Event::Message(Body::ParticipantJoined(j))) => {
+                    if let Some(p) = j.participant {
+                        println!("+ {}", describe(&p));
+                        names.insert(p.id, p.display_name);
+                    }
+                }
+                Some(Event::Message(Body::ParticipantUpdated(u))) => {
+                    if let Some(p) = u.participant {
+                        println!("~ {}", describe(&p));
+                    }
+                }
+                Some(Event::Message(Body::ParticipantLeft(l))) => {
+                    let who = names.remove(&l.participant_id).unwrap_or_else(|| l.participant_id.to_string());
+                    println!("- {who} left");
+                }
+                Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
+                Some(Event::Message(Body::Data(d))) => println!("[chat] {}: {}", d.from_participant_id, d.text),
+                Some(Event::Message(Body::Error(e))) => println!("! relay error {}: {}", e.code, e.message),
+                Some(Event::Message(Body::Draining(_))) => println!("! the relay is draining"),
+                Some(Event::Message(_)) => {}
+                Some(Event::Closed { code, reason }) => break Err(anyhow::anyhow!("session closed (code {code}): {reason}")),
+                None => break Err(anyhow::anyhow!("session ended")),
+            }
+        }
+    };
+    stop.cancel();
+    client.sender().leave().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    result
+}
+
+fn describe(p: &Participant) -> String {
+    let mut flags = Vec::new();
+    if p.audio_muted {
+        flags.push("mic off");
+    }
+    if p.video_muted {
+        flags.push("camera off");
+    }
+    format!(
+        "{} ({}, id {}, {} track(s)){}",
+        p.display_name,
+        p.user,
+        p.id,
+        p.tracks.len(),
+        if flags.is_empty() { String::new() } else { format!(" [{}]", flags.join(", ")) }
+    )
+}

@@ -1,0 +1,145 @@
+//! Support for integration tests: child processes stopped by PID, files they write,
+//! plain HTTP requests, Prometheus values and waiting on client events.
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use videocall_client::{Client, Event};
+use videocall_protocol::wire::envelope::Body;
+
+/// A child process that is killed and reaped when dropped.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, ...).
+    pub fn signal(&self, signal: &str) {
+        let _ = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status();
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `path` holds JSON of type `T`, failing early if `child` exits.
+pub async fn wait_for_json<T: DeserializeOwned>(path: &Path, child: &mut ChildGuard, within: Duration) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(bytes) = std::fs::read(path) {
+            if let Ok(value) = serde_json::from_slice(&bytes) {
+                return value;
+            }
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("process exited before writing {}: {status}", path.display());
+        }
+        assert!(Instant::now() < deadline, "{} was not written in time", path.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Resident memory of process `pid` in KiB (0 if unknown).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A minimal HTTP/1.0 request; returns (status, body).
+pub async fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Sum of a Prometheus metric's samples, optionally filtered by `{label="value",...}`.
+pub fn metric_value(body: &str, name_with_labels: &str) -> f64 {
+    let (name, labels) = match name_with_labels.split_once('{') {
+        Some((n, l)) => (n, Some(l.trim_end_matches('}'))),
+        None => (name_with_labels, None),
+    };
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.is_none_or(|want| want.split(',').all(|kv| l.contains(kv))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Reads events until `pick` returns something, or `within` passes.
+pub async fn wait_for<T>(
+    client: &mut Client,
+    within: Duration,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let event = tokio::time::timeout_at(deadline, client.next_event()).await.ok()??;
+        if let Some(found) = pick(&event) {
+            return Some(found);
+        }
+    }
+}
+
+/// Reads events until the message picker matches.
+pub async fn wait_for_message<T>(
+    client: &mut Client,
+    within: Duration,
+    mut pick: impl FnMut(&Body) -> Option<T>,
+) -> Option<T> {
+    wait_for(client, within, |event| match event {
+        Event::Message(body) => pick(body),
+        Event::Closed { .. } => None,
+    })
+    .await
+}

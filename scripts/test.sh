@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Command two: every check and every test of the workspace. `.ci/run` calls exactly this.
+#
+#   scripts/test.sh            fmt check, clippy (-D warnings), all tests
+#
+# Tests start the servers they need on loopback ports of their own; the shared services
+# (PostgreSQL, NATS) are started here when they are not running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked --no-fail-fast

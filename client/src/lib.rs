@@ -195,7 +195,11 @@ impl Client {
         let joined = loop {
             match tokio::time::timeout(timeout, events.recv()).await {
                 Err(_) => return Err(ClientError::Timeout),
-                Ok(None) => return Err(ClientError::Connect("connection ended before Joined".into())),
+                Ok(None) => {
+                    return Err(ClientError::Connect(
+                        "connection ended before Joined".into(),
+                    ))
+                }
                 Ok(Some(Event::Message(Body::Joined(joined)))) => break joined,
                 Ok(Some(Event::Message(Body::Error(error)))) => {
                     return Err(ClientError::Refused {

@@ -113,8 +113,9 @@ pub async fn publish(
     let mut video_tick = tokio::time::interval(Duration::from_secs_f64(
         1.0 / pattern.video_fps.max(1) as f64,
     ));
-    let mut audio_tick =
-        tokio::time::interval(Duration::from_secs_f64(1.0 / pattern.audio_pps.max(1) as f64));
+    let mut audio_tick = tokio::time::interval(Duration::from_secs_f64(
+        1.0 / pattern.audio_pps.max(1) as f64,
+    ));
     video_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let frame_bytes = pattern.video_frame_bytes();

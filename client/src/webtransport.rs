@@ -23,11 +23,16 @@ const CONTROL_QUEUE: usize = 1024;
 /// Video packets queued per track before `send_media` waits.
 const TRACK_QUEUE: usize = 256;
 
+/// A frame for a track writer, with its keyframe flag.
+type TrackFrame = (Bytes, bool);
+/// Writers of the published tracks, by track id.
+type TrackWriters = Arc<Mutex<HashMap<u32, mpsc::Sender<TrackFrame>>>>;
+
 #[derive(Clone)]
 pub(crate) struct WtSender {
     connection: Connection,
     control: mpsc::Sender<Bytes>,
-    tracks: Arc<Mutex<HashMap<u32, mpsc::Sender<(Bytes, bool)>>>>,
+    tracks: TrackWriters,
 }
 
 fn closed() -> ClientError {
@@ -80,8 +85,8 @@ impl WtSender {
 
 /// One task per published track: a new stream at every keyframe, so a stalled group
 /// of pictures never holds up audio or another track.
-fn spawn_track_writer(connection: Connection, audio: bool) -> mpsc::Sender<(Bytes, bool)> {
-    let (tx, mut rx) = mpsc::channel::<(Bytes, bool)>(TRACK_QUEUE);
+fn spawn_track_writer(connection: Connection, audio: bool) -> mpsc::Sender<TrackFrame> {
+    let (tx, mut rx) = mpsc::channel::<TrackFrame>(TRACK_QUEUE);
     tokio::spawn(async move {
         let mut stream: Option<SendStream> = None;
         while let Some((frame, keyframe)) = rx.recv().await {

@@ -102,7 +102,11 @@ async fn token(
         .into_response(),
         Err(error) => {
             tracing::error!(%error, "signing a development token failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "could not sign the token").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not sign the token",
+            )
+                .into_response()
         }
     }
 }

@@ -66,9 +66,14 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
         websocket_url: relay.websocket_url.clone(),
         certificate_sha256: relay.self_signed.then(|| relay.certificate_sha256.clone()),
     };
-    let mut client = Client::connect(ConnectOptions::new(args.transport, address, &args.meeting, &token))
-        .await
-        .context("joining")?;
+    let mut client = Client::connect(ConnectOptions::new(
+        args.transport,
+        address,
+        &args.meeting,
+        &token,
+    ))
+    .await
+    .context("joining")?;
     println!(
         "joined {} as {} (participant {}) over {:?} via {}",
         args.meeting,
@@ -95,7 +100,8 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
         ));
         println!("publishing synthetic video (30 fps, 500 kbit/s) and audio (50 packets/s)");
     }
-    let deadline = (args.seconds > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(args.seconds));
+    let deadline =
+        (args.seconds > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(args.seconds));
     let mut report = tokio::time::interval(Duration::from_secs(1));
     let mut rates: HashMap<u64, Rates> = HashMap::new();
     let mut last_report = Instant::now();
@@ -173,6 +179,10 @@ fn describe(p: &Participant) -> String {
         p.user,
         p.id,
         p.tracks.len(),
-        if flags.is_empty() { String::new() } else { format!(" [{}]", flags.join(", ")) }
+        if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", flags.join(", "))
+        }
     )
 }

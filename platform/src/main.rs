@@ -27,7 +27,12 @@ use data_dir::{DataDir, DEV_KID};
 #[command(version, about)]
 struct Cli {
     /// Directory for keys, certificates and state.
-    #[arg(long, env = "VIDEOCALL_DATA_DIR", default_value = "data", global = true)]
+    #[arg(
+        long,
+        env = "VIDEOCALL_DATA_DIR",
+        default_value = "data",
+        global = true
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -90,7 +95,13 @@ async fn main() -> anyhow::Result<()> {
         }) => {
             videocall_protocol::ids::validate_meeting_id(&meeting).map_err(anyhow::Error::msg)?;
             videocall_protocol::ids::validate_user(&user).map_err(anyhow::Error::msg)?;
-            let claims = Claims::new(&user, &user, &meeting, Grants::default(), Duration::from_secs(ttl_secs));
+            let claims = Claims::new(
+                &user,
+                &user,
+                &meeting,
+                Grants::default(),
+                Duration::from_secs(ttl_secs),
+            );
             println!("{}", data.dev_issuer()?.issue(&claims)?);
             Ok(())
         }
@@ -147,7 +158,10 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         token_url: format!("http://{http_addr}/dev/token?meeting=demo&user=alice"),
         relay: relay.info.clone(),
     };
-    std::fs::write(data.root().join("platform.json"), serde_json::to_vec_pretty(&info)?)?;
+    std::fs::write(
+        data.root().join("platform.json"),
+        serde_json::to_vec_pretty(&info)?,
+    )?;
     print_banner(data, &info);
 
     let state = relay.state.clone();
@@ -180,7 +194,10 @@ fn print_banner(data: &DataDir, info: &PlatformInfo) {
     println!("  Open           {}", info.http_url);
     println!("  Join token     {}", info.token_url);
     println!("  WebTransport   {}", r.webtransport_url);
-    println!("  Certificate    sha256 {} (self-signed, 13 days)", r.certificate_sha256);
+    println!(
+        "  Certificate    sha256 {} (self-signed, 13 days)",
+        r.certificate_sha256
+    );
     println!("  WebSocket      {}", r.websocket_url);
     println!("  Metrics        {}/metrics", r.admin_url);
     println!();

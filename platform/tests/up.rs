@@ -48,7 +48,12 @@ async fn up(data: &Path) -> (ChildGuard, PlatformInfo) {
         .spawn()
         .expect("spawn videocall up");
     let mut child = ChildGuard(child);
-    let info = wait_for_json(&data.join("platform.json"), &mut child, Duration::from_secs(20)).await;
+    let info = wait_for_json(
+        &data.join("platform.json"),
+        &mut child,
+        Duration::from_secs(20),
+    )
+    .await;
     (child, info)
 }
 
@@ -86,14 +91,22 @@ async fn up_serves_tokens_and_two_people_meet_in_demo() {
     assert!(page.contains(&info.relay.certificate_sha256));
 
     // Bad requests get a clear 400, and the issuer keeps serving.
-    for bad in ["", "meeting=demo", "meeting=../x&user=alice", "meeting=demo&user=a%20b"] {
+    for bad in [
+        "",
+        "meeting=demo",
+        "meeting=../x&user=alice",
+        "meeting=demo&user=a%20b",
+    ] {
         let (status, body) = token(&info, bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body.contains("error"), "{bad}: {body}");
     }
 
     let mut clients = Vec::new();
-    for (user, transport) in [("alice", Transport::WebTransport), ("bob", Transport::WebSocket)] {
+    for (user, transport) in [
+        ("alice", Transport::WebTransport),
+        ("bob", Transport::WebSocket),
+    ] {
         let (status, body) = token(&info, &format!("meeting=demo&user={user}")).await;
         assert_eq!(status, 200, "{body}");
         let grant: TokenGrant = serde_json::from_str(&body).expect("grant json");
@@ -109,7 +122,9 @@ async fn up_serves_tokens_and_two_people_meet_in_demo() {
         .await
         .expect("send");
     let got = wait_for_message(bob, Duration::from_secs(5), |m| match m {
-        Body::Media(media) if media.participant_id == alice.participant_id() => Some(media.payload.len()),
+        Body::Media(media) if media.participant_id == alice.participant_id() => {
+            Some(media.payload.len())
+        }
         _ => None,
     })
     .await;
@@ -119,18 +134,32 @@ async fn up_serves_tokens_and_two_people_meet_in_demo() {
     let join = Command::new(BIN)
         .arg("--data-dir")
         .arg(data.path())
-        .args(["join", "--meeting", "demo", "--user", "carol", "--publish", "--seconds", "3"])
+        .args([
+            "join",
+            "--meeting",
+            "demo",
+            "--user",
+            "carol",
+            "--publish",
+            "--seconds",
+            "3",
+        ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn join");
     let carol_media = wait_for_message(bob, Duration::from_secs(10), |m| match m {
-        Body::Media(media) if media.participant_id != alice.participant_id() && media.keyframe => Some(()),
+        Body::Media(media) if media.participant_id != alice.participant_id() && media.keyframe => {
+            Some(())
+        }
         _ => None,
     })
     .await;
-    assert!(carol_media.is_some(), "no media from `videocall join --publish`");
+    assert!(
+        carol_media.is_some(),
+        "no media from `videocall join --publish`"
+    );
     let output = join.wait_with_output().expect("join output");
     assert!(output.status.success());
     let printed = String::from_utf8_lossy(&output.stdout);
@@ -153,12 +182,16 @@ async fn the_signing_key_survives_a_restart_and_the_token_command_uses_it() {
         .output()
         .expect("token command");
     assert!(output.status.success());
-    let token = String::from_utf8(output.stdout).expect("utf8").trim().to_owned();
+    let token = String::from_utf8(output.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned();
     assert_eq!(token.split('.').count(), 3);
 
     for round in 0..2 {
         let (platform, info) = up(data.path()).await;
-        let options = ConnectOptions::new(Transport::WebSocket, address(&info.relay), "demo", &token);
+        let options =
+            ConnectOptions::new(Transport::WebSocket, address(&info.relay), "demo", &token);
         let client = Client::connect(options).await;
         assert!(client.is_ok(), "round {round}: {:?}", client.err());
         drop(platform);

@@ -6,8 +6,8 @@
 //! exactly one envelope without prefix. ARCHITECTURE.md documents the mapping.
 
 pub mod envelope;
-pub mod ids;
 pub mod framing;
+pub mod ids;
 
 /// Generated Protocol Buffers types (`videocall.media.v1`).
 #[allow(missing_docs, clippy::all)]

@@ -14,7 +14,11 @@ pub struct RelayConfig {
     pub relay_id: String,
 
     /// UDP address for WebTransport (QUIC).
-    #[arg(long, env = "RELAY_WEBTRANSPORT_ADDR", default_value = "127.0.0.1:4433")]
+    #[arg(
+        long,
+        env = "RELAY_WEBTRANSPORT_ADDR",
+        default_value = "127.0.0.1:4433"
+    )]
     pub webtransport_addr: SocketAddr,
 
     /// TCP address for WebSocket (`/ws`) and public relay information (`/info`).
@@ -72,7 +76,11 @@ pub struct RelayConfig {
 #[derive(Debug, Clone, Args)]
 pub struct Limits {
     /// Most participants in one meeting.
-    #[arg(long, env = "RELAY_MAX_PARTICIPANTS_PER_MEETING", default_value_t = 100)]
+    #[arg(
+        long,
+        env = "RELAY_MAX_PARTICIPANTS_PER_MEETING",
+        default_value_t = 100
+    )]
     pub max_participants_per_meeting: usize,
 
     /// Most meetings on this relay.
@@ -128,7 +136,11 @@ pub struct Timing {
     pub join_timeout_ms: u64,
 
     /// Least time between two keyframe requests to one published track.
-    #[arg(long, env = "RELAY_KEYFRAME_REQUEST_INTERVAL_MS", default_value_t = 500)]
+    #[arg(
+        long,
+        env = "RELAY_KEYFRAME_REQUEST_INTERVAL_MS",
+        default_value_t = 500
+    )]
     pub keyframe_request_interval_ms: u64,
 
     /// After a drain starts, close remaining sessions after this long.

@@ -25,7 +25,10 @@ pub struct HttpState {
 /// `/ws` and `/info`.
 pub fn public_router(state: HttpState) -> Router {
     Router::new()
-        .route("/ws", get(websocket::upgrade).with_state(state.relay.clone()))
+        .route(
+            "/ws",
+            get(websocket::upgrade).with_state(state.relay.clone()),
+        )
         .route("/info", get(info))
         .with_state(state)
 }
@@ -45,7 +48,10 @@ async fn info(State(state): State<HttpState>) -> impl IntoResponse {
     let mut info = RelayInfo::clone(&state.info);
     info.draining = state.relay.is_draining();
     info.meetings = state.relay.meetings.count();
-    ([(axum::http::header::CACHE_CONTROL, "no-store")], Json(info))
+    (
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(info),
+    )
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {

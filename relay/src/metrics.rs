@@ -120,8 +120,11 @@ impl Metrics {
             ]),
         )?;
         let queue_depth = HistogramVec::new(
-            HistogramOpts::new("queue_depth", "Subscriber queue depth seen when queuing")
-                .buckets(vec![0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+            HistogramOpts::new("queue_depth", "Subscriber queue depth seen when queuing").buckets(
+                vec![
+                    0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+                ],
+            ),
             &["transport"],
         )?;
         let join_refusals = IntCounterVec::new(
@@ -132,8 +135,10 @@ impl Metrics {
             Opts::new("bad_frames_total", "Frames from clients that were refused"),
             &["code"],
         )?;
-        let keyframe_requests =
-            IntCounter::new("keyframe_requests_total", "Keyframe requests sent to publishers")?;
+        let keyframe_requests = IntCounter::new(
+            "keyframe_requests_total",
+            "Keyframe requests sent to publishers",
+        )?;
         let slow_consumers = IntCounter::new(
             "slow_consumers_total",
             "Participants disconnected because their control queue filled",
@@ -228,7 +233,9 @@ impl Metrics {
 
     /// Counts one refused frame from a client.
     pub fn bad_frame(&self, code: videocall_protocol::wire::ErrorCode) {
-        self.bad_frames.with_label_values(&[code.as_str_name()]).inc();
+        self.bad_frames
+            .with_label_values(&[code.as_str_name()])
+            .inc();
     }
 
     /// Prometheus text exposition of every metric.

@@ -37,7 +37,8 @@ pub struct Outgoing {
 impl Outgoing {
     /// The envelope without its length prefix (WebSocket message, datagram).
     pub fn unprefixed(&self) -> Bytes {
-        self.frame.slice(LENGTH_PREFIX_BYTES.min(self.frame.len())..)
+        self.frame
+            .slice(LENGTH_PREFIX_BYTES.min(self.frame.len())..)
     }
 }
 
@@ -117,13 +118,15 @@ enum MediaOutbound {
         video: mpsc::Sender<Outgoing>,
         budget: Arc<QueueBudget>,
     },
-    Streams {
-        connection: Connection,
-        lane_capacity: usize,
-        metrics: Metrics,
-        closing: CancellationToken,
-        budget: Arc<QueueBudget>,
-    },
+    Streams(Box<StreamsOutbound>),
+}
+
+struct StreamsOutbound {
+    connection: Connection,
+    lane_capacity: usize,
+    metrics: Metrics,
+    closing: CancellationToken,
+    budget: Arc<QueueBudget>,
 }
 
 impl Outbound {
@@ -163,13 +166,13 @@ impl Outbound {
         let budget = QueueBudget::new(limits.subscriber_queue_bytes, metrics.queued_bytes.clone());
         let outbound = Outbound {
             control: control_tx,
-            media: MediaOutbound::Streams {
+            media: MediaOutbound::Streams(Box::new(StreamsOutbound {
                 connection,
                 lane_capacity: limits.track_queue_packets.max(1),
                 metrics,
                 closing,
                 budget,
-            },
+            })),
         };
         (outbound, control)
     }
@@ -198,13 +201,14 @@ impl Outbound {
                     DownSink::Queue(v.clone(), Some(budget.clone()))
                 }
             }
-            MediaOutbound::Streams {
-                connection,
-                lane_capacity,
-                metrics,
-                closing,
-                budget,
-            } => {
+            MediaOutbound::Streams(streams) => {
+                let StreamsOutbound {
+                    connection,
+                    lane_capacity,
+                    metrics,
+                    closing,
+                    budget,
+                } = streams.as_ref();
                 let budget = (!audio).then(|| budget.clone());
                 let lane = lane::spawn(
                     connection.clone(),

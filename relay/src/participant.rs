@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::outbound::Outbound;
 use crate::track::PublishedTrack;
 use crate::transport::TransportKind;
+use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode, LeaveReason};
-use videocall_protocol::encode_length_prefixed;
 use videocall_token::Grants;
 
 /// Relay-assigned participant id, unique within the relay's lifetime.

@@ -181,9 +181,20 @@ pub async fn start_with_verifier(
     };
 
     let mut tasks = JoinSet::new();
-    tasks.spawn(crate::transport::webtransport::serve(state.clone(), endpoint));
-    tasks.spawn(serve_http(ws_listener, public_router(http.clone()), state.clone()));
-    tasks.spawn(serve_http(admin_listener, admin_router(http), state.clone()));
+    tasks.spawn(crate::transport::webtransport::serve(
+        state.clone(),
+        endpoint,
+    ));
+    tasks.spawn(serve_http(
+        ws_listener,
+        public_router(http.clone()),
+        state.clone(),
+    ));
+    tasks.spawn(serve_http(
+        admin_listener,
+        admin_router(http),
+        state.clone(),
+    ));
     tasks.spawn(drain_lifecycle(state.clone()));
 
     if let Some(path) = ready_file {
@@ -235,9 +246,9 @@ async fn load_identity(config: &RelayConfig) -> Result<(Identity, bool), StartEr
                 .build()
                 .map_err(|e| StartError::Identity(e.to_string()))?;
             if let Some(dir) = &config.self_signed_dir {
-                store_identity(&identity, dir)
-                    .await
-                    .map_err(|e| StartError::Identity(format!("storing in {}: {e}", dir.display())))?;
+                store_identity(&identity, dir).await.map_err(|e| {
+                    StartError::Identity(format!("storing in {}: {e}", dir.display()))
+                })?;
             }
             Ok((identity, true))
         }
@@ -260,7 +271,10 @@ async fn store_identity(identity: &Identity, dir: &Path) -> std::io::Result<()> 
     Ok(())
 }
 
-async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+async fn bind_tcp(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpListener, StartError> {
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { what, addr, source })
@@ -276,7 +290,11 @@ fn local_addr(
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
-async fn serve_http(listener: tokio::net::TcpListener, router: axum::Router, state: Arc<RelayState>) {
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    state: Arc<RelayState>,
+) {
     let shutdown = state.shutdown.clone();
     if let Err(error) = axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -298,7 +316,10 @@ async fn drain_lifecycle(state: Arc<RelayState>) {
     }
     let left = state.meetings.count();
     if left > 0 {
-        tracing::warn!(meetings = left, "drain deadline reached: closing remaining sessions");
+        tracing::warn!(
+            meetings = left,
+            "drain deadline reached: closing remaining sessions"
+        );
         for meeting in state.meetings.all() {
             for participant in meeting.participants() {
                 participant.close(CloseReason::error(

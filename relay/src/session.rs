@@ -321,11 +321,10 @@ impl Session {
     }
 
     fn announce_update(&self) {
-        let frame = encode_length_prefixed(&envelope(Body::ParticipantUpdated(
-            ParticipantUpdated {
+        let frame =
+            encode_length_prefixed(&envelope(Body::ParticipantUpdated(ParticipantUpdated {
                 participant: Some(self.me.describe()),
-            },
-        )));
+            })));
         self.meeting.broadcast(self.me.id, &frame);
     }
 

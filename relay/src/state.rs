@@ -11,9 +11,9 @@ use crate::config::RelayConfig;
 use crate::meeting::Meetings;
 use crate::metrics::Metrics;
 use crate::participant::ParticipantId;
+use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::wire::{envelope::Body, Draining};
-use videocall_protocol::encode_length_prefixed;
 use videocall_token::TokenVerifier;
 
 /// Everything connections of one relay share.
@@ -39,7 +39,8 @@ pub struct RelayState {
 impl RelayState {
     /// State for `config` with `verifier`'s keys.
     pub fn new(config: RelayConfig, verifier: TokenVerifier, metrics: Metrics) -> Self {
-        let rate = NonZeroU32::new(config.limits.join_rate_per_sec.max(1)).unwrap_or(NonZeroU32::MIN);
+        let rate =
+            NonZeroU32::new(config.limits.join_rate_per_sec.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.limits.join_burst.max(1)).unwrap_or(NonZeroU32::MIN);
         // Ids start at a time-derived offset so ids of a restarted relay do not repeat.
         let seed = SystemTime::now()
@@ -85,7 +86,8 @@ impl RelayState {
         if self.draining.swap(true, Ordering::AcqRel) {
             return false;
         }
-        let deadline_ms = (self.config.timing.drain_timeout_secs * 1000).min(u32::MAX as u64) as u32;
+        let deadline_ms =
+            (self.config.timing.drain_timeout_secs * 1000).min(u32::MAX as u64) as u32;
         let frame = encode_length_prefixed(&envelope(Body::Draining(Draining {
             deadline_ms,
             redirect_url: String::new(),
@@ -93,7 +95,10 @@ impl RelayState {
         for meeting in self.meetings.all() {
             meeting.broadcast(0, &frame);
         }
-        tracing::info!(meetings = self.meetings.count(), "drain started: refusing new joins");
+        tracing::info!(
+            meetings = self.meetings.count(),
+            "drain started: refusing new joins"
+        );
         self.drain.cancel();
         true
     }

@@ -58,11 +58,18 @@ async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
 
     // Two subscribers that never read: their client buffers fill, then the network, then the relay's queues.
     let mut stalled = Vec::new();
-    for (user, transport) in [("stuck-wt", Transport::WebTransport), ("stuck-ws", Transport::WebSocket)] {
+    for (user, transport) in [
+        ("stuck-wt", Transport::WebTransport),
+        ("stuck-ws", Transport::WebSocket),
+    ] {
         let token = relay.token(user, "bp");
         let mut options = relay.options(transport, "bp", &token);
         options.event_buffer = 4;
-        stalled.push(Client::connect(options).await.expect("stalled subscriber joins"));
+        stalled.push(
+            Client::connect(options)
+                .await
+                .expect("stalled subscriber joins"),
+        );
     }
     let baseline_rss = relay.rss_kib();
 
@@ -77,7 +84,13 @@ async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
     let stop = CancellationToken::new();
     let stats = Arc::new(PublishStats::default());
     let trigger = KeyframeTrigger::default();
-    tokio::spawn(synthetic::publish(alice.sender(), pattern, trigger.clone(), stats.clone(), stop.clone()));
+    tokio::spawn(synthetic::publish(
+        alice.sender(),
+        pattern,
+        trigger.clone(),
+        stats.clone(),
+        stop.clone(),
+    ));
     {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -121,7 +134,10 @@ async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
         assert!(p99_us < 100_000, "{who}: p99 delivery latency {p99_us} us");
     }
     let drops = relay.metric("relay_drops_total").await;
-    assert!(drops > 0.0, "the stalled subscribers should have lost video");
+    assert!(
+        drops > 0.0,
+        "the stalled subscribers should have lost video"
+    );
     assert!(
         max_queued <= 2.0 * QUEUE_BYTES as f64,
         "queued video {max_queued} exceeds two subscribers' budgets"

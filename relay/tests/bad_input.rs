@@ -29,7 +29,9 @@ struct HealthyPair {
 impl HealthyPair {
     async fn join(relay: &RelayProcess) -> Self {
         HealthyPair {
-            alice: relay.join(Transport::WebTransport, "healthy", "alice").await,
+            alice: relay
+                .join(Transport::WebTransport, "healthy", "alice")
+                .await,
             bob: relay.join(Transport::WebSocket, "healthy", "bob").await,
             sequence: 0,
         }
@@ -49,12 +51,18 @@ impl HealthyPair {
             _ => None,
         })
         .await;
-        assert!(got.is_some(), "healthy pair stopped talking after {context}");
+        assert!(
+            got.is_some(),
+            "healthy pair stopped talking after {context}"
+        );
     }
 }
 
 /// Sends `frames` on a fresh WebSocket and returns the relay's errors and close frame.
-async fn raw_websocket(relay: &RelayProcess, frames: Vec<Message>) -> (Vec<wire::Error>, Option<(u16, String)>) {
+async fn raw_websocket(
+    relay: &RelayProcess,
+    frames: Vec<Message>,
+) -> (Vec<wire::Error>, Option<(u16, String)>) {
     let (mut socket, _) = tokio_tungstenite::connect_async(relay.info.websocket_url.as_str())
         .await
         .expect("connect");
@@ -97,14 +105,33 @@ fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     bytes
 }
 
-fn assert_refused(what: &str, errors: &[wire::Error], close: &Option<(u16, String)>, expect: &[ErrorCode]) {
-    let error = errors.first().unwrap_or_else(|| panic!("{what}: no error message"));
+fn assert_refused(
+    what: &str,
+    errors: &[wire::Error],
+    close: &Option<(u16, String)>,
+    expect: &[ErrorCode],
+) {
+    let error = errors
+        .first()
+        .unwrap_or_else(|| panic!("{what}: no error message"));
     let code = ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Unspecified);
-    assert!(expect.contains(&code), "{what}: got {code:?}: {}", error.message);
-    assert!(error.fatal && !error.message.is_empty(), "{what}: {error:?}");
-    let (close_code, reason) = close.clone().unwrap_or_else(|| panic!("{what}: no close frame"));
+    assert!(
+        expect.contains(&code),
+        "{what}: got {code:?}: {}",
+        error.message
+    );
+    assert!(
+        error.fatal && !error.message.is_empty(),
+        "{what}: {error:?}"
+    );
+    let (close_code, reason) = close
+        .clone()
+        .unwrap_or_else(|| panic!("{what}: no close frame"));
     assert_eq!(close_code, 4000 + error.code as u16, "{what}: close code");
-    assert!(reason.contains(code.as_str_name()), "{what}: close reason {reason:?}");
+    assert!(
+        reason.contains(code.as_str_name()),
+        "{what}: close reason {reason:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,14 +151,37 @@ async fn malformed_frames_before_join_are_refused_with_reasons() {
         (
             "random bytes",
             Message::Binary(random_bytes(1, 257).into()),
-            &[ErrorCode::Malformed, ErrorCode::UnsupportedVersion, ErrorCode::UnknownMessage, ErrorCode::NotJoined],
+            &[
+                ErrorCode::Malformed,
+                ErrorCode::UnsupportedVersion,
+                ErrorCode::UnknownMessage,
+                ErrorCode::NotJoined,
+            ],
         ),
-        ("truncated protobuf", Message::Binary(join.slice(..join.len() - 5)), &[ErrorCode::Malformed]),
-        ("unknown message", Message::Binary(unknown.into()), &[ErrorCode::UnknownMessage]),
-        ("text message", Message::Text("hello".into()), &[ErrorCode::Malformed]),
+        (
+            "truncated protobuf",
+            Message::Binary(join.slice(..join.len() - 5)),
+            &[ErrorCode::Malformed],
+        ),
+        (
+            "unknown message",
+            Message::Binary(unknown.into()),
+            &[ErrorCode::UnknownMessage],
+        ),
+        (
+            "text message",
+            Message::Text("hello".into()),
+            &[ErrorCode::Malformed],
+        ),
         (
             "media before join",
-            Message::Binary(encode_envelope(&envelope(Body::Media(packet(1, MediaKind::Video, 0, true, 10))))),
+            Message::Binary(encode_envelope(&envelope(Body::Media(packet(
+                1,
+                MediaKind::Video,
+                0,
+                true,
+                10,
+            ))))),
             &[ErrorCode::NotJoined],
         ),
         (
@@ -148,7 +198,10 @@ async fn malformed_frames_before_join_are_refused_with_reasons() {
 
     // The same over WebTransport: garbage on the control stream.
     let refused = raw_webtransport_control(&relay, random_frame()).await;
-    assert!(refused.is_some_and(|(code, _)| code != 0), "WebTransport garbage not refused");
+    assert!(
+        refused.is_some_and(|(code, _)| code != 0),
+        "WebTransport garbage not refused"
+    );
     pair.still_talking("WebTransport garbage").await;
 
     assert!(relay.metric("relay_join_refusals_total").await >= 7.0);
@@ -164,13 +217,19 @@ fn random_frame() -> Bytes {
 
 /// Opens a WebTransport session, writes `frame` on the control stream, returns the close (code, reason).
 async fn raw_webtransport_control(relay: &RelayProcess, frame: Bytes) -> Option<(u64, String)> {
-    let hash: [u8; 32] = hex::decode(&relay.info.certificate_sha256).ok()?.try_into().ok()?;
+    let hash: [u8; 32] = hex::decode(&relay.info.certificate_sha256)
+        .ok()?
+        .try_into()
+        .ok()?;
     let config = wtransport::ClientConfig::builder()
         .with_bind_default()
         .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
         .build();
     let endpoint = wtransport::Endpoint::client(config).ok()?;
-    let connection = endpoint.connect(relay.info.webtransport_url.as_str()).await.ok()?;
+    let connection = endpoint
+        .connect(relay.info.webtransport_url.as_str())
+        .await
+        .ok()?;
     let (mut send, _recv) = connection.open_bi().await.ok()?.await.ok()?;
     send.write_all(&frame).await.ok()?;
     match tokio::time::timeout(WAIT, connection.closed()).await.ok()? {
@@ -186,7 +245,15 @@ async fn raw_webtransport_control(relay: &RelayProcess, frame: Bytes) -> Option<
 async fn every_bad_token_is_refused_with_its_own_code_on_both_transports() {
     let relay = RelayProcess::start(&[]).await;
     let mut pair = HealthyPair::join(&relay).await;
-    let claims = |meeting: &str, ttl: u64| Claims::new("eve", "Eve", meeting, Grants::default(), Duration::from_secs(ttl));
+    let claims = |meeting: &str, ttl: u64| {
+        Claims::new(
+            "eve",
+            "Eve",
+            meeting,
+            Grants::default(),
+            Duration::from_secs(ttl),
+        )
+    };
     let mut expired = claims("healthy", 0);
     expired.exp = expired.iat - 120;
     let forger = TokenIssuer::generate(KID);
@@ -197,10 +264,26 @@ async fn every_bad_token_is_refused_with_its_own_code_on_both_transports() {
     let cases: Vec<(&str, String, ErrorCode)> = vec![
         ("missing", String::new(), ErrorCode::TokenMissing),
         ("garbage", "not.a.token".into(), ErrorCode::TokenInvalid),
-        ("expired", relay.issuer.issue(&expired).expect("sign"), ErrorCode::TokenExpired),
-        ("wrong meeting", relay.token("eve", "elsewhere"), ErrorCode::TokenWrongMeeting),
-        ("forged", forger.issue(&claims("healthy", 60)).expect("sign"), ErrorCode::TokenInvalid),
-        ("unknown key", stranger.issue(&claims("healthy", 60)).expect("sign"), ErrorCode::TokenUnknownKey),
+        (
+            "expired",
+            relay.issuer.issue(&expired).expect("sign"),
+            ErrorCode::TokenExpired,
+        ),
+        (
+            "wrong meeting",
+            relay.token("eve", "elsewhere"),
+            ErrorCode::TokenWrongMeeting,
+        ),
+        (
+            "forged",
+            forger.issue(&claims("healthy", 60)).expect("sign"),
+            ErrorCode::TokenInvalid,
+        ),
+        (
+            "unknown key",
+            stranger.issue(&claims("healthy", 60)).expect("sign"),
+            ErrorCode::TokenUnknownKey,
+        ),
         ("tampered", parts.join("."), ErrorCode::TokenInvalid),
     ];
     for transport in TRANSPORTS {
@@ -236,18 +319,44 @@ async fn bad_frames_after_join_get_errors_and_the_session_goes_on() {
             frame.extend_from_slice(&body);
             frame.freeze()
         };
-        let media = encode_envelope(&envelope(Body::Media(packet(3, MediaKind::Video, 0, true, 500))));
-        let mut unknown = encode_envelope(&wire::Envelope { version: PROTOCOL_VERSION, body: None }).to_vec();
+        let media = encode_envelope(&envelope(Body::Media(packet(
+            3,
+            MediaKind::Video,
+            0,
+            true,
+            500,
+        ))));
+        let mut unknown = encode_envelope(&wire::Envelope {
+            version: PROTOCOL_VERSION,
+            body: None,
+        })
+        .to_vec();
         unknown.extend_from_slice(&[0xC0, 0x3E, 0x05]);
         let cases: Vec<(&str, Bytes, &[ErrorCode])> = vec![
             (
                 "random bytes",
                 random_bytes(3, 300).into(),
-                &[ErrorCode::Malformed, ErrorCode::UnsupportedVersion, ErrorCode::UnknownMessage],
+                &[
+                    ErrorCode::Malformed,
+                    ErrorCode::UnsupportedVersion,
+                    ErrorCode::UnknownMessage,
+                ],
             ),
-            ("truncated media", media.slice(..media.len() - 7), &[ErrorCode::Malformed]),
-            ("unknown message", unknown.into(), &[ErrorCode::UnknownMessage]),
-            ("second join", join_frame("x", "healthy"), &[ErrorCode::AlreadyJoined]),
+            (
+                "truncated media",
+                media.slice(..media.len() - 7),
+                &[ErrorCode::Malformed],
+            ),
+            (
+                "unknown message",
+                unknown.into(),
+                &[ErrorCode::UnknownMessage],
+            ),
+            (
+                "second join",
+                join_frame("x", "healthy"),
+                &[ErrorCode::AlreadyJoined],
+            ),
             (
                 "relay-only message",
                 encode_envelope(&envelope(Body::Joined(wire::Joined::default()))),
@@ -255,16 +364,29 @@ async fn bad_frames_after_join_get_errors_and_the_session_goes_on() {
             ),
             (
                 "media without kind",
-                encode_envelope(&envelope(Body::Media(wire::Media { track_id: 4, ..Default::default() }))),
+                encode_envelope(&envelope(Body::Media(wire::Media {
+                    track_id: 4,
+                    ..Default::default()
+                }))),
                 &[ErrorCode::Malformed],
             ),
         ];
         // Oversized: over 64 KiB. On WebSocket it is one message; on WebTransport's control
         // stream the length prefix is refused and the stream is lost, so it comes last below.
-        let oversized = encode_envelope(&envelope(Body::Media(packet(3, MediaKind::Video, 1, true, 70_000))));
+        let oversized = encode_envelope(&envelope(Body::Media(packet(
+            3,
+            MediaKind::Video,
+            1,
+            true,
+            70_000,
+        ))));
         let mut all = cases;
         if transport == Transport::WebSocket {
-            all.push(("oversized frame", oversized.clone(), &[ErrorCode::FrameTooLarge]));
+            all.push((
+                "oversized frame",
+                oversized.clone(),
+                &[ErrorCode::FrameTooLarge],
+            ));
         }
         for (what, frame, expect) in all {
             sender.send_raw(prefix(frame)).await.expect("send");
@@ -275,11 +397,18 @@ async fn bad_frames_after_join_get_errors_and_the_session_goes_on() {
             .await
             .unwrap_or_else(|| panic!("{transport:?} {what}: no error"));
             let code = ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Unspecified);
-            assert!(expect.contains(&code), "{transport:?} {what}: {code:?} {}", error.message);
+            assert!(
+                expect.contains(&code),
+                "{transport:?} {what}: {code:?} {}",
+                error.message
+            );
             assert!(!error.fatal, "{transport:?} {what}: should not be fatal");
             // Still joined: a ping is answered.
             sender
-                .send(Body::Ping(wire::Ping { nonce: 42, sent_at_us: 1 }))
+                .send(Body::Ping(wire::Ping {
+                    nonce: 42,
+                    sent_at_us: 1,
+                }))
                 .await
                 .expect("ping");
             let pong = wait_for_message(&mut client, WAIT, |m| match m {
@@ -287,7 +416,10 @@ async fn bad_frames_after_join_get_errors_and_the_session_goes_on() {
                 _ => None,
             })
             .await;
-            assert!(pong.is_some(), "{transport:?} {what}: session did not go on");
+            assert!(
+                pong.is_some(),
+                "{transport:?} {what}: session did not go on"
+            );
             pair.still_talking(what).await;
         }
         if transport == Transport::WebTransport {
@@ -323,12 +455,27 @@ async fn a_flood_of_joins_is_rate_limited_without_hurting_the_meeting() {
     for attempt in attempts {
         match attempt.await.expect("task") {
             Ok(client) => admitted.push(client),
-            Err(ClientError::Refused { code: ErrorCode::RateLimited, .. }) => limited += 1,
+            Err(ClientError::Refused {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => limited += 1,
             Err(other) => panic!("unexpected: {other}"),
         }
     }
-    assert!(limited >= 40, "only {limited} of 60 flood joins were rate limited");
-    assert!(admitted.len() <= 20, "{} flood joins admitted", admitted.len());
+    assert!(
+        limited >= 40,
+        "only {limited} of 60 flood joins were rate limited"
+    );
+    assert!(
+        admitted.len() <= 20,
+        "{} flood joins admitted",
+        admitted.len()
+    );
     pair.still_talking("join flood").await;
-    assert!(relay.metric("relay_join_refusals_total{code=\"ERROR_CODE_RATE_LIMITED\"}").await >= 40.0);
+    assert!(
+        relay
+            .metric("relay_join_refusals_total{code=\"ERROR_CODE_RATE_LIMITED\"}")
+            .await
+            >= 40.0
+    );
 }

@@ -31,14 +31,24 @@ async fn a_silent_peer_is_removed_and_announced_within_ten_seconds() {
         })
         .await;
         assert_eq!(left, Some(LeaveReason::Timeout as i32), "{transport:?}");
-        assert!(started.elapsed() < Duration::from_secs(10), "{transport:?}: took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{transport:?}: took {:?}",
+            started.elapsed()
+        );
         drop(ghost);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_timeout_is_configurable() {
-    let relay = RelayProcess::start(&["--peer-timeout-ms", "1000", "--heartbeat-interval-ms", "200"]).await;
+    let relay = RelayProcess::start(&[
+        "--peer-timeout-ms",
+        "1000",
+        "--heartbeat-interval-ms",
+        "200",
+    ])
+    .await;
     let mut watcher = relay.join(Transport::WebTransport, "fast", "watcher").await;
     let token = relay.token("ghost", "fast");
     let mut options = relay.options(Transport::WebTransport, "fast", &token);
@@ -52,7 +62,11 @@ async fn heartbeat_timeout_is_configurable() {
     })
     .await;
     assert!(left.is_some());
-    assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        started.elapsed()
+    );
     // The watcher answers pings, so it stays.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(relay.metric("relay_participants").await, 1.0);
@@ -77,9 +91,17 @@ async fn drain_keeps_the_live_meeting_until_it_empties(start_drain: impl FnOnce(
 
     for transport in TRANSPORTS {
         let token = relay.token("carol", "live");
-        let refused = Client::connect(relay.options(transport, "live", &token)).await.err();
+        let refused = Client::connect(relay.options(transport, "live", &token))
+            .await
+            .err();
         assert!(
-            matches!(refused, Some(ClientError::Refused { code: ErrorCode::Draining, .. })),
+            matches!(
+                refused,
+                Some(ClientError::Refused {
+                    code: ErrorCode::Draining,
+                    ..
+                })
+            ),
             "{transport:?}: {refused:?}"
         );
     }
@@ -105,7 +127,10 @@ async fn drain_keeps_the_live_meeting_until_it_empties(start_drain: impl FnOnce(
     let code = relay.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(code, Some(0), "relay did not exit cleanly after draining");
     for client in [&mut alice, &mut bob] {
-        let closed = wait_for(client, WAIT, |e| matches!(e, Event::Closed { .. }).then_some(())).await;
+        let closed = wait_for(client, WAIT, |e| {
+            matches!(e, Event::Closed { .. }).then_some(())
+        })
+        .await;
         assert!(closed.is_some());
     }
 }
@@ -171,8 +196,14 @@ async fn health_and_metrics_endpoints_answer() {
     ] {
         assert!(body.contains(name), "metrics lack {name}");
     }
-    assert_eq!(metric_value(&body, "relay_connections{transport=\"webtransport\"}"), 1.0);
-    assert_eq!(metric_value(&body, "relay_connections{transport=\"websocket\"}"), 1.0);
+    assert_eq!(
+        metric_value(&body, "relay_connections{transport=\"webtransport\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&body, "relay_connections{transport=\"websocket\"}"),
+        1.0
+    );
     let (status, info) = relay.admin_get("/info").await;
     assert_eq!(status, 200);
     assert!(info.contains(&relay.info.certificate_sha256));

@@ -35,14 +35,25 @@ async fn publish_burst(client: &Client) {
 }
 
 /// Collects media until video and audio from every id in `from` arrived.
-async fn receive_from_all(client: &mut Client, from: &[u64]) -> HashMap<(u64, i32), Vec<wire::Media>> {
+async fn receive_from_all(
+    client: &mut Client,
+    from: &[u64],
+) -> HashMap<(u64, i32), Vec<wire::Media>> {
     let mut got: HashMap<(u64, i32), Vec<wire::Media>> = HashMap::new();
     let want: HashSet<(u64, i32)> = from
         .iter()
-        .flat_map(|id| [(*id, MediaKind::Video as i32), (*id, MediaKind::Audio as i32)])
+        .flat_map(|id| {
+            [
+                (*id, MediaKind::Video as i32),
+                (*id, MediaKind::Audio as i32),
+            ]
+        })
         .collect();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !want.iter().all(|k| got.get(k).is_some_and(|v| v.len() >= 3)) {
+    while !want
+        .iter()
+        .all(|k| got.get(k).is_some_and(|v| v.len() >= 3))
+    {
         match tokio::time::timeout_at(deadline, client.next_event()).await {
             Ok(Some(Event::Message(Body::Media(m)))) => {
                 got.entry((m.participant_id, m.kind)).or_default().push(m)
@@ -60,15 +71,24 @@ async fn three_participants_over_mixed_transports_exchange_media_and_events() {
     let mut alice = relay.join(Transport::WebTransport, "m1", "alice").await;
     let mut bob = relay.join(Transport::WebTransport, "m1", "bob").await;
     let mut carol = relay.join(Transport::WebSocket, "m1", "carol").await;
-    let (a, b, c) = (alice.participant_id(), bob.participant_id(), carol.participant_id());
+    let (a, b, c) = (
+        alice.participant_id(),
+        bob.participant_id(),
+        carol.participant_id(),
+    );
 
     // Join events, and the roster in Joined.
     let carol_roster: HashSet<u64> = carol.joined.participants.iter().map(|p| p.id).collect();
     assert_eq!(carol_roster, HashSet::from([a, b]));
-    for (who, client, expect) in [("alice", &mut alice, vec![b, c]), ("bob", &mut bob, vec![c])] {
+    for (who, client, expect) in [
+        ("alice", &mut alice, vec![b, c]),
+        ("bob", &mut bob, vec![c]),
+    ] {
         for id in expect {
             let seen = wait_for_message(client, WAIT, |m| match m {
-                Body::ParticipantJoined(j) if j.participant.as_ref().map(|p| p.id) == Some(id) => Some(()),
+                Body::ParticipantJoined(j) if j.participant.as_ref().map(|p| p.id) == Some(id) => {
+                    Some(())
+                }
                 _ => None,
             })
             .await;
@@ -86,15 +106,27 @@ async fn three_participants_over_mixed_transports_exchange_media_and_events() {
     ] {
         let got = receive_from_all(client, &others).await;
         for id in others {
-            let video = got.get(&(id, MediaKind::Video as i32)).map(Vec::len).unwrap_or(0);
-            let audio = got.get(&(id, MediaKind::Audio as i32)).map(Vec::len).unwrap_or(0);
-            assert!(video >= 3 && audio >= 3, "{who} got {video} video / {audio} audio from {id}");
+            let video = got
+                .get(&(id, MediaKind::Video as i32))
+                .map(Vec::len)
+                .unwrap_or(0);
+            let audio = got
+                .get(&(id, MediaKind::Audio as i32))
+                .map(Vec::len)
+                .unwrap_or(0);
+            assert!(
+                video >= 3 && audio >= 3,
+                "{who} got {video} video / {audio} audio from {id}"
+            );
             let first = &got[&(id, MediaKind::Video as i32)][0];
             assert!(first.keyframe, "{who}: first video from {id} is a keyframe");
             assert_eq!(first.payload.len(), 3000);
             assert_eq!(&first.payload[..8], &0u64.to_be_bytes());
         }
-        assert!(!got.keys().any(|(id, _)| *id == client.participant_id()), "{who} got its own media back");
+        assert!(
+            !got.keys().any(|(id, _)| *id == client.participant_id()),
+            "{who} got its own media back"
+        );
     }
 
     // Mute propagates.
@@ -145,7 +177,11 @@ async fn three_participants_over_mixed_transports_exchange_media_and_events() {
             _ => None,
         })
         .await;
-        assert_eq!(left, Some(LeaveReason::Left as i32), "{who} did not see carol leave");
+        assert_eq!(
+            left,
+            Some(LeaveReason::Left as i32),
+            "{who} did not see carol leave"
+        );
     }
     assert_eq!(relay.metric("relay_participants").await, 2.0);
     assert_eq!(relay.metric("relay_meetings").await, 1.0);
@@ -210,7 +246,10 @@ async fn late_joiner_gets_a_keyframe_within_one_second() {
             first_keyframe < Duration::from_secs(1),
             "{transport:?}: first keyframe after {first_keyframe:?}"
         );
-        assert_eq!(deltas_before_keyframe, 0, "{transport:?}: undecodable deltas before the keyframe");
+        assert_eq!(
+            deltas_before_keyframe, 0,
+            "{transport:?}: undecodable deltas before the keyframe"
+        );
         stop.cancel();
         let _ = answering.await;
     }
@@ -219,22 +258,39 @@ async fn late_joiner_gets_a_keyframe_within_one_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_grants_are_enforced_with_clear_errors() {
-    let relay = RelayProcess::start(&["--max-participants-per-meeting", "2", "--max-meetings", "2"]).await;
+    let relay =
+        RelayProcess::start(&["--max-participants-per-meeting", "2", "--max-meetings", "2"]).await;
     let _a = relay.join(Transport::WebSocket, "full", "a").await;
     let _b = relay.join(Transport::WebTransport, "full", "b").await;
     for transport in TRANSPORTS {
         let token = relay.token("c", "full");
-        let refused = Client::connect(relay.options(transport, "full", &token)).await.err();
+        let refused = Client::connect(relay.options(transport, "full", &token))
+            .await
+            .err();
         assert!(
-            matches!(refused, Some(videocall_client::ClientError::Refused { code: ErrorCode::MeetingFull, .. })),
+            matches!(
+                refused,
+                Some(videocall_client::ClientError::Refused {
+                    code: ErrorCode::MeetingFull,
+                    ..
+                })
+            ),
             "{transport:?}: {refused:?}"
         );
     }
     let _other = relay.join(Transport::WebSocket, "second", "d").await;
     let token = relay.token("e", "third");
-    let refused = Client::connect(relay.options(Transport::WebSocket, "third", &token)).await.err();
+    let refused = Client::connect(relay.options(Transport::WebSocket, "third", &token))
+        .await
+        .err();
     assert!(
-        matches!(refused, Some(videocall_client::ClientError::Refused { code: ErrorCode::RelayFull, .. })),
+        matches!(
+            refused,
+            Some(videocall_client::ClientError::Refused {
+                code: ErrorCode::RelayFull,
+                ..
+            })
+        ),
         "{refused:?}"
     );
 
@@ -242,12 +298,17 @@ async fn limits_and_grants_are_enforced_with_clear_errors() {
     let viewer_token = relay.token_with(
         "viewer",
         "second",
-        Grants { publish: false, subscribe: true, admin: false },
+        Grants {
+            publish: false,
+            subscribe: true,
+            admin: false,
+        },
         Duration::from_secs(60),
     );
-    let mut viewer = Client::connect(relay.options(Transport::WebTransport, "second", &viewer_token))
-        .await
-        .expect("viewer joins");
+    let mut viewer =
+        Client::connect(relay.options(Transport::WebTransport, "second", &viewer_token))
+            .await
+            .expect("viewer joins");
     assert!(!viewer.joined.participants.is_empty());
     viewer
         .sender()

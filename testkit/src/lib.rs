@@ -57,7 +57,11 @@ impl Drop for ChildGuard {
 }
 
 /// Waits until `path` holds JSON of type `T`, failing early if `child` exits.
-pub async fn wait_for_json<T: DeserializeOwned>(path: &Path, child: &mut ChildGuard, within: Duration) -> T {
+pub async fn wait_for_json<T: DeserializeOwned>(
+    path: &Path,
+    child: &mut ChildGuard,
+    within: Duration,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Ok(bytes) = std::fs::read(path) {
@@ -68,7 +72,11 @@ pub async fn wait_for_json<T: DeserializeOwned>(path: &Path, child: &mut ChildGu
         if let Ok(Some(status)) = child.0.try_wait() {
             panic!("process exited before writing {}: {status}", path.display());
         }
-        assert!(Instant::now() < deadline, "{} was not written in time", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} was not written in time",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -124,7 +132,9 @@ pub async fn wait_for<T>(
 ) -> Option<T> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let event = tokio::time::timeout_at(deadline, client.next_event()).await.ok()??;
+        let event = tokio::time::timeout_at(deadline, client.next_event())
+            .await
+            .ok()??;
         if let Some(found) = pick(&event) {
             return Some(found);
         }

@@ -34,7 +34,11 @@ impl std::fmt::Display for TransportKind {
 /// Application close code for a session that ends: `0` for a normal leave,
 /// otherwise the wire error code.
 pub fn close_code(reason: &CloseReason) -> u32 {
-    reason.error.as_ref().map(|(code, _)| *code as u32).unwrap_or(0)
+    reason
+        .error
+        .as_ref()
+        .map(|(code, _)| *code as u32)
+        .unwrap_or(0)
 }
 
 /// Human-readable close reason, shortened to fit a WebSocket close frame (123 bytes).

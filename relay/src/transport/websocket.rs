@@ -63,7 +63,8 @@ async fn serve(state: Arc<RelayState>, socket: WebSocket) {
             return refuse(&mut sink, &refusal).await;
         }
         Ok(Some(Err(error))) => {
-            let refusal = Refusal::new(ErrorCode::Malformed, format!("unreadable message: {error}"));
+            let refusal =
+                Refusal::new(ErrorCode::Malformed, format!("unreadable message: {error}"));
             state.metrics.refuse_join(refusal.code);
             return refuse(&mut sink, &refusal).await;
         }
@@ -80,7 +81,13 @@ async fn serve(state: Arc<RelayState>, socket: WebSocket) {
 
     let closing = state.shutdown.child_token();
     let (outbound, queues) = Outbound::socket(&state.config.limits, &state.metrics);
-    let session = match admit(&state, frame, TransportKind::WebSocket, outbound, closing.clone()) {
+    let session = match admit(
+        &state,
+        frame,
+        TransportKind::WebSocket,
+        outbound,
+        closing.clone(),
+    ) {
         Ok(session) => session,
         Err(refusal) => return refuse(&mut sink, &refusal).await,
     };
@@ -203,7 +210,10 @@ async fn write(
 async fn refuse(sink: &mut Sink, refusal: &Refusal) {
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
         let _ = sink
-            .send(Message::Binary(error_message(refusal.code, &refusal.message)))
+            .send(Message::Binary(error_message(
+                refusal.code,
+                &refusal.message,
+            )))
             .await;
         let reason = CloseReason::error(LeaveReason::Error, refusal.code, refusal.message.clone());
         let _ = sink

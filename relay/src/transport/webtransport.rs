@@ -72,11 +72,17 @@ async fn handle(state: Arc<RelayState>, incoming: IncomingSession) {
             }
         }
     };
-    let mut control = FramedRead::new(recv, length_delimited_codec(state.config.limits.max_frame_size));
+    let mut control = FramedRead::new(
+        recv,
+        length_delimited_codec(state.config.limits.max_frame_size),
+    );
     let first = match tokio::time::timeout(join_timeout, control.next()).await {
         Ok(Some(Ok(frame))) => frame.freeze(),
         Ok(Some(Err(error))) => {
-            let refusal = Refusal::new(ErrorCode::FrameTooLarge, format!("unreadable Join: {error}"));
+            let refusal = Refusal::new(
+                ErrorCode::FrameTooLarge,
+                format!("unreadable Join: {error}"),
+            );
             state.metrics.refuse_join(refusal.code);
             return refuse(send, &connection, &refusal).await;
         }
@@ -98,13 +104,27 @@ async fn handle(state: Arc<RelayState>, incoming: IncomingSession) {
         state.metrics.clone(),
         closing.clone(),
     );
-    let session = match admit(&state, first, TransportKind::WebTransport, outbound, closing.clone()) {
+    let session = match admit(
+        &state,
+        first,
+        TransportKind::WebTransport,
+        outbound,
+        closing.clone(),
+    ) {
         Ok(session) => Arc::new(session),
         Err(refusal) => return refuse(send, &connection, &refusal).await,
     };
     let writer = tokio::spawn(write_control(send, control_rx, closing.clone()));
-    tokio::spawn(accept_media_streams(session.clone(), connection.clone(), closing.clone()));
-    tokio::spawn(read_datagrams(session.clone(), connection.clone(), closing.clone()));
+    tokio::spawn(accept_media_streams(
+        session.clone(),
+        connection.clone(),
+        closing.clone(),
+    ));
+    tokio::spawn(read_datagrams(
+        session.clone(),
+        connection.clone(),
+        closing.clone(),
+    ));
 
     let mut heartbeat = tokio::time::interval(state.config.timing.heartbeat_interval());
     heartbeat.tick().await;
@@ -203,14 +223,15 @@ async fn read_media_stream(session: Arc<Session>, stream: RecvStream, closing: C
                     ErrorCode::FrameTooLarge,
                     format!("media stream dropped: {error}"),
                 );
-                frames.into_inner().stop(VarInt::from_u32(ErrorCode::FrameTooLarge as u32));
+                frames
+                    .into_inner()
+                    .stop(VarInt::from_u32(ErrorCode::FrameTooLarge as u32));
                 return;
             }
             None => return,
         }
     }
 }
-
 
 async fn read_datagrams(session: Arc<Session>, connection: Connection, closing: CancellationToken) {
     loop {

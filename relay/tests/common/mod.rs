@@ -44,7 +44,10 @@ impl RelayProcess {
             ])
             .arg(&ready)
             .args(extra)
-            .env("RUST_LOG", std::env::var("RELAY_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RELAY_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn relay");
@@ -76,7 +79,13 @@ impl RelayProcess {
 
     pub fn token_with(&self, user: &str, meeting: &str, grants: Grants, ttl: Duration) -> String {
         self.issuer
-            .issue(&Claims::new(user, &user.to_uppercase(), meeting, grants, ttl))
+            .issue(&Claims::new(
+                user,
+                &user.to_uppercase(),
+                meeting,
+                grants,
+                ttl,
+            ))
             .expect("sign")
     }
 

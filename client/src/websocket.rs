@@ -36,64 +36,24 @@ impl WsSender {
 pub(crate) async fn connect(
     options: &ConnectOptions,
 ) -> Result<(Sender, mpsc::Receiver<Event>), ClientError> {
-    let (socket, _) = tokio_tungstenite::connect_async(options.relay.websocket_url.as_str())
-        .await
-        .map_err(|e| ClientError::Connect(e.to_string()))?;
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(OUTGOING_QUEUE);
+    // Nagle off: small media frames must leave at once.
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(
+        options.relay.websocket_url.as_str(),
+        None,
+        true,
+    )
+    .await
+    .map_err(|e| ClientError::Connect(e.to_string()))?;
+    let (tx, rx) = mpsc::channel::<Message>(OUTGOING_QUEUE);
     let (events_tx, events) = mpsc::channel(options.event_buffer.max(1));
-
-    tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            if sink.send(message).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-
-    let pong_tx = tx.clone();
-    let answer_pings = options.answer_pings;
-    tokio::spawn(async move {
-        let closed = loop {
-            match stream.next().await {
-                Some(Ok(Message::Binary(frame))) => {
-                    let pong = |body: Body| {
-                        let _ = pong_tx.try_send(Message::Binary(encode_envelope(&envelope(body))));
-                    };
-                    if !deliver(frame, &events_tx, pong, answer_pings).await {
-                        return;
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    break match frame {
-                        Some(frame) => Event::Closed {
-                            code: u16::from(frame.code) as u32,
-                            reason: frame.reason.to_string(),
-                        },
-                        None => Event::Closed {
-                            code: 1005,
-                            reason: String::new(),
-                        },
-                    };
-                }
-                Some(Ok(_)) => {}
-                Some(Err(error)) => {
-                    break Event::Closed {
-                        code: 1006,
-                        reason: error.to_string(),
-                    }
-                }
-                None => {
-                    break Event::Closed {
-                        code: 1006,
-                        reason: "connection ended".into(),
-                    }
-                }
-            }
-        };
-        let _ = events_tx.send(closed).await;
-    });
+    // One task owns the socket: reads and writes never wait on each other's lock.
+    tokio::spawn(drive(
+        socket,
+        rx,
+        tx.clone(),
+        events_tx,
+        options.answer_pings,
+    ));
 
     let sender = WsSender { tx };
     sender
@@ -109,4 +69,54 @@ pub(crate) async fn connect(
         },
         events,
     ))
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn drive(
+    mut socket: Socket,
+    mut outgoing: mpsc::Receiver<Message>,
+    pong_tx: mpsc::Sender<Message>,
+    events_tx: mpsc::Sender<Event>,
+    answer_pings: bool,
+) {
+    let closed = loop {
+        tokio::select! {
+            message = outgoing.recv() => match message {
+                Some(message) => {
+                    if let Err(error) = socket.send(message).await {
+                        break Event::Closed { code: 1006, reason: error.to_string() };
+                    }
+                }
+                None => {
+                    let _ = socket.close(None).await;
+                    return;
+                }
+            },
+            incoming = socket.next() => match incoming {
+                Some(Ok(Message::Binary(frame))) => {
+                    let pong = |body: Body| {
+                        let _ = pong_tx.try_send(Message::Binary(encode_envelope(&envelope(body))));
+                    };
+                    if !deliver(frame, &events_tx, pong, answer_pings).await {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    break match frame {
+                        Some(frame) => Event::Closed {
+                            code: u16::from(frame.code) as u32,
+                            reason: frame.reason.to_string(),
+                        },
+                        None => Event::Closed { code: 1005, reason: String::new() },
+                    };
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => break Event::Closed { code: 1006, reason: error.to_string() },
+                None => break Event::Closed { code: 1006, reason: "connection ended".into() },
+            }
+        }
+    };
+    let _ = events_tx.send(closed).await;
 }

@@ -295,7 +295,14 @@ async fn serve_http(
     router: axum::Router,
     state: Arc<RelayState>,
 ) {
+    use axum::serve::ListenerExt;
     let shutdown = state.shutdown.clone();
+    // Small media frames must leave at once, not wait for Nagle's algorithm to batch them.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     if let Err(error) = axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

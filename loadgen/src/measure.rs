@@ -1,0 +1,81 @@
+//! What a scenario measures, and how it is printed.
+
+use hdrhistogram::Histogram;
+
+/// CPU time (user + system) of a process, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the ')'.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    // Linux reports clock ticks of 1/100 s (USER_HZ) on every mainstream architecture.
+    ticks as f64 / 100.0
+}
+
+/// Figures of one scenario on one transport.
+pub struct Report {
+    pub scenario: String,
+    pub transport: String,
+    pub participants: usize,
+    pub publishers: usize,
+    pub seconds: f64,
+    pub forwarded_packets: f64,
+    pub forwarded_bytes: f64,
+    pub relay_cpu_seconds: f64,
+    pub latency_us: Histogram<u64>,
+    pub drops: f64,
+    pub rss_kib: u64,
+    pub rss_idle_kib: u64,
+    pub expected_deliveries: f64,
+    pub received: u64,
+    /// Relay-side fan-out latency (arrival to socket write), bucket upper bounds.
+    pub relay_fanout_p50_ms: f64,
+    pub relay_fanout_p99_ms: f64,
+}
+
+impl Report {
+    pub fn header() -> String {
+        format!(
+            "{:<11} {:<12} {:>5} {:>4} {:>10} {:>8} {:>7} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>9} {:>11}",
+            "scenario", "transport", "parts", "pubs", "fwd pkt/s", "Mbit/s", "cpu %", "p50 ms", "p99 ms",
+            "max ms", "drops", "delivered", "RSS MiB", "KiB/part", "relay p50/99"
+        )
+    }
+
+    pub fn row(&self) -> String {
+        let ms = |q: f64| self.latency_us.value_at_quantile(q) as f64 / 1000.0;
+        let delivered = if self.expected_deliveries > 0.0 {
+            format!(
+                "{:.2}%",
+                100.0 * self.received as f64 / self.expected_deliveries
+            )
+        } else {
+            "-".into()
+        };
+        format!(
+            "{:<11} {:<12} {:>5} {:>4} {:>10.0} {:>8.1} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>7.0} {:>9} {:>8.1} {:>9.1} {:>11}",
+            self.scenario,
+            self.transport,
+            self.participants,
+            self.publishers,
+            self.forwarded_packets / self.seconds,
+            self.forwarded_bytes * 8.0 / 1e6 / self.seconds,
+            100.0 * self.relay_cpu_seconds / self.seconds,
+            ms(0.5),
+            ms(0.99),
+            self.latency_us.max() as f64 / 1000.0,
+            self.drops,
+            delivered,
+            self.rss_kib as f64 / 1024.0,
+            self.rss_kib.saturating_sub(self.rss_idle_kib) as f64 / self.participants.max(1) as f64,
+            format!("<{}/<{}", self.relay_fanout_p50_ms, self.relay_fanout_p99_ms),
+        )
+    }
+}

@@ -1,0 +1,295 @@
+//! One benchmark scenario: a relay process, participants joined over one transport,
+//! publishers sending a conference pattern, and a measured window after a warm-up.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
+use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
+use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
+use videocall_protocol::wire::envelope::Body;
+use videocall_relay::RelayInfo;
+use videocall_testkit::{http_request, metric_value, wait_for_json, ChildGuard};
+use videocall_token::{Claims, Grants, TokenIssuer};
+
+use crate::measure::{cpu_seconds, Report};
+
+/// Participants joined at once while setting up.
+const JOIN_BATCH: usize = 50;
+
+/// Who is in the meeting and who publishes.
+pub struct Scenario {
+    pub name: String,
+    pub participants: usize,
+    pub publishers: usize,
+    pub pattern: MediaPattern,
+}
+
+impl Scenario {
+    /// `n` participants, all publishing 30 fps video at 500 kbit/s and 50 audio packets/s.
+    pub fn meeting(n: usize) -> Self {
+        Scenario {
+            name: format!("meeting-{n}"),
+            participants: n,
+            publishers: n,
+            pattern: MediaPattern::conference(),
+        }
+    }
+
+    /// One publisher and `n` subscribers.
+    pub fn fanout(n: usize) -> Self {
+        Scenario {
+            name: format!("1-to-{n}"),
+            participants: n + 1,
+            publishers: 1,
+            pattern: MediaPattern::conference(),
+        }
+    }
+}
+
+struct ReceiverResult {
+    latency_us: Histogram<u64>,
+    received: u64,
+}
+
+async fn receive(
+    mut client: Client,
+    trigger: KeyframeTrigger,
+    measuring: Arc<AtomicBool>,
+    stop: CancellationToken,
+) -> ReceiverResult {
+    let mut result = ReceiverResult {
+        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+            .unwrap_or_else(|_| unreachable!("static bounds")),
+        received: 0,
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            event = client.next_event() => match event {
+                Some(Event::Message(Body::Media(m))) => {
+                    if measuring.load(Ordering::Relaxed) {
+                        result.received += 1;
+                        let latency = videocall_client::unix_micros().saturating_sub(m.capture_timestamp_us).max(1);
+                        let _ = result.latency_us.record(latency);
+                    }
+                }
+                Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
+                Some(Event::Message(_)) => {}
+                Some(Event::Closed { .. }) | None => break,
+            }
+        }
+    }
+    client.sender().leave().await;
+    result
+}
+
+struct RelaySnapshot {
+    fanout_buckets: Vec<(f64, f64)>,
+    packets: f64,
+    bytes: f64,
+    drops: f64,
+    cpu: f64,
+}
+
+async fn snapshot(relay: &ChildGuard, info: &RelayInfo) -> RelaySnapshot {
+    let (_, metrics) = http_request(info.admin_addr, "GET", "/metrics").await;
+    RelaySnapshot {
+        fanout_buckets: histogram_buckets(&metrics, "relay_fanout_latency_seconds_bucket"),
+        packets: metric_value(&metrics, "relay_packets_out_total"),
+        bytes: metric_value(&metrics, "relay_bytes_out_total"),
+        drops: metric_value(&metrics, "relay_drops_total"),
+        cpu: cpu_seconds(relay.pid()),
+    }
+}
+
+/// Runs `scenario` over `transport` and measures it.
+pub async fn run(
+    relay_bin: &Path,
+    scenario: &Scenario,
+    transport: Transport,
+    warmup: u64,
+    seconds: u64,
+) -> anyhow::Result<Report> {
+    let issuer = TokenIssuer::generate("bench");
+    let dir = tempfile::tempdir()?;
+    let ready = dir.path().join("ready.json");
+    let child = Command::new(relay_bin)
+        .args([
+            "--webtransport-addr",
+            "127.0.0.1:0",
+            "--websocket-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--max-participants-per-meeting",
+            "10000",
+            "--join-rate",
+            "100000",
+            "--join-burst",
+            "100000",
+            "--token-key",
+        ])
+        .arg(format!("bench={}", issuer.public_key_base64()))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting the relay")?;
+    let mut relay = ChildGuard(child);
+    let info: RelayInfo = wait_for_json(&ready, &mut relay, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_idle_kib = relay.rss_kib();
+    let address = RelayAddress {
+        webtransport_url: info.webtransport_url.clone(),
+        websocket_url: info.websocket_url.clone(),
+        certificate_sha256: Some(info.certificate_sha256.clone()),
+    };
+
+    let mut clients = Vec::with_capacity(scenario.participants);
+    for batch_start in (0..scenario.participants).step_by(JOIN_BATCH) {
+        let batch_end = (batch_start + JOIN_BATCH).min(scenario.participants);
+        let joins: Vec<_> = (batch_start..batch_end)
+            .map(|i| {
+                let claims = Claims::new(
+                    &format!("p{i}"),
+                    &format!("P{i}"),
+                    "bench",
+                    Grants::default(),
+                    Duration::from_secs(3600),
+                );
+                let token = issuer.issue(&claims);
+                let address = address.clone();
+                tokio::spawn(async move {
+                    let token = token.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let mut options = ConnectOptions::new(transport, address, "bench", &token);
+                    options.event_buffer = 8192;
+                    Client::connect(options)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("join p{i}: {e}"))
+                })
+            })
+            .collect();
+        for join in joins {
+            clients.push(join.await??);
+        }
+    }
+
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    let mut publishers = Vec::new();
+    let mut receivers = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        let trigger = KeyframeTrigger::default();
+        if i < scenario.publishers {
+            let stats = Arc::new(PublishStats::default());
+            tokio::spawn(synthetic::publish(
+                client.sender(),
+                scenario.pattern.clone(),
+                trigger.clone(),
+                stats.clone(),
+                stop.clone(),
+            ));
+            publishers.push(stats);
+        }
+        receivers.push(tokio::spawn(receive(
+            client,
+            trigger,
+            measuring.clone(),
+            stop.clone(),
+        )));
+    }
+    let sent = |publishers: &[Arc<PublishStats>]| -> u64 {
+        publishers
+            .iter()
+            .map(|s| s.video_sent.load(Ordering::Relaxed) + s.audio_sent.load(Ordering::Relaxed))
+            .sum()
+    };
+
+    tokio::time::sleep(Duration::from_secs(warmup)).await;
+    let before = snapshot(&relay, &info).await;
+    let sent_before = sent(&publishers);
+    let started = Instant::now();
+    measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent_during = sent(&publishers) - sent_before;
+    let after = snapshot(&relay, &info).await;
+    let rss_kib = relay.rss_kib();
+    stop.cancel();
+
+    let mut latency_us = Histogram::new_with_bounds(1, 60_000_000, 3)?;
+    let mut received = 0;
+    for receiver in receivers {
+        let result = receiver.await?;
+        latency_us.add(&result.latency_us)?;
+        received += result.received;
+    }
+    // Every packet of a publisher goes to every other participant.
+    let expected = sent_during as f64 * (scenario.participants - 1) as f64;
+    Ok(Report {
+        scenario: scenario.name.clone(),
+        transport: format!("{transport:?}").to_lowercase(),
+        participants: scenario.participants,
+        publishers: scenario.publishers,
+        seconds: elapsed,
+        forwarded_packets: after.packets - before.packets,
+        forwarded_bytes: after.bytes - before.bytes,
+        relay_cpu_seconds: after.cpu - before.cpu,
+        latency_us,
+        drops: after.drops - before.drops,
+        rss_kib,
+        rss_idle_kib,
+        expected_deliveries: expected,
+        received,
+        relay_fanout_p50_ms: bucket_quantile(&before.fanout_buckets, &after.fanout_buckets, 0.5)
+            * 1000.0,
+        relay_fanout_p99_ms: bucket_quantile(&before.fanout_buckets, &after.fanout_buckets, 0.99)
+            * 1000.0,
+    })
+}
+
+/// Cumulative (upper bound, count) pairs of a Prometheus histogram.
+fn histogram_buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((bound, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bound below which `q` of the observations between two snapshots fall.
+fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
+    let deltas: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(bound, count)| {
+            let earlier = before
+                .iter()
+                .find(|(b, _)| b == bound)
+                .map(|(_, c)| *c)
+                .unwrap_or(0.0);
+            (*bound, count - earlier)
+        })
+        .collect();
+    let total = deltas.last().map(|(_, c)| *c).unwrap_or(0.0);
+    deltas
+        .iter()
+        .find(|(_, c)| *c >= q * total)
+        .map(|(b, _)| *b)
+        .unwrap_or(f64::INFINITY)
+}

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{close_text, GaugeGuard, TransportKind};
 use crate::meeting::Refusal;
 use crate::metrics::Metrics;
-use crate::outbound::{Outbound, SocketQueues};
+use crate::outbound::{Outbound, Outgoing, SocketQueues};
 use crate::participant::{CloseReason, Participant};
 use crate::session::{admit, Session};
 use crate::state::RelayState;
@@ -26,6 +26,8 @@ use videocall_protocol::LENGTH_PREFIX_BYTES;
 const APP_CLOSE_BASE: u16 = 4000;
 /// How long a closing session may take to flush its last messages.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most frames written before one flush.
+const WRITE_BATCH: usize = 64;
 /// Room above the frame limit in which an oversized message still gets a clean, non-fatal error.
 const OVERSIZE_GRACE: usize = 64 * 1024;
 
@@ -143,9 +145,10 @@ async fn write(
     metrics: Metrics,
     me: Arc<Participant>,
 ) {
+    let mut written: Vec<Outgoing> = Vec::with_capacity(WRITE_BATCH);
     loop {
         // Control first, then audio, then video: video is what a lagging socket loses.
-        let (message, media) = tokio::select! {
+        let first = tokio::select! {
             biased;
             _ = closing.cancelled() => break,
             Some(frame) = queues.control.recv() => (Message::Binary(unprefixed(frame)), None),
@@ -157,7 +160,7 @@ async fn write(
             else => break,
         };
         let sent = tokio::select! {
-            sent = sink.send(message) => sent,
+            sent = write_batch(&mut sink, &mut queues, first, &mut written) => sent,
             _ = closing.cancelled() => break,
         };
         if sent.is_err() {
@@ -167,7 +170,7 @@ async fn write(
             });
             break;
         }
-        if let Some(out) = media {
+        for out in written.drain(..) {
             let counters = metrics.media_out(out.audio);
             counters.packets.inc();
             counters.bytes.inc_by(out.frame.len() as u64);
@@ -205,6 +208,34 @@ async fn write(
             .await;
     })
     .await;
+}
+
+/// Writes `first` and every frame already queued behind it (up to [`WRITE_BATCH`], in
+/// priority order), then flushes once: one system call for a burst instead of one per frame.
+async fn write_batch(
+    sink: &mut Sink,
+    queues: &mut SocketQueues,
+    first: (Message, Option<Outgoing>),
+    written: &mut Vec<Outgoing>,
+) -> Result<(), axum::Error> {
+    let (message, media) = first;
+    sink.feed(message).await?;
+    written.extend(media);
+    for _ in 1..WRITE_BATCH {
+        let (message, media) = if let Ok(frame) = queues.control.try_recv() {
+            (Message::Binary(unprefixed(frame)), None)
+        } else if let Ok(out) = queues.audio.try_recv() {
+            (Message::Binary(out.unprefixed()), Some(out))
+        } else if let Ok(out) = queues.video.try_recv() {
+            queues.budget.release(out.frame.len());
+            (Message::Binary(out.unprefixed()), Some(out))
+        } else {
+            break;
+        };
+        sink.feed(message).await?;
+        written.extend(media);
+    }
+    sink.flush().await
 }
 
 async fn refuse(sink: &mut Sink, refusal: &Refusal) {

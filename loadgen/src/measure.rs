@@ -29,6 +29,8 @@ pub struct Report {
     pub forwarded_packets: f64,
     pub forwarded_bytes: f64,
     pub relay_cpu_seconds: f64,
+    /// CPU time of the load generator itself over the same window.
+    pub loadgen_cpu_seconds: f64,
     pub latency_us: Histogram<u64>,
     pub drops: f64,
     pub rss_kib: u64,
@@ -43,8 +45,8 @@ pub struct Report {
 impl Report {
     pub fn header() -> String {
         format!(
-            "{:<11} {:<12} {:>5} {:>4} {:>10} {:>8} {:>7} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>9} {:>11}",
-            "scenario", "transport", "parts", "pubs", "fwd pkt/s", "Mbit/s", "cpu %", "p50 ms", "p99 ms",
+            "{:<11} {:<12} {:>5} {:>4} {:>10} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>9} {:>11}",
+            "scenario", "transport", "parts", "pubs", "fwd pkt/s", "Mbit/s", "cpu %", "gen %", "p50 ms", "p99 ms",
             "max ms", "drops", "delivered", "RSS MiB", "KiB/part", "relay p50/99"
         )
     }
@@ -60,7 +62,7 @@ impl Report {
             "-".into()
         };
         format!(
-            "{:<11} {:<12} {:>5} {:>4} {:>10.0} {:>8.1} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>7.0} {:>9} {:>8.1} {:>9.1} {:>11}",
+            "{:<11} {:<12} {:>5} {:>4} {:>10.0} {:>8.1} {:>7.1} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>7.0} {:>9} {:>8.1} {:>9.1} {:>11}",
             self.scenario,
             self.transport,
             self.participants,
@@ -68,6 +70,7 @@ impl Report {
             self.forwarded_packets / self.seconds,
             self.forwarded_bytes * 8.0 / 1e6 / self.seconds,
             100.0 * self.relay_cpu_seconds / self.seconds,
+            100.0 * self.loadgen_cpu_seconds / self.seconds,
             ms(0.5),
             ms(0.99),
             self.latency_us.max() as f64 / 1000.0,

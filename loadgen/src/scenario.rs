@@ -215,6 +215,7 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs(warmup)).await;
     let before = snapshot(&relay, &info).await;
     let sent_before = sent(&publishers);
+    let loadgen_cpu_before = cpu_seconds(std::process::id());
     let started = Instant::now();
     measuring.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -222,6 +223,7 @@ pub async fn run(
     let elapsed = started.elapsed().as_secs_f64();
     let sent_during = sent(&publishers) - sent_before;
     let after = snapshot(&relay, &info).await;
+    let loadgen_cpu = cpu_seconds(std::process::id()) - loadgen_cpu_before;
     let rss_kib = relay.rss_kib();
     stop.cancel();
 
@@ -243,6 +245,7 @@ pub async fn run(
         forwarded_packets: after.packets - before.packets,
         forwarded_bytes: after.bytes - before.bytes,
         relay_cpu_seconds: after.cpu - before.cpu,
+        loadgen_cpu_seconds: loadgen_cpu,
         latency_us,
         drops: after.drops - before.drops,
         rss_kib,

@@ -315,3 +315,42 @@ fn offer_queue(tx: &mpsc::Sender<Outgoing>, budget: Option<&QueueBudget>, out: O
         Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_bounds_queued_bytes_and_reports_them() {
+        let gauge = prometheus::IntGauge::new("queued", "test").expect("gauge");
+        let budget = QueueBudget::new(1000, gauge.clone());
+        assert!(budget.reserve(600));
+        assert!(!budget.reserve(600), "over budget");
+        assert!(budget.reserve(400));
+        assert_eq!(gauge.get(), 1000);
+        budget.release(600);
+        assert_eq!(gauge.get(), 400);
+        assert!(budget.reserve(600));
+    }
+
+    #[test]
+    fn a_full_queue_refuses_without_waiting_and_returns_the_budget() {
+        let gauge = prometheus::IntGauge::new("queued", "test").expect("gauge");
+        let budget = QueueBudget::new(1_000_000, gauge.clone());
+        let (tx, _rx) = mpsc::channel(1);
+        let out = || Outgoing {
+            frame: Bytes::from_static(&[0, 0, 0, 4, 1, 2, 3, 4]),
+            received_at: Instant::now(),
+            keyframe: false,
+            after_gap: false,
+            audio: false,
+        };
+        assert_eq!(
+            offer_queue(&tx, Some(&budget), out()),
+            Offer::Accepted { depth: 0 }
+        );
+        assert_eq!(offer_queue(&tx, Some(&budget), out()), Offer::Full);
+        assert_eq!(gauge.get(), 8, "the refused frame's bytes were given back");
+        assert_eq!(out().unprefixed().as_ref(), &[1, 2, 3, 4]);
+    }
+}

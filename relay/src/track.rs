@@ -193,3 +193,36 @@ impl DownTrack {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video_track() -> PublishedTrack {
+        PublishedTrack::new(1, MediaKind::Video, Codec::H264, Vec::new())
+    }
+
+    #[test]
+    fn keyframe_requests_are_coalesced_per_interval() {
+        let track = video_track();
+        assert!(track.claim_keyframe_request(1_000, 500));
+        assert!(!track.claim_keyframe_request(1_001, 500));
+        assert!(!track.claim_keyframe_request(1_499, 500));
+        assert!(track.claim_keyframe_request(1_500, 500));
+        // Time 0 is a real time, not "never".
+        let fresh = video_track();
+        assert!(fresh.claim_keyframe_request(0, 500));
+        assert!(!fresh.claim_keyframe_request(100, 500));
+    }
+
+    #[test]
+    fn drops_are_reported_once_per_window_with_their_count() {
+        let track = video_track();
+        // The first window starts at time 0.
+        assert_eq!(track.record_drop(100, 1000), None);
+        assert_eq!(track.record_drop(200, 1000), None);
+        assert_eq!(track.record_drop(1_200, 1000), Some(3));
+        assert_eq!(track.record_drop(1_300, 1000), None);
+        assert_eq!(track.record_drop(2_300, 1000), Some(2));
+    }
+}

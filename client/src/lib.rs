@@ -250,6 +250,15 @@ pub fn unix_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// The `Join` every transport sends first.
+pub(crate) fn join_body(options: &ConnectOptions) -> Body {
+    Body::Join(wire::Join {
+        token: options.token.clone(),
+        meeting_id: options.meeting_id.clone(),
+        client: options.client_name.clone(),
+    })
+}
+
 /// Wraps a body in an envelope of this protocol version.
 pub(crate) fn envelope(body: Body) -> wire::Envelope {
     videocall_protocol::envelope::envelope(body)

@@ -100,6 +100,26 @@ pub fn packet(track_id: u32, kind: MediaKind, sequence: u64, keyframe: bool, siz
     }
 }
 
+/// Reads a publisher's events until `stop`, turning keyframe requests into keyframes.
+/// For publishers whose events nobody else needs.
+pub async fn answer_keyframe_requests(
+    mut client: crate::Client,
+    keyframes: KeyframeTrigger,
+    stop: CancellationToken,
+) {
+    use videocall_protocol::wire::envelope::Body;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            event = client.next_event() => match event {
+                Some(crate::Event::Message(Body::KeyframeRequest(_))) => keyframes.request(),
+                Some(_) => {}
+                None => return,
+            }
+        }
+    }
+}
+
 /// Publishes `pattern` until `stop` fires or sending fails.
 pub async fn publish(
     sender: Sender,

@@ -5,9 +5,11 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use videocall_protocol::encode_envelope;
-use videocall_protocol::wire::{self, envelope::Body};
+use videocall_protocol::wire::envelope::Body;
 
-use crate::{deliver, envelope, ClientError, ConnectOptions, Event, Sender, SenderInner};
+use crate::{
+    deliver, envelope, join_body, ClientError, ConnectOptions, Event, Sender, SenderInner,
+};
 
 /// Outgoing messages queued for the socket writer.
 const OUTGOING_QUEUE: usize = 1024;
@@ -56,13 +58,7 @@ pub(crate) async fn connect(
     ));
 
     let sender = WsSender { tx };
-    sender
-        .send(Body::Join(wire::Join {
-            token: options.token.clone(),
-            meeting_id: options.meeting_id.clone(),
-            client: options.client_name.clone(),
-        }))
-        .await?;
+    sender.send(join_body(options)).await?;
     Ok((
         Sender {
             inner: SenderInner::WebSocket(sender),

@@ -16,7 +16,9 @@ use wtransport::error::ConnectionError;
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint, SendStream};
 
-use crate::{deliver, envelope, ClientError, ConnectOptions, Event, Sender, SenderInner};
+use crate::{
+    deliver, envelope, join_body, ClientError, ConnectOptions, Event, Sender, SenderInner,
+};
 
 /// Control messages queued for the control stream writer.
 const CONTROL_QUEUE: usize = 1024;
@@ -228,13 +230,7 @@ pub(crate) async fn connect(
         control: control_tx,
         tracks: Arc::new(Mutex::new(HashMap::new())),
     };
-    sender
-        .send_control(Body::Join(wire::Join {
-            token: options.token.clone(),
-            meeting_id: options.meeting_id.clone(),
-            client: options.client_name.clone(),
-        }))
-        .await?;
+    sender.send_control(join_body(options)).await?;
     Ok((
         Sender {
             inner: SenderInner::WebTransport(sender),

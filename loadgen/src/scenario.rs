@@ -120,13 +120,8 @@ pub async fn run(
     let dir = tempfile::tempdir()?;
     let ready = dir.path().join("ready.json");
     let child = Command::new(relay_bin)
+        .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
         .args([
-            "--webtransport-addr",
-            "127.0.0.1:0",
-            "--websocket-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
             "--max-participants-per-meeting",
             "10000",
             "--join-rate",

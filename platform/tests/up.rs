@@ -31,17 +31,8 @@ async fn up(data: &Path) -> (ChildGuard, PlatformInfo) {
     let child = Command::new(BIN)
         .arg("--data-dir")
         .arg(data)
-        .args([
-            "up",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--webtransport-addr",
-            "127.0.0.1:0",
-            "--websocket-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
+        .args(["up", "--http-addr", "127.0.0.1:0"])
+        .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -166,21 +166,3 @@ impl Timing {
         Duration::from_secs(self.drain_timeout_secs)
     }
 }
-
-impl RelayConfig {
-    /// A configuration for loopback use: every port chosen by the OS, no keys.
-    pub fn loopback() -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            config: RelayConfig,
-        }
-        let mut config = Wrapper::parse_from(["relay"]).config;
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        config.webtransport_addr = any;
-        config.websocket_addr = any;
-        config.admin_addr = any;
-        config
-    }
-}

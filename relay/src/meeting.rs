@@ -26,6 +26,14 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// No valid `Join` arrived in time.
+    pub fn join_timeout(timeout: std::time::Duration) -> Self {
+        Refusal::new(
+            ErrorCode::Timeout,
+            format!("no Join within {} ms", timeout.as_millis()),
+        )
+    }
+
     /// A refusal with `code`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Refusal {
@@ -52,16 +60,6 @@ impl Meeting {
     /// One participant.
     pub fn participant(&self, id: ParticipantId) -> Option<Arc<Participant>> {
         read(&self.participants).get(&id).cloned()
-    }
-
-    /// Number of participants.
-    pub fn len(&self) -> usize {
-        read(&self.participants).len()
-    }
-
-    /// True when nobody is left.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Sends an encoded control frame to everyone but `except`.
@@ -241,10 +239,5 @@ impl Meetings {
     /// Every live meeting.
     pub fn all(&self) -> Vec<Arc<Meeting>> {
         lock(&self.meetings).values().cloned().collect()
-    }
-
-    /// A meeting by id.
-    pub fn get(&self, id: &str) -> Option<Arc<Meeting>> {
-        lock(&self.meetings).get(id).cloned()
     }
 }

@@ -209,11 +209,6 @@ impl Participant {
     pub fn insert_track(&self, track: Arc<PublishedTrack>) {
         write(&self.tracks).insert(track.id, track);
     }
-
-    /// Number of published tracks.
-    pub fn track_count(&self) -> usize {
-        read(&self.tracks).len()
-    }
 }
 
 /// Locks a mutex, recovering from poisoning: our critical sections leave data consistent.

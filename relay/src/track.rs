@@ -152,11 +152,6 @@ impl DownTrack {
         }
     }
 
-    /// Whether this copy waits for a keyframe.
-    pub fn awaiting_keyframe(&self) -> bool {
-        self.awaiting_keyframe.load(Ordering::Relaxed)
-    }
-
     /// Offers one packet without waiting.
     pub fn offer(
         &self,

@@ -52,7 +52,7 @@ fn p99(mut v: Vec<u64>) -> u64 {
 async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
     let queue_bytes = QUEUE_BYTES.to_string();
     let relay = RelayProcess::start(&["--subscriber-queue-bytes", &queue_bytes]).await;
-    let mut alice = relay.join(Transport::WebTransport, "bp", "alice").await;
+    let alice = relay.join(Transport::WebTransport, "bp", "alice").await;
     let bob = relay.join(Transport::WebTransport, "bp", "bob").await;
     let dave = relay.join(Transport::WebSocket, "bp", "dave").await;
 
@@ -91,21 +91,11 @@ async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
         stats.clone(),
         stop.clone(),
     ));
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    event = alice.next_event() => match event {
-                        Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
-                        Some(_) => {}
-                        None => return,
-                    }
-                }
-            }
-        });
-    }
+    tokio::spawn(synthetic::answer_keyframe_requests(
+        alice,
+        trigger,
+        stop.clone(),
+    ));
     let bob_reader = tokio::spawn(read_all(bob, stop.clone()));
     let dave_reader = tokio::spawn(read_all(dave, stop.clone()));
 

@@ -192,7 +192,7 @@ async fn late_joiner_gets_a_keyframe_within_one_second() {
     let relay = RelayProcess::start(&[]).await;
     for transport in TRANSPORTS {
         let meeting = format!("late-{transport:?}");
-        let mut alice = relay.join(Transport::WebTransport, &meeting, "alice").await;
+        let alice = relay.join(Transport::WebTransport, &meeting, "alice").await;
         // Keyframes only every 10 s unless asked: the late joiner must be served by a request.
         let pattern = MediaPattern {
             keyframe_interval: 300,
@@ -208,22 +208,11 @@ async fn late_joiner_gets_a_keyframe_within_one_second() {
             stats.clone(),
             stop.clone(),
         ));
-        let answering = {
-            let trigger = trigger.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        event = alice.next_event() => match event {
-                            Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
-                            Some(_) => {}
-                            None => return,
-                        }
-                    }
-                }
-            })
-        };
+        let answering = tokio::spawn(synthetic::answer_keyframe_requests(
+            alice,
+            trigger,
+            stop.clone(),
+        ));
         tokio::time::sleep(Duration::from_millis(1500)).await;
 
         let mut bob = relay.join(transport, &meeting, "bob").await;

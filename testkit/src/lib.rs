@@ -10,6 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use videocall_client::{Client, Event};
 use videocall_protocol::wire::envelope::Body;
 
+/// Relay flags that put every listener on a loopback port chosen by the OS.
+pub const LOOPBACK_RELAY_ADDRS: [&str; 6] = [
+    "--webtransport-addr",
+    "127.0.0.1:0",
+    "--websocket-addr",
+    "127.0.0.1:0",
+    "--admin-addr",
+    "127.0.0.1:0",
+];
+
 /// A child process that is killed and reaped when dropped.
 pub struct ChildGuard(pub Child);
 

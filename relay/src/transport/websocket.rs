@@ -72,10 +72,7 @@ async fn serve(state: Arc<RelayState>, socket: WebSocket) {
         }
         Ok(None) => return,
         Err(_) => {
-            let refusal = Refusal::new(
-                ErrorCode::Timeout,
-                format!("no Join within {} ms", join_timeout.as_millis()),
-            );
+            let refusal = Refusal::join_timeout(join_timeout);
             state.metrics.refuse_join(refusal.code);
             return refuse(&mut sink, &refusal).await;
         }

@@ -88,10 +88,7 @@ async fn handle(state: Arc<RelayState>, incoming: IncomingSession) {
         }
         Ok(None) => return,
         Err(_) => {
-            let refusal = Refusal::new(
-                ErrorCode::Timeout,
-                format!("no Join within {} ms", join_timeout.as_millis()),
-            );
+            let refusal = Refusal::join_timeout(join_timeout);
             state.metrics.refuse_join(refusal.code);
             return refuse(send, &connection, &refusal).await;
         }

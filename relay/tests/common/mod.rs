@@ -31,17 +31,8 @@ impl RelayProcess {
         let ready = dir.path().join("ready.json");
         let key = format!("{KID}={}", issuer.public_key_base64());
         let child = Command::new(env!("CARGO_BIN_EXE_videocall-relay"))
-            .args([
-                "--webtransport-addr",
-                "127.0.0.1:0",
-                "--websocket-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--token-key",
-                &key,
-                "--ready-file",
-            ])
+            .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
+            .args(["--token-key", &key, "--ready-file"])
             .arg(&ready)
             .args(extra)
             .env(

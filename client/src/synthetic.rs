@@ -100,6 +100,26 @@ pub fn packet(track_id: u32, kind: MediaKind, sequence: u64, keyframe: bool, siz
     }
 }
 
+/// Starts a publisher that owns `client`: it publishes `pattern` and answers keyframe
+/// requests until `stop`. Returns its counters.
+pub fn spawn_publisher(
+    client: crate::Client,
+    pattern: MediaPattern,
+    stop: CancellationToken,
+) -> Arc<PublishStats> {
+    let stats = Arc::new(PublishStats::default());
+    let trigger = KeyframeTrigger::default();
+    tokio::spawn(publish(
+        client.sender(),
+        pattern,
+        trigger.clone(),
+        stats.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(answer_keyframe_requests(client, trigger, stop));
+    stats
+}
+
 /// Reads a publisher's events until `stop`, turning keyframe requests into keyframes.
 /// For publishers whose events nobody else needs.
 pub async fn answer_keyframe_requests(

@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use tokio_util::sync::CancellationToken;
-use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
+use videocall_client::synthetic::{self, MediaPattern};
 use videocall_client::{Client, Event, Transport};
 use videocall_protocol::wire::{envelope::Body, MediaKind};
 
@@ -82,20 +81,7 @@ async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
         audio_bytes: 80,
     };
     let stop = CancellationToken::new();
-    let stats = Arc::new(PublishStats::default());
-    let trigger = KeyframeTrigger::default();
-    tokio::spawn(synthetic::publish(
-        alice.sender(),
-        pattern,
-        trigger.clone(),
-        stats.clone(),
-        stop.clone(),
-    ));
-    tokio::spawn(synthetic::answer_keyframe_requests(
-        alice,
-        trigger,
-        stop.clone(),
-    ));
+    let stats = synthetic::spawn_publisher(alice, pattern, stop.clone());
     let bob_reader = tokio::spawn(read_all(bob, stop.clone()));
     let dave_reader = tokio::spawn(read_all(dave, stop.clone()));
 

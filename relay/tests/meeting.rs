@@ -3,12 +3,11 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use tokio_util::sync::CancellationToken;
-use videocall_client::synthetic::{self, packet, KeyframeTrigger, MediaPattern, PublishStats};
+use videocall_client::synthetic::{self, packet, MediaPattern};
 use videocall_client::{Client, Event, Transport};
 use videocall_protocol::wire::{
     self, envelope::Body, ErrorCode, LeaveReason, MediaKind, UpdateState,
@@ -198,21 +197,8 @@ async fn late_joiner_gets_a_keyframe_within_one_second() {
             keyframe_interval: 300,
             ..MediaPattern::conference()
         };
-        let trigger = KeyframeTrigger::default();
-        let stats = Arc::new(PublishStats::default());
         let stop = CancellationToken::new();
-        tokio::spawn(synthetic::publish(
-            alice.sender(),
-            pattern,
-            trigger.clone(),
-            stats.clone(),
-            stop.clone(),
-        ));
-        let answering = tokio::spawn(synthetic::answer_keyframe_requests(
-            alice,
-            trigger,
-            stop.clone(),
-        ));
+        synthetic::spawn_publisher(alice, pattern, stop.clone());
         tokio::time::sleep(Duration::from_millis(1500)).await;
 
         let mut bob = relay.join(transport, &meeting, "bob").await;
@@ -240,7 +226,6 @@ async fn late_joiner_gets_a_keyframe_within_one_second() {
             "{transport:?}: undecodable deltas before the keyframe"
         );
         stop.cancel();
-        let _ = answering.await;
     }
     assert!(relay.metric("relay_keyframe_requests_total").await >= 2.0);
 }

@@ -60,19 +60,14 @@ impl WtSender {
         let keyframe = media.keyframe;
         let track_id = media.track_id;
         let frame = encode_length_prefixed(&envelope(Body::Media(media)));
-        if audio {
-            let fits = self
+        // A datagram too large for the path fails here and goes on the track's stream.
+        if audio
+            && self
                 .connection
-                .max_datagram_size()
-                .is_some_and(|max| frame.len() - LENGTH_PREFIX_BYTES <= max);
-            if fits
-                && self
-                    .connection
-                    .send_datagram(frame.slice(LENGTH_PREFIX_BYTES..))
-                    .is_ok()
-            {
-                return Ok(());
-            }
+                .send_datagram(frame.slice(LENGTH_PREFIX_BYTES..))
+                .is_ok()
+        {
+            return Ok(());
         }
         let lane = {
             let mut tracks = self.tracks.lock().unwrap_or_else(|e| e.into_inner());

@@ -268,12 +268,8 @@ impl DownSink {
                 connection,
                 fallback,
             } => {
-                let fits = connection
-                    .max_datagram_size()
-                    .is_some_and(|max| out.frame.len() - LENGTH_PREFIX_BYTES <= max);
-                if !fits {
-                    return offer_queue(fallback, None, out);
-                }
+                // send_datagram itself reports a packet too large for a datagram;
+                // asking quinn first would take its connection lock twice per packet.
                 let bytes = out.frame.len() as u64;
                 match connection.send_datagram(out.unprefixed()) {
                     Ok(()) => {

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
+use videocall_protocol::wire::ErrorCode;
 use videocall_relay::RelayInfo;
 use videocall_testkit::{wait_for_json, ChildGuard};
 use videocall_token::{Claims, Grants, TokenIssuer};
@@ -124,6 +125,14 @@ impl RelayProcess {
 
     pub fn is_running(&mut self) -> bool {
         self.child.is_running()
+    }
+}
+
+/// The error code of a refused join (`None` if it was admitted or failed otherwise).
+pub fn refusal_code(result: Result<Client, videocall_client::ClientError>) -> Option<ErrorCode> {
+    match result {
+        Err(videocall_client::ClientError::Refused { code, .. }) => Some(code),
+        _ => None,
     }
 }
 

@@ -51,6 +51,9 @@ pub struct Claims {
     pub iat: u64,
     /// Expiry (seconds since the Unix epoch).
     pub exp: u64,
+    /// The meeting's participant limit, enforced by the relay too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_participants: Option<u32>,
 }
 
 impl Claims {
@@ -70,6 +73,7 @@ impl Claims {
             grants,
             iat: now,
             exp: now.saturating_add(ttl.as_secs()),
+            max_participants: None,
         }
     }
 }

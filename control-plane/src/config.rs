@@ -1,0 +1,129 @@
+//! Control-plane configuration: every setting is a flag and an environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Everything the control plane needs to run.
+#[derive(Debug, Clone, Args)]
+pub struct ControlPlaneConfig {
+    /// Address of the gRPC and grpc-web API.
+    #[arg(long, env = "CONTROL_PLANE_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// `sqlite://<file>?mode=rwc` (embedded default) or `postgres://user@host/db`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://control-plane.db?mode=rwc"
+    )]
+    pub database_url: String,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+
+    /// Lifetime of join tokens, in seconds.
+    #[arg(long, env = "CONTROL_PLANE_TOKEN_TTL_SECS", default_value_t = 600)]
+    pub token_ttl_secs: u64,
+
+    /// Lifetime of login sessions, in seconds.
+    #[arg(long, env = "CONTROL_PLANE_SESSION_TTL_SECS", default_value_t = 86_400)]
+    pub session_ttl_secs: u64,
+
+    /// A grant holds its seat this long for its holder to connect, in seconds; after that
+    /// the seat is held only while the holder is connected.
+    #[arg(long, env = "CONTROL_PLANE_CONNECT_WINDOW_SECS", default_value_t = 60)]
+    pub connect_window_secs: u64,
+
+    /// How often relays heartbeat, in milliseconds.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub heartbeat_interval_ms: u32,
+
+    /// A relay silent this long gets no new participants, in milliseconds.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_RELAY_STALE_AFTER_MS",
+        default_value_t = 5000
+    )]
+    pub relay_stale_after_ms: u64,
+
+    /// Participant limit of meetings created without one.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_DEFAULT_MAX_PARTICIPANTS",
+        default_value_t = 100
+    )]
+    pub default_max_participants: u32,
+
+    /// Highest participant limit a meeting may ask for.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_MAX_PARTICIPANTS_LIMIT",
+        default_value_t = 1000
+    )]
+    pub max_participants_limit: u32,
+
+    /// Failed logins allowed per username (and per peer, times four) in a window.
+    #[arg(long, env = "CONTROL_PLANE_LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+
+    /// Length of the failed-login window, in seconds.
+    #[arg(long, env = "CONTROL_PLANE_LOGIN_WINDOW_SECS", default_value_t = 60)]
+    pub login_window_secs: u64,
+
+    /// Creates this admin when no user exists yet (with `--bootstrap-admin-password`).
+    #[arg(long, env = "CONTROL_PLANE_ADMIN_USER", default_value = "admin")]
+    pub bootstrap_admin_user: String,
+
+    /// Password of the bootstrap admin.
+    #[arg(long, env = "CONTROL_PLANE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub bootstrap_admin_password: Option<String>,
+
+    /// API keys to provision at start, as `name:role:key-id:secret` (role: admin, user or
+    /// relay), comma separated. Existing ids are left alone.
+    #[arg(
+        long = "bootstrap-api-key",
+        env = "CONTROL_PLANE_BOOTSTRAP_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub bootstrap_api_keys: Vec<String>,
+
+    /// Origins browsers may call grpc-web from (`*`: any).
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
+    pub cors_origins: Vec<String>,
+}
+
+impl ControlPlaneConfig {
+    /// Join token lifetime.
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_secs.max(1))
+    }
+
+    /// Milliseconds a relay may stay silent and still count as fresh.
+    pub fn stale_after_ms(&self) -> i64 {
+        i64::try_from(self.relay_stale_after_ms).unwrap_or(i64::MAX / 2)
+    }
+
+    /// The configuration with every default, for embedding and tests.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: ControlPlaneConfig,
+        }
+        use clap::Parser;
+        Wrapper::parse_from(["control-plane"]).config
+    }
+}

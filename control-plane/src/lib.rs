@@ -1,0 +1,18 @@
+//! The videocall control plane: users and authentication, meetings and join grants, the
+//! relay registry and placement, token signing keys. gRPC with `tonic` (and grpc-web for
+//! browsers) over `sqlx` (SQLite by default, PostgreSQL in production).
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod keys;
+pub mod placement;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod validate;
+
+pub use config::ControlPlaneConfig;
+pub use server::{open, router, ControlPlaneServer, StartError};

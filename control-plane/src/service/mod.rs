@@ -1,0 +1,90 @@
+//! The gRPC services. Each RPC validates its fields, authenticates and authorises the
+//! caller, then calls the store; store errors map to gRPC codes here.
+
+pub mod auth;
+pub mod meetings;
+pub mod relays;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::Status;
+
+use crate::auth::LoginLimiter;
+use crate::config::ControlPlaneConfig;
+use crate::keys::SigningKeys;
+use crate::store::{now_ms, Store, StoreError};
+
+/// What every service shares.
+pub struct ControlPlane {
+    /// Database.
+    pub store: Store,
+    /// Token signing keys.
+    pub keys: SigningKeys,
+    /// Settings.
+    pub config: ControlPlaneConfig,
+    /// Failed logins and wrong meeting passwords.
+    pub login_limiter: LoginLimiter,
+}
+
+impl ControlPlane {
+    /// Shared state over `store`.
+    pub async fn new(
+        store: Store,
+        config: ControlPlaneConfig,
+    ) -> Result<Arc<Self>, crate::keys::KeyError> {
+        let keys = SigningKeys::open(store.clone(), config.token_ttl()).await?;
+        let login_limiter = LoginLimiter::new(
+            config.login_max_failures,
+            Duration::from_secs(config.login_window_secs.max(1)),
+        );
+        Ok(Arc::new(ControlPlane {
+            store,
+            keys,
+            config,
+            login_limiter,
+        }))
+    }
+
+    /// Relays heard from since this time are fresh (ms).
+    pub fn fresh_since_ms(&self) -> i64 {
+        now_ms().saturating_sub(self.config.stale_after_ms())
+    }
+}
+
+/// The gRPC status for a store error. Database failures are logged here and reported
+/// without their details.
+pub fn store_status(error: StoreError) -> Status {
+    match error {
+        StoreError::AlreadyExists(what) => Status::already_exists(format!("{what} already exists")),
+        StoreError::NotFound(what) => Status::not_found(format!("{what} not found")),
+        StoreError::Full(id) => Status::resource_exhausted(format!("meeting {id} is full")),
+        StoreError::Ended(id) => Status::failed_precondition(format!("meeting {id} has ended")),
+        StoreError::NoRelay => Status::unavailable(
+            "no relay is available: none has a fresh heartbeat, or all are draining or full",
+        ),
+        StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
+            tracing::error!(%error, "database error");
+            Status::unavailable("the database is unavailable; retry shortly")
+        }
+    }
+}
+
+/// The gRPC status for a key error.
+pub fn key_status(error: crate::keys::KeyError) -> Status {
+    match error {
+        crate::keys::KeyError::Store(e) => store_status(e),
+        other => {
+            tracing::error!(error = %other, "signing keys unusable");
+            Status::internal("signing keys are unusable; see the control-plane log")
+        }
+    }
+}
+
+/// The peer's IP address, for rate limits.
+pub fn peer_key<T>(request: &tonic::Request<T>) -> String {
+    request
+        .remote_addr()
+        .map(|addr| addr.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}

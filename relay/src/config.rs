@@ -59,6 +59,23 @@ pub struct RelayConfig {
     #[arg(long = "token-key", env = "RELAY_TOKEN_KEYS", value_delimiter = ',')]
     pub token_keys: Vec<String>,
 
+    /// Control-plane API (`http://host:port`): the relay registers there, heartbeats its
+    /// load, and fetches token verification keys from it.
+    #[arg(
+        long,
+        env = "RELAY_CONTROL_PLANE_URL",
+        requires = "control_plane_api_key"
+    )]
+    pub control_plane_url: Option<String>,
+
+    /// The relay's control-plane API key, as `key-id:secret` (role relay).
+    #[arg(long, env = "RELAY_CONTROL_PLANE_API_KEY", hide_env_values = true)]
+    pub control_plane_api_key: Option<String>,
+
+    /// Participants this relay is sized for (placement fills relays relative to it).
+    #[arg(long, env = "RELAY_CAPACITY_PARTICIPANTS", default_value_t = 500)]
+    pub capacity_participants: u32,
+
     /// Write a JSON file with the bound addresses and certificate hash once serving.
     #[arg(long, env = "RELAY_READY_FILE")]
     pub ready_file: Option<PathBuf>,

@@ -5,6 +5,7 @@
 //! subscribed participant. See ARCHITECTURE.md for the life of a packet.
 
 pub mod config;
+pub mod control_plane;
 pub mod http;
 pub mod lane;
 pub mod meeting;

@@ -236,6 +236,11 @@ impl Meetings {
         lock(&self.meetings).len()
     }
 
+    /// The live meeting `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<Meeting>> {
+        lock(&self.meetings).get(id).cloned()
+    }
+
     /// Every live meeting.
     pub fn all(&self) -> Vec<Arc<Meeting>> {
         lock(&self.meetings).values().cloned().collect()

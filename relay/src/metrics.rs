@@ -196,7 +196,12 @@ impl Metrics {
         self.connections.with_label_values(&[transport.label()])
     }
 
-    /// Counters of received media of `kind`.
+    /// Media bytes received from publishers so far.
+    pub fn bytes_in_total(&self) -> u64 {
+        self.in_audio.bytes.get() + self.in_video.bytes.get()
+    }
+
+    /// Media packets received, per kind.
     pub fn media_in(&self, kind: MediaKind) -> &KindCounters {
         if kind == MediaKind::Audio {
             &self.in_audio

@@ -64,6 +64,8 @@ pub struct Participant {
     pub grants: Grants,
     /// How the participant is connected.
     pub transport: TransportKind,
+    /// When the participant joined (Unix milliseconds).
+    pub joined_at_unix_ms: i64,
     state: Mutex<MutableState>,
     tracks: RwLock<HashMap<u32, Arc<PublishedTrack>>>,
     outbound: Outbound,
@@ -87,6 +89,10 @@ impl Participant {
             user: claims.sub.clone(),
             grants: claims.grants,
             transport,
+            joined_at_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
             state: Mutex::new(MutableState {
                 display_name: claims.name.clone(),
                 ..Default::default()
@@ -118,6 +124,11 @@ impl Participant {
             tracks,
             can_publish: self.grants.publish,
         }
+    }
+
+    /// The name shown to others now.
+    pub fn display_name(&self) -> String {
+        lock(&self.state).display_name.clone()
     }
 
     /// Applies an `UpdateState` from the participant.

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use wtransport::{Endpoint, Identity, ServerConfig};
 
 use crate::config::RelayConfig;
+use crate::control_plane::{ControlPlaneLink, LinkError};
 use crate::http::{admin_router, public_router, HttpState};
 use crate::metrics::Metrics;
 use crate::participant::CloseReason;
@@ -81,6 +82,9 @@ pub enum StartError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The control-plane settings are unusable.
+    #[error(transparent)]
+    ControlPlane(#[from] LinkError),
     /// The ready file could not be written.
     #[error("ready file: {0}")]
     ReadyFile(std::io::Error),
@@ -109,7 +113,7 @@ pub async fn start_with_verifier(
     config: RelayConfig,
     verifier: TokenVerifier,
 ) -> Result<RelayHandle, StartError> {
-    if verifier.key_count() == 0 {
+    if verifier.key_count() == 0 && config.control_plane_url.is_none() {
         tracing::warn!("no token keys configured: every join will be refused");
     }
     let (identity, self_signed) = load_identity(&config).await?;
@@ -196,6 +200,13 @@ pub async fn start_with_verifier(
         state.clone(),
     ));
     tasks.spawn(drain_lifecycle(state.clone()));
+    if let (Some(url), Some(key)) = (
+        &state.config.control_plane_url,
+        &state.config.control_plane_api_key,
+    ) {
+        let link = ControlPlaneLink::new(url, key, state.clone(), info.clone())?;
+        tasks.spawn(link.run());
+    }
 
     if let Some(path) = ready_file {
         write_ready_file(&path, &info).map_err(StartError::ReadyFile)?;

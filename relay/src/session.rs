@@ -86,8 +86,15 @@ fn admit_inner(
         .map_err(|message| Refusal::new(ErrorCode::Malformed, message))?;
     let claims = state
         .verifier
+        .load()
         .verify(&join.token, &join.meeting_id)
         .map_err(token_refusal)?;
+    if state.ended_before(&join.meeting_id, claims.iat) {
+        return Err(Refusal::new(
+            ErrorCode::MeetingEnded,
+            "this meeting has ended; ask for a new join grant",
+        ));
+    }
     if !claims.grants.publish && !claims.grants.subscribe {
         return Err(Refusal::new(
             ErrorCode::Forbidden,
@@ -106,7 +113,11 @@ fn admit_inner(
         &join.meeting_id,
         me.clone(),
         limits.max_meetings,
-        limits.max_participants_per_meeting,
+        claims
+            .max_participants
+            .map_or(limits.max_participants_per_meeting, |n| {
+                limits.max_participants_per_meeting.min(n as usize)
+            }),
     )?;
     me.send(Body::Joined(wire::Joined {
         participant_id: me.id,
@@ -209,6 +220,7 @@ impl Session {
             Body::Pong(_) => {}
             Body::Data(data) => self.on_data(data),
             Body::Leave(_) => self.me.close(CloseReason::left()),
+            Body::RemoveParticipant(remove) => self.on_remove(remove),
             Body::Join(_) => self.reject(
                 ErrorCode::AlreadyJoined,
                 "this session has already joined; open a new session for another meeting".into(),
@@ -226,6 +238,34 @@ impl Session {
                 "that message is sent by the relay, not by clients".into(),
             ),
         }
+    }
+
+    fn on_remove(&self, remove: wire::RemoveParticipant) {
+        if !self.me.grants.admin {
+            self.reject(
+                ErrorCode::Forbidden,
+                "only a meeting admin (token grant `admin`) may remove participants".into(),
+            );
+            return;
+        }
+        let Some(target) = self.meeting.participant(remove.participant_id) else {
+            self.reject(
+                ErrorCode::Malformed,
+                format!("no participant {} in this meeting", remove.participant_id),
+            );
+            return;
+        };
+        tracing::info!(meeting = %self.meeting.id, by = self.me.id, removed = target.id, "participant removed by an admin");
+        let reason = if remove.reason.is_empty() {
+            "removed by a meeting admin".to_owned()
+        } else {
+            remove.reason.chars().take(200).collect()
+        };
+        target.close(CloseReason::error(
+            LeaveReason::Kicked,
+            ErrorCode::Forbidden,
+            reason,
+        ));
     }
 
     fn on_media(&self, mut media: wire::Media, received_at: Instant) {

@@ -1,9 +1,12 @@
 //! State shared by every connection of one relay.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
@@ -20,8 +23,8 @@ use videocall_token::TokenVerifier;
 pub struct RelayState {
     /// Configuration the relay started with.
     pub config: RelayConfig,
-    /// Trusted token keys.
-    pub verifier: TokenVerifier,
+    /// Trusted token keys; replaced whole when the control plane rotates keys.
+    pub verifier: ArcSwap<TokenVerifier>,
     /// Live meetings.
     pub meetings: Meetings,
     /// Prometheus metrics.
@@ -31,6 +34,8 @@ pub struct RelayState {
     /// Fires when a drain starts.
     pub drain: CancellationToken,
     draining: AtomicBool,
+    /// Meeting id -> when it ended (Unix seconds), from the control plane.
+    ended: Mutex<HashMap<String, u64>>,
     join_limiter: DefaultDirectRateLimiter,
     next_id: AtomicU64,
     epoch: Instant,
@@ -50,7 +55,8 @@ impl RelayState {
         RelayState {
             meetings: Meetings::new(metrics.clone()),
             metrics,
-            verifier,
+            verifier: ArcSwap::from_pointee(verifier),
+            ended: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             drain: CancellationToken::new(),
             draining: AtomicBool::new(false),
@@ -74,6 +80,32 @@ impl RelayState {
     /// Takes one join from the rate budget.
     pub fn take_join_permit(&self) -> bool {
         self.join_limiter.check().is_ok()
+    }
+
+    /// Whether `meeting` ended at or after a token issued at `issued_at` (Unix seconds).
+    pub fn ended_before(&self, meeting: &str, issued_at: u64) -> bool {
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        ended.get(meeting).is_some_and(|&at| issued_at <= at)
+    }
+
+    /// Records the meetings the control plane says have ended (replacing the last list)
+    /// and disconnects everyone still in them. Returns how many were disconnected.
+    pub fn end_meetings(&self, ended: HashMap<String, u64>) -> usize {
+        let mut closed = 0;
+        for id in ended.keys() {
+            if let Some(meeting) = self.meetings.get(id) {
+                for participant in meeting.participants() {
+                    participant.close(crate::participant::CloseReason::error(
+                        videocall_protocol::wire::LeaveReason::MeetingEnded,
+                        videocall_protocol::wire::ErrorCode::MeetingEnded,
+                        "the meeting has ended",
+                    ));
+                    closed += 1;
+                }
+            }
+        }
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = ended;
+        closed
     }
 
     /// Whether the relay refuses new joins.

@@ -1,4 +1,5 @@
--- Portable between SQLite and PostgreSQL: times are Unix milliseconds in BIGINT columns.
+-- Portable between SQLite and PostgreSQL: times are Unix milliseconds in BIGINT columns;
+-- flags are BIGINT 0/1 (sqlx's Any driver cannot decode SQLite booleans).
 
 CREATE TABLE users (
     username TEXT PRIMARY KEY,
@@ -13,7 +14,7 @@ CREATE TABLE sessions (
     username TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
     created_at_ms BIGINT NOT NULL,
     expires_at_ms BIGINT NOT NULL,
-    revoked BOOLEAN NOT NULL DEFAULT FALSE
+    revoked BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX sessions_by_user ON sessions (username);
 
@@ -23,7 +24,7 @@ CREATE TABLE api_keys (
     role TEXT NOT NULL,
     secret_hash TEXT NOT NULL,
     created_at_ms BIGINT NOT NULL,
-    revoked BOOLEAN NOT NULL DEFAULT FALSE
+    revoked BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE meetings (
@@ -32,9 +33,9 @@ CREATE TABLE meetings (
     owner TEXT NOT NULL,
     access TEXT NOT NULL,
     password_hash TEXT,
-    guests_allowed BOOLEAN NOT NULL,
+    guests_allowed BIGINT NOT NULL,
     max_participants BIGINT NOT NULL,
-    e2ee_required BOOLEAN NOT NULL,
+    e2ee_required BIGINT NOT NULL,
     relay_id TEXT,
     created_at_ms BIGINT NOT NULL,
     ended_at_ms BIGINT
@@ -68,8 +69,8 @@ CREATE TABLE relays (
     participants BIGINT NOT NULL,
     meetings BIGINT NOT NULL,
     bitrate_bps BIGINT NOT NULL,
-    draining BOOLEAN NOT NULL,
-    drain_requested BOOLEAN NOT NULL,
+    draining BIGINT NOT NULL,
+    drain_requested BIGINT NOT NULL,
     registered_at_ms BIGINT NOT NULL,
     last_heartbeat_ms BIGINT NOT NULL
 );

@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 
 use super::relays::RelayRecord;
-use super::{audited, get, unique_violation, Store, StoreError};
+use super::{audited, flag, get, unique_violation, Store, StoreError};
 
 /// Who may join a meeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,9 +161,9 @@ fn meeting_from(row: &AnyRow) -> Result<MeetingRecord, sqlx::Error> {
         owner: get(row, "owner")?,
         access: Access::parse(&access),
         password_hash: get(row, "password_hash")?,
-        guests_allowed: get(row, "guests_allowed")?,
+        guests_allowed: flag(row, "guests_allowed")?,
         max_participants: u32::try_from(max).unwrap_or(u32::MAX),
-        e2ee_required: get(row, "e2ee_required")?,
+        e2ee_required: flag(row, "e2ee_required")?,
         relay_id: get(row, "relay_id")?,
         created_at_ms: get(row, "created_at_ms")?,
         ended_at_ms: get(row, "ended_at_ms")?,
@@ -194,9 +194,9 @@ impl Store {
         .bind(&meeting.owner)
         .bind(meeting.access.as_str())
         .bind(meeting.password_hash.clone())
-        .bind(meeting.guests_allowed)
+        .bind(i64::from(meeting.guests_allowed))
         .bind(i64::from(meeting.max_participants))
-        .bind(meeting.e2ee_required)
+        .bind(i64::from(meeting.e2ee_required))
         .bind(now_ms)
         .execute(&mut *tx)
         .await
@@ -317,9 +317,9 @@ impl Store {
         .bind(update.title.clone())
         .bind(update.access.map(|a| a.as_str().to_owned()))
         .bind(update.password_hash.clone())
-        .bind(update.guests_allowed)
+        .bind(update.guests_allowed.map(i64::from))
         .bind(update.max_participants.map(i64::from))
-        .bind(update.e2ee_required)
+        .bind(update.e2ee_required.map(i64::from))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -142,6 +142,11 @@ fn unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
 }
 
+/// A 0/1 flag column.
+fn flag(row: &AnyRow, column: &str) -> Result<bool, sqlx::Error> {
+    get::<i64>(row, column).map(|v| v != 0)
+}
+
 fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, sqlx::Error>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,

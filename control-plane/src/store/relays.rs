@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::{audited, get, Store, StoreError};
+use super::{audited, flag, get, Store, StoreError};
 
 /// A registered relay and its last reported load.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,8 +98,8 @@ fn relay_from(row: &AnyRow) -> Result<RelayRecord, sqlx::Error> {
         participants: count("participants")?,
         meetings: count("meetings")?,
         bitrate_bps: u64::try_from(bitrate).unwrap_or(0),
-        draining: get(row, "draining")?,
-        drain_requested: get(row, "drain_requested")?,
+        draining: flag(row, "draining")?,
+        drain_requested: flag(row, "drain_requested")?,
         last_heartbeat_ms: get(row, "last_heartbeat_ms")?,
     })
 }
@@ -123,7 +123,7 @@ impl Store {
             "INSERT INTO relays (relay_id, webtransport_url, websocket_url, certificate_sha256, \
              admin_url, capacity, participants, meetings, bitrate_bps, draining, drain_requested, \
              registered_at_ms, last_heartbeat_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0, FALSE, FALSE, $7, $7) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0, 0, 0, $7, $7) \
              ON CONFLICT (relay_id) DO UPDATE SET webtransport_url = excluded.webtransport_url, \
              websocket_url = excluded.websocket_url, \
              certificate_sha256 = excluded.certificate_sha256, admin_url = excluded.admin_url, \
@@ -159,7 +159,7 @@ impl Store {
         .bind(i64::from(load.participants))
         .bind(i64::from(load.meetings))
         .bind(i64::try_from(load.bitrate_bps).unwrap_or(i64::MAX))
-        .bind(load.draining)
+        .bind(i64::from(load.draining))
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
@@ -209,14 +209,14 @@ impl Store {
             .bind(relay_id)
             .fetch_one(&mut *tx)
             .await?;
-        let drain: bool = get(&row, "drain_requested")?;
+        let drain = flag(&row, "drain_requested")?;
         tx.commit().await?;
         Ok(drain)
     }
 
     /// Marks a relay for draining; `NotFound` when it is not registered.
     pub async fn request_drain(&self, relay_id: &str) -> Result<RelayRecord, StoreError> {
-        let done = sqlx::query("UPDATE relays SET drain_requested = TRUE WHERE relay_id = $1")
+        let done = sqlx::query("UPDATE relays SET drain_requested = 1 WHERE relay_id = $1")
             .bind(relay_id)
             .execute(self.pool())
             .await?;

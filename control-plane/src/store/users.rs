@@ -107,7 +107,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, username, created_at_ms, expires_at_ms, revoked) \
-             VALUES ($1, $2, $3, $4, FALSE)",
+             VALUES ($1, $2, $3, $4, 0)",
         )
         .bind(token_hash)
         .bind(username)
@@ -127,7 +127,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT s.username AS username, u.role AS role, s.expires_at_ms AS expires_at_ms \
              FROM sessions s JOIN users u ON u.username = s.username \
-             WHERE s.token_hash = $1 AND s.revoked = FALSE AND s.expires_at_ms > $2",
+             WHERE s.token_hash = $1 AND s.revoked = 0 AND s.expires_at_ms > $2",
         )
         .bind(token_hash)
         .bind(now_ms)
@@ -146,7 +146,7 @@ impl Store {
 
     /// Revokes one session.
     pub async fn revoke_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET revoked = TRUE WHERE token_hash = $1")
+        sqlx::query("UPDATE sessions SET revoked = 1 WHERE token_hash = $1")
             .bind(token_hash)
             .execute(self.pool())
             .await?;
@@ -155,12 +155,11 @@ impl Store {
 
     /// Revokes every live session of `username`; returns how many.
     pub async fn revoke_user_sessions(&self, username: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked = TRUE WHERE username = $1 AND revoked = FALSE",
-        )
-        .bind(username)
-        .execute(self.pool())
-        .await?;
+        let done =
+            sqlx::query("UPDATE sessions SET revoked = 1 WHERE username = $1 AND revoked = 0")
+                .bind(username)
+                .execute(self.pool())
+                .await?;
         Ok(done.rows_affected())
     }
 
@@ -168,7 +167,7 @@ impl Store {
     pub async fn create_api_key(&self, key: &ApiKeyRecord, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (key_id, name, role, secret_hash, created_at_ms, revoked) \
-             VALUES ($1, $2, $3, $4, $5, FALSE)",
+             VALUES ($1, $2, $3, $4, $5, 0)",
         )
         .bind(&key.key_id)
         .bind(&key.name)
@@ -191,7 +190,7 @@ impl Store {
     pub async fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT key_id, name, role, secret_hash FROM api_keys \
-             WHERE key_id = $1 AND revoked = FALSE",
+             WHERE key_id = $1 AND revoked = 0",
         )
         .bind(key_id)
         .fetch_optional(self.pool())
@@ -210,11 +209,10 @@ impl Store {
 
     /// Revokes an API key; `NotFound` when there is no such live key.
     pub async fn revoke_api_key(&self, key_id: &str) -> Result<(), StoreError> {
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked = TRUE WHERE key_id = $1 AND revoked = FALSE")
-                .bind(key_id)
-                .execute(self.pool())
-                .await?;
+        let done = sqlx::query("UPDATE api_keys SET revoked = 1 WHERE key_id = $1 AND revoked = 0")
+            .bind(key_id)
+            .execute(self.pool())
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("API key {key_id}")));
         }

@@ -1,0 +1,304 @@
+//! A real relay with a real control plane: registration, heartbeats, grants verified by
+//! the relay (valid, expired, other meeting, unknown key, rotated key), the participant
+//! limit and admin grant at the relay, and ending a meeting through the relays.
+
+mod common;
+
+use std::time::Duration;
+
+use clap::Parser;
+use common::*;
+use tonic::Code;
+use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
+use videocall_control_api::v1::*;
+use videocall_protocol::wire::{self, envelope::Body, ErrorCode};
+use videocall_relay::{RelayConfig, RelayHandle};
+use videocall_token::{Claims, Grants, TokenIssuer};
+
+on_both_databases! {
+    relay_admits_only_what_the_control_plane_grants => scenario,
+}
+
+#[derive(Parser)]
+struct RelayArgs {
+    #[command(flatten)]
+    config: RelayConfig,
+}
+
+async fn start_relay(control_plane_url: &str) -> RelayHandle {
+    let key = format!("{RELAY_KEY_ID}:{RELAY_SECRET}");
+    let args = RelayArgs::parse_from(
+        ["relay", "--relay-id", "relay-it"]
+            .into_iter()
+            .chain(videocall_testkit::LOOPBACK_RELAY_ADDRS)
+            .chain(["--control-plane-url", control_plane_url])
+            .chain(["--control-plane-api-key", &key]),
+    );
+    videocall_relay::start(args.config)
+        .await
+        .expect("relay starts")
+}
+
+fn address(grant: &JoinGrant) -> RelayAddress {
+    let relay = grant.relay.clone().expect("relay endpoints");
+    RelayAddress {
+        webtransport_url: relay.webtransport_url,
+        websocket_url: relay.websocket_url,
+        certificate_sha256: relay.certificate_sha256.first().cloned(),
+    }
+}
+
+async fn connect(
+    grant: &JoinGrant,
+    transport: Transport,
+) -> Result<Client, videocall_client::ClientError> {
+    Client::connect(ConnectOptions::new(
+        transport,
+        address(grant),
+        &grant.meeting_id,
+        &grant.token,
+    ))
+    .await
+}
+
+fn refused(result: Result<Client, videocall_client::ClientError>) -> Option<ErrorCode> {
+    match result {
+        Err(videocall_client::ClientError::Refused { code, .. }) => Some(code),
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => None,
+    }
+}
+
+/// Waits until the session ends with `code` (as a fatal error or the close code).
+async fn ends_with(client: &mut Client, code: ErrorCode) -> bool {
+    let want = code as u32;
+    videocall_testkit::wait_for(client, Duration::from_secs(5), |event| match event {
+        Event::Message(Body::Error(e)) if e.code == code as i32 && e.fatal => Some(()),
+        Event::Closed { code, .. } if *code == want || *code == 4000 + want => Some(()),
+        _ => None,
+    })
+    .await
+    .is_some()
+}
+
+async fn grant_for(api: &Api, auth: Option<&str>, meeting: &str, name: &str) -> JoinGrant {
+    api.join(auth, meeting, name)
+        .await
+        .unwrap_or_else(|e| panic!("grant for {name}: {e}"))
+}
+
+async fn scenario(db: &Database) {
+    let cp = ControlPlane::start(db, &["--heartbeat-interval-ms", "200"]).await;
+    let api = cp.api().await;
+    let relay = start_relay(&cp.url).await;
+    let admin = api.admin().await;
+    let alice = api.user(&admin, "alice").await;
+    let bob = api.user(&admin, "bob").await;
+
+    // The relay registers and heartbeats.
+    let registered = async {
+        loop {
+            let relays = api
+                .relays()
+                .list_relays(req(ListRelaysRequest {}, Some(&admin)))
+                .await
+                .unwrap()
+                .into_inner();
+            if relays.relays.iter().any(|r| {
+                r.fresh
+                    && r.endpoints
+                        .as_ref()
+                        .is_some_and(|e| e.relay_id == "relay-it")
+            }) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), registered)
+        .await
+        .expect("relay registered");
+
+    api.create_meeting(
+        &alice,
+        CreateMeetingRequest {
+            id: "room".into(),
+            max_participants: 2,
+            guests_allowed: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    api.create_meeting(
+        &alice,
+        CreateMeetingRequest {
+            id: "other".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    // Valid grants over both transports.
+    let alice_grant = grant_for(&api, Some(&alice), "room", "").await;
+    assert_eq!(alice_grant.relay.as_ref().unwrap().relay_id, "relay-it");
+    let mut alice_client = connect(&alice_grant, Transport::WebTransport)
+        .await
+        .expect("alice joins");
+    let bob_grant = grant_for(&api, Some(&bob), "room", "").await;
+    let mut bob_client = connect(&bob_grant, Transport::WebSocket)
+        .await
+        .expect("bob joins");
+
+    // The control plane hears who is connected.
+    let live = async {
+        loop {
+            let live = api
+                .meetings()
+                .list_participants(req(
+                    ListParticipantsRequest {
+                        meeting_id: "room".into(),
+                    },
+                    Some(&alice),
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            if live.participants.len() == 2 {
+                break live;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let live = tokio::time::timeout(Duration::from_secs(5), live)
+        .await
+        .expect("participants reported");
+    let mut who: Vec<_> = live
+        .participants
+        .iter()
+        .map(|p| p.identity.as_str())
+        .collect();
+    who.sort();
+    assert_eq!(who, ["alice", "bob"]);
+
+    // The limit holds at Join...
+    assert_status(
+        api.join(None, "room", "Third").await,
+        Code::ResourceExhausted,
+        "full",
+    );
+    // ...and at the relay: alice's second grant reuses her seat, but a third connection
+    // exceeds the limit the token carries.
+    let alice_again = grant_for(&api, Some(&alice), "room", "").await;
+    assert_eq!(
+        refused(connect(&alice_again, Transport::WebSocket).await),
+        Some(ErrorCode::MeetingFull)
+    );
+
+    // A grant for another meeting, a token from an unknown key, an expired grant.
+    let other = grant_for(&api, Some(&bob), "other", "").await;
+    let mut misused = other.clone();
+    misused.meeting_id = "room".into();
+    assert_eq!(
+        refused(connect(&misused, Transport::WebSocket).await),
+        Some(ErrorCode::TokenWrongMeeting)
+    );
+    let rogue = TokenIssuer::generate("rogue");
+    let mut forged = alice_grant.clone();
+    forged.token = rogue
+        .issue(&Claims::new(
+            "mallory",
+            "Mallory",
+            "room",
+            Grants::default(),
+            Duration::from_secs(60),
+        ))
+        .unwrap();
+    assert_eq!(
+        refused(connect(&forged, Transport::WebSocket).await),
+        Some(ErrorCode::TokenUnknownKey)
+    );
+    {
+        // A second control plane on the same database signs with the same key.
+        let short = ControlPlane::start(db, &["--token-ttl-secs", "1"]).await;
+        let short_api = short.api().await;
+        let alice_short = short_api.login("alice", PASSWORD).await;
+        let expiring = grant_for(&short_api, Some(&alice_short), "other", "").await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(
+            refused(connect(&expiring, Transport::WebSocket).await),
+            Some(ErrorCode::TokenExpired)
+        );
+        short.stop().await;
+    }
+
+    // Key rotation: a grant signed before still admits; one signed after admits once the
+    // relay has fetched the new key.
+    let before = grant_for(&api, Some(&bob), "other", "").await;
+    let rotated = api
+        .relays()
+        .rotate_signing_key(req(RotateSigningKeyRequest {}, Some(&admin)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rotated.keys.len(), 2, "old and new key both verify");
+    let after = grant_for(&api, Some(&alice), "other", "").await;
+    assert_ne!(before.kid, after.kid);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let old_key_client = connect(&before, Transport::WebSocket)
+        .await
+        .expect("token of the old key");
+    let new_key_client = connect(&after, Transport::WebTransport)
+        .await
+        .expect("token of the new key");
+    drop((old_key_client, new_key_client));
+
+    // Grants at the relay: bob (no admin grant) may not remove alice; alice (owner) may
+    // remove bob.
+    bob_client
+        .sender()
+        .send(Body::RemoveParticipant(wire::RemoveParticipant {
+            participant_id: alice_client.participant_id(),
+            reason: String::new(),
+        }))
+        .await
+        .unwrap();
+    let forbidden =
+        videocall_testkit::wait_for_message(&mut bob_client, Duration::from_secs(5), |body| {
+            match body {
+                Body::Error(e) if e.code == ErrorCode::Forbidden as i32 && !e.fatal => Some(()),
+                _ => None,
+            }
+        })
+        .await;
+    assert!(forbidden.is_some(), "a non-admin is told no");
+    alice_client
+        .sender()
+        .send(Body::RemoveParticipant(wire::RemoveParticipant {
+            participant_id: bob_client.participant_id(),
+            reason: "test".into(),
+        }))
+        .await
+        .unwrap();
+    assert!(
+        ends_with(&mut bob_client, ErrorCode::Forbidden).await,
+        "bob was removed"
+    );
+
+    // Ending the meeting disconnects everyone through the relay; old grants stop working.
+    api.meetings()
+        .end_meeting(req(EndMeetingRequest { id: "room".into() }, Some(&alice)))
+        .await
+        .unwrap();
+    assert!(
+        ends_with(&mut alice_client, ErrorCode::MeetingEnded).await,
+        "alice is disconnected"
+    );
+    assert_eq!(
+        refused(connect(&alice_again, Transport::WebSocket).await),
+        Some(ErrorCode::MeetingEnded)
+    );
+
+    relay.shutdown();
+    relay.stopped().await;
+    cp.stop().await;
+}

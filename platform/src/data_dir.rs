@@ -1,13 +1,8 @@
-//! The one data directory of a local platform: signing key, certificate, relay info.
+//! The one data directory of a local platform: database, secrets, certificate, relay info.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use videocall_relay::RelayInfo;
-use videocall_token::TokenIssuer;
-
-/// Key id of the development issuer's key.
-pub const DEV_KID: &str = "dev-1";
 
 /// Paths inside the data directory.
 pub struct DataDir {
@@ -38,24 +33,31 @@ impl DataDir {
         self.root.join("relay.json")
     }
 
-    /// The development token issuer, created on first use and kept across restarts.
-    pub fn dev_issuer(&self) -> anyhow::Result<TokenIssuer> {
-        let path = self.root.join("keys").join("dev-issuer.key");
-        if let Ok(seed) = std::fs::read_to_string(&path) {
-            return TokenIssuer::from_seed_base64(DEV_KID, &seed)
-                .with_context(|| format!("reading signing key {}", path.display()));
+    /// A secret kept in `<data>/keys/<name>`, generated on first use (mode 0600).
+    pub fn secret(&self, name: &str) -> anyhow::Result<String> {
+        let path = self.root.join("keys").join(name);
+        if let Ok(secret) = std::fs::read_to_string(&path) {
+            return Ok(secret.trim().to_owned());
         }
-        let seed = videocall_token::generate_seed_base64();
+        let secret = videocall_control_plane::auth::random_token(18);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        write_private(&path, &seed)?;
-        TokenIssuer::from_seed_base64(DEV_KID, &seed).context("new signing key")
+        write_private(&path, &secret)?;
+        Ok(secret)
     }
 
-    /// Info of the relay started from this data directory.
-    pub fn relay_info(&self) -> anyhow::Result<RelayInfo> {
-        let path = self.relay_info_path();
+    /// The embedded control plane's SQLite database.
+    pub fn database_url(&self) -> String {
+        format!(
+            "sqlite://{}?mode=rwc",
+            self.root.join("control-plane.db").display()
+        )
+    }
+
+    /// What a running platform wrote at start.
+    pub fn platform_info(&self) -> anyhow::Result<crate::PlatformInfo> {
+        let path = self.root.join("platform.json");
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
                 "{} not found: start the platform first (`videocall up`)",

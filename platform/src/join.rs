@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
 use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
 use videocall_protocol::wire::{envelope::Body, MediaKind, Participant};
-use videocall_token::{Claims, Grants};
 
 use crate::data_dir::DataDir;
 
@@ -20,9 +19,9 @@ pub struct JoinArgs {
     /// Meeting to join.
     #[arg(long, default_value = "demo")]
     pub meeting: String,
-    /// User name.
-    #[arg(long, default_value = "alice")]
-    pub user: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: crate::grant::Identity,
     /// Transport: webtransport or websocket.
     #[arg(long, default_value = "webtransport", value_parser = parse_transport)]
     pub transport: Transport,
@@ -51,21 +50,21 @@ struct Rates {
 
 /// Joins and reports until the time is up, Ctrl-C, or the relay ends the session.
 pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
-    let relay = data.relay_info()?;
-    let issuer = data.dev_issuer()?;
-    let claims = Claims::new(
-        &args.user,
-        &args.user,
+    let platform = data.platform_info()?;
+    let grant = crate::grant::join(
+        &platform.api_url,
         &args.meeting,
-        Grants::default(),
-        Duration::from_secs(3600),
-    );
-    let token = issuer.issue(&claims).context("signing a token")?;
+        &args.identity,
+        !args.publish,
+    )
+    .await?;
+    let relay = grant.relay.clone().context("the grant names no relay")?;
     let address = RelayAddress {
-        webtransport_url: relay.webtransport_url.clone(),
-        websocket_url: relay.websocket_url.clone(),
-        certificate_sha256: relay.self_signed.then(|| relay.certificate_sha256.clone()),
+        webtransport_url: relay.webtransport_url,
+        websocket_url: relay.websocket_url,
+        certificate_sha256: relay.certificate_sha256.first().cloned(),
     };
+    let token = grant.token.clone();
     let mut client = Client::connect(ConnectOptions::new(
         args.transport,
         address,
@@ -77,7 +76,7 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
     println!(
         "joined {} as {} (participant {}) over {:?} via {}",
         args.meeting,
-        args.user,
+        grant.display_name,
         client.participant_id(),
         args.transport,
         client.joined.relay_id

@@ -1,12 +1,13 @@
 //! `videocall`: the whole platform on one machine.
 //!
-//! `videocall up` starts everything with embedded defaults (a data directory, a
-//! self-signed certificate, a development token issuer) and prints where to connect;
-//! `videocall join` and `videocall token` use the same data directory.
+//! `videocall up` starts everything with embedded defaults (a data directory, an SQLite
+//! control plane, a self-signed certificate, a relay registered with the control plane) and
+//! prints where to connect; `videocall join` and `videocall token` get join grants from it.
 
 mod data_dir;
-mod dev_issuer;
+mod grant;
 mod join;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,18 +16,24 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
+use videocall_control_plane::store::{Access, NewMeeting};
+use videocall_control_plane::ControlPlaneConfig;
 use videocall_relay::RelayConfig;
-use videocall_token::{Claims, Grants, TokenVerifier};
 
-use data_dir::{DataDir, DEV_KID};
+use data_dir::DataDir;
+
+/// The meeting every fresh platform offers.
+const DEMO_MEETING: &str = "demo";
+/// The embedded relay's API key id.
+const RELAY_KEY_ID: &str = "vk_embedded_relay";
 
 /// The videocall platform on one machine.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Directory for keys, certificates and state.
+    /// Directory for the database, keys, certificates and state.
     #[arg(
         long,
         env = "VIDEOCALL_DATA_DIR",
@@ -42,17 +49,13 @@ struct Cli {
 enum Command {
     /// Start the platform (the default).
     Up(Box<UpArgs>),
-    /// Print a development join token.
+    /// Print a join token for a meeting (a grant from the running platform).
     Token {
         /// Meeting the token admits to.
-        #[arg(long, default_value = "demo")]
+        #[arg(long, default_value = DEMO_MEETING)]
         meeting: String,
-        /// User name.
-        #[arg(long, default_value = "alice")]
-        user: String,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 3600)]
-        ttl_secs: u64,
+        #[command(flatten)]
+        identity: grant::Identity,
     },
     /// Join a meeting from this terminal.
     Join(join::JoinArgs),
@@ -60,19 +63,32 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct UpArgs {
-    /// Address of the platform's web entry (token issuer, information page).
+    /// Address of the platform's web entry: the control-plane API (gRPC, grpc-web) and the
+    /// information page.
     #[arg(long, env = "VIDEOCALL_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
+    /// Control-plane database; an SQLite file in the data directory when unset.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
     #[command(flatten)]
     relay: RelayConfig,
 }
 
 /// What a running platform writes to `<data>/platform.json`.
-#[derive(Debug, Serialize)]
-struct PlatformInfo {
-    http_url: String,
-    token_url: String,
-    relay: videocall_relay::RelayInfo,
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PlatformInfo {
+    /// The web entry.
+    pub http_url: String,
+    /// The control-plane API (gRPC and grpc-web; same origin as `http_url`).
+    pub api_url: String,
+    /// The initial admin.
+    pub admin_user: String,
+    /// Where the admin's password is kept.
+    pub admin_password_file: PathBuf,
+    /// The meeting that admits guests.
+    pub demo_meeting: String,
+    /// The relay.
+    pub relay: videocall_relay::RelayInfo,
 }
 
 #[tokio::main]
@@ -88,21 +104,10 @@ async fn main() -> anyhow::Result<()> {
             let args = UpArgs::parse_defaults();
             up(&data, args).await
         }
-        Some(Command::Token {
-            meeting,
-            user,
-            ttl_secs,
-        }) => {
-            videocall_protocol::ids::validate_meeting_id(&meeting).map_err(anyhow::Error::msg)?;
-            videocall_protocol::ids::validate_user(&user).map_err(anyhow::Error::msg)?;
-            let claims = Claims::new(
-                &user,
-                &user,
-                &meeting,
-                Grants::default(),
-                Duration::from_secs(ttl_secs),
-            );
-            println!("{}", data.dev_issuer()?.issue(&claims)?);
+        Some(Command::Token { meeting, identity }) => {
+            let platform = data.platform_info()?;
+            let grant = grant::join(&platform.api_url, &meeting, &identity, false).await?;
+            println!("{}", grant.token);
             Ok(())
         }
         Some(Command::Join(args)) => join::run(&data, args).await,
@@ -121,26 +126,42 @@ impl UpArgs {
 }
 
 async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
-    let issuer = Arc::new(data.dev_issuer()?);
-    let mut verifier = TokenVerifier::new();
-    verifier.add_key_base64(DEV_KID, &issuer.public_key_base64())?;
-    for spec in &args.relay.token_keys {
-        verifier.add_key_spec(spec)?;
-    }
-    let mut relay_config = args.relay;
-    relay_config.ready_file = Some(data.relay_info_path());
-    if relay_config.tls_cert.is_none() {
-        relay_config.self_signed_dir = Some(data.tls_dir());
-    }
-    let relay = videocall_relay::start_with_verifier(relay_config, verifier)
-        .await
-        .context("starting the relay")?;
-
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding {}", args.http_addr))?;
     let http_addr = listener.local_addr()?;
-    let router = dev_issuer::router(issuer, Arc::new(relay.info.clone()));
+    let api_url = format!("http://{http_addr}");
+
+    // The control plane, on SQLite in the data directory unless told otherwise.
+    let admin_password = data.secret("admin-password")?;
+    let relay_secret = data.secret("relay-api-secret")?;
+    let mut config = ControlPlaneConfig::defaults();
+    config.grpc_addr = http_addr;
+    config.database_url = args.database_url.unwrap_or_else(|| data.database_url());
+    config.bootstrap_admin_password = Some(admin_password);
+    config.bootstrap_api_keys.push(format!(
+        "embedded-relay:relay:{RELAY_KEY_ID}:{relay_secret}"
+    ));
+    let admin_user = config.bootstrap_admin_user.clone();
+    let control_plane = videocall_control_plane::open(config)
+        .await
+        .context("starting the control plane")?;
+    ensure_demo_meeting(&control_plane, &admin_user).await?;
+    let api = videocall_control_plane::router(control_plane.clone()).await?;
+
+    // The relay registers with the control plane and takes its keys from it.
+    let mut relay_config = args.relay;
+    relay_config.ready_file = Some(data.relay_info_path());
+    relay_config.control_plane_url = Some(api_url.clone());
+    relay_config.control_plane_api_key = Some(format!("{RELAY_KEY_ID}:{relay_secret}"));
+    if relay_config.tls_cert.is_none() {
+        relay_config.self_signed_dir = Some(data.tls_dir());
+    }
+    let relay = videocall_relay::start(relay_config)
+        .await
+        .context("starting the relay")?;
+
+    let router = web::router(api, Arc::new(relay.info.clone()));
     let shutdown = relay.state.shutdown.clone();
     tokio::spawn(async move {
         let stopped = shutdown.clone();
@@ -152,10 +173,14 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
+    wait_for_registration(&control_plane, &relay.info.relay_id).await;
 
     let info = PlatformInfo {
         http_url: format!("http://{http_addr}/"),
-        token_url: format!("http://{http_addr}/dev/token?meeting=demo&user=alice"),
+        api_url,
+        admin_user,
+        admin_password_file: data.root().join("keys").join("admin-password"),
+        demo_meeting: DEMO_MEETING.into(),
         relay: relay.info.clone(),
     };
     std::fs::write(
@@ -184,7 +209,53 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         });
     }
     relay.stopped().await;
+    control_plane.store.close().await;
     Ok(())
+}
+
+/// A public meeting `demo` that admits guests, so a newcomer can join with no account.
+async fn ensure_demo_meeting(
+    control_plane: &videocall_control_plane::service::ControlPlane,
+    owner: &str,
+) -> anyhow::Result<()> {
+    let store = &control_plane.store;
+    if store.meeting(DEMO_MEETING).await?.is_some() {
+        return Ok(());
+    }
+    let created = store
+        .create_meeting(
+            &NewMeeting {
+                id: DEMO_MEETING.into(),
+                title: "Demo meeting".into(),
+                owner: owner.into(),
+                access: Access::Public,
+                password_hash: None,
+                guests_allowed: true,
+                max_participants: control_plane.config.default_max_participants,
+                e2ee_required: false,
+                allowed_users: Vec::new(),
+            },
+            videocall_control_plane::store::now_ms(),
+        )
+        .await;
+    match created {
+        Ok(_) | Err(videocall_control_plane::store::StoreError::AlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Joins are placed only on registered relays: wait (briefly) for ours.
+async fn wait_for_registration(
+    control_plane: &videocall_control_plane::service::ControlPlane,
+    relay_id: &str,
+) {
+    for _ in 0..100 {
+        if let Ok(Some(_)) = control_plane.store.relay(relay_id).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!("the relay has not registered with the control plane yet");
 }
 
 fn print_banner(data: &DataDir, info: &PlatformInfo) {
@@ -192,7 +263,13 @@ fn print_banner(data: &DataDir, info: &PlatformInfo) {
     println!();
     println!("videocall is running (data in {})", data.root().display());
     println!("  Open           {}", info.http_url);
-    println!("  Join token     {}", info.token_url);
+    println!("  API            {} (gRPC and grpc-web)", info.api_url);
+    println!(
+        "  Admin          {} (password in {})",
+        info.admin_user,
+        info.admin_password_file.display()
+    );
+    println!("  Demo meeting   {} (guests welcome)", info.demo_meeting);
     println!("  WebTransport   {}", r.webtransport_url);
     println!(
         "  Certificate    sha256 {} (self-signed, 13 days)",

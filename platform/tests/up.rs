@@ -1,13 +1,23 @@
 //! Command one, as a newcomer runs it: `videocall up` starts everything in one data
-//! directory, hands out tokens, and two people can meet.
+//! directory (control plane on SQLite, relay registered with it), guests get join grants
+//! through the real API, and two people can meet.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use prost::Message;
 use serde::Deserialize;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 use videocall_client::synthetic::packet;
 use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
+use videocall_control_api::v1::auth_service_client::AuthServiceClient;
+use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
+use videocall_control_api::v1::{
+    GetMeetingRequest, JoinGrant, JoinMeetingRequest, LoginRequest, Role,
+};
 use videocall_protocol::wire::{envelope::Body, MediaKind};
 use videocall_relay::RelayInfo;
 use videocall_testkit::{http_request, wait_for_json, wait_for_message, ChildGuard};
@@ -17,12 +27,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_videocall");
 #[derive(Debug, Deserialize)]
 struct PlatformInfo {
     http_url: String,
-    relay: RelayInfo,
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenGrant {
-    token: String,
+    api_url: String,
+    admin_user: String,
+    admin_password_file: std::path::PathBuf,
     relay: RelayInfo,
 }
 
@@ -34,6 +41,7 @@ async fn up(data: &Path) -> (ChildGuard, PlatformInfo) {
         .args(["up", "--http-addr", "127.0.0.1:0"])
         .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
         .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -42,7 +50,7 @@ async fn up(data: &Path) -> (ChildGuard, PlatformInfo) {
     let info = wait_for_json(
         &data.join("platform.json"),
         &mut child,
-        Duration::from_secs(20),
+        Duration::from_secs(30),
     )
     .await;
     (child, info)
@@ -56,52 +64,127 @@ fn http_addr(info: &PlatformInfo) -> std::net::SocketAddr {
         .expect("http addr")
 }
 
-async fn token(info: &PlatformInfo, query: &str) -> (u16, String) {
-    http_request(http_addr(info), "GET", &format!("/dev/token?{query}")).await
+/// A grant for a guest named `name`, over gRPC.
+async fn guest_grant(
+    info: &PlatformInfo,
+    meeting: &str,
+    name: &str,
+) -> Result<JoinGrant, tonic::Status> {
+    let mut meetings = MeetingServiceClient::connect(info.api_url.clone())
+        .await
+        .expect("connect API");
+    meetings
+        .join_meeting(JoinMeetingRequest {
+            meeting_id: meeting.into(),
+            display_name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
 }
 
-fn address(relay: &RelayInfo) -> RelayAddress {
+fn grant_address(grant: &JoinGrant) -> RelayAddress {
+    let relay = grant.relay.clone().expect("relay");
     RelayAddress {
-        webtransport_url: relay.webtransport_url.clone(),
-        websocket_url: relay.websocket_url.clone(),
-        certificate_sha256: Some(relay.certificate_sha256.clone()),
+        webtransport_url: relay.webtransport_url,
+        websocket_url: relay.websocket_url,
+        certificate_sha256: relay.certificate_sha256.first().cloned(),
     }
 }
 
+/// One grpc-web call over HTTP/1.1; returns the raw response.
+async fn grpc_web(addr: std::net::SocketAddr, path: &str, message: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/grpc-web+proto\r\n\
+         X-Grpc-Web: 1\r\nOrigin: http://localhost:3000\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(&body).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_serves_tokens_and_two_people_meet_in_demo() {
+async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
     let data = tempfile::tempdir().expect("temp dir");
     let (mut platform, info) = up(data.path()).await;
     assert!(info.relay.self_signed);
     assert_eq!(info.relay.certificate_sha256.len(), 64);
     assert!(data.path().join("tls/relay-cert.pem").exists());
-    assert!(data.path().join("keys/dev-issuer.key").exists());
+    assert!(data.path().join("control-plane.db").exists());
+    let admin_password =
+        std::fs::read_to_string(&info.admin_password_file).expect("admin password file");
 
     let (status, page) = http_request(http_addr(&info), "GET", "/").await;
     assert_eq!(status, 200);
     assert!(page.contains(&info.relay.certificate_sha256));
 
-    // Bad requests get a clear 400, and the issuer keeps serving.
-    for bad in [
-        "",
-        "meeting=demo",
-        "meeting=../x&user=alice",
-        "meeting=demo&user=a%20b",
-    ] {
-        let (status, body) = token(&info, bad).await;
-        assert_eq!(status, 400, "{bad}: {body}");
-        assert!(body.contains("error"), "{bad}: {body}");
-    }
+    // The initial admin signs in with the printed credentials.
+    let mut auth = AuthServiceClient::connect(info.api_url.clone())
+        .await
+        .expect("connect API");
+    let login = auth
+        .login(LoginRequest {
+            username: info.admin_user.clone(),
+            password: admin_password.trim().into(),
+        })
+        .await
+        .expect("admin login")
+        .into_inner();
+    assert_eq!(login.user.expect("user").role, Role::Admin as i32);
+
+    // Health and grpc-web on the same origin.
+    let channel = tonic::transport::Endpoint::from_shared(info.api_url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect health");
+    let mut health = HealthClient::new(channel);
+    let serving = health
+        .check(HealthCheckRequest {
+            service: "videocall.control.v1.MeetingService".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(serving.status, ServingStatus::Serving as i32);
+    let request = GetMeetingRequest { id: "demo".into() }.encode_to_vec();
+    let web = grpc_web(
+        http_addr(&info),
+        "/videocall.control.v1.MeetingService/GetMeeting",
+        &request,
+    )
+    .await;
+    assert!(web.starts_with("HTTP/1.1 200"), "{web}");
+    assert!(
+        web.to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
+        "{web}"
+    );
+    assert!(web.contains("Demo meeting"), "{web}");
+    assert!(web.contains("grpc-status:0"), "{web}");
+
+    // Bad input gets a clear error and the platform keeps serving.
+    let bad = guest_grant(&info, "../x", "Mallory")
+        .await
+        .expect_err("bad id");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().contains("meeting_id"), "{}", bad.message());
 
     let mut clients = Vec::new();
-    for (user, transport) in [
+    for (name, transport) in [
         ("alice", Transport::WebTransport),
         ("bob", Transport::WebSocket),
     ] {
-        let (status, body) = token(&info, &format!("meeting=demo&user={user}")).await;
-        assert_eq!(status, 200, "{body}");
-        let grant: TokenGrant = serde_json::from_str(&body).expect("grant json");
-        let options = ConnectOptions::new(transport, address(&grant.relay), "demo", &grant.token);
+        let grant = guest_grant(&info, "demo", name).await.expect("guest grant");
+        let options = ConnectOptions::new(transport, grant_address(&grant), "demo", &grant.token);
         clients.push(Client::connect(options).await.expect("join demo"));
     }
     let (alice, bob) = clients.split_at_mut(1);
@@ -164,36 +247,58 @@ async fn up_serves_tokens_and_two_people_meet_in_demo() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_signing_key_survives_a_restart_and_the_token_command_uses_it() {
+async fn data_survives_a_restart_and_the_token_command_uses_the_platform() {
     let data = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["token", "--meeting", "demo", "--user", "dave"])
-        .output()
-        .expect("token command");
-    assert!(output.status.success());
+    let token_command = |meeting: &str| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["token", "--meeting", meeting, "--user", "Dave"])
+            .output()
+            .expect("token command")
+    };
+    let (platform, _) = up(data.path()).await;
+    let output = token_command("demo");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let token = String::from_utf8(output.stdout)
         .expect("utf8")
         .trim()
         .to_owned();
     assert_eq!(token.split('.').count(), 3);
-
-    for round in 0..2 {
-        let (platform, info) = up(data.path()).await;
-        let options =
-            ConnectOptions::new(Transport::WebSocket, address(&info.relay), "demo", &token);
-        let client = Client::connect(options).await;
-        assert!(client.is_ok(), "round {round}: {:?}", client.err());
-        drop(platform);
-    }
-
-    let refused = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["token", "--meeting", "no/slashes"])
-        .output()
-        .expect("token command");
+    let refused = token_command("no/slashes");
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("meeting id"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("meeting_id"));
+    drop(platform);
+
+    // The signing key and the admin live in the data directory: a token from before the
+    // restart still admits, and the same password still signs in.
+    let (platform, info) = up(data.path()).await;
+    let address = RelayAddress {
+        webtransport_url: info.relay.webtransport_url.clone(),
+        websocket_url: info.relay.websocket_url.clone(),
+        certificate_sha256: Some(info.relay.certificate_sha256.clone()),
+    };
+    let client = Client::connect(ConnectOptions::new(
+        Transport::WebSocket,
+        address,
+        "demo",
+        &token,
+    ))
+    .await;
+    assert!(client.is_ok(), "{:?}", client.err());
+    let password = std::fs::read_to_string(&info.admin_password_file).expect("password");
+    let mut auth = AuthServiceClient::connect(info.api_url.clone())
+        .await
+        .expect("connect API");
+    auth.login(LoginRequest {
+        username: info.admin_user.clone(),
+        password: password.trim().into(),
+    })
+    .await
+    .expect("the admin survives the restart");
+    drop(platform);
 }

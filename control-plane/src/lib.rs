@@ -15,4 +15,4 @@ pub mod store;
 pub mod validate;
 
 pub use config::ControlPlaneConfig;
-pub use server::{open, router, ControlPlaneServer, StartError};
+pub use server::{nodelay, open, router, ControlPlaneServer, StartError};

@@ -2,22 +2,7 @@
 
 use hdrhistogram::Histogram;
 
-/// CPU time (user + system) of a process, in seconds.
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the ')'.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
-        .sum();
-    // Linux reports clock ticks of 1/100 s (USER_HZ) on every mainstream architecture.
-    ticks as f64 / 100.0
-}
+pub use videocall_testkit::cpu_seconds;
 
 /// Figures of one scenario on one transport.
 pub struct Report {

@@ -165,7 +165,7 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     let shutdown = relay.state.shutdown.clone();
     tokio::spawn(async move {
         let stopped = shutdown.clone();
-        if let Err(error) = axum::serve(listener, router)
+        if let Err(error) = axum::serve(videocall_control_plane::nodelay(listener), router)
             .with_graceful_shutdown(async move { stopped.cancelled().await })
             .await
         {

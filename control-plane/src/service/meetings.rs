@@ -425,7 +425,13 @@ impl MeetingService for MeetingApi {
         if caller.as_ref().is_some_and(|c| !c.is_person()) {
             return Err(Status::permission_denied("relays do not join meetings"));
         }
-        let meeting = self.load(&req.meeting_id).await?;
+        let meeting = self
+            .0
+            .store
+            .meeting_for_join(&req.meeting_id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("meeting {} not found", req.meeting_id)))?;
         let privileged = caller.as_ref().is_some_and(|c| may_manage(c, &meeting));
         match &caller {
             None if !meeting.guests_allowed || meeting.access == store::Access::Private => {

@@ -222,6 +222,19 @@ impl Store {
 
     /// The meeting `id` with its allow-list.
     pub async fn meeting(&self, id: &str) -> Result<Option<MeetingRecord>, StoreError> {
+        self.meeting_with(id, true).await
+    }
+
+    /// The meeting `id`; its allow-list only where it decides who may join (private).
+    pub async fn meeting_for_join(&self, id: &str) -> Result<Option<MeetingRecord>, StoreError> {
+        self.meeting_with(id, false).await
+    }
+
+    async fn meeting_with(
+        &self,
+        id: &str,
+        always_allow_list: bool,
+    ) -> Result<Option<MeetingRecord>, StoreError> {
         let row = sqlx::query(audited(format!(
             "SELECT {MEETING_COLUMNS} FROM meetings WHERE id = $1"
         )))
@@ -230,7 +243,9 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut meeting = meeting_from(&row)?;
-        meeting.allowed_users = self.allowed_users(id).await?;
+        if always_allow_list || meeting.access == Access::Private {
+            meeting.allowed_users = self.allowed_users(id).await?;
+        }
         Ok(Some(meeting))
     }
 
@@ -392,22 +407,17 @@ impl Store {
         F: FnOnce(&MeetingRecord, &[RelayRecord], &[String]) -> Option<String>,
     {
         let id = request.meeting_id;
-        let mut tx = self.pool().begin().await?;
+        let _turn = self.write_turn().await;
+        let mut tx = self.relaxed_pool().begin().await?;
         // Writing first takes the row lock on PostgreSQL and the write lock on SQLite, so
         // the count below cannot change under us.
-        let locked = sqlx::query("UPDATE meetings SET relay_id = relay_id WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if locked.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("meeting {id}")));
-        }
         let row = sqlx::query(audited(format!(
-            "SELECT {MEETING_COLUMNS} FROM meetings WHERE id = $1"
+            "UPDATE meetings SET relay_id = relay_id WHERE id = $1 RETURNING {MEETING_COLUMNS}"
         )))
         .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("meeting {id}")))?;
         let meeting = meeting_from(&row)?;
         if meeting.ended_at_ms.is_some() {
             return Err(StoreError::Ended(id.to_owned()));
@@ -428,9 +438,8 @@ impl Store {
         if taken >= i64::from(meeting.max_participants) {
             return Err(StoreError::Full(id.to_owned()));
         }
-        let relays = self.relays_in(&mut tx, request.fresh_since_ms).await?;
-        let hosts = self
-            .hosting_relays_in(&mut tx, id, request.fresh_since_ms)
+        let (relays, hosts) = self
+            .placement_view(&mut tx, id, request.fresh_since_ms)
             .await?;
         let relay_id = place(&meeting, &relays, &hosts).ok_or(StoreError::NoRelay)?;
         let relay = relays
@@ -450,11 +459,13 @@ impl Store {
         .bind(request.connect_by_ms)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE meetings SET relay_id = $2 WHERE id = $1")
-            .bind(id)
-            .bind(&relay.relay_id)
-            .execute(&mut *tx)
-            .await?;
+        if meeting.relay_id.as_deref() != Some(relay.relay_id.as_str()) {
+            sqlx::query("UPDATE meetings SET relay_id = $2 WHERE id = $1")
+                .bind(id)
+                .bind(&relay.relay_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok((meeting, relay))
     }

@@ -60,8 +60,18 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Connections for data rebuilt within seconds anyway (seats, heartbeats): on
+    /// PostgreSQL their commits do not wait for the disk (a crash may lose the last few,
+    /// never corrupting anything); on SQLite one connection, the queued writer's.
+    relaxed_pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer at a time and its busy handler waits in sleeps of
+    /// milliseconds; queueing writers here instead keeps write latency flat.
+    sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
+
+/// Most connections to an SQLite file.
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -76,7 +86,13 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact(url)));
         };
-        let options = AnyPoolOptions::new().max_connections(max_connections.max(1));
+        let connections = match backend {
+            // Each SQLite connection is a thread with its own page cache, which every
+            // write elsewhere invalidates; a few connections serve best.
+            Backend::Sqlite => max_connections.clamp(1, SQLITE_MAX_CONNECTIONS),
+            Backend::Postgres => max_connections.max(1),
+        };
+        let options = AnyPoolOptions::new().max_connections(connections);
         let options = if backend == Backend::Sqlite {
             options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -86,6 +102,9 @@ impl Store {
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    // Checkpoints (which fsync) run from a background task instead of
+                    // inside whichever commit crosses the threshold.
+                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     Ok(())
                 })
             })
@@ -94,7 +113,46 @@ impl Store {
         };
         let pool = options.connect(url).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        let relaxed_pool = match backend {
+            // Seat and heartbeat writes are queued in-process anyway (`sqlite_writer`): one
+            // connection for them keeps its page cache warm.
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(max_connections.max(1))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("SET synchronous_commit = off").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
+        };
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoint_periodically(pool.clone()));
+        }
+        Ok(Store {
+            pool,
+            relaxed_pool,
+            backend,
+            sqlite_writer: Default::default(),
+        })
     }
 
     /// Which database this is.
@@ -104,11 +162,43 @@ impl Store {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        self.relaxed_pool.close().await;
         self.pool.close().await;
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for seats and heartbeats (see `relaxed_pool`).
+    pub(crate) fn relaxed_pool(&self) -> &AnyPool {
+        &self.relaxed_pool
+    }
+
+    /// Held around write transactions: on SQLite a queue of writers, elsewhere nothing.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+}
+
+/// Moves the SQLite write-ahead log into the database file every second, without
+/// blocking writers (PASSIVE); stops when the pool closes.
+async fn checkpoint_periodically(pool: AnyPool) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(%error, "WAL checkpoint");
+        }
     }
 }
 

@@ -150,7 +150,8 @@ impl Store {
         load: &RelayLoad,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let _turn = self.write_turn().await;
+        let mut tx = self.relaxed_pool().begin().await?;
         let done = sqlx::query(
             "UPDATE relays SET participants = $2, meetings = $3, bitrate_bps = $4, \
              draining = $5, last_heartbeat_ms = $6 WHERE relay_id = $1",
@@ -249,38 +250,35 @@ impl Store {
         Ok(rows.iter().map(relay_from).collect::<Result<_, _>>()?)
     }
 
-    pub(super) async fn relays_in(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        fresh_since_ms: i64,
-    ) -> Result<Vec<RelayRecord>, StoreError> {
-        let rows = sqlx::query(audited(format!(
-            "SELECT {RELAY_COLUMNS} FROM relays WHERE last_heartbeat_ms >= $1 ORDER BY relay_id"
-        )))
-        .bind(fresh_since_ms)
-        .fetch_all(&mut **tx)
-        .await?;
-        Ok(rows.iter().map(relay_from).collect::<Result<_, _>>()?)
-    }
-
-    pub(super) async fn hosting_relays_in(
+    /// Fresh relays, and those of them hosting `meeting_id` (most participants first), in
+    /// one query.
+    pub(super) async fn placement_view(
         &self,
         tx: &mut Transaction<'_, Any>,
         meeting_id: &str,
         fresh_since_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT lp.relay_id AS relay_id FROM live_participants lp \
-             JOIN relays r ON r.relay_id = lp.relay_id \
-             WHERE lp.meeting_id = $1 AND r.last_heartbeat_ms >= $2 ORDER BY lp.relay_id",
-        )
-        .bind(meeting_id)
+    ) -> Result<(Vec<RelayRecord>, Vec<String>), StoreError> {
+        let rows = sqlx::query(audited(format!(
+            "SELECT {RELAY_COLUMNS}, (SELECT COUNT(*) FROM live_participants lp \
+             WHERE lp.relay_id = relays.relay_id AND lp.meeting_id = $2) AS hosting \
+             FROM relays WHERE last_heartbeat_ms >= $1 ORDER BY relay_id"
+        )))
         .bind(fresh_since_ms)
+        .bind(meeting_id)
         .fetch_all(&mut **tx)
         .await?;
-        rows.iter()
-            .map(|row| get(row, "relay_id").map_err(StoreError::from))
-            .collect()
+        let mut relays = Vec::with_capacity(rows.len());
+        let mut hosts: Vec<(i64, String)> = Vec::new();
+        for row in &rows {
+            let relay = relay_from(row)?;
+            let hosting: i64 = get(row, "hosting")?;
+            if hosting > 0 {
+                hosts.push((hosting, relay.relay_id.clone()));
+            }
+            relays.push(relay);
+        }
+        hosts.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        Ok((relays, hosts.into_iter().map(|(_, id)| id).collect()))
     }
 
     /// Participants of `meeting_id` on relays heard from since `fresh_since_ms`.

@@ -264,18 +264,21 @@ async fn run(cli: &Cli, bin: &PathBuf, db: Db) -> anyhow::Result<()> {
     let cpu = cpu_seconds(child.pid()) - cpu0;
     let gen = cpu_seconds(std::process::id()) - gen0;
     beating.abort();
-    let h = histogram
-        .lock()
-        .map_err(|_| anyhow::anyhow!("histogram lock"))?;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let (p50, p99, max) = {
+        let h = histogram
+            .lock()
+            .map_err(|_| anyhow::anyhow!("histogram lock"))?;
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        (ms(0.5), ms(0.99), h.max() as f64 / 1000.0)
+    };
     println!(
         "{:<9} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>7.0} {:>7.0} {:>8.1}",
         format!("{db:?}").to_lowercase(),
         cli.rate,
         done.load(Ordering::Relaxed) as f64 / elapsed,
-        ms(0.5),
-        ms(0.99),
-        h.max() as f64 / 1000.0,
+        p50,
+        p99,
+        max,
         errors.load(Ordering::Relaxed),
         100.0 * cpu / elapsed,
         100.0 * gen / elapsed,

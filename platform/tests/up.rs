@@ -11,6 +11,10 @@ use serde::Deserialize;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use videocall_client::synthetic::packet;
 use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
 use videocall_control_api::v1::auth_service_client::AuthServiceClient;
@@ -146,7 +150,7 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
         .connect()
         .await
         .expect("connect health");
-    let mut health = HealthClient::new(channel);
+    let mut health = HealthClient::new(channel.clone());
     let serving = health
         .check(HealthCheckRequest {
             service: "videocall.control.v1.MeetingService".into(),
@@ -155,6 +159,31 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
         .expect("health")
         .into_inner();
     assert_eq!(serving.status, ServingStatus::Serving as i32);
+    // Server reflection: what `grpcurl list` asks.
+    let mut reflection = ServerReflectionClient::new(channel);
+    let ask = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([ask]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let answer = answers.message().await.expect("reflection answer").expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("unexpected reflection answer {answer:?}");
+    };
+    let services: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for service in [
+        "videocall.control.v1.AuthService",
+        "videocall.control.v1.MeetingService",
+        "videocall.control.v1.RelayService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(services.contains(&service), "{service} missing from {services:?}");
+    }
+
     let request = GetMeetingRequest { id: "demo".into() }.encode_to_vec();
     let web = grpc_web(
         http_addr(&info),

@@ -279,3 +279,44 @@ async fn limits_and_grants_are_enforced_with_clear_errors() {
     .await;
     assert_eq!(error, Some(ErrorCode::Forbidden as i32));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_only_participant_is_sent_no_media() {
+    let relay = RelayProcess::start(&[]).await;
+    let viewer = relay.join(Transport::WebSocket, "cam", "viewer").await;
+    let camera_token = relay.token_with(
+        "camera",
+        "cam",
+        Grants {
+            publish: true,
+            subscribe: false,
+            admin: false,
+        },
+        Duration::from_secs(60),
+    );
+    let mut camera = Client::connect(relay.options(Transport::WebTransport, "cam", &camera_token))
+        .await
+        .expect("camera joins");
+    let mut viewer = viewer;
+    camera
+        .sender()
+        .send_media(packet(1, MediaKind::Video, 0, true, 300))
+        .await
+        .expect("send");
+    let seen = wait_for_message(&mut viewer, WAIT, |m| match m {
+        Body::Media(media) if media.participant_id == camera.participant_id() => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(seen.is_some(), "the viewer gets the camera's media");
+    viewer
+        .sender()
+        .send_media(packet(1, MediaKind::Video, 0, true, 300))
+        .await
+        .expect("send");
+    let leaked = wait_for_message(&mut camera, Duration::from_millis(700), |m| {
+        matches!(m, Body::Media(_)).then_some(())
+    })
+    .await;
+    assert!(leaked.is_none(), "a participant without `subscribe` was sent media");
+}

@@ -422,25 +422,13 @@ impl Store {
         if meeting.ended_at_ms.is_some() {
             return Err(StoreError::Ended(id.to_owned()));
         }
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM seats s WHERE s.meeting_id = $1 AND s.identity <> $2 \
-             AND (s.connect_by_ms > $3 OR EXISTS (SELECT 1 FROM live_participants lp \
-             JOIN relays r ON r.relay_id = lp.relay_id WHERE lp.meeting_id = s.meeting_id \
-             AND lp.identity = s.identity AND r.last_heartbeat_ms >= $4))",
-        )
-        .bind(id)
-        .bind(request.identity)
-        .bind(request.now_ms)
-        .bind(request.fresh_since_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        let taken: i64 = get(&row, "n")?;
-        if taken >= i64::from(meeting.max_participants) {
+        // Runs after the lock above, so the seat count is current (one query: every
+        // round trip counts at a thousand joins a second).
+        let view = self.placement_view(&mut tx, request).await?;
+        if view.seats_taken >= i64::from(meeting.max_participants) {
             return Err(StoreError::Full(id.to_owned()));
         }
-        let (relays, hosts) = self
-            .placement_view(&mut tx, id, request.fresh_since_ms)
-            .await?;
+        let (relays, hosts) = (view.fresh, view.hosts);
         let relay_id = place(&meeting, &relays, &hosts).ok_or(StoreError::NoRelay)?;
         let relay = relays
             .into_iter()

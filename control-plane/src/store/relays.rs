@@ -3,7 +3,19 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
+use super::meetings::SeatRequest;
 use super::{audited, flag, get, Store, StoreError};
+
+/// What placement sees of the relays for one join.
+#[derive(Debug, Default)]
+pub(super) struct PlacementView {
+    /// Relays with a fresh heartbeat.
+    pub fresh: Vec<RelayRecord>,
+    /// Those hosting the meeting, most participants first.
+    pub hosts: Vec<String>,
+    /// Seats held by other identities.
+    pub seats_taken: i64,
+}
 
 /// A registered relay and its last reported load.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,35 +262,44 @@ impl Store {
         Ok(rows.iter().map(relay_from).collect::<Result<_, _>>()?)
     }
 
-    /// Fresh relays, and those of them hosting `meeting_id` (most participants first), in
-    /// one query.
+    /// For a join: fresh relays, those of them hosting the meeting (most participants
+    /// first), and the seats other identities hold, in one query.
     pub(super) async fn placement_view(
         &self,
         tx: &mut Transaction<'_, Any>,
-        meeting_id: &str,
-        fresh_since_ms: i64,
-    ) -> Result<(Vec<RelayRecord>, Vec<String>), StoreError> {
+        request: &SeatRequest<'_>,
+    ) -> Result<PlacementView, StoreError> {
+        // The seat count rides along on every relay row; with no fresh relay there is no row
+        // and the join fails for want of a relay whatever the count.
         let rows = sqlx::query(audited(format!(
             "SELECT {RELAY_COLUMNS}, (SELECT COUNT(*) FROM live_participants lp \
-             WHERE lp.relay_id = relays.relay_id AND lp.meeting_id = $2) AS hosting \
+             WHERE lp.relay_id = relays.relay_id AND lp.meeting_id = $2) AS hosting, \
+             (SELECT COUNT(*) FROM seats s WHERE s.meeting_id = $2 AND s.identity <> $3 \
+             AND (s.connect_by_ms > $4 OR EXISTS (SELECT 1 FROM live_participants lp \
+             JOIN relays r ON r.relay_id = lp.relay_id WHERE lp.meeting_id = s.meeting_id \
+             AND lp.identity = s.identity AND r.last_heartbeat_ms >= $1))) AS seats_taken \
              FROM relays WHERE last_heartbeat_ms >= $1 ORDER BY relay_id"
         )))
-        .bind(fresh_since_ms)
-        .bind(meeting_id)
+        .bind(request.fresh_since_ms)
+        .bind(request.meeting_id)
+        .bind(request.identity)
+        .bind(request.now_ms)
         .fetch_all(&mut **tx)
         .await?;
-        let mut relays = Vec::with_capacity(rows.len());
+        let mut view = PlacementView::default();
         let mut hosts: Vec<(i64, String)> = Vec::new();
         for row in &rows {
             let relay = relay_from(row)?;
             let hosting: i64 = get(row, "hosting")?;
+            view.seats_taken = get(row, "seats_taken")?;
             if hosting > 0 {
                 hosts.push((hosting, relay.relay_id.clone()));
             }
-            relays.push(relay);
+            view.fresh.push(relay);
         }
         hosts.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        Ok((relays, hosts.into_iter().map(|(_, id)| id).collect()))
+        view.hosts = hosts.into_iter().map(|(_, id)| id).collect();
+        Ok(view)
     }
 
     /// Participants of `meeting_id` on relays heard from since `fresh_since_ms`.

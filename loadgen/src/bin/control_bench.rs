@@ -58,6 +58,23 @@ enum Db {
     Postgres,
 }
 
+/// CPU time of every PostgreSQL server process on this machine (0 when none runs): the
+/// database shares the cores with the control plane and this generator.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim() == "postgres")
+                .unwrap_or(false)
+        })
+        .map(cpu_seconds)
+        .sum()
+}
+
 /// `message` with an `authorization` header.
 fn with<T>(auth: &str, mut request: Request<T>) -> Request<T> {
     if let Ok(value) = auth.parse() {
@@ -87,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
         cli.database.clone()
     };
     println!(
-        "{:<9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}",
+        "{:<9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>8}",
         "database",
         "rate/s",
         "done/s",
@@ -97,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
         "errors",
         "cpu %",
         "gen %",
+        "db %",
         "RSS MiB"
     );
     for db in databases {
@@ -229,7 +247,11 @@ async fn run(cli: &Cli, bin: &PathBuf, db: Db) -> anyhow::Result<()> {
         }
         tokio::time::sleep_until(scheduled.into()).await;
         if cpu_start.is_none() && scheduled >= measure_from {
-            cpu_start = Some((cpu_seconds(child.pid()), cpu_seconds(std::process::id())));
+            cpu_start = Some((
+                cpu_seconds(child.pid()),
+                cpu_seconds(std::process::id()),
+                postgres_cpu_seconds(),
+            ));
         }
         let measured = scheduled >= measure_from;
         let mut client = meetings.clone();
@@ -260,7 +282,8 @@ async fn run(cli: &Cli, bin: &PathBuf, db: Db) -> anyhow::Result<()> {
     }
     while tasks.join_next().await.is_some() {}
     let elapsed = end.saturating_duration_since(measure_from).as_secs_f64();
-    let (cpu0, gen0) = cpu_start.unwrap_or((0.0, 0.0));
+    let (cpu0, gen0, db0) = cpu_start.unwrap_or((0.0, 0.0, 0.0));
+    let db_cpu = postgres_cpu_seconds() - db0;
     let cpu = cpu_seconds(child.pid()) - cpu0;
     let gen = cpu_seconds(std::process::id()) - gen0;
     beating.abort();
@@ -272,7 +295,7 @@ async fn run(cli: &Cli, bin: &PathBuf, db: Db) -> anyhow::Result<()> {
         (ms(0.5), ms(0.99), h.max() as f64 / 1000.0)
     };
     println!(
-        "{:<9} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>7.0} {:>7.0} {:>8.1}",
+        "{:<9} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>7.0} {:>7.0} {:>7.0} {:>8.1}",
         format!("{db:?}").to_lowercase(),
         cli.rate,
         done.load(Ordering::Relaxed) as f64 / elapsed,
@@ -282,6 +305,7 @@ async fn run(cli: &Cli, bin: &PathBuf, db: Db) -> anyhow::Result<()> {
         errors.load(Ordering::Relaxed),
         100.0 * cpu / elapsed,
         100.0 * gen / elapsed,
+        100.0 * db_cpu / elapsed,
         rss_kib(child.pid()) as f64 / 1024.0,
     );
     drop(child);

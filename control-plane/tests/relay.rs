@@ -17,6 +17,7 @@ use videocall_token::{Claims, Grants, TokenIssuer};
 
 on_both_databases! {
     relay_admits_only_what_the_control_plane_grants => scenario,
+    relay_serves_before_the_control_plane_and_registers_when_it_comes => late_control_plane,
 }
 
 #[derive(Parser)]
@@ -81,6 +82,83 @@ async fn ends_with(client: &mut Client, code: ErrorCode) -> bool {
     .is_some()
 }
 
+/// Waits until `relay_id` is registered and fresh.
+async fn registered(api: &Api, admin: &str, relay_id: &str, within: Duration) {
+    let poll =
+        async {
+            loop {
+                let relays = api
+                    .relays()
+                    .list_relays(req(ListRelaysRequest {}, Some(admin)))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                if relays.relays.iter().any(|r| {
+                    r.fresh && r.endpoints.as_ref().is_some_and(|e| e.relay_id == relay_id)
+                }) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+    tokio::time::timeout(within, poll)
+        .await
+        .expect("relay registered");
+}
+
+async fn late_control_plane(db: &Database) {
+    // A port nothing listens on yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let relay = start_relay(&format!("http://{addr}")).await;
+    // Without the control plane the relay serves, refusing tokens it cannot verify.
+    let rogue = TokenIssuer::generate("rogue");
+    let token = rogue
+        .issue(&Claims::new(
+            "x",
+            "X",
+            "room",
+            Grants::default(),
+            Duration::from_secs(60),
+        ))
+        .unwrap();
+    let address = RelayAddress {
+        webtransport_url: relay.info.webtransport_url.clone(),
+        websocket_url: relay.info.websocket_url.clone(),
+        certificate_sha256: Some(relay.info.certificate_sha256.clone()),
+    };
+    let early = Client::connect(ConnectOptions::new(
+        Transport::WebSocket,
+        address,
+        "room",
+        &token,
+    ))
+    .await;
+    assert_eq!(refused(early), Some(ErrorCode::TokenUnknownKey));
+
+    let cp = ControlPlane::start_at(db, &addr.to_string(), &[]).await;
+    let api = cp.api().await;
+    let admin = api.admin().await;
+    registered(&api, &admin, "relay-it", Duration::from_secs(15)).await;
+    api.create_meeting(
+        &admin,
+        CreateMeetingRequest {
+            id: "room".into(),
+            guests_allowed: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let grant = grant_for(&api, None, "room", "Late").await;
+    connect(&grant, Transport::WebTransport)
+        .await
+        .expect("joins once the relay has the keys");
+    relay.shutdown();
+    relay.stopped().await;
+    cp.stop().await;
+}
+
 async fn grant_for(api: &Api, auth: Option<&str>, meeting: &str, name: &str) -> JoinGrant {
     api.join(auth, meeting, name)
         .await
@@ -96,28 +174,7 @@ async fn scenario(db: &Database) {
     let bob = api.user(&admin, "bob").await;
 
     // The relay registers and heartbeats.
-    let registered = async {
-        loop {
-            let relays = api
-                .relays()
-                .list_relays(req(ListRelaysRequest {}, Some(&admin)))
-                .await
-                .unwrap()
-                .into_inner();
-            if relays.relays.iter().any(|r| {
-                r.fresh
-                    && r.endpoints
-                        .as_ref()
-                        .is_some_and(|e| e.relay_id == "relay-it")
-            }) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), registered)
-        .await
-        .expect("relay registered");
+    registered(&api, &admin, "relay-it", Duration::from_secs(10)).await;
 
     api.create_meeting(
         &alice,

@@ -170,7 +170,11 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
         .await
         .expect("reflection")
         .into_inner();
-    let answer = answers.message().await.expect("reflection answer").expect("one answer");
+    let answer = answers
+        .message()
+        .await
+        .expect("reflection answer")
+        .expect("one answer");
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
         panic!("unexpected reflection answer {answer:?}");
     };
@@ -181,7 +185,10 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
         "videocall.control.v1.RelayService",
         "grpc.health.v1.Health",
     ] {
-        assert!(services.contains(&service), "{service} missing from {services:?}");
+        assert!(
+            services.contains(&service),
+            "{service} missing from {services:?}"
+        );
     }
 
     let request = GetMeetingRequest { id: "demo".into() }.encode_to_vec();

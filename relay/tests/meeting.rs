@@ -318,5 +318,8 @@ async fn a_publish_only_participant_is_sent_no_media() {
         matches!(m, Body::Media(_)).then_some(())
     })
     .await;
-    assert!(leaked.is_none(), "a participant without `subscribe` was sent media");
+    assert!(
+        leaked.is_none(),
+        "a participant without `subscribe` was sent media"
+    );
 }

@@ -1,0 +1,120 @@
+//! `Meeting`: a meeting declared with `kubectl apply`, mirrored into the control plane.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A meeting.
+// Several `printcolumn(...)` entries are intended; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[kube(
+    group = "videocall.dev",
+    version = "v1alpha1",
+    kind = "Meeting",
+    namespaced,
+    status = "MeetingStatus",
+    shortname = "mtg",
+    category = "videocall",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Participants",
+        type_ = "integer",
+        json_path = ".status.participants"
+    ),
+    printcolumn(name = "Join URL", type_ = "string", json_path = ".status.joinUrl"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MeetingSpec {
+    /// Title shown to participants.
+    #[serde(default)]
+    #[schemars(length(max = 200))]
+    pub title: String,
+    /// The RelayPool (same namespace) that hosts it.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub relay_pool: String,
+    /// Who may join.
+    #[serde(default)]
+    pub access: MeetingAccess,
+    /// Usernames allowed into a private meeting.
+    #[serde(default)]
+    #[schemars(length(max = 1000))]
+    pub allowed_users: Vec<String>,
+    /// Guests (a display name only) may join.
+    #[serde(default)]
+    pub guests_allowed: bool,
+    /// Participant limit.
+    #[serde(default = "default_max_participants")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_participants: i32,
+    /// Clients must encrypt media end to end.
+    #[serde(default)]
+    pub e2ee_required: bool,
+    /// When it opens (RFC 3339); at once when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the operator ends it (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Time>,
+}
+
+/// Who may join a meeting.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+pub enum MeetingAccess {
+    /// Anyone signed in (and guests where allowed).
+    #[default]
+    Public,
+    /// The allow-list only.
+    Private,
+}
+
+/// Where a meeting is in its life.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema)]
+pub enum MeetingPhase {
+    /// Not yet in the control plane (or waiting for its start time).
+    #[default]
+    Pending,
+    /// Open for joins; nobody connected.
+    Ready,
+    /// Participants connected.
+    Live,
+    /// Ended.
+    Ended,
+}
+
+/// Observed state of a meeting.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeetingStatus {
+    /// Life-cycle phase.
+    #[serde(default)]
+    pub phase: MeetingPhase,
+    /// The meeting's id in the control plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meeting_id: Option<String>,
+    /// Participants connected now.
+    #[serde(default)]
+    pub participants: i32,
+    /// Relays hosting it.
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// Where people join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_url: Option<String>,
+    /// Ready, Degraded.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+fn default_max_participants() -> i32 {
+    100
+}

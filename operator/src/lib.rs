@@ -1,0 +1,7 @@
+//! The videocall Kubernetes operator: `RelayPool` and `Meeting` custom resources, their
+//! reconcilers, and participant-based relay autoscaling that never cuts a live meeting.
+
+#![warn(missing_docs)]
+
+pub mod crd;
+pub mod scaling;

@@ -3,6 +3,8 @@
 
 #![warn(missing_docs)]
 
+pub mod control_plane;
+pub mod controller;
 pub mod crd;
 pub mod resources;
 pub mod scaling;

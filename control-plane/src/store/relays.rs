@@ -129,7 +129,8 @@ fn participant_from(row: &AnyRow) -> Result<LiveParticipantRecord, sqlx::Error> 
 }
 
 impl Store {
-    /// Registers (or re-registers) a relay. A re-registration keeps a requested drain.
+    /// Registers (or re-registers) a relay. Registering is what a newly started relay
+    /// process does, so it clears a drain asked of the process it replaces.
     pub async fn register_relay(&self, relay: &RelayRecord, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO relays (relay_id, webtransport_url, websocket_url, certificate_sha256, \
@@ -140,7 +141,7 @@ impl Store {
              websocket_url = excluded.websocket_url, \
              certificate_sha256 = excluded.certificate_sha256, admin_url = excluded.admin_url, \
              capacity = excluded.capacity, registered_at_ms = excluded.registered_at_ms, \
-             last_heartbeat_ms = excluded.last_heartbeat_ms",
+             last_heartbeat_ms = excluded.last_heartbeat_ms, draining = 0, drain_requested = 0",
         )
         .bind(&relay.relay_id)
         .bind(&relay.webtransport_url)

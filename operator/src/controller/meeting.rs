@@ -1,0 +1,337 @@
+//! Meeting → a meeting in the control plane. Writes the join URL and live participants into
+//! status, ends the meeting at its end time, and (finalizer) ends and removes it from the
+//! control plane before the object goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use videocall_control_api::v1 as api;
+
+use super::{condition, now, Context, Error};
+use crate::crd::{Meeting, MeetingAccess, MeetingPhase, MeetingStatus, RelayPool};
+
+/// The finalizer that ends the meeting in the control plane on delete.
+pub const FINALIZER: &str = "videocall.dev/end-meeting";
+/// How often a meeting's live figures are refreshed.
+pub const RESYNC: Duration = Duration::from_secs(15);
+/// How often a meeting with a spec problem is looked at again.
+const INVALID_RETRY: Duration = Duration::from_secs(300);
+
+/// The control-plane id of a Meeting object: `<namespace>.<name>` (unique, URL-safe).
+pub fn meeting_id(namespace: &str, name: &str) -> String {
+    format!("{namespace}.{name}")
+}
+
+/// What is wrong with a spec the schema cannot catch, if anything.
+pub fn spec_problem(meeting: &Meeting) -> Option<String> {
+    let spec = &meeting.spec;
+    if let (Some(start), Some(end)) = (&spec.start_time, &spec.end_time) {
+        if end.0 <= start.0 {
+            return Some("endTime must be after startTime".into());
+        }
+    }
+    for user in &spec.allowed_users {
+        if videocall_protocol_ids_valid(user).is_err() {
+            return Some(format!("allowedUsers: {user:?} is not a valid user name"));
+        }
+    }
+    if spec.access == MeetingAccess::Private && spec.guests_allowed {
+        return Some("a Private meeting cannot admit guests".into());
+    }
+    None
+}
+
+fn videocall_protocol_ids_valid(user: &str) -> Result<(), ()> {
+    let ok = !user.is_empty()
+        && user.len() <= 64
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// Reconciles one Meeting (through the finalizer helper).
+pub async fn reconcile(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = meeting
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(format!("Meeting {}", meeting.name_any())))?;
+    let meetings: Api<Meeting> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&meetings, FINALIZER, meeting, |event| async {
+        match event {
+            Finalizer::Apply(meeting) => apply(meeting, ctx.clone()).await,
+            Finalizer::Cleanup(meeting) => cleanup(meeting, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+async fn cleanup(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = meeting.namespace().unwrap_or_default();
+    let id = meeting_id(&namespace, &meeting.name_any());
+    ctx.control_plane.delete_meeting(&id).await?;
+    ctx.event(
+        &*meeting,
+        EventType::Normal,
+        "Ended",
+        format!("meeting {id} ended and removed from the control plane"),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+async fn apply(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = meeting.name_any();
+    let namespace = meeting.namespace().unwrap_or_default();
+    let id = meeting_id(&namespace, &name);
+    let api: Api<Meeting> = Api::namespaced(ctx.client.clone(), &namespace);
+    let previous = meeting.status.clone().unwrap_or_default();
+
+    if let Some(problem) = spec_problem(&meeting) {
+        ctx.event(
+            &*meeting,
+            EventType::Warning,
+            "InvalidSpec",
+            problem.clone(),
+        )
+        .await;
+        write_status(
+            &api,
+            &meeting,
+            MeetingStatus {
+                phase: MeetingPhase::Pending,
+                ..previous.clone()
+            },
+            "InvalidSpec",
+            problem,
+        )
+        .await?;
+        return Ok(Action::requeue(INVALID_RETRY));
+    }
+    let pools: Api<RelayPool> = Api::namespaced(ctx.client.clone(), &namespace);
+    if pools.get_opt(&meeting.spec.relay_pool).await?.is_none() {
+        let message = format!(
+            "RelayPool {} not found in {namespace}",
+            meeting.spec.relay_pool
+        );
+        ctx.event(
+            &*meeting,
+            EventType::Warning,
+            "RelayPoolNotFound",
+            message.clone(),
+        )
+        .await;
+        write_status(
+            &api,
+            &meeting,
+            MeetingStatus {
+                phase: MeetingPhase::Pending,
+                ..previous.clone()
+            },
+            "RelayPoolNotFound",
+            message,
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    if let Some(start) = &meeting.spec.start_time {
+        if start.0 > now {
+            let wait = Duration::try_from(start.0.duration_since(now)).unwrap_or(RESYNC);
+            write_status(
+                &api,
+                &meeting,
+                MeetingStatus {
+                    phase: MeetingPhase::Pending,
+                    ..previous.clone()
+                },
+                "NotStarted",
+                format!("opens at {}", start.0),
+            )
+            .await?;
+            return Ok(Action::requeue(wait.min(RESYNC * 4)));
+        }
+    }
+
+    let existing = ctx.control_plane.meeting(&id).await?;
+    let ended_by_time = meeting
+        .spec
+        .end_time
+        .as_ref()
+        .is_some_and(|end| end.0 <= now);
+    let current = match existing {
+        None if ended_by_time || previous.phase == MeetingPhase::Ended => None,
+        None => {
+            let created = ctx
+                .control_plane
+                .create_meeting(create_request(&meeting, &id))
+                .await?;
+            ctx.event(
+                &*meeting,
+                EventType::Normal,
+                "Created",
+                format!("meeting {id} created in the control plane"),
+            )
+            .await;
+            Some(created)
+        }
+        Some(existing) if existing.state == api::MeetingState::Ended as i32 => Some(existing),
+        Some(existing) if ended_by_time => {
+            let ended = ctx.control_plane.end_meeting(&id).await?;
+            ctx.event(
+                &*meeting,
+                EventType::Normal,
+                "Ended",
+                format!("meeting {id} reached its end time"),
+            )
+            .await;
+            let _ = existing;
+            Some(ended)
+        }
+        Some(existing) => {
+            let wanted = update_request(&meeting, &id);
+            if differs(&existing, &wanted) {
+                Some(ctx.control_plane.update_meeting(wanted).await?)
+            } else {
+                Some(existing)
+            }
+        }
+    };
+    let status = match current {
+        Some(m) => MeetingStatus {
+            phase: match api::MeetingState::try_from(m.state) {
+                Ok(api::MeetingState::Live) => MeetingPhase::Live,
+                Ok(api::MeetingState::Ended) => MeetingPhase::Ended,
+                _ => MeetingPhase::Ready,
+            },
+            meeting_id: Some(id.clone()),
+            participants: i32::try_from(m.participants).unwrap_or(i32::MAX),
+            relays: m.relay_ids,
+            join_url: Some(format!(
+                "{}/meeting/guest/{id}",
+                ctx.public_url.trim_end_matches('/')
+            )),
+            ..previous.clone()
+        },
+        None => MeetingStatus {
+            phase: MeetingPhase::Ended,
+            meeting_id: Some(id.clone()),
+            participants: 0,
+            relays: Vec::new(),
+            ..previous.clone()
+        },
+    };
+    let (reason, message) = match status.phase {
+        MeetingPhase::Ended => ("Ended", "the meeting has ended".to_owned()),
+        _ => ("Open", format!("meeting {id} is open")),
+    };
+    let ended = status.phase == MeetingPhase::Ended;
+    write_status(&api, &meeting, status, reason, message).await?;
+    if ended {
+        return Ok(Action::await_change());
+    }
+    let until_end = meeting
+        .spec
+        .end_time
+        .as_ref()
+        .and_then(|end| Duration::try_from(end.0.duration_since(now)).ok())
+        .unwrap_or(RESYNC);
+    Ok(Action::requeue(until_end.min(RESYNC)))
+}
+
+async fn write_status(
+    api: &Api<Meeting>,
+    meeting: &Meeting,
+    mut status: MeetingStatus,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    let ready = matches!(status.phase, MeetingPhase::Ready | MeetingPhase::Live);
+    status.conditions = vec![condition(
+        &status.conditions,
+        "Ready",
+        ready,
+        reason,
+        message,
+        meeting.metadata.generation,
+        &now(),
+    )];
+    status.observed_generation = meeting.metadata.generation;
+    api.patch_status(
+        &meeting.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}
+
+fn access(meeting: &Meeting) -> api::Access {
+    match meeting.spec.access {
+        MeetingAccess::Public => api::Access::Public,
+        MeetingAccess::Private => api::Access::Private,
+    }
+}
+
+/// The CreateMeeting call for `meeting`.
+pub fn create_request(meeting: &Meeting, id: &str) -> api::CreateMeetingRequest {
+    let spec = &meeting.spec;
+    api::CreateMeetingRequest {
+        id: id.to_owned(),
+        title: spec.title.clone(),
+        access: access(meeting) as i32,
+        allowed_users: spec.allowed_users.clone(),
+        password: String::new(),
+        guests_allowed: spec.guests_allowed,
+        max_participants: u32::try_from(spec.max_participants).unwrap_or(1),
+        e2ee_required: spec.e2ee_required,
+    }
+}
+
+/// The UpdateMeeting call that makes the control plane match `meeting`.
+pub fn update_request(meeting: &Meeting, id: &str) -> api::UpdateMeetingRequest {
+    let spec = &meeting.spec;
+    api::UpdateMeetingRequest {
+        id: id.to_owned(),
+        title: Some(spec.title.clone()),
+        access: Some(access(meeting) as i32),
+        allowed_users: Some(api::AllowedUsers {
+            users: spec.allowed_users.clone(),
+        }),
+        password: None,
+        guests_allowed: Some(spec.guests_allowed),
+        max_participants: Some(u32::try_from(spec.max_participants).unwrap_or(1)),
+        e2ee_required: Some(spec.e2ee_required),
+    }
+}
+
+/// Whether the control plane's meeting differs from what `wanted` sets.
+pub fn differs(existing: &api::Meeting, wanted: &api::UpdateMeetingRequest) -> bool {
+    let mut allowed = wanted
+        .allowed_users
+        .as_ref()
+        .map(|a| a.users.clone())
+        .unwrap_or_default();
+    allowed.sort();
+    allowed.dedup();
+    wanted.title.as_deref() != Some(existing.title.as_str())
+        || wanted.access != Some(existing.access)
+        || allowed != existing.allowed_users
+        || wanted.guests_allowed != Some(existing.guests_allowed)
+        || wanted.max_participants != Some(existing.max_participants)
+        || wanted.e2ee_required != Some(existing.e2ee_required)
+}

@@ -1,0 +1,113 @@
+//! The reconcilers, in the style of kube-rs's `controller-rs`: `reconcile` reads the world,
+//! decides with pure functions (`scaling`, `resources`), writes the result and its status;
+//! `error_policy` requeues with backoff.
+
+pub mod meeting;
+pub mod relay_pool;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource};
+
+use crate::control_plane::ControlPlaneClient;
+
+/// Name the operator applies objects and writes events under.
+pub const MANAGER: &str = "videocall-operator";
+
+/// Why a reconcile failed; all of these are retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The control plane failed or refused.
+    #[error("control plane: {}: {}", .0.code(), .0.message())]
+    ControlPlane(#[from] tonic::Status),
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    /// The object has no namespace.
+    #[error("{0} has no namespace")]
+    NoNamespace(String),
+}
+
+/// What the reconcilers share.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// The control plane.
+    pub control_plane: ControlPlaneClient,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Base URL of the web client, for join URLs.
+    pub public_url: String,
+    /// Per pool: since when it needs fewer relays, and since when its top relay drains.
+    pub scale_memory: Mutex<HashMap<String, ScaleMemory>>,
+}
+
+/// What the autoscaler remembers between reconciles of one pool.
+#[derive(Debug, Clone, Default)]
+pub struct ScaleMemory {
+    /// Since when the pool has needed fewer relays than it has.
+    pub low_since: Option<Instant>,
+    /// The relay being drained and since when.
+    pub draining: Option<(i32, Instant)>,
+}
+
+impl Context {
+    /// Publishes an Event about `object`; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, reason, "could not publish an event");
+        }
+    }
+}
+
+/// A status condition at `now`, keeping the previous transition time when the status did
+/// not change.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_owned();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// Now, as a Kubernetes time.
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}

@@ -6,5 +6,7 @@
 pub mod control_plane;
 pub mod controller;
 pub mod crd;
+pub mod leader;
+pub mod metrics;
 pub mod resources;
 pub mod scaling;

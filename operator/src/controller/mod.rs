@@ -47,6 +47,8 @@ pub struct Context {
     pub public_url: String,
     /// Per pool: since when it needs fewer relays, and since when its top relay drains.
     pub scale_memory: Mutex<HashMap<String, ScaleMemory>>,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// What the autoscaler remembers between reconciles of one pool.
@@ -105,6 +107,23 @@ pub fn condition(
         observed_generation: generation,
         last_transition_time,
     }
+}
+
+/// Retry delay after a failed reconcile.
+pub const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What to do after a failed reconcile: log, count, retry soon. Transient failures (API
+/// server, control plane) heal by retrying; nothing here panics.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    object: std::sync::Arc<K>,
+    error: &Error,
+    ctx: std::sync::Arc<Context>,
+    controller: &str,
+) -> kube::runtime::controller::Action {
+    ctx.metrics.errors.with_label_values(&[controller]).inc();
+    let name = object.meta().name.clone().unwrap_or_default();
+    tracing::warn!(controller, object = %name, %error, "reconcile failed; retrying");
+    kube::runtime::controller::Action::requeue(RETRY)
 }
 
 /// Now, as a Kubernetes time.

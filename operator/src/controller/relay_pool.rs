@@ -103,8 +103,16 @@ pub async fn reconcile(pool: Arc<RelayPool>, ctx: Arc<Context>) -> Result<Action
         step(&pool, &ctx, replicas, desired, &relays, &mut memory).await?
     };
     if let Ok(mut map) = ctx.scale_memory.lock() {
-        map.insert(key, memory);
+        map.insert(key.clone(), memory);
     }
+    ctx.metrics
+        .desired_relays
+        .with_label_values(&[key.as_str()])
+        .set(i64::from(desired));
+    ctx.metrics
+        .actual_relays
+        .with_label_values(&[key.as_str()])
+        .set(i64::from(target));
     sets.patch(&name, &apply, &Patch::Apply(&stateful_set(&pool, target)))
         .await?;
 

@@ -30,8 +30,16 @@ pub fn pool_relays(pool_name: &str, relays: &[RelayStatus]) -> Vec<(RelayObserva
         .filter_map(|relay| {
             let id = &relay.endpoints.as_ref()?.relay_id;
             let ordinal: i32 = id.strip_prefix(&prefix)?.parse().ok()?;
-            let participants = i32::try_from(relay.participants).unwrap_or(i32::MAX);
-            let meetings = i32::try_from(relay.meetings).unwrap_or(i32::MAX);
+            // A relay that stopped heartbeating (a drained relay exits) hosts nobody the
+            // control plane can vouch for: its last figures do not hold a scale-down.
+            let (participants, meetings) = if relay.fresh {
+                (
+                    i32::try_from(relay.participants).unwrap_or(i32::MAX),
+                    i32::try_from(relay.meetings).unwrap_or(i32::MAX),
+                )
+            } else {
+                (0, 0)
+            };
             Some((
                 RelayObservation {
                     ordinal,

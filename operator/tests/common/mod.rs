@@ -1,0 +1,254 @@
+//! Test support: a fake Kubernetes API server behind kube's `tower-test` mock (it records
+//! every request the reconcilers make and answers like an API server would), a real
+//! control plane and real relays on loopback.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use serde_json::{json, Value};
+use videocall_operator::control_plane::ControlPlaneClient;
+use videocall_operator::controller::Context;
+use videocall_operator::metrics::Metrics;
+
+pub const OPERATOR_KEY: (&str, &str) = ("vk_operator", "operator-secret-0123456789");
+pub const RELAY_KEY: (&str, &str) = ("vk_relays", "relay-secret-0123456789");
+
+/// One request the reconcilers made.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+}
+
+/// Objects by path, and every request in order.
+#[derive(Default)]
+pub struct FakeApi {
+    pub objects: HashMap<String, Value>,
+    pub requests: Vec<Recorded>,
+}
+
+impl FakeApi {
+    pub fn requests_to(&self, method: &str, path: &str) -> Vec<Recorded> {
+        self.requests
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// A kube client answered by a fake API server holding `objects`.
+pub fn fake_kube(objects: HashMap<String, Value>) -> (Client, Arc<Mutex<FakeApi>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let api = Arc::new(Mutex::new(FakeApi {
+        objects,
+        requests: Vec::new(),
+    }));
+    let state = api.clone();
+    tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let method = request.method().to_string();
+            let path = request.uri().path().to_owned();
+            let bytes = request
+                .into_body()
+                .collect_bytes()
+                .await
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let (status, answer) = {
+                let mut api = state.lock().unwrap();
+                api.requests.push(Recorded {
+                    method: method.clone(),
+                    path: path.clone(),
+                    body: body.clone(),
+                });
+                match method.as_str() {
+                    "GET" => match api.objects.get(&path) {
+                        Some(object) => (StatusCode::OK, object.clone()),
+                        None => (StatusCode::NOT_FOUND, not_found(&path)),
+                    },
+                    "POST" => {
+                        let name = body["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or("generated")
+                            .to_owned();
+                        api.objects.insert(format!("{path}/{name}"), body.clone());
+                        (StatusCode::CREATED, body)
+                    }
+                    "PATCH" | "PUT" => {
+                        let target = path.strip_suffix("/status").unwrap_or(&path).to_owned();
+                        let object = api.objects.entry(target).or_insert_with(|| json!({}));
+                        match &body {
+                            Value::Array(ops) => json_patch(object, ops),
+                            _ => merge(object, &body),
+                        }
+                        (StatusCode::OK, object.clone())
+                    }
+                    "DELETE" => {
+                        api.objects.remove(&path);
+                        (
+                            StatusCode::OK,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                        )
+                    }
+                    _ => (StatusCode::METHOD_NOT_ALLOWED, not_found(&path)),
+                }
+            };
+            let response = Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .unwrap();
+            respond.send_response(response);
+        }
+    });
+    (Client::new(service, "default"), api)
+}
+
+/// The JSON Patch operations kube's finalizer helper sends (add, remove, replace, test).
+fn json_patch(target: &mut Value, ops: &[Value]) {
+    for op in ops {
+        let path = op["path"].as_str().unwrap_or("");
+        let (parent_path, last) = path.rsplit_once('/').unwrap_or(("", path));
+        let kind = op["op"].as_str().unwrap_or("");
+        if kind == "test" {
+            continue;
+        }
+        if kind != "remove" && parent_path.is_empty() && last.is_empty() {
+            *target = op["value"].clone();
+            continue;
+        }
+        let Some(parent) = target.pointer_mut(parent_path) else {
+            continue;
+        };
+        match (kind, parent) {
+            ("add", Value::Array(items)) if last == "-" => items.push(op["value"].clone()),
+            ("add" | "replace", Value::Array(items)) => {
+                if let Ok(i) = last.parse::<usize>() {
+                    if kind == "replace" && i < items.len() {
+                        items[i] = op["value"].clone();
+                    } else if i <= items.len() {
+                        items.insert(i, op["value"].clone());
+                    }
+                }
+            }
+            ("add" | "replace", Value::Object(map)) => {
+                map.insert(last.to_owned(), op["value"].clone());
+            }
+            ("remove", Value::Array(items)) => {
+                if let Ok(i) = last.parse::<usize>() {
+                    if i < items.len() {
+                        items.remove(i);
+                    }
+                }
+            }
+            ("remove", Value::Object(map)) => {
+                map.remove(last);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn not_found(path: &str) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("{path} not found"), "reason": "NotFound", "code": 404
+    })
+}
+
+/// A control plane on loopback (SQLite) with an operator (admin) key and a relay key.
+pub async fn control_plane(dir: &std::path::Path) -> videocall_control_plane::ControlPlaneServer {
+    let mut config = videocall_control_plane::ControlPlaneConfig::defaults();
+    config.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    config.database_url = format!("sqlite://{}?mode=rwc", dir.join("cp.db").display());
+    config.heartbeat_interval_ms = 200;
+    config.relay_stale_after_ms = 1500;
+    config.bootstrap_api_keys = vec![
+        format!("operator:admin:{}:{}", OPERATOR_KEY.0, OPERATOR_KEY.1),
+        format!("relays:relay:{}:{}", RELAY_KEY.0, RELAY_KEY.1),
+    ];
+    videocall_control_plane::ControlPlaneServer::start(config)
+        .await
+        .expect("control plane")
+}
+
+#[derive(Parser)]
+struct RelayArgs {
+    #[command(flatten)]
+    config: videocall_relay::RelayConfig,
+}
+
+/// A relay named `id` registered with the control plane at `url`.
+pub async fn relay(id: &str, url: &str) -> videocall_relay::RelayHandle {
+    let key = format!("{}:{}", RELAY_KEY.0, RELAY_KEY.1);
+    let args = RelayArgs::parse_from(
+        ["relay", "--relay-id", id, "--drain-timeout-secs", "300"]
+            .into_iter()
+            .chain(videocall_testkit::LOOPBACK_RELAY_ADDRS)
+            .chain(["--control-plane-url", url, "--control-plane-api-key", &key]),
+    );
+    videocall_relay::start(args.config).await.expect("relay")
+}
+
+/// The reconcilers' context over `client` and the control plane at `url`.
+pub fn context(client: Client, url: &str) -> Arc<Context> {
+    Arc::new(Context {
+        control_plane: ControlPlaneClient::new(
+            url,
+            &format!("{}:{}", OPERATOR_KEY.0, OPERATOR_KEY.1),
+        )
+        .unwrap(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "videocall-operator".into(),
+                instance: None,
+            },
+        ),
+        client,
+        public_url: "https://meet.example.test".into(),
+        scale_memory: Default::default(),
+        metrics: Metrics::new().unwrap(),
+    })
+}
+
+/// Waits until `check` holds, polling.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

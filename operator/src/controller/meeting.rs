@@ -37,7 +37,7 @@ pub fn spec_problem(meeting: &Meeting) -> Option<String> {
         }
     }
     for user in &spec.allowed_users {
-        if videocall_protocol_ids_valid(user).is_err() {
+        if videocall_protocol::ids::validate_user(user).is_err() {
             return Some(format!("allowedUsers: {user:?} is not a valid user name"));
         }
     }
@@ -45,19 +45,6 @@ pub fn spec_problem(meeting: &Meeting) -> Option<String> {
         return Some("a Private meeting cannot admit guests".into());
     }
     None
-}
-
-fn videocall_protocol_ids_valid(user: &str) -> Result<(), ()> {
-    let ok = !user.is_empty()
-        && user.len() <= 64
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(())
-    }
 }
 
 /// Reconciles one Meeting (through the finalizer helper).
@@ -190,7 +177,7 @@ async fn apply(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error
             Some(created)
         }
         Some(existing) if existing.state == api::MeetingState::Ended as i32 => Some(existing),
-        Some(existing) if ended_by_time => {
+        Some(_) if ended_by_time => {
             let ended = ctx.control_plane.end_meeting(&id).await?;
             ctx.event(
                 &*meeting,
@@ -199,7 +186,6 @@ async fn apply(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error
                 format!("meeting {id} reached its end time"),
             )
             .await;
-            let _ = existing;
             Some(ended)
         }
         Some(existing) => {

@@ -1,6 +1,15 @@
 {{/* Names and labels shared by every template. */}}
 {{- define "videocall.fullname" -}}
+{{- if contains "videocall" .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
 {{- printf "%s-videocall" .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with the generated credentials, or the one the user brings. */}}
+{{- define "videocall.credentialsSecret" -}}
+{{- default (printf "%s-credentials" (include "videocall.fullname" .)) .Values.credentials.existingSecret -}}
 {{- end -}}
 
 {{- define "videocall.labels" -}}
@@ -42,4 +51,13 @@ imagePullSecrets:
   - name: {{ . }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* Every videocall container runs as the images' non-root user; fsGroup makes volumes writable. */}}
+{{- define "videocall.podSecurityContext" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  fsGroup: 65532
 {{- end -}}

@@ -173,6 +173,18 @@ async fn step(
         memory.low_since = None;
     }
     let highest = replicas - 1;
+    // A drain this operator did not start (an earlier leader, before a restart) is resumed,
+    // not repeated; its timeout counts from now, so it can only last longer, never shorter.
+    let top_draining = observations
+        .iter()
+        .any(|o| o.ordinal == highest && o.draining);
+    if top_draining
+        && memory
+            .draining
+            .is_none_or(|(ordinal, _)| ordinal != highest)
+    {
+        memory.draining = Some((highest, Instant::now()));
+    }
     let draining_for = memory
         .draining
         .filter(|(ordinal, _)| *ordinal == highest)

@@ -67,6 +67,10 @@ struct UpArgs {
     /// information page.
     #[arg(long, env = "VIDEOCALL_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
+    /// The built browser client (`scripts/web-build.sh` writes `web/dist`); found next to the
+    /// sources when unset.
+    #[arg(long, env = "VIDEOCALL_WEB_DIR")]
+    web_dir: Option<PathBuf>,
     /// Control-plane database; an SQLite file in the data directory when unset.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
@@ -87,6 +91,8 @@ pub struct PlatformInfo {
     pub admin_password_file: PathBuf,
     /// The meeting that admits guests.
     pub demo_meeting: String,
+    /// The demo meeting in a browser (`/meeting/<your-name>/demo`).
+    pub meeting_url: String,
     /// The relay.
     pub relay: videocall_relay::RelayInfo,
 }
@@ -161,7 +167,13 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("starting the relay")?;
 
-    let router = web::router(api, Arc::new(relay.info.clone()));
+    let web_dir = args.web_dir.clone().or_else(web::default_web_dir);
+    if web_dir.is_none() {
+        tracing::warn!(
+            "the browser client is not built (scripts/web-build.sh): meeting pages explain how"
+        );
+    }
+    let router = web::router(api, Arc::new(relay.info.clone()), web_dir);
     let shutdown = relay.state.shutdown.clone();
     tokio::spawn(async move {
         let stopped = shutdown.clone();
@@ -181,6 +193,7 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         admin_user,
         admin_password_file: data.root().join("keys").join("admin-password"),
         demo_meeting: DEMO_MEETING.into(),
+        meeting_url: format!("http://{http_addr}/meeting/guest/{DEMO_MEETING}"),
         relay: relay.info.clone(),
     };
     std::fs::write(
@@ -262,7 +275,10 @@ fn print_banner(data: &DataDir, info: &PlatformInfo) {
     let r = &info.relay;
     println!();
     println!("videocall is running (data in {})", data.root().display());
-    println!("  Open           {}", info.http_url);
+    println!(
+        "  Open           {}   (any name in place of \"guest\")",
+        info.meeting_url
+    );
     println!("  API            {} (gRPC and grpc-web)", info.api_url);
     println!(
         "  Admin          {} (password in {})",

@@ -137,6 +137,11 @@ impl Participant {
         state.audio_muted = update.audio_muted;
         state.video_muted = update.video_muted;
         state.speaking = update.speaking;
+        // An announcement is the whole list: a track it leaves out (a screen share that
+        // ended) is unpublished, so others drop its tile. An empty list announces nothing.
+        if !update.tracks.is_empty() {
+            write(&self.tracks).retain(|id, _| update.tracks.iter().any(|t| t.id == *id));
+        }
         state.announced_tracks = update.tracks;
         if !update.display_name.trim().is_empty() {
             state.display_name = update.display_name.trim().chars().take(128).collect();

@@ -1,0 +1,180 @@
+// End-to-end meeting in Debian's headless Chromium, driven by playwright-core. Run by
+// platform/tests/browser.rs against a platform it started: node meeting.mjs <base-url> <out-dir>
+// Prints one JSON line of figures; exits non-zero with the failed check's message.
+import { chromium } from "playwright-core";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join as path } from "node:path";
+
+const [base, out] = process.argv.slice(2);
+if (!base || !out) {
+  console.error("usage: node meeting.mjs <base-url> <out-dir>");
+  process.exit(2);
+}
+mkdirSync(out, { recursive: true });
+const figures = {};
+const step = (what) => console.error(`· ${what}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--auto-select-desktop-capture-source=Entire screen",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+  ],
+});
+
+const pages = [];
+async function join(name, query = "") {
+  const context = await browser.newContext({ permissions: ["camera", "microphone"] });
+  const page = await context.newPage();
+  page.on("console", (message) => {
+    if (message.type() === "error" || message.type() === "warning") {
+      console.error(`  [${name}] ${message.type()}: ${message.text()}`);
+    }
+  });
+  page.on("pageerror", (error) => console.error(`  [${name}] page error: ${error}`));
+  await page.goto(`${base}/meeting/${name}/demo${query}`);
+  await page.waitForSelector("#join:not([disabled])", { timeout: 20000 });
+  await page.click("#join");
+  await page.waitForSelector("#leave", { timeout: 20000 });
+  pages.push(page);
+  return page;
+}
+
+const figure = (page, expression) => page.evaluate(expression);
+async function waitFor(page, what, predicate, argument, timeout = 20000) {
+  try {
+    await page.waitForFunction(predicate, argument, { timeout, polling: 100 });
+  } catch (error) {
+    const state = await page.evaluate(() => JSON.stringify(window.__videocall ?? null)).catch(() => "?");
+    throw new Error(`${what}: not within ${timeout} ms (state ${state.slice(0, 400)})`);
+  }
+}
+const framesFrom = (page, name, atLeast, timeout) =>
+  waitFor(page, `frames from ${name}`, ([n, k]) => (window.__videocall?.framesByPeer?.[n] ?? 0) >= k, [name, atLeast], timeout);
+const audioFrom = (page, name, atLeast) =>
+  waitFor(page, `audio from ${name}`, ([n, k]) => (window.__videocall?.audioByPeer?.[n] ?? 0) >= k, [name, atLeast]);
+
+async function canvasIsNotBlank(page, selector) {
+  return page.evaluate((selector) => {
+    const canvas = document.querySelector(selector);
+    if (!canvas || canvas.width < 16) return false;
+    const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+    let min = 255, max = 0;
+    for (let i = 0; i < data.length; i += 4 * 97) {
+      const luma = (data[i] + data[i + 1] + data[i + 2]) / 3;
+      min = Math.min(min, luma);
+      max = Math.max(max, luma);
+    }
+    return max - min > 40;
+  }, selector);
+}
+
+function percentile(values, q) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
+}
+
+async function latency(label, query) {
+  const a = await join(`${label}a`, query);
+  const b = await join(`${label}b`, query);
+  await framesFrom(b, `${label}a`, 1);
+  const first = await figure(b, () => window.__videocall.joinToFirstFrameMs);
+  // Let the pipeline settle, then keep the latest 150 frames' figures.
+  await framesFrom(b, `${label}a`, 200, 30000);
+  const samples = (await figure(b, () => window.__videocall.glassToGlassMs)).slice(-150);
+  figures[label] = {
+    join_to_first_frame_ms: Math.round(first),
+    glass_to_glass_p50_ms: Math.round(percentile(samples, 0.5)),
+    glass_to_glass_p95_ms: Math.round(percentile(samples, 0.95)),
+    transport: await figure(b, () => window.__videocall.transport),
+    codec: await figure(a, () => window.__videocall.codec),
+  };
+  for (const page of [a, b]) await page.context().close();
+  pages.splice(pages.indexOf(a), 1);
+  pages.splice(pages.indexOf(b), 1);
+}
+
+try {
+  step("alice and bob join (WebTransport)");
+  const alice = await join("alice");
+  const bob = await join("bob");
+  for (const page of [alice, bob]) {
+    const transport = await page.textContent("[data-testid=transport]");
+    if (transport.trim() !== "WebTransport") throw new Error(`transport shown: ${transport}`);
+  }
+  step("each sees the other's video and hears audio");
+  await framesFrom(alice, "bob", 30);
+  await framesFrom(bob, "alice", 30);
+  await audioFrom(alice, "bob", 25);
+  await audioFrom(bob, "alice", 25);
+  for (const [page, other] of [[alice, "bob"], [bob, "alice"]]) {
+    if (!(await canvasIsNotBlank(page, `[data-peer="${other}"] canvas`))) {
+      throw new Error(`${other}'s canvas is blank`);
+    }
+  }
+  await alice.screenshot({ path: path(out, "alice-sees-bob.png") });
+
+  step("mute propagates");
+  await bob.click("#mute");
+  await alice.waitForSelector('[data-peer="bob"] [aria-label="microphone muted"]', { timeout: 10000 });
+  await bob.click("#mute");
+  await alice.waitForSelector('[data-peer="bob"] [aria-label="microphone muted"]', { state: "detached", timeout: 10000 });
+
+  step("chat arrives");
+  await alice.click("#chat");
+  await alice.fill("#chat-input", "hello from alice");
+  await alice.press("#chat-input", "Enter");
+  await bob.click("#chat");
+  await bob.waitForSelector("text=hello from alice", { timeout: 10000 });
+
+  step("a screen share tile appears");
+  await bob.click("#share");
+  await alice.waitForSelector('canvas[aria-label="bob\'s screen"]', { timeout: 15000 });
+  await waitFor(alice, "screen frames", () => {
+    const canvas = document.querySelector('canvas[aria-label="bob\'s screen"]');
+    return canvas && canvas.width > 16;
+  }, undefined, 15000);
+  await alice.screenshot({ path: path(out, "alice-sees-bobs-screen.png") });
+  await bob.click("#share");
+  await alice.waitForSelector('canvas[aria-label="bob\'s screen"]', { state: "detached", timeout: 10000 });
+
+  step("carol joins over WebSocket (forced)");
+  const carol = await join("carol", "?transport=websocket");
+  const carolTransport = await carol.textContent("[data-testid=transport]");
+  if (carolTransport.trim() !== "WebSocket") throw new Error(`carol's transport: ${carolTransport}`);
+  await framesFrom(carol, "alice", 30);
+  await framesFrom(alice, "carol", 30);
+  await carol.screenshot({ path: path(out, "carol-websocket.png") });
+
+  step("a closed tab disappears for the others within 10 s");
+  const closedAt = Date.now();
+  await carol.context().close();
+  pages.splice(pages.indexOf(carol), 1);
+  await alice.waitForSelector('[data-peer="carol"]', { state: "detached", timeout: 10000 });
+  figures.closed_tab_gone_ms = Date.now() - closedAt;
+
+  for (const page of [alice, bob]) await page.context().close();
+  pages.length = 0;
+
+  step("latency at 640x480 and 1280x720");
+  await latency("vga", "?video=640x480");
+  await latency("hd", "?video=1280x720");
+  console.log(JSON.stringify(figures));
+  writeFileSync(path(out, "figures.json"), JSON.stringify(figures, null, 2));
+} catch (error) {
+  for (const [i, page] of pages.entries()) {
+    await page.screenshot({ path: path(out, `failure-${i}.png`) }).catch(() => {});
+  }
+  console.error(`FAILED: ${error.message}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

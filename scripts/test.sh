@@ -4,7 +4,8 @@
 #   scripts/test.sh            fmt check, clippy (-D warnings), all tests
 #
 # Tests start the servers they need on loopback ports of their own; the shared services
-# (PostgreSQL, NATS) are started here when they are not running.
+# (PostgreSQL, NATS) are started here when they are not running. The browser client is built
+# first: the browser test drives it in Debian's headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +20,16 @@ for values in charts/videocall/ci/*.yaml; do
   "$tools/helm" lint charts/videocall -f "$values" >/dev/null
 done
 
+echo "== browser client (wasm32, wasm-bindgen, wasm-opt; playwright-core)"
+scripts/web-build.sh
+command -v chromium >/dev/null || { echo "chromium is needed for the browser test (apt install chromium)" >&2; exit 1; }
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p videocall-web --target wasm32-unknown-unknown --locked -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast

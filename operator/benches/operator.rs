@@ -112,9 +112,10 @@ async fn run() {
         format!("relays:relay:{}:{}", RELAY_KEY.0, RELAY_KEY.1),
     ];
     println!(
-        "control plane: SQLite, heartbeat every {} ms; relay pool resync every {} s",
+        "control plane: SQLite, heartbeat every {} ms; relay pool resync every {} s ({} s while scaling or draining)",
         config.heartbeat_interval_ms,
-        relay_pool::RESYNC.as_secs()
+        relay_pool::RESYNC.as_secs(),
+        relay_pool::ACTIVE_RESYNC.as_secs()
     );
     let cp = videocall_control_plane::ControlPlaneServer::start(config)
         .await

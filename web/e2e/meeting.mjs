@@ -1,13 +1,17 @@
 // End-to-end meeting in Debian's headless Chromium, driven by playwright-core. Run by
-// platform/tests/browser.rs against a platform it started: node meeting.mjs <base-url> <out-dir>
-// Prints one JSON line of figures; exits non-zero with the failed check's message.
+// platform/tests/browser.rs against platforms it started:
+//   node meeting.mjs <base-url> <out-dir> <blocked-base-url>
+// where the second platform's relay advertises an address nobody listens on. When it prints
+// RESTART the test kills and restarts the first platform and answers RESTARTED on stdin.
+// Prints one JSON line of figures last; exits non-zero with the failed check's message.
 import { chromium } from "playwright-core";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join as path } from "node:path";
+import { createInterface } from "node:readline";
 
-const [base, out] = process.argv.slice(2);
-if (!base || !out) {
-  console.error("usage: node meeting.mjs <base-url> <out-dir>");
+const [base, out, blockedBase] = process.argv.slice(2);
+if (!base || !out || !blockedBase) {
+  console.error("usage: node meeting.mjs <base-url> <out-dir> <blocked-base-url>");
   process.exit(2);
 }
 mkdirSync(out, { recursive: true });
@@ -30,8 +34,9 @@ const browser = await chromium.launch({
   ],
 });
 
+const stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const pages = [];
-async function join(name, query = "") {
+async function open(name, meeting = "demo", query = "", origin = base) {
   const context = await browser.newContext({ permissions: ["camera", "microphone"] });
   const page = await context.newPage();
   page.on("console", (message) => {
@@ -40,12 +45,32 @@ async function join(name, query = "") {
     }
   });
   page.on("pageerror", (error) => console.error(`  [${name}] page error: ${error}`));
-  await page.goto(`${base}/meeting/${name}/demo${query}`);
+  await page.goto(`${origin}/meeting/${name}/${meeting}${query}`);
   await page.waitForSelector("#join:not([disabled])", { timeout: 20000 });
-  await page.click("#join");
-  await page.waitForSelector("#leave", { timeout: 20000 });
   pages.push(page);
   return page;
+}
+async function join(name, query = "", meeting = "demo") {
+  const page = await open(name, meeting, query);
+  await page.click("#join");
+  await page.waitForSelector("#leave", { timeout: 20000 });
+  return page;
+}
+async function close(page) {
+  pages.splice(pages.indexOf(page), 1);
+  await page.context().close();
+}
+async function expectScreen(name, meeting, heading, { origin = base, prepare } = {}) {
+  const page = await open(name, meeting, "", origin);
+  if (prepare) await prepare(page);
+  await page.click("#join");
+  try {
+    await page.waitForSelector(`h1:has-text("${heading}")`, { timeout: 15000 });
+  } catch {
+    throw new Error(`${meeting}: no "${heading}" screen (page says: ${(await page.textContent("body")).slice(0, 200)})`);
+  }
+  await page.screenshot({ path: path(out, `screen-${meeting}.png`) });
+  await close(page);
 }
 
 const figure = (page, expression) => page.evaluate(expression);
@@ -97,9 +122,8 @@ async function latency(label, query) {
     transport: await figure(b, () => window.__videocall.transport),
     codec: await figure(a, () => window.__videocall.codec),
   };
-  for (const page of [a, b]) await page.context().close();
-  pages.splice(pages.indexOf(a), 1);
-  pages.splice(pages.indexOf(b), 1);
+  await close(a);
+  await close(b);
 }
 
 try {
@@ -156,13 +180,48 @@ try {
 
   step("a closed tab disappears for the others within 10 s");
   const closedAt = Date.now();
-  await carol.context().close();
-  pages.splice(pages.indexOf(carol), 1);
+  await close(carol);
   await alice.waitForSelector('[data-peer="carol"]', { state: "detached", timeout: 10000 });
   figures.closed_tab_gone_ms = Date.now() - closedAt;
 
-  for (const page of [alice, bob]) await page.context().close();
-  pages.length = 0;
+  step("Firefox's capture path (<video> frames, AudioWorklet) is seen and heard");
+  const dave = await join("dave", "?capture=element");
+  await framesFrom(alice, "dave", 30);
+  await audioFrom(alice, "dave", 25);
+  await framesFrom(dave, "alice", 30);
+  await close(dave);
+
+  step("a native H.264 publisher (the streamer's format) is decoded");
+  const viewer = await join("viewer", "", "shelf");
+  await framesFrom(viewer, "pi", 30);
+  if (!(await canvasIsNotBlank(viewer, '[data-peer="pi"] canvas'))) throw new Error("pi's canvas is blank");
+  await viewer.screenshot({ path: path(out, "native-h264.png") });
+  await close(viewer);
+
+  step("the platform restarts: the pages reconnect by themselves");
+  const before = await figure(alice, () => window.__videocall.framesByPeer.bob);
+  console.log("RESTART");
+  const answer = await stdinLines.next();
+  if (answer.value !== "RESTARTED") throw new Error(`unexpected answer ${answer.value}`);
+  const restartedAt = Date.now();
+  await waitFor(alice, "frames from bob after the restart",
+    ([n]) => (window.__videocall?.framesByPeer?.bob ?? 0) >= n + 30, [before], 40000);
+  figures.reconnect_ms = Date.now() - restartedAt;
+  await alice.screenshot({ path: path(out, "alice-after-restart.png") });
+  await close(alice);
+  await close(bob);
+
+  step("clear screens: full, not allowed, over, no such meeting, unreachable, blocked");
+  const first = await join("first", "", "full");
+  await expectScreen("second", "full", "This meeting is full");
+  await close(first);
+  await expectScreen("guest", "private", "You are not allowed into this meeting");
+  await expectScreen("guest", "over", "This meeting is over");
+  await expectScreen("guest", "nosuch", "There is no such meeting");
+  await expectScreen("guest", "demo", "The server cannot be reached", {
+    prepare: (page) => page.route("**/JoinMeeting", (route) => route.abort("connectionrefused")),
+  });
+  await expectScreen("guest", "demo", "Your network blocks the media connection", { origin: blockedBase });
 
   step("latency at 640x480 and 1280x720");
   await latency("vga", "?video=640x480");
@@ -177,4 +236,5 @@ try {
   process.exitCode = 1;
 } finally {
   await browser.close();
+  process.stdin.destroy();
 }

@@ -175,7 +175,7 @@ type Link = Rc<RefCell<Option<Connection>>>;
 
 const CAMERA_BITRATE: u32 = 1_000_000;
 const SCREEN_BITRATE: u32 = 1_500_000;
-const RECONNECT_ATTEMPTS: u32 = 8;
+const RECONNECT_ATTEMPTS: u32 = 15;
 const JOIN_TIMEOUT_MS: f64 = 5000.0;
 const PING_INTERVAL_MS: f64 = 2000.0;
 const RECOVER_AFTER_MS: f64 = 3000.0;
@@ -233,11 +233,14 @@ pub async fn run(
         left: false,
     };
     let mut attempt = 0;
+    // Only a meeting that was going is retried; a first join that fails says why at once.
+    let mut ever_connected = false;
     loop {
         let (inbox_tx, mut inbox) = unbounded();
         match session.join(inbox_tx, &mut inbox).await {
             Ok(()) => {
                 attempt = 0;
+                ever_connected = true;
                 let reason = session.serve(&mut inbox, &mut commands).await;
                 session.disconnect();
                 if session.left {
@@ -253,7 +256,7 @@ pub async fn run(
             Err((failure, retry)) => {
                 session.disconnect();
                 attempt += 1;
-                if !retry || attempt > RECONNECT_ATTEMPTS {
+                if !retry || !ever_connected || attempt > RECONNECT_ATTEMPTS {
                     signals.phase.set(Phase::Failed(failure));
                     break;
                 }
@@ -262,8 +265,9 @@ pub async fn run(
                 )));
             }
         }
-        // Back off a little more each time: 0.5 s, 1 s, 2 s, then every 4 s.
-        js::sleep(500 * (1 << attempt.min(3))).await;
+        // Back off a little more each time: 0.25 s, 0.5 s, 1 s, then every 2 s (about 25 s
+        // in all before giving up).
+        js::sleep(250 * (1 << attempt.min(3))).await;
     }
     session.stop_media();
     publish_test_figures(&session);

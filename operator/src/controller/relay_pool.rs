@@ -21,6 +21,8 @@ use crate::scaling::{desired_replicas, next_step, RelayObservation, ScaleInput, 
 
 /// How often a pool is looked at again when nothing changes: load moves without events.
 pub const RESYNC: Duration = Duration::from_secs(10);
+/// How often while it scales or drains, so an emptied relay goes soon after it empties.
+pub const ACTIVE_RESYNC: Duration = Duration::from_secs(2);
 
 /// The relays of `pool` among the control plane's, by ordinal (relay id = pod name).
 pub fn pool_relays(pool_name: &str, relays: &[RelayStatus]) -> Vec<(RelayObservation, RelayLoad)> {
@@ -124,6 +126,7 @@ pub async fn reconcile(pool: Arc<RelayPool>, ctx: Arc<Context>) -> Result<Action
     sets.patch(&name, &apply, &Patch::Apply(&stateful_set(&pool, target)))
         .await?;
 
+    let busy = target != desired || relays.iter().any(|(o, _)| o.draining);
     let status = pool_status(
         &pool,
         desired,
@@ -154,7 +157,7 @@ pub async fn reconcile(pool: Arc<RelayPool>, ctx: Arc<Context>) -> Result<Action
         )
         .await;
     }
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(if busy { ACTIVE_RESYNC } else { RESYNC }))
 }
 
 /// Takes one scaling step; returns the replicas to apply.

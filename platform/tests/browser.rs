@@ -1,0 +1,275 @@
+//! The browser client in Debian's headless Chromium, driven by playwright-core
+//! (`web/e2e/meeting.mjs`), against platforms this test starts: two people meet over
+//! WebTransport (video, audio, mute, chat, screen share), a third over forced WebSocket, a
+//! Firefox-style capture path, a closed tab, a platform restart the pages reconnect from, the
+//! error screens, and a native H.264 publisher (as the streamer sends) decoded by the page.
+//! Screenshots and figures land in the cargo target's tmp directory.
+//!
+//! Needs `scripts/web-build.sh` (web/dist and web/node_modules) and /usr/bin/chromium;
+//! `scripts/test.sh` provides both.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openh264::encoder::{Encoder, FrameType};
+use openh264::formats::YUVBuffer;
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tonic::Request;
+use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
+use videocall_control_api::v1::auth_service_client::AuthServiceClient;
+use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
+use videocall_control_api::v1::{
+    CreateMeetingRequest, EndMeetingRequest, JoinMeetingRequest, LoginRequest,
+};
+use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind, Track, UpdateState};
+use videocall_testkit::{wait_for_json, ChildGuard};
+
+const BIN: &str = env!("CARGO_BIN_EXE_videocall");
+
+#[derive(Debug, Deserialize)]
+struct PlatformInfo {
+    http_url: String,
+    api_url: String,
+    admin_user: String,
+    admin_password_file: PathBuf,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+async fn up(data: &Path, http_addr: &str, extra: &[&str]) -> (ChildGuard, PlatformInfo) {
+    let _ = std::fs::remove_file(data.join("platform.json"));
+    let child = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["up", "--http-addr", http_addr, "--web-dir"])
+        .arg(root().join("web/dist"))
+        .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn videocall up");
+    let mut child = ChildGuard(child);
+    let info = wait_for_json(
+        &data.join("platform.json"),
+        &mut child,
+        Duration::from_secs(30),
+    )
+    .await;
+    (child, info)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Meetings for the error screens and the streamer: `full` (one seat), `private` (no guests),
+/// `over` (ended) and `shelf` (where the native publisher streams).
+async fn create_meetings(info: &PlatformInfo) {
+    let password = std::fs::read_to_string(&info.admin_password_file).expect("admin password");
+    let login = AuthServiceClient::connect(info.api_url.clone())
+        .await
+        .expect("connect")
+        .login(LoginRequest {
+            username: info.admin_user.clone(),
+            password: password.trim().into(),
+        })
+        .await
+        .expect("admin login")
+        .into_inner();
+    let authorization = videocall_control_api::bearer_authorization(&login.session_token);
+    let mut meetings = MeetingServiceClient::connect(info.api_url.clone())
+        .await
+        .expect("connect");
+    for (id, guests, max) in [
+        ("full", true, 1),
+        ("private", false, 10),
+        ("over", true, 10),
+        ("shelf", true, 10),
+    ] {
+        let mut request = Request::new(CreateMeetingRequest {
+            id: id.into(),
+            guests_allowed: guests,
+            max_participants: max,
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", authorization.parse().expect("header"));
+        meetings.create_meeting(request).await.expect("create");
+    }
+    let mut request = Request::new(EndMeetingRequest { id: "over".into() });
+    request
+        .metadata_mut()
+        .insert("authorization", authorization.parse().expect("header"));
+    meetings.end_meeting(request).await.expect("end");
+}
+
+/// Streams H.264 (baseline, Annex B, from openh264) into `shelf` as the edge streamer does:
+/// a moving picture at 15 fps, a keyframe when a subscriber asks.
+async fn native_h264_publisher(api_url: String) {
+    let grant = MeetingServiceClient::connect(api_url)
+        .await
+        .expect("connect")
+        .join_meeting(JoinMeetingRequest {
+            meeting_id: "shelf".into(),
+            display_name: "pi".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("grant")
+        .into_inner();
+    let relay = grant.relay.expect("relay");
+    let mut client = Client::connect(ConnectOptions::new(
+        Transport::WebTransport,
+        RelayAddress {
+            webtransport_url: relay.webtransport_url,
+            websocket_url: relay.websocket_url,
+            certificate_sha256: relay.certificate_sha256.first().cloned(),
+        },
+        "shelf",
+        &grant.token,
+    ))
+    .await
+    .expect("publisher connects");
+    let sender = client.sender();
+    sender
+        .send(Body::UpdateState(UpdateState {
+            tracks: vec![Track {
+                id: 1,
+                kind: MediaKind::Video as i32,
+                codec: Codec::H264 as i32,
+            }],
+            ..Default::default()
+        }))
+        .await
+        .expect("announce");
+    let mut encoder = Encoder::new().expect("openh264 encoder");
+    let (width, height) = (320usize, 240usize);
+    let mut interval = tokio::time::interval(Duration::from_millis(66));
+    for sequence in 1u64.. {
+        interval.tick().await;
+        while let Some(event) = client.try_next_event() {
+            if let Event::Message(Body::KeyframeRequest(_)) = event {
+                encoder.force_intra_frame();
+            }
+        }
+        // A bright bar sweeping across a mid-grey picture.
+        let mut yuv = vec![128u8; width * height * 3 / 2];
+        let bar = (sequence as usize * 8) % width;
+        for row in 0..height {
+            for col in bar..(bar + 40).min(width) {
+                yuv[row * width + col] = 235;
+            }
+        }
+        let (payload, keyframe) = {
+            let buffer = YUVBuffer::from_vec(yuv, width, height);
+            let stream = encoder.encode(&buffer).expect("encode");
+            (
+                stream.to_vec(),
+                matches!(stream.frame_type(), FrameType::IDR | FrameType::I),
+            )
+        };
+        if payload.is_empty() {
+            continue;
+        }
+        let media = Media {
+            track_id: 1,
+            kind: MediaKind::Video as i32,
+            codec: Codec::H264 as i32,
+            sequence,
+            capture_timestamp_us: videocall_client::unix_micros(),
+            keyframe,
+            payload: Bytes::from(payload),
+            ..Default::default()
+        };
+        if sender.send_media(media).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_in_headless_chromium() {
+    let dist = root().join("web/dist/index.html");
+    assert!(
+        dist.is_file(),
+        "{} missing: run scripts/web-build.sh",
+        dist.display()
+    );
+    let script = root().join("web/e2e/meeting.mjs");
+    assert!(
+        root().join("web/node_modules/playwright-core").is_dir(),
+        "playwright-core missing: run scripts/web-build.sh (npm ci in web/)"
+    );
+
+    let data = tempfile::tempdir().expect("temp dir");
+    let http_addr = format!("127.0.0.1:{}", free_port());
+    let (mut platform, info) = up(data.path(), &http_addr, &[]).await;
+    create_meetings(&info).await;
+    let publisher = tokio::spawn(native_h264_publisher(info.api_url.clone()));
+
+    // A platform whose relay advertises an address nobody listens on: every transport fails.
+    let blocked_data = tempfile::tempdir().expect("temp dir");
+    let (_blocked, blocked) = up(
+        blocked_data.path(),
+        "127.0.0.1:0",
+        &["--public-host", "127.0.0.2"],
+    )
+    .await;
+
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let mut node = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(info.http_url.trim_end_matches('/'))
+        .arg(&out)
+        .arg(blocked.http_url.trim_end_matches('/'))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs web/e2e/meeting.mjs");
+    let mut stdin = node.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
+    let mut figures = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("the browser test finishes within 5 minutes")
+            .expect("read node's output");
+        let Some(line) = line else { break };
+        if line == "RESTART" {
+            // A real drop: the whole platform dies and comes back on the same address.
+            platform.signal("KILL");
+            let _ = platform.0.wait();
+            let (restarted, _) = up(data.path(), &http_addr, &[]).await;
+            platform = restarted;
+            stdin.write_all(b"RESTARTED\n").await.expect("tell node");
+        } else {
+            figures = line;
+        }
+    }
+    let status = node.wait().await.expect("node exits");
+    publisher.abort();
+    assert!(
+        status.success(),
+        "the browser test failed (screenshots in {})",
+        out.display()
+    );
+    println!("browser figures: {figures}");
+    let figures: serde_json::Value = serde_json::from_str(&figures).expect("figures JSON");
+    assert!(figures["vga"]["join_to_first_frame_ms"].as_f64().is_some());
+    assert!(out.join("alice-sees-bob.png").is_file());
+}

@@ -22,7 +22,9 @@ done
 
 echo "== browser client (wasm32, wasm-bindgen, wasm-opt; playwright-core)"
 scripts/web-build.sh
-command -v chromium >/dev/null || { echo "chromium is needed for the browser test (apt install chromium)" >&2; exit 1; }
+for program in chromium firefox-esr pulseaudio; do
+  command -v "$program" >/dev/null || { echo "$program is needed for the browser tests (apt install $program)" >&2; exit 1; }
+done
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

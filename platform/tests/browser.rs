@@ -5,8 +5,10 @@
 //! error screens, and a native H.264 publisher (as the streamer sends) decoded by the page.
 //! Screenshots and figures land in the cargo target's tmp directory.
 //!
-//! Needs `scripts/web-build.sh` (web/dist and web/node_modules) and /usr/bin/chromium;
-//! `scripts/test.sh` provides both.
+//! A second test has Firefox (Debian's firefox-esr, over WebDriver BiDi) meet Chromium.
+//!
+//! Needs `scripts/web-build.sh` (web/dist and web/node_modules), /usr/bin/chromium and
+//! /usr/bin/firefox-esr; `scripts/test.sh` and `.ci/run` provide them.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -28,6 +30,9 @@ use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind, Track, U
 use videocall_testkit::{wait_for_json, ChildGuard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_videocall");
+
+/// One browser test at a time: two browsers each on two cores is enough.
+static BROWSERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[derive(Debug, Deserialize)]
 struct PlatformInfo {
@@ -201,6 +206,7 @@ async fn native_h264_publisher(api_url: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_in_headless_chromium() {
+    let _one_at_a_time = BROWSERS.lock().await;
     let dist = root().join("web/dist/index.html");
     assert!(
         dist.is_file(),
@@ -272,4 +278,69 @@ async fn a_meeting_in_headless_chromium() {
     let figures: serde_json::Value = serde_json::from_str(&figures).expect("figures JSON");
     assert!(figures["vga"]["join_to_first_frame_ms"].as_f64().is_some());
     assert!(out.join("alice-sees-bob.png").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_and_chromium_meet() {
+    let _one_at_a_time = BROWSERS.lock().await;
+    let dist = root().join("web/dist/index.html");
+    assert!(
+        dist.is_file(),
+        "{} missing: run scripts/web-build.sh",
+        dist.display()
+    );
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
+    // Firefox's AudioContext runs only with a sound server: PulseAudio with a null sink
+    // stands in for the sound card this machine lacks.
+    let runtime = tempfile::tempdir().expect("temp dir");
+    let pulse = std::process::Command::new("pulseaudio")
+        .args([
+            "-n",
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "--disallow-exit",
+            "--load=module-null-sink sink_name=null",
+            "--load=module-native-protocol-unix",
+        ])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pulseaudio starts (apt install pulseaudio)");
+    let _pulse = ChildGuard(pulse);
+    let socket = runtime.path().join("pulse/native");
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(socket.exists(), "PulseAudio did not start");
+
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let output = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new("node")
+            .arg(root().join("web/e2e/firefox.mjs"))
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .arg(info.http_url.trim_end_matches('/'))
+            .arg(&out)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the Firefox test finishes within 3 minutes")
+    .expect("node runs web/e2e/firefox.mjs");
+    assert!(
+        output.status.success(),
+        "Firefox and Chromium did not meet (screenshots in {}):\n{}",
+        out.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figures = String::from_utf8_lossy(&output.stdout);
+    println!("firefox figures: {}", figures.trim());
+    let figures: serde_json::Value =
+        serde_json::from_str(figures.trim().lines().last().unwrap_or("{}")).expect("figures");
+    assert!(figures["firefox_transport"].is_string());
 }

@@ -36,8 +36,9 @@ const browser = await chromium.launch({
 
 const stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const pages = [];
-async function open(name, meeting = "demo", query = "", origin = base) {
+async function open(name, meeting = "demo", query = "", origin = base, init) {
   const context = await browser.newContext({ permissions: ["camera", "microphone"] });
+  if (init) await context.addInitScript(init);
   const page = await context.newPage();
   page.on("console", (message) => {
     if (message.type() === "error" || message.type() === "warning") {
@@ -50,8 +51,8 @@ async function open(name, meeting = "demo", query = "", origin = base) {
   pages.push(page);
   return page;
 }
-async function join(name, query = "", meeting = "demo") {
-  const page = await open(name, meeting, query);
+async function join(name, query = "", meeting = "demo", init) {
+  const page = await open(name, meeting, query, base, init);
   await page.click("#join");
   await page.waitForSelector("#leave", { timeout: 20000 });
   return page;
@@ -102,6 +103,14 @@ async function canvasIsNotBlank(page, selector) {
   }, selector);
 }
 
+async function transportIs(page, name, expected) {
+  try {
+    await page.waitForFunction((t) => document.querySelector("[data-testid=transport]")?.textContent.trim() === t, expected, { timeout: 10000 });
+  } catch {
+    throw new Error(`${name}'s transport is ${await page.textContent("[data-testid=transport]")}, not ${expected}`);
+  }
+}
+
 function percentile(values, q) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
@@ -130,10 +139,8 @@ try {
   step("alice and bob join (WebTransport)");
   const alice = await join("alice");
   const bob = await join("bob");
-  for (const page of [alice, bob]) {
-    const transport = await page.textContent("[data-testid=transport]");
-    if (transport.trim() !== "WebTransport") throw new Error(`transport shown: ${transport}`);
-  }
+  await transportIs(alice, "alice", "WebTransport");
+  await transportIs(bob, "bob", "WebTransport");
   step("each sees the other's video and hears audio");
   await framesFrom(alice, "bob", 30);
   await framesFrom(bob, "alice", 30);
@@ -146,11 +153,32 @@ try {
   }
   await alice.screenshot({ path: path(out, "alice-sees-bob.png") });
 
-  step("mute propagates");
-  await bob.click("#mute");
+  step("speaking rings show from the audio level");
+  await alice.waitForSelector('[data-peer="bob"].speaking', { timeout: 10000 });
+
+  step("mute propagates (and the controls work from the keyboard)");
+  await bob.focus("#mute");
+  await bob.keyboard.press("Enter");
   await alice.waitForSelector('[data-peer="bob"] [aria-label="microphone muted"]', { timeout: 10000 });
   await bob.click("#mute");
   await alice.waitForSelector('[data-peer="bob"] [aria-label="microphone muted"]', { state: "detached", timeout: 10000 });
+
+  step("camera off shows a placeholder; on again resumes");
+  await bob.click("#camera");
+  await alice.waitForSelector('[data-peer="bob"] .avatar', { timeout: 10000 });
+  await bob.click("#camera");
+  await alice.waitForSelector('[data-peer="bob"] .avatar', { state: "detached", timeout: 10000 });
+  const resumed = await figure(alice, () => window.__videocall.framesByPeer.bob);
+  await framesFrom(alice, "bob", resumed + 15);
+
+  step("participants and connection panels");
+  await alice.click("#people");
+  await alice.waitForSelector('aside[aria-label="participants"] li:has-text("bob")', { timeout: 5000 });
+  await alice.click("#stats");
+  const panelTransport = await alice.textContent("[data-testid=panel-transport]");
+  if (panelTransport.trim() !== "WebTransport") throw new Error(`connection panel says ${panelTransport}`);
+  await alice.waitForFunction(() => /\d+ ms/.test(document.querySelector('aside[aria-label="connection"]').textContent), undefined, { timeout: 10000 });
+  await alice.screenshot({ path: path(out, "alice-connection-panel.png") });
 
   step("chat arrives");
   await alice.click("#chat");
@@ -172,8 +200,7 @@ try {
 
   step("carol joins over WebSocket (forced)");
   const carol = await join("carol", "?transport=websocket");
-  const carolTransport = await carol.textContent("[data-testid=transport]");
-  if (carolTransport.trim() !== "WebSocket") throw new Error(`carol's transport: ${carolTransport}`);
+  await transportIs(carol, "carol", "WebSocket");
   await framesFrom(carol, "alice", 30);
   await framesFrom(alice, "carol", 30);
   await carol.screenshot({ path: path(out, "carol-websocket.png") });
@@ -183,6 +210,33 @@ try {
   await close(carol);
   await alice.waitForSelector('[data-peer="carol"]', { state: "detached", timeout: 10000 });
   figures.closed_tab_gone_ms = Date.now() - closedAt;
+
+  step("without WebTransport the page uses WebSocket by itself");
+  const erin = await join("erin", "", "demo", () => { delete window.WebTransport; });
+  await transportIs(erin, "erin", "WebSocket");
+  await framesFrom(erin, "alice", 15);
+  await close(erin);
+
+  step("a WebTransport that never connects falls back within 3 s");
+  const startedAt = Date.now();
+  const frank = await join("frank", "", "demo", () => {
+    window.WebTransport = class { constructor() { this.ready = new Promise(() => {}); this.closed = new Promise(() => {}); } close() {} };
+  });
+  await transportIs(frank, "frank", "WebSocket");
+  figures.webtransport_fallback_join_ms = Date.now() - startedAt;
+  await framesFrom(frank, "alice", 15);
+  await close(frank);
+
+  step("VP8 where the browser cannot encode H.264");
+  const grace = await join("grace", "", "demo", () => {
+    const original = VideoEncoder.isConfigSupported.bind(VideoEncoder);
+    VideoEncoder.isConfigSupported = (config) =>
+      config.codec.startsWith("avc1") ? Promise.resolve({ supported: false, config }) : original(config);
+  });
+  await framesFrom(alice, "grace", 30);
+  const graceCodec = await figure(grace, () => window.__videocall.codec);
+  if (graceCodec !== "Vp8") throw new Error(`grace encodes ${graceCodec}`);
+  await close(grace);
 
   step("Firefox's capture path (<video> frames, AudioWorklet) is seen and heard");
   const dave = await join("dave", "?capture=element");
@@ -208,6 +262,11 @@ try {
     ([n]) => (window.__videocall?.framesByPeer?.bob ?? 0) >= n + 30, [before], 40000);
   figures.reconnect_ms = Date.now() - restartedAt;
   await alice.screenshot({ path: path(out, "alice-after-restart.png") });
+
+  step("leaving: a clear screen, and gone for the others");
+  await bob.click("#leave");
+  await bob.waitForSelector('h1:has-text("You left the meeting")', { timeout: 5000 });
+  await alice.waitForSelector('[data-peer="bob"]', { state: "detached", timeout: 10000 });
   await close(alice);
   await close(bob);
 

@@ -7,6 +7,7 @@
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
+mod bitrate;
 mod control;
 mod grpc_web;
 mod meter;

@@ -643,7 +643,10 @@ impl Session {
                 let on_speaking = Box::new(move |speaking| {
                     let _ = commands.unbounded_send(Command::Speaking(speaking));
                 });
-                match AudioSender::start(track, element, self.media_out(), on_speaking).await {
+                let context = self.params.audio.clone();
+                match AudioSender::start(track, element, context, self.media_out(), on_speaking)
+                    .await
+                {
                     Ok(sender) => {
                         sender.set_muted(self.muted);
                         self.microphone = Some(sender);

@@ -50,6 +50,7 @@ pub fn MeetingPage(
         let Ok(audio) = AudioContext::new_with_context_options(&options) else {
             return;
         };
+        let _ = audio.resume();
         let (tx, rx) = session::commands();
         commands.set(Some(tx.clone()));
         let params = SessionParams {

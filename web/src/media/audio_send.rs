@@ -13,10 +13,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{
-    AudioContext, AudioContextOptions, AudioData, AudioDataCopyToOptions, AudioDataInit,
-    AudioEncoder, AudioEncoderConfig, AudioEncoderInit, AudioSampleFormat, AudioWorkletNode,
-    EncodedAudioChunk, MediaStream, MediaStreamTrack, MediaStreamTrackProcessor,
-    MediaStreamTrackProcessorInit, MessageEvent,
+    AudioContext, AudioData, AudioDataCopyToOptions, AudioDataInit, AudioEncoder,
+    AudioEncoderConfig, AudioEncoderInit, AudioSampleFormat, AudioWorkletNode, EncodedAudioChunk,
+    MediaStream, MediaStreamTrack, MediaStreamTrackProcessor, MediaStreamTrackProcessorInit,
+    MessageEvent,
 };
 
 use super::{EncoderCallbacks, MediaOut, AUDIO_TRACK};
@@ -27,7 +27,7 @@ const SAMPLE_RATE: u32 = 48_000;
 const FRAME_SAMPLES: usize = 960; // 20 ms
 const BITRATE: u32 = 32_000;
 
-/// The Firefox capture path: its context, node and message handler.
+/// The Firefox capture path: the page's context, the node and its message handler.
 type Worklet = (
     AudioContext,
     AudioWorkletNode,
@@ -55,6 +55,7 @@ impl AudioSender {
     pub async fn start(
         track: MediaStreamTrack,
         element_capture: bool,
+        context: AudioContext,
         out: MediaOut,
         on_speaking: Box<dyn Fn(bool)>,
     ) -> Result<Self, String> {
@@ -106,7 +107,7 @@ impl AudioSender {
             _closures: (on_error, on_output),
         });
         if element_capture || !js::has_global("MediaStreamTrackProcessor") {
-            start_worklet(&state).await?;
+            start_worklet(&state, context).await?;
         } else {
             spawn_local(pump_from_processor(state.clone()));
         }
@@ -129,9 +130,8 @@ impl AudioSender {
         self.state.stopped.set(true);
         self.state.track.stop();
         let _ = self.state.encoder.close();
-        if let Some((context, node, _)) = self.state.worklet.borrow_mut().take() {
+        if let Some((_, node, _)) = self.state.worklet.borrow_mut().take() {
             let _ = node.disconnect();
-            let _ = context.close();
         }
     }
 }
@@ -185,11 +185,12 @@ async fn pump_from_processor(state: Rc<AudioState>) {
 }
 
 /// Firefox: an `AudioWorklet` posts each render quantum; 20 ms of them make one `AudioData`.
-async fn start_worklet(state: &Rc<AudioState>) -> Result<(), String> {
+async fn start_worklet(state: &Rc<AudioState>, context: AudioContext) -> Result<(), String> {
     let text = |e: JsValue| js::error_text(&e);
-    let options = AudioContextOptions::new();
-    options.set_sample_rate(SAMPLE_RATE as f32);
-    let context = AudioContext::new_with_context_options(&options).map_err(text)?;
+    // The page's context was made in the Join click, so browsers let it run (one made later
+    // may stay suspended until another gesture). Never wait for it: a refused resume stays
+    // pending, and the meeting must go on without sound rather than hang.
+    let _ = context.resume();
     let module = context
         .audio_worklet()
         .map_err(text)?

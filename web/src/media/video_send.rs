@@ -19,6 +19,7 @@ use web_sys::{
 };
 
 use super::{EncoderCallbacks, MediaOut, SharedStats};
+use crate::bitrate::BitrateControl;
 use crate::js::{self, StreamReader};
 
 /// H.264 constrained baseline, level 3.1 (up to 1280×720 at 30 fps).
@@ -26,7 +27,6 @@ pub const H264_CODEC: &str = "avc1.42e01f";
 /// WebCodecs name of VP8.
 pub const VP8_CODEC: &str = "vp8";
 const KEYFRAME_INTERVAL_MS: f64 = 3000.0;
-const MIN_BITRATE: u32 = 150_000;
 const MAX_QUEUED_FRAMES: u32 = 2;
 
 /// One video track being sent.
@@ -39,8 +39,7 @@ struct SenderState {
     encoder: VideoEncoder,
     codec: Codec,
     configured: Cell<(u32, u32)>,
-    bitrate: Cell<u32>,
-    max_bitrate: u32,
+    bitrate: Cell<BitrateControl>,
     keyframe_wanted: Cell<bool>,
     last_keyframe_ms: Cell<f64>,
     paused: Cell<bool>,
@@ -138,8 +137,7 @@ impl VideoSender {
             encoder,
             codec,
             configured: Cell::new((width, height)),
-            bitrate: Cell::new(max_bitrate),
-            max_bitrate,
+            bitrate: Cell::new(BitrateControl::new(max_bitrate)),
             keyframe_wanted: Cell::new(true),
             last_keyframe_ms: Cell::new(0.0),
             paused: Cell::new(false),
@@ -173,29 +171,28 @@ impl VideoSender {
         }
     }
 
-    /// Subscribers lose packets: lower the bitrate by a third.
+    /// Subscribers lose packets: lower the bitrate.
     pub fn congested(&self) {
-        let lower = (self.state.bitrate.get() / 3 * 2).max(MIN_BITRATE);
-        self.set_bitrate(lower);
+        self.change_bitrate(BitrateControl::congested);
     }
 
-    /// No loss for a while: raise the bitrate by a tenth, up to the start value.
+    /// No loss for a while: raise the bitrate again.
     pub fn recover(&self) {
-        let higher = (self.state.bitrate.get() / 10 * 11).min(self.state.max_bitrate);
-        self.set_bitrate(higher);
+        self.change_bitrate(BitrateControl::quiet);
     }
 
     /// The bitrate now.
     pub fn bitrate(&self) -> u32 {
-        self.state.bitrate.get()
+        self.state.bitrate.get().current()
     }
 
-    fn set_bitrate(&self, bitrate: u32) {
-        if bitrate == self.state.bitrate.get() {
-            return;
+    fn change_bitrate(&self, change: fn(&mut BitrateControl) -> u32) {
+        let mut control = self.state.bitrate.get();
+        let before = control.current();
+        if change(&mut control) != before {
+            self.state.bitrate.set(control);
+            self.state.reconfigure(self.state.configured.get());
         }
-        self.state.bitrate.set(bitrate);
-        self.state.reconfigure(self.state.configured.get());
     }
 
     /// Stops capture and encoding.
@@ -214,9 +211,12 @@ impl SenderState {
             VP8_CODEC
         };
         self.configured.set((width, height));
-        let _ = self
-            .encoder
-            .configure(&encoder_config(name, width, height, self.bitrate.get()));
+        let _ = self.encoder.configure(&encoder_config(
+            name,
+            width,
+            height,
+            self.bitrate.get().current(),
+        ));
         self.keyframe_wanted.set(true);
     }
 

@@ -1,0 +1,103 @@
+// Firefox meets Chromium: Debian's firefox-esr (headless, driven by puppeteer-core over WebDriver
+// BiDi, fake camera and microphone) and Debian's chromium (playwright-core) join one meeting of
+// the platform at <base-url>; each must decode the other's video and audio. Firefox has no
+// MediaStreamTrackProcessor, so its page captures from a <video> element and an AudioWorklet.
+//   node firefox.mjs <base-url> <out-dir>
+// Prints one JSON line of figures; exits non-zero with the failed check's message.
+import puppeteer from "puppeteer-core";
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join as path } from "node:path";
+
+const [base, out] = process.argv.slice(2);
+if (!base || !out) {
+  console.error("usage: node firefox.mjs <base-url> <out-dir>");
+  process.exit(2);
+}
+mkdirSync(out, { recursive: true });
+const step = (what) => console.error(`· ${what}`);
+
+const firefox = await puppeteer.launch({
+  browser: "firefox",
+  executablePath: process.env.VIDEOCALL_FIREFOX || "/usr/bin/firefox-esr",
+  headless: true,
+  protocol: "webDriverBiDi",
+  extraPrefsFirefox: {
+    "media.navigator.streams.fake": true,
+    "media.navigator.permission.disabled": true,
+    "media.autoplay.default": 0,
+    "media.autoplay.block-webaudio": false,
+  },
+});
+const chrome = await chromium.launch({
+  executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+  ],
+});
+
+async function until(page, what, predicate, argument, timeout = 30000) {
+  try {
+    await page.waitForFunction(predicate, { timeout, polling: 100 }, argument);
+  } catch {
+    const state = await page.evaluate(() => JSON.stringify(window.__videocall ?? null));
+    throw new Error(`${what}: not within ${timeout} ms (state ${String(state).slice(0, 400)})`);
+  }
+}
+
+let fox;
+let alice;
+try {
+  step("alice joins in Chromium");
+  const context = await chrome.newContext({ permissions: ["camera", "microphone"] });
+  alice = await context.newPage();
+  await alice.goto(`${base}/meeting/alice/demo`);
+  await alice.waitForSelector("#join:not([disabled])", { timeout: 20000 });
+  await alice.click("#join");
+  await alice.waitForSelector("#leave", { timeout: 20000 });
+
+  step("fox joins in Firefox");
+  fox = await firefox.newPage();
+  fox.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warn") console.error(`  [fox] ${m.type()}: ${m.text()}`);
+  });
+  await fox.goto(`${base}/meeting/fox/demo`);
+  await fox.waitForSelector("#join:not([disabled])", { timeout: 20000 });
+  await fox.click("#join");
+  await fox.waitForSelector("#leave", { timeout: 20000 });
+
+  step("each decodes the other's video and audio");
+  await until(fox, "frames from alice in Firefox", () => (window.__videocall?.framesByPeer?.alice ?? 0) >= 30);
+  await until(fox, "audio from alice in Firefox", () => (window.__videocall?.audioByPeer?.alice ?? 0) >= 25);
+  for (const [what, predicate] of [
+    ["frames from fox in Chromium", () => (window.__videocall?.framesByPeer?.fox ?? 0) >= 30],
+    ["audio from fox in Chromium", () => (window.__videocall?.audioByPeer?.fox ?? 0) >= 25],
+  ]) {
+    try {
+      await alice.waitForFunction(predicate, undefined, { timeout: 30000 });
+    } catch {
+      const state = await alice.evaluate(() => JSON.stringify(window.__videocall ?? null));
+      throw new Error(`${what}: not within 30000 ms (state ${state.slice(0, 400)})`);
+    }
+  }
+  await fox.screenshot({ path: path(out, "firefox-sees-alice.png") });
+  await alice.screenshot({ path: path(out, "chromium-sees-fox.png") });
+  const figures = {
+    firefox_transport: await fox.evaluate(() => window.__videocall.transport),
+    firefox_codec: await fox.evaluate(() => window.__videocall.codec),
+    firefox_join_to_first_frame_ms: Math.round(await fox.evaluate(() => window.__videocall.joinToFirstFrameMs)),
+  };
+  console.log(JSON.stringify(figures));
+} catch (error) {
+  for (const [name, page] of [["fox", fox], ["alice", alice]]) {
+    if (page) await page.screenshot({ path: path(out, `firefox-failure-${name}.png`) }).catch(() => {});
+  }
+  console.error(`FAILED: ${error.message}`);
+  process.exitCode = 1;
+} finally {
+  await firefox.close();
+  await chrome.close();
+}

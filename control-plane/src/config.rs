@@ -103,6 +103,11 @@ pub struct ControlPlaneConfig {
         default_value = "*"
     )]
     pub cors_origins: Vec<String>,
+
+    /// The built browser client (`web/dist`), served at `/meeting/<user>/<meeting>` and
+    /// `/assets/` beside the API so the page calls grpc-web on its own origin.
+    #[arg(long, env = "CONTROL_PLANE_WEB_DIR")]
+    pub web_dir: Option<std::path::PathBuf>,
 }
 
 impl ControlPlaneConfig {

@@ -13,6 +13,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod validate;
+pub mod web;
 
 pub use config::ControlPlaneConfig;
 pub use server::{nodelay, open, router, ControlPlaneServer, StartError};

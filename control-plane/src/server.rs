@@ -100,7 +100,8 @@ pub async fn router(control_plane: Arc<ControlPlane>) -> Result<axum::Router, St
     Ok(routes
         .prepare()
         .into_axum_router()
-        .layer(cors(&control_plane.config.cors_origins)))
+        .layer(cors(&control_plane.config.cors_origins))
+        .merge(crate::web::routes(control_plane.config.web_dir.clone())))
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

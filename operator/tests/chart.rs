@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
     Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
@@ -148,6 +149,7 @@ fn check(doc: &Value) {
         "RoleBinding" => round_trip::<RoleBinding>(doc),
         "CustomResourceDefinition" => round_trip::<CustomResourceDefinition>(doc),
         "Namespace" => round_trip::<Namespace>(doc),
+        "Ingress" => round_trip::<Ingress>(doc),
         "RelayPool" | "Meeting" => check_custom_resource(doc),
         other => panic!("the chart renders a {other} the test does not know"),
     }
@@ -197,6 +199,11 @@ fn bad_values_are_refused() {
             "sqlite.yaml",
             "controlPlane:\n  replicas: 2\n",
             "database.external",
+        ),
+        (
+            "ingress.yaml",
+            "ingress:\n  enabled: true\n",
+            "ingress.host",
         ),
     ] {
         let path = dir.path().join(name);

@@ -148,6 +148,12 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     config.bootstrap_api_keys.push(format!(
         "embedded-relay:relay:{RELAY_KEY_ID}:{relay_secret}"
     ));
+    config.web_dir = args.web_dir.clone().or_else(web::default_web_dir);
+    if config.web_dir.is_none() {
+        tracing::warn!(
+            "the browser client is not built (scripts/web-build.sh): meeting pages explain how"
+        );
+    }
     let admin_user = config.bootstrap_admin_user.clone();
     let control_plane = videocall_control_plane::open(config)
         .await
@@ -167,13 +173,7 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         .await
         .context("starting the relay")?;
 
-    let web_dir = args.web_dir.clone().or_else(web::default_web_dir);
-    if web_dir.is_none() {
-        tracing::warn!(
-            "the browser client is not built (scripts/web-build.sh): meeting pages explain how"
-        );
-    }
-    let router = web::router(api, Arc::new(relay.info.clone()), web_dir);
+    let router = web::router(api, Arc::new(relay.info.clone()));
     let shutdown = relay.state.shutdown.clone();
     tokio::spawn(async move {
         let stopped = shutdown.clone();

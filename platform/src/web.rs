@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
-use tower_http::services::ServeDir;
 use videocall_relay::RelayInfo;
 
 /// Where the built browser client is looked for when `--web-dir` is not given.
@@ -23,53 +21,21 @@ pub fn default_web_dir() -> Option<PathBuf> {
     .find(|dir| dir.join("index.html").is_file())
 }
 
-#[derive(Clone)]
-struct WebState {
-    relay: Arc<RelayInfo>,
-    web_dir: Option<PathBuf>,
-}
-
-/// Routes: `/` (what runs here), `/relay` (the relay's information), `/meeting/{user}/{id}`
-/// (the browser client), `/assets/*`, merged with `api`.
-pub fn router(api: Router, relay: Arc<RelayInfo>, web_dir: Option<PathBuf>) -> Router {
-    let mut router = Router::new()
+/// Routes: `/` (what runs here) and `/relay` (the relay's information), merged with `api`
+/// (which serves the browser client too, from the control plane's `--web-dir`).
+pub fn router(api: Router, relay: Arc<RelayInfo>) -> Router {
+    Router::new()
         .route("/", get(index))
         .route("/relay", get(relay_info))
-        .route("/meeting/{user}/{meeting}", get(meeting_page))
-        .route("/meeting/{user}/{meeting}/", get(meeting_page));
-    if let Some(dir) = &web_dir {
-        router = router.nest_service("/assets", ServeDir::new(dir.join("assets")));
-    }
-    router.with_state(WebState { relay, web_dir }).merge(api)
+        .with_state(relay)
+        .merge(api)
 }
 
-async fn relay_info(State(state): State<WebState>) -> Json<RelayInfo> {
-    Json((*state.relay).clone())
+async fn relay_info(State(relay): State<Arc<RelayInfo>>) -> Json<RelayInfo> {
+    Json((*relay).clone())
 }
 
-async fn meeting_page(State(state): State<WebState>) -> Response {
-    let page = match &state.web_dir {
-        Some(dir) => tokio::fs::read_to_string(dir.join("index.html")).await.ok(),
-        None => None,
-    };
-    match page {
-        // The client reads the meeting from its own address; the page itself never changes.
-        Some(page) => ([(header::CACHE_CONTROL, "no-cache")], Html(page)).into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Html(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>videocall</title></head>\
-                 <body><h1>The browser client is not built</h1>\
-                 <p>Run <code>scripts/web-build.sh</code> (or start the platform with <code>scripts/up.sh</code>), \
-                 then reload this page.</p></body></html>",
-            ),
-        )
-            .into_response(),
-    }
-}
-
-async fn index(State(state): State<WebState>) -> Html<String> {
-    let relay = &state.relay;
+async fn index(State(relay): State<Arc<RelayInfo>>) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>videocall</title></head>\
          <body><h1>videocall is running</h1>\

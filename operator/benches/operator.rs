@@ -18,9 +18,7 @@ use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
 use videocall_control_api::v1::{CreateMeetingRequest, JoinMeetingRequest};
 use videocall_operator::controller::{meeting, relay_pool, Context};
-use videocall_operator::crd::{
-    ControlPlaneRef, Meeting, MeetingPhase, MeetingSpec, RelayPool, RelayPoolSpec, RelayPorts,
-};
+use videocall_operator::crd::{Meeting, MeetingPhase, RelayPool};
 
 const MEETINGS: &str = "/apis/videocall.dev/v1alpha1/namespaces/calls/meetings";
 const POOL: &str = "/apis/videocall.dev/v1alpha1/namespaces/calls/relaypools/edge";
@@ -33,48 +31,6 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(run());
-}
-
-fn pool_spec(url: &str) -> RelayPoolSpec {
-    RelayPoolSpec {
-        image: "videocall-relay:bench".into(),
-        min_replicas: 1,
-        max_replicas: 4,
-        target_participants_per_relay: 2,
-        buffer_participants: 0,
-        buffer_percent: 0,
-        scale_down_delay_seconds: 0,
-        drain_timeout_seconds: 300,
-        resources: None,
-        ports: RelayPorts::default(),
-        public_host: None,
-        nats: None,
-        control_plane: ControlPlaneRef {
-            url: url.into(),
-            api_key_secret: "relay-key".into(),
-        },
-    }
-}
-
-fn meeting_object(name: &str) -> Meeting {
-    let mut meeting = Meeting::new(
-        name,
-        MeetingSpec {
-            title: format!("Meeting {name}"),
-            relay_pool: "edge".into(),
-            access: Default::default(),
-            allowed_users: Vec::new(),
-            guests_allowed: true,
-            max_participants: 10,
-            e2ee_required: false,
-            start_time: None,
-            end_time: None,
-        },
-    );
-    meeting.metadata.namespace = Some("calls".into());
-    meeting.metadata.uid = Some(format!("{name}-uid"));
-    meeting.metadata.generation = Some(1);
-    meeting
 }
 
 fn stored(api: &std::sync::Mutex<FakeApi>, name: &str) -> Meeting {
@@ -121,13 +77,7 @@ async fn run() {
         .await
         .expect("control plane");
     let url = format!("http://{}", cp.addr);
-    let pool = {
-        let mut pool = RelayPool::new("edge", pool_spec(&url));
-        pool.metadata.namespace = Some("calls".into());
-        pool.metadata.uid = Some("pool-uid".into());
-        pool.metadata.generation = Some(1);
-        pool
-    };
+    let pool = common::pool(&url);
     let mut objects = HashMap::from([(
         POOL.to_owned(),
         serde_json::to_value(&pool).expect("pool json"),
@@ -137,7 +87,7 @@ async fn run() {
         let name = format!("m{i:04}");
         objects.insert(
             format!("{MEETINGS}/{name}"),
-            serde_json::to_value(meeting_object(&name)).expect("meeting json"),
+            serde_json::to_value(common::meeting(&name, "edge")).expect("meeting json"),
         );
     }
     let (kube, api) = fake_kube(objects);

@@ -10,59 +10,10 @@ use std::sync::Arc;
 
 use common::*;
 use videocall_operator::controller::meeting::{reconcile, FINALIZER};
-use videocall_operator::crd::{
-    ControlPlaneRef, Meeting, MeetingSpec, RelayPool, RelayPoolSpec, RelayPorts,
-};
+use videocall_operator::crd::Meeting;
 
 const MEETINGS: &str = "/apis/videocall.dev/v1alpha1/namespaces/calls/meetings";
 const POOL: &str = "/apis/videocall.dev/v1alpha1/namespaces/calls/relaypools/edge";
-
-fn meeting(name: &str, pool: &str) -> Meeting {
-    let mut meeting = Meeting::new(
-        name,
-        MeetingSpec {
-            title: "Standup".into(),
-            relay_pool: pool.into(),
-            access: Default::default(),
-            allowed_users: Vec::new(),
-            guests_allowed: true,
-            max_participants: 10,
-            e2ee_required: false,
-            start_time: None,
-            end_time: None,
-        },
-    );
-    meeting.metadata.namespace = Some("calls".into());
-    meeting.metadata.uid = Some(format!("{name}-uid"));
-    meeting.metadata.generation = Some(1);
-    meeting
-}
-
-fn pool(url: &str) -> RelayPool {
-    let mut pool = RelayPool::new(
-        "edge",
-        RelayPoolSpec {
-            image: "videocall-relay:test".into(),
-            min_replicas: 1,
-            max_replicas: 2,
-            target_participants_per_relay: 100,
-            buffer_participants: 0,
-            buffer_percent: 0,
-            scale_down_delay_seconds: 0,
-            drain_timeout_seconds: 60,
-            resources: None,
-            ports: RelayPorts::default(),
-            public_host: None,
-            nats: None,
-            control_plane: ControlPlaneRef {
-                url: url.into(),
-                api_key_secret: "k".into(),
-            },
-        },
-    );
-    pool.metadata.namespace = Some("calls".into());
-    pool
-}
 
 /// The object as the fake API server holds it now.
 fn stored(api: &std::sync::Mutex<FakeApi>, name: &str) -> Meeting {

@@ -16,40 +16,11 @@ use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
 use videocall_control_api::v1::{CreateMeetingRequest, JoinMeetingRequest};
 use videocall_operator::controller::relay_pool::reconcile;
-use videocall_operator::crd::{ControlPlaneRef, RelayPool, RelayPoolSpec, RelayPorts};
 
 const SETS: &str = "/apis/apps/v1/namespaces/calls/statefulsets/edge";
 const SERVICE: &str = "/api/v1/namespaces/calls/services/edge";
 const PDB: &str = "/apis/policy/v1/namespaces/calls/poddisruptionbudgets/edge";
 const POOL: &str = "/apis/videocall.dev/v1alpha1/namespaces/calls/relaypools/edge";
-
-fn pool(control_plane_url: &str) -> RelayPool {
-    let mut pool = RelayPool::new(
-        "edge",
-        RelayPoolSpec {
-            image: "videocall-relay:test".into(),
-            min_replicas: 1,
-            max_replicas: 4,
-            target_participants_per_relay: 2,
-            buffer_participants: 0,
-            buffer_percent: 0,
-            scale_down_delay_seconds: 0,
-            drain_timeout_seconds: 300,
-            resources: None,
-            ports: RelayPorts::default(),
-            public_host: None,
-            nats: None,
-            control_plane: ControlPlaneRef {
-                url: control_plane_url.into(),
-                api_key_secret: "relay-key".into(),
-            },
-        },
-    );
-    pool.metadata.namespace = Some("calls".into());
-    pool.metadata.uid = Some("pool-uid".into());
-    pool.metadata.generation = Some(1);
-    pool
-}
 
 fn replicas(api: &std::sync::Mutex<FakeApi>) -> Option<i64> {
     api.lock().unwrap().objects.get(SETS)?["spec"]["replicas"].as_i64()

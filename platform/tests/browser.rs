@@ -10,14 +10,13 @@
 //! Needs `scripts/web-build.sh` (web/dist and web/node_modules), /usr/bin/chromium and
 //! /usr/bin/firefox-esr; `scripts/test.sh` and `.ci/run` provide them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use openh264::encoder::{Encoder, FrameType};
 use openh264::formats::YUVBuffer;
-use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tonic::Request;
 use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
@@ -27,49 +26,14 @@ use videocall_control_api::v1::{
     CreateMeetingRequest, EndMeetingRequest, JoinMeetingRequest, LoginRequest,
 };
 use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind, Track, UpdateState};
-use videocall_testkit::{wait_for_json, ChildGuard};
+use videocall_testkit::ChildGuard;
 
-const BIN: &str = env!("CARGO_BIN_EXE_videocall");
+mod common;
+
+use common::{root, up, PlatformInfo};
 
 /// One browser test at a time: two browsers each on two cores is enough.
 static BROWSERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-#[derive(Debug, Deserialize)]
-struct PlatformInfo {
-    http_url: String,
-    api_url: String,
-    admin_user: String,
-    admin_password_file: PathBuf,
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-async fn up(data: &Path, http_addr: &str, extra: &[&str]) -> (ChildGuard, PlatformInfo) {
-    let _ = std::fs::remove_file(data.join("platform.json"));
-    let child = std::process::Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["up", "--http-addr", http_addr, "--web-dir"])
-        .arg(root().join("web/dist"))
-        .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn videocall up");
-    let mut child = ChildGuard(child);
-    let info = wait_for_json(
-        &data.join("platform.json"),
-        &mut child,
-        Duration::from_secs(30),
-    )
-    .await;
-    (child, info)
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

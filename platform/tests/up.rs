@@ -7,7 +7,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use prost::Message;
-use serde::Deserialize;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -23,41 +22,14 @@ use videocall_control_api::v1::{
     GetMeetingRequest, JoinGrant, JoinMeetingRequest, LoginRequest, Role,
 };
 use videocall_protocol::wire::{envelope::Body, MediaKind};
-use videocall_relay::RelayInfo;
-use videocall_testkit::{http_request, wait_for_json, wait_for_message, ChildGuard};
+use videocall_testkit::{http_request, wait_for_message, ChildGuard};
 
-const BIN: &str = env!("CARGO_BIN_EXE_videocall");
+mod common;
 
-#[derive(Debug, Deserialize)]
-struct PlatformInfo {
-    http_url: String,
-    api_url: String,
-    admin_user: String,
-    admin_password_file: std::path::PathBuf,
-    relay: RelayInfo,
-}
+use common::{PlatformInfo, BIN};
 
 async fn up(data: &Path) -> (ChildGuard, PlatformInfo) {
-    let _ = std::fs::remove_file(data.join("platform.json"));
-    let child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(["up", "--http-addr", "127.0.0.1:0"])
-        .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
-        .env("RUST_LOG", "warn")
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn videocall up");
-    let mut child = ChildGuard(child);
-    let info = wait_for_json(
-        &data.join("platform.json"),
-        &mut child,
-        Duration::from_secs(30),
-    )
-    .await;
-    (child, info)
+    common::up(data, "127.0.0.1:0", &[]).await
 }
 
 fn http_addr(info: &PlatformInfo) -> std::net::SocketAddr {

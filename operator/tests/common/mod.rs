@@ -252,3 +252,54 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Pool `calls/edge`: 1 to 4 relays of 2 participants each, no buffer, no scale-down delay.
+pub fn pool(control_plane_url: &str) -> videocall_operator::crd::RelayPool {
+    let mut pool = videocall_operator::crd::RelayPool::new(
+        "edge",
+        videocall_operator::crd::RelayPoolSpec {
+            image: "videocall-relay:test".into(),
+            min_replicas: 1,
+            max_replicas: 4,
+            target_participants_per_relay: 2,
+            buffer_participants: 0,
+            buffer_percent: 0,
+            scale_down_delay_seconds: 0,
+            drain_timeout_seconds: 300,
+            resources: None,
+            ports: videocall_operator::crd::RelayPorts::default(),
+            public_host: None,
+            nats: None,
+            control_plane: videocall_operator::crd::ControlPlaneRef {
+                url: control_plane_url.into(),
+                api_key_secret: "relay-key".into(),
+            },
+        },
+    );
+    pool.metadata.namespace = Some("calls".into());
+    pool.metadata.uid = Some("pool-uid".into());
+    pool.metadata.generation = Some(1);
+    pool
+}
+
+/// Meeting `calls/<name>` in `pool`: guests, 10 seats, generation 1.
+pub fn meeting(name: &str, pool: &str) -> videocall_operator::crd::Meeting {
+    let mut meeting = videocall_operator::crd::Meeting::new(
+        name,
+        videocall_operator::crd::MeetingSpec {
+            title: "Standup".into(),
+            relay_pool: pool.into(),
+            access: Default::default(),
+            allowed_users: Vec::new(),
+            guests_allowed: true,
+            max_participants: 10,
+            e2ee_required: false,
+            start_time: None,
+            end_time: None,
+        },
+    );
+    meeting.metadata.namespace = Some("calls".into());
+    meeting.metadata.uid = Some(format!("{name}-uid"));
+    meeting.metadata.generation = Some(1);
+    meeting
+}

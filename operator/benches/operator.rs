@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::{fake_kube, relay, FakeApi, OPERATOR_KEY, RELAY_KEY};
 use tonic::Request;
-use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::{CreateMeetingRequest, JoinMeetingRequest};
+use videocall_control_api::v1::CreateMeetingRequest;
 use videocall_operator::controller::{meeting, relay_pool, Context};
 use videocall_operator::crd::{Meeting, MeetingPhase, RelayPool};
 
@@ -150,34 +149,6 @@ async fn meetings(ctx: &Arc<Context>, api: &Arc<std::sync::Mutex<FakeApi>>, coun
     }
 }
 
-async fn guest(url: &str, meeting: &str) -> Client {
-    let mut meetings = MeetingServiceClient::connect(url.to_owned())
-        .await
-        .expect("connect");
-    let grant = meetings
-        .join_meeting(JoinMeetingRequest {
-            meeting_id: meeting.into(),
-            display_name: "Guest".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("join")
-        .into_inner();
-    let relay = grant.relay.expect("relay");
-    Client::connect(ConnectOptions::new(
-        Transport::WebSocket,
-        RelayAddress {
-            webtransport_url: relay.webtransport_url,
-            websocket_url: relay.websocket_url,
-            certificate_sha256: relay.certificate_sha256.first().cloned(),
-        },
-        meeting,
-        &grant.token,
-    ))
-    .await
-    .expect("client")
-}
-
 async fn participants(ctx: &Context) -> u32 {
     ctx.control_plane
         .relays()
@@ -237,7 +208,7 @@ async fn scaling(
 
     let mut guests = Vec::new();
     for _ in 0..3 {
-        guests.push(guest(url, "busy").await);
+        guests.push(common::guest(url, "busy").await);
     }
     // The threshold (2 per relay) is crossed now.
     let seen = wait_until(|| async { participants(ctx).await == 3 }).await;

@@ -12,9 +12,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use tonic::Request;
-use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::{CreateMeetingRequest, JoinMeetingRequest};
+use videocall_control_api::v1::CreateMeetingRequest;
 use videocall_operator::controller::relay_pool::reconcile;
 
 const SETS: &str = "/apis/apps/v1/namespaces/calls/statefulsets/edge";
@@ -24,33 +23,6 @@ const POOL: &str = "/apis/videocall.dev/v1alpha1/namespaces/calls/relaypools/edg
 
 fn replicas(api: &std::sync::Mutex<FakeApi>) -> Option<i64> {
     api.lock().unwrap().objects.get(SETS)?["spec"]["replicas"].as_i64()
-}
-
-async fn guest(url: &str, meeting: &str) -> Client {
-    let mut meetings = MeetingServiceClient::connect(url.to_owned()).await.unwrap();
-    let grant = meetings
-        .join_meeting(JoinMeetingRequest {
-            meeting_id: meeting.into(),
-            display_name: "Guest".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let relay = grant.relay.unwrap();
-    let address = RelayAddress {
-        webtransport_url: relay.webtransport_url,
-        websocket_url: relay.websocket_url,
-        certificate_sha256: relay.certificate_sha256.first().cloned(),
-    };
-    Client::connect(ConnectOptions::new(
-        Transport::WebSocket,
-        address,
-        meeting,
-        &grant.token,
-    ))
-    .await
-    .unwrap()
 }
 
 async fn create_meeting(url: &str, id: &str) {

@@ -35,6 +35,15 @@ use common::{root, up, PlatformInfo};
 /// One browser test at a time: two browsers each on two cores is enough.
 static BROWSERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+fn assert_client_built() {
+    let dist = root().join("web/dist/index.html");
+    assert!(
+        dist.is_file(),
+        "{} missing: run scripts/web-build.sh",
+        dist.display()
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -171,12 +180,7 @@ async fn native_h264_publisher(api_url: String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_in_headless_chromium() {
     let _one_at_a_time = BROWSERS.lock().await;
-    let dist = root().join("web/dist/index.html");
-    assert!(
-        dist.is_file(),
-        "{} missing: run scripts/web-build.sh",
-        dist.display()
-    );
+    assert_client_built();
     let script = root().join("web/e2e/meeting.mjs");
     assert!(
         root().join("web/node_modules/playwright-core").is_dir(),
@@ -247,12 +251,7 @@ async fn a_meeting_in_headless_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_and_chromium_meet() {
     let _one_at_a_time = BROWSERS.lock().await;
-    let dist = root().join("web/dist/index.html");
-    assert!(
-        dist.is_file(),
-        "{} missing: run scripts/web-build.sh",
-        dist.display()
-    );
+    assert_client_built();
     let data = tempfile::tempdir().expect("temp dir");
     let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
     // Firefox's AudioContext runs only with a sound server: PulseAudio with a null sink

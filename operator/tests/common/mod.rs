@@ -303,3 +303,36 @@ pub fn meeting(name: &str, pool: &str) -> videocall_operator::crd::Meeting {
     meeting.metadata.generation = Some(1);
     meeting
 }
+
+/// A guest in `meeting`, over WebSocket, through a grant from the control plane at `url`.
+pub async fn guest(url: &str, meeting: &str) -> videocall_client::Client {
+    let mut meetings =
+        videocall_control_api::v1::meeting_service_client::MeetingServiceClient::connect(
+            url.to_owned(),
+        )
+        .await
+        .unwrap();
+    let grant = meetings
+        .join_meeting(videocall_control_api::v1::JoinMeetingRequest {
+            meeting_id: meeting.into(),
+            display_name: "Guest".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let relay = grant.relay.unwrap();
+    let address = videocall_client::RelayAddress {
+        webtransport_url: relay.webtransport_url,
+        websocket_url: relay.websocket_url,
+        certificate_sha256: relay.certificate_sha256.first().cloned(),
+    };
+    videocall_client::Client::connect(videocall_client::ConnectOptions::new(
+        videocall_client::Transport::WebSocket,
+        address,
+        meeting,
+        &grant.token,
+    ))
+    .await
+    .unwrap()
+}

@@ -104,11 +104,7 @@ pub async fn user_media(
     let promise = media_devices()?
         .get_user_media_with_constraints(constraints.unchecked_ref())
         .map_err(|e| js::error_text(&e))?;
-    js::wait(promise)
-        .await
-        .map_err(|e| describe_media_error(&e))?
-        .dyn_into()
-        .map_err(|e| js::error_text(&e))
+    stream(promise).await
 }
 
 /// A screen, window or tab, as the person picks.
@@ -120,6 +116,11 @@ pub async fn display_media() -> Result<MediaStream, String> {
     let promise = media_devices()?
         .get_display_media_with_constraints(constraints.unchecked_ref())
         .map_err(|e| js::error_text(&e))?;
+    stream(promise).await
+}
+
+/// The stream a media promise resolves to, or why there is none.
+async fn stream(promise: js_sys::Promise) -> Result<MediaStream, String> {
     js::wait(promise)
         .await
         .map_err(|e| describe_media_error(&e))?

@@ -83,12 +83,22 @@ try {
       throw new Error(`${what}: not within 30000 ms (state ${state.slice(0, 400)})`);
     }
   }
+  step("Firefox's frames reach Chromium without a standing delay");
+  await alice.waitForFunction(() => (window.__videocall?.framesByPeer?.fox ?? 0) >= 200, undefined, { timeout: 30000 });
+  const recent = (await alice.evaluate(() => window.__videocall.glassToGlassMs)).slice(-30).sort((a, b) => a - b);
+  const foxToAliceP50 = recent[Math.floor(recent.length / 2)];
+  if (!(foxToAliceP50 < 100)) throw new Error(`Firefox → Chromium glass-to-glass p50 ${foxToAliceP50} ms`);
   await fox.screenshot({ path: path(out, "firefox-sees-alice.png") });
   await alice.screenshot({ path: path(out, "chromium-sees-fox.png") });
   const figures = {
     firefox_transport: await fox.evaluate(() => window.__videocall.transport),
     firefox_codec: await fox.evaluate(() => window.__videocall.codec),
+    firefox_to_chromium_glass_to_glass_p50_ms: Math.round(foxToAliceP50),
     firefox_join_to_first_frame_ms: Math.round(await fox.evaluate(() => window.__videocall.joinToFirstFrameMs)),
+    chromium_to_firefox_glass_to_glass_p50_ms: Math.round(await fox.evaluate(() => {
+      const recent = window.__videocall.glassToGlassMs.slice(-30).sort((a, b) => a - b);
+      return recent[Math.floor(recent.length / 2)];
+    })),
   };
   console.log(JSON.stringify(figures));
 } catch (error) {

@@ -745,6 +745,12 @@ impl Session {
             .as_ref()
             .map(|c| c.bitrate() / 1000)
             .unwrap_or(0);
+        // The camera may change codec on the way (a slow H.264 encoder gives way to VP8).
+        let codec = self
+            .camera
+            .as_ref()
+            .map(|c| format!("{:?}", c.codec()))
+            .unwrap_or_default();
         self.signals.connection.with_mut(|connection| {
             connection.send_kbps = view.0 / 1000.0;
             connection.receive_kbps = view.1 / 1000.0;
@@ -753,6 +759,7 @@ impl Session {
             connection.rtt_ms = view.4;
             connection.dropped_frames = view.5;
             connection.video_kbps = video_kbps;
+            connection.codec = codec;
         });
         publish_test_figures(self);
     }

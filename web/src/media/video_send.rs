@@ -28,6 +28,10 @@ pub const H264_CODEC: &str = "avc1.42e01f";
 pub const VP8_CODEC: &str = "vp8";
 const KEYFRAME_INTERVAL_MS: f64 = 3000.0;
 const MAX_QUEUED_FRAMES: u32 = 2;
+/// An encoder whose frames come out later than this holds them back (a lookahead): after
+/// `SLOW_FRAMES_TO_SWITCH` such frames in a row, H.264 gives way to VP8.
+const SLOW_ENCODER_MS: f64 = 250.0;
+const SLOW_FRAMES_TO_SWITCH: u32 = 30;
 
 /// One video track being sent.
 pub struct VideoSender {
@@ -37,7 +41,9 @@ pub struct VideoSender {
 struct SenderState {
     track: MediaStreamTrack,
     encoder: VideoEncoder,
-    codec: Codec,
+    codec: Rc<Cell<Codec>>,
+    vp8_supported: bool,
+    too_slow: Rc<Cell<bool>>,
     configured: Cell<(u32, u32)>,
     bitrate: Cell<BitrateControl>,
     keyframe_wanted: Cell<bool>,
@@ -88,15 +94,20 @@ impl VideoSender {
         let settings = track.get_settings();
         let width = even(js::get(&settings, "width").as_f64().unwrap_or(640.0) as u32);
         let height = even(js::get(&settings, "height").as_f64().unwrap_or(480.0) as u32);
+        let vp8_supported = supported(VP8_CODEC, width, height).await;
         let (codec, codec_name) = if supported(H264_CODEC, width, height).await {
             (Codec::H264, H264_CODEC)
-        } else if supported(VP8_CODEC, width, height).await {
+        } else if vp8_supported {
             (Codec::Vp8, VP8_CODEC)
         } else {
             return Err("this browser can encode neither H.264 nor VP8".into());
         };
+        let codec = Rc::new(Cell::new(codec));
+        let too_slow = Rc::new(Cell::new(false));
         let sequence = Cell::new(0u64);
+        let slow_frames = Cell::new(0u32);
         let sent_stats = stats.clone();
+        let (output_codec, output_too_slow) = (codec.clone(), too_slow.clone());
         let on_output =
             Closure::<dyn FnMut(JsValue, JsValue)>::new(move |chunk: JsValue, _meta| {
                 let Ok(chunk) = chunk.dyn_into::<EncodedVideoChunk>() else {
@@ -106,19 +117,29 @@ impl VideoSender {
                 if chunk.copy_to_with_u8_slice(&mut payload).is_err() {
                     return;
                 }
+                // Frames are stamped with the wall clock when they go in (see `encode`).
+                let now = js::now_ms();
+                if now - chunk.timestamp() / 1000.0 > SLOW_ENCODER_MS {
+                    slow_frames.set(slow_frames.get() + 1);
+                    if slow_frames.get() >= SLOW_FRAMES_TO_SWITCH {
+                        output_too_slow.set(true);
+                    }
+                } else {
+                    slow_frames.set(0);
+                }
                 sequence.set(sequence.get() + 1);
                 let media = Media {
                     participant_id: 0,
                     track_id,
                     kind: kind as i32,
-                    codec: codec as i32,
+                    codec: output_codec.get() as i32,
                     sequence: sequence.get(),
                     capture_timestamp_us: chunk.timestamp() as u64,
                     keyframe: chunk.type_() == EncodedVideoChunkType::Key,
                     layer: 0,
                     payload: Bytes::from(payload),
                 };
-                sent_stats.borrow_mut().encoded.add(js::now_ms(), 0);
+                sent_stats.borrow_mut().encoded.add(now, 0);
                 out(envelope(Body::Media(media)));
             });
         let on_error = Closure::<dyn FnMut(JsValue)>::new(move |error: JsValue| {
@@ -136,6 +157,8 @@ impl VideoSender {
             track: track.clone(),
             encoder,
             codec,
+            vp8_supported,
+            too_slow,
             configured: Cell::new((width, height)),
             bitrate: Cell::new(BitrateControl::new(max_bitrate)),
             keyframe_wanted: Cell::new(true),
@@ -153,9 +176,9 @@ impl VideoSender {
         Ok(Self { state })
     }
 
-    /// The codec chosen.
+    /// The codec in use.
     pub fn codec(&self) -> Codec {
-        self.state.codec
+        self.state.codec.get()
     }
 
     /// A subscriber needs a keyframe.
@@ -205,7 +228,7 @@ impl VideoSender {
 
 impl SenderState {
     fn reconfigure(&self, (width, height): (u32, u32)) {
-        let name = if self.codec == Codec::H264 {
+        let name = if self.codec.get() == Codec::H264 {
             H264_CODEC
         } else {
             VP8_CODEC
@@ -232,7 +255,15 @@ impl SenderState {
             return;
         }
         let size = (even(frame.display_width()), even(frame.display_height()));
-        if size != self.configured.get() {
+        if self.too_slow.get() && self.codec.get() == Codec::H264 && self.vp8_supported {
+            // Some browsers' H.264 encoders (Firefox's, through x264) look ahead ~1.4 s even
+            // in realtime mode; VP8 does not.
+            web_sys::console::warn_1(
+                &"the H.264 encoder holds frames back: switching to VP8".into(),
+            );
+            self.codec.set(Codec::Vp8);
+            self.reconfigure(size);
+        } else if size != self.configured.get() {
             self.reconfigure(size);
         }
         let init = VideoFrameInit::new();

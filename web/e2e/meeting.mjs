@@ -253,13 +253,15 @@ try {
   await close(viewer);
 
   step("the platform restarts: the pages reconnect by themselves");
-  const before = await figure(alice, () => window.__videocall.framesByPeer.bob);
+  // Counted in all: after the restart bob is a new participant (a new id) to alice.
+  const before = await figure(alice, () => window.__videocall.framesDecoded);
   console.log("RESTART");
   const answer = await stdinLines.next();
   if (answer.value !== "RESTARTED") throw new Error(`unexpected answer ${answer.value}`);
   const restartedAt = Date.now();
   await waitFor(alice, "frames from bob after the restart",
-    ([n]) => (window.__videocall?.framesByPeer?.bob ?? 0) >= n + 30, [before], 40000);
+    ([n]) => (window.__videocall?.framesDecoded ?? 0) >= n + 30 && (window.__videocall?.framesByPeer?.bob ?? 0) > 0,
+    [before], 40000);
   figures.reconnect_ms = Date.now() - restartedAt;
   await alice.screenshot({ path: path(out, "alice-after-restart.png") });
 

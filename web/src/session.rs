@@ -180,6 +180,9 @@ const JOIN_TIMEOUT_MS: f64 = 5000.0;
 const PING_INTERVAL_MS: f64 = 2000.0;
 const RECOVER_AFTER_MS: f64 = 3000.0;
 const KEYFRAME_REQUEST_INTERVAL_MS: f64 = 500.0;
+/// Both sides ping every 2 s: this long without a word means the relay is gone, even when the
+/// transport has not noticed (a QUIC peer that died sends no close; idle timeouts are long).
+const SILENCE_TIMEOUT_MS: f64 = 6000.0;
 
 /// The channel the UI sends commands on.
 pub fn commands() -> (UnboundedSender<Command>, UnboundedReceiver<Command>) {
@@ -251,11 +254,15 @@ pub async fn run(
                     signals.phase.set(Phase::Failed(failure));
                     break;
                 }
+                web_sys::console::warn_1(
+                    &format!("connection lost ({}); reconnecting", reason.0).into(),
+                );
                 signals.phase.set(Phase::Reconnecting(reason.0));
             }
             Err((failure, retry)) => {
                 session.disconnect();
                 attempt += 1;
+                web_sys::console::warn_1(&format!("joining failed: {failure:?}").into());
                 if !retry || !ever_connected || attempt > RECONNECT_ATTEMPTS {
                     signals.phase.set(Phase::Failed(failure));
                     break;
@@ -349,11 +356,13 @@ impl Session {
     ) -> (String, Option<Failure>) {
         // One timer across iterations: media arrives far more often than it fires.
         let mut tick = Box::pin(js::sleep(500).fuse());
+        let mut last_heard_ms = js::now_ms();
         loop {
             select! {
                 message = inbox.next() => match message {
                     Some(Incoming::Envelope(message, size)) => {
-                        self.params.stats.borrow_mut().received.add(js::now_ms(), size);
+                        last_heard_ms = js::now_ms();
+                        self.params.stats.borrow_mut().received.add(last_heard_ms, size);
                         if let Some(end) = self.handle(message.body) {
                             return end;
                         }
@@ -376,6 +385,9 @@ impl Session {
                 _ = tick => {
                     tick = Box::pin(js::sleep(500).fuse());
                     self.tick();
+                    if js::now_ms() - last_heard_ms > SILENCE_TIMEOUT_MS {
+                        return ("no word from the relay for 6 s".into(), None);
+                    }
                 }
             }
         }

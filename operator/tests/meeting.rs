@@ -1,7 +1,8 @@
 //! The Meeting reconciler against a fake API server and a real control plane: the meeting
 //! is created with a join URL in status, a restarted operator does not create it twice, an
 //! invalid spec and a missing RelayPool get a condition and an Event, and deleting the
-//! object ends the meeting in the control plane first (finalizer).
+//! object ends the meeting in the control plane first (finalizer); a meeting waits for its start
+//! time and ends at its end time.
 
 mod common;
 
@@ -200,5 +201,79 @@ async fn invalid_meetings_get_a_condition_and_an_event() {
         .await
         .unwrap()
         .is_none());
+    cp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_waits_for_its_start_and_ends_at_its_end_time() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    use videocall_operator::crd::MeetingPhase;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cp = control_plane(dir.path()).await;
+    let url = format!("http://{}", cp.addr);
+    let mut later = meeting("later", "edge");
+    later.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    later.spec.start_time = Some(Time(Timestamp::now() + SignedDuration::from_secs(3600)));
+    let mut short = meeting("short", "edge");
+    short.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    short.spec.end_time = Some(Time(Timestamp::now() + SignedDuration::from_millis(1500)));
+    let objects = HashMap::from([
+        (POOL.to_owned(), serde_json::to_value(pool(&url)).unwrap()),
+        (
+            format!("{MEETINGS}/later"),
+            serde_json::to_value(&later).unwrap(),
+        ),
+        (
+            format!("{MEETINGS}/short"),
+            serde_json::to_value(&short).unwrap(),
+        ),
+    ]);
+    let (kube, api) = fake_kube(objects);
+    let ctx = context(kube, &url);
+
+    // Not yet open: Pending, nothing in the control plane, looked at again before the start.
+    reconcile(Arc::new(later), ctx.clone()).await.unwrap();
+    assert_eq!(
+        stored(&api, "later").status.unwrap().phase,
+        MeetingPhase::Pending
+    );
+    assert!(ctx
+        .control_plane
+        .meeting("calls.later")
+        .await
+        .unwrap()
+        .is_none());
+
+    // Open until its end time, requeued for it; then ended in the control plane.
+    let action = reconcile(Arc::new(short), ctx.clone()).await.unwrap();
+    assert_eq!(
+        stored(&api, "short").status.unwrap().phase,
+        MeetingPhase::Ready
+    );
+    assert!(
+        format!("{action:?}").contains("requeue_after: Some(1."),
+        "requeued at the end time: {action:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    reconcile(Arc::new(stored(&api, "short")), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(&api, "short").status.unwrap().phase,
+        MeetingPhase::Ended
+    );
+    let ended = ctx
+        .control_plane
+        .meeting("calls.short")
+        .await
+        .unwrap()
+        .expect("still known");
+    assert_eq!(
+        ended.state,
+        videocall_control_api::v1::MeetingState::Ended as i32
+    );
+    assert!(event_reasons(&api).iter().any(|r| r == "Ended"));
     cp.stop().await;
 }

@@ -12,19 +12,26 @@ use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_util::{select, FutureExt, StreamExt};
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::wire::{
-    envelope::Body, DataMessage, ErrorCode, Join, KeyframeRequest, MediaKind, Participant, Ping,
-    Pong, Track, UpdateState,
+    envelope::Body, DataMessage, Join, KeyframeRequest, MediaKind, Ping, Pong,
 };
 use web_sys::{AudioContext, MediaStream, MediaStreamTrack};
 
+mod figures;
+mod local_media;
+mod view;
+
+pub use view::{ChatLine, ConnectionView, Failure, MeetingSignals, PeerView, Phase};
+
+use figures::publish_test_figures;
+use view::{grant_failure, peer_view, relay_failure};
+
 use crate::api;
-use crate::grpc_web::{code, CallError};
 use crate::js;
 use crate::media::audio_recv::AudioReceiver;
 use crate::media::audio_send::AudioSender;
 use crate::media::video_recv::{Decoded, VideoReceiver};
 use crate::media::video_send::VideoSender;
-use crate::media::{MediaOut, SharedStats, AUDIO_TRACK, CAMERA_TRACK, SCREEN_TRACK};
+use crate::media::{SharedStats, SCREEN_TRACK};
 use crate::route::{CaptureChoice, TransportChoice};
 use crate::transport::{self, Connection, Incoming};
 
@@ -43,110 +50,6 @@ pub enum Command {
     Leave,
     /// The microphone level says speaking started or stopped.
     Speaking(bool),
-}
-
-/// One participant as the UI shows them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PeerView {
-    /// Relay participant id.
-    pub id: u64,
-    /// Display name.
-    pub name: String,
-    /// Microphone muted.
-    pub audio_muted: bool,
-    /// Camera off.
-    pub video_muted: bool,
-    /// Speaking now.
-    pub speaking: bool,
-    /// Publishes a camera.
-    pub camera: bool,
-    /// Shares a screen.
-    pub screen: bool,
-}
-
-/// One chat line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatLine {
-    /// Who wrote it.
-    pub from: String,
-    /// What they wrote.
-    pub text: String,
-}
-
-/// The connection panel.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ConnectionView {
-    /// WebTransport or WebSocket.
-    pub transport: String,
-    /// Why WebTransport was not used, if it was not.
-    pub fallback_reason: Option<String>,
-    /// Round trip to the relay.
-    pub rtt_ms: Option<f64>,
-    /// Sending, kbit/s.
-    pub send_kbps: f64,
-    /// Receiving, kbit/s.
-    pub receive_kbps: f64,
-    /// Frames encoded per second.
-    pub fps_sent: f64,
-    /// Frames decoded per second.
-    pub fps_received: f64,
-    /// Frames skipped by encoders or decoders.
-    pub dropped_frames: u64,
-    /// Video codec sent.
-    pub codec: String,
-    /// Camera bitrate now, kbit/s.
-    pub video_kbps: u32,
-}
-
-/// Why the meeting cannot go on.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    /// The meeting has as many participants as it admits.
-    MeetingFull,
-    /// This person may not join.
-    NotAllowed(String),
-    /// No such meeting.
-    NotFound,
-    /// The meeting ended or the grant expired.
-    Expired(String),
-    /// The control plane cannot be reached.
-    Unreachable(String),
-    /// Neither WebTransport nor WebSocket connects.
-    TransportsBlocked(String),
-    /// Anything else.
-    Other(String),
-}
-
-/// Where the session is.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Phase {
-    /// Joining.
-    Connecting,
-    /// In the meeting.
-    Connected,
-    /// Lost the relay; trying again.
-    Reconnecting(String),
-    /// Cannot go on.
-    Failed(Failure),
-    /// Left on purpose.
-    Left,
-}
-
-/// The signals the session writes and the UI reads.
-#[derive(Clone, Copy)]
-pub struct MeetingSignals {
-    /// Where the session is.
-    pub phase: Signal<Phase>,
-    /// Everyone else.
-    pub peers: Signal<Vec<PeerView>>,
-    /// The chat.
-    pub chat: Signal<Vec<ChatLine>>,
-    /// The connection panel.
-    pub connection: Signal<ConnectionView>,
-    /// Own speaking state.
-    pub speaking: Signal<bool>,
-    /// Sharing the screen.
-    pub sharing: Signal<Option<MediaStream>>,
 }
 
 /// What the session needs to start.
@@ -587,139 +490,6 @@ impl Session {
         }
     }
 
-    fn send_state(&self) {
-        let mut tracks = Vec::new();
-        if self.microphone.is_some() {
-            tracks.push(track(
-                AUDIO_TRACK,
-                MediaKind::Audio,
-                videocall_protocol::wire::Codec::Opus,
-            ));
-        }
-        if let Some(camera) = &self.camera {
-            tracks.push(track(CAMERA_TRACK, MediaKind::Video, camera.codec()));
-        }
-        if let Some(screen) = &self.screen {
-            tracks.push(track(SCREEN_TRACK, MediaKind::Screen, screen.codec()));
-        }
-        self.send(Body::UpdateState(UpdateState {
-            audio_muted: self.muted,
-            video_muted: self.camera_off,
-            speaking: self.speaking && !self.muted,
-            tracks,
-            display_name: String::new(),
-        }));
-    }
-
-    fn media_out(&self) -> MediaOut {
-        let link = self.link.clone();
-        let stats = self.params.stats.clone();
-        Rc::new(move |message| {
-            if let Some(connection) = link.borrow().as_ref() {
-                stats
-                    .borrow_mut()
-                    .sent
-                    .add(js::now_ms(), prost::Message::encoded_len(&message));
-                connection.send_media(&message);
-            }
-        })
-    }
-
-    /// Starts the camera and microphone senders once; they outlive reconnects.
-    async fn start_media(&mut self) {
-        let element = self.params.capture == CaptureChoice::Element;
-        if self.camera.is_none() {
-            if let Some(track) = first_track(&self.params.local.get_video_tracks()) {
-                match VideoSender::start(
-                    track,
-                    CAMERA_TRACK,
-                    MediaKind::Video,
-                    element,
-                    CAMERA_BITRATE,
-                    self.media_out(),
-                    self.params.stats.clone(),
-                )
-                .await
-                {
-                    Ok(sender) => {
-                        sender.set_paused(self.camera_off);
-                        self.camera = Some(sender);
-                    }
-                    Err(error) => web_sys::console::warn_1(&format!("camera: {error}").into()),
-                }
-            }
-        }
-        if self.microphone.is_none() {
-            if let Some(track) = first_track(&self.params.local.get_audio_tracks()) {
-                let commands = self.commands_tx.clone();
-                let on_speaking = Box::new(move |speaking| {
-                    let _ = commands.unbounded_send(Command::Speaking(speaking));
-                });
-                let context = self.params.audio.clone();
-                match AudioSender::start(track, element, context, self.media_out(), on_speaking)
-                    .await
-                {
-                    Ok(sender) => {
-                        sender.set_muted(self.muted);
-                        self.microphone = Some(sender);
-                    }
-                    Err(error) => web_sys::console::warn_1(&format!("microphone: {error}").into()),
-                }
-            }
-        }
-        if let Some(camera) = &self.camera {
-            camera.request_keyframe();
-            self.signals.connection.with_mut(|view| {
-                view.codec = format!("{:?}", camera.codec());
-            });
-        }
-    }
-
-    async fn start_screen(&mut self) {
-        let stream = match crate::media::capture::display_media().await {
-            Ok(stream) => stream,
-            Err(error) => {
-                web_sys::console::warn_1(&format!("screen share: {error}").into());
-                return;
-            }
-        };
-        let Some(track) = first_track(&stream.get_video_tracks()) else {
-            return;
-        };
-        // The browser's own "stop sharing" button ends the track.
-        let commands = self.commands_tx.clone();
-        let on_ended = wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || {
-            let _ = commands.unbounded_send(Command::ShareScreen(false));
-        });
-        track.set_onended(Some(wasm_bindgen::JsCast::unchecked_ref(on_ended.as_ref())));
-        on_ended.forget();
-        let element = self.params.capture == CaptureChoice::Element;
-        match VideoSender::start(
-            track,
-            SCREEN_TRACK,
-            MediaKind::Screen,
-            element,
-            SCREEN_BITRATE,
-            self.media_out(),
-            self.params.stats.clone(),
-        )
-        .await
-        {
-            Ok(sender) => {
-                self.screen = Some(sender);
-                self.signals.sharing.set(Some(stream));
-            }
-            Err(error) => web_sys::console::warn_1(&format!("screen share: {error}").into()),
-        }
-    }
-
-    fn stop_screen(&mut self) {
-        if let Some(screen) = self.screen.take() {
-            screen.stop();
-        }
-        self.signals.sharing.set(None);
-    }
-
     fn tick(&mut self) {
         let now = js::now_ms();
         if now - self.last_ping_ms >= PING_INTERVAL_MS {
@@ -803,118 +573,4 @@ impl Session {
         }
         self.signals.sharing.set(None);
     }
-}
-
-fn track(id: u32, kind: MediaKind, codec: videocall_protocol::wire::Codec) -> Track {
-    Track {
-        id,
-        kind: kind as i32,
-        codec: codec as i32,
-    }
-}
-
-fn first_track(tracks: &js_sys::Array) -> Option<MediaStreamTrack> {
-    tracks
-        .iter()
-        .next()
-        .and_then(|t| wasm_bindgen::JsCast::dyn_into(t).ok())
-}
-
-fn peer_view(peer: &Participant) -> PeerView {
-    PeerView {
-        id: peer.id,
-        name: if peer.display_name.is_empty() {
-            peer.user.clone()
-        } else {
-            peer.display_name.clone()
-        },
-        audio_muted: peer.audio_muted,
-        video_muted: peer.video_muted,
-        speaking: peer.speaking,
-        camera: peer.tracks.iter().any(|t| t.kind() == MediaKind::Video),
-        screen: peer.tracks.iter().any(|t| t.kind() == MediaKind::Screen),
-    }
-}
-
-fn grant_failure(error: CallError) -> (Failure, bool) {
-    match error {
-        CallError::Status { code, message } => match code {
-            code::RESOURCE_EXHAUSTED => (Failure::MeetingFull, false),
-            code::PERMISSION_DENIED | code::UNAUTHENTICATED => {
-                (Failure::NotAllowed(message), false)
-            }
-            code::NOT_FOUND => (Failure::NotFound, false),
-            code::FAILED_PRECONDITION => (Failure::Expired(message), false),
-            code::UNAVAILABLE => (Failure::Unreachable(message), true),
-            _ => (Failure::Other(message), false),
-        },
-        CallError::Unreachable(message) => (Failure::Unreachable(message), true),
-        CallError::Malformed(message) => (Failure::Other(message.to_owned()), false),
-    }
-}
-
-/// An error from the relay: what to tell, and whether a new grant may help.
-fn relay_failure(code: ErrorCode, message: &str) -> (Failure, bool) {
-    let message = message.to_owned();
-    match code {
-        ErrorCode::MeetingFull => (Failure::MeetingFull, false),
-        ErrorCode::Forbidden | ErrorCode::TokenInvalid | ErrorCode::TokenWrongMeeting => {
-            (Failure::NotAllowed(message), false)
-        }
-        ErrorCode::MeetingEnded => (Failure::Expired(message), false),
-        // A token that expired or a key the relay does not know yet: a fresh grant helps.
-        ErrorCode::TokenExpired | ErrorCode::TokenUnknownKey => (Failure::Expired(message), true),
-        _ => (Failure::Other(message), true),
-    }
-}
-
-/// `window.__videocall`: the figures the browser tests read.
-fn publish_test_figures(session: &Session) {
-    let stats = session.params.stats.borrow();
-    let object = js_sys::Object::new();
-    let peers = session.signals.peers.peek();
-    let by_name = |counts: &HashMap<u64, u64>| {
-        let map = js_sys::Object::new();
-        for (id, count) in counts {
-            let name = peers
-                .iter()
-                .find(|p| p.id == *id)
-                .map(|p| p.name.clone())
-                .unwrap_or_else(|| id.to_string());
-            js::set(&map, &name, &(*count as f64).into());
-        }
-        map
-    };
-    let connection = session.signals.connection.peek();
-    js::set(&object, "transport", &connection.transport.as_str().into());
-    js::set(&object, "codec", &connection.codec.as_str().into());
-    js::set(
-        &object,
-        "framesDecoded",
-        &(stats.frames_decoded as f64).into(),
-    );
-    js::set(&object, "framesByPeer", &by_name(&stats.frames_by_peer));
-    js::set(
-        &object,
-        "audioFramesDecoded",
-        &(stats.audio_frames_decoded as f64).into(),
-    );
-    js::set(&object, "audioByPeer", &by_name(&stats.audio_by_peer));
-    js::set(
-        &object,
-        "droppedFrames",
-        &(stats.dropped_frames as f64).into(),
-    );
-    let latencies = js_sys::Array::new();
-    for value in &stats.glass_to_glass_ms {
-        latencies.push(&(*value).into());
-    }
-    js::set(&object, "glassToGlassMs", &latencies);
-    if let (Some(clicked), Some(first)) = (stats.join_clicked_ms, stats.first_remote_frame_ms) {
-        js::set(&object, "joinToFirstFrameMs", &(first - clicked).into());
-    }
-    if let Some(rtt) = stats.rtt_ms {
-        js::set(&object, "rttMs", &rtt.into());
-    }
-    js::set(&js_sys::global(), "__videocall", &object);
 }

@@ -1,0 +1,59 @@
+//! `window.__videocall`: counters the browser tests read (and anyone debugging in the console).
+
+use std::collections::HashMap;
+
+use dioxus::prelude::*;
+
+use super::Session;
+use crate::js;
+
+/// `window.__videocall`: the figures the browser tests read.
+pub(super) fn publish_test_figures(session: &Session) {
+    let stats = session.params.stats.borrow();
+    let object = js_sys::Object::new();
+    let peers = session.signals.peers.peek();
+    let by_name = |counts: &HashMap<u64, u64>| {
+        let map = js_sys::Object::new();
+        for (id, count) in counts {
+            let name = peers
+                .iter()
+                .find(|p| p.id == *id)
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| id.to_string());
+            js::set(&map, &name, &(*count as f64).into());
+        }
+        map
+    };
+    let connection = session.signals.connection.peek();
+    js::set(&object, "transport", &connection.transport.as_str().into());
+    js::set(&object, "codec", &connection.codec.as_str().into());
+    js::set(
+        &object,
+        "framesDecoded",
+        &(stats.frames_decoded as f64).into(),
+    );
+    js::set(&object, "framesByPeer", &by_name(&stats.frames_by_peer));
+    js::set(
+        &object,
+        "audioFramesDecoded",
+        &(stats.audio_frames_decoded as f64).into(),
+    );
+    js::set(&object, "audioByPeer", &by_name(&stats.audio_by_peer));
+    js::set(
+        &object,
+        "droppedFrames",
+        &(stats.dropped_frames as f64).into(),
+    );
+    let latencies = js_sys::Array::new();
+    for value in &stats.glass_to_glass_ms {
+        latencies.push(&(*value).into());
+    }
+    js::set(&object, "glassToGlassMs", &latencies);
+    if let (Some(clicked), Some(first)) = (stats.join_clicked_ms, stats.first_remote_frame_ms) {
+        js::set(&object, "joinToFirstFrameMs", &(first - clicked).into());
+    }
+    if let Some(rtt) = stats.rtt_ms {
+        js::set(&object, "rttMs", &rtt.into());
+    }
+    js::set(&js_sys::global(), "__videocall", &object);
+}

@@ -1,0 +1,161 @@
+//! What the session shows: the signals the UI reads, and why a meeting could not go on.
+
+use dioxus::prelude::*;
+use videocall_protocol::wire::{ErrorCode, MediaKind, Participant};
+use web_sys::MediaStream;
+
+use crate::grpc_web::{code, CallError};
+
+/// One participant as the UI shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerView {
+    /// Relay participant id.
+    pub id: u64,
+    /// Display name.
+    pub name: String,
+    /// Microphone muted.
+    pub audio_muted: bool,
+    /// Camera off.
+    pub video_muted: bool,
+    /// Speaking now.
+    pub speaking: bool,
+    /// Publishes a camera.
+    pub camera: bool,
+    /// Shares a screen.
+    pub screen: bool,
+}
+
+/// One chat line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatLine {
+    /// Who wrote it.
+    pub from: String,
+    /// What they wrote.
+    pub text: String,
+}
+
+/// The connection panel.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConnectionView {
+    /// WebTransport or WebSocket.
+    pub transport: String,
+    /// Why WebTransport was not used, if it was not.
+    pub fallback_reason: Option<String>,
+    /// Round trip to the relay.
+    pub rtt_ms: Option<f64>,
+    /// Sending, kbit/s.
+    pub send_kbps: f64,
+    /// Receiving, kbit/s.
+    pub receive_kbps: f64,
+    /// Frames encoded per second.
+    pub fps_sent: f64,
+    /// Frames decoded per second.
+    pub fps_received: f64,
+    /// Frames skipped by encoders or decoders.
+    pub dropped_frames: u64,
+    /// Video codec sent.
+    pub codec: String,
+    /// Camera bitrate now, kbit/s.
+    pub video_kbps: u32,
+}
+
+/// Why the meeting cannot go on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The meeting has as many participants as it admits.
+    MeetingFull,
+    /// This person may not join.
+    NotAllowed(String),
+    /// No such meeting.
+    NotFound,
+    /// The meeting ended or the grant expired.
+    Expired(String),
+    /// The control plane cannot be reached.
+    Unreachable(String),
+    /// Neither WebTransport nor WebSocket connects.
+    TransportsBlocked(String),
+    /// Anything else.
+    Other(String),
+}
+
+/// Where the session is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// Joining.
+    Connecting,
+    /// In the meeting.
+    Connected,
+    /// Lost the relay; trying again.
+    Reconnecting(String),
+    /// Cannot go on.
+    Failed(Failure),
+    /// Left on purpose.
+    Left,
+}
+
+/// The signals the session writes and the UI reads.
+#[derive(Clone, Copy)]
+pub struct MeetingSignals {
+    /// Where the session is.
+    pub phase: Signal<Phase>,
+    /// Everyone else.
+    pub peers: Signal<Vec<PeerView>>,
+    /// The chat.
+    pub chat: Signal<Vec<ChatLine>>,
+    /// The connection panel.
+    pub connection: Signal<ConnectionView>,
+    /// Own speaking state.
+    pub speaking: Signal<bool>,
+    /// Sharing the screen.
+    pub sharing: Signal<Option<MediaStream>>,
+}
+
+/// A participant as the relay describes them.
+pub fn peer_view(peer: &Participant) -> PeerView {
+    PeerView {
+        id: peer.id,
+        name: if peer.display_name.is_empty() {
+            peer.user.clone()
+        } else {
+            peer.display_name.clone()
+        },
+        audio_muted: peer.audio_muted,
+        video_muted: peer.video_muted,
+        speaking: peer.speaking,
+        camera: peer.tracks.iter().any(|t| t.kind() == MediaKind::Video),
+        screen: peer.tracks.iter().any(|t| t.kind() == MediaKind::Screen),
+    }
+}
+
+/// A failed grant: what to tell, and whether trying again may help.
+pub fn grant_failure(error: CallError) -> (Failure, bool) {
+    match error {
+        CallError::Status { code, message } => match code {
+            code::RESOURCE_EXHAUSTED => (Failure::MeetingFull, false),
+            code::PERMISSION_DENIED | code::UNAUTHENTICATED => {
+                (Failure::NotAllowed(message), false)
+            }
+            code::NOT_FOUND => (Failure::NotFound, false),
+            code::FAILED_PRECONDITION => (Failure::Expired(message), false),
+            code::UNAVAILABLE => (Failure::Unreachable(message), true),
+            _ => (Failure::Other(message), false),
+        },
+        CallError::Unreachable(message) => (Failure::Unreachable(message), true),
+        CallError::Malformed(message) => (Failure::Other(message.to_owned()), false),
+    }
+}
+
+/// An error from the relay: what to tell, and whether a new grant may help.
+pub fn relay_failure(code: ErrorCode, message: &str) -> (Failure, bool) {
+    let message = message.to_owned();
+    match code {
+        ErrorCode::MeetingFull => (Failure::MeetingFull, false),
+        ErrorCode::Forbidden | ErrorCode::TokenInvalid | ErrorCode::TokenWrongMeeting => {
+            (Failure::NotAllowed(message), false)
+        }
+        ErrorCode::MeetingEnded => (Failure::Expired(message), false),
+        // A token that expired or a key the relay does not know yet: a fresh grant helps.
+        ErrorCode::TokenExpired | ErrorCode::TokenUnknownKey => (Failure::Expired(message), true),
+        _ => (Failure::Other(message), true),
+    }
+}

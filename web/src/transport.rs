@@ -249,6 +249,8 @@ async fn connect_webtransport(
         options.set_server_certificate_hashes(&hashes);
     }
     let transport = WebTransport::new_with_options(url, &options).map_err(text)?;
+    // Closed unless this attempt completes (a timed-out attempt must not connect later).
+    let mut abandon = Abandon::WebTransport(Some(transport.clone()));
     // A failed session rejects `closed` too; nobody else awaits it yet.
     let closed = transport.closed();
     if let Err(error) = js::wait(transport.ready()).await {
@@ -268,6 +270,7 @@ async fn connect_webtransport(
         .get_writer()
         .map_err(text)?;
 
+    abandon.keep();
     spawn_local(read_framed(
         control.readable().unchecked_into(),
         inbox.clone(),
@@ -382,12 +385,16 @@ async fn connect_websocket(url: &str, inbox: Inbox) -> Result<Connection, String
         let _ = inbox.unbounded_send(Incoming::Closed(reason));
     });
     socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    // Declared after the handlers so that, if this attempt is abandoned at the await below,
+    // it is dropped first: it unhooks them before they are freed and closes the socket.
+    let mut abandon = Abandon::WebSocket(Some(socket.clone()));
     match opened.next().await {
         Some(Ok(())) => {}
         Some(Err(reason)) => return Err(reason),
         None => return Err("connection failed".into()),
     }
     socket.set_onopen(None);
+    abandon.keep();
     drop(on_open);
     Ok(Connection {
         kind: TransportKind::WebSocket,
@@ -397,6 +404,38 @@ async fn connect_websocket(url: &str, inbox: Inbox) -> Result<Connection, String
             _on_close: on_close,
         }),
     })
+}
+
+/// Closes a connection attempt that is dropped before it completes (the fallback timer won),
+/// and unhooks a socket's handlers before they are freed.
+enum Abandon {
+    WebSocket(Option<WebSocket>),
+    WebTransport(Option<WebTransport>),
+}
+
+impl Abandon {
+    /// The attempt succeeded: leave the connection open.
+    fn keep(&mut self) {
+        match self {
+            Abandon::WebSocket(socket) => *socket = None,
+            Abandon::WebTransport(transport) => *transport = None,
+        }
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        match self {
+            Abandon::WebSocket(Some(socket)) => {
+                socket.set_onopen(None);
+                socket.set_onmessage(None);
+                socket.set_onclose(None);
+                let _ = socket.close();
+            }
+            Abandon::WebTransport(Some(transport)) => transport.close(),
+            _ => {}
+        }
+    }
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {

@@ -35,6 +35,7 @@ pub struct VideoReceiver {
     track: u32,
     stats: SharedStats,
     decoder: Option<(VideoDecoder, Codec, Closures)>,
+    waiting_for_key: bool,
 }
 
 type Closures = (Closure<dyn FnMut(JsValue)>, Closure<dyn FnMut(JsValue)>);
@@ -47,6 +48,7 @@ impl VideoReceiver {
             track,
             stats,
             decoder: None,
+            waiting_for_key: false,
         }
     }
 
@@ -68,10 +70,13 @@ impl VideoReceiver {
         let Some((decoder, _, _)) = &self.decoder else {
             return Decoded::NeedKeyframe;
         };
-        if decoder.decode_queue_size() > 8 && !media.keyframe {
+        // A skipped delta frame breaks the chain after it: once behind, skip to a keyframe.
+        if !media.keyframe && (self.waiting_for_key || decoder.decode_queue_size() > 8) {
+            self.waiting_for_key = true;
             self.stats.borrow_mut().dropped_frames += 1;
-            return Decoded::Ok;
+            return Decoded::NeedKeyframe;
         }
+        self.waiting_for_key = false;
         let data = Uint8Array::from(media.payload.as_ref());
         let kind = if media.keyframe {
             EncodedVideoChunkType::Key

@@ -65,22 +65,24 @@ impl AudioReceiver {
         }
     }
 
-    /// Feeds one packet.
-    pub fn receive(&mut self, media: &Media) {
+    /// Feeds one packet; `false` when the decoder is broken (an error closed it) and the
+    /// receiver should be replaced.
+    pub fn receive(&mut self, media: &Media) -> bool {
         if media.codec() != Codec::Opus {
-            return;
+            return true;
         }
         let Some(decoder) = &self.decoder else {
-            return;
+            return false;
         };
         if decoder.state() != CodecState::Configured {
-            return;
+            return false;
         }
         let data = Uint8Array::from(media.payload.as_ref());
         let init = EncodedAudioChunkInit::new(&data, 0, EncodedAudioChunkType::Key);
         init.set_timestamp_f64(media.capture_timestamp_us as f64);
-        if let Ok(chunk) = EncodedAudioChunk::new(&init) {
-            let _ = decoder.decode(&chunk);
+        match EncodedAudioChunk::new(&init) {
+            Ok(chunk) => decoder.decode(&chunk).is_ok(),
+            Err(_) => true,
         }
     }
 }

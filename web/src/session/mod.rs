@@ -340,10 +340,15 @@ impl Session {
                 if media.kind() == MediaKind::Audio {
                     let stats = self.params.stats.clone();
                     let context = self.params.audio.clone();
-                    self.audios
+                    let alive = self
+                        .audios
                         .entry(peer)
                         .or_insert_with(|| AudioReceiver::new(peer, context, stats))
                         .receive(&media);
+                    if !alive {
+                        // The next packet starts a fresh decoder.
+                        self.audios.remove(&peer);
+                    }
                 } else {
                     let stats = self.params.stats.clone();
                     let decoded = self

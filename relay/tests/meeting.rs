@@ -323,3 +323,80 @@ async fn a_publish_only_participant_is_sent_no_media() {
         "a participant without `subscribe` was sent media"
     );
 }
+
+/// A track list in `UpdateState` is complete: a published track it leaves out (a screen
+/// share that stopped) disappears from what the others are told; an empty list changes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_that_leaves_a_track_out_unpublishes_it() {
+    let relay = RelayProcess::start(&[]).await;
+    let mut viewer = relay.join(Transport::WebSocket, "share", "viewer").await;
+    let presenter = relay
+        .join(Transport::WebTransport, "share", "presenter")
+        .await;
+    let id = presenter.participant_id();
+    let sender = presenter.sender();
+    let track = |id: u32, kind: MediaKind| wire::Track {
+        id,
+        kind: kind as i32,
+        codec: wire::Codec::Vp8 as i32,
+    };
+    // Camera and screen both publish.
+    for (track_id, kind) in [(1, MediaKind::Video), (3, MediaKind::Screen)] {
+        sender
+            .send_media(packet(track_id, kind, 0, true, 300))
+            .await
+            .expect("media");
+    }
+    let tracks_of = |m: &Body| match m {
+        Body::ParticipantUpdated(u) => u.participant.as_ref().filter(|p| p.id == id).map(|p| {
+            let mut ids: Vec<u32> = p.tracks.iter().map(|t| t.id).collect();
+            ids.sort();
+            ids
+        }),
+        _ => None,
+    };
+    sender
+        .send(Body::UpdateState(UpdateState {
+            tracks: vec![track(1, MediaKind::Video), track(3, MediaKind::Screen)],
+            ..Default::default()
+        }))
+        .await
+        .expect("announce");
+    let both = wait_for_message(&mut viewer, WAIT, |m| tracks_of(m).filter(|t| *t == [1, 3])).await;
+    assert!(both.is_some(), "camera and screen announced");
+
+    // The share stops: the announcement leaves track 3 out.
+    sender
+        .send(Body::UpdateState(UpdateState {
+            tracks: vec![track(1, MediaKind::Video)],
+            ..Default::default()
+        }))
+        .await
+        .expect("announce");
+    let camera_only =
+        wait_for_message(&mut viewer, WAIT, |m| tracks_of(m).filter(|t| *t == [1])).await;
+    assert!(camera_only.is_some(), "the stopped screen share is gone");
+
+    // An empty list (mute flags only) leaves the published camera alone.
+    sender
+        .send(Body::UpdateState(UpdateState {
+            audio_muted: true,
+            ..Default::default()
+        }))
+        .await
+        .expect("mute");
+    let after_mute = wait_for_message(&mut viewer, WAIT, |m| match m {
+        Body::ParticipantUpdated(u) => u
+            .participant
+            .as_ref()
+            .filter(|p| p.id == id && p.audio_muted)
+            .map(|p| p.tracks.iter().map(|t| t.id).collect::<Vec<_>>()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        after_mute,
+        Some(vec![1]),
+        "an empty list unpublishes nothing"
+    );
+}

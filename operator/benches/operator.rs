@@ -13,9 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{fake_kube, relay, FakeApi, OPERATOR_KEY, RELAY_KEY};
-use tonic::Request;
-use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::CreateMeetingRequest;
 use videocall_operator::controller::{meeting, relay_pool, Context};
 use videocall_operator::crd::{Meeting, MeetingPhase, RelayPool};
 
@@ -188,23 +185,7 @@ async fn scaling(
         .await
         .expect("first reconcile");
     assert_eq!(replicas(api), Some(1));
-    let mut request = Request::new(CreateMeetingRequest {
-        id: "busy".into(),
-        guests_allowed: true,
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        videocall_control_api::api_key_authorization(OPERATOR_KEY.0, OPERATOR_KEY.1)
-            .parse()
-            .expect("header"),
-    );
-    MeetingServiceClient::connect(url.to_owned())
-        .await
-        .expect("connect")
-        .create_meeting(request)
-        .await
-        .expect("create");
+    common::create_meeting(url, "busy").await;
 
     let mut guests = Vec::new();
     for _ in 0..3 {

@@ -11,9 +11,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use tonic::Request;
-use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::CreateMeetingRequest;
 use videocall_operator::controller::relay_pool::reconcile;
 
 const SETS: &str = "/apis/apps/v1/namespaces/calls/statefulsets/edge";
@@ -23,22 +20,6 @@ const POOL: &str = "/apis/videocall.dev/v1alpha1/namespaces/calls/relaypools/edg
 
 fn replicas(api: &std::sync::Mutex<FakeApi>) -> Option<i64> {
     api.lock().unwrap().objects.get(SETS)?["spec"]["replicas"].as_i64()
-}
-
-async fn create_meeting(url: &str, id: &str) {
-    let mut meetings = MeetingServiceClient::connect(url.to_owned()).await.unwrap();
-    let mut request = Request::new(CreateMeetingRequest {
-        id: id.into(),
-        guests_allowed: true,
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        videocall_control_api::api_key_authorization(OPERATOR_KEY.0, OPERATOR_KEY.1)
-            .parse()
-            .unwrap(),
-    );
-    meetings.create_meeting(request).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -194,10 +194,15 @@ impl Connection {
 }
 
 fn write(writer: &WritableStreamDefaultWriter, bytes: &[u8]) {
-    // The stream queues writes in order; a failed write shows up as the transport closing.
+    // The stream queues writes in order and a failed write shows up as the transport closing,
+    // so the result is only needed to keep a rejection from being reported as unhandled: one
+    // shared handler for every packet rather than a task per packet.
+    thread_local! {
+        static IGNORE: Closure<dyn FnMut(JsValue)> = Closure::new(|_| {});
+    }
     let promise = writer.write_with_chunk(&Uint8Array::from(bytes));
-    spawn_local(async move {
-        let _ = js::wait(promise).await;
+    IGNORE.with(|ignore| {
+        let _ = promise.catch(ignore);
     });
 }
 
@@ -327,7 +332,11 @@ async fn read_framed(stream: ReadableStream, inbox: Inbox) {
     let mut codec = length_delimited_codec(DEFAULT_MAX_FRAME_SIZE);
     let mut buffer = BytesMut::new();
     while let Ok(Some(chunk)) = reader.next().await {
-        buffer.extend_from_slice(&Uint8Array::new(&chunk).to_vec());
+        // Straight from the JS chunk into the frame buffer: one copy.
+        let chunk = Uint8Array::new(&chunk);
+        let start = buffer.len();
+        buffer.resize(start + chunk.length() as usize, 0);
+        chunk.copy_to(&mut buffer[start..]);
         loop {
             match codec.decode(&mut buffer) {
                 Ok(Some(frame)) => deliver(&inbox, frame.freeze()),

@@ -336,3 +336,25 @@ pub async fn guest(url: &str, meeting: &str) -> videocall_client::Client {
     .await
     .unwrap()
 }
+
+/// Meeting `id` admitting guests, created with the operator's admin key.
+pub async fn create_meeting(url: &str, id: &str) {
+    let mut meetings =
+        videocall_control_api::v1::meeting_service_client::MeetingServiceClient::connect(
+            url.to_owned(),
+        )
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(videocall_control_api::v1::CreateMeetingRequest {
+        id: id.into(),
+        guests_allowed: true,
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        videocall_control_api::api_key_authorization(OPERATOR_KEY.0, OPERATOR_KEY.1)
+            .parse()
+            .unwrap(),
+    );
+    meetings.create_meeting(request).await.unwrap();
+}

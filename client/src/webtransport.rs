@@ -127,6 +127,7 @@ pub(crate) async fn connect(
         }
         None => builder.with_native_certs().build(),
     };
+    config.set_dns_resolver(LocalhostResolver);
     let mut transport = wtransport::quinn::TransportConfig::default();
     transport.max_concurrent_uni_streams(wtransport::quinn::VarInt::from_u32(1024));
     transport.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
@@ -241,5 +242,28 @@ fn close_info(error: ConnectionError) -> (u32, String) {
             String::from_utf8_lossy(close.reason()).into_owned(),
         ),
         other => (0, other.to_string()),
+    }
+}
+
+/// Resolves `*.localhost` to loopback as browsers do (RFC 6761 §6.3), so `relay-1.localhost`
+/// reaches a gateway on this machine with a server name that names relay 1; other names go to
+/// the system resolver.
+#[derive(Debug, Default)]
+pub struct LocalhostResolver;
+
+impl wtransport::config::DnsResolver for LocalhostResolver {
+    fn resolve(&self, host: &str) -> std::pin::Pin<Box<dyn wtransport::config::DnsLookupFuture>> {
+        let host = host.to_owned();
+        Box::pin(async move {
+            let (name, port) = match host.rsplit_once(':') {
+                Some((name, port)) => (name, port.parse::<u16>().ok()),
+                None => (host.as_str(), None),
+            };
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if let (Some(port), true) = (port, name == "localhost" || name.ends_with(".localhost")) {
+                return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
+            }
+            Ok(tokio::net::lookup_host(host).await?.next())
+        })
     }
 }

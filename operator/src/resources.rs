@@ -126,6 +126,16 @@ pub fn stateful_set(pool: &RelayPool, replicas: i32) -> StatefulSet {
             }),
         },
     ];
+    if let Some(gateway) = &spec.gateway {
+        env.push(self::env(
+            "RELAY_PUBLIC_WEBTRANSPORT_URL",
+            gateway.web_transport_url.clone(),
+        ));
+        env.push(self::env(
+            "RELAY_PUBLIC_WEBSOCKET_URL",
+            gateway.web_socket_url.clone(),
+        ));
+    }
     if let Some(nats) = &spec.nats {
         // For the inter-relay bus.
         env.push(self::env("RELAY_NATS_URL", nats.url.clone()));
@@ -263,6 +273,7 @@ mod tests {
                 resources: None,
                 ports: RelayPorts::default(),
                 public_host: None,
+                gateway: None,
                 nats: None,
                 control_plane: ControlPlaneRef {
                     url: "http://control-plane:50051".into(),
@@ -315,6 +326,27 @@ mod tests {
         assert_eq!(
             (key.name.as_str(), key.key.as_str()),
             ("relay-key", "apiKey")
+        );
+    }
+
+    #[test]
+    fn relays_behind_a_gateway_advertise_its_urls() {
+        let mut pool = pool();
+        assert!(!format!("{:?}", stateful_set(&pool, 1)).contains("RELAY_PUBLIC_WEBTRANSPORT_URL"));
+        pool.spec.gateway = Some(crate::crd::GatewayRef {
+            web_transport_url: "https://relay-{server_id}.meet.example.org/".into(),
+            web_socket_url: "wss://meet.example.org/relay/{server_id}/ws".into(),
+        });
+        let pod = stateful_set(&pool, 1).spec.unwrap().template.spec.unwrap();
+        let env = pod.containers[0].env.clone().unwrap();
+        let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+        assert_eq!(
+            value("RELAY_PUBLIC_WEBTRANSPORT_URL").as_deref(),
+            Some("https://relay-{server_id}.meet.example.org/")
+        );
+        assert_eq!(
+            value("RELAY_PUBLIC_WEBSOCKET_URL").as_deref(),
+            Some("wss://meet.example.org/relay/{server_id}/ws")
         );
     }
 

@@ -107,6 +107,7 @@ mod tests {
             resources: None,
             ports: RelayPorts::default(),
             public_host: None,
+            gateway: None,
             nats: None,
             control_plane: ControlPlaneRef {
                 url: "http://control-plane:50051".into(),

@@ -13,6 +13,24 @@ pub struct RelayConfig {
     #[arg(long, env = "RELAY_ID", default_value = "relay-0")]
     pub relay_id: String,
 
+    /// This relay's number in its pool. Every QUIC connection ID the relay issues carries it,
+    /// so a gateway routes packets here without a connection table. Defaults to the number
+    /// at the end of `--relay-id` (`relays-3` is 3), else 0.
+    #[arg(long, env = "RELAY_QUIC_SERVER_ID")]
+    pub quic_server_id: Option<u16>,
+
+    /// WebTransport URL clients are given, when they reach the relay through a gateway
+    /// (e.g. `https://relay-{server_id}.meet.example.org:443/`); `{server_id}` is replaced.
+    /// Defaults to `https://<public-host>:<bound port>/`.
+    #[arg(long, env = "RELAY_PUBLIC_WEBTRANSPORT_URL")]
+    pub public_webtransport_url: Option<String>,
+
+    /// WebSocket URL clients are given, when they reach the relay through a gateway
+    /// (e.g. `wss://meet.example.org/relay/{server_id}/ws`); `{server_id}` is replaced.
+    /// Defaults to `ws://<public-host>:<bound port>/ws`.
+    #[arg(long, env = "RELAY_PUBLIC_WEBSOCKET_URL")]
+    pub public_websocket_url: Option<String>,
+
     /// UDP address for WebTransport (QUIC).
     #[arg(
         long,
@@ -87,6 +105,20 @@ pub struct RelayConfig {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub timing: Timing,
+}
+
+impl RelayConfig {
+    /// The server id in this relay's QUIC connection IDs (see [`Self::quic_server_id`]).
+    pub fn server_id(&self) -> u16 {
+        self.quic_server_id.unwrap_or_else(|| {
+            let digits = self
+                .relay_id
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap_or_default();
+            digits.parse().unwrap_or(0)
+        })
+    }
 }
 
 /// Admission and size limits.

@@ -15,6 +15,7 @@ use crate::http::{admin_router, public_router, HttpState};
 use crate::metrics::Metrics;
 use crate::participant::CloseReason;
 use crate::state::RelayState;
+use crate::transport::cid::RoutableCidGenerator;
 use videocall_protocol::wire::{ErrorCode, LeaveReason};
 use videocall_token::TokenVerifier;
 
@@ -31,6 +32,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(3);
 pub struct RelayInfo {
     /// Relay id.
     pub relay_id: String,
+    /// Server id carried by the relay's QUIC connection IDs (gateway routing).
+    pub quic_server_id: u16,
     /// WebTransport URL.
     pub webtransport_url: String,
     /// WebSocket URL.
@@ -135,10 +138,14 @@ pub async fn start_with_verifier(
         // Bytes quinn buffers per connection: with the queue budget, this bounds the memory
         // a subscriber that stopped reading can pin.
         .send_window(QUIC_SEND_WINDOW);
-    let wt_config = ServerConfig::builder()
+    let server_id = config.server_id();
+    let mut wt_config = ServerConfig::builder()
         .with_bind_address(config.webtransport_addr)
         .with_custom_transport(identity, transport)
         .build();
+    wt_config
+        .quic_endpoint_config_mut()
+        .cid_generator(move || Box::new(RoutableCidGenerator::new(server_id)));
     let endpoint = Endpoint::server(wt_config).map_err(|source| StartError::Bind {
         what: "WebTransport",
         addr: config.webtransport_addr,
@@ -160,10 +167,21 @@ pub async fn start_with_verifier(
     } else {
         host.clone()
     };
+    let advertised = |template: &Option<String>, default: String| match template {
+        Some(url) => url.replace("{server_id}", &server_id.to_string()),
+        None => default,
+    };
     let info = RelayInfo {
         relay_id: config.relay_id.clone(),
-        webtransport_url: format!("https://{url_host}:{}/", webtransport_addr.port()),
-        websocket_url: format!("ws://{url_host}:{}/ws", websocket_addr.port()),
+        quic_server_id: server_id,
+        webtransport_url: advertised(
+            &config.public_webtransport_url,
+            format!("https://{url_host}:{}/", webtransport_addr.port()),
+        ),
+        websocket_url: advertised(
+            &config.public_websocket_url,
+            format!("ws://{url_host}:{}/ws", websocket_addr.port()),
+        ),
         admin_url: format!("http://{admin_addr}"),
         webtransport_addr,
         websocket_addr,

@@ -82,6 +82,9 @@ pub struct RelayPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub public_host: Option<String>,
+    /// The gateway clients reach the relays through; relays advertise its URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayRef>,
     /// NATS for the inter-relay bus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nats: Option<NatsRef>,
@@ -115,6 +118,19 @@ impl Default for RelayPorts {
             admin: default_admin_port(),
         }
     }
+}
+
+/// The public URLs of the relays behind a gateway; `{server_id}` is each relay's ordinal.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayRef {
+    /// WebTransport URL, e.g. `https://relay-{server_id}.meet.example.org/`: the server
+    /// name tells the gateway which relay a new QUIC connection is for.
+    #[schemars(length(min = 1, max = 2048), pattern(r"^https://[^/]*\{server_id\}"))]
+    pub web_transport_url: String,
+    /// WebSocket URL, e.g. `wss://meet.example.org/relay/{server_id}/ws`.
+    #[schemars(length(min = 1, max = 2048), pattern(r"^wss?://.*\{server_id\}"))]
+    pub web_socket_url: String,
 }
 
 /// Where NATS is.

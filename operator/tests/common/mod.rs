@@ -269,6 +269,7 @@ pub fn pool(control_plane_url: &str) -> videocall_operator::crd::RelayPool {
             resources: None,
             ports: videocall_operator::crd::RelayPorts::default(),
             public_host: None,
+            gateway: None,
             nats: None,
             control_plane: videocall_operator::crd::ControlPlaneRef {
                 url: control_plane_url.into(),

@@ -1,6 +1,7 @@
 //! Client transports. Each one turns a connection into a [`crate::session::Session`]
 //! fed with inbound frames, and writes the participant's queues back out.
 
+pub mod cid;
 pub mod websocket;
 pub mod webtransport;
 

@@ -186,6 +186,56 @@ fn the_chart_renders_valid_objects_for_every_values_file() {
 }
 
 #[test]
+fn the_gateway_fronts_relays_by_name_and_path() {
+    let ingress = root().join("charts/videocall/ci/ingress-values.yaml");
+    let yaml = helm_template(&[ingress.to_str().unwrap()]).expect("helm template");
+    let docs = documents(&yaml);
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .clone()
+    };
+    let service: Service = serde_json::from_value(find("Service", "videocall-gateway")).unwrap();
+    let ports = service.spec.unwrap().ports.unwrap();
+    let port = |name: &str| ports.iter().find(|p| p.name.as_deref() == Some(name)).unwrap().clone();
+    assert_eq!((port("quic").port, port("quic").protocol.as_deref()), (443, Some("UDP")));
+    assert_eq!(port("http").protocol.as_deref(), Some("TCP"));
+
+    let deployment: Deployment = serde_json::from_value(find("Deployment", "videocall-gateway")).unwrap();
+    let container = deployment.spec.unwrap().template.spec.unwrap().containers[0].clone();
+    let env = container.env.unwrap();
+    let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone()).unwrap();
+    // The relays' StatefulSet pods through the pool's headless Service.
+    assert_eq!(value("GATEWAY_RELAY_HOST_TEMPLATE"), "relays-{server_id}.relays.calls.svc");
+    assert_eq!(value("GATEWAY_CONTROL_PLANE_ADDR"), "videocall-control-plane.calls.svc:50051");
+
+    // Relays advertise names the gateway routes by.
+    let pool = find("RelayPool", "relays");
+    assert_eq!(
+        pool["spec"]["gateway"]["webTransportUrl"],
+        "https://relay-{server_id}.meet.example.test:443/"
+    );
+    assert_eq!(
+        pool["spec"]["gateway"]["webSocketUrl"],
+        "wss://meet.example.test/relay/{server_id}/ws"
+    );
+    // HTTP enters through the Ingress into the gateway.
+    let ingress = find("Ingress", "videocall-control-plane");
+    let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(backend["name"], "videocall-gateway");
+    assert_eq!(backend["port"]["name"], "http");
+
+    // An IP address has no server names to route by: relays keep their own URLs.
+    let plain = helm_template(&[]).expect("helm template");
+    let pool = documents(&plain)
+        .into_iter()
+        .find(|d| d["kind"] == "RelayPool")
+        .unwrap();
+    assert!(pool["spec"].get("gateway").is_none());
+}
+
+#[test]
 fn bad_values_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for (name, yaml, needle) in [

@@ -2,6 +2,7 @@
 #   docker build --build-arg BINARY=videocall-relay                     -t videocall/relay:0.1.0 .
 #   docker build --build-arg BINARY=videocall-control-plane --build-arg WEB=1 -t videocall/control-plane:0.1.0 .
 #   docker build --build-arg BINARY=videocall-operator                  -t videocall/operator:0.1.0 .
+#   docker build --build-arg BINARY=videocall-gateway                   -t videocall/gateway:0.1.0 .
 # WEB=1 also builds the browser client into /srv/web, which the control plane serves
 # (CONTROL_PLANE_WEB_DIR). The Helm chart and manifests/ expect these repository names (prefix
 # them with your registry through the chart's image.registry).

@@ -189,7 +189,9 @@ pub async fn serve(
                         }
                         flows.forward(client, server, Bytes::copy_from_slice(datagram));
                     }
-                    Decision::Held => {}
+                    Decision::Held => {
+                        tracing::debug!(%client, len, "ClientHello incomplete: datagram held");
+                    }
                     Decision::Drop(reason) => {
                         tracing::debug!(%client, len, reason = reason.label(), "datagram dropped");
                         metrics.drop_routed(reason);

@@ -25,7 +25,8 @@ async fn chromium_joins_a_relay_through_the_gateway() {
         "playwright-core missing: run scripts/web-build.sh (npm ci in web/)"
     );
     let relays = Relays::start().await;
-    let gateway = Gateway::start(&relays.spec(), "127.0.0.1:0", "127.0.0.1:0").await;
+    // Chromium resolves `*.localhost` to ::1: the gateway's QUIC side listens there.
+    let gateway = Gateway::start(&relays.spec(), "[::1]:0", "127.0.0.1:0").await;
     let token = relays.token("chromium", "browser");
     let join = encode_length_prefixed(&envelope(Body::Join(Join {
         token,

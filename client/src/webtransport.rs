@@ -260,7 +260,8 @@ impl wtransport::config::DnsResolver for LocalhostResolver {
                 None => (host.as_str(), None),
             };
             let name = name.trim_end_matches('.').to_ascii_lowercase();
-            if let (Some(port), true) = (port, name == "localhost" || name.ends_with(".localhost")) {
+            if let (Some(port), true) = (port, name == "localhost" || name.ends_with(".localhost"))
+            {
                 return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
             }
             Ok(tokio::net::lookup_host(host).await?.next())

@@ -109,7 +109,12 @@ async fn round_trips(target: SocketAddr, n: u64) -> Histogram<u64> {
 }
 
 /// `flows` clients each keep `window` datagrams in flight for `per_flow` round trips.
-async fn throughput(target: SocketAddr, flows: usize, per_flow: u64, window: u64) -> (u64, Duration) {
+async fn throughput(
+    target: SocketAddr,
+    flows: usize,
+    per_flow: u64,
+    window: u64,
+) -> (u64, Duration) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..flows {
@@ -124,7 +129,8 @@ async fn throughput(target: SocketAddr, flows: usize, per_flow: u64, window: u64
                     let _ = socket.send(&short_packet(0, sent)).await;
                     sent += 1;
                 }
-                match tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await {
+                match tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await
+                {
                     Ok(Ok(_)) => received += 1,
                     // A lost datagram: count it and move on.
                     _ => received += sent - received,

@@ -56,14 +56,21 @@ impl Backends {
     }
 
     /// The address of `server`'s `listener`.
-    pub async fn resolve(&self, server: ServerId, listener: Listener) -> Result<SocketAddr, BackendError> {
+    pub async fn resolve(
+        &self,
+        server: ServerId,
+        listener: Listener,
+    ) -> Result<SocketAddr, BackendError> {
         if let Some(relay) = self.fixed.get(&server.0) {
             return Ok(match listener {
                 Listener::Quic => relay.quic,
                 Listener::WebSocket => relay.websocket,
             });
         }
-        let template = self.host_template.as_ref().ok_or(BackendError::Unknown(server))?;
+        let template = self
+            .host_template
+            .as_ref()
+            .ok_or(BackendError::Unknown(server))?;
         let host = template.replace("{server_id}", &server.to_string());
         let port = match listener {
             Listener::Quic => self.quic_port,

@@ -83,7 +83,10 @@ impl GatewayConfig {
 
     /// The relays named on the command line, by server id.
     pub fn static_relays(&self) -> BTreeMap<u16, RelayBackend> {
-        self.relays.iter().map(|r| (r.server_id, r.clone())).collect()
+        self.relays
+            .iter()
+            .map(|r| (r.server_id, r.clone()))
+            .collect()
     }
 }
 
@@ -122,7 +125,12 @@ mod tests {
         let relay: RelayBackend = "3=127.0.0.1:4433/[::1]:8081".parse().unwrap();
         assert_eq!(relay.server_id, 3);
         assert_eq!(relay.websocket, "[::1]:8081".parse().unwrap());
-        for bad in ["3", "x=1.2.3.4:1/1.2.3.4:2", "3=1.2.3.4:1", "3=host:1/host:2"] {
+        for bad in [
+            "3",
+            "x=1.2.3.4:1/1.2.3.4:2",
+            "3=1.2.3.4:1",
+            "3=host:1/host:2",
+        ] {
             let error = bad.parse::<RelayBackend>().unwrap_err();
             assert!(error.contains("ID=QUIC_ADDR/WEBSOCKET_ADDR"), "{error}");
         }

@@ -67,7 +67,11 @@ async fn proxy(
                 .path_and_query()
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "/".into());
-            (Target::Host(state.control_plane.to_string()), path, "control_plane")
+            (
+                Target::Host(state.control_plane.to_string()),
+                path,
+                "control_plane",
+            )
         }
         Ok(Upstream::Relay(server, path)) => {
             match state.backends.resolve(server, Listener::WebSocket).await {
@@ -92,7 +96,11 @@ async fn proxy(
         Err(error) => {
             tracing::warn!(%client, upstream = %target, %error, "upstream failed");
             state.metrics.http(label, "upstream_error");
-            (StatusCode::BAD_GATEWAY, format!("upstream unavailable: {error}")).into_response()
+            (
+                StatusCode::BAD_GATEWAY,
+                format!("upstream unavailable: {error}"),
+            )
+                .into_response()
         }
     }
 }
@@ -150,7 +158,9 @@ async fn forward(
 
     let upgrading = request.headers().contains_key(header::UPGRADE);
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
-    *request.uri_mut() = path.parse().map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+    *request.uri_mut() = path
+        .parse()
+        .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
     let headers = request.headers_mut();
     for name in HOP_BY_HOP {
         headers.remove(name);
@@ -174,7 +184,8 @@ async fn forward(
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let (client_side, upstream_side) = match tokio::join!(client_upgrade, upstream_upgrade) {
+            let (client_side, upstream_side) = match tokio::join!(client_upgrade, upstream_upgrade)
+            {
                 (Ok(c), Ok(u)) => (c, u),
                 (Err(error), _) | (_, Err(error)) => {
                     tracing::debug!(%error, "upgrade failed");
@@ -184,7 +195,9 @@ async fn forward(
             metrics.websockets.inc();
             let mut client_io = TokioIo::new(client_side);
             let mut upstream_io = TokioIo::new(upstream_side);
-            if let Err(error) = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await {
+            if let Err(error) =
+                tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
+            {
                 tracing::debug!(%error, "proxied WebSocket ended");
             }
             metrics.websockets.dec();
@@ -201,9 +214,15 @@ mod tests {
     #[test]
     fn paths_pick_their_upstream() {
         let uri: Uri = "/relay/3/ws?x=1".parse().unwrap();
-        assert_eq!(upstream_of(&uri), Ok(Upstream::Relay(ServerId(3), "/ws?x=1".into())));
+        assert_eq!(
+            upstream_of(&uri),
+            Ok(Upstream::Relay(ServerId(3), "/ws?x=1".into()))
+        );
         let uri: Uri = "/relay/12".parse().unwrap();
-        assert_eq!(upstream_of(&uri), Ok(Upstream::Relay(ServerId(12), "/".into())));
+        assert_eq!(
+            upstream_of(&uri),
+            Ok(Upstream::Relay(ServerId(12), "/".into()))
+        );
         let uri: Uri = "/meeting/ana/demo".parse().unwrap();
         assert_eq!(upstream_of(&uri), Ok(Upstream::ControlPlane));
         let uri: Uri = "/relay/x/ws".parse().unwrap();

@@ -54,7 +54,10 @@ impl Metrics {
             Ok(c)
         };
         let to_relay = counter("datagrams_to_relay_total", "Datagrams forwarded to relays")?;
-        let to_client = counter("datagrams_to_client_total", "Datagrams forwarded to clients")?;
+        let to_client = counter(
+            "datagrams_to_client_total",
+            "Datagrams forwarded to clients",
+        )?;
         let dropped = IntCounterVec::new(
             Opts::new("datagrams_dropped_total", "Datagrams dropped, by reason"),
             &["reason"],
@@ -80,10 +83,16 @@ impl Metrics {
         registry.register(Box::new(routed.clone()))?;
         let flows = IntGauge::new("flows", "Client flows (client address and relay) open")?;
         registry.register(Box::new(flows.clone()))?;
-        let held = IntGauge::new("held_handshakes", "Handshakes held for the rest of a ClientHello")?;
+        let held = IntGauge::new(
+            "held_handshakes",
+            "Handshakes held for the rest of a ClientHello",
+        )?;
         registry.register(Box::new(held.clone()))?;
         let http = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests proxied, by upstream and outcome"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests proxied, by upstream and outcome",
+            ),
             &["upstream", "outcome"],
         )?;
         registry.register(Box::new(http.clone()))?;

@@ -175,7 +175,9 @@ impl Router {
                 }
             }
             Header::Long {
-                kind: Some(_), dcid, ..
+                kind: Some(_),
+                dcid,
+                ..
             } => by_cid(dcid),
             Header::Long {
                 kind: None, dcid, ..
@@ -191,7 +193,13 @@ impl Router {
         }
     }
 
-    fn initial(&mut self, now: Instant, from: SocketAddr, dcid: &[u8], datagram: &[u8]) -> Decision {
+    fn initial(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        dcid: &[u8],
+        datagram: &[u8],
+    ) -> Decision {
         if datagram.len() < initial::MIN_INITIAL_DATAGRAM {
             return Decision::Drop(DropReason::SmallInitial);
         }
@@ -234,7 +242,9 @@ impl Router {
                     return Decision::Held;
                 }
             }
-            Err(ClientHelloError::Malformed(_)) => return Decision::Drop(DropReason::BadClientHello),
+            Err(ClientHelloError::Malformed(_)) => {
+                return Decision::Drop(DropReason::BadClientHello)
+            }
         };
         self.remember(now, dcid, server);
         if pending.held.is_empty() {

@@ -76,15 +76,21 @@ pub async fn start(config: GatewayConfig) -> Result<GatewayHandle, StartError> {
     let quic = UdpSocket::bind(config.quic_addr)
         .await
         .map_err(bind_error("QUIC", config.quic_addr))?;
-    let quic_addr = quic.local_addr().map_err(bind_error("QUIC", config.quic_addr))?;
+    let quic_addr = quic
+        .local_addr()
+        .map_err(bind_error("QUIC", config.quic_addr))?;
     let http = TcpListener::bind(config.http_addr)
         .await
         .map_err(bind_error("HTTP", config.http_addr))?;
-    let http_addr = http.local_addr().map_err(bind_error("HTTP", config.http_addr))?;
+    let http_addr = http
+        .local_addr()
+        .map_err(bind_error("HTTP", config.http_addr))?;
     let admin = TcpListener::bind(config.admin_addr)
         .await
         .map_err(bind_error("admin", config.admin_addr))?;
-    let admin_addr = admin.local_addr().map_err(bind_error("admin", config.admin_addr))?;
+    let admin_addr = admin
+        .local_addr()
+        .map_err(bind_error("admin", config.admin_addr))?;
 
     let metrics = Metrics::new()?;
     let backends = Arc::new(Backends::new(&config));
@@ -116,7 +122,10 @@ pub async fn start(config: GatewayConfig) -> Result<GatewayHandle, StartError> {
     tasks.spawn(serve_http(http, public, shutdown.clone()));
     let admin_metrics = metrics.clone();
     let admin_router = axum::Router::new()
-        .route("/metrics", get(move || async move { admin_metrics.render() }))
+        .route(
+            "/metrics",
+            get(move || async move { admin_metrics.render() }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }));
     tasks.spawn(serve_http(admin, admin_router, shutdown.clone()));

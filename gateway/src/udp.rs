@@ -68,7 +68,11 @@ impl Flows {
             self.unknown.remove(&server);
         }
         let key = (client, server);
-        if self.open.get(&key).is_some_and(|flow| flow.to_relay.is_closed()) {
+        if self
+            .open
+            .get(&key)
+            .is_some_and(|flow| flow.to_relay.is_closed())
+        {
             self.open.remove(&key);
         }
         if !self.open.contains_key(&key) && self.open.len() >= self.limits.max_flows {
@@ -105,7 +109,8 @@ impl Flows {
     fn sweep(&mut self, now: Instant) {
         let idle_timeout = self.limits.idle_timeout;
         self.open.retain(|_, flow| {
-            let keep = now.duration_since(flow.last_seen) < idle_timeout && !flow.to_relay.is_closed();
+            let keep =
+                now.duration_since(flow.last_seen) < idle_timeout && !flow.to_relay.is_closed();
             if !keep {
                 flow.task.abort();
             }

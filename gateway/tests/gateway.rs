@@ -26,7 +26,14 @@ async fn quic_connections_reach_the_relay_their_server_name_names() {
     let gateway = Gateway::start(&relays.spec(), "127.0.0.1:0", "127.0.0.1:0").await;
 
     let to_one = gateway.address("relay-1.localhost", &relays, 1);
-    let mut alice = join(&relays, to_one.clone(), Transport::WebTransport, "m1", "alice").await;
+    let mut alice = join(
+        &relays,
+        to_one.clone(),
+        Transport::WebTransport,
+        "m1",
+        "alice",
+    )
+    .await;
     let mut carol = join(&relays, to_one, Transport::WebTransport, "m1", "carol").await;
     assert_eq!(alice.joined.relay_id, "relays-1");
     assert_eq!(carol.joined.relay_id, "relays-1");
@@ -65,7 +72,12 @@ async fn quic_connections_reach_the_relay_their_server_name_names() {
             .await,
         1.0
     );
-    assert!(gateway.metric("videocall_gateway_datagrams_to_client_total").await > 20.0);
+    assert!(
+        gateway
+            .metric("videocall_gateway_datagrams_to_client_total")
+            .await
+            > 20.0
+    );
     drop(bob);
     drop(dan);
 }
@@ -116,7 +128,14 @@ async fn garbage_is_dropped_while_everyone_else_keeps_talking() {
     let relays = Relays::start().await;
     let gateway = Gateway::start(&relays.spec(), "127.0.0.1:0", "127.0.0.1:0").await;
     let address = gateway.address("relay-1.localhost", &relays, 1);
-    let mut alice = join(&relays, address.clone(), Transport::WebTransport, "g", "alice").await;
+    let mut alice = join(
+        &relays,
+        address.clone(),
+        Transport::WebTransport,
+        "g",
+        "alice",
+    )
+    .await;
     let mut bob = join(&relays, address, Transport::WebTransport, "g", "bob").await;
 
     let attacker = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
@@ -137,7 +156,8 @@ async fn garbage_is_dropped_while_everyone_else_keeps_talking() {
     ghost.extend_from_slice(&[0; 50]);
     garbage.push(ghost);
     // A full-size Initial whose CRYPTO data is no ClientHello, and a small one.
-    let fake = seal_client_initial(&[3; 8], &[], 0, &crypto_frame(0, &[9, 9, 9, 9, 9])).expect("seal");
+    let fake =
+        seal_client_initial(&[3; 8], &[], 0, &crypto_frame(0, &[9, 9, 9, 9, 9])).expect("seal");
     garbage.push(fake.clone());
     garbage.push(fake[..300].to_vec());
     for round in 0..50 {
@@ -173,7 +193,14 @@ async fn sessions_survive_a_gateway_restart() {
     let quic = gateway.info.quic_addr.to_string();
     let http = gateway.info.http_addr.to_string();
     let address = gateway.address("relay-1.localhost", &relays, 1);
-    let mut alice = join(&relays, address.clone(), Transport::WebTransport, "r", "alice").await;
+    let mut alice = join(
+        &relays,
+        address.clone(),
+        Transport::WebTransport,
+        "r",
+        "alice",
+    )
+    .await;
     let mut bob = join(&relays, address, Transport::WebTransport, "r", "bob").await;
     media_flows(&alice, &mut bob, 1).await;
 

@@ -339,7 +339,11 @@ mod tests {
         });
         let pod = stateful_set(&pool, 1).spec.unwrap().template.spec.unwrap();
         let env = pod.containers[0].env.clone().unwrap();
-        let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+        let value = |name: &str| {
+            env.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
         assert_eq!(
             value("RELAY_PUBLIC_WEBTRANSPORT_URL").as_deref(),
             Some("https://relay-{server_id}.meet.example.org/")

@@ -198,17 +198,38 @@ fn the_gateway_fronts_relays_by_name_and_path() {
     };
     let service: Service = serde_json::from_value(find("Service", "videocall-gateway")).unwrap();
     let ports = service.spec.unwrap().ports.unwrap();
-    let port = |name: &str| ports.iter().find(|p| p.name.as_deref() == Some(name)).unwrap().clone();
-    assert_eq!((port("quic").port, port("quic").protocol.as_deref()), (443, Some("UDP")));
+    let port = |name: &str| {
+        ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (port("quic").port, port("quic").protocol.as_deref()),
+        (443, Some("UDP"))
+    );
     assert_eq!(port("http").protocol.as_deref(), Some("TCP"));
 
-    let deployment: Deployment = serde_json::from_value(find("Deployment", "videocall-gateway")).unwrap();
+    let deployment: Deployment =
+        serde_json::from_value(find("Deployment", "videocall-gateway")).unwrap();
     let container = deployment.spec.unwrap().template.spec.unwrap().containers[0].clone();
     let env = container.env.unwrap();
-    let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone()).unwrap();
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+            .unwrap()
+    };
     // The relays' StatefulSet pods through the pool's headless Service.
-    assert_eq!(value("GATEWAY_RELAY_HOST_TEMPLATE"), "relays-{server_id}.relays.calls.svc");
-    assert_eq!(value("GATEWAY_CONTROL_PLANE_ADDR"), "videocall-control-plane.calls.svc:50051");
+    assert_eq!(
+        value("GATEWAY_RELAY_HOST_TEMPLATE"),
+        "relays-{server_id}.relays.calls.svc"
+    );
+    assert_eq!(
+        value("GATEWAY_CONTROL_PLANE_ADDR"),
+        "videocall-control-plane.calls.svc:50051"
+    );
 
     // Relays advertise names the gateway routes by.
     let pool = find("RelayPool", "relays");

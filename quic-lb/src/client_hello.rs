@@ -34,13 +34,17 @@ impl CryptoAssembler {
     pub fn insert(&mut self, offset: u64, data: &[u8]) -> Result<(), ClientHelloError> {
         let end = offset.saturating_add(data.len() as u64);
         if end > MAX_CLIENT_HELLO as u64 {
-            return Err(ClientHelloError::Malformed("ClientHello larger than 16 KiB"));
+            return Err(ClientHelloError::Malformed(
+                "ClientHello larger than 16 KiB",
+            ));
         }
         if data.is_empty() || end <= self.contiguous.len() as u64 {
             return Ok(());
         }
         if self.pieces.len() >= MAX_PIECES {
-            return Err(ClientHelloError::Malformed("ClientHello in too many pieces"));
+            return Err(ClientHelloError::Malformed(
+                "ClientHello in too many pieces",
+            ));
         }
         self.pieces.insert(offset, data.to_vec());
         // Absorb every piece that now touches the contiguous prefix.
@@ -108,12 +112,18 @@ pub fn server_name(stream: &[u8]) -> Result<Option<String>, ClientHelloError> {
         complete: false,
     };
     if header.u8()? != 1 {
-        return Err(ClientHelloError::Malformed("first handshake message is not a ClientHello"));
+        return Err(ClientHelloError::Malformed(
+            "first handshake message is not a ClientHello",
+        ));
     }
     let len_bytes = header.take(3)?;
-    let len = (usize::from(len_bytes[0]) << 16) | (usize::from(len_bytes[1]) << 8) | usize::from(len_bytes[2]);
+    let len = (usize::from(len_bytes[0]) << 16)
+        | (usize::from(len_bytes[1]) << 8)
+        | usize::from(len_bytes[2]);
     if len > MAX_CLIENT_HELLO {
-        return Err(ClientHelloError::Malformed("ClientHello larger than 16 KiB"));
+        return Err(ClientHelloError::Malformed(
+            "ClientHello larger than 16 KiB",
+        ));
     }
     let body = &stream[4..];
     let complete = body.len() >= len;
@@ -165,7 +175,9 @@ fn host_name(extension: &[u8]) -> Result<String, ClientHelloError> {
             return Ok(name.to_ascii_lowercase());
         }
     }
-    Err(ClientHelloError::Malformed("server_name extension without a host name"))
+    Err(ClientHelloError::Malformed(
+        "server_name extension without a host name",
+    ))
 }
 
 #[cfg(test)]
@@ -196,7 +208,10 @@ mod tests {
     #[test]
     fn the_server_name_of_a_real_client_hello_is_read() {
         let hello = client_hello("Relay-3.meet.example.org");
-        assert_eq!(server_name(&hello), Ok(Some("relay-3.meet.example.org".into())));
+        assert_eq!(
+            server_name(&hello),
+            Ok(Some("relay-3.meet.example.org".into()))
+        );
     }
 
     #[test]
@@ -220,7 +235,11 @@ mod tests {
     fn pieces_in_any_order_reassemble() {
         let hello = client_hello("relay-2.localhost");
         let mut assembler = CryptoAssembler::default();
-        let pieces: Vec<(usize, &[u8])> = hello.chunks(37).enumerate().map(|(i, c)| (i * 37, c)).collect();
+        let pieces: Vec<(usize, &[u8])> = hello
+            .chunks(37)
+            .enumerate()
+            .map(|(i, c)| (i * 37, c))
+            .collect();
         for (offset, piece) in pieces.iter().rev() {
             assert_eq!(assembler.contiguous().len(), 0, "gap not yet filled");
             assembler.insert(*offset as u64, piece).unwrap();
@@ -229,19 +248,31 @@ mod tests {
         // Overlapping retransmissions change nothing.
         assembler.insert(10, &hello[10..80]).unwrap();
         assert_eq!(assembler.contiguous(), &hello[..]);
-        assert_eq!(assembler.server_name(), Ok(Some("relay-2.localhost".into())));
+        assert_eq!(
+            assembler.server_name(),
+            Ok(Some("relay-2.localhost".into()))
+        );
     }
 
     #[test]
     fn garbage_and_hoarding_are_refused() {
-        assert!(matches!(server_name(&[2, 0, 0, 4]), Err(ClientHelloError::Malformed(_))));
-        assert!(matches!(server_name(&[1, 0xff, 0, 0]), Err(ClientHelloError::Malformed(_))));
+        assert!(matches!(
+            server_name(&[2, 0, 0, 4]),
+            Err(ClientHelloError::Malformed(_))
+        ));
+        assert!(matches!(
+            server_name(&[1, 0xff, 0, 0]),
+            Err(ClientHelloError::Malformed(_))
+        ));
         // A complete ClientHello whose session id claims more bytes than it has.
         let mut short = vec![1, 0, 0, 35];
         short.extend_from_slice(&[3, 3]);
         short.extend_from_slice(&[0; 32]);
         short.push(200);
-        assert!(matches!(server_name(&short), Err(ClientHelloError::Malformed(_))));
+        assert!(matches!(
+            server_name(&short),
+            Err(ClientHelloError::Malformed(_))
+        ));
         let mut assembler = CryptoAssembler::default();
         assert!(assembler.insert(MAX_CLIENT_HELLO as u64, b"x").is_err());
         for i in 0..MAX_PIECES as u64 {

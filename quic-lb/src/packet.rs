@@ -65,9 +65,7 @@ pub fn parse(datagram: &[u8]) -> Result<Header<'_>, PacketError> {
     let first = *datagram.first().ok_or(PacketError::Empty)?;
     if first & 0x80 == 0 {
         // The fixed bit (0x40) is not checked: peers may grease it (RFC 9287).
-        let dcid = datagram
-            .get(1..1 + CID_LEN)
-            .ok_or(PacketError::Truncated)?;
+        let dcid = datagram.get(1..1 + CID_LEN).ok_or(PacketError::Truncated)?;
         return Ok(Header::Short { dcid });
     }
     let version = u32::from_be_bytes(
@@ -136,7 +134,10 @@ mod tests {
     fn varints_of_every_length_decode() {
         // RFC 9000 §A.1 examples.
         for (bytes, value) in [
-            (&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c][..], 151_288_809_941_952_652u64),
+            (
+                &[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c][..],
+                151_288_809_941_952_652u64,
+            ),
             (&[0x9d, 0x7f, 0x3e, 0x7d][..], 494_878_333),
             (&[0x7b, 0xbd][..], 15_293),
             (&[0x25][..], 37),
@@ -163,18 +164,40 @@ mod tests {
     #[test]
     fn long_headers_name_their_type_per_version() {
         let mut packet = vec![0xc0, 0, 0, 0, 1, 2, 0xaa, 0xbb, 1, 0xcc, 0xff];
-        let Ok(Header::Long { kind, dcid, scid, rest, .. }) = parse(&packet) else {
+        let Ok(Header::Long {
+            kind,
+            dcid,
+            scid,
+            rest,
+            ..
+        }) = parse(&packet)
+        else {
             panic!("long header expected");
         };
         assert_eq!(kind, Some(LongType::Initial));
         assert_eq!((dcid, scid, rest), (&[0xaa, 0xbb][..], &[0xcc][..], 10));
         packet[0] = 0xe0;
-        assert!(matches!(parse(&packet), Ok(Header::Long { kind: Some(LongType::Handshake), .. })));
+        assert!(matches!(
+            parse(&packet),
+            Ok(Header::Long {
+                kind: Some(LongType::Handshake),
+                ..
+            })
+        ));
         packet[1..5].copy_from_slice(&QUIC_V2.to_be_bytes());
         packet[0] = 0xf0;
-        assert!(matches!(parse(&packet), Ok(Header::Long { kind: Some(LongType::Handshake), .. })));
+        assert!(matches!(
+            parse(&packet),
+            Ok(Header::Long {
+                kind: Some(LongType::Handshake),
+                ..
+            })
+        ));
         packet[1..5].copy_from_slice(&[0x1a, 0x2a, 0x3a, 0x4a]);
-        assert!(matches!(parse(&packet), Ok(Header::Long { kind: None, .. })));
+        assert!(matches!(
+            parse(&packet),
+            Ok(Header::Long { kind: None, .. })
+        ));
     }
 
     #[test]
@@ -182,6 +205,9 @@ mod tests {
         assert_eq!(parse(&[]), Err(PacketError::Empty));
         assert_eq!(parse(&[0xc0, 0, 0]), Err(PacketError::Truncated));
         assert_eq!(parse(&[0xc0, 0, 0, 0, 1, 21]), Err(PacketError::CidTooLong));
-        assert_eq!(parse(&[0xc0, 0, 0, 0, 1, 4, 1, 2]), Err(PacketError::Truncated));
+        assert_eq!(
+            parse(&[0xc0, 0, 0, 0, 1, 4, 1, 2]),
+            Err(PacketError::Truncated)
+        );
     }
 }

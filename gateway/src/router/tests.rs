@@ -54,9 +54,14 @@ fn a_first_initial_goes_to_the_relay_its_server_name_names() {
 #[test]
 fn names_that_name_no_relay_go_to_the_default_relay() {
     let mut router = router();
-    for (i, name) in ["meet.example.org", "relay-x.example.org", "relay-99999.example.org", "localhost"]
-        .into_iter()
-        .enumerate()
+    for (i, name) in [
+        "meet.example.org",
+        "relay-x.example.org",
+        "relay-99999.example.org",
+        "localhost",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let dcid = [i as u8; 8];
         let hello = client_hello(name);
@@ -109,12 +114,20 @@ fn a_client_that_keeps_sending_fragments_is_cut_off() {
     let now = Instant::now();
     for n in 0..MAX_HELD as u32 {
         // Pieces far from offset 0 never complete anything.
-        let datagram =
-            seal_client_initial(&CLIENT_DCID, &[], n, &crypto_frame(100 + u64::from(n), b"x")).unwrap();
+        let datagram = seal_client_initial(
+            &CLIENT_DCID,
+            &[],
+            n,
+            &crypto_frame(100 + u64::from(n), b"x"),
+        )
+        .unwrap();
         assert_eq!(router.route(now, client(), &datagram), Decision::Held);
     }
     let one_more = seal_client_initial(&CLIENT_DCID, &[], 99, &crypto_frame(500, b"x")).unwrap();
-    assert_eq!(router.route(now, client(), &one_more), Decision::Drop(DropReason::HoldFull));
+    assert_eq!(
+        router.route(now, client(), &one_more),
+        Decision::Drop(DropReason::HoldFull)
+    );
 }
 
 #[test]
@@ -151,25 +164,41 @@ fn packets_to_relay_issued_ids_route_by_the_id() {
 fn garbage_is_dropped_with_a_reason() {
     let mut router = router();
     let now = Instant::now();
-    assert_eq!(router.route(now, client(), &[]), Decision::Drop(DropReason::Malformed));
-    assert_eq!(router.route(now, client(), &[0x41, 1, 2]), Decision::Drop(DropReason::Malformed));
+    assert_eq!(
+        router.route(now, client(), &[]),
+        Decision::Drop(DropReason::Malformed)
+    );
+    assert_eq!(
+        router.route(now, client(), &[0x41, 1, 2]),
+        Decision::Drop(DropReason::Malformed)
+    );
     let mut foreign = vec![0x41];
     foreign.extend_from_slice(&[0xff; 40]);
-    assert_eq!(router.route(now, client(), &foreign), Decision::Drop(DropReason::UnroutableCid));
+    assert_eq!(
+        router.route(now, client(), &foreign),
+        Decision::Drop(DropReason::UnroutableCid)
+    );
     let hello = client_hello("relay-1.localhost");
     let datagram = seal_client_initial(&CLIENT_DCID, &[], 0, &crypto_frame(0, &hello)).unwrap();
     assert_eq!(
         router.route(now, client(), &datagram[..600]),
         Decision::Drop(DropReason::SmallInitial)
     );
-    let not_a_hello = seal_client_initial(&CLIENT_DCID, &[], 0, &crypto_frame(0, &[2, 0, 0, 1, 0])).unwrap();
-    assert_eq!(router.route(now, client(), &not_a_hello), Decision::Drop(DropReason::BadClientHello));
+    let not_a_hello =
+        seal_client_initial(&CLIENT_DCID, &[], 0, &crypto_frame(0, &[2, 0, 0, 1, 0])).unwrap();
+    assert_eq!(
+        router.route(now, client(), &not_a_hello),
+        Decision::Drop(DropReason::BadClientHello)
+    );
     // Random bytes dressed as a full-size Initial do not decrypt and carry no relay id.
     let mut fake = datagram.clone();
     for byte in fake.iter_mut().skip(30) {
         *byte = byte.wrapping_mul(31).wrapping_add(7);
     }
-    assert_eq!(router.route(now, client(), &fake), Decision::Drop(DropReason::UnroutableCid));
+    assert_eq!(
+        router.route(now, client(), &fake),
+        Decision::Drop(DropReason::UnroutableCid)
+    );
 }
 
 #[test]

@@ -135,7 +135,13 @@ impl Gateway {
     }
 }
 
-pub async fn join(relays: &Relays, address: RelayAddress, transport: Transport, meeting: &str, user: &str) -> Client {
+pub async fn join(
+    relays: &Relays,
+    address: RelayAddress,
+    transport: Transport,
+    meeting: &str,
+    user: &str,
+) -> Client {
     let token = relays.token(user, meeting);
     Client::connect(ConnectOptions::new(transport, address, meeting, &token))
         .await
@@ -156,4 +162,3 @@ pub async fn media_flows(from: &Client, to: &mut Client, sequence: u64) {
     .await;
     assert!(got.is_some(), "media {sequence} did not cross the gateway");
 }
-

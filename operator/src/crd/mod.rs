@@ -7,7 +7,8 @@ mod relay_pool;
 
 pub use meeting::{Meeting, MeetingAccess, MeetingPhase, MeetingSpec, MeetingStatus};
 pub use relay_pool::{
-    ControlPlaneRef, GatewayRef, NatsRef, RelayLoad, RelayPool, RelayPoolSpec, RelayPoolStatus, RelayPorts,
+    ControlPlaneRef, GatewayRef, NatsRef, RelayLoad, RelayPool, RelayPoolSpec, RelayPoolStatus,
+    RelayPorts,
 };
 
 use kube::CustomResourceExt;

@@ -28,26 +28,6 @@ fn short_packet(server: u16, seq: u64) -> Vec<u8> {
     packet
 }
 
-/// A real ClientHello, as rustls writes it for QUIC.
-fn client_hello(name: &str) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let mut connection = rustls::quic::ClientConnection::new(
-        Arc::new(config),
-        rustls::quic::Version::V1,
-        name.to_owned().try_into().expect("a DNS name"),
-        vec![0x01, 0x02, 0x00, 0x00],
-    )
-    .expect("client");
-    let mut hello = Vec::new();
-    connection.write_hs(&mut hello);
-    hello
-}
-
 fn decisions() {
     let mut router = Router::new(RouterConfig::default());
     let from: SocketAddr = "127.0.0.1:40000".parse().unwrap_or_else(|_| unreachable!());
@@ -60,7 +40,8 @@ fn decisions() {
     let short_ns = start.elapsed().as_nanos() as f64 / f64::from(n);
 
     // A first Initial: derive keys, decrypt, reassemble, read the name.
-    let hello = client_hello("relay-3.meet.example.org");
+    let hello = videocall_quic_lb::client_hello::real_client_hello("relay-3.meet.example.org")
+        .expect("a ClientHello");
     let initials: Vec<Vec<u8>> = (0..20_000u32)
         .map(|i| {
             let mut dcid = [0u8; 8];

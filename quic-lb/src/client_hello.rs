@@ -180,29 +180,36 @@ fn host_name(extension: &[u8]) -> Result<String, ClientHelloError> {
     ))
 }
 
+/// A real ClientHello, as rustls writes it for a QUIC connection to `name` (for tests,
+/// benchmarks and load tools that need genuine handshake bytes).
+pub fn real_client_hello(name: &str) -> Result<Vec<u8>, rustls::Error> {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let server_name = name
+        .to_owned()
+        .try_into()
+        .map_err(|_| rustls::Error::General(format!("{name} is not a DNS name")))?;
+    let mut connection = rustls::quic::ClientConnection::new(
+        Arc::new(config),
+        rustls::quic::Version::V1,
+        server_name,
+        vec![0x01, 0x02, 0x00, 0x00], // a transport-parameters extension body
+    )?;
+    let mut hello = Vec::new();
+    connection.write_hs(&mut hello);
+    Ok(hello)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    /// A real ClientHello, as rustls writes it for a QUIC connection to `name`.
-    pub(crate) fn client_hello(name: &str) -> Vec<u8> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        let mut connection = rustls::quic::ClientConnection::new(
-            Arc::new(config),
-            rustls::quic::Version::V1,
-            name.to_owned().try_into().unwrap(),
-            vec![0x01, 0x02, 0x00, 0x00], // a transport-parameters extension body
-        )
-        .unwrap();
-        let mut hello = Vec::new();
-        connection.write_hs(&mut hello);
-        hello
+    fn client_hello(name: &str) -> Vec<u8> {
+        real_client_hello(name).unwrap()
     }
 
     #[test]

@@ -34,21 +34,15 @@ impl Relays {
         let mut relays = Vec::new();
         for id in 0..2u16 {
             let relay_id = format!("relays-{id}");
-            let args = RelayArgs::parse_from([
-                "relay",
-                "--relay-id",
-                &relay_id,
-                "--webtransport-addr",
-                "127.0.0.1:0",
-                "--websocket-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
+            let mut argv = vec!["relay", "--relay-id", &relay_id];
+            argv.extend(videocall_testkit::LOOPBACK_RELAY_ADDRS);
+            argv.extend([
                 "--public-webtransport-url",
                 "https://relay-{server_id}.localhost:4433/",
                 "--public-websocket-url",
                 "ws://127.0.0.1:8000/relay/{server_id}/ws",
             ]);
+            let args = RelayArgs::parse_from(argv);
             let mut verifier = TokenVerifier::new();
             verifier
                 .add_key_base64("gw", &issuer.public_key_base64())

@@ -85,7 +85,14 @@ async fn quic_connections_reach_the_relay_their_server_name_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_and_http_go_by_path() {
     let relays = Relays::start().await;
-    let gateway = Gateway::start(&relays.spec(), "127.0.0.1:0", "127.0.0.1:0").await;
+    // A control plane nobody runs (port 1 refuses).
+    let gateway = Gateway::start_with(
+        &relays.spec(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &["--control-plane-addr", "127.0.0.1:1"],
+    )
+    .await;
 
     let mut erin = join(
         &relays,
@@ -223,4 +230,58 @@ async fn sessions_survive_a_gateway_restart() {
             "session closed across the restart"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_is_reached_through_the_gateway() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let web = dir.path().join("dist");
+    std::fs::create_dir_all(&web).expect("web dir");
+    std::fs::write(web.join("index.html"), "<div id=\"videocall\"></div>").expect("page");
+    let mut config = videocall_control_plane::ControlPlaneConfig::defaults();
+    config.grpc_addr = "127.0.0.1:0".parse().expect("addr");
+    config.database_url = format!("sqlite://{}?mode=rwc", dir.path().join("cp.db").display());
+    config.web_dir = Some(web);
+    let control_plane = videocall_control_plane::ControlPlaneServer::start(config)
+        .await
+        .expect("control plane");
+    let relays = Relays::start().await;
+    let upstream = control_plane.addr.to_string();
+    let gateway = Gateway::start_with(
+        &relays.spec(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &["--control-plane-addr", &upstream],
+    )
+    .await;
+
+    // The page a browser opens.
+    let (status, page) = http_request(gateway.info.http_addr, "GET", "/meeting/ana/demo").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"videocall\""), "{page}");
+
+    // grpc-web, as the page calls it: a POST whose body and trailers must pass unchanged.
+    let mut stream = tokio::net::TcpStream::connect(gateway.info.http_addr)
+        .await
+        .expect("connect");
+    let request = "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: meet\r\n\
+                   Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
+                   Content-Length: 5\r\nConnection: close\r\n\r\n";
+    let mut bytes = request.as_bytes().to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 0, 0]); // one empty HealthCheckRequest frame
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(&bytes).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("a reply in time")
+    .expect("read");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("grpc-status:0"), "{response}");
+    drop(gateway);
+    control_plane.stop().await;
 }

@@ -91,6 +91,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(relays: &str, quic: &str, http: &str) -> Gateway {
+        Self::start_with(relays, quic, http, &[]).await
+    }
+
+    /// As [`Self::start`], with more flags.
+    pub async fn start_with(relays: &str, quic: &str, http: &str, extra: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let ready = dir.path().join("ready.json");
         let child = Command::new(env!("CARGO_BIN_EXE_videocall-gateway"))
@@ -98,6 +103,7 @@ impl Gateway {
             .args(["--admin-addr", "127.0.0.1:0", "--relay", relays])
             .arg("--ready-file")
             .arg(&ready)
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("GATEWAY_TEST_LOG").unwrap_or_else(|_| "warn".into()),

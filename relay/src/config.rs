@@ -215,3 +215,33 @@ impl Timing {
         Duration::from_secs(self.drain_timeout_secs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: RelayConfig,
+    }
+
+    fn config(args: &[&str]) -> RelayConfig {
+        Cli::parse_from(std::iter::once("relay").chain(args.iter().copied())).config
+    }
+
+    #[test]
+    fn the_server_id_comes_from_the_flag_else_the_relay_ids_number() {
+        assert_eq!(config(&["--relay-id", "relays-12"]).server_id(), 12);
+        assert_eq!(config(&["--relay-id", "relay"]).server_id(), 0);
+        assert_eq!(config(&["--relay-id", "relays-99999"]).server_id(), 0);
+        assert_eq!(
+            config(&["--relay-id", "relays-3", "--quic-server-id", "7"]).server_id(),
+            7
+        );
+        // A StatefulSet pod name, as the operator passes it.
+        assert_eq!(config(&["--relay-id", "edge-0"]).server_id(), 0);
+        assert_eq!(config(&["--relay-id", "edge-4"]).server_id(), 4);
+    }
+}

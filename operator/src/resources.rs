@@ -225,6 +225,9 @@ pub fn headless_service(pool: &RelayPool) -> Service {
         metadata: metadata(pool),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
+            // A draining relay is unready yet still hosts live meetings: the gateway must keep
+            // resolving `<pool>-<n>.<pool>` to reach it.
+            publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(pool)),
             ports: Some(vec![
                 port("webtransport", ports.webtransport, "UDP"),
@@ -360,6 +363,11 @@ mod tests {
         assert_eq!(
             service.spec.as_ref().unwrap().cluster_ip.as_deref(),
             Some("None")
+        );
+        assert_eq!(
+            service.spec.as_ref().unwrap().publish_not_ready_addresses,
+            Some(true),
+            "draining relays stay resolvable for the gateway"
         );
         let protocols: Vec<_> = service
             .spec

@@ -287,4 +287,31 @@ mod tests {
         }
         assert!(assembler.insert(1000, b"x").is_err());
     }
+
+    #[test]
+    fn mutated_client_hellos_never_panic() {
+        let hello = client_hello("relay-9.localhost");
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..50_000 {
+            let mut bytes = hello.clone();
+            for _ in 0..(1 + next() % 3) {
+                let at = (next() as usize) % bytes.len();
+                bytes[at] = next() as u8;
+            }
+            bytes.truncate((next() as usize) % (bytes.len() + 1));
+            let _ = server_name(&bytes);
+            let mut assembler = CryptoAssembler::default();
+            for piece in bytes.chunks(1 + (next() % 200) as usize).rev() {
+                let offset = next() % 2_000;
+                let _ = assembler.insert(offset, piece);
+            }
+            let _ = assembler.server_name();
+        }
+    }
 }

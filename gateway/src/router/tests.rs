@@ -195,3 +195,58 @@ fn server_names_are_read_strictly() {
     assert_eq!(router.server_named("xrelay-1.localhost"), None);
     assert_eq!(router.server_named("relay-70000.localhost"), None);
 }
+
+/// Random and mutated datagrams (a deterministic xorshift stream) never panic the router and
+/// never make it hold more than its limits allow.
+#[test]
+fn random_and_mutated_datagrams_never_panic() {
+    let mut router = Router::new(RouterConfig {
+        max_pending: 64,
+        ..RouterConfig::default()
+    });
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let hello = client_hello("relay-5.localhost");
+    let genuine = seal_client_initial(&CLIENT_DCID, &[1], 0, &crypto_frame(0, &hello)).unwrap();
+    let now = Instant::now();
+    for round in 0..20_000u32 {
+        let from: SocketAddr = ([127, 0, 0, 1], (next() % 60_000) as u16 + 1).into();
+        let datagram: Vec<u8> = match round % 3 {
+            // Pure noise of any length, with the header bits that matter biased on.
+            0 => {
+                let len = (next() % 1_400) as usize;
+                let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                if let Some(first) = bytes.first_mut() {
+                    *first |= 0xc0;
+                }
+                bytes
+            }
+            // A genuine Initial with a few bytes flipped.
+            1 => {
+                let mut bytes = genuine.clone();
+                for _ in 0..(1 + next() % 4) {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] ^= (next() as u8) | 1;
+                }
+                bytes
+            }
+            // A genuine Initial cut short or padded with noise.
+            _ => {
+                let mut bytes = genuine.clone();
+                bytes.truncate((next() as usize) % (bytes.len() + 1));
+                bytes.extend((0..next() % 64).map(|_| next() as u8));
+                bytes
+            }
+        };
+        let _ = router.route(now, from, &datagram);
+        assert!(router.pending() <= 64);
+    }
+    let released = router.expire(now + Duration::from_secs(1));
+    assert!(released.iter().all(|(_, _, held)| held.len() <= MAX_HELD));
+    assert_eq!(router.pending(), 0);
+}

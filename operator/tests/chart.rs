@@ -213,7 +213,9 @@ fn the_gateway_fronts_relays_by_name_and_path() {
 
     let deployment: Deployment =
         serde_json::from_value(find("Deployment", "videocall-gateway")).unwrap();
-    let container = deployment.spec.unwrap().template.spec.unwrap().containers[0].clone();
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let container = pod.containers[0].clone();
     let env = container.env.unwrap();
     let value = |name: &str| {
         env.iter()

@@ -207,6 +207,7 @@ pub fn real_client_hello(name: &str) -> Result<Vec<u8>, rustls::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{RngCore, SeedableRng};
 
     fn client_hello(name: &str) -> Vec<u8> {
         real_client_hello(name).unwrap()
@@ -291,13 +292,8 @@ mod tests {
     #[test]
     fn mutated_client_hellos_never_panic() {
         let hello = client_hello("relay-9.localhost");
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut next = move || rng.next_u64();
         for _ in 0..50_000 {
             let mut bytes = hello.clone();
             for _ in 0..(1 + next() % 3) {

@@ -72,19 +72,40 @@ impl GatewayHandle {
 
 /// Starts a gateway; returns once every listener is bound.
 pub async fn start(config: GatewayConfig) -> Result<GatewayHandle, StartError> {
+    let quic = std::net::UdpSocket::bind(config.quic_addr).map_err(|source| StartError::Bind {
+        what: "QUIC",
+        addr: config.quic_addr,
+        source,
+    })?;
+    let http =
+        std::net::TcpListener::bind(config.http_addr).map_err(|source| StartError::Bind {
+            what: "HTTP",
+            addr: config.http_addr,
+            source,
+        })?;
+    start_on(config, quic, http).await
+}
+
+/// Starts a gateway on sockets the caller bound (so it can advertise their ports first);
+/// `config.quic_addr` and `config.http_addr` are not bound again.
+pub async fn start_on(
+    config: GatewayConfig,
+    quic: std::net::UdpSocket,
+    http: std::net::TcpListener,
+) -> Result<GatewayHandle, StartError> {
     let bind_error = |what, addr| move |source| StartError::Bind { what, addr, source };
-    let quic = UdpSocket::bind(config.quic_addr)
-        .await
-        .map_err(bind_error("QUIC", config.quic_addr))?;
     let quic_addr = quic
         .local_addr()
         .map_err(bind_error("QUIC", config.quic_addr))?;
-    let http = TcpListener::bind(config.http_addr)
-        .await
-        .map_err(bind_error("HTTP", config.http_addr))?;
     let http_addr = http
         .local_addr()
         .map_err(bind_error("HTTP", config.http_addr))?;
+    quic.set_nonblocking(true)
+        .map_err(bind_error("QUIC", quic_addr))?;
+    http.set_nonblocking(true)
+        .map_err(bind_error("HTTP", http_addr))?;
+    let quic = UdpSocket::from_std(quic).map_err(bind_error("QUIC", quic_addr))?;
+    let http = TcpListener::from_std(http).map_err(bind_error("HTTP", http_addr))?;
     let admin = TcpListener::bind(config.admin_addr)
         .await
         .map_err(bind_error("admin", config.admin_addr))?;

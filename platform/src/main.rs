@@ -1,8 +1,8 @@
 //! `videocall`: the whole platform on one machine.
 //!
 //! `videocall up` starts everything with embedded defaults (a data directory, an SQLite
-//! control plane, a self-signed certificate, a relay registered with the control plane) and
-//! prints where to connect; `videocall join` and `videocall token` get join grants from it.
+//! control plane, a self-signed certificate, a relay registered with the control plane, and the
+//! gateway in front of them, as in a cluster) and prints where to connect; `videocall join` and `videocall token` get join grants from it.
 
 mod data_dir;
 mod grant;
@@ -63,10 +63,16 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct UpArgs {
-    /// Address of the platform's web entry: the control-plane API (gRPC, grpc-web) and the
-    /// information page.
+    /// The platform's web entry (the gateway's HTTP side): the browser client, grpc-web, the
+    /// information page, and `/relay/0/ws` for WebSocket media.
     #[arg(long, env = "VIDEOCALL_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
+    /// The platform's QUIC entry (the gateway's UDP side) for WebTransport media.
+    #[arg(long, env = "VIDEOCALL_QUIC_ADDR", default_value = "127.0.0.1:4433")]
+    quic_addr: SocketAddr,
+    /// The control plane's own address: gRPC (h2c) for native clients and `videocall join`.
+    #[arg(long, env = "VIDEOCALL_API_ADDR", default_value = "127.0.0.1:50051")]
+    api_addr: SocketAddr,
     /// The built browser client (`scripts/web-build.sh` writes `web/dist`); found next to the
     /// sources when unset.
     #[arg(long, env = "VIDEOCALL_WEB_DIR")]
@@ -81,10 +87,12 @@ struct UpArgs {
 /// What a running platform writes to `<data>/platform.json`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PlatformInfo {
-    /// The web entry.
+    /// The web entry (through the gateway).
     pub http_url: String,
-    /// The control-plane API (gRPC and grpc-web; same origin as `http_url`).
+    /// The control-plane API, directly (gRPC and grpc-web).
     pub api_url: String,
+    /// The gateway.
+    pub gateway: videocall_gateway::GatewayInfo,
     /// The initial admin.
     pub admin_user: String,
     /// Where the admin's password is kept.
@@ -132,17 +140,23 @@ impl UpArgs {
 }
 
 async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(args.http_addr)
+    let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
+        .with_context(|| format!("binding {}", args.api_addr))?;
+    let api_addr = listener.local_addr()?;
+    let api_url = format!("http://{api_addr}");
+    // The gateway's sockets are bound first: the relay advertises their ports.
+    let quic = std::net::UdpSocket::bind(args.quic_addr)
+        .with_context(|| format!("binding {}", args.quic_addr))?;
+    let http = std::net::TcpListener::bind(args.http_addr)
         .with_context(|| format!("binding {}", args.http_addr))?;
-    let http_addr = listener.local_addr()?;
-    let api_url = format!("http://{http_addr}");
+    let (quic_addr, http_addr) = (quic.local_addr()?, http.local_addr()?);
 
     // The control plane, on SQLite in the data directory unless told otherwise.
     let admin_password = data.secret("admin-password")?;
     let relay_secret = data.secret("relay-api-secret")?;
     let mut config = ControlPlaneConfig::defaults();
-    config.grpc_addr = http_addr;
+    config.grpc_addr = api_addr;
     config.database_url = args.database_url.unwrap_or_else(|| data.database_url());
     config.bootstrap_admin_password = Some(admin_password);
     config.bootstrap_api_keys.push(format!(
@@ -161,8 +175,26 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     ensure_demo_meeting(&control_plane, &admin_user).await?;
     let api = videocall_control_plane::router(control_plane.clone()).await?;
 
-    // The relay registers with the control plane and takes its keys from it.
+    // The relay registers with the control plane and takes its keys from it. Clients reach
+    // it through the gateway, so it advertises the gateway's addresses; an IP address in the
+    // URL carries no server name, and the gateway sends such connections to relay 0.
     let mut relay_config = args.relay;
+    if relay_config.webtransport_addr == quic_addr {
+        relay_config.webtransport_addr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+    }
+    let public_host = match relay_config.public_host.as_str() {
+        host if host.contains(':') => format!("[{host}]"),
+        host => host.to_owned(),
+    };
+    relay_config
+        .public_webtransport_url
+        .get_or_insert_with(|| format!("https://{public_host}:{}/", quic_addr.port()));
+    relay_config.public_websocket_url.get_or_insert_with(|| {
+        format!(
+            "ws://{public_host}:{}/relay/{{server_id}}/ws",
+            http_addr.port()
+        )
+    });
     relay_config.ready_file = Some(data.relay_info_path());
     relay_config.control_plane_url = Some(api_url.clone());
     relay_config.control_plane_api_key = Some(format!("{RELAY_KEY_ID}:{relay_secret}"));
@@ -187,9 +219,18 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     });
     wait_for_registration(&control_plane, &relay.info.relay_id).await;
 
+    let gateway = videocall_gateway::start_on(
+        gateway_config(&relay.info, api_addr, quic_addr, http_addr),
+        quic,
+        http,
+    )
+    .await
+    .context("starting the gateway")?;
+
     let info = PlatformInfo {
         http_url: format!("http://{http_addr}/"),
         api_url,
+        gateway: gateway.info.clone(),
         admin_user,
         admin_password_file: data.root().join("keys").join("admin-password"),
         demo_meeting: DEMO_MEETING.into(),
@@ -222,8 +263,38 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         });
     }
     relay.stopped().await;
+    gateway.stop().await;
     control_plane.store.close().await;
     Ok(())
+}
+
+/// The gateway in front of the one relay (server id as the relay has it) and the control plane.
+fn gateway_config(
+    relay: &videocall_relay::RelayInfo,
+    api_addr: SocketAddr,
+    quic_addr: SocketAddr,
+    http_addr: SocketAddr,
+) -> videocall_gateway::GatewayConfig {
+    videocall_gateway::GatewayConfig {
+        quic_addr,
+        http_addr,
+        admin_addr: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+        control_plane_addr: api_addr.to_string(),
+        relays: vec![videocall_gateway::config::RelayBackend {
+            server_id: relay.quic_server_id,
+            quic: relay.webtransport_addr,
+            websocket: relay.websocket_addr,
+        }],
+        relay_host_template: None,
+        relay_quic_port: 4433,
+        relay_websocket_port: 8081,
+        sni_prefix: "relay-".into(),
+        default_relay: relay.quic_server_id,
+        flow_idle_timeout_secs: 60,
+        max_flows: 10_000,
+        flow_queue: 1024,
+        ready_file: None,
+    }
 }
 
 /// A public meeting `demo` that admits guests, so a newcomer can join with no account.
@@ -280,6 +351,10 @@ fn print_banner(data: &DataDir, info: &PlatformInfo) {
         info.meeting_url
     );
     println!("  API            {} (gRPC and grpc-web)", info.api_url);
+    println!(
+        "  Gateway        QUIC {}, HTTP {} (metrics http://{}/metrics)",
+        info.gateway.quic_addr, info.gateway.http_addr, info.gateway.admin_addr
+    );
     println!(
         "  Admin          {} (password in {})",
         info.admin_user,

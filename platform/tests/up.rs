@@ -198,6 +198,21 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
     let (alice, bob) = clients.split_at_mut(1);
     let (alice, bob) = (&mut alice[0], &mut bob[0]);
     assert_eq!(bob.joined.participants.len(), 1);
+    // Both entered through the gateway: QUIC routed to the relay, WebSocket by path.
+    assert_eq!(
+        grant_address(&guest_grant(&info, "demo", "x").await.expect("grant")).websocket_url,
+        format!("ws://{}/relay/0/ws", info.gateway.http_addr)
+    );
+    let (_, metrics) = http_request(info.gateway.admin_addr, "GET", "/metrics").await;
+    assert!(
+        videocall_testkit::metric_value(&metrics, "videocall_gateway_datagrams_to_relay_total")
+            > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        videocall_testkit::metric_value(&metrics, "videocall_gateway_websockets"),
+        1.0
+    );
     alice
         .sender()
         .send_media(packet(1, MediaKind::Video, 0, true, 2000))

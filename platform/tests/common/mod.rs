@@ -22,6 +22,7 @@ pub struct PlatformInfo {
     pub admin_user: String,
     pub admin_password_file: PathBuf,
     pub relay: RelayInfo,
+    pub gateway: videocall_gateway::GatewayInfo,
 }
 
 /// The repository root.
@@ -38,6 +39,7 @@ pub async fn up(data: &Path, http_addr: &str, extra: &[&str]) -> (ChildGuard, Pl
         .args(["up", "--http-addr", http_addr, "--web-dir"])
         .arg(root().join("web/dist"))
         .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
+        .args(["--quic-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "warn")
         .env_remove("DATABASE_URL")

@@ -70,6 +70,13 @@ struct UpArgs {
     /// The platform's QUIC entry (the gateway's UDP side) for WebTransport media.
     #[arg(long, env = "VIDEOCALL_QUIC_ADDR", default_value = "127.0.0.1:4433")]
     quic_addr: SocketAddr,
+    /// The gateway's `/metrics`, `/healthz` and `/readyz`.
+    #[arg(
+        long,
+        env = "VIDEOCALL_GATEWAY_ADMIN_ADDR",
+        default_value = "127.0.0.1:9093"
+    )]
+    gateway_admin_addr: SocketAddr,
     /// The control plane's own address: gRPC (h2c) for native clients and `videocall join`.
     #[arg(long, env = "VIDEOCALL_API_ADDR", default_value = "127.0.0.1:50051")]
     api_addr: SocketAddr,
@@ -220,7 +227,11 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     wait_for_registration(&control_plane, &relay.info.relay_id).await;
 
     let gateway = videocall_gateway::start_on(
-        gateway_config(&relay.info, api_addr, quic_addr, http_addr),
+        gateway_config(
+            &relay.info,
+            api_addr,
+            [quic_addr, http_addr, args.gateway_admin_addr],
+        ),
         quic,
         http,
     )
@@ -272,13 +283,12 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
 fn gateway_config(
     relay: &videocall_relay::RelayInfo,
     api_addr: SocketAddr,
-    quic_addr: SocketAddr,
-    http_addr: SocketAddr,
+    [quic_addr, http_addr, admin_addr]: [SocketAddr; 3],
 ) -> videocall_gateway::GatewayConfig {
     videocall_gateway::GatewayConfig {
         quic_addr,
         http_addr,
-        admin_addr: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+        admin_addr,
         control_plane_addr: api_addr.to_string(),
         relays: vec![videocall_gateway::config::RelayBackend {
             server_id: relay.quic_server_id,

@@ -40,7 +40,7 @@ async fn index(State(relay): State<Arc<RelayInfo>>) -> Html<String> {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>videocall</title></head>\
          <body><h1>videocall is running</h1>\
          <p>Join the demo meeting: <a href=\"/meeting/guest/demo\">/meeting/&lt;your-name&gt;/demo</a>.</p>\
-         <p>The control-plane API (gRPC and grpc-web) is served here. Meeting <code>demo</code> admits guests.</p>\
+         <p>grpc-web is served here (gRPC for native clients at the API address <code>videocall up</code> prints). Meeting <code>demo</code> admits guests.</p>\
          <ul><li>WebTransport: <code>{}</code> (certificate sha256 <code>{}</code>)</li>\
          <li>WebSocket: <code>{}</code></li></ul>\
          <p>Join from a terminal: <code>cargo run --release --bin videocall -- join --meeting demo --user alice --publish</code></p>\

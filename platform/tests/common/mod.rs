@@ -40,6 +40,7 @@ pub async fn up(data: &Path, http_addr: &str, extra: &[&str]) -> (ChildGuard, Pl
         .arg(root().join("web/dist"))
         .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
         .args(["--quic-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
+        .args(["--gateway-admin-addr", "127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "warn")
         .env_remove("DATABASE_URL")

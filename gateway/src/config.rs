@@ -76,6 +76,17 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// The configuration with every default, for embedding and tests.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: GatewayConfig,
+        }
+        use clap::Parser;
+        Wrapper::parse_from(["gateway"]).config
+    }
+
     /// [`Self::flow_idle_timeout_secs`] as a duration.
     pub fn flow_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.flow_idle_timeout_secs.max(1))

@@ -67,15 +67,11 @@ async fn proxy(
                 .path_and_query()
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "/".into());
-            (
-                Target::Host(state.control_plane.to_string()),
-                path,
-                "control_plane",
-            )
+            (state.control_plane.to_string(), path, "control_plane")
         }
         Ok(Upstream::Relay(server, path)) => {
             match state.backends.resolve(server, Listener::WebSocket).await {
-                Ok(addr) => (Target::Addr(addr), path, "relay"),
+                Ok(addr) => (addr.to_string(), path, "relay"),
                 Err(error) => {
                     tracing::info!(%client, %error, "request for an unknown relay");
                     state.metrics.http("relay", "unknown_relay");
@@ -105,20 +101,6 @@ async fn proxy(
     }
 }
 
-enum Target {
-    Addr(SocketAddr),
-    Host(String),
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Addr(addr) => addr.fmt(f),
-            Target::Host(host) => f.write_str(host),
-        }
-    }
-}
-
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not pass on.
 const HOP_BY_HOP: [&str; 7] = [
     "keep-alive",
@@ -132,20 +114,15 @@ const HOP_BY_HOP: [&str; 7] = [
 
 async fn forward(
     mut request: Request,
-    target: &Target,
+    target: &str,
     path: &str,
     client: SocketAddr,
     metrics: &Metrics,
 ) -> Result<Response, String> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, async {
-        match target {
-            Target::Addr(addr) => TcpStream::connect(addr).await,
-            Target::Host(host) => TcpStream::connect(host.as_str()).await,
-        }
-    })
-    .await
-    .map_err(|_| "connect timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

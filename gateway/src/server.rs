@@ -56,8 +56,6 @@ pub enum StartError {
 pub struct GatewayHandle {
     /// Bound addresses.
     pub info: GatewayInfo,
-    /// Metrics.
-    pub metrics: Metrics,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -163,7 +161,6 @@ pub async fn start_on(
     tracing::info!(quic = %quic_addr, http = %http_addr, admin = %admin_addr, "gateway serving");
     Ok(GatewayHandle {
         info,
-        metrics,
         shutdown,
         tasks,
     })

@@ -68,40 +68,43 @@ impl Flows {
             self.unknown.remove(&server);
         }
         let key = (client, server);
-        if self
-            .open
-            .get(&key)
-            .is_some_and(|flow| flow.to_relay.is_closed())
-        {
-            self.open.remove(&key);
-        }
-        if !self.open.contains_key(&key) && self.open.len() >= self.limits.max_flows {
-            self.metrics.drop_forward(ForwardFailure::FlowLimit);
-            return;
-        }
-        let flow = match self.open.entry(key) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let (tx, rx) = mpsc::channel(self.limits.queue.max(1));
-                let task = tokio::spawn(run_flow(
-                    client,
-                    server,
-                    rx,
-                    self.public.clone(),
-                    self.backends.clone(),
-                    self.metrics.clone(),
-                    self.failed.clone(),
-                ));
-                entry.insert(Flow {
-                    to_relay: tx,
-                    last_seen: Instant::now(),
-                    task,
-                })
+        match self.open.get(&key).map(|flow| flow.to_relay.is_closed()) {
+            Some(false) => {}
+            None if self.open.len() >= self.limits.max_flows => {
+                self.metrics.drop_forward(ForwardFailure::FlowLimit);
+                return;
             }
+            // New, or its task ended (the relay was unreachable): start one.
+            _ => {
+                let flow = self.start_flow(client, server);
+                self.open.insert(key, flow);
+            }
+        }
+        let Some(flow) = self.open.get_mut(&key) else {
+            return;
         };
         flow.last_seen = Instant::now();
         if flow.to_relay.try_send(datagram).is_err() {
             self.metrics.drop_forward(ForwardFailure::QueueFull);
+        }
+    }
+
+    /// A flow whose task forwards `client`'s datagrams to `server` and the replies back.
+    fn start_flow(&self, client: SocketAddr, server: ServerId) -> Flow {
+        let (tx, rx) = mpsc::channel(self.limits.queue.max(1));
+        let task = tokio::spawn(run_flow(
+            client,
+            server,
+            rx,
+            self.public.clone(),
+            self.backends.clone(),
+            self.metrics.clone(),
+            self.failed.clone(),
+        ));
+        Flow {
+            to_relay: tx,
+            last_seen: Instant::now(),
+            task,
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! `videocall up` starts everything with embedded defaults (a data directory, an SQLite
 //! control plane, a self-signed certificate, a relay registered with the control plane, and the
-//! gateway in front of them, as in a cluster) and prints where to connect; `videocall join` and `videocall token` get join grants from it.
+//! gateway in front of them, as in a cluster) and prints where to connect; `videocall join` and
+//! `videocall token` get join grants from it.
 
 mod data_dir;
 mod grant;
@@ -189,10 +190,7 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     if relay_config.webtransport_addr == quic_addr {
         relay_config.webtransport_addr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
     }
-    let public_host = match relay_config.public_host.as_str() {
-        host if host.contains(':') => format!("[{host}]"),
-        host => host.to_owned(),
-    };
+    let public_host = relay_config.public_url_host();
     relay_config
         .public_webtransport_url
         .get_or_insert_with(|| format!("https://{public_host}:{}/", quic_addr.port()));
@@ -295,15 +293,8 @@ fn gateway_config(
             quic: relay.webtransport_addr,
             websocket: relay.websocket_addr,
         }],
-        relay_host_template: None,
-        relay_quic_port: 4433,
-        relay_websocket_port: 8081,
-        sni_prefix: "relay-".into(),
         default_relay: relay.quic_server_id,
-        flow_idle_timeout_secs: 60,
-        max_flows: 10_000,
-        flow_queue: 1024,
-        ready_file: None,
+        ..videocall_gateway::GatewayConfig::defaults()
     }
 }
 

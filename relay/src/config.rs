@@ -108,6 +108,16 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
+    /// `--public-host` as it goes into a URL (IPv6 addresses in brackets).
+    pub fn public_url_host(&self) -> String {
+        let host = &self.public_host;
+        if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        }
+    }
+
     /// The server id in this relay's QUIC connection IDs (see [`Self::quic_server_id`]).
     pub fn server_id(&self) -> u16 {
         self.quic_server_id.unwrap_or_else(|| {

@@ -161,12 +161,7 @@ pub async fn start_with_verifier(
     let admin_listener = bind_tcp("admin", config.admin_addr).await?;
     let admin_addr = local_addr("admin", &admin_listener, config.admin_addr)?;
 
-    let host = &config.public_host;
-    let url_host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.clone()
-    };
+    let url_host = config.public_url_host();
     let advertised = |template: &Option<String>, default: String| match template {
         Some(url) => url.replace("{server_id}", &server_id.to_string()),
         None => default,

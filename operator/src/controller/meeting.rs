@@ -5,15 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use videocall_control_api::v1 as api;
 
-use super::{condition, now, Context, Error};
+use super::{apply_status, condition, now, Context, Error};
 use crate::crd::{Meeting, MeetingAccess, MeetingPhase, MeetingStatus, RelayPool};
 
 /// The finalizer that ends the meeting in the control plane on delete.
@@ -47,8 +45,34 @@ pub fn spec_problem(meeting: &Meeting) -> Option<String> {
     None
 }
 
-/// Reconciles one Meeting (through the finalizer helper).
+/// Reconciles one Meeting (through the finalizer helper). A failure is written into its
+/// status (`Ready` false, with the reason and message) and published as a Warning Event
+/// before it is retried, so `kubectl describe meeting` says what is wrong.
 pub async fn reconcile(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match reconcile_meeting(meeting.clone(), &ctx).await {
+        Ok(action) => Ok(action),
+        Err(error) => {
+            report_failure(&meeting, &ctx, &error).await;
+            Err(error)
+        }
+    }
+}
+
+async fn report_failure(meeting: &Meeting, ctx: &Context, error: &Error) {
+    let message = error.to_string();
+    ctx.event(meeting, EventType::Warning, error.reason(), message.clone())
+        .await;
+    let Some(namespace) = meeting.namespace() else {
+        return;
+    };
+    let api: Api<Meeting> = Api::namespaced(ctx.client.clone(), &namespace);
+    let status = meeting.status.clone().unwrap_or_default();
+    if let Err(error) = write_status(&api, meeting, status, false, error.reason(), message).await {
+        tracing::warn!(meeting = %meeting.name_any(), %error, "could not write the failure into the status");
+    }
+}
+
+async fn reconcile_meeting(meeting: Arc<Meeting>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let namespace = meeting
         .namespace()
         .ok_or_else(|| Error::NoNamespace(format!("Meeting {}", meeting.name_any())))?;
@@ -103,6 +127,7 @@ async fn apply(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error
                 phase: MeetingPhase::Pending,
                 ..previous.clone()
             },
+            false,
             "InvalidSpec",
             problem,
         )
@@ -129,6 +154,7 @@ async fn apply(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error
                 phase: MeetingPhase::Pending,
                 ..previous.clone()
             },
+            false,
             "RelayPoolNotFound",
             message,
         )
@@ -146,6 +172,7 @@ async fn apply(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error
                     phase: MeetingPhase::Pending,
                     ..previous.clone()
                 },
+                false,
                 "NotStarted",
                 format!("opens at {}", start.0),
             )
@@ -226,7 +253,8 @@ async fn apply(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error
         _ => ("Open", format!("meeting {id} is open")),
     };
     let ended = status.phase == MeetingPhase::Ended;
-    write_status(&api, &meeting, status, reason, message).await?;
+    let ready = matches!(status.phase, MeetingPhase::Ready | MeetingPhase::Live);
+    write_status(&api, &meeting, status, ready, reason, message).await?;
     if ended {
         return Ok(Action::await_change());
     }
@@ -239,14 +267,15 @@ async fn apply(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error
     Ok(Action::requeue(until_end.min(RESYNC)))
 }
 
+/// Writes `status` with its `Ready` condition: `ready`, for `reason`.
 async fn write_status(
     api: &Api<Meeting>,
     meeting: &Meeting,
     mut status: MeetingStatus,
+    ready: bool,
     reason: &str,
     message: String,
 ) -> Result<(), Error> {
-    let ready = matches!(status.phase, MeetingPhase::Ready | MeetingPhase::Live);
     status.conditions = vec![condition(
         &status.conditions,
         "Ready",
@@ -257,12 +286,7 @@ async fn write_status(
         &now(),
     )];
     status.observed_generation = meeting.metadata.generation;
-    api.patch_status(
-        &meeting.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await?;
+    apply_status(api, &meeting.name_any(), &status).await?;
     Ok(())
 }
 

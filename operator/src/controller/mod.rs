@@ -10,8 +10,12 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Client, Resource};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::Code;
 
 use crate::control_plane::ControlPlaneClient;
 
@@ -33,6 +37,86 @@ pub enum Error {
     /// The object has no namespace.
     #[error("{0} has no namespace")]
     NoNamespace(String),
+}
+
+impl Error {
+    /// The reason a condition and a Warning Event give for this failure (CamelCase).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(error) => kube_reason(error),
+            Error::ControlPlane(status) => match status.code() {
+                Code::Unavailable | Code::DeadlineExceeded => "ControlPlaneUnavailable",
+                Code::Unauthenticated | Code::PermissionDenied => "ControlPlaneRefused",
+                Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists => {
+                    "ControlPlaneRejected"
+                }
+                _ => "ControlPlaneError",
+            },
+            Error::Finalizer(_) => "FinalizerFailed",
+            Error::NoNamespace(_) => "NoNamespace",
+        }
+    }
+}
+
+/// The reason a condition and a Warning Event give for a Kubernetes API failure.
+pub fn kube_reason(error: &kube::Error) -> &'static str {
+    match error {
+        kube::Error::Api(status) => match status.code {
+            401 => "KubernetesUnauthorized",
+            403 => "KubernetesForbidden",
+            404 => "KubernetesApiNotFound",
+            409 => "KubernetesConflict",
+            422 => "KubernetesInvalid",
+            _ => "KubernetesApiError",
+        },
+        _ => "KubernetesUnreachable",
+    }
+}
+
+/// Whether a Kubernetes API error says the resource type is not served at all (an API the
+/// server's version lacks, such as `policy/v1` before 1.21): server-side apply creates a
+/// missing object, so a 404 to an apply names a missing API, not a missing object.
+pub fn api_not_served(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Writes `status` into `name`'s status subresource by server-side apply, as [`MANAGER`]:
+/// the operator owns every status field it sets, and fields it stops setting go away.
+pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `conditions` with `replacement` in place of the condition of its type (or added).
+pub fn with_condition(mut conditions: Vec<Condition>, replacement: Condition) -> Vec<Condition> {
+    match conditions.iter_mut().find(|c| c.type_ == replacement.type_) {
+        Some(existing) => *existing = replacement,
+        None => conditions.push(replacement),
+    }
+    conditions
+}
+
+/// Whether `conditions` already say `type_` is `status` for `reason`: a Warning Event is
+/// published when a problem appears or changes, not on every resync while it lasts.
+pub fn already_reported(conditions: &[Condition], type_: &str, status: bool, reason: &str) -> bool {
+    let status = if status { "True" } else { "False" };
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == status && c.reason == reason)
 }
 
 /// What the reconcilers share.

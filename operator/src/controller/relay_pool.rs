@@ -11,10 +11,12 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use videocall_control_api::v1::RelayStatus;
 
-use super::{condition, now, Context, Error, ScaleMemory, MANAGER};
+use super::{
+    already_reported, api_not_served, apply_status, condition, kube_reason, now, with_condition,
+    Context, Error, ScaleMemory, MANAGER,
+};
 use crate::crd::{RelayLoad, RelayPool, RelayPoolStatus};
 use crate::resources::{disruption_budget, headless_service, stateful_set};
 use crate::scaling::{desired_replicas, next_step, RelayObservation, ScaleInput, ScaleStep};
@@ -63,8 +65,50 @@ pub fn pool_relays(pool_name: &str, relays: &[RelayStatus]) -> Vec<(RelayObserva
     found
 }
 
-/// Reconciles one pool.
+/// Type of the condition that says whether the pool's PodDisruptionBudget is in place.
+pub const BUDGET_CONDITION: &str = "DisruptionBudget";
+/// Its reason when the API server does not serve `policy/v1` (Kubernetes before 1.21).
+pub const BUDGET_API_MISSING: &str = "PolicyV1NotServed";
+
+/// Reconciles one pool. A failure is written into the pool's status (`Degraded`, with the
+/// reason and message) and published as a Warning Event before it is retried, so
+/// `kubectl describe relaypool` says what is wrong.
 pub async fn reconcile(pool: Arc<RelayPool>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match reconcile_pool(&pool, &ctx).await {
+        Ok(action) => Ok(action),
+        Err(error) => {
+            report_failure(&pool, &ctx, &error).await;
+            Err(error)
+        }
+    }
+}
+
+async fn report_failure(pool: &RelayPool, ctx: &Context, error: &Error) {
+    let name = pool.name_any();
+    let message = error.to_string();
+    ctx.event(pool, EventType::Warning, error.reason(), message.clone())
+        .await;
+    let Some(namespace) = pool.namespace() else {
+        return;
+    };
+    let mut status = pool.status.clone().unwrap_or_default();
+    let degraded = condition(
+        &status.conditions,
+        "Degraded",
+        true,
+        error.reason(),
+        message,
+        pool.metadata.generation,
+        &now(),
+    );
+    status.conditions = with_condition(status.conditions, degraded);
+    let pools: Api<RelayPool> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Err(error) = apply_status(&pools, &name, &status).await {
+        tracing::warn!(pool = %name, %error, "could not write the failure into the status");
+    }
+}
+
+async fn reconcile_pool(pool: &Arc<RelayPool>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let name = pool.name_any();
     let namespace = pool
         .namespace()
@@ -72,11 +116,7 @@ pub async fn reconcile(pool: Arc<RelayPool>, ctx: Arc<Context>) -> Result<Action
     let apply = PatchParams::apply(MANAGER).force();
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     services
-        .patch(&name, &apply, &Patch::Apply(&headless_service(&pool)))
-        .await?;
-    let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &namespace);
-    budgets
-        .patch(&name, &apply, &Patch::Apply(&disruption_budget(&pool)))
+        .patch(&name, &apply, &Patch::Apply(&headless_service(pool)))
         .await?;
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let existing = sets.get_opt(&name).await?;
@@ -110,7 +150,7 @@ pub async fn reconcile(pool: Arc<RelayPool>, ctx: Arc<Context>) -> Result<Action
     } else if control_plane_error.is_some() {
         replicas
     } else {
-        step(&pool, &ctx, replicas, desired, &relays, &mut memory).await?
+        step(pool, ctx, replicas, desired, &relays, &mut memory).await?
     };
     if let Ok(mut map) = ctx.scale_memory.lock() {
         map.insert(key.clone(), memory);
@@ -123,12 +163,19 @@ pub async fn reconcile(pool: Arc<RelayPool>, ctx: Arc<Context>) -> Result<Action
         .actual_relays
         .with_label_values(&[key.as_str()])
         .set(i64::from(target));
-    sets.patch(&name, &apply, &Patch::Apply(&stateful_set(&pool, target)))
+    sets.patch(&name, &apply, &Patch::Apply(&stateful_set(pool, target)))
         .await?;
+    // The budget protects relays from evictions; the relays do not wait for it. An API
+    // server without `policy/v1` (before 1.21), or one that refuses it, is reported.
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &namespace);
+    let budget_error = budgets
+        .patch(&name, &apply, &Patch::Apply(&disruption_budget(pool)))
+        .await
+        .err();
 
     let busy = target != desired || relays.iter().any(|(o, _)| o.draining);
     let status = pool_status(
-        &pool,
+        pool,
         desired,
         target,
         ready,
@@ -136,18 +183,27 @@ pub async fn reconcile(pool: Arc<RelayPool>, ctx: Arc<Context>) -> Result<Action
         meetings,
         relays,
         control_plane_error.as_ref(),
+        budget_error.as_ref(),
     );
     let pools: Api<RelayPool> = Api::namespaced(ctx.client.clone(), &namespace);
-    pools
-        .patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
+    apply_status(&pools, &name, &status).await?;
+    if let Some(error) = &budget_error {
+        let (_, reason, message) = budget_condition(Some(error));
+        let previous = pool.status.as_ref().map(|s| s.conditions.as_slice());
+        if !already_reported(
+            previous.unwrap_or_default(),
+            BUDGET_CONDITION,
+            false,
+            reason,
+        ) {
+            tracing::warn!(pool = %name, %error, "PodDisruptionBudget not applied");
+            ctx.event(&**pool, EventType::Warning, reason, message)
+                .await;
+        }
+    }
     if let Some(status) = control_plane_error {
         ctx.event(
-            &*pool,
+            &**pool,
             EventType::Warning,
             "ControlPlaneUnavailable",
             format!(
@@ -241,6 +297,29 @@ async fn step(
     })
 }
 
+/// The `DisruptionBudget` condition after applying the budget failed with `error` (or not).
+pub fn budget_condition(error: Option<&kube::Error>) -> (bool, &'static str, String) {
+    match error {
+        None => (
+            true,
+            "Applied",
+            "voluntary evictions take one relay at a time".into(),
+        ),
+        Some(error) if api_not_served(error) => (
+            false,
+            BUDGET_API_MISSING,
+            "this API server does not serve policy/v1 PodDisruptionBudget (Kubernetes 1.21+): \
+             relays run, but node drains are not limited to one relay at a time"
+                .into(),
+        ),
+        Some(error) => (
+            false,
+            kube_reason(error),
+            format!("PodDisruptionBudget not applied: {error}"),
+        ),
+    }
+}
+
 /// The status to write.
 #[allow(clippy::too_many_arguments)]
 pub fn pool_status(
@@ -252,6 +331,7 @@ pub fn pool_status(
     meetings: i32,
     relays: Vec<(RelayObservation, RelayLoad)>,
     control_plane_error: Option<&tonic::Status>,
+    budget_error: Option<&kube::Error>,
 ) -> RelayPoolStatus {
     let previous = pool
         .status
@@ -305,6 +385,18 @@ pub fn pool_status(
             generation,
             &now,
         ),
+        {
+            let (applied, reason, message) = budget_condition(budget_error);
+            condition(
+                &previous,
+                BUDGET_CONDITION,
+                applied,
+                reason,
+                message,
+                generation,
+                &now,
+            )
+        },
     ];
     RelayPoolStatus {
         desired_replicas: desired,

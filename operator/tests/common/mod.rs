@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -183,15 +185,28 @@ fn not_found(path: &str) -> Value {
 
 /// A control plane on loopback (SQLite) with an operator (admin) key and a relay key.
 pub async fn control_plane(dir: &std::path::Path) -> videocall_control_plane::ControlPlaneServer {
+    control_plane_with_keys(
+        dir,
+        vec![
+            format!("operator:admin:{}:{}", OPERATOR_KEY.0, OPERATOR_KEY.1),
+            format!("relays:relay:{}:{}", RELAY_KEY.0, RELAY_KEY.1),
+        ],
+    )
+    .await
+}
+
+/// A control plane on loopback (SQLite) provisioned with `bootstrap_api_keys`
+/// (`name:role:key-id:secret`, as `--bootstrap-api-key` takes them).
+pub async fn control_plane_with_keys(
+    dir: &std::path::Path,
+    bootstrap_api_keys: Vec<String>,
+) -> videocall_control_plane::ControlPlaneServer {
     let mut config = videocall_control_plane::ControlPlaneConfig::defaults();
     config.grpc_addr = "127.0.0.1:0".parse().unwrap();
     config.database_url = format!("sqlite://{}?mode=rwc", dir.join("cp.db").display());
     config.heartbeat_interval_ms = 200;
     config.relay_stale_after_ms = 1500;
-    config.bootstrap_api_keys = vec![
-        format!("operator:admin:{}:{}", OPERATOR_KEY.0, OPERATOR_KEY.1),
-        format!("relays:relay:{}:{}", RELAY_KEY.0, RELAY_KEY.1),
-    ];
+    config.bootstrap_api_keys = bootstrap_api_keys;
     videocall_control_plane::ControlPlaneServer::start(config)
         .await
         .expect("control plane")
@@ -205,12 +220,17 @@ struct RelayArgs {
 
 /// A relay named `id` registered with the control plane at `url`.
 pub async fn relay(id: &str, url: &str) -> videocall_relay::RelayHandle {
-    let key = format!("{}:{}", RELAY_KEY.0, RELAY_KEY.1);
+    relay_with_key(id, url, &format!("{}:{}", RELAY_KEY.0, RELAY_KEY.1)).await
+}
+
+/// A relay named `id` registered with the control plane at `url` with the relay API key
+/// `key` (`key-id:secret`).
+pub async fn relay_with_key(id: &str, url: &str, key: &str) -> videocall_relay::RelayHandle {
     let args = RelayArgs::parse_from(
         ["relay", "--relay-id", id, "--drain-timeout-secs", "300"]
             .into_iter()
             .chain(videocall_testkit::LOOPBACK_RELAY_ADDRS)
-            .chain(["--control-plane-url", url, "--control-plane-api-key", &key]),
+            .chain(["--control-plane-url", url, "--control-plane-api-key", key]),
     );
     videocall_relay::start(args.config).await.expect("relay")
 }

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# The images of the Dockerfile, built without an image registry and run.
+#
+#   scripts/images.sh build    release binaries + a Debian base made by debootstrap → buildah images
+#   scripts/images.sh test     each image answers --help; the servers answer their health endpoints
+#   scripts/images.sh save DIR each image as an OCI archive (for a container runtime's import)
+#
+# No registry is reachable here and none is needed: the base root filesystem is made by
+# `debootstrap --variant=minbase` from the machine's own Debian mirror (bookworm, with
+# ca-certificates: what the Dockerfile's debian:bookworm-slim stage installs), cached in
+# ~/.cache/videocall-images. Each image is that base plus one binary as
+# /usr/local/bin/videocall-entrypoint, run as 65532:65532, exactly the Dockerfile's layout; the
+# control plane's also carries the browser client in /srv/web (scripts/web-build.sh first).
+# Containers run with Debian's podman and runc (crun refuses this machine's hybrid cgroups).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+cache="${VIDEOCALL_IMAGES_DIR:-$HOME/.cache/videocall-images}"
+tag=$(awk -F'"' '/^appVersion:/ { print $2 }' "$root/charts/videocall/Chart.yaml")
+suite=bookworm
+arch=$(dpkg --print-architecture)
+# image name → binary
+images=(relay:videocall-relay control-plane:videocall-control-plane operator:videocall-operator gateway:videocall-gateway)
+podman_run=(podman --runtime runc run --rm --network host --ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
+
+log() { echo "images.sh: $*" >&2; }
+
+need_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# The first Debian mirror the machine's apt sources name (no host name lives in this repo).
+mirror() {
+  local uri
+  uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=$(awk '/^deb / { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$uri" ] || { log "no Debian mirror in the apt sources"; exit 1; }
+  echo "$uri"
+}
+
+base_image() {
+  local name="localhost/videocall/base:$suite-$arch"
+  if podman image exists "$name"; then echo "$name"; return; fi
+  local tarball="$cache/$suite-minbase-$arch.tar"
+  if [ ! -f "$tarball" ]; then
+    log "debootstrap $suite ($arch, minbase + ca-certificates)"
+    local rootfs; rootfs=$(mktemp -d)
+    debootstrap --variant=minbase --include=ca-certificates --arch "$arch" "$suite" "$rootfs" "$(mirror)" \
+      >"$cache/debootstrap.log" 2>&1 || { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
+    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/usr/share/doc/* \
+      "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
+    tar -C "$rootfs" -cf "$tarball.partial" .
+    mv "$tarball.partial" "$tarball"
+    rm -rf "$rootfs"
+  fi
+  local ctr; ctr=$(buildah from scratch)
+  buildah add --quiet "$ctr" "$tarball" / >/dev/null
+  buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
+  buildah commit --quiet "$ctr" "$name" >/dev/null
+  buildah rm "$ctr" >/dev/null
+  echo "$name"
+}
+
+build() {
+  need_apt buildah podman runc debootstrap
+  mkdir -p "$cache"
+  # One cargo invocation per binary, as the Dockerfile builds them: each binary gets only its
+  # own crates' features (built together, another crate's rustls provider would hide a missing one).
+  for image in "${images[@]}"; do
+    (cd "$root" && cargo build --release --locked --bin "${image#*:}")
+  done
+  [ -f "$root/web/dist/index.html" ] || "$root/scripts/web-build.sh"
+  local base; base=$(base_image)
+  local empty; empty=$(mktemp -d)
+  for image in "${images[@]}"; do
+    local name="${image%%:*}" binary="${image#*:}"
+    local ctr; ctr=$(buildah from --pull-never "$base")
+    buildah copy --quiet --chmod 0755 "$ctr" "$target_dir/release/$binary" /usr/local/bin/videocall-entrypoint >/dev/null
+    # /srv/web: the browser client for the control plane, empty elsewhere (as in the Dockerfile).
+    if [ "$name" = control-plane ]; then
+      buildah copy --quiet "$ctr" "$root/web/dist" /srv/web >/dev/null
+    else
+      buildah copy --quiet "$ctr" "$empty" /srv/web >/dev/null
+    fi
+    buildah config --user 65532:65532 --entrypoint '["/usr/local/bin/videocall-entrypoint"]' --cmd '' \
+      --label "org.opencontainers.image.title=videocall-$name" \
+      --label "org.opencontainers.image.version=$tag" "$ctr"
+    buildah commit --quiet --rm "$ctr" "localhost/videocall/$name:$tag" >/dev/null
+    log "built videocall/$name:$tag ($(podman image inspect --format '{{.Size}}' "localhost/videocall/$name:$tag") bytes)"
+  done
+  rmdir "$empty"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # what, seconds, command...
+  local what=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || { log "timed out waiting for $what"; return 1; }
+    sleep 0.2
+  done
+}
+
+passed=0
+failed=0
+check() { # description, command...
+  local what=$1; shift
+  if "$@"; then passed=$((passed + 1)); echo "ok   $what"; else failed=$((failed + 1)); echo "FAIL $what"; fi
+}
+
+answers_help() { # image, expected text
+  "${podman_run[@]}" "localhost/videocall/$1:$tag" --help 2>&1 | grep -q "$2"
+}
+
+# Runs a server image in the background as the image's own user; prints its container id.
+serve() { # image, args...
+  local image=$1; shift
+  "${podman_run[@]}" -d "localhost/videocall/$image:$tag" "$@"
+}
+
+relay_serves() {
+  local admin ws id ok=1
+  admin=$(free_port); ws=$(free_port)
+  id=$(serve relay --relay-id relays-0 --webtransport-addr "127.0.0.1:$(free_port)" \
+    --websocket-addr "127.0.0.1:$ws" --admin-addr "127.0.0.1:$admin" --self-signed-names localhost)
+  wait_for "relay /healthz" 30 curl -sf "http://127.0.0.1:$admin/healthz" || ok=0
+  [ $ok = 1 ] && { curl -sf "http://127.0.0.1:$admin/metrics" | grep -q relay_participants || ok=0; }
+  [ $ok = 1 ] || podman logs "$id" >&2 || true
+  podman rm -f "$id" >/dev/null
+  [ $ok = 1 ]
+}
+
+control_plane_serves() {
+  local port id ok=1
+  port=$(free_port)
+  # SQLite in the image's writable layer; the page comes from /srv/web.
+  id=$(serve control-plane --grpc-addr "127.0.0.1:$port" --database-url "sqlite:///tmp/cp.db?mode=rwc" \
+    --web-dir /srv/web --bootstrap-admin-password "image-test-password")
+  # grpc.health.v1 over grpc-web: an empty request frame; SERVING is field 1 = 1 (08 01).
+  health() {
+    printf '\0\0\0\0\0' | curl -sf -X POST -H 'content-type: application/grpc-web+proto' \
+      --data-binary @- "http://127.0.0.1:$port/grpc.health.v1.Health/Check" | od -An -tx1 | tr -d ' \n' \
+      | grep -q '0000000002 *0801'
+  }
+  wait_for "control plane health (grpc-web)" 30 health || ok=0
+  [ $ok = 1 ] && { curl -sf "http://127.0.0.1:$port/meeting/guest/demo" | grep -qi "<html" || ok=0; }
+  [ $ok = 1 ] || podman logs "$id" >&2 || true
+  podman rm -f "$id" >/dev/null
+  [ $ok = 1 ]
+}
+
+gateway_serves() {
+  local admin id ok=1
+  admin=$(free_port)
+  id=$(serve gateway --quic-addr "127.0.0.1:$(free_port)" --http-addr "127.0.0.1:$(free_port)" \
+    --admin-addr "127.0.0.1:$admin" --control-plane-addr 127.0.0.1:1 --relay 0=127.0.0.1:1/127.0.0.1:1)
+  wait_for "gateway /healthz" 30 curl -sf "http://127.0.0.1:$admin/healthz" || ok=0
+  [ $ok = 1 ] || podman logs "$id" >&2 || true
+  podman rm -f "$id" >/dev/null
+  [ $ok = 1 ]
+}
+
+# The operator needs an API server: with $KUBECONFIG_FOR_IMAGE (a real one, over HTTPS) and
+# $KUBECTL it must connect from inside the container, take its Lease and serve /healthz.
+operator_serves() {
+  local port id ok=1 dir holder=""
+  port=$(free_port)
+  dir=$(dirname "$KUBECONFIG_FOR_IMAGE")
+  id=$("${podman_run[@]}" -d -v "$dir:$dir:ro" -e "KUBECONFIG=$KUBECONFIG_FOR_IMAGE" \
+    "localhost/videocall/operator:$tag" run --control-plane-url http://127.0.0.1:1 \
+    --control-plane-api-key vk_x:y --metrics-addr "127.0.0.1:$port" \
+    --lease-namespace default --identity image-test)
+  wait_for "operator /healthz" 60 curl -sf "http://127.0.0.1:$port/healthz" || ok=0
+  lease_held() {
+    holder=$("$KUBECTL" --kubeconfig "$KUBECONFIG_FOR_IMAGE" get lease videocall-operator -n default \
+      -o 'jsonpath={.spec.holderIdentity}' 2>/dev/null)
+    [ "$holder" = image-test ]
+  }
+  [ $ok = 1 ] && { wait_for "the operator's Lease" 60 lease_held || ok=0; }
+  [ $ok = 1 ] || podman logs "$id" >&2 || true
+  podman rm -f "$id" >/dev/null
+  [ $ok = 1 ]
+}
+
+test_images() {
+  check "relay image: --help" answers_help relay "media relay"
+  check "control-plane image: --help" answers_help control-plane "control plane"
+  check "operator image: --help" answers_help operator "operator"
+  check "gateway image: --help" answers_help gateway "gateway"
+  check "relay image: /healthz and /metrics" relay_serves
+  check "control-plane image: grpc.health.v1 SERVING and the browser client's page" control_plane_serves
+  check "gateway image: /healthz" gateway_serves
+  if [ -n "${KUBECONFIG_FOR_IMAGE:-}" ] && [ -n "${KUBECTL:-}" ]; then
+    check "operator image: takes its Lease on a real API server over HTTPS, /healthz" operator_serves
+  else
+    echo "skip operator image against an API server (set KUBECONFIG_FOR_IMAGE and KUBECTL)"
+  fi
+  echo "images: $passed passed, $failed failed"
+  [ "$failed" = 0 ]
+}
+
+save() {
+  local dir=$1
+  mkdir -p "$dir"
+  for image in "${images[@]}"; do
+    local name="${image%%:*}"
+    podman save --quiet --format oci-archive -o "$dir/$name.tar" "localhost/videocall/$name:$tag"
+  done
+}
+
+case "${1:-}" in
+  build) build ;;
+  test) test_images ;;
+  save) [ -n "${2:-}" ] || { echo "usage: $0 save DIR" >&2; exit 2; }; save "$2" ;;
+  *) echo "usage: $0 build | test | save DIR" >&2; exit 2 ;;
+esac

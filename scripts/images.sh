@@ -13,6 +13,7 @@
 # control plane's also carries the browser client in /srv/web (scripts/web-build.sh first).
 # Containers run with Debian's podman and runc (crun refuses this machine's hybrid cgroups).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 cache="${VIDEOCALL_IMAGES_DIR:-$HOME/.cache/videocall-images}"
@@ -21,21 +22,9 @@ suite=bookworm
 arch=$(dpkg --print-architecture)
 # image name → binary
 images=(relay:videocall-relay control-plane:videocall-control-plane operator:videocall-operator gateway:videocall-gateway)
-podman_run=(podman --runtime runc run --rm --network host --ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
-
-log() { echo "images.sh: $*" >&2; }
-
-need_apt() {
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
+# Limits no higher than this shell's: the machine does not let containers raise them.
+podman_run=(podman --runtime runc run --rm --network host --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)"
+  --ulimit "nproc=4096:4096")
 
 # The first Debian mirror the machine's apt sources name (no host name lives in this repo).
 mirror() {
@@ -99,19 +88,6 @@ build() {
   rmdir "$empty"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for() { # what, seconds, command...
-  local what=$1 seconds=$2; shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || { log "timed out waiting for $what"; return 1; }
-    sleep 0.2
-  done
-}
-
 passed=0
 failed=0
 check() { # description, command...
@@ -120,10 +96,24 @@ check() { # description, command...
 }
 
 answers_help() { # image, expected text
-  "${podman_run[@]}" "localhost/videocall/$1:$tag" --help 2>&1 | grep -q "$2"
+  local help
+  help=$("${podman_run[@]}" "localhost/videocall/$1:$tag" --help 2>&1) || return 1
+  grep -q "$2" <<<"$help"
 }
 
 # Runs a server image in the background as the image's own user; prints its container id.
+# Stops a server's container as Kubernetes would (SIGTERM, then SIGKILL after 8 s): the binary,
+# PID 1 in its container, must exit by itself. Prints its log when anything failed before.
+stops_on_sigterm() { # container id; uses $ok of the caller
+  [ "$ok" = 1 ] || podman logs "$1" >&2 || true
+  local started=$SECONDS stopped=0
+  podman stop --time 8 "$1" >/dev/null 2>&1 || true
+  [ $((SECONDS - started)) -lt 8 ] && stopped=1
+  [ $stopped = 1 ] || log "$1 ignored SIGTERM"
+  podman rm -f "$1" >/dev/null 2>&1 || true
+  [ $stopped = 1 ]
+}
+
 serve() { # image, args...
   local image=$1; shift
   "${podman_run[@]}" -d "localhost/videocall/$image:$tag" "$@"
@@ -135,9 +125,9 @@ relay_serves() {
   id=$(serve relay --relay-id relays-0 --webtransport-addr "127.0.0.1:$(free_port)" \
     --websocket-addr "127.0.0.1:$ws" --admin-addr "127.0.0.1:$admin" --self-signed-names localhost)
   wait_for "relay /healthz" 30 curl -sf "http://127.0.0.1:$admin/healthz" || ok=0
-  [ $ok = 1 ] && { curl -sf "http://127.0.0.1:$admin/metrics" | grep -q relay_participants || ok=0; }
-  [ $ok = 1 ] || podman logs "$id" >&2 || true
-  podman rm -f "$id" >/dev/null
+  local metrics
+  [ $ok = 1 ] && { metrics=$(curl -sf "http://127.0.0.1:$admin/metrics") && grep -q relay_participants <<<"$metrics" || ok=0; }
+  stops_on_sigterm "$id" || ok=0
   [ $ok = 1 ]
 }
 
@@ -149,14 +139,15 @@ control_plane_serves() {
     --web-dir /srv/web --bootstrap-admin-password "image-test-password")
   # grpc.health.v1 over grpc-web: an empty request frame; SERVING is field 1 = 1 (08 01).
   health() {
-    printf '\0\0\0\0\0' | curl -sf -X POST -H 'content-type: application/grpc-web+proto' \
-      --data-binary @- "http://127.0.0.1:$port/grpc.health.v1.Health/Check" | od -An -tx1 | tr -d ' \n' \
-      | grep -q '0000000002 *0801'
+    local answer
+    answer=$(printf '\0\0\0\0\0' | curl -sf -X POST -H 'content-type: application/grpc-web+proto' \
+      --data-binary @- "http://127.0.0.1:$port/grpc.health.v1.Health/Check" | od -An -tx1 | tr -d ' \n') || return 1
+    [[ "$answer" == 00000000020801* ]]
   }
   wait_for "control plane health (grpc-web)" 30 health || ok=0
-  [ $ok = 1 ] && { curl -sf "http://127.0.0.1:$port/meeting/guest/demo" | grep -qi "<html" || ok=0; }
-  [ $ok = 1 ] || podman logs "$id" >&2 || true
-  podman rm -f "$id" >/dev/null
+  local page
+  [ $ok = 1 ] && { page=$(curl -sf "http://127.0.0.1:$port/meeting/guest/demo") && grep -qi "<html" <<<"$page" || ok=0; }
+  stops_on_sigterm "$id" || ok=0
   [ $ok = 1 ]
 }
 
@@ -166,8 +157,7 @@ gateway_serves() {
   id=$(serve gateway --quic-addr "127.0.0.1:$(free_port)" --http-addr "127.0.0.1:$(free_port)" \
     --admin-addr "127.0.0.1:$admin" --control-plane-addr 127.0.0.1:1 --relay 0=127.0.0.1:1/127.0.0.1:1)
   wait_for "gateway /healthz" 30 curl -sf "http://127.0.0.1:$admin/healthz" || ok=0
-  [ $ok = 1 ] || podman logs "$id" >&2 || true
-  podman rm -f "$id" >/dev/null
+  stops_on_sigterm "$id" || ok=0
   [ $ok = 1 ]
 }
 
@@ -188,8 +178,7 @@ operator_serves() {
     [ "$holder" = image-test ]
   }
   [ $ok = 1 ] && { wait_for "the operator's Lease" 60 lease_held || ok=0; }
-  [ $ok = 1 ] || podman logs "$id" >&2 || true
-  podman rm -f "$id" >/dev/null
+  stops_on_sigterm "$id" || ok=0
   [ $ok = 1 ]
 }
 
@@ -197,12 +186,12 @@ test_images() {
   check "relay image: --help" answers_help relay "media relay"
   check "control-plane image: --help" answers_help control-plane "control plane"
   check "operator image: --help" answers_help operator "operator"
-  check "gateway image: --help" answers_help gateway "gateway"
-  check "relay image: /healthz and /metrics" relay_serves
-  check "control-plane image: grpc.health.v1 SERVING and the browser client's page" control_plane_serves
-  check "gateway image: /healthz" gateway_serves
+  check "gateway image: --help" answers_help gateway "Routes QUIC datagrams"
+  check "relay image: /healthz and /metrics; stops on SIGTERM" relay_serves
+  check "control-plane image: grpc.health.v1 SERVING, the browser client's page; stops on SIGTERM" control_plane_serves
+  check "gateway image: /healthz; stops on SIGTERM" gateway_serves
   if [ -n "${KUBECONFIG_FOR_IMAGE:-}" ] && [ -n "${KUBECTL:-}" ]; then
-    check "operator image: takes its Lease on a real API server over HTTPS, /healthz" operator_serves
+    check "operator image: takes its Lease on a real API server over HTTPS, /healthz; stops on SIGTERM" operator_serves
   else
     echo "skip operator image against an API server (set KUBECONFIG_FOR_IMAGE and KUBECTL)"
   fi

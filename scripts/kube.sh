@@ -15,23 +15,10 @@
 # RBAC is on (--authorization-mode=Node,RBAC). There is no scheduler, kubelet or container runtime:
 # Pods stay Pending; controllers (StatefulSet, garbage collector, tokens, …) run.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 version=1.20.2
 cache="${VIDEOCALL_KUBE_DIR:-$HOME/.cache/videocall-kube}/$version"
 binaries=(kube-apiserver kube-controller-manager)
-
-log() { echo "kube.sh: $*" >&2; }
-
-need_apt() {
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
 
 build() {
   local missing=()
@@ -77,19 +64,6 @@ build() {
   rm -rf "$work"
   log "built into $cache"
   echo "$cache"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for() { # what, seconds, command...
-  local what=$1 seconds=$2; shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || { log "timed out waiting for $what"; return 1; }
-    sleep 0.2
-  done
 }
 
 start() {

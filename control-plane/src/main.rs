@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use videocall_control_plane::{ControlPlaneConfig, ControlPlaneServer};
 
 /// The videocall control plane.
@@ -18,9 +17,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    videocall_process::init_tracing();
     let cli = Cli::parse();
     let server = ControlPlaneServer::start(cli.config)
         .await
@@ -31,23 +28,8 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(&tmp, serde_json::to_vec_pretty(&json)?)?;
         std::fs::rename(&tmp, path)?;
     }
-    wait_for_signal().await;
+    videocall_process::stop_signal().await;
     tracing::info!("signal received: stopping");
     server.stop().await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

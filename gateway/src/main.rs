@@ -1,7 +1,6 @@
 //! `videocall-gateway`: the platform's public entry (QUIC routing, HTTP and WebSocket proxy).
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use videocall_gateway::GatewayConfig;
 
 /// Routes QUIC datagrams to relays by connection ID and server name; proxies HTTP and
@@ -15,18 +14,10 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    videocall_process::init_tracing();
     let cli = Cli::parse();
     let gateway = videocall_gateway::start(cli.config).await?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    videocall_process::stop_signal().await;
     tracing::info!("gateway stopping");
     gateway.stop().await;
     Ok(())

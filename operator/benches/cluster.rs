@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cluster::{root, Cluster};
+use common::{participants, percentiles};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
@@ -33,21 +34,6 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(run());
-}
-
-fn percentiles(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let at = |q: f64| {
-        let index = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
-        samples[index].as_secs_f64() * 1e3
-    };
-    println!(
-        "{label:<52} n={:<4} p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
-        samples.len(),
-        at(0.50),
-        at(0.99),
-        at(1.0)
-    );
 }
 
 async fn run() {
@@ -129,7 +115,14 @@ async fn run() {
     );
 
     meetings_to_ready(&admin).await;
-    scaling(&cluster, &admin, &url).await;
+    scaling(
+        &cluster,
+        &admin,
+        &url,
+        &text("operatorApiKey"),
+        &text("apiKey"),
+    )
+    .await;
 
     relay0.shutdown();
     cp.stop().await;
@@ -182,20 +175,6 @@ async fn meetings_to_ready(admin: &kube::Client) {
     );
 }
 
-async fn participants(ctx: &videocall_operator::controller::Context) -> u32 {
-    ctx.control_plane
-        .relays()
-        .await
-        .map(|relays| {
-            relays
-                .iter()
-                .filter(|r| r.fresh)
-                .map(|r| r.participants)
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 async fn replicas_seen(sets: &Api<StatefulSet>, want: i32, within: Duration) -> Duration {
     let t0 = Instant::now();
     loop {
@@ -213,9 +192,15 @@ async fn replicas_seen(sets: &Api<StatefulSet>, want: i32, within: Duration) -> 
     }
 }
 
-/// Guests cross a two-per-relay threshold → the operator scales the StatefulSet to two; they
-/// leave → it drains and removes the second relay.
-async fn scaling(cluster: &Cluster, admin: &kube::Client, url: &str) {
+/// Guests cross a two-per-relay threshold → the operator scales the StatefulSet to two (and
+/// relay edge-1 starts, as its pod would); they leave → it drains edge-1 and removes it.
+async fn scaling(
+    cluster: &Cluster,
+    admin: &kube::Client,
+    url: &str,
+    operator_key: &str,
+    relay_key: &str,
+) {
     cluster.kubectl_ok(
         &["apply", "-n", NAMESPACE, "-f", "-"],
         Some(&format!(
@@ -227,7 +212,9 @@ async fn scaling(cluster: &Cluster, admin: &kube::Client, url: &str) {
     );
     let sets: Api<StatefulSet> = Api::namespaced(admin.clone(), NAMESPACE);
     replicas_seen(&sets, 1, Duration::from_secs(60)).await;
-    let ctx = common::context(admin.clone(), url);
+    let control_plane =
+        videocall_operator::control_plane::ControlPlaneClient::new(url, operator_key)
+            .expect("control-plane client");
     let (mut seen, mut scaled, mut down) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..CYCLES {
         let mut guests = Vec::new();
@@ -235,22 +222,25 @@ async fn scaling(cluster: &Cluster, admin: &kube::Client, url: &str) {
             guests.push(common::guest(url, "videocall.m000").await);
         }
         let t0 = Instant::now();
-        while participants(&ctx).await < 3 {
+        while participants(&control_plane).await < 3 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         seen.push(t0.elapsed());
         let t1 = Instant::now();
         replicas_seen(&sets, 2, Duration::from_secs(60)).await;
         scaled.push(t1.elapsed());
+        // What the new pod would run: relay edge-1, registered. It hosts nobody yet.
+        let relay1 = common::relay_with_key("edge-1", url, relay_key).await;
         for guest in guests.drain(..) {
             guest.sender().leave().await;
         }
-        while participants(&ctx).await > 0 {
+        while participants(&control_plane).await > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let t2 = Instant::now();
         replicas_seen(&sets, 1, Duration::from_secs(60)).await;
         down.push(t2.elapsed());
+        relay1.shutdown();
     }
     percentiles("joins → control plane sees the load (heartbeat)", seen);
     percentiles("load seen → StatefulSet 1 → 2 (resync + apply)", scaled);

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{fake_kube, relay, FakeApi, OPERATOR_KEY, RELAY_KEY};
+use common::{fake_kube, participants, percentiles, relay, FakeApi, OPERATOR_KEY, RELAY_KEY};
 use videocall_operator::controller::{meeting, relay_pool, Context};
 use videocall_operator::crd::{Meeting, MeetingPhase, RelayPool};
 
@@ -36,21 +36,6 @@ fn stored(api: &std::sync::Mutex<FakeApi>, name: &str) -> Meeting {
 
 fn replicas(api: &std::sync::Mutex<FakeApi>) -> Option<i64> {
     api.lock().expect("api").objects.get(SETS)?["spec"]["replicas"].as_i64()
-}
-
-fn percentiles(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let at = |q: f64| {
-        let index = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
-        samples[index].as_secs_f64() * 1e3
-    };
-    println!(
-        "{label:<44} n={:<5} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
-        samples.len(),
-        at(0.50),
-        at(0.99),
-        at(1.0)
-    );
 }
 
 async fn run() {
@@ -146,20 +131,6 @@ async fn meetings(ctx: &Arc<Context>, api: &Arc<std::sync::Mutex<FakeApi>>, coun
     }
 }
 
-async fn participants(ctx: &Context) -> u32 {
-    ctx.control_plane
-        .relays()
-        .await
-        .map(|relays| {
-            relays
-                .iter()
-                .filter(|r| r.fresh)
-                .map(|r| r.participants)
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 async fn wait_until<F, Fut>(mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
@@ -192,7 +163,7 @@ async fn scaling(
         guests.push(common::guest(url, "busy").await);
     }
     // The threshold (2 per relay) is crossed now.
-    let seen = wait_until(|| async { participants(ctx).await == 3 }).await;
+    let seen = wait_until(|| async { participants(&ctx.control_plane).await == 3 }).await;
     let t0 = Instant::now();
     relay_pool::reconcile(pool.clone(), ctx.clone())
         .await
@@ -232,7 +203,7 @@ async fn scaling(
     for guest in guests.drain(..) {
         guest.sender().leave().await;
     }
-    let seen = wait_until(|| async { participants(ctx).await == 0 }).await;
+    let seen = wait_until(|| async { participants(&ctx.control_plane).await == 0 }).await;
     let t0 = Instant::now();
     relay_pool::reconcile(pool.clone(), ctx.clone())
         .await

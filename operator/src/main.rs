@@ -12,7 +12,6 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
-use tracing_subscriber::EnvFilter;
 use videocall_operator::control_plane::ControlPlaneClient;
 use videocall_operator::controller::{self, error_policy, Context};
 use videocall_operator::crd::{Meeting, RelayPool};
@@ -76,9 +75,7 @@ struct RunArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    videocall_process::init_tracing();
     let cli = Cli::parse();
     match cli.command {
         Command::Crdgen { out_dir } => crdgen(out_dir),
@@ -181,7 +178,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .for_each(|_| async {});
     tokio::select! {
         _ = futures_util::future::join(pools, meetings) => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
+        _ = videocall_process::stop_signal() => tracing::info!("stopping"),
     }
     anyhow::ensure!(!lost.is_cancelled(), "leadership lost");
     Ok(())

@@ -18,7 +18,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
-use tracing_subscriber::EnvFilter;
 use videocall_control_plane::store::{Access, NewMeeting};
 use videocall_control_plane::ControlPlaneConfig;
 use videocall_relay::RelayConfig;
@@ -115,9 +114,7 @@ pub struct PlatformInfo {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    videocall_process::init_tracing();
     let cli = Cli::parse();
     let data = DataDir::open(&cli.data_dir)?;
     match cli.command {
@@ -254,23 +251,12 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
 
     let state = relay.state.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        videocall_process::stop_signal().await;
         println!("stopping: draining the relay (Ctrl-C again to stop at once)");
         state.start_drain();
-        let _ = tokio::signal::ctrl_c().await;
+        videocall_process::stop_signal().await;
         state.shutdown.cancel();
     });
-    #[cfg(unix)]
-    {
-        let state = relay.state.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                term.recv().await;
-                state.start_drain();
-            }
-        });
-    }
     relay.stopped().await;
     gateway.stop().await;
     control_plane.store.close().await;

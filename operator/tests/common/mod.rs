@@ -379,3 +379,34 @@ pub async fn create_meeting(url: &str, id: &str) {
     );
     meetings.create_meeting(request).await.unwrap();
 }
+
+/// Prints p50, p99 and max of `samples` in milliseconds (for the benchmarks).
+pub fn percentiles(label: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |q: f64| {
+        let index = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[index].as_secs_f64() * 1e3
+    };
+    println!(
+        "{label:<52} n={:<5} p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms",
+        samples.len(),
+        at(0.50),
+        at(0.99),
+        at(1.0)
+    );
+}
+
+/// Participants the control plane's fresh relays report.
+pub async fn participants(control_plane: &ControlPlaneClient) -> u32 {
+    control_plane
+        .relays()
+        .await
+        .map(|relays| {
+            relays
+                .iter()
+                .filter(|r| r.fresh)
+                .map(|r| r.participants)
+                .sum()
+        })
+        .unwrap_or(0)
+}

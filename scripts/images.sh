@@ -86,6 +86,8 @@ build() {
     log "built videocall/$name:$tag ($(podman image inspect --format '{{.Size}}' "localhost/videocall/$name:$tag") bytes)"
   done
   rmdir "$empty"
+  # The images these replaced.
+  podman image prune --force >/dev/null 2>&1 || true
 }
 
 passed=0

@@ -2,6 +2,7 @@
 # A real Kubernetes control plane on loopback for the operator's and chart's tests.
 #
 #   scripts/kube.sh build        build kube-apiserver and kube-controller-manager once, print their dir
+#   scripts/kube.sh build-node   also kubelet and kube-scheduler (scripts/node.sh, best effort)
 #   scripts/kube.sh start DIR    start etcd + kube-apiserver + kube-controller-manager in DIR
 #   scripts/kube.sh stop DIR     stop them by PID
 #
@@ -21,6 +22,7 @@ cache="${VIDEOCALL_KUBE_DIR:-$HOME/.cache/videocall-kube}/$version"
 binaries=(kube-apiserver kube-controller-manager)
 
 build() {
+  [ "${1:-}" = node ] && binaries+=(kubelet kube-scheduler)
   local missing=()
   for b in "${binaries[@]}"; do [ -x "$cache/$b" ] || missing+=("$b"); done
   need_apt etcd-server openssl curl
@@ -160,7 +162,8 @@ stop() {
 
 case "${1:-}" in
   build) build ;;
+  build-node) build node ;;
   start) [ -n "${2:-}" ] || { echo "usage: $0 start DIR" >&2; exit 2; }; start "$2" ;;
   stop) [ -n "${2:-}" ] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop "$2" ;;
-  *) echo "usage: $0 build | start DIR | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 build | build-node | start DIR | stop DIR" >&2; exit 2 ;;
 esac

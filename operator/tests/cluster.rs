@@ -258,6 +258,20 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
     let cluster = Cluster::start();
     let admin = cluster.admin().await;
 
+    // The defaults ask for a LoadBalancer with UDP and TCP, which 1.20 cannot serve: helm
+    // says so before anything is created.
+    let chart = root().join("charts/videocall").display().to_string();
+    let refused = cluster.helm(&["install", "refused", &chart, "--namespace", "default"]);
+    assert!(
+        !refused.ok,
+        "a mixed-protocol LoadBalancer was installed on 1.20"
+    );
+    assert!(
+        refused.stderr.contains("needs Kubernetes 1.26+"),
+        "helm install with the defaults: {}",
+        refused.stderr
+    );
+
     // helm install, as a cluster operator would, with the v1.20 values.
     let credentials = install_chart(&cluster);
     let columns = cluster.kubectl_ok(&["get", "meetings,relaypools", "-n", NAMESPACE], None);
@@ -280,7 +294,6 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
     }
 
     // helm upgrade keeps the generated credentials.
-    let chart = root().join("charts/videocall").display().to_string();
     let values = root().join(VALUES).display().to_string();
     let upgrade = cluster.helm(&[
         "upgrade",
@@ -490,6 +503,39 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
         (set.is_none() && service.is_none()).then_some(())
     })
     .await;
+
+    // A pool whose StatefulSet the API server refuses (a CPU limit that is no quantity: the
+    // CRD's schema lets any string through) says why, and the operator goes on with the rest.
+    cluster.kubectl_ok(
+        &["apply", "-n", NAMESPACE, "-f", "-"],
+        Some(&format!(
+            "apiVersion: videocall.dev/v1alpha1\nkind: RelayPool\nmetadata: {{name: broken}}\n\
+             spec:\n  image: videocall/relay:0.1.0\n  resources: {{limits: {{cpu: lots}}}}\n  \
+             controlPlane: {{url: '{cp_url}', apiKeySecret: videocall-credentials}}\n"
+        )),
+    );
+    let degraded = wait_for("broken's Degraded condition", LONG, || async {
+        condition(&pools, "broken", "Degraded")
+            .await
+            .filter(|(status, _)| status == "True")
+    })
+    .await;
+    // v1.20 answers this apply with a 500 (later servers with a 422, KubernetesInvalid).
+    assert_eq!(degraded.1, "KubernetesApiError");
+    let (_, note) = wait_for("a Warning Event on broken", LONG, || async {
+        warnings(&admin, NAMESPACE, "broken")
+            .await
+            .into_iter()
+            .find(|(reason, _)| reason == "KubernetesApiError")
+    })
+    .await;
+    assert!(note.contains("quantities"), "{note}");
+    assert!(sets.get_opt("broken").await.expect("get").is_none());
+    assert_eq!(
+        condition(&pools, "relays", "Degraded").await,
+        Some(("False".to_owned(), "Healthy".to_owned())),
+        "the chart's pool is unaffected"
+    );
 
     // A failure reaches the object: with the control plane gone, a new Meeting says why.
     tokio::time::timeout(Duration::from_secs(10), cp.stop())

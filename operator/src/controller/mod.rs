@@ -62,6 +62,7 @@ impl Error {
 pub fn kube_reason(error: &kube::Error) -> &'static str {
     match error {
         kube::Error::Api(status) => match status.code {
+            400 => "KubernetesBadRequest",
             401 => "KubernetesUnauthorized",
             403 => "KubernetesForbidden",
             404 => "KubernetesApiNotFound",

@@ -149,8 +149,9 @@ pub struct NatsRef {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ControlPlaneRef {
-    /// Control-plane API URL (`http://…` or `https://…`).
-    #[schemars(length(min = 1, max = 2048), pattern(r"^https?://"))]
+    /// Control-plane API URL, `http://host:port` (gRPC over h2c inside the cluster: neither the
+    /// relays nor the operator speak TLS to the control plane).
+    #[schemars(length(min = 1, max = 2048), pattern(r"^http://"))]
     pub url: String,
     /// Secret whose key `apiKey` holds the relays' API key (`key-id:secret`, role relay).
     #[schemars(length(min = 1, max = 253))]

@@ -23,7 +23,7 @@ arch=$(dpkg --print-architecture)
 # image name → binary
 images=(relay:videocall-relay control-plane:videocall-control-plane operator:videocall-operator gateway:videocall-gateway)
 # Limits no higher than this shell's: the machine does not let containers raise them.
-podman_run=(podman --runtime runc run --rm --network host --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)"
+podman_run=(podman --runtime runc run --network host --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)"
   --ulimit "nproc=4096:4096")
 
 # The first Debian mirror the machine's apt sources name (no host name lives in this repo).
@@ -99,11 +99,12 @@ check() { # description, command...
 
 answers_help() { # image, expected text
   local help
-  help=$("${podman_run[@]}" "localhost/videocall/$1:$tag" --help 2>&1) || return 1
+  help=$("${podman_run[@]}" --rm "localhost/videocall/$1:$tag" --help 2>&1) || return 1
   grep -q "$2" <<<"$help"
 }
 
-# Runs a server image in the background as the image's own user; prints its container id.
+# Runs a server image in the background as the image's own user; prints its container id. The
+# container is kept after it exits, for its log, until stops_on_sigterm removes it.
 # Stops a server's container as Kubernetes would (SIGTERM, then SIGKILL after 8 s): the binary,
 # PID 1 in its container, must exit by itself. Prints its log when anything failed before.
 stops_on_sigterm() { # container id; uses $ok of the caller

@@ -61,6 +61,7 @@ cargo test --workspace --locked --no-fail-fast
 echo "== images (scripts/images.sh: release build, debootstrap, buildah, podman)"
 scripts/images.sh build
 image_cluster=$(mktemp -d)
+chmod 755 "$image_cluster"   # the operator's image runs as 65532 and reads the kubeconfig
 scripts/kube.sh start "$image_cluster" >/dev/null
 status=0
 KUBECONFIG_FOR_IMAGE="$image_cluster/kubeconfig" KUBECTL="$tools/kubectl" scripts/images.sh test || status=$?

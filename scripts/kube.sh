@@ -130,11 +130,12 @@ KUBECONFIG
     || { tail -n 30 "$dir/logs/kube-apiserver.log" >&2; stop "$dir"; exit 1; }
 
   # The controller manager: StatefulSets, ReplicaSets, garbage collection, service-account
-  # tokens, namespaces. Controllers that need nodes or a cloud are off.
+  # tokens, namespaces, node lifecycle (a node of scripts/node.sh loses its not-ready taint).
+  # Controllers that need a cloud or volume plugins are off.
   "$bin/kube-controller-manager" --kubeconfig "$dir/kubeconfig" --secure-port 0 --port 0 \
     --use-service-account-credentials=false --leader-elect=false \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
-    --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,-attachdetach,-persistentvolume-binder,-persistentvolume-expander' \
+    --controllers '*,-nodeipam,-cloud-node-lifecycle,-service,-route,-attachdetach,-persistentvolume-binder,-persistentvolume-expander' \
     --v 1 >"$dir/logs/kube-controller-manager.log" 2>&1 &
   echo $! >"$dir/kube-controller-manager.pid"
 

@@ -4,6 +4,7 @@
 # scripts/images.sh run.
 #
 #   scripts/node.sh start DIR    DIR holds a cluster started by `scripts/kube.sh start DIR`
+#   scripts/node.sh check DIR    pods of the images on it: Ready by their probes, gone on delete
 #   scripts/node.sh stop DIR
 #
 # The pod sandbox ("pause") image is the images' Debian base running `sleep infinity`: no image
@@ -41,6 +42,8 @@ state = "$node/containerd/state"
   address = "$sock"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$pause"
+  # This machine withholds CAP_SYS_RESOURCE: scores below containerd's own cannot be set.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -94,24 +97,123 @@ TOML
   echo videocall-node
 }
 
+stop_pid() { # DIR NAME
+  [ -f "$1/$2.pid" ] || return 0
+  local pid; pid=$(cat "$1/$2.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$1/$2.pid"
+}
+
 stop() {
-  local dir=$1
-  for name in kubelet kube-scheduler containerd; do
-    [ -f "$dir/$name.pid" ] || continue
-    local pid; pid=$(cat "$dir/$name.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$dir/$name.pid"
-  done
-  # Containers the kubelet left: their shims outlive containerd.
+  local dir=$1 sock="$1/node/containerd/containerd.sock"
+  stop_pid "$dir" kubelet
+  stop_pid "$dir" kube-scheduler
+  # Every container the kubelet started (sandboxes included), before their runtime goes.
+  if [ -S "$sock" ]; then
+    for task in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
+      ctr --address "$sock" -n k8s.io tasks kill --signal SIGKILL "$task" >/dev/null 2>&1 || true
+    done
+    for _ in $(seq 1 50); do
+      [ -z "$(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null | head -n1)" ] && break
+      for task in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
+        ctr --address "$sock" -n k8s.io tasks delete "$task" >/dev/null 2>&1 || true
+      done
+      sleep 0.1
+    done
+  fi
+  stop_pid "$dir" containerd
+  # Shims outlive containerd.
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $dir/node/" 2>/dev/null || true
   mountpoint -q "$dir/node/kubelet" 2>/dev/null && umount -R "$dir/node/kubelet" || true
   grep -o " $dir/node/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
+# Pods of the project's images on the node, as the chart runs them (probes of the same kinds,
+# the images' own user), on loopback ports: each must become Ready, and go when deleted
+# within its grace period (SIGTERM reaches the binary).
+check() {
+  local dir; dir=$(cd "$1" && pwd)
+  local kubectl; kubectl="$("$root/scripts/k8s-tools.sh")/kubectl"
+  local k=("$kubectl" --kubeconfig "$dir/kubeconfig" -n default)
+  local passed=0 failed=0
+  local relay_admin cp_port gw_admin
+  relay_admin=$(free_port); cp_port=$(free_port); gw_admin=$(free_port)
+  "${k[@]}" apply -f - >/dev/null <<PODS
+apiVersion: v1
+kind: Pod
+metadata: {name: relay}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 20
+  containers:
+    - name: relay
+      image: localhost/videocall/relay:$tag
+      imagePullPolicy: Never
+      args: [--relay-id, relays-0, --webtransport-addr, "127.0.0.1:$(free_port)", --websocket-addr,
+             "127.0.0.1:$(free_port)", --admin-addr, "127.0.0.1:$relay_admin", --self-signed-names, localhost]
+      readinessProbe: {httpGet: {host: 127.0.0.1, port: $relay_admin, path: /readyz}, periodSeconds: 1}
+      livenessProbe: {httpGet: {host: 127.0.0.1, port: $relay_admin, path: /healthz}, periodSeconds: 5}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: control-plane}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 20
+  securityContext: {runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532}
+  volumes: [{name: data, emptyDir: {}}]
+  containers:
+    - name: control-plane
+      image: localhost/videocall/control-plane:$tag
+      imagePullPolicy: Never
+      env:
+        - {name: CONTROL_PLANE_ADDR, value: "127.0.0.1:$cp_port"}
+        - {name: DATABASE_URL, value: "sqlite:///data/control-plane.db?mode=rwc"}
+        - {name: CONTROL_PLANE_WEB_DIR, value: /srv/web}
+        - {name: CONTROL_PLANE_ADMIN_PASSWORD, value: node-check-password}
+      volumeMounts: [{name: data, mountPath: /data}]
+      readinessProbe: {tcpSocket: {host: 127.0.0.1, port: $cp_port}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gateway}
+spec:
+  hostNetwork: true
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 20
+  containers:
+    - name: gateway
+      image: localhost/videocall/gateway:$tag
+      imagePullPolicy: Never
+      args: [--quic-addr, "127.0.0.1:$(free_port)", --http-addr, "127.0.0.1:$(free_port)",
+             --admin-addr, "127.0.0.1:$gw_admin", --control-plane-addr, "127.0.0.1:$cp_port",
+             --relay, "0=127.0.0.1:1/127.0.0.1:1"]
+      readinessProbe: {httpGet: {host: 127.0.0.1, port: $gw_admin, path: /readyz}, periodSeconds: 1}
+PODS
+  for pod in relay control-plane gateway; do
+    if "${k[@]}" wait --for=condition=Ready "pod/$pod" --timeout=90s >/dev/null 2>&1; then
+      passed=$((passed + 1)); echo "ok   node: the $pod image runs as a pod and passes its readiness probe"
+    else
+      failed=$((failed + 1)); echo "FAIL node: $pod not Ready"
+      "${k[@]}" describe pod "$pod" | tail -n 15 >&2
+    fi
+  done
+  local started=$SECONDS
+  "${k[@]}" delete pod relay control-plane gateway --wait=true --timeout=60s >/dev/null 2>&1 || true
+  if [ $((SECONDS - started)) -lt 20 ]; then
+    passed=$((passed + 1)); echo "ok   node: the pods stop on SIGTERM ($((SECONDS - started)) s)"
+  else
+    failed=$((failed + 1)); echo "FAIL node: deleting the pods took $((SECONDS - started)) s"
+  fi
+  echo "node: $passed passed, $failed failed"
+  [ "$failed" = 0 ]
+}
+
 case "${1:-}" in
   start) [ -n "${2:-}" ] || { echo "usage: $0 start DIR" >&2; exit 2; }; start "$2" ;;
   stop) [ -n "${2:-}" ] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop "$2" ;;
-  *) echo "usage: $0 start DIR | stop DIR" >&2; exit 2 ;;
+  check) [ -n "${2:-}" ] || { echo "usage: $0 check DIR" >&2; exit 2; }; check "$2" ;;
+  *) echo "usage: $0 start DIR | check DIR | stop DIR" >&2; exit 2 ;;
 esac

@@ -12,11 +12,10 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cluster::{root, Cluster};
+use common::cluster::Cluster;
 use common::{participants, percentiles};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::Api;
@@ -44,39 +43,13 @@ async fn run() {
         t0.elapsed().as_secs_f64()
     );
     let admin = cluster.admin().await;
-    let chart = root().join("charts/videocall").display().to_string();
-    let values = root()
-        .join("charts/videocall/ci/kube-1.20-values.yaml")
-        .display()
-        .to_string();
-    let install = cluster.helm(&[
-        "install",
-        "videocall",
-        &chart,
-        "--namespace",
-        NAMESPACE,
-        "--create-namespace",
-        "-f",
-        &values,
-    ]);
-    assert!(install.ok, "helm install: {}", install.stderr);
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NAMESPACE);
-    let data = secrets
-        .get("videocall-credentials")
-        .await
-        .expect("credentials")
-        .data
-        .expect("data");
-    let text = |key: &str| String::from_utf8(data[key].0.clone()).expect("text");
+    let credentials = cluster.install_chart(NAMESPACE);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = videocall_control_plane::ControlPlaneConfig::defaults();
     config.grpc_addr = "127.0.0.1:0".parse().expect("addr");
     config.database_url = format!("sqlite://{}?mode=rwc", dir.path().join("cp.db").display());
-    config.bootstrap_api_keys = text("bootstrapApiKeys")
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    config.bootstrap_api_keys = credentials.bootstrap_api_keys.clone();
     println!(
         "control plane: SQLite, heartbeat every {} ms",
         config.heartbeat_interval_ms
@@ -85,7 +58,7 @@ async fn run() {
         .await
         .expect("control plane");
     let url = format!("http://{}", cp.addr);
-    let relay0 = common::relay_with_key("edge-0", &url, &text("apiKey")).await;
+    let relay0 = common::relay_with_key("edge-0", &url, &credentials.relay_api_key).await;
 
     let kubeconfig = cluster
         .service_account_kubeconfig(NAMESPACE, "videocall-operator")
@@ -98,7 +71,7 @@ async fn run() {
                 "--control-plane-url",
                 &url,
                 "--control-plane-api-key",
-                &text("operatorApiKey"),
+                &credentials.operator_api_key,
                 "--metrics-addr",
                 "127.0.0.1:0",
                 "--lease-namespace",
@@ -119,8 +92,8 @@ async fn run() {
         &cluster,
         &admin,
         &url,
-        &text("operatorApiKey"),
-        &text("apiKey"),
+        &credentials.operator_api_key,
+        &credentials.relay_api_key,
     )
     .await;
 

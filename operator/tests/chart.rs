@@ -4,9 +4,12 @@
 //! resources validate against the generated CRD schemas. Bad values are refused by the
 //! chart's schema.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
+use common::cluster::{helm, kubectl_path, root};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
     Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
@@ -18,25 +21,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use videocall_operator::crd::{Meeting, RelayPool};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn helm() -> PathBuf {
-    let path = std::env::var_os("VIDEOCALL_HELM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/videocall-tools/bin/helm")
-        });
-    assert!(
-        path.exists(),
-        "{} missing: run scripts/k8s-tools.sh",
-        path.display()
-    );
-    path
-}
 
 fn helm_template(values: &[&str]) -> Result<String, String> {
     let mut command = Command::new(helm());
@@ -321,10 +305,6 @@ fn the_examples_validate_against_the_crds() {
     );
 }
 
-fn kubectl() -> PathBuf {
-    helm().with_file_name("kubectl")
-}
-
 fn run(command: &mut Command) -> String {
     let output = command.output().expect("run");
     assert!(
@@ -359,7 +339,9 @@ async fn the_manifests_build_with_kustomize_and_their_credentials_work() {
         std::fs::copy(root().join("manifests").join(file), dir.path().join(file)).unwrap();
     }
     run(Command::new(root().join("scripts/manifests-credentials.sh")).arg(dir.path()));
-    let yaml = run(Command::new(kubectl()).arg("kustomize").arg(dir.path()));
+    let yaml = run(Command::new(kubectl_path())
+        .arg("kustomize")
+        .arg(dir.path()));
     let docs = documents(&yaml);
     for doc in &docs {
         check(doc);

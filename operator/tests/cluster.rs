@@ -17,11 +17,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cluster::{root, wait_for, Cluster};
+use common::cluster::{root, wait_for, Cluster, V1_20_VALUES};
 use common::{control_plane_with_keys, relay_with_key};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
@@ -29,63 +29,7 @@ use videocall_operator::crd::{Meeting, MeetingPhase, RelayPool};
 use videocall_testkit::ChildGuard;
 
 const NAMESPACE: &str = "videocall";
-const VALUES: &str = "charts/videocall/ci/kube-1.20-values.yaml";
 const PUBLIC_URL: &str = "https://meet.example.test";
-
-/// `helm install` of the chart with the v1.20 values; returns the generated credentials.
-fn install_chart(cluster: &Cluster) -> Credentials {
-    let chart = root().join("charts/videocall").display().to_string();
-    let values = root().join(VALUES).display().to_string();
-    let install = cluster.helm(&[
-        "install",
-        "videocall",
-        &chart,
-        "--namespace",
-        NAMESPACE,
-        "--create-namespace",
-        "-f",
-        &values,
-    ]);
-    assert!(install.ok, "helm install failed: {}", install.stderr);
-    read_credentials(cluster)
-}
-
-/// The chart's generated credentials (`videocall-credentials`).
-struct Credentials {
-    operator_api_key: String,
-    relay_api_key: String,
-    bootstrap_api_keys: Vec<String>,
-    admin_password: String,
-}
-
-fn read_credentials(cluster: &Cluster) -> Credentials {
-    let json = cluster.kubectl_ok(
-        &[
-            "get",
-            "secret",
-            "videocall-credentials",
-            "-n",
-            NAMESPACE,
-            "-o",
-            "json",
-        ],
-        None,
-    );
-    let secret: Secret = serde_json::from_str(&json).expect("secret");
-    let data = secret.data.expect("secret data");
-    let text = |key: &str| {
-        String::from_utf8(data.get(key).unwrap_or_else(|| panic!("{key}")).0.clone()).expect("text")
-    };
-    Credentials {
-        operator_api_key: text("operatorApiKey"),
-        relay_api_key: text("apiKey"),
-        bootstrap_api_keys: text("bootstrapApiKeys")
-            .split(',')
-            .map(str::to_owned)
-            .collect(),
-        admin_password: text("adminPassword"),
-    }
-}
 
 /// The operator binary, as the chart's ServiceAccount, against the control plane at `url`.
 fn operator(
@@ -273,7 +217,7 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
     );
 
     // helm install, as a cluster operator would, with the v1.20 values.
-    let credentials = install_chart(&cluster);
+    let credentials = cluster.install_chart(NAMESPACE);
     let columns = cluster.kubectl_ok(&["get", "meetings,relaypools", "-n", NAMESPACE], None);
     for column in ["DESIRED", "READY", "DRAINING", "PARTICIPANTS", "MEETINGS"] {
         assert!(
@@ -294,7 +238,7 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
     }
 
     // helm upgrade keeps the generated credentials.
-    let values = root().join(VALUES).display().to_string();
+    let values = root().join(V1_20_VALUES).display().to_string();
     let upgrade = cluster.helm(&[
         "upgrade",
         "videocall",
@@ -305,7 +249,7 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
         &values,
     ]);
     assert!(upgrade.ok, "helm upgrade failed: {}", upgrade.stderr);
-    let after = read_credentials(&cluster);
+    let after = cluster.credentials(NAMESPACE);
     assert_eq!(
         (
             &after.operator_api_key,
@@ -585,7 +529,7 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
 async fn a_second_operator_takes_over_the_lease_when_the_leader_dies() {
     let cluster = Cluster::start();
     let admin = cluster.admin().await;
-    let credentials = install_chart(&cluster);
+    let credentials = cluster.install_chart(NAMESPACE);
     let data = tempfile::tempdir().unwrap();
     let cp = control_plane_with_keys(data.path(), credentials.bootstrap_api_keys.clone()).await;
     let cp_url = format!("http://{}", cp.addr);

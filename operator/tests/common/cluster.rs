@@ -8,6 +8,21 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+
+/// The chart's values for a Kubernetes 1.20 API server.
+pub const V1_20_VALUES: &str = "charts/videocall/ci/kube-1.20-values.yaml";
+
+/// The chart's generated credentials (the Secret `videocall-credentials`).
+pub struct Credentials {
+    /// `key-id:secret` of the operator's admin API key.
+    pub operator_api_key: String,
+    /// `key-id:secret` of the relays' API key.
+    pub relay_api_key: String,
+    /// What the control plane is provisioned with (`name:role:key-id:secret`).
+    pub bootstrap_api_keys: Vec<String>,
+    /// The first admin's password.
+    pub admin_password: String,
+}
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
@@ -154,6 +169,56 @@ impl Cluster {
                 .args(args),
             None,
         )
+    }
+
+    /// `helm install videocall` of the chart into `namespace` with the v1.20 values; returns
+    /// the credentials it generated.
+    pub fn install_chart(&self, namespace: &str) -> Credentials {
+        let chart = root().join("charts/videocall").display().to_string();
+        let values = root().join(V1_20_VALUES).display().to_string();
+        let install = self.helm(&[
+            "install",
+            "videocall",
+            &chart,
+            "--namespace",
+            namespace,
+            "--create-namespace",
+            "-f",
+            &values,
+        ]);
+        assert!(install.ok, "helm install failed: {}", install.stderr);
+        self.credentials(namespace)
+    }
+
+    /// The chart's credentials in `namespace`, as stored now.
+    pub fn credentials(&self, namespace: &str) -> Credentials {
+        let json = self.kubectl_ok(
+            &[
+                "get",
+                "secret",
+                "videocall-credentials",
+                "-n",
+                namespace,
+                "-o",
+                "json",
+            ],
+            None,
+        );
+        let secret: Secret = serde_json::from_str(&json).expect("secret");
+        let data = secret.data.expect("secret data");
+        let text = |key: &str| {
+            String::from_utf8(data.get(key).unwrap_or_else(|| panic!("{key}")).0.clone())
+                .expect("text")
+        };
+        Credentials {
+            operator_api_key: text("operatorApiKey"),
+            relay_api_key: text("apiKey"),
+            bootstrap_api_keys: text("bootstrapApiKeys")
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            admin_password: text("adminPassword"),
+        }
     }
 
     /// Applies the project's CRDs and waits until the API server serves them.

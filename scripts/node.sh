@@ -127,7 +127,7 @@ stop() {
   # Shims outlive containerd.
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $dir/node/" 2>/dev/null || true
   mountpoint -q "$dir/node/kubelet" 2>/dev/null && umount -R "$dir/node/kubelet" || true
-  grep -o " $dir/node/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $dir/node/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
 # Pods of the project's images on the node, as the chart runs them (probes of the same kinds,

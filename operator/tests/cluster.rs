@@ -340,15 +340,7 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
     );
 
     // A pool that scales at two participants a relay; the README's example meeting on it.
-    cluster.kubectl_ok(
-        &["apply", "-n", NAMESPACE, "-f", "-"],
-        Some(&format!(
-            "apiVersion: videocall.dev/v1alpha1\nkind: RelayPool\nmetadata: {{name: edge}}\n\
-             spec:\n  image: videocall/relay:0.1.0\n  maxReplicas: 4\n  \
-             targetParticipantsPerRelay: 2\n  scaleDownDelaySeconds: 0\n  controlPlane: \
-             {{url: '{cp_url}', apiKeySecret: videocall-credentials}}\n"
-        )),
-    );
+    cluster.apply_small_pool(NAMESPACE, &cp_url);
     let example = std::fs::read_to_string(root().join("manifests/examples/meeting.yaml"))
         .expect("example meeting");
     let applied_at = Instant::now();

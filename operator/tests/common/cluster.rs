@@ -221,6 +221,20 @@ impl Cluster {
         }
     }
 
+    /// Applies RelayPool `edge` in `namespace`: up to 4 relays of 2 participants each, no
+    /// scale-down delay, registering with the control plane at `control_plane`.
+    pub fn apply_small_pool(&self, namespace: &str, control_plane: &str) {
+        self.kubectl_ok(
+            &["apply", "-n", namespace, "-f", "-"],
+            Some(&format!(
+                "apiVersion: videocall.dev/v1alpha1\nkind: RelayPool\nmetadata: {{name: edge}}\n\
+                 spec:\n  image: videocall/relay:0.1.0\n  maxReplicas: 4\n  \
+                 targetParticipantsPerRelay: 2\n  scaleDownDelaySeconds: 0\n  controlPlane: \
+                 {{url: '{control_plane}', apiKeySecret: videocall-credentials}}\n"
+            )),
+        );
+    }
+
     /// Applies the project's CRDs and waits until the API server serves them.
     pub fn apply_crds(&self) {
         let crds = root().join("crds");

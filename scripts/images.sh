@@ -3,7 +3,6 @@
 #
 #   scripts/images.sh build    release binaries + a Debian base made by debootstrap → buildah images
 #   scripts/images.sh test     each image answers --help; the servers answer their health endpoints
-#   scripts/images.sh save DIR each image as an OCI archive (for a container runtime's import)
 #
 # No registry is reachable here and none is needed: the base root filesystem is made by
 # `debootstrap --variant=minbase` from the machine's own Debian mirror (bookworm, with
@@ -202,18 +201,8 @@ test_images() {
   [ "$failed" = 0 ]
 }
 
-save() {
-  local dir=$1
-  mkdir -p "$dir"
-  for image in "${images[@]}"; do
-    local name="${image%%:*}"
-    podman save --quiet --format oci-archive -o "$dir/$name.tar" "localhost/videocall/$name:$tag"
-  done
-}
-
 case "${1:-}" in
   build) build ;;
   test) test_images ;;
-  save) [ -n "${2:-}" ] || { echo "usage: $0 save DIR" >&2; exit 2; }; save "$2" ;;
-  *) echo "usage: $0 build | test | save DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 build | test" >&2; exit 2 ;;
 esac

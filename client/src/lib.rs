@@ -161,6 +161,18 @@ impl Sender {
         }
     }
 
+    /// Announces the tracks this participant publishes: always the whole list (a track left
+    /// out is unpublished, an empty list unpublishes everything). The relay forwards media
+    /// only of announced tracks, so announce a track before sending its media.
+    pub async fn announce(&self, tracks: Vec<wire::Track>) -> Result<(), ClientError> {
+        self.send(Body::UpdateState(wire::UpdateState {
+            tracks,
+            announce_tracks: true,
+            ..Default::default()
+        }))
+        .await
+    }
+
     /// Sends raw bytes as one frame, bypassing encoding (for protocol tests).
     pub async fn send_raw(&self, frame: Bytes) -> Result<(), ClientError> {
         match &self.inner {

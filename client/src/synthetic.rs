@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use videocall_protocol::wire::{Codec, Media, MediaKind};
+use videocall_protocol::wire::{Codec, Media, MediaKind, Track};
 
 use crate::{unix_micros, ClientError, Sender};
 
@@ -78,6 +78,24 @@ pub struct PublishStats {
     pub keyframes_sent: AtomicU64,
 }
 
+/// The codec the synthetic publisher uses for `kind`.
+pub fn codec(kind: MediaKind) -> Codec {
+    if kind == MediaKind::Audio {
+        Codec::Opus
+    } else {
+        Codec::H264
+    }
+}
+
+/// The announcement of track `id` of `kind`, as [`packet`] sends it.
+pub fn track(id: u32, kind: MediaKind) -> Track {
+    Track {
+        id,
+        kind: kind as i32,
+        codec: codec(kind) as i32,
+    }
+}
+
 /// A media packet; the first 8 payload bytes repeat the sequence number so receivers
 /// can check what they got.
 pub fn packet(track_id: u32, kind: MediaKind, sequence: u64, keyframe: bool, size: usize) -> Media {
@@ -87,11 +105,7 @@ pub fn packet(track_id: u32, kind: MediaKind, sequence: u64, keyframe: bool, siz
         participant_id: 0,
         track_id,
         kind: kind as i32,
-        codec: if kind == MediaKind::Audio {
-            Codec::Opus as i32
-        } else {
-            Codec::H264 as i32
-        },
+        codec: codec(kind) as i32,
         sequence,
         capture_timestamp_us: unix_micros(),
         keyframe,
@@ -161,6 +175,16 @@ pub async fn publish(
     let frame_bytes = pattern.video_frame_bytes();
     let interval = pattern.keyframe_interval.max(1) as u64;
     let (mut video_seq, mut audio_seq) = (0u64, 0u64);
+    let mut tracks = Vec::new();
+    if video {
+        tracks.push(track(VIDEO_TRACK, MediaKind::Video));
+    }
+    if audio {
+        tracks.push(track(AUDIO_TRACK, MediaKind::Audio));
+    }
+    // Media of a track arriving before its announcement is dropped; the relay then asks
+    // for a keyframe, which `keyframes` carries.
+    sender.announce(tracks).await?;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),

@@ -58,8 +58,8 @@ async fn quic_connections_reach_the_relay_their_server_name_names() {
     assert_eq!(dan.joined.relay_id, "relays-0");
 
     // After the handshake every packet is short-header, routed by connection ID.
-    media_flows(&alice, &mut carol, 1).await;
-    media_flows(&carol, &mut alice, 2).await;
+    media_flows(&mut alice, &mut carol, 1).await;
+    media_flows(&mut carol, &mut alice, 2).await;
     assert_eq!(
         gateway
             .metric("videocall_gateway_new_connections_total{by=\"server_name\"}")
@@ -112,8 +112,8 @@ async fn websocket_and_http_go_by_path() {
         "fay",
     )
     .await;
-    media_flows(&erin, &mut fay, 1).await;
-    media_flows(&fay, &mut erin, 2).await;
+    media_flows(&mut erin, &mut fay, 1).await;
+    media_flows(&mut fay, &mut erin, 2).await;
     assert_eq!(gateway.metric("videocall_gateway_websockets").await, 1.0);
 
     let (status, body) = http_request(gateway.info.http_addr, "GET", "/relay/0/info").await;
@@ -127,7 +127,7 @@ async fn websocket_and_http_go_by_path() {
     // The control plane is not running in this test: a clear 502, and the gateway goes on.
     let (status, body) = http_request(gateway.info.http_addr, "GET", "/meeting/a/b").await;
     assert_eq!(status, 502, "{body}");
-    media_flows(&erin, &mut fay, 3).await;
+    media_flows(&mut erin, &mut fay, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,10 +172,10 @@ async fn garbage_is_dropped_while_everyone_else_keeps_talking() {
             let _ = attacker.send_to(datagram, target).await;
         }
         if round % 10 == 0 {
-            media_flows(&alice, &mut bob, round).await;
+            media_flows(&mut alice, &mut bob, round).await;
         }
     }
-    media_flows(&bob, &mut alice, 1000).await;
+    media_flows(&mut bob, &mut alice, 1000).await;
     let dropped = |reason: &'static str| {
         let gateway = &gateway;
         async move {
@@ -209,15 +209,15 @@ async fn sessions_survive_a_gateway_restart() {
     )
     .await;
     let mut bob = join(&relays, address, Transport::WebTransport, "r", "bob").await;
-    media_flows(&alice, &mut bob, 1).await;
+    media_flows(&mut alice, &mut bob, 1).await;
 
     gateway.child.signal("KILL");
     drop(gateway);
     let gateway = Gateway::start(&relays.spec(), &quic, &http).await;
     // No flow survived; the relay-issued connection IDs route the next packets anyway and
     // the relay sees the new upstream port as a migration.
-    media_flows(&alice, &mut bob, 2).await;
-    media_flows(&bob, &mut alice, 3).await;
+    media_flows(&mut alice, &mut bob, 2).await;
+    media_flows(&mut bob, &mut alice, 3).await;
     assert_eq!(
         gateway
             .metric("videocall_gateway_new_connections_total{by=\"server_name\"}")

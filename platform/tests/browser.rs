@@ -128,6 +128,7 @@ async fn native_h264_publisher(api_url: String) {
                 kind: MediaKind::Video as i32,
                 codec: Codec::H264 as i32,
             }],
+            announce_tracks: true,
             ..Default::default()
         }))
         .await

@@ -213,6 +213,7 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
         videocall_testkit::metric_value(&metrics, "videocall_gateway_websockets"),
         1.0
     );
+    videocall_testkit::announce(alice, &[(1, MediaKind::Video)]).await;
     alice
         .sender()
         .send_media(packet(1, MediaKind::Video, 0, true, 2000))

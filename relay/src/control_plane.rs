@@ -16,7 +16,7 @@ use videocall_control_api::v1::{
 };
 use videocall_token::TokenVerifier;
 
-use crate::server::RelayInfo;
+use crate::info::RelayInfo;
 use crate::state::RelayState;
 
 /// Longest wait between retries while the control plane is unreachable.
@@ -62,7 +62,7 @@ impl ControlPlaneLink {
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(5))
             .connect_lazy();
-        let bytes = state.metrics.bytes_in_total();
+        let bytes = state.metrics().bytes_in_total();
         Ok(ControlPlaneLink {
             client: RelayServiceClient::new(channel),
             authorization,
@@ -141,7 +141,7 @@ impl ControlPlaneLink {
                 websocket_url: info.websocket_url.clone(),
                 certificate_sha256,
             }),
-            capacity_participants: self.state.config.capacity_participants.max(1),
+            capacity_participants: self.state.config().capacity_participants.max(1),
             admin_url: info.admin_url.clone(),
         });
         let response = self.client.register_relay(request).await?.into_inner();
@@ -155,7 +155,7 @@ impl ControlPlaneLink {
     }
 
     async fn heartbeat(&mut self) -> Result<(), tonic::Status> {
-        let meetings = self.state.meetings.all();
+        let meetings = self.state.core.meetings.all();
         let mut participants = 0u32;
         let meeting_loads = meetings
             .iter()
@@ -178,7 +178,7 @@ impl ControlPlaneLink {
             })
             .collect();
         let now = Instant::now();
-        let bytes = self.state.metrics.bytes_in_total();
+        let bytes = self.state.metrics().bytes_in_total();
         let (then, before) = self.last_bytes_in;
         let secs = now.duration_since(then).as_secs_f64().max(0.001);
         let bitrate_bps = (bytes.saturating_sub(before) as f64 * 8.0 / secs) as u64;
@@ -200,7 +200,7 @@ impl ControlPlaneLink {
             .into_iter()
             .map(|m| (m.meeting_id, u64::try_from(m.ended_at_secs).unwrap_or(0)))
             .collect();
-        let closed = self.state.end_meetings(ended);
+        let closed = self.state.core.end_meetings(ended);
         if closed > 0 {
             tracing::info!(
                 participants = closed,
@@ -222,7 +222,7 @@ impl ControlPlaneLink {
     fn install_keys(&mut self, keys: VerificationKeys) {
         // Keys given on the command line stay trusted beside the control plane's.
         let mut verifier = TokenVerifier::new();
-        for spec in &self.state.config.token_keys {
+        for spec in &self.state.config().token_keys {
             if let Err(error) = verifier.add_key_spec(spec) {
                 tracing::warn!(%error, "ignoring a bad --token-key");
             }
@@ -233,7 +233,7 @@ impl ControlPlaneLink {
             }
         }
         tracing::info!(keys = verifier.key_count(), version = %keys.version, "token verification keys updated");
-        self.state.verifier.store(Arc::new(verifier));
+        self.state.core.verifier.store(Arc::new(verifier));
         self.keys_version = keys.version;
     }
 }

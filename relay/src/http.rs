@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::server::RelayInfo;
+use crate::info::RelayInfo;
 use crate::state::RelayState;
 use crate::transport::websocket;
 
@@ -47,7 +47,7 @@ pub fn admin_router(state: HttpState) -> Router {
 async fn info(State(state): State<HttpState>) -> impl IntoResponse {
     let mut info = RelayInfo::clone(&state.info);
     info.draining = state.relay.is_draining();
-    info.meetings = state.relay.meetings.count();
+    info.meetings = state.relay.meeting_count();
     (
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Json(info),
@@ -60,7 +60,7 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.relay.metrics.render(),
+        state.relay.metrics().render(),
     )
 }
 

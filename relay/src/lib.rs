@@ -1,22 +1,34 @@
 //! The videocall media relay: a selective forwarding unit.
 //!
 //! Clients join a meeting over WebTransport or WebSocket with a signed token; every
-//! media packet a publisher sends is forwarded, encoded once and shared, to every other
-//! subscribed participant. See ARCHITECTURE.md for the life of a packet.
+//! media packet a publisher sends on a track it announced is forwarded, encoded once and
+//! shared, to every other subscribed participant. See ARCHITECTURE.md for the life of a
+//! packet.
+//!
+//! Layers, each importing only those below it:
+//! - leaves: `ids`, `reason`, `config`, `info`, `metrics`;
+//! - `core`: meetings, participants, tracks, admission; no I/O, time passed in;
+//! - `driver`: one connection's lifecycle, for every transport;
+//! - `transport`: WebTransport and WebSocket adapters;
+//! - `state`, `http`, `control_plane`, `server`: the running process.
+
+#![warn(missing_docs)]
 
 pub mod config;
-pub mod control_plane;
-pub mod http;
-pub mod lane;
-pub mod meeting;
-pub mod metrics;
-pub mod outbound;
-pub mod participant;
-pub mod server;
-pub mod session;
-pub mod state;
-pub mod track;
-pub mod transport;
+mod control_plane;
+mod core;
+mod driver;
+mod http;
+mod ids;
+mod info;
+mod metrics;
+mod reason;
+mod server;
+mod state;
+mod transport;
 
 pub use config::RelayConfig;
-pub use server::{start, start_with_verifier, RelayHandle, RelayInfo, StartError};
+pub use control_plane::LinkError;
+pub use info::RelayInfo;
+pub use server::{start, start_with_verifier, RelayHandle, StartError};
+pub use state::RelayState;

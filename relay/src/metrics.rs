@@ -1,43 +1,14 @@
 //! Prometheus metrics of one relay, in a registry of its own (several relays may share a process).
+//! A leaf beside `ids` and `reason`: every layer counts here, none of them is imported.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::transport::TransportKind;
+use crate::ids::TransportKind;
+use crate::reason::DropReason;
 use videocall_protocol::wire::MediaKind;
-
-/// Why a packet or message was not delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// A subscriber's video queue was full.
-    VideoQueueFull,
-    /// A subscriber's audio queue was full.
-    AudioQueueFull,
-    /// Video held back until the next keyframe after an earlier drop.
-    AwaitingKeyframe,
-    /// The subscriber is gone.
-    SubscriberGone,
-}
-
-impl DropReason {
-    const ALL: [DropReason; 4] = [
-        DropReason::VideoQueueFull,
-        DropReason::AudioQueueFull,
-        DropReason::AwaitingKeyframe,
-        DropReason::SubscriberGone,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            DropReason::VideoQueueFull => "video_queue_full",
-            DropReason::AudioQueueFull => "audio_queue_full",
-            DropReason::AwaitingKeyframe => "awaiting_keyframe",
-            DropReason::SubscriberGone => "subscriber_gone",
-        }
-    }
-}
 
 /// Per-kind counters resolved once, so the hot path never looks labels up.
 #[derive(Clone)]
@@ -62,7 +33,7 @@ pub struct Metrics {
     out_audio: KindCounters,
     out_video: KindCounters,
     /// One counter per [`DropReason`], in `DropReason::ALL` order.
-    drops: [IntCounter; 4],
+    drops: [IntCounter; DropReason::ALL.len()],
     /// Time from a packet's arrival to its write on a subscriber's socket.
     pub fanout_latency: Histogram,
     queue_depth: HistogramVec,
@@ -163,7 +134,7 @@ impl Metrics {
         registry.register(Box::new(keyframe_requests.clone()))?;
         registry.register(Box::new(slow_consumers.clone()))?;
         // Every series exists from the start, so dashboards show zeros rather than gaps.
-        for transport in [TransportKind::WebSocket, TransportKind::WebTransport] {
+        for transport in TransportKind::ALL {
             connections.with_label_values(&[transport.label()]);
             queue_depth.with_label_values(&[transport.label()]);
         }
@@ -222,6 +193,16 @@ impl Metrics {
     /// Queue-depth histogram for subscribers on `transport`.
     pub fn queue_depth(&self, transport: TransportKind) -> Histogram {
         self.queue_depth.with_label_values(&[transport.label()])
+    }
+
+    /// Counts one media packet written to a subscriber's connection, `received_at` being when
+    /// the relay received it. Every transport's writer counts here, and only here.
+    pub fn media_written(&self, audio: bool, bytes: usize, received_at: std::time::Instant) {
+        let counters = self.media_out(audio);
+        counters.packets.inc();
+        counters.bytes.inc_by(bytes as u64);
+        self.fanout_latency
+            .observe(received_at.elapsed().as_secs_f64());
     }
 
     /// Counts one undelivered packet.

@@ -1,19 +1,21 @@
-//! Starting and stopping a relay: TLS identity, listeners, and the drain lifecycle.
+//! Starting and stopping a relay: TLS identity, listeners, the control-plane link, and the
+//! drain lifecycle.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use wtransport::{Endpoint, Identity, ServerConfig};
 
 use crate::config::RelayConfig;
 use crate::control_plane::{ControlPlaneLink, LinkError};
+use crate::core::{Now, Relay};
 use crate::http::{admin_router, public_router, HttpState};
+use crate::info::RelayInfo;
 use crate::metrics::Metrics;
-use crate::participant::CloseReason;
+use crate::reason::CloseReason;
 use crate::state::RelayState;
 use crate::transport::cid::RoutableCidGenerator;
 use videocall_protocol::wire::{ErrorCode, LeaveReason};
@@ -26,42 +28,6 @@ const SELF_SIGNED_VALIDITY_DAYS: u32 = 13;
 const QUIC_SEND_WINDOW: u64 = 4 * 1024 * 1024;
 /// After the drain deadline, how long sessions get to close before the relay stops.
 const DRAIN_GRACE: Duration = Duration::from_secs(3);
-
-/// What clients and tools learn about a running relay (`/info`, the ready file).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RelayInfo {
-    /// Relay id.
-    pub relay_id: String,
-    /// Server id carried by the relay's QUIC connection IDs (gateway routing).
-    pub quic_server_id: u16,
-    /// WebTransport URL.
-    pub webtransport_url: String,
-    /// WebSocket URL.
-    pub websocket_url: String,
-    /// Admin base URL (metrics, health, drain).
-    pub admin_url: String,
-    /// Bound WebTransport (UDP) address.
-    pub webtransport_addr: SocketAddr,
-    /// Bound WebSocket (TCP) address.
-    pub websocket_addr: SocketAddr,
-    /// Bound admin (TCP) address.
-    pub admin_addr: SocketAddr,
-    /// SHA-256 of the WebTransport certificate, hex; browsers pass it as
-    /// `serverCertificateHashes` when the certificate is self-signed.
-    pub certificate_sha256: String,
-    /// Whether the certificate is self-signed.
-    pub self_signed: bool,
-    /// Protocol version.
-    pub protocol_version: u32,
-    /// Largest accepted envelope.
-    pub max_frame_size: usize,
-    /// Draining now.
-    pub draining: bool,
-    /// Live meetings now.
-    pub meetings: usize,
-    /// Process id.
-    pub pid: u32,
-}
 
 /// Why a relay did not start.
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +157,12 @@ pub async fn start_with_verifier(
     };
     let ready_file = config.ready_file.clone();
     let metrics = Metrics::new(&config.relay_id)?;
-    let state = Arc::new(RelayState::new(config, verifier, metrics));
+    let state = Arc::new(RelayState::new(Relay::new(
+        config,
+        verifier,
+        metrics,
+        Now::system(),
+    )));
     let http = HttpState {
         relay: state.clone(),
         info: Arc::new(info.clone()),
@@ -214,8 +185,8 @@ pub async fn start_with_verifier(
     ));
     tasks.spawn(drain_lifecycle(state.clone()));
     if let (Some(url), Some(key)) = (
-        &state.config.control_plane_url,
-        &state.config.control_plane_api_key,
+        &state.config().control_plane_url,
+        &state.config().control_plane_api_key,
     ) {
         let link = ControlPlaneLink::new(url, key, state.clone(), info.clone())?;
         tasks.spawn(link.run());
@@ -341,27 +312,23 @@ async fn drain_lifecycle(state: Arc<RelayState>) {
         _ = state.shutdown.cancelled() => return,
         _ = state.drain.cancelled() => {}
     }
-    let deadline = tokio::time::Instant::now() + state.config.timing.drain_timeout();
-    while state.meetings.count() > 0 && tokio::time::Instant::now() < deadline {
+    let deadline = tokio::time::Instant::now() + state.config().timing.drain_timeout();
+    while state.meeting_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let left = state.meetings.count();
+    let left = state.meeting_count();
     if left > 0 {
         tracing::warn!(
             meetings = left,
             "drain deadline reached: closing remaining sessions"
         );
-        for meeting in state.meetings.all() {
-            for participant in meeting.participants() {
-                participant.close(CloseReason::error(
-                    LeaveReason::Disconnected,
-                    ErrorCode::Draining,
-                    "relay drained: reconnect through another relay",
-                ));
-            }
-        }
+        state.core.close_everyone(&CloseReason::error(
+            LeaveReason::Disconnected,
+            ErrorCode::Draining,
+            "relay drained: reconnect through another relay",
+        ));
         let grace = tokio::time::Instant::now() + DRAIN_GRACE;
-        while state.meetings.count() > 0 && tokio::time::Instant::now() < grace {
+        while state.meeting_count() > 0 && tokio::time::Instant::now() < grace {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -28,10 +28,12 @@ struct HealthyPair {
 
 impl HealthyPair {
     async fn join(relay: &RelayProcess) -> Self {
+        let mut alice = relay
+            .join(Transport::WebTransport, "healthy", "alice")
+            .await;
+        announce(&mut alice, &[(7, MediaKind::Audio)]).await;
         HealthyPair {
-            alice: relay
-                .join(Transport::WebTransport, "healthy", "alice")
-                .await,
+            alice,
             bob: relay.join(Transport::WebSocket, "healthy", "bob").await,
             sequence: 0,
         }

@@ -76,6 +76,7 @@ async fn drain_keeps_the_live_meeting_until_it_empties(start_drain: impl FnOnce(
     let mut relay = RelayProcess::start(&[]).await;
     let mut alice = relay.join(Transport::WebTransport, "live", "alice").await;
     let mut bob = relay.join(Transport::WebSocket, "live", "bob").await;
+    announce(&mut alice, &[(2, MediaKind::Audio)]).await;
     assert_eq!(relay.admin_get("/readyz").await.0, 200);
 
     start_drain(&relay);

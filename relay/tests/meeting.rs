@@ -95,6 +95,9 @@ async fn three_participants_over_mixed_transports_exchange_media_and_events() {
         }
     }
 
+    for client in [&mut alice, &mut bob, &mut carol] {
+        announce(client, &[(1, MediaKind::Video), (2, MediaKind::Audio)]).await;
+    }
     for client in [&alice, &bob, &carol] {
         publish_burst(client).await;
     }
@@ -269,6 +272,21 @@ async fn limits_and_grants_are_enforced_with_clear_errors() {
     assert!(!viewer.joined.participants.is_empty());
     viewer
         .sender()
+        .announce(vec![synthetic::track(1, MediaKind::Video)])
+        .await
+        .expect("announce");
+    let error = wait_for_message(&mut viewer, WAIT, |m| match m {
+        Body::Error(e) => Some(e.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        error,
+        Some(ErrorCode::Forbidden as i32),
+        "no announcing without publish"
+    );
+    viewer
+        .sender()
         .send_media(packet(1, MediaKind::Video, 0, true, 100))
         .await
         .expect("send");
@@ -298,6 +316,7 @@ async fn a_publish_only_participant_is_sent_no_media() {
         .await
         .expect("camera joins");
     let mut viewer = viewer;
+    announce(&mut camera, &[(1, MediaKind::Video)]).await;
     camera
         .sender()
         .send_media(packet(1, MediaKind::Video, 0, true, 300))
@@ -309,6 +328,7 @@ async fn a_publish_only_participant_is_sent_no_media() {
     })
     .await;
     assert!(seen.is_some(), "the viewer gets the camera's media");
+    announce(&mut viewer, &[(1, MediaKind::Video)]).await;
     viewer
         .sender()
         .send_media(packet(1, MediaKind::Video, 0, true, 300))
@@ -325,28 +345,17 @@ async fn a_publish_only_participant_is_sent_no_media() {
 }
 
 /// A track list in `UpdateState` is complete: a published track it leaves out (a screen
-/// share that stopped) disappears from what the others are told; an empty list changes none.
+/// share that stopped) disappears from what the others are told, and its packets still in
+/// flight on other streams are dropped, never bringing it back; an empty list changes none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announcement_that_leaves_a_track_out_unpublishes_it() {
     let relay = RelayProcess::start(&[]).await;
     let mut viewer = relay.join(Transport::WebSocket, "share", "viewer").await;
-    let presenter = relay
+    let mut presenter = relay
         .join(Transport::WebTransport, "share", "presenter")
         .await;
     let id = presenter.participant_id();
     let sender = presenter.sender();
-    let track = |id: u32, kind: MediaKind| wire::Track {
-        id,
-        kind: kind as i32,
-        codec: wire::Codec::Vp8 as i32,
-    };
-    // Camera and screen both publish.
-    for (track_id, kind) in [(1, MediaKind::Video), (3, MediaKind::Screen)] {
-        sender
-            .send_media(packet(track_id, kind, 0, true, 300))
-            .await
-            .expect("media");
-    }
     let tracks_of = |m: &Body| match m {
         Body::ParticipantUpdated(u) => u.participant.as_ref().filter(|p| p.id == id).map(|p| {
             let mut ids: Vec<u32> = p.tracks.iter().map(|t| t.id).collect();
@@ -355,29 +364,76 @@ async fn an_announcement_that_leaves_a_track_out_unpublishes_it() {
         }),
         _ => None,
     };
-    sender
-        .send(Body::UpdateState(UpdateState {
-            tracks: vec![track(1, MediaKind::Video), track(3, MediaKind::Screen)],
-            ..Default::default()
-        }))
-        .await
-        .expect("announce");
+    // Camera and screen both publish.
+    announce(
+        &mut presenter,
+        &[(1, MediaKind::Video), (3, MediaKind::Screen)],
+    )
+    .await;
     let both = wait_for_message(&mut viewer, WAIT, |m| tracks_of(m).filter(|t| *t == [1, 3])).await;
     assert!(both.is_some(), "camera and screen announced");
+    for (track_id, kind) in [(1, MediaKind::Video), (3, MediaKind::Screen)] {
+        sender
+            .send_media(packet(track_id, kind, 0, true, 300))
+            .await
+            .expect("media");
+    }
 
-    // The share stops: the announcement leaves track 3 out.
+    // The share stops: the announcement leaves track 3 out, while packets of track 3 are
+    // still being sent on their own streams.
     sender
-        .send(Body::UpdateState(UpdateState {
-            tracks: vec![track(1, MediaKind::Video)],
-            ..Default::default()
-        }))
+        .announce(vec![synthetic::track(1, MediaKind::Video)])
         .await
         .expect("announce");
-    let camera_only =
-        wait_for_message(&mut viewer, WAIT, |m| tracks_of(m).filter(|t| *t == [1])).await;
-    assert!(camera_only.is_some(), "the stopped screen share is gone");
+    for seq in 1..20 {
+        sender
+            .send_media(packet(3, MediaKind::Screen, seq, seq % 5 == 0, 300))
+            .await
+            .expect("late screen media");
+    }
+    let mut updates = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while updates.last() != Some(&vec![1]) {
+        match tokio::time::timeout_at(deadline, viewer.next_event()).await {
+            Ok(Some(Event::Message(m))) => updates.extend(tracks_of(&m)),
+            _ => panic!("the stopped screen share did not go: {updates:?}"),
+        }
+    }
+    // The removal is applied: from now on every packet of track 3 is dropped.
+    for seq in 100..110 {
+        sender
+            .send_media(packet(3, MediaKind::Screen, seq, seq == 100, 300))
+            .await
+            .expect("screen media after the stop");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, viewer.next_event()).await {
+        if let Event::Message(m) = &event {
+            updates.extend(tracks_of(m));
+            if let Body::Media(media) = m {
+                assert!(
+                    !(media.track_id == 3 && media.sequence >= 100),
+                    "screen media forwarded after the share stopped"
+                );
+            }
+        }
+    }
+    assert!(
+        !updates
+            .iter()
+            .skip_while(|t| **t != [1])
+            .any(|t| t.contains(&3)),
+        "a late packet brought the screen share back: {updates:?}"
+    );
+    let dropped = relay
+        .metric("relay_drops_total{reason=\"unannounced_track\"}")
+        .await;
+    assert!(
+        dropped >= 10.0,
+        "{dropped} packets of the removed track counted as dropped"
+    );
 
-    // An empty list (mute flags only) leaves the published camera alone.
+    // An empty list without `announce_tracks` (mute flags only) leaves the camera alone.
     sender
         .send(Body::UpdateState(UpdateState {
             audio_muted: true,

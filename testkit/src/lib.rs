@@ -180,3 +180,33 @@ pub async fn wait_for_message<T>(
     })
     .await
 }
+
+/// Announces `tracks` for `client` and waits until the relay has applied the announcement:
+/// a ping sent after it on the same control stream comes back. Media sent afterwards is
+/// forwarded from its first packet. Other events read meanwhile are discarded.
+pub async fn announce(client: &mut Client, tracks: &[(u32, videocall_protocol::wire::MediaKind)]) {
+    use videocall_protocol::wire::{Ping, Pong};
+    let announced = tracks
+        .iter()
+        .map(|&(id, kind)| videocall_client::synthetic::track(id, kind))
+        .collect();
+    let sender = client.sender();
+    sender.announce(announced).await.expect("announce");
+    let nonce = 0xA11_0C8ED;
+    sender
+        .send(Body::Ping(Ping {
+            nonce,
+            sent_at_us: 1,
+        }))
+        .await
+        .expect("ping after the announcement");
+    let applied = wait_for_message(client, Duration::from_secs(10), |m| match m {
+        Body::Pong(Pong { nonce: n, .. }) if *n == nonce => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        applied.is_some(),
+        "the relay did not answer after the announcement"
+    );
+}

@@ -47,7 +47,7 @@ impl Relays {
             verifier
                 .add_key_base64("gw", &issuer.public_key_base64())
                 .expect("key");
-            let relay = videocall_relay::server::start_with_verifier(args.config, verifier)
+            let relay = videocall_relay::start_with_verifier(args.config, verifier)
                 .await
                 .expect("relay starts");
             relays.push(relay);
@@ -148,8 +148,9 @@ pub async fn join(
         .unwrap_or_else(|e| panic!("{user} could not join through the gateway: {e}"))
 }
 
-/// `from` sends a keyframe; `to` must receive video from it.
-pub async fn media_flows(from: &Client, to: &mut Client, sequence: u64) {
+/// `from` announces its camera and sends a keyframe; `to` must receive video from it.
+pub async fn media_flows(from: &mut Client, to: &mut Client, sequence: u64) {
+    videocall_testkit::announce(from, &[(1, MediaKind::Video)]).await;
     from.sender()
         .send_media(packet(1, MediaKind::Video, sequence, true, 2500))
         .await

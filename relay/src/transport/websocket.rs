@@ -1,4 +1,6 @@
-//! WebSocket transport: one binary message per envelope.
+//! WebSocket transport: one binary message per envelope. Media shares two bounded queues
+//! (audio, video) drained by one writer that always prefers control, then audio: video is
+//! what a lagging socket loses.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,20 +9,23 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{close_text, GaugeGuard, TransportKind};
-use crate::meeting::Refusal;
+use super::queue::{send_control, QueueSink};
+use crate::core::{
+    unprefixed, ControlQueueFull, MediaSink, Outgoing, Outlet, Participant, QueueBudget, Session,
+};
+use crate::driver::{drive, ClientLink, FirstFrame, Inbound};
+use crate::ids::TransportKind;
 use crate::metrics::Metrics;
-use crate::outbound::{Outbound, Outgoing, SocketQueues};
-use crate::participant::{CloseReason, Participant};
-use crate::session::{admit, Session};
+use crate::reason::{CloseReason, Refusal};
 use crate::state::RelayState;
 use videocall_protocol::envelope::{encode_envelope, envelope};
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode, LeaveReason};
-use videocall_protocol::LENGTH_PREFIX_BYTES;
 
 /// Close codes 4000-4999 are the application's: 4000 + the wire error code.
 const APP_CLOSE_BASE: u16 = 4000;
@@ -30,107 +35,172 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const WRITE_BATCH: usize = 64;
 /// Room above the frame limit in which an oversized message still gets a clean, non-fatal error.
 const OVERSIZE_GRACE: usize = 64 * 1024;
+const TEXT_REFUSED: &str = "text messages are not part of the protocol; send binary envelopes";
 
 type Sink = SplitSink<WebSocket, Message>;
 
 /// `GET /ws`: upgrades to a WebSocket session.
-pub async fn upgrade(State(state): State<Arc<RelayState>>, ws: WebSocketUpgrade) -> Response {
-    let max = state.config.limits.max_frame_size + OVERSIZE_GRACE;
+pub(crate) async fn upgrade(
+    State(state): State<Arc<RelayState>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let max = state.config().limits.max_frame_size + OVERSIZE_GRACE;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve(state, socket))
+        .on_upgrade(move |socket| {
+            let (sink, stream) = socket.split();
+            drive(
+                state,
+                SocketLink {
+                    sink: Some(sink),
+                    stream,
+                    queues: None,
+                    writer: None,
+                },
+            )
+        })
 }
 
-async fn serve(state: Arc<RelayState>, socket: WebSocket) {
-    let _gauge = GaugeGuard::new(state.metrics.connections(TransportKind::WebSocket));
-    let (mut sink, mut stream) = socket.split();
-    let join_timeout = state.config.timing.join_timeout();
-    let first = tokio::select! {
-        _ = state.shutdown.cancelled() => return,
-        first = tokio::time::timeout(join_timeout, stream.next()) => first,
-    };
-    let frame = match first {
-        Ok(Some(Ok(Message::Binary(frame)))) => frame,
-        Ok(Some(Ok(Message::Text(_)))) => {
-            let refusal = Refusal::new(
-                ErrorCode::Malformed,
-                "text messages are not part of the protocol; send binary envelopes",
-            );
-            state.metrics.refuse_join(refusal.code);
-            return refuse(&mut sink, &refusal).await;
-        }
-        Ok(Some(Ok(_))) => {
-            let refusal = Refusal::new(ErrorCode::NotJoined, "the first message must be Join");
-            state.metrics.refuse_join(refusal.code);
-            return refuse(&mut sink, &refusal).await;
-        }
-        Ok(Some(Err(error))) => {
-            let refusal =
-                Refusal::new(ErrorCode::Malformed, format!("unreadable message: {error}"));
-            state.metrics.refuse_join(refusal.code);
-            return refuse(&mut sink, &refusal).await;
-        }
-        Ok(None) => return,
-        Err(_) => {
-            let refusal = Refusal::join_timeout(join_timeout);
-            state.metrics.refuse_join(refusal.code);
-            return refuse(&mut sink, &refusal).await;
-        }
-    };
-
-    let closing = state.shutdown.child_token();
-    let (outbound, queues) = Outbound::socket(&state.config.limits, &state.metrics);
-    let session = match admit(
-        &state,
-        frame,
-        TransportKind::WebSocket,
-        outbound,
-        closing.clone(),
-    ) {
-        Ok(session) => session,
-        Err(refusal) => return refuse(&mut sink, &refusal).await,
-    };
-    let writer = tokio::spawn(write(
-        sink,
-        queues,
-        closing.clone(),
-        state.metrics.clone(),
-        session.me.clone(),
-    ));
-    read(&state, &session, &mut stream, &closing).await;
-    session.finish();
-    let _ = tokio::time::timeout(FLUSH_TIMEOUT * 2, writer).await;
+/// Receivers of a participant's queues, owned by its writer task.
+struct SocketQueues {
+    control: mpsc::Receiver<Bytes>,
+    audio: mpsc::Receiver<Outgoing>,
+    video: mpsc::Receiver<Outgoing>,
+    budget: Arc<QueueBudget>,
 }
 
-async fn read(
-    state: &RelayState,
-    session: &Session,
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
-    closing: &CancellationToken,
-) {
-    let mut heartbeat = tokio::time::interval(state.config.timing.heartbeat_interval());
-    heartbeat.tick().await;
-    loop {
-        tokio::select! {
-            _ = closing.cancelled() => return,
-            _ = heartbeat.tick() => session.tick(),
-            message = stream.next() => match message {
-                Some(Ok(Message::Binary(frame))) => session.handle_frame(frame),
-                Some(Ok(Message::Text(_))) => session.reject(
-                    ErrorCode::Malformed,
-                    "text messages are not part of the protocol; send binary envelopes".into(),
-                ),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => session.me.heard(state.now_ms()),
-                Some(Ok(Message::Close(_))) | None => return,
-                Some(Err(error)) => {
-                    session.me.close(CloseReason::error(
-                        LeaveReason::Error,
-                        ErrorCode::Malformed,
-                        format!("unreadable message: {error}"),
-                    ));
-                    return;
-                }
+/// One WebSocket connection.
+struct SocketLink {
+    sink: Option<Sink>,
+    stream: SplitStream<WebSocket>,
+    queues: Option<SocketQueues>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// The core's way to a WebSocket participant.
+struct SocketOutlet {
+    control: mpsc::Sender<Bytes>,
+    audio: mpsc::Sender<Outgoing>,
+    video: mpsc::Sender<Outgoing>,
+    budget: Arc<QueueBudget>,
+    closing: CancellationToken,
+}
+
+impl Outlet for SocketOutlet {
+    fn send_control(&self, frame: Bytes) -> Result<(), ControlQueueFull> {
+        send_control(&self.control, frame)
+    }
+
+    fn media_sink(&self, audio: bool) -> Box<dyn MediaSink> {
+        Box::new(if audio {
+            QueueSink {
+                tx: self.audio.clone(),
+                budget: None,
             }
+        } else {
+            QueueSink {
+                tx: self.video.clone(),
+                budget: Some(self.budget.clone()),
+            }
+        })
+    }
+
+    fn close(&self) {
+        self.closing.cancel();
+    }
+}
+
+impl ClientLink for SocketLink {
+    const KIND: TransportKind = TransportKind::WebSocket;
+
+    async fn first_frame(&mut self) -> FirstFrame {
+        match self.stream.next().await {
+            Some(Ok(Message::Binary(frame))) => FirstFrame::Frame(frame),
+            Some(Ok(Message::Text(_))) => {
+                FirstFrame::Refused(Refusal::new(ErrorCode::Malformed, TEXT_REFUSED))
+            }
+            Some(Ok(_)) => FirstFrame::Refused(Refusal::new(
+                ErrorCode::NotJoined,
+                "the first message must be Join",
+            )),
+            Some(Err(error)) => FirstFrame::Refused(Refusal::new(
+                ErrorCode::Malformed,
+                format!("unreadable message: {error}"),
+            )),
+            None => FirstFrame::Gone,
+        }
+    }
+
+    fn outlet(&mut self, state: &RelayState, closing: &CancellationToken) -> Box<dyn Outlet> {
+        let limits = &state.config().limits;
+        let budget = QueueBudget::new(
+            limits.subscriber_queue_bytes,
+            state.metrics().queued_bytes.clone(),
+        );
+        let (control_tx, control) = mpsc::channel(limits.control_queue_messages.max(1));
+        let (audio_tx, audio) = mpsc::channel(limits.audio_queue_packets.max(1));
+        let (video_tx, video) = mpsc::channel(limits.socket_queue_packets.max(1));
+        self.queues = Some(SocketQueues {
+            control,
+            audio,
+            video,
+            budget: budget.clone(),
+        });
+        Box::new(SocketOutlet {
+            control: control_tx,
+            audio: audio_tx,
+            video: video_tx,
+            budget,
+            closing: closing.clone(),
+        })
+    }
+
+    fn start(&mut self, state: &RelayState, session: &Arc<Session>, closing: &CancellationToken) {
+        if let (Some(sink), Some(queues)) = (self.sink.take(), self.queues.take()) {
+            self.writer = Some(tokio::spawn(write(
+                sink,
+                queues,
+                closing.clone(),
+                state.metrics().clone(),
+                session.me.clone(),
+            )));
+        }
+    }
+
+    async fn next(&mut self) -> Inbound {
+        match self.stream.next().await {
+            Some(Ok(Message::Binary(frame))) => Inbound::Frame(frame),
+            Some(Ok(Message::Text(_))) => Inbound::Bad(ErrorCode::Malformed, TEXT_REFUSED.into()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Heard,
+            Some(Ok(Message::Close(_))) | None => Inbound::Ended,
+            Some(Err(error)) => Inbound::Broken(CloseReason::error(
+                LeaveReason::Error,
+                ErrorCode::Malformed,
+                format!("unreadable message: {error}"),
+            )),
+        }
+    }
+
+    async fn refuse(mut self, refusal: Refusal) {
+        let Some(sink) = self.sink.as_mut() else {
+            return;
+        };
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
+            let _ = sink
+                .send(Message::Binary(error_message(
+                    refusal.code,
+                    &refusal.message,
+                )))
+                .await;
+            let _ = sink.send(close_message(&refusal.close_reason())).await;
+        })
+        .await;
+    }
+
+    async fn close(self, _reason: CloseReason) {
+        // The writer says the last words: pending control messages, then the close frame.
+        if let Some(writer) = self.writer {
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT * 2, writer).await;
         }
     }
 }
@@ -144,11 +214,10 @@ async fn write(
 ) {
     let mut written: Vec<Outgoing> = Vec::with_capacity(WRITE_BATCH);
     loop {
-        // Control first, then audio, then video: video is what a lagging socket loses.
         let first = tokio::select! {
             biased;
             _ = closing.cancelled() => break,
-            Some(frame) = queues.control.recv() => (Message::Binary(unprefixed(frame)), None),
+            Some(frame) = queues.control.recv() => (Message::Binary(unprefixed(&frame)), None),
             Some(out) = queues.audio.recv() => (Message::Binary(out.unprefixed()), Some(out)),
             Some(out) = queues.video.recv() => {
                 queues.budget.release(out.frame.len());
@@ -161,48 +230,30 @@ async fn write(
             _ = closing.cancelled() => break,
         };
         if sent.is_err() {
-            me.close(CloseReason {
-                leave: LeaveReason::Disconnected,
-                error: None,
-            });
+            me.close(CloseReason::disconnected());
             break;
         }
         for out in written.drain(..) {
-            let counters = metrics.media_out(out.audio);
-            counters.packets.inc();
-            counters.bytes.inc_by(out.frame.len() as u64);
-            metrics
-                .fanout_latency
-                .observe(out.received_at.elapsed().as_secs_f64());
+            metrics.media_written(out.audio, out.frame.len(), out.received_at);
         }
     }
     queues.video.close();
     while let Ok(out) = queues.video.try_recv() {
         queues.budget.release(out.frame.len());
     }
-    // Last words: pending control messages (the final error), then the close frame.
+    // Last words: pending control messages (the final error among them), then the close frame.
     let reason = me.close_reason();
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
         while let Ok(frame) = queues.control.try_recv() {
-            if sink.send(Message::Binary(unprefixed(frame))).await.is_err() {
+            if sink
+                .send(Message::Binary(unprefixed(&frame)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
-        if let Some((code, message)) = &reason.error {
-            let _ = sink
-                .send(Message::Binary(error_message(*code, message)))
-                .await;
-        }
-        let code = match &reason.error {
-            Some((code, _)) => APP_CLOSE_BASE + *code as u16,
-            None => 1000,
-        };
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: close_text(&reason).into(),
-            })))
-            .await;
+        let _ = sink.send(close_message(&reason)).await;
     })
     .await;
 }
@@ -220,7 +271,7 @@ async fn write_batch(
     written.extend(media);
     for _ in 1..WRITE_BATCH {
         let (message, media) = if let Ok(frame) = queues.control.try_recv() {
-            (Message::Binary(unprefixed(frame)), None)
+            (Message::Binary(unprefixed(&frame)), None)
         } else if let Ok(out) = queues.audio.try_recv() {
             (Message::Binary(out.unprefixed()), Some(out))
         } else if let Ok(out) = queues.video.try_recv() {
@@ -235,23 +286,15 @@ async fn write_batch(
     sink.flush().await
 }
 
-async fn refuse(sink: &mut Sink, refusal: &Refusal) {
-    let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
-        let _ = sink
-            .send(Message::Binary(error_message(
-                refusal.code,
-                &refusal.message,
-            )))
-            .await;
-        let reason = CloseReason::error(LeaveReason::Error, refusal.code, refusal.message.clone());
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: APP_CLOSE_BASE + refusal.code as u16,
-                reason: close_text(&reason).into(),
-            })))
-            .await;
-    })
-    .await;
+fn close_message(reason: &CloseReason) -> Message {
+    let code = match &reason.error {
+        Some((code, _)) => APP_CLOSE_BASE + *code as u16,
+        None => 1000,
+    };
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.text().into(),
+    }))
 }
 
 fn error_message(code: ErrorCode, message: &str) -> Bytes {
@@ -260,8 +303,4 @@ fn error_message(code: ErrorCode, message: &str) -> Bytes {
         message: message.to_owned(),
         fatal: true,
     })))
-}
-
-fn unprefixed(frame: Bytes) -> Bytes {
-    frame.slice(LENGTH_PREFIX_BYTES.min(frame.len())..)
 }

@@ -2,7 +2,7 @@
 //!
 //! The client opens one bidirectional control stream and sends `Join` on it; control
 //! messages travel there with a 4-byte length prefix. Media travels on unidirectional
-//! streams (one per video group of pictures, see [`crate::lane`]) and, for audio, in
+//! streams (one per video group of pictures, see [`super::lane`]) and, for audio, in
 //! datagrams holding one envelope each. The relay reads media from any of them.
 
 use std::sync::Arc;
@@ -11,16 +11,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio_util::codec::FramedRead;
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use wtransport::endpoint::{endpoint_side::Server, IncomingSession};
 use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
-use super::{close_code, close_text, GaugeGuard, TransportKind};
-use crate::meeting::Refusal;
-use crate::outbound::Outbound;
-use crate::participant::CloseReason;
-use crate::session::{admit, Session};
+use super::lane::Lane;
+use super::queue::send_control;
+use crate::core::{
+    ControlQueueFull, MediaSink, Now, Offer, Outgoing, Outlet, QueueBudget, Session,
+};
+use crate::driver::{drive, ClientLink, FirstFrame, Inbound};
+use crate::ids::TransportKind;
+use crate::metrics::Metrics;
+use crate::reason::{CloseReason, Refusal};
 use crate::state::RelayState;
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode, LeaveReason};
@@ -30,7 +35,7 @@ use videocall_protocol::{encode_length_prefixed, length_delimited_codec};
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Accepts WebTransport sessions until the relay shuts down.
-pub async fn serve(state: Arc<RelayState>, endpoint: Endpoint<Server>) {
+pub(crate) async fn serve(state: Arc<RelayState>, endpoint: Endpoint<Server>) {
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
@@ -57,104 +62,192 @@ async fn handle(state: Arc<RelayState>, incoming: IncomingSession) {
             return;
         }
     };
-    let _gauge = GaugeGuard::new(state.metrics.connections(TransportKind::WebTransport));
-    let join_timeout = state.config.timing.join_timeout();
-    let (send, recv) = tokio::select! {
-        _ = state.shutdown.cancelled() => return,
-        opened = tokio::time::timeout(join_timeout, connection.accept_bi()) => match opened {
-            Ok(Ok(streams)) => streams,
-            Ok(Err(_)) => return,
-            Err(_) => {
-                let refusal = Refusal::new(ErrorCode::Timeout, "no control stream opened in time");
-                state.metrics.refuse_join(refusal.code);
-                close(&connection, refusal.code as u32, &refusal.message);
-                return;
-            }
+    let max_frame = state.config().limits.max_frame_size;
+    drive(
+        state,
+        StreamsLink {
+            connection,
+            max_frame,
+            send: None,
+            control: None,
+            control_rx: None,
+            writer: None,
+        },
+    )
+    .await;
+}
+
+/// One WebTransport session.
+struct StreamsLink {
+    connection: Connection,
+    max_frame: usize,
+    send: Option<SendStream>,
+    control: Option<FramedRead<RecvStream, LengthDelimitedCodec>>,
+    control_rx: Option<mpsc::Receiver<Bytes>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// The core's way to a WebTransport participant: a lane per subscribed track.
+struct StreamsOutlet {
+    control: mpsc::Sender<Bytes>,
+    connection: Connection,
+    lane_capacity: usize,
+    metrics: Metrics,
+    closing: CancellationToken,
+    budget: Arc<QueueBudget>,
+}
+
+impl Outlet for StreamsOutlet {
+    fn send_control(&self, frame: Bytes) -> Result<(), ControlQueueFull> {
+        send_control(&self.control, frame)
+    }
+
+    fn media_sink(&self, audio: bool) -> Box<dyn MediaSink> {
+        let lane = Lane::new(
+            self.connection.clone(),
+            self.lane_capacity,
+            audio,
+            (!audio).then(|| self.budget.clone()),
+            self.metrics.clone(),
+            self.closing.clone(),
+        );
+        if audio {
+            Box::new(DatagramSink {
+                connection: self.connection.clone(),
+                fallback: lane,
+                metrics: self.metrics.clone(),
+            })
+        } else {
+            Box::new(lane)
         }
-    };
-    let mut control = FramedRead::new(
-        recv,
-        length_delimited_codec(state.config.limits.max_frame_size),
-    );
-    let first = match tokio::time::timeout(join_timeout, control.next()).await {
-        Ok(Some(Ok(frame))) => frame.freeze(),
-        Ok(Some(Err(error))) => {
-            let refusal = Refusal::new(
+    }
+
+    fn close(&self) {
+        self.closing.cancel();
+    }
+}
+
+/// Audio as datagrams, with a lane for packets too large for a datagram.
+struct DatagramSink {
+    connection: Connection,
+    fallback: Lane,
+    metrics: Metrics,
+}
+
+impl MediaSink for DatagramSink {
+    fn offer(&self, out: Outgoing) -> Offer {
+        // send_datagram itself reports a packet too large for a datagram; asking quinn
+        // first would take its connection lock twice per packet.
+        match self.connection.send_datagram(out.unprefixed()) {
+            Ok(()) => {
+                self.metrics
+                    .media_written(true, out.frame.len(), out.received_at);
+                Offer::Accepted { depth: 0 }
+            }
+            Err(wtransport::error::SendDatagramError::TooLarge) => self.fallback.offer(out),
+            Err(_) => Offer::Closed,
+        }
+    }
+}
+
+impl ClientLink for StreamsLink {
+    const KIND: TransportKind = TransportKind::WebTransport;
+
+    async fn first_frame(&mut self) -> FirstFrame {
+        let (send, recv) = match self.connection.accept_bi().await {
+            Ok(streams) => streams,
+            Err(_) => return FirstFrame::Gone,
+        };
+        self.send = Some(send);
+        let control = self.control.insert(FramedRead::new(
+            recv,
+            length_delimited_codec(self.max_frame),
+        ));
+        match control.next().await {
+            Some(Ok(frame)) => FirstFrame::Frame(frame.freeze()),
+            Some(Err(error)) => FirstFrame::Refused(Refusal::new(
                 ErrorCode::FrameTooLarge,
                 format!("unreadable Join: {error}"),
-            );
-            state.metrics.refuse_join(refusal.code);
-            return refuse(send, &connection, &refusal).await;
+            )),
+            None => FirstFrame::Gone,
         }
-        Ok(None) => return,
-        Err(_) => {
-            let refusal = Refusal::join_timeout(join_timeout);
-            state.metrics.refuse_join(refusal.code);
-            return refuse(send, &connection, &refusal).await;
+    }
+
+    fn outlet(&mut self, state: &RelayState, closing: &CancellationToken) -> Box<dyn Outlet> {
+        let limits = &state.config().limits;
+        let (control, control_rx) = mpsc::channel(limits.control_queue_messages.max(1));
+        self.control_rx = Some(control_rx);
+        Box::new(StreamsOutlet {
+            control,
+            connection: self.connection.clone(),
+            lane_capacity: limits.track_queue_packets.max(1),
+            metrics: state.metrics().clone(),
+            closing: closing.clone(),
+            budget: QueueBudget::new(
+                limits.subscriber_queue_bytes,
+                state.metrics().queued_bytes.clone(),
+            ),
+        })
+    }
+
+    fn start(&mut self, _state: &RelayState, session: &Arc<Session>, closing: &CancellationToken) {
+        if let (Some(send), Some(rx)) = (self.send.take(), self.control_rx.take()) {
+            self.writer = Some(tokio::spawn(write_control(send, rx, closing.clone())));
         }
-    };
+        tokio::spawn(accept_media_streams(
+            session.clone(),
+            self.connection.clone(),
+            closing.clone(),
+        ));
+        tokio::spawn(read_datagrams(
+            session.clone(),
+            self.connection.clone(),
+            closing.clone(),
+        ));
+    }
 
-    let closing = state.shutdown.child_token();
-    let (outbound, control_rx) = Outbound::streams(
-        connection.clone(),
-        &state.config.limits,
-        state.metrics.clone(),
-        closing.clone(),
-    );
-    let session = match admit(
-        &state,
-        first,
-        TransportKind::WebTransport,
-        outbound,
-        closing.clone(),
-    ) {
-        Ok(session) => Arc::new(session),
-        Err(refusal) => return refuse(send, &connection, &refusal).await,
-    };
-    let writer = tokio::spawn(write_control(send, control_rx, closing.clone()));
-    tokio::spawn(accept_media_streams(
-        session.clone(),
-        connection.clone(),
-        closing.clone(),
-    ));
-    tokio::spawn(read_datagrams(
-        session.clone(),
-        connection.clone(),
-        closing.clone(),
-    ));
-
-    let mut heartbeat = tokio::time::interval(state.config.timing.heartbeat_interval());
-    heartbeat.tick().await;
-    loop {
+    async fn next(&mut self) -> Inbound {
+        let Some(control) = self.control.as_mut() else {
+            return Inbound::Ended;
+        };
         tokio::select! {
-            _ = closing.cancelled() => break,
-            _ = heartbeat.tick() => session.tick(),
-            _ = connection.closed() => break,
+            _ = self.connection.closed() => Inbound::Ended,
             frame = control.next() => match frame {
-                Some(Ok(frame)) => session.handle_frame(frame.freeze()),
-                Some(Err(error)) => {
-                    // The length prefix cannot be trusted any more: the control stream is lost.
-                    session.me.close(CloseReason::error(
-                        LeaveReason::Error,
-                        ErrorCode::FrameTooLarge,
-                        format!("control stream framing broken: {error}"),
-                    ));
-                    break;
-                }
-                None => break,
+                Some(Ok(frame)) => Inbound::Frame(frame.freeze()),
+                // The length prefix cannot be trusted any more: the control stream is lost.
+                Some(Err(error)) => Inbound::Broken(CloseReason::error(
+                    LeaveReason::Error,
+                    ErrorCode::FrameTooLarge,
+                    format!("control stream framing broken: {error}"),
+                )),
+                None => Inbound::Ended,
             }
         }
     }
-    let reason = session.finish();
-    if let Some((code, message)) = &reason.error {
-        session.me.send(Body::Error(wire::Error {
-            code: *code as i32,
-            message: message.clone(),
-            fatal: true,
-        }));
+
+    async fn refuse(mut self, refusal: Refusal) {
+        if let Some(mut send) = self.send.take() {
+            let frame = encode_length_prefixed(&envelope(Body::Error(wire::Error {
+                code: refusal.code as i32,
+                message: refusal.message.clone(),
+                fatal: true,
+            })));
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
+                if send.quic_stream_mut().write_chunk(frame).await.is_ok() {
+                    let _ = send.finish().await;
+                }
+            })
+            .await;
+        }
+        close(&self.connection, &refusal.close_reason());
     }
-    let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer).await;
-    close(&connection, close_code(&reason), &close_text(&reason));
+
+    async fn close(self, reason: CloseReason) {
+        if let Some(writer) = self.writer {
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer).await;
+        }
+        close(&self.connection, &reason);
+    }
 }
 
 async fn write_control(
@@ -213,7 +306,7 @@ async fn read_media_stream(session: Arc<Session>, stream: RecvStream, closing: C
             frame = frames.next() => frame,
         };
         match frame {
-            Some(Ok(frame)) => session.handle_frame(frame.freeze()),
+            Some(Ok(frame)) => session.handle_frame(frame.freeze(), Now::system()),
             Some(Err(error)) => {
                 // Only this stream is lost; the session and its other streams go on.
                 session.reject(
@@ -239,26 +332,10 @@ async fn read_datagrams(session: Arc<Session>, connection: Connection, closing: 
                 Err(_) => return,
             }
         };
-        session.handle_frame(datagram.payload());
+        session.handle_frame(datagram.payload(), Now::system());
     }
 }
 
-async fn refuse(mut send: SendStream, connection: &Connection, refusal: &Refusal) {
-    let frame = encode_length_prefixed(&envelope(Body::Error(wire::Error {
-        code: refusal.code as i32,
-        message: refusal.message.clone(),
-        fatal: true,
-    })));
-    let _ = tokio::time::timeout(FLUSH_TIMEOUT, async {
-        if send.quic_stream_mut().write_chunk(frame).await.is_ok() {
-            let _ = send.finish().await;
-        }
-    })
-    .await;
-    let reason = CloseReason::error(LeaveReason::Error, refusal.code, refusal.message.clone());
-    close(connection, refusal.code as u32, &close_text(&reason));
-}
-
-fn close(connection: &Connection, code: u32, reason: &str) {
-    connection.close(VarInt::from_u32(code), reason.as_bytes());
+fn close(connection: &Connection, reason: &CloseReason) {
+    connection.close(VarInt::from_u32(reason.code()), reason.text().as_bytes());
 }

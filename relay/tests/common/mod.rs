@@ -12,7 +12,7 @@ use videocall_relay::RelayInfo;
 use videocall_testkit::{wait_for_json, ChildGuard};
 use videocall_token::{Claims, Grants, TokenIssuer};
 
-pub use videocall_testkit::{http_request, metric_value, wait_for, wait_for_message};
+pub use videocall_testkit::{announce, http_request, metric_value, wait_for, wait_for_message};
 
 pub const KID: &str = "test-key";
 

@@ -36,6 +36,8 @@ impl Session {
             speaking: self.speaking && !self.muted,
             tracks,
             display_name: String::new(),
+            // The whole list, even when empty: the relay forwards only announced tracks.
+            announce_tracks: true,
         }));
     }
     pub(super) fn media_out(&self) -> MediaOut {

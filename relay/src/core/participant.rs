@@ -1,49 +1,20 @@
-//! A participant: identity, state, published tracks and the way to reach it.
+//! A participant: identity, mutable state, announced tracks and the [`Outlet`] that reaches it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
 
-use crate::outbound::Outbound;
-use crate::track::PublishedTrack;
-use crate::transport::TransportKind;
+use super::sink::Outlet;
+use super::sync::{lock, read, write};
+use super::track::PublishedTrack;
+use crate::ids::{ParticipantId, TransportKind};
+use crate::reason::CloseReason;
 use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode, LeaveReason};
 use videocall_token::Grants;
-
-/// Relay-assigned participant id, unique within the relay's lifetime.
-pub type ParticipantId = u64;
-
-/// Why a participant's session ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseReason {
-    /// What the others are told.
-    pub leave: LeaveReason,
-    /// Error sent to the participant itself, if the session ends in error.
-    pub error: Option<(ErrorCode, String)>,
-}
-
-impl CloseReason {
-    /// The participant left on its own.
-    pub fn left() -> Self {
-        CloseReason {
-            leave: LeaveReason::Left,
-            error: None,
-        }
-    }
-
-    /// The session ends with `code`.
-    pub fn error(leave: LeaveReason, code: ErrorCode, message: impl Into<String>) -> Self {
-        CloseReason {
-            leave,
-            error: Some((code, message.into())),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Default)]
 struct MutableState {
@@ -51,7 +22,6 @@ struct MutableState {
     audio_muted: bool,
     video_muted: bool,
     speaking: bool,
-    announced_tracks: Vec<wire::Track>,
 }
 
 /// One person (or device) in a meeting, as the relay sees it.
@@ -68,10 +38,21 @@ pub struct Participant {
     pub joined_at_unix_ms: i64,
     state: Mutex<MutableState>,
     tracks: RwLock<HashMap<u32, Arc<PublishedTrack>>>,
-    outbound: Outbound,
-    closing: CancellationToken,
+    outlet: Box<dyn Outlet>,
     close_reason: Mutex<Option<CloseReason>>,
     last_heard_ms: AtomicU64,
+}
+
+/// A participant's new state, from an `UpdateState` the core has checked.
+pub struct StateChange {
+    /// Microphone muted.
+    pub audio_muted: bool,
+    /// Camera off.
+    pub video_muted: bool,
+    /// Speaking now.
+    pub speaking: bool,
+    /// New display name, if one was given.
+    pub display_name: Option<String>,
 }
 
 impl Participant {
@@ -80,40 +61,32 @@ impl Participant {
         id: ParticipantId,
         claims: &videocall_token::Claims,
         transport: TransportKind,
-        outbound: Outbound,
-        closing: CancellationToken,
+        outlet: Box<dyn Outlet>,
         now_ms: u64,
+        unix_ms: i64,
     ) -> Self {
         Participant {
             id,
             user: claims.sub.clone(),
             grants: claims.grants,
             transport,
-            joined_at_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
+            joined_at_unix_ms: unix_ms,
             state: Mutex::new(MutableState {
                 display_name: claims.name.clone(),
                 ..Default::default()
             }),
             tracks: RwLock::new(HashMap::new()),
-            outbound,
-            closing,
+            outlet,
             close_reason: Mutex::new(None),
             last_heard_ms: AtomicU64::new(now_ms),
         }
     }
 
-    /// The wire description others see.
+    /// The wire description others see; tracks in id order.
     pub fn describe(&self) -> wire::Participant {
         let state = lock(&self.state).clone();
-        let mut tracks = state.announced_tracks;
-        for track in read(&self.tracks).values() {
-            if !tracks.iter().any(|t| t.id == track.id) {
-                tracks.push(track.describe());
-            }
-        }
+        let mut tracks: Vec<_> = read(&self.tracks).values().map(|t| t.describe()).collect();
+        tracks.sort_by_key(|t| t.id);
         wire::Participant {
             id: self.id,
             user: self.user.clone(),
@@ -131,26 +104,15 @@ impl Participant {
         lock(&self.state).display_name.clone()
     }
 
-    /// Applies an `UpdateState` from the participant.
-    pub fn update(&self, update: wire::UpdateState) {
+    /// Applies mute flags, speaking and the display name.
+    pub fn apply(&self, change: StateChange) {
         let mut state = lock(&self.state);
-        state.audio_muted = update.audio_muted;
-        state.video_muted = update.video_muted;
-        state.speaking = update.speaking;
-        // An announcement is the whole list: a track it leaves out (a screen share that
-        // ended) is unpublished, so others drop its tile. An empty list announces nothing.
-        if !update.tracks.is_empty() {
-            write(&self.tracks).retain(|id, _| update.tracks.iter().any(|t| t.id == *id));
+        state.audio_muted = change.audio_muted;
+        state.video_muted = change.video_muted;
+        state.speaking = change.speaking;
+        if let Some(name) = change.display_name {
+            state.display_name = name;
         }
-        state.announced_tracks = update.tracks;
-        if !update.display_name.trim().is_empty() {
-            state.display_name = update.display_name.trim().chars().take(128).collect();
-        }
-    }
-
-    /// Where media for this participant goes.
-    pub fn outbound(&self) -> &Outbound {
-        &self.outbound
     }
 
     /// Sends one message; a participant whose control queue is full is disconnected.
@@ -160,7 +122,7 @@ impl Participant {
 
     /// Sends an already encoded, length-prefixed envelope.
     pub fn send_frame(&self, frame: Bytes) {
-        if self.outbound.send_control(frame).is_err() {
+        if self.outlet.send_control(frame).is_err() {
             self.close(CloseReason::error(
                 LeaveReason::Error,
                 ErrorCode::SlowConsumer,
@@ -185,20 +147,14 @@ impl Participant {
             *slot = Some(reason);
         }
         drop(slot);
-        self.closing.cancel();
-    }
-
-    /// Fires when the session must end.
-    pub fn closing(&self) -> &CancellationToken {
-        &self.closing
+        self.outlet.close();
     }
 
     /// Why the session ended (a disconnect when nobody said otherwise).
     pub fn close_reason(&self) -> CloseReason {
-        lock(&self.close_reason).clone().unwrap_or(CloseReason {
-            leave: LeaveReason::Disconnected,
-            error: None,
-        })
+        lock(&self.close_reason)
+            .clone()
+            .unwrap_or_else(CloseReason::disconnected)
     }
 
     /// Records that something arrived from the participant.
@@ -211,6 +167,11 @@ impl Participant {
         now_ms.saturating_sub(self.last_heard_ms.load(Ordering::Relaxed))
     }
 
+    /// The outlet that reaches this participant.
+    pub(super) fn outlet(&self) -> &dyn Outlet {
+        self.outlet.as_ref()
+    }
+
     /// A published track by id.
     pub fn track(&self, id: u32) -> Option<Arc<PublishedTrack>> {
         read(&self.tracks).get(&id).cloned()
@@ -221,21 +182,8 @@ impl Participant {
         read(&self.tracks).values().cloned().collect()
     }
 
-    /// Records a new published track. Callers hold the meeting's lock.
-    pub fn insert_track(&self, track: Arc<PublishedTrack>) {
-        write(&self.tracks).insert(track.id, track);
+    /// Replaces the published tracks. Callers hold the meeting's lock.
+    pub(super) fn set_tracks(&self, tracks: HashMap<u32, Arc<PublishedTrack>>) {
+        *write(&self.tracks) = tracks;
     }
-}
-
-/// Locks a mutex, recovering from poisoning: our critical sections leave data consistent.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
 }

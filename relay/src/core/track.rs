@@ -1,23 +1,26 @@
-//! Tracks: what a publisher sends ([`PublishedTrack`]) and each subscriber's copy ([`DownTrack`]).
+//! Tracks: what a publisher announced ([`PublishedTrack`]) and each subscriber's copy
+//! ([`DownTrack`]), with the keyframe gate, keyframe-request coalescing and the congestion
+//! window that turns drops into a notice for the publisher.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 
-use crate::metrics::{DropReason, Metrics};
-use crate::outbound::{DownSink, Offer, Outgoing};
-use crate::participant::ParticipantId;
+use super::sink::{MediaSink, Offer, Outgoing};
+use crate::ids::ParticipantId;
+use crate::reason::DropReason;
 use videocall_protocol::wire::{Codec, MediaKind, Track};
 
-/// One media track of a publisher, with the subscribers it fans out to.
+/// One announced media track of a publisher, with the subscribers it fans out to.
 pub struct PublishedTrack {
     /// Track id chosen by the publisher, unique per publisher.
     pub id: u32,
     /// Audio, video or screen.
     pub kind: MediaKind,
-    /// Codec announced with the first packet.
+    /// Codec from the announcement.
     pub codec: Codec,
     /// One entry per subscriber; replaced whole when someone joins or leaves so the
     /// fan-out reads a snapshot without taking a lock.
@@ -56,6 +59,13 @@ impl PublishedTrack {
             kind: self.kind as i32,
             codec: self.codec as i32,
         }
+    }
+
+    /// Whether `announced` describes this very track (same id, kind and codec).
+    pub fn matches(&self, announced: &Track) -> bool {
+        self.id == announced.id
+            && self.kind as i32 == announced.kind
+            && self.codec as i32 == announced.codec
     }
 
     /// Current subscribers.
@@ -131,7 +141,7 @@ pub struct DownTrack {
     audio: bool,
     /// Video only: deltas are useless until the next keyframe after a drop or a late join.
     awaiting_keyframe: AtomicBool,
-    sink: DownSink,
+    sink: Box<dyn MediaSink>,
     queue_depth: prometheus::Histogram,
 }
 
@@ -140,7 +150,7 @@ impl DownTrack {
     pub fn new(
         subscriber: ParticipantId,
         audio: bool,
-        sink: DownSink,
+        sink: Box<dyn MediaSink>,
         queue_depth: prometheus::Histogram,
     ) -> Self {
         DownTrack {
@@ -152,15 +162,14 @@ impl DownTrack {
         }
     }
 
+    /// Whether the subscriber waits for a keyframe before it gets video again.
+    pub fn awaiting_keyframe(&self) -> bool {
+        !self.audio && self.awaiting_keyframe.load(Ordering::Relaxed)
+    }
+
     /// Offers one packet without waiting.
-    pub fn offer(
-        &self,
-        frame: &bytes::Bytes,
-        received_at: Instant,
-        keyframe: bool,
-        metrics: &Metrics,
-    ) -> Delivery {
-        let waiting = !self.audio && self.awaiting_keyframe.load(Ordering::Relaxed);
+    pub fn offer(&self, frame: &Bytes, received_at: Instant, keyframe: bool) -> Delivery {
+        let waiting = self.awaiting_keyframe();
         if waiting && !keyframe {
             return Delivery::Dropped(DropReason::AwaitingKeyframe);
         }
@@ -171,7 +180,7 @@ impl DownTrack {
             after_gap: waiting,
             audio: self.audio,
         };
-        match self.sink.offer(out, metrics) {
+        match self.sink.offer(out) {
             Offer::Accepted { depth } => {
                 self.queue_depth.observe(depth as f64);
                 if waiting {
@@ -191,10 +200,32 @@ impl DownTrack {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
 
     fn video_track() -> PublishedTrack {
         PublishedTrack::new(1, MediaKind::Video, Codec::H264, Vec::new())
+    }
+
+    /// Accepts until `room` runs out, then answers `Full`.
+    struct Room(Mutex<usize>);
+
+    impl MediaSink for Room {
+        fn offer(&self, _out: Outgoing) -> Offer {
+            let mut room = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if *room == 0 {
+                return Offer::Full;
+            }
+            *room -= 1;
+            Offer::Accepted { depth: 0 }
+        }
+    }
+
+    fn down(audio: bool, room: usize) -> DownTrack {
+        let histogram = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("d", "d"))
+            .expect("histogram");
+        DownTrack::new(7, audio, Box::new(Room(Mutex::new(room))), histogram)
     }
 
     #[test]
@@ -219,5 +250,36 @@ mod tests {
         assert_eq!(track.record_drop(1_200, 1000), Some(3));
         assert_eq!(track.record_drop(1_300, 1000), None);
         assert_eq!(track.record_drop(2_300, 1000), Some(2));
+    }
+
+    #[test]
+    fn video_waits_for_a_keyframe_at_the_start_and_after_a_full_queue() {
+        let now = Instant::now();
+        let frame = Bytes::from_static(&[0, 0, 0, 1, 9]);
+        let video = down(false, 2);
+        assert_eq!(
+            video.offer(&frame, now, false),
+            Delivery::Dropped(DropReason::AwaitingKeyframe)
+        );
+        assert_eq!(video.offer(&frame, now, true), Delivery::Queued);
+        assert_eq!(video.offer(&frame, now, false), Delivery::Queued);
+        // The queue is full: the delta is lost, so the next deltas are useless.
+        assert_eq!(
+            video.offer(&frame, now, false),
+            Delivery::Dropped(DropReason::VideoQueueFull)
+        );
+        assert!(video.awaiting_keyframe());
+        assert_eq!(
+            video.offer(&frame, now, false),
+            Delivery::Dropped(DropReason::AwaitingKeyframe)
+        );
+        // Audio has no gate.
+        let audio = down(true, 1);
+        assert_eq!(audio.offer(&frame, now, false), Delivery::Queued);
+        assert_eq!(
+            audio.offer(&frame, now, false),
+            Delivery::Dropped(DropReason::AudioQueueFull)
+        );
+        assert!(!audio.awaiting_keyframe());
     }
 }

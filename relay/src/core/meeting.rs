@@ -1,47 +1,23 @@
-//! Meetings: who is in them, and the registry that creates them on first join and
-//! drops them when the last participant leaves.
+//! Meetings: who is in them, and the registry that creates them on first join and drops
+//! them when the last participant leaves.
 //!
-//! Every change to who subscribes to what happens under the meeting's write lock
-//! (joins, leaves) or read lock (a publisher's new track), so a join and a new track
-//! never miss each other.
+//! Every change to who subscribes to what happens under the meeting's write lock (joins,
+//! leaves) or read lock (a publisher's announcement), so a join and a new track never miss
+//! each other. Nothing here starts work: down tracks get their sinks from the subscriber's
+//! [`super::sink::Outlet`], which only prepares them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
+use super::participant::Participant;
+use super::sync::{lock, read, write};
+use super::track::{DownTrack, PublishedTrack};
+use crate::ids::ParticipantId;
 use crate::metrics::Metrics;
-use crate::participant::{lock, read, write, Participant, ParticipantId};
-use crate::track::{DownTrack, PublishedTrack};
-use videocall_protocol::wire::{Codec, ErrorCode, MediaKind};
-
-/// A refused join: the code and message sent to the client before closing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Refusal {
-    /// Wire error code.
-    pub code: ErrorCode,
-    /// Human-readable reason.
-    pub message: String,
-}
-
-impl Refusal {
-    /// No valid `Join` arrived in time.
-    pub fn join_timeout(timeout: std::time::Duration) -> Self {
-        Refusal::new(
-            ErrorCode::Timeout,
-            format!("no Join within {} ms", timeout.as_millis()),
-        )
-    }
-
-    /// A refusal with `code`.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal {
-            code,
-            message: message.into(),
-        }
-    }
-}
+use crate::reason::Refusal;
+use videocall_protocol::wire::{Codec, ErrorCode, MediaKind, Track};
 
 /// One meeting on this relay.
 pub struct Meeting {
@@ -49,6 +25,15 @@ pub struct Meeting {
     pub id: String,
     participants: RwLock<HashMap<ParticipantId, Arc<Participant>>>,
     metrics: Metrics,
+}
+
+/// What an announcement changed.
+#[derive(Default)]
+pub struct Announced {
+    /// Tracks published by it, with their subscribers.
+    pub added: Vec<Arc<PublishedTrack>>,
+    /// Ids of tracks it unpublished.
+    pub removed: Vec<u32>,
 }
 
 impl Meeting {
@@ -71,42 +56,48 @@ impl Meeting {
         }
     }
 
-    /// The track `track_id` of `publisher`, created with a copy for every current
-    /// subscriber when this is its first packet. `None` when the publisher has left.
-    pub fn published_track(
-        &self,
-        publisher: &Participant,
-        track_id: u32,
-        kind: MediaKind,
-        codec: Codec,
-    ) -> Option<(Arc<PublishedTrack>, bool)> {
-        if let Some(track) = publisher.track(track_id) {
-            return Some((track, false));
-        }
+    /// Makes `tracks` the whole list of `publisher`'s published tracks: a track it leaves
+    /// out is unpublished (its media is dropped from now on), a new one gets a copy for
+    /// every current subscriber. `None` when the publisher has left.
+    pub fn announce(&self, publisher: &Participant, tracks: &[Track]) -> Option<Announced> {
         let participants = read(&self.participants);
         if !participants.contains_key(&publisher.id) {
             return None;
         }
-        // Re-check under the lock: two streams of one publisher may race here.
-        if let Some(track) = publisher.track(track_id) {
-            return Some((track, false));
+        let current = publisher.tracks();
+        let mut announced = Announced::default();
+        let mut next = HashMap::with_capacity(tracks.len());
+        for wanted in tracks {
+            if let Some(kept) = current.iter().find(|t| t.matches(wanted)) {
+                next.insert(kept.id, kept.clone());
+                continue;
+            }
+            let kind = MediaKind::try_from(wanted.kind).unwrap_or(MediaKind::Unspecified);
+            let codec = Codec::try_from(wanted.codec).unwrap_or(Codec::Unspecified);
+            let audio = kind == MediaKind::Audio;
+            let downs = participants
+                .values()
+                .filter(|s| s.id != publisher.id && s.grants.subscribe)
+                .map(|s| self.down_track_for(s, audio))
+                .collect();
+            let track = Arc::new(PublishedTrack::new(wanted.id, kind, codec, downs));
+            next.insert(track.id, track.clone());
+            announced.added.push(track);
         }
-        let audio = kind == MediaKind::Audio;
-        let downs = participants
-            .values()
-            .filter(|s| s.id != publisher.id && s.grants.subscribe)
-            .map(|s| self.down_track_for(s, audio))
-            .collect();
-        let track = Arc::new(PublishedTrack::new(track_id, kind, codec, downs));
-        publisher.insert_track(track.clone());
-        Some((track, true))
+        for old in &current {
+            if !next.get(&old.id).is_some_and(|t| Arc::ptr_eq(t, old)) {
+                announced.removed.push(old.id);
+            }
+        }
+        publisher.set_tracks(next);
+        Some(announced)
     }
 
     fn down_track_for(&self, subscriber: &Participant, audio: bool) -> Arc<DownTrack> {
         Arc::new(DownTrack::new(
             subscriber.id,
             audio,
-            subscriber.outbound().down_sink(audio),
+            subscriber.outlet().media_sink(audio),
             self.metrics.queue_depth(subscriber.transport),
         ))
     }
@@ -128,6 +119,15 @@ pub struct Admitted {
     pub awaiting_keyframes: Vec<(Arc<Participant>, Arc<PublishedTrack>)>,
 }
 
+/// How many participants a meeting and the relay may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Meetings this relay hosts at most.
+    pub max_meetings: usize,
+    /// Participants the meeting holds at most.
+    pub max_participants: usize,
+}
+
 impl Meetings {
     /// An empty registry.
     pub fn new(metrics: Metrics) -> Self {
@@ -143,17 +143,19 @@ impl Meetings {
         &self,
         meeting_id: &str,
         newcomer: Arc<Participant>,
-        max_meetings: usize,
-        max_participants: usize,
+        capacity: Capacity,
     ) -> Result<Admitted, Refusal> {
         let mut meetings = lock(&self.meetings);
         let meeting = match meetings.get(meeting_id) {
             Some(m) => m.clone(),
             None => {
-                if meetings.len() >= max_meetings {
+                if meetings.len() >= capacity.max_meetings {
                     return Err(Refusal::new(
                         ErrorCode::RelayFull,
-                        format!("this relay hosts its maximum of {max_meetings} meetings"),
+                        format!(
+                            "this relay hosts its maximum of {} meetings",
+                            capacity.max_meetings
+                        ),
                     ));
                 }
                 let m = Arc::new(Meeting {
@@ -167,7 +169,7 @@ impl Meetings {
             }
         };
         let mut participants = write(&meeting.participants);
-        if participants.len() >= max_participants {
+        if participants.len() >= capacity.max_participants {
             let empty = participants.is_empty();
             drop(participants);
             if empty {
@@ -176,7 +178,10 @@ impl Meetings {
             }
             return Err(Refusal::new(
                 ErrorCode::MeetingFull,
-                format!("meeting {meeting_id:?} is full ({max_participants} participants)"),
+                format!(
+                    "meeting {meeting_id:?} is full ({} participants)",
+                    capacity.max_participants
+                ),
             ));
         }
         drop(meetings);

@@ -1,0 +1,131 @@
+//! Admission: the checks a connection's first frame must pass before its sender joins a
+//! meeting. Pure: the frame and the time come in, a
+//! [`Session`] or a [`Refusal`] goes out.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::clock::Now;
+use super::meeting::Capacity;
+use super::participant::Participant;
+use super::relay::Relay;
+use super::session::Session;
+use super::sink::Outlet;
+use crate::ids::TransportKind;
+use crate::reason::Refusal;
+use videocall_protocol::envelope::envelope;
+use videocall_protocol::wire::{self, envelope::Body, ErrorCode, ParticipantJoined};
+use videocall_protocol::{decode_envelope, encode_length_prefixed, ProtocolError};
+use videocall_token::TokenError;
+
+/// Checks the first frame of a connection and, if it is a valid `Join`, admits the sender:
+/// it is in the meeting, has its `Joined`, and the others have been told.
+pub fn admit(
+    relay: &Arc<Relay>,
+    frame: Bytes,
+    transport: TransportKind,
+    outlet: Box<dyn Outlet>,
+    now: Now,
+) -> Result<Session, Refusal> {
+    if relay.is_draining() {
+        return Err(Refusal::new(
+            ErrorCode::Draining,
+            "this relay is draining; join through another relay",
+        ));
+    }
+    if !relay.take_join_permit(now) {
+        return Err(Refusal::new(
+            ErrorCode::RateLimited,
+            "too many joins on this relay right now; retry in a moment",
+        ));
+    }
+    let limits = &relay.config.limits;
+    let env = decode_envelope(frame, limits.max_frame_size).map_err(protocol_refusal)?;
+    let Some(Body::Join(join)) = env.body else {
+        return Err(Refusal::new(
+            ErrorCode::NotJoined,
+            "the first message of a session must be Join",
+        ));
+    };
+    videocall_protocol::ids::validate_meeting_id(&join.meeting_id)
+        .map_err(|message| Refusal::new(ErrorCode::Malformed, message))?;
+    let claims = relay
+        .verifier
+        .load()
+        .verify(&join.token, &join.meeting_id)
+        .map_err(token_refusal)?;
+    if relay.ended_before(&join.meeting_id, claims.iat) {
+        return Err(Refusal::new(
+            ErrorCode::MeetingEnded,
+            "this meeting has ended; ask for a new join grant",
+        ));
+    }
+    if !claims.grants.publish && !claims.grants.subscribe {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "token grants neither publish nor subscribe",
+        ));
+    }
+    let me = Arc::new(Participant::new(
+        relay.next_participant_id(),
+        &claims,
+        transport,
+        outlet,
+        relay.ms(now),
+        (now.unix_ms()) as i64,
+    ));
+    let capacity = Capacity {
+        max_meetings: limits.max_meetings,
+        max_participants: claims
+            .max_participants
+            .map_or(limits.max_participants_per_meeting, |n| {
+                limits.max_participants_per_meeting.min(n as usize)
+            }),
+    };
+    let admitted = relay
+        .meetings
+        .join(&join.meeting_id, me.clone(), capacity)?;
+    me.send(Body::Joined(wire::Joined {
+        participant_id: me.id,
+        meeting_id: join.meeting_id.clone(),
+        participants: admitted.others.iter().map(|p| p.describe()).collect(),
+        max_frame_size: limits.max_frame_size as u32,
+        heartbeat_interval_ms: relay.config.timing.heartbeat_interval_ms as u32,
+        relay_id: relay.config.relay_id.clone(),
+    }));
+    let session = Session::new(relay.clone(), admitted.meeting, me);
+    let announce = encode_length_prefixed(&envelope(Body::ParticipantJoined(ParticipantJoined {
+        participant: Some(session.me.describe()),
+    })));
+    session.meeting.broadcast(session.me.id, &announce);
+    for (publisher, track) in admitted.awaiting_keyframes {
+        session.request_keyframe(&publisher, &track, now);
+    }
+    tracing::info!(
+        meeting = %session.meeting.id,
+        participant = session.me.id,
+        user = %session.me.user,
+        %transport,
+        client = %join.client,
+        "joined"
+    );
+    Ok(session)
+}
+
+fn protocol_refusal(e: ProtocolError) -> Refusal {
+    Refusal::new(e.code(), e.to_string())
+}
+
+fn token_refusal(e: TokenError) -> Refusal {
+    let code = match e {
+        TokenError::Missing => ErrorCode::TokenMissing,
+        TokenError::Expired => ErrorCode::TokenExpired,
+        TokenError::WrongMeeting { .. } => ErrorCode::TokenWrongMeeting,
+        TokenError::UnknownKey(_) => ErrorCode::TokenUnknownKey,
+        TokenError::Malformed(_) | TokenError::BadSignature | TokenError::InvalidKey(_) => {
+            ErrorCode::TokenInvalid
+        }
+    };
+    Refusal::new(code, e.to_string())
+}

@@ -1,0 +1,30 @@
+//! The relay's core: meetings, participants, published and down tracks, admission, the
+//! keyframe gate, byte budgets, keyframe-request coalescing and drop accounting, with no
+//! I/O. Frames and the time come in; everything that goes out goes through the [`Outlet`]
+//! and [`MediaSink`] of the participant it is for. Transports and the bus are adapters
+//! around it (see `crate::driver`).
+
+mod admission;
+mod budget;
+mod clock;
+mod join_budget;
+mod meeting;
+mod participant;
+mod relay;
+mod session;
+mod sink;
+mod sync;
+mod track;
+
+#[cfg(test)]
+mod tests;
+
+pub use admission::admit;
+pub use budget::QueueBudget;
+pub use clock::Now;
+pub use participant::Participant;
+pub use relay::Relay;
+pub use session::Session;
+#[cfg(test)]
+use session::MAX_TRACKS;
+pub use sink::{unprefixed, ControlQueueFull, MediaSink, Offer, Outgoing, Outlet};

@@ -1,0 +1,140 @@
+//! The relay as the core sees it: its meetings, the trusted keys, the admission policy
+//! (draining, ended meetings, join budget) and participant ids. No I/O, no tasks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use super::clock::Now;
+use super::join_budget::JoinBudget;
+use super::meeting::Meetings;
+use super::sync::lock;
+use crate::config::RelayConfig;
+use crate::ids::ParticipantId;
+use crate::metrics::Metrics;
+use crate::reason::CloseReason;
+use videocall_protocol::encode_length_prefixed;
+use videocall_protocol::envelope::envelope;
+use videocall_protocol::wire::{envelope::Body, Draining, ErrorCode, LeaveReason};
+use videocall_token::TokenVerifier;
+
+/// One relay's meetings and policies.
+pub struct Relay {
+    /// Configuration the relay started with.
+    pub config: RelayConfig,
+    /// Trusted token keys; replaced whole when the control plane rotates keys.
+    pub verifier: ArcSwap<TokenVerifier>,
+    /// Live meetings.
+    pub meetings: Meetings,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    draining: AtomicBool,
+    /// Meeting id -> when it ended (Unix seconds), from the control plane.
+    ended: Mutex<HashMap<String, u64>>,
+    join_budget: Mutex<JoinBudget>,
+    next_id: AtomicU64,
+    epoch: Instant,
+}
+
+impl Relay {
+    /// A relay for `config` with `verifier`'s keys, starting at `now`.
+    pub fn new(config: RelayConfig, verifier: TokenVerifier, metrics: Metrics, now: Now) -> Self {
+        // Ids start at a time-derived offset so ids of a restarted relay do not repeat.
+        let seed = now.unix_us.max(1);
+        Relay {
+            meetings: Meetings::new(metrics.clone()),
+            metrics,
+            verifier: ArcSwap::from_pointee(verifier),
+            ended: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            join_budget: Mutex::new(JoinBudget::new(
+                config.limits.join_rate_per_sec,
+                config.limits.join_burst,
+            )),
+            next_id: AtomicU64::new((seed & 0xFFFF_FFFF) << 16 | 1),
+            epoch: now.at,
+            config,
+        }
+    }
+
+    /// `now` in milliseconds on the relay's monotonic clock.
+    pub fn ms(&self, now: Now) -> u64 {
+        now.at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// A fresh participant id.
+    pub fn next_participant_id(&self) -> ParticipantId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes one join from the rate budget.
+    pub fn take_join_permit(&self, now: Now) -> bool {
+        let ms = self.ms(now);
+        lock(&self.join_budget).take(ms)
+    }
+
+    /// Whether `meeting` ended at or after a token issued at `issued_at` (Unix seconds).
+    pub fn ended_before(&self, meeting: &str, issued_at: u64) -> bool {
+        lock(&self.ended)
+            .get(meeting)
+            .is_some_and(|&at| issued_at <= at)
+    }
+
+    /// Records the meetings the control plane says have ended (replacing the last list)
+    /// and disconnects everyone still in them. Returns how many were disconnected.
+    pub fn end_meetings(&self, ended: HashMap<String, u64>) -> usize {
+        let mut closed = 0;
+        for id in ended.keys() {
+            if let Some(meeting) = self.meetings.get(id) {
+                for participant in meeting.participants() {
+                    participant.close(CloseReason::error(
+                        LeaveReason::MeetingEnded,
+                        ErrorCode::MeetingEnded,
+                        "the meeting has ended",
+                    ));
+                    closed += 1;
+                }
+            }
+        }
+        *lock(&self.ended) = ended;
+        closed
+    }
+
+    /// Whether the relay refuses new joins.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Stops admitting and tells every participant to move. Returns false if already draining.
+    pub fn start_drain(&self) -> bool {
+        if self.draining.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let deadline_ms =
+            (self.config.timing.drain_timeout_secs * 1000).min(u32::MAX as u64) as u32;
+        let frame = encode_length_prefixed(&envelope(Body::Draining(Draining {
+            deadline_ms,
+            redirect_url: String::new(),
+        })));
+        for meeting in self.meetings.all() {
+            meeting.broadcast(0, &frame);
+        }
+        tracing::info!(
+            meetings = self.meetings.count(),
+            "drain started: refusing new joins"
+        );
+        true
+    }
+
+    /// Closes every session with `reason` (a drain's deadline, a shutdown).
+    pub fn close_everyone(&self, reason: &CloseReason) {
+        for meeting in self.meetings.all() {
+            for participant in meeting.participants() {
+                participant.close(reason.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! A joined participant's session, independent of the transport: every inbound message,
+//! the media fan-out, heartbeats and leaving. The time of each event is passed in.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::clock::Now;
+use super::meeting::Meeting;
+use super::participant::{Participant, StateChange};
+use super::relay::Relay;
+use super::sync::lock;
+use super::track::{Delivery, PublishedTrack};
+use crate::reason::{CloseReason, DropReason};
+use videocall_protocol::decode_envelope;
+use videocall_protocol::encode_length_prefixed;
+use videocall_protocol::envelope::envelope;
+use videocall_protocol::wire::{
+    self, envelope::Body, ErrorCode, LeaveReason, MediaKind, ParticipantLeft, ParticipantUpdated,
+    Track,
+};
+
+/// Window over which drops are summed into one congestion notice.
+pub const CONGESTION_WINDOW_MS: u64 = 1000;
+/// Bad frames logged per session before the rest are only counted.
+const BAD_FRAMES_LOGGED: u32 = 5;
+/// Tracks one participant may publish at once.
+pub const MAX_TRACKS: usize = 16;
+/// Longest display name kept, in characters.
+const MAX_DISPLAY_NAME: usize = 128;
+
+/// A participant admitted to a meeting.
+pub struct Session {
+    relay: Arc<Relay>,
+    /// The meeting joined.
+    pub meeting: Arc<Meeting>,
+    /// The participant.
+    pub me: Arc<Participant>,
+    bad_frames: AtomicU32,
+    told_not_publisher: AtomicBool,
+    told_unannounced: AtomicBool,
+    /// Every track id this participant ever announced: media of a track it removed is
+    /// dropped quietly (packets in flight), media of one it never announced is an error.
+    ever_announced: Mutex<HashSet<u32>>,
+}
+
+impl Session {
+    pub(super) fn new(relay: Arc<Relay>, meeting: Arc<Meeting>, me: Arc<Participant>) -> Self {
+        Session {
+            relay,
+            meeting,
+            me,
+            bad_frames: AtomicU32::new(0),
+            told_not_publisher: AtomicBool::new(false),
+            told_unannounced: AtomicBool::new(false),
+            ever_announced: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Largest frame accepted from the participant.
+    pub fn max_frame_size(&self) -> usize {
+        self.relay.config.limits.max_frame_size
+    }
+
+    /// Records that something arrived from the participant (a transport-level ping).
+    pub fn heard(&self, now: Now) {
+        self.me.heard(self.relay.ms(now));
+    }
+
+    /// Handles one frame from the participant, received at `now`. Bad frames are answered
+    /// with an error and otherwise ignored: the session goes on.
+    pub fn handle_frame(&self, frame: Bytes, now: Now) {
+        self.heard(now);
+        match decode_envelope(frame, self.relay.config.limits.max_frame_size) {
+            Ok(env) => {
+                if let Some(body) = env.body {
+                    self.handle_body(body, now);
+                }
+            }
+            Err(e) => self.reject(e.code(), e.to_string()),
+        }
+    }
+
+    /// Answers a bad frame with a non-fatal error; counts and (at first) logs it.
+    pub fn reject(&self, code: ErrorCode, message: String) {
+        self.relay.metrics.bad_frame(code);
+        if self.bad_frames.fetch_add(1, Ordering::Relaxed) < BAD_FRAMES_LOGGED {
+            tracing::warn!(participant = self.me.id, code = code.as_str_name(), %message, "bad frame from client");
+        }
+        self.me.send_error(code, message);
+    }
+
+    fn handle_body(&self, body: Body, now: Now) {
+        match body {
+            Body::Media(media) => self.on_media(media, now),
+            Body::UpdateState(update) => self.on_update(update, now),
+            Body::KeyframeRequest(req) => {
+                if let Some(publisher) = self.meeting.participant(req.participant_id) {
+                    if let Some(track) = publisher.track(req.track_id) {
+                        self.request_keyframe(&publisher, &track, now);
+                    }
+                }
+            }
+            Body::Ping(ping) => self.me.send(Body::Pong(wire::Pong {
+                nonce: ping.nonce,
+                sent_at_us: ping.sent_at_us,
+            })),
+            Body::Pong(_) => {}
+            Body::Data(data) => self.on_data(data, now),
+            Body::Leave(_) => self.me.close(CloseReason::left()),
+            Body::RemoveParticipant(remove) => self.on_remove(remove),
+            Body::Join(_) => self.reject(
+                ErrorCode::AlreadyJoined,
+                "this session has already joined; open a new session for another meeting".into(),
+            ),
+            Body::Error(e) => {
+                tracing::debug!(participant = self.me.id, code = e.code, message = %e.message, "client reported an error");
+            }
+            Body::Joined(_)
+            | Body::ParticipantJoined(_)
+            | Body::ParticipantLeft(_)
+            | Body::ParticipantUpdated(_)
+            | Body::Congestion(_)
+            | Body::Draining(_) => self.reject(
+                ErrorCode::UnknownMessage,
+                "that message is sent by the relay, not by clients".into(),
+            ),
+        }
+    }
+
+    fn on_update(&self, update: wire::UpdateState, now: Now) {
+        // A non-empty list is always the whole list; an empty one only with `announce_tracks`
+        // (an update of the mute flags alone leaves the tracks as they are).
+        let announces = update.announce_tracks || !update.tracks.is_empty();
+        if announces {
+            if !update.tracks.is_empty() && !self.me.grants.publish {
+                self.reject(
+                    ErrorCode::Forbidden,
+                    "your token does not grant publish: announce no tracks".into(),
+                );
+                return;
+            }
+            if let Err(message) = check_announcement(&update.tracks) {
+                self.reject(ErrorCode::Malformed, message);
+                return;
+            }
+        }
+        let name = update.display_name.trim();
+        self.me.apply(StateChange {
+            audio_muted: update.audio_muted,
+            video_muted: update.video_muted,
+            speaking: update.speaking,
+            display_name: (!name.is_empty()).then(|| name.chars().take(MAX_DISPLAY_NAME).collect()),
+        });
+        if announces {
+            lock(&self.ever_announced).extend(update.tracks.iter().map(|t| t.id));
+            if let Some(announced) = self.meeting.announce(&self.me, &update.tracks) {
+                for track in &announced.added {
+                    // Subscribers start waiting for a keyframe; the first may be gone already.
+                    if !track.is_audio() && !track.down_tracks().is_empty() {
+                        self.request_keyframe(&self.me, track, now);
+                    }
+                }
+            }
+        }
+        self.announce_update();
+    }
+
+    fn on_remove(&self, remove: wire::RemoveParticipant) {
+        if !self.me.grants.admin {
+            self.reject(
+                ErrorCode::Forbidden,
+                "only a meeting admin (token grant `admin`) may remove participants".into(),
+            );
+            return;
+        }
+        let Some(target) = self.meeting.participant(remove.participant_id) else {
+            self.reject(
+                ErrorCode::Malformed,
+                format!("no participant {} in this meeting", remove.participant_id),
+            );
+            return;
+        };
+        tracing::info!(meeting = %self.meeting.id, by = self.me.id, removed = target.id, "participant removed by an admin");
+        let reason = if remove.reason.is_empty() {
+            "removed by a meeting admin".to_owned()
+        } else {
+            remove.reason.chars().take(200).collect()
+        };
+        target.close(CloseReason::error(
+            LeaveReason::Kicked,
+            ErrorCode::Forbidden,
+            reason,
+        ));
+    }
+
+    fn on_media(&self, mut media: wire::Media, now: Now) {
+        let metrics = &self.relay.metrics;
+        if !self.me.grants.publish {
+            metrics.bad_frame(ErrorCode::Forbidden);
+            if !self.told_not_publisher.swap(true, Ordering::Relaxed) {
+                self.me
+                    .send_error(ErrorCode::Forbidden, "your token does not grant publish");
+            }
+            return;
+        }
+        if MediaKind::try_from(media.kind).unwrap_or(MediaKind::Unspecified)
+            == MediaKind::Unspecified
+        {
+            self.reject(
+                ErrorCode::Malformed,
+                "media needs a kind: audio, video or screen".into(),
+            );
+            return;
+        }
+        let Some(track) = self.me.track(media.track_id) else {
+            self.unannounced(media.track_id);
+            return;
+        };
+        let counters = metrics.media_in(track.kind);
+        counters.packets.inc();
+        counters.bytes.inc_by(media.payload.len() as u64);
+
+        media.participant_id = self.me.id;
+        media.kind = track.kind as i32;
+        let keyframe = media.keyframe;
+        // Encoded once; every subscriber gets a reference to the same buffer.
+        let frame = encode_length_prefixed(&envelope(Body::Media(media)));
+        let downs = track.down_tracks();
+        for down in downs.iter() {
+            if let Delivery::Dropped(reason) = down.offer(&frame, now.at, keyframe) {
+                metrics.drop_packet(reason);
+                if reason == DropReason::SubscriberGone {
+                    continue;
+                }
+                if !track.is_audio() {
+                    self.request_keyframe(&self.me, &track, now);
+                }
+                if let Some(dropped) = track.record_drop(self.relay.ms(now), CONGESTION_WINDOW_MS) {
+                    self.me.send(Body::Congestion(wire::CongestionNotice {
+                        track_id: track.id,
+                        dropped_packets: dropped,
+                        window_ms: CONGESTION_WINDOW_MS as u32,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Media of a track that is not published: dropped and counted, never published. A
+    /// track removed a moment ago still has packets in flight on other streams; a track
+    /// never announced is the client's mistake, and it is told once.
+    fn unannounced(&self, track_id: u32) {
+        self.relay.metrics.drop_packet(DropReason::UnannouncedTrack);
+        let ever = lock(&self.ever_announced).contains(&track_id);
+        if !ever && !self.told_unannounced.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                participant = self.me.id,
+                track = track_id,
+                "media for a track that was never announced"
+            );
+            self.me.send_error(
+                ErrorCode::Malformed,
+                format!(
+                    "track {track_id} is not announced: send UpdateState with it before its media"
+                ),
+            );
+        }
+    }
+
+    fn on_data(&self, mut data: wire::DataMessage, now: Now) {
+        data.from_participant_id = self.me.id;
+        if data.sent_at_ms == 0 {
+            data.sent_at_ms = now.unix_ms();
+        }
+        let recipients = std::mem::take(&mut data.to);
+        let frame = encode_length_prefixed(&envelope(Body::Data(data)));
+        if recipients.is_empty() {
+            self.meeting.broadcast(self.me.id, &frame);
+        } else {
+            for id in recipients {
+                if let Some(p) = self.meeting.participant(id) {
+                    p.send_frame(frame.clone());
+                }
+            }
+        }
+    }
+
+    /// Asks `publisher` for a keyframe of `track`, at most once per configured interval.
+    pub fn request_keyframe(&self, publisher: &Participant, track: &PublishedTrack, now: Now) {
+        let interval = self.relay.config.timing.keyframe_request_interval_ms;
+        if track.claim_keyframe_request(self.relay.ms(now), interval) {
+            self.relay.metrics.keyframe_requests.inc();
+            publisher.send(Body::KeyframeRequest(wire::KeyframeRequest {
+                participant_id: publisher.id,
+                track_id: track.id,
+            }));
+        }
+    }
+
+    fn announce_update(&self) {
+        let frame =
+            encode_length_prefixed(&envelope(Body::ParticipantUpdated(ParticipantUpdated {
+                participant: Some(self.me.describe()),
+            })));
+        self.meeting.broadcast(self.me.id, &frame);
+    }
+
+    /// Heartbeat: pings the participant, or ends the session if it has been silent too long.
+    pub fn tick(&self, now: Now) {
+        let now_ms = self.relay.ms(now);
+        let timeout = self.relay.config.timing.peer_timeout();
+        if self.me.silent_for_ms(now_ms) >= timeout.as_millis() as u64 {
+            self.me.close(CloseReason::error(
+                LeaveReason::Timeout,
+                ErrorCode::Timeout,
+                format!("nothing received for {} ms", timeout.as_millis()),
+            ));
+            return;
+        }
+        self.me.send(Body::Ping(wire::Ping {
+            nonce: now_ms,
+            sent_at_us: now.unix_us,
+        }));
+    }
+
+    /// Removes the participant from its meeting, tells the others, and queues the final
+    /// error for the participant itself. Returns why the session ended.
+    pub fn finish(&self) -> CloseReason {
+        let reason = self.me.close_reason();
+        if reason.error.as_ref().map(|(c, _)| *c) == Some(ErrorCode::SlowConsumer) {
+            self.relay.metrics.slow_consumers.inc();
+        }
+        if self.relay.meetings.leave(&self.meeting, self.me.id) {
+            let frame = encode_length_prefixed(&envelope(Body::ParticipantLeft(ParticipantLeft {
+                participant_id: self.me.id,
+                reason: reason.leave as i32,
+            })));
+            self.meeting.broadcast(self.me.id, &frame);
+            tracing::info!(
+                meeting = %self.meeting.id,
+                participant = self.me.id,
+                reason = reason.leave.as_str_name(),
+                "left"
+            );
+        }
+        if let Some((code, message)) = &reason.error {
+            self.me.send(Body::Error(wire::Error {
+                code: *code as i32,
+                message: message.clone(),
+                fatal: true,
+            }));
+        }
+        // Ends writers that are still waiting on queues.
+        self.me.close(reason.clone());
+        reason
+    }
+}
+
+/// Checks an announcement: at most [`MAX_TRACKS`], each with a media kind, no id twice.
+pub fn check_announcement(tracks: &[Track]) -> Result<(), String> {
+    if tracks.len() > MAX_TRACKS {
+        return Err(format!(
+            "{} tracks announced; at most {MAX_TRACKS} may be published at once",
+            tracks.len()
+        ));
+    }
+    let mut seen = HashSet::with_capacity(tracks.len());
+    for track in tracks {
+        if MediaKind::try_from(track.kind).unwrap_or(MediaKind::Unspecified)
+            == MediaKind::Unspecified
+        {
+            return Err(format!(
+                "track {} needs a kind: audio, video or screen",
+                track.id
+            ));
+        }
+        if !seen.insert(track.id) {
+            return Err(format!("track {} is announced twice", track.id));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! Identifiers every layer of the relay shares: a leaf module that imports nothing of the relay.
+
+/// Relay-assigned participant id, unique within the relay's lifetime.
+pub type ParticipantId = u64;
+
+/// How a participant is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// WebSocket over TCP (fallback).
+    WebSocket,
+    /// WebTransport over QUIC.
+    WebTransport,
+}
+
+impl TransportKind {
+    /// Every transport, for metrics that must show zeros from the start.
+    pub const ALL: [TransportKind; 2] = [TransportKind::WebSocket, TransportKind::WebTransport];
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            TransportKind::WebSocket => "websocket",
+            TransportKind::WebTransport => "webtransport",
+        }
+    }
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}

@@ -1,0 +1,241 @@
+//! The bus over a real NATS server, through `async-nats`: one connection per relay with
+//! `no_echo` (a relay never hears itself), reconnecting forever, with user/password, token,
+//! nkey or credentials-file authentication and TLS.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+
+use crate::chunk::{Chunker, DropCause, Reassembled, Reassembler};
+use crate::subject::{check_pattern, check_subject};
+use crate::{Bus, BusCounters, BusError, BusMessage, Subscription};
+
+/// Longest wait between reconnection attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(1000);
+
+/// How to reach and authenticate to the NATS server.
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    /// Server URL(s), comma separated (`nats://127.0.0.1:4222`, `tls://…`).
+    pub url: String,
+    /// Connection name shown by the server (`nats-server`'s connz).
+    pub name: String,
+    /// User, with `password`.
+    pub user: Option<String>,
+    /// Password of `user`.
+    pub password: Option<String>,
+    /// Token authentication.
+    pub token: Option<String>,
+    /// Nkey seed (`SU…`) authentication.
+    pub nkey_seed: Option<String>,
+    /// A `.creds` file (JWT and nkey seed).
+    pub credentials_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for the server's certificate.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate (with `tls_key`) for mutual TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse to talk to the server without TLS.
+    pub require_tls: bool,
+    /// Largest message (before chunking) this connection sends or accepts.
+    pub max_message: usize,
+}
+
+/// One relay's connection to a NATS server.
+pub struct NatsBus {
+    client: async_nats::Client,
+    chunker: Mutex<Chunker>,
+    /// Held while the chunks of one large message go out, so they are not interleaved
+    /// with another large message's.
+    large: tokio::sync::Mutex<()>,
+    counters: Arc<BusCounters>,
+    max_message: usize,
+}
+
+impl NatsBus {
+    /// Connects (once; a server that cannot be reached now is an error) and keeps the
+    /// connection up from then on.
+    pub async fn connect(options: NatsOptions) -> Result<NatsBus, BusError> {
+        let counters = Arc::new(BusCounters::default());
+        let events = counters.clone();
+        let mut connect = async_nats::ConnectOptions::new();
+        if let Some(path) = &options.credentials_file {
+            connect =
+                connect
+                    .credentials_file(path)
+                    .await
+                    .map_err(|source| BusError::Credentials {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+        }
+        if let (Some(user), Some(password)) = (&options.user, &options.password) {
+            connect = connect.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &options.token {
+            connect = connect.token(token.clone());
+        }
+        if let Some(seed) = &options.nkey_seed {
+            connect = connect.nkey(seed.clone());
+        }
+        if let Some(ca) = &options.tls_ca {
+            connect = connect.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
+            connect = connect.add_client_certificate(cert.clone(), key.clone());
+        }
+        let client = connect
+            .require_tls(options.require_tls)
+            .name(if options.name.is_empty() {
+                "videocall-relay".to_owned()
+            } else {
+                options.name.clone()
+            })
+            .no_echo()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(5))
+            .reconnect_delay_callback(|attempts| {
+                (Duration::from_millis(100) * attempts.min(10) as u32).min(MAX_RECONNECT_DELAY)
+            })
+            .event_callback(move |event| {
+                let counters = events.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!("NATS: connected again");
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("NATS: disconnected"),
+                        async_nats::Event::SlowConsumer(sid) => {
+                            counters.slow_consumer_drops.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                sid,
+                                "NATS: a subscription fell behind; messages dropped"
+                            );
+                        }
+                        other => tracing::info!(event = %other, "NATS"),
+                    }
+                }
+            })
+            .connect(options.url.as_str())
+            .await
+            .map_err(|source| BusError::Connect {
+                url: options.url.clone(),
+                source,
+            })?;
+        tracing::info!(url = %options.url, max_payload = client.max_payload(), "connected to NATS");
+        Ok(NatsBus {
+            client,
+            chunker: Mutex::new(Chunker::new(rand::random())),
+            large: tokio::sync::Mutex::new(()),
+            counters,
+            max_message: options.max_message.max(1),
+        })
+    }
+
+    /// Waits until the server has processed everything sent before (a server reads a
+    /// connection in order): a request nobody answers comes back as "no responders".
+    /// `flush` alone only empties the client's write buffer.
+    async fn round_trip(&self) {
+        let probe = format!("_videocall.sync.{:016x}", rand::random::<u64>());
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            self.client.request(probe, Bytes::new()),
+        )
+        .await
+        {
+            Ok(Err(error)) if error.kind() == async_nats::RequestErrorKind::NoResponders => {}
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "NATS: round trip after subscribing"),
+            Err(_) => tracing::debug!("NATS: no answer to the round trip after subscribing"),
+        }
+    }
+
+    /// The server's largest message payload.
+    pub fn max_payload(&self) -> usize {
+        self.client.max_payload()
+    }
+}
+
+impl Bus for NatsBus {
+    fn publish(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), BusError>> {
+        Box::pin(async move {
+            check_subject(&subject)?;
+            let max_payload = self.client.max_payload();
+            let large = payload.len() + crate::chunk::HEADER_BYTES > max_payload;
+            let _order = if large {
+                Some(self.large.lock().await)
+            } else {
+                None
+            };
+            let chunks = self
+                .chunker
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .split(&payload, max_payload, self.max_message)?;
+            for chunk in chunks {
+                self.client
+                    .publish(subject.clone(), chunk)
+                    .await
+                    .map_err(|source| BusError::Publish {
+                        subject: subject.clone(),
+                        source,
+                    })?;
+            }
+            self.counters.sent(payload.len());
+            Ok(())
+        })
+    }
+
+    fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, BusError>> {
+        Box::pin(async move {
+            check_pattern(&subject)?;
+            let subscriber = self
+                .client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|source| BusError::Subscribe {
+                    subject: subject.clone(),
+                    source,
+                })?;
+            self.round_trip().await;
+            let counters = self.counters.clone();
+            let mut reassembler = Reassembler::new(self.max_message);
+            let messages = subscriber.filter_map(move |message| {
+                let out = match reassembler.accept(message.payload) {
+                    Reassembled::Whole(payload) => {
+                        counters.received(payload.len());
+                        Some(BusMessage {
+                            subject: message.subject.to_string(),
+                            payload,
+                        })
+                    }
+                    Reassembled::Pending => None,
+                    Reassembled::Dropped(cause) => {
+                        counters.incomplete.fetch_add(1, Ordering::Relaxed);
+                        if cause == DropCause::Malformed {
+                            tracing::debug!(subject = %message.subject, "NATS: a message not of this bus's format");
+                        }
+                        None
+                    }
+                };
+                std::future::ready(out)
+            });
+            Ok(Subscription::new(messages))
+        })
+    }
+
+    fn counters(&self) -> Arc<BusCounters> {
+        self.counters.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+}

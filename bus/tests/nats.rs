@@ -1,0 +1,256 @@
+//! The NATS bus against real `nats-server` processes: the shared one on 127.0.0.1:4222,
+//! and servers of the test's own (small `max_payload`, authentication, a restart), started
+//! on free loopback ports and stopped by PID.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use videocall_bus::{Bus, BusError, NatsBus, NatsOptions, Subscription};
+
+const SHARED: &str = "nats://127.0.0.1:4222";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A `nats-server` of the test's own, stopped (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(config: &str, args: &[&str]) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let dir = tempfile::tempdir().expect("dir");
+        let conf = dir.path().join("nats.conf");
+        std::fs::write(&conf, config).expect("config");
+        let mut all = vec![
+            "-a".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            port.to_string(),
+            "-c".to_owned(),
+            conf.display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let child = spawn(&all);
+        let server = Server {
+            child,
+            port,
+            args: all,
+            _dir: dir,
+        };
+        server.wait_listening();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`, then the same server again on the same port.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.args);
+        self.wait_listening();
+    }
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new("nats-server")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server (apt install nats-server)")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn options(url: &str) -> NatsOptions {
+    NatsOptions {
+        url: url.to_owned(),
+        max_message: 1 << 20,
+        ..Default::default()
+    }
+}
+
+async fn connect(url: &str) -> NatsBus {
+    NatsBus::connect(options(url)).await.expect("connect")
+}
+
+/// A subject prefix no other run shares (the shared server outlives tests).
+fn unique(name: &str) -> String {
+    format!("test.{name}.{:016x}", rand::random::<u64>())
+}
+
+async fn next(sub: &mut Subscription, within: Duration) -> Option<Bytes> {
+    tokio::time::timeout(within, sub.next())
+        .await
+        .ok()
+        .flatten()
+        .map(|m| m.payload)
+}
+
+#[tokio::test]
+async fn messages_cross_once_in_order_and_never_come_back_to_their_publisher() {
+    let subject = unique("order");
+    let (a, b) = (connect(SHARED).await, connect(SHARED).await);
+    let mut on_a = a.subscribe(format!("{subject}.>")).await.expect("sub a");
+    let mut on_b = b.subscribe(format!("{subject}.>")).await.expect("sub b");
+    // Subscriptions reach the server before publishing starts.
+    b.publish(format!("{subject}.ready"), Bytes::new())
+        .await
+        .expect("probe");
+    assert!(next(&mut on_a, WAIT).await.is_some());
+    for i in 0..500u32 {
+        a.publish(
+            format!("{subject}.media"),
+            Bytes::from(i.to_be_bytes().to_vec()),
+        )
+        .await
+        .expect("publish");
+    }
+    for i in 0..500u32 {
+        let got = next(&mut on_b, WAIT).await.expect("message");
+        assert_eq!(got.as_ref(), i.to_be_bytes(), "order kept");
+    }
+    assert!(
+        next(&mut on_b, Duration::from_millis(300)).await.is_none(),
+        "delivered once"
+    );
+    assert!(
+        next(&mut on_a, Duration::from_millis(300)).await.is_none(),
+        "no echo"
+    );
+    assert_eq!(b.counters().messages_in.load(Ordering::Relaxed), 500);
+    assert_eq!(a.counters().messages_out.load(Ordering::Relaxed), 500);
+}
+
+#[tokio::test]
+async fn frames_over_max_payload_are_split_and_reassembled_and_oversized_ones_refused() {
+    let server = Server::start("max_payload: 4096\n", &[]);
+    let (a, b) = (connect(&server.url()).await, connect(&server.url()).await);
+    assert_eq!(a.max_payload(), 4096);
+    let mut sub = b.subscribe("big.>".into()).await.expect("sub");
+    a.publish("big.ready".into(), Bytes::new())
+        .await
+        .expect("probe");
+    assert!(next(&mut sub, WAIT).await.is_some());
+    let frame: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    // Large and small interleaved: each arrives whole and in order.
+    for round in 0..5u8 {
+        a.publish("big.media".into(), Bytes::from(frame.clone()))
+            .await
+            .expect("large");
+        a.publish("big.media".into(), Bytes::from(vec![round]))
+            .await
+            .expect("small");
+    }
+    for round in 0..5u8 {
+        let large = next(&mut sub, WAIT).await.expect("large arrives");
+        assert_eq!(large.len(), frame.len());
+        assert!(large.as_ref() == frame.as_slice(), "reassembled exactly");
+        assert_eq!(next(&mut sub, WAIT).await.as_deref(), Some(&[round][..]));
+    }
+    let refused = a
+        .publish("big.media".into(), Bytes::from(vec![0u8; 2 << 20]))
+        .await;
+    assert!(
+        matches!(refused, Err(BusError::TooLarge { size, .. }) if size == 2 << 20),
+        "{refused:?}"
+    );
+    assert_eq!(b.counters().incomplete.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn credentials_are_required_and_a_wrong_one_is_a_clear_error() {
+    let server = Server::start("", &["--user", "relay", "--pass", "s3cret"]);
+    let wrong = NatsBus::connect(NatsOptions {
+        user: Some("relay".into()),
+        password: Some("nope".into()),
+        ..options(&server.url())
+    })
+    .await;
+    let message = wrong.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains(&server.url()), "{message}");
+    assert!(
+        NatsBus::connect(options(&server.url())).await.is_err(),
+        "no credentials, no connection"
+    );
+    let right = NatsBus::connect(NatsOptions {
+        user: Some("relay".into()),
+        password: Some("s3cret".into()),
+        ..options(&server.url())
+    })
+    .await
+    .expect("the right password connects");
+    right
+        .publish("auth.ok".into(), Bytes::new())
+        .await
+        .expect("publish");
+
+    let token_server = Server::start("", &["--auth", "t0ken"]);
+    assert!(NatsBus::connect(options(&token_server.url()))
+        .await
+        .is_err());
+    NatsBus::connect(NatsOptions {
+        token: Some("t0ken".into()),
+        ..options(&token_server.url())
+    })
+    .await
+    .expect("the token connects");
+}
+
+#[tokio::test]
+async fn after_a_server_restart_messages_flow_again_within_five_seconds() {
+    let mut server = Server::start("", &[]);
+    let (a, b) = (connect(&server.url()).await, connect(&server.url()).await);
+    let mut sub = b.subscribe("restart.>".into()).await.expect("sub");
+    a.publish("restart.x".into(), Bytes::from_static(b"before"))
+        .await
+        .expect("publish");
+    assert_eq!(next(&mut sub, WAIT).await.as_deref(), Some(&b"before"[..]));
+
+    server.restart();
+    let restarted = Instant::now();
+    let mut back = None;
+    while restarted.elapsed() < Duration::from_secs(10) {
+        // Publishing while disconnected buffers or fails; neither stops the caller for long.
+        let _ = tokio::time::timeout(
+            Duration::from_millis(200),
+            a.publish("restart.x".into(), Bytes::from_static(b"after")),
+        )
+        .await;
+        if next(&mut sub, Duration::from_millis(100)).await.as_deref() == Some(&b"after"[..]) {
+            back = Some(restarted.elapsed());
+            break;
+        }
+    }
+    let back = back.expect("messages flow again after the restart");
+    assert!(back < Duration::from_secs(5), "took {back:?}");
+    assert!(a.counters().reconnects.load(Ordering::Relaxed) >= 1);
+    assert!(b.counters().reconnects.load(Ordering::Relaxed) >= 1);
+}

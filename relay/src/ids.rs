@@ -1,6 +1,7 @@
 //! Identifiers every layer of the relay shares: a leaf module that imports nothing of the relay.
 
-/// Relay-assigned participant id, unique within the relay's lifetime.
+/// Relay-assigned participant id: the relay's QUIC server id in the top 16 bits, so ids are
+/// unique across the relays of a pool.
 pub type ParticipantId = u64;
 
 /// How a participant is connected.

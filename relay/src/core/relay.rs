@@ -36,14 +36,22 @@ pub struct Relay {
     ended: Mutex<HashMap<String, u64>>,
     join_budget: Mutex<JoinBudget>,
     next_id: AtomicU64,
+    /// The relay's QUIC server id in the top 16 bits of every participant id.
+    id_prefix: u64,
     epoch: Instant,
 }
+
+/// Bits of a participant id below the relay's server id.
+const ID_COUNTER_BITS: u32 = 48;
+const ID_COUNTER_MASK: u64 = (1 << ID_COUNTER_BITS) - 1;
 
 impl Relay {
     /// A relay for `config` with `verifier`'s keys, starting at `now`.
     pub fn new(config: RelayConfig, verifier: TokenVerifier, metrics: Metrics, now: Now) -> Self {
-        // Ids start at a time-derived offset so ids of a restarted relay do not repeat.
-        let seed = now.unix_us.max(1);
+        // Ids carry the relay's server id (unique in its pool), so they are unique across the
+        // pool; below it a counter that starts at the wall clock's microseconds, so ids of a
+        // restarted relay do not repeat.
+        let seed = now.unix_us.max(1) & ID_COUNTER_MASK;
         Relay {
             meetings: Meetings::new(metrics.clone()),
             metrics,
@@ -54,7 +62,8 @@ impl Relay {
                 config.limits.join_rate_per_sec,
                 config.limits.join_burst,
             )),
-            next_id: AtomicU64::new((seed & 0xFFFF_FFFF) << 16 | 1),
+            next_id: AtomicU64::new(seed),
+            id_prefix: u64::from(config.server_id()) << ID_COUNTER_BITS,
             epoch: now.at,
             config,
         }
@@ -65,9 +74,9 @@ impl Relay {
         now.at.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
-    /// A fresh participant id.
+    /// A fresh participant id, unique across the relays of a pool.
     pub fn next_participant_id(&self) -> ParticipantId {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        self.id_prefix | (self.next_id.fetch_add(1, Ordering::Relaxed) & ID_COUNTER_MASK)
     }
 
     /// Takes one join from the rate budget.

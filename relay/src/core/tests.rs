@@ -643,3 +643,27 @@ fn bad_announcements_are_refused_and_change_nothing() {
         .any(|b| matches!(b, Body::Error(e) if e.code == ErrorCode::Forbidden as i32)));
     assert!(watcher.session.me.describe().tracks.is_empty());
 }
+
+#[test]
+fn participant_ids_carry_the_relays_server_id_and_never_repeat_across_a_pool() {
+    let ids = |server: &str| {
+        let world = World::new(&[
+            "--quic-server-id",
+            server,
+            "--join-burst",
+            "1000",
+            "--max-participants-per-meeting",
+            "1000",
+        ]);
+        (0..200)
+            .map(|i| world.join(&format!("u{i}"), "m").id())
+            .collect::<Vec<_>>()
+    };
+    let (zero, three) = (ids("0"), ids("3"));
+    assert!(three.iter().all(|id| id >> 48 == 3), "{:x}", three[0]);
+    let all: std::collections::HashSet<_> = zero.iter().chain(three.iter()).collect();
+    assert_eq!(all.len(), 400, "no id twice across two relays");
+    // A restarted relay starts above where the last one was.
+    let again = ids("3");
+    assert!(again[0] > three[199]);
+}

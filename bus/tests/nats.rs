@@ -254,3 +254,83 @@ async fn after_a_server_restart_messages_flow_again_within_five_seconds() {
     assert!(a.counters().reconnects.load(Ordering::Relaxed) >= 1);
     assert!(b.counters().reconnects.load(Ordering::Relaxed) >= 1);
 }
+
+#[tokio::test]
+async fn an_nkey_authenticates_and_another_key_is_refused() {
+    let user = nkeys::KeyPair::new_user();
+    let config = format!(
+        "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+        user.public_key()
+    );
+    let server = Server::start(&config, &[]);
+    let seed = user.seed().expect("seed");
+    let stranger = nkeys::KeyPair::new_user().seed().expect("seed");
+    let refused = NatsBus::connect(NatsOptions {
+        nkey_seed: Some(stranger),
+        ..options(&server.url())
+    })
+    .await;
+    assert!(refused.is_err(), "an unknown nkey is refused");
+    let bus = NatsBus::connect(NatsOptions {
+        nkey_seed: Some(seed),
+        ..options(&server.url())
+    })
+    .await
+    .expect("the server's nkey connects");
+    bus.publish("nkey.ok".into(), Bytes::new())
+        .await
+        .expect("publish");
+}
+
+#[tokio::test]
+async fn tls_with_the_servers_ca_carries_messages_and_an_untrusted_server_is_refused() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf");
+
+    let files = tempfile::tempdir().expect("dir");
+    let (ca_pem, cert_pem, key_pem) = (
+        files.path().join("ca.pem"),
+        files.path().join("server.pem"),
+        files.path().join("server-key.pem"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).expect("ca");
+    std::fs::write(&cert_pem, leaf.pem()).expect("cert");
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).expect("key");
+    let config = format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+        cert_pem.display(),
+        key_pem.display()
+    );
+    let server = Server::start(&config, &[]);
+    let tls = |ca: Option<std::path::PathBuf>| NatsOptions {
+        tls_ca: ca,
+        require_tls: true,
+        ..options(&format!("tls://127.0.0.1:{}", server.port))
+    };
+    assert!(
+        NatsBus::connect(tls(None)).await.is_err(),
+        "a server whose CA is not trusted is refused"
+    );
+    let (a, b) = (
+        NatsBus::connect(tls(Some(ca_pem.clone())))
+            .await
+            .expect("a over TLS"),
+        NatsBus::connect(tls(Some(ca_pem)))
+            .await
+            .expect("b over TLS"),
+    );
+    let mut sub = b.subscribe("tls.>".into()).await.expect("sub");
+    a.publish("tls.x".into(), Bytes::from_static(b"secret"))
+        .await
+        .expect("publish");
+    assert_eq!(next(&mut sub, WAIT).await.as_deref(), Some(&b"secret"[..]));
+}

@@ -124,7 +124,7 @@ pub async fn authenticate(
             let session = store
                 .session(&hash, now_ms())
                 .await
-                .map_err(crate::service::store_status)?
+                .map_err(crate::status::store_status)?
                 .ok_or_else(|| {
                     Status::unauthenticated("session token is unknown, expired or revoked")
                 })?;
@@ -142,7 +142,7 @@ pub async fn authenticate(
             let key = store
                 .api_key(id)
                 .await
-                .map_err(crate::service::store_status)?
+                .map_err(crate::status::store_status)?
                 .ok_or_else(|| Status::unauthenticated("API key is unknown or revoked"))?;
             if !constant_time_eq(key.secret_hash.as_bytes(), sha256_hex(secret).as_bytes()) {
                 return Err(Status::unauthenticated("API key secret does not match"));

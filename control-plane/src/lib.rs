@@ -11,6 +11,7 @@ pub mod keys;
 pub mod placement;
 pub mod server;
 pub mod service;
+pub mod status;
 pub mod store;
 pub mod validate;
 pub mod web;

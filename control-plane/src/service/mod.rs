@@ -13,7 +13,8 @@ use tonic::Status;
 use crate::auth::LoginLimiter;
 use crate::config::ControlPlaneConfig;
 use crate::keys::SigningKeys;
-use crate::store::{now_ms, Store, StoreError};
+pub use crate::status::store_status;
+use crate::store::{now_ms, Store};
 
 /// What every service shares.
 pub struct ControlPlane {
@@ -49,24 +50,6 @@ impl ControlPlane {
     /// Relays heard from since this time are fresh (ms).
     pub fn fresh_since_ms(&self) -> i64 {
         now_ms().saturating_sub(self.config.stale_after_ms())
-    }
-}
-
-/// The gRPC status for a store error. Database failures are logged here and reported
-/// without their details.
-pub fn store_status(error: StoreError) -> Status {
-    match error {
-        StoreError::AlreadyExists(what) => Status::already_exists(format!("{what} already exists")),
-        StoreError::NotFound(what) => Status::not_found(format!("{what} not found")),
-        StoreError::Full(id) => Status::resource_exhausted(format!("meeting {id} is full")),
-        StoreError::Ended(id) => Status::failed_precondition(format!("meeting {id} has ended")),
-        StoreError::NoRelay => Status::unavailable(
-            "no relay is available: none has a fresh heartbeat, or all are draining or full",
-        ),
-        StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
-            tracing::error!(%error, "database error");
-            Status::unavailable("the database is unavailable; retry shortly")
-        }
     }
 }
 

@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 
 use super::relays::RelayRecord;
+use super::seat::SeatRequest;
 use super::{audited, flag, get, unique_violation, Store, StoreError};
 
 /// Who may join a meeting.
@@ -131,21 +132,6 @@ pub struct MeetingFilter {
     /// At most this many.
     pub limit: u32,
     /// Relays heard from since then count as live (ms).
-    pub fresh_since_ms: i64,
-}
-
-/// A request for a seat in a meeting.
-#[derive(Debug, Clone)]
-pub struct SeatRequest<'a> {
-    /// Meeting.
-    pub meeting_id: &'a str,
-    /// Identity the token will carry.
-    pub identity: &'a str,
-    /// Now (ms).
-    pub now_ms: i64,
-    /// The seat lapses at this time unless its holder is connected (ms).
-    pub connect_by_ms: i64,
-    /// Relays heard from since then are alive (ms).
     pub fresh_since_ms: i64,
 }
 

@@ -4,6 +4,7 @@
 mod keys;
 mod meetings;
 mod relays;
+mod seat;
 mod users;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,10 +13,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use keys::SigningKeyRecord;
-pub use meetings::{
-    Access, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, SeatRequest, StateFilter,
-};
+pub use meetings::{Access, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, StateFilter};
 pub use relays::{LiveParticipantRecord, RelayLoad, RelayRecord};
+pub use seat::SeatRequest;
 pub use users::{ApiKeyRecord, SessionRecord, UserRecord};
 
 /// Which database a store talks to.

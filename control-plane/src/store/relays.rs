@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::meetings::SeatRequest;
+use super::seat::SeatRequest;
 use super::{audited, flag, get, Store, StoreError};
 
 /// What placement sees of the relays for one join.

@@ -107,7 +107,8 @@ pub struct BusCounters {
     pub reconnects: AtomicU64,
     /// Chunked messages dropped because a chunk went missing.
     pub incomplete: AtomicU64,
-    /// Messages dropped because this connection's subscriptions did not keep up.
+    /// Times this connection's subscriptions did not keep up and lost messages: each lost
+    /// message on the in-process bus, each slow-consumer event NATS reports.
     pub slow_consumer_drops: AtomicU64,
 }
 
@@ -133,8 +134,6 @@ pub trait Bus: Send + Sync + 'static {
     fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, BusError>>;
     /// The connection's counters.
     fn counters(&self) -> Arc<BusCounters>;
-    /// Which implementation this is (for logs and `/info`).
-    fn kind(&self) -> &'static str;
 }
 
 /// A stream of the messages of one subscription.

@@ -103,10 +103,6 @@ impl Bus for MemoryBus {
     fn counters(&self) -> Arc<BusCounters> {
         self.counters.clone()
     }
-
-    fn kind(&self) -> &'static str {
-        "in-process"
-    }
 }
 
 #[cfg(test)]

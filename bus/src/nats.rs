@@ -179,12 +179,14 @@ impl Bus for NatsBus {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .split(&payload, max_payload, self.max_message)?;
+            // A `Subject` clones by reference count: no allocation per chunk.
+            let wire_subject = async_nats::Subject::from(subject);
             for chunk in chunks {
                 self.client
-                    .publish(subject.clone(), chunk)
+                    .publish(wire_subject.clone(), chunk)
                     .await
                     .map_err(|source| BusError::Publish {
-                        subject: subject.clone(),
+                        subject: wire_subject.to_string(),
                         source,
                     })?;
             }
@@ -233,9 +235,5 @@ impl Bus for NatsBus {
 
     fn counters(&self) -> Arc<BusCounters> {
         self.counters.clone()
-    }
-
-    fn kind(&self) -> &'static str {
-        "nats"
     }
 }

@@ -1,7 +1,10 @@
 //! Compiles the .proto files with `protox` (pure Rust), so no `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/videocall/media/v1/media.proto"];
+    let protos = [
+        "proto/videocall/media/v1/media.proto",
+        "proto/videocall/mesh/v1/mesh.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

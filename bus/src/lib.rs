@@ -134,6 +134,8 @@ pub trait Bus: Send + Sync + 'static {
     fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, BusError>>;
     /// The connection's counters.
     fn counters(&self) -> Arc<BusCounters>;
+    /// Whether the connection is up now (what others publish can reach it).
+    fn connected(&self) -> bool;
 }
 
 /// A stream of the messages of one subscription.

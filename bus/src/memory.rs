@@ -100,6 +100,10 @@ impl Bus for MemoryBus {
         })
     }
 
+    fn connected(&self) -> bool {
+        true
+    }
+
     fn counters(&self) -> Arc<BusCounters> {
         self.counters.clone()
     }

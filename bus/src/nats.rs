@@ -233,6 +233,10 @@ impl Bus for NatsBus {
         })
     }
 
+    fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     fn counters(&self) -> Arc<BusCounters> {
         self.counters.clone()
     }

@@ -2,92 +2,16 @@
 //! and servers of the test's own (small `max_payload`, authentication, a restart), started
 //! on free loopback ports and stopped by PID.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use videocall_bus::{Bus, BusError, NatsBus, NatsOptions, Subscription};
+use videocall_testkit::nats::NatsServer as Server;
 
 const SHARED: &str = "nats://127.0.0.1:4222";
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A `nats-server` of the test's own, stopped (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    args: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(config: &str, args: &[&str]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let dir = tempfile::tempdir().expect("dir");
-        let conf = dir.path().join("nats.conf");
-        std::fs::write(&conf, config).expect("config");
-        let mut all = vec![
-            "-a".to_owned(),
-            "127.0.0.1".to_owned(),
-            "-p".to_owned(),
-            port.to_string(),
-            "-c".to_owned(),
-            conf.display().to_string(),
-        ];
-        all.extend(args.iter().map(|a| a.to_string()));
-        let child = spawn(&all);
-        let server = Server {
-            child,
-            port,
-            args: all,
-            _dir: dir,
-        };
-        server.wait_listening();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn wait_listening(&self) {
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// `kill -9`, then the same server again on the same port.
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn(&self.args);
-        self.wait_listening();
-    }
-}
-
-fn spawn(args: &[String]) -> Child {
-    Command::new("nats-server")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server (apt install nats-server)")
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn options(url: &str) -> NatsOptions {
     NatsOptions {

@@ -9,11 +9,28 @@ pub mod envelope;
 pub mod framing;
 pub mod ids;
 
-/// Generated Protocol Buffers types (`videocall.media.v1`).
+/// The generated packages, nested as they are named, so one package's references to another
+/// (`super::super::media::v1`) resolve.
 #[allow(missing_docs, clippy::all)]
-pub mod wire {
-    include!(concat!(env!("OUT_DIR"), "/videocall.media.v1.rs"));
+mod generated {
+    pub mod videocall {
+        pub mod media {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/videocall.media.v1.rs"));
+            }
+        }
+        pub mod mesh {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/videocall.mesh.v1.rs"));
+            }
+        }
+    }
 }
+
+/// Generated Protocol Buffers types (`videocall.media.v1`).
+pub use generated::videocall::media::v1 as wire;
+/// Generated Protocol Buffers types of the relay mesh (`videocall.mesh.v1`).
+pub use generated::videocall::mesh::v1 as mesh;
 
 pub use envelope::{decode_envelope, encode_envelope, ProtocolError};
 pub use framing::{encode_length_prefixed, length_delimited_codec, LENGTH_PREFIX_BYTES};

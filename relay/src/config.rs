@@ -105,6 +105,91 @@ pub struct RelayConfig {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub timing: Timing,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub bus: BusConfig,
+}
+
+/// The bus the relays of a pool share meetings over. Without `--nats-url` (and without a
+/// bus handed in by an embedding process) the relay hosts its meetings alone.
+#[derive(Debug, Clone, Args)]
+pub struct BusConfig {
+    /// NATS server URL(s), comma separated (`nats://127.0.0.1:4222`, `tls://…`).
+    #[arg(long, env = "RELAY_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// NATS user (with `--nats-password`).
+    #[arg(long, env = "RELAY_NATS_USER", requires = "nats_password")]
+    pub nats_user: Option<String>,
+
+    /// NATS password of `--nats-user`.
+    #[arg(long, env = "RELAY_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+
+    /// NATS token authentication.
+    #[arg(long, env = "RELAY_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+
+    /// NATS nkey seed (`SU…`) authentication.
+    #[arg(long, env = "RELAY_NATS_NKEY_SEED", hide_env_values = true)]
+    pub nats_nkey_seed: Option<String>,
+
+    /// NATS credentials file (JWT and nkey seed, `.creds`).
+    #[arg(long, env = "RELAY_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// PEM CA certificates to trust for the NATS server's certificate.
+    #[arg(long, env = "RELAY_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS with NATS (with `--nats-tls-key`).
+    #[arg(long, env = "RELAY_NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+
+    /// PEM key of `--nats-tls-cert`.
+    #[arg(long, env = "RELAY_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
+
+    /// Refuse to talk to NATS without TLS.
+    #[arg(long, env = "RELAY_NATS_REQUIRE_TLS")]
+    pub nats_require_tls: bool,
+
+    /// First token of every subject; relays share meetings only under the same prefix.
+    #[arg(long, env = "RELAY_BUS_SUBJECT_PREFIX", default_value = "vc")]
+    pub bus_subject_prefix: String,
+
+    /// Events queued for the bus before new ones are dropped (counted).
+    #[arg(long, env = "RELAY_BUS_EVENT_QUEUE", default_value_t = 4096)]
+    pub bus_event_queue: usize,
+
+    /// Media packets queued for the bus before new ones are dropped (counted).
+    #[arg(long, env = "RELAY_BUS_MEDIA_QUEUE", default_value_t = 4096)]
+    pub bus_media_queue: usize,
+}
+
+impl BusConfig {
+    /// How to connect to NATS, if `--nats-url` is set; `name` is the connection's name.
+    pub fn nats_options(
+        &self,
+        name: &str,
+        max_message: usize,
+    ) -> Option<videocall_bus::NatsOptions> {
+        Some(videocall_bus::NatsOptions {
+            url: self.nats_url.clone()?,
+            name: name.to_owned(),
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            token: self.nats_token.clone(),
+            nkey_seed: self.nats_nkey_seed.clone(),
+            credentials_file: self.nats_creds.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_cert: self.nats_tls_cert.clone(),
+            tls_key: self.nats_tls_key.clone(),
+            require_tls: self.nats_require_tls,
+            max_message,
+        })
+    }
 }
 
 impl RelayConfig {
@@ -205,6 +290,15 @@ pub struct Timing {
     /// After a drain starts, close remaining sessions after this long.
     #[arg(long, env = "RELAY_DRAIN_TIMEOUT_SECS", default_value_t = 300)]
     pub drain_timeout_secs: u64,
+
+    /// Interval between this relay's presence messages to the other relays of each meeting.
+    #[arg(long, env = "RELAY_MESH_PRESENCE_INTERVAL_MS", default_value_t = 1000)]
+    pub mesh_presence_interval_ms: u64,
+
+    /// Another relay of a meeting silent this long is gone: its participants are announced
+    /// as timed out (unless they rejoin elsewhere first).
+    #[arg(long, env = "RELAY_MESH_PRESENCE_TIMEOUT_MS", default_value_t = 5000)]
+    pub mesh_presence_timeout_ms: u64,
 }
 
 impl Timing {
@@ -219,6 +313,10 @@ impl Timing {
     /// [`Self::join_timeout_ms`] as a duration.
     pub fn join_timeout(&self) -> Duration {
         Duration::from_millis(self.join_timeout_ms.max(10))
+    }
+    /// [`Self::mesh_presence_interval_ms`] as a duration.
+    pub fn mesh_presence_interval(&self) -> Duration {
+        Duration::from_millis(self.mesh_presence_interval_ms.max(10))
     }
     /// [`Self::drain_timeout_secs`] as a duration.
     pub fn drain_timeout(&self) -> Duration {

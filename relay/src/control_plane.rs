@@ -160,7 +160,7 @@ impl ControlPlaneLink {
         let meeting_loads = meetings
             .iter()
             .map(|meeting| {
-                let people = meeting.participants();
+                let people = meeting.local_participants();
                 participants += people.len() as u32;
                 MeetingLoad {
                     meeting_id: meeting.id.clone(),

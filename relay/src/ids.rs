@@ -11,10 +11,12 @@ pub enum TransportKind {
     WebSocket,
     /// WebTransport over QUIC.
     WebTransport,
+    /// Hosted by another relay of the meeting, reached over the bus.
+    Mesh,
 }
 
 impl TransportKind {
-    /// Every transport, for metrics that must show zeros from the start.
+    /// Every client transport, for metrics that must show zeros from the start.
     pub const ALL: [TransportKind; 2] = [TransportKind::WebSocket, TransportKind::WebTransport];
 
     /// Metric label.
@@ -22,6 +24,7 @@ impl TransportKind {
         match self {
             TransportKind::WebSocket => "websocket",
             TransportKind::WebTransport => "webtransport",
+            TransportKind::Mesh => "mesh",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - `core`: meetings, participants, tracks, admission; no I/O, time passed in;
 //! - `driver`: one connection's lifecycle, for every transport;
 //! - `transport`: WebTransport and WebSocket adapters;
+//! - `mesh`: the bus adapter, so relays share meetings;
 //! - `state`, `http`, `control_plane`, `server`: the running process.
 
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ mod driver;
 mod http;
 mod ids;
 mod info;
+mod mesh;
 mod metrics;
 mod reason;
 mod server;
@@ -30,5 +32,6 @@ mod transport;
 pub use config::RelayConfig;
 pub use control_plane::LinkError;
 pub use info::RelayInfo;
-pub use server::{start, start_with_verifier, RelayHandle, StartError};
+pub use server::{start, start_with_bus, start_with_verifier, RelayHandle, StartError};
 pub use state::RelayState;
+pub use videocall_bus::{Bus, MemoryHub};

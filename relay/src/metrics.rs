@@ -45,6 +45,192 @@ pub struct Metrics {
     pub slow_consumers: IntCounter,
     /// Video bytes waiting in subscriber queues.
     pub queued_bytes: IntGauge,
+    /// The bus to the other relays.
+    pub bus: BusMetrics,
+}
+
+/// Metrics of the relay's bus connection (the relay mesh).
+#[derive(Clone)]
+pub struct BusMetrics {
+    messages: IntCounterVec,
+    bytes: IntCounterVec,
+    /// Meetings whose subjects the relay subscribes to now.
+    pub subscriptions: IntGauge,
+    /// Times the bus connection was lost and made again.
+    pub reconnects: IntCounter,
+    /// 1 while the bus connection is up.
+    pub connected: IntGauge,
+    drops: IntCounterVec,
+}
+
+/// Why something meant for the bus, or from it, was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusDrop {
+    /// The event queue to the bus was full.
+    EventQueueFull,
+    /// The bus refused a message as too large even in chunks.
+    TooLarge,
+    /// Publishing failed (the connection is closed).
+    PublishFailed,
+    /// A message from the bus could not be decoded.
+    Malformed,
+    /// A chunked message from the bus lost a chunk.
+    Incomplete,
+    /// The bus dropped messages for this relay's subscriptions (it did not keep up).
+    SlowConsumer,
+}
+
+impl BusDrop {
+    /// Every reason, for series that exist from the start.
+    pub const ALL: [BusDrop; 6] = [
+        BusDrop::EventQueueFull,
+        BusDrop::TooLarge,
+        BusDrop::PublishFailed,
+        BusDrop::Malformed,
+        BusDrop::Incomplete,
+        BusDrop::SlowConsumer,
+    ];
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            BusDrop::EventQueueFull => "event_queue_full",
+            BusDrop::TooLarge => "too_large",
+            BusDrop::PublishFailed => "publish_failed",
+            BusDrop::Malformed => "malformed",
+            BusDrop::Incomplete => "incomplete",
+            BusDrop::SlowConsumer => "slow_consumer",
+        }
+    }
+}
+
+/// What the bus connection's own counters said when last read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BusSnapshot {
+    messages_out: u64,
+    bytes_out: u64,
+    messages_in: u64,
+    bytes_in: u64,
+    reconnects: u64,
+    incomplete: u64,
+    slow: u64,
+}
+
+impl BusMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let messages = IntCounterVec::new(
+            Opts::new(
+                "bus_messages_total",
+                "Messages to and from the bus, by direction",
+            ),
+            &["direction"],
+        )?;
+        let bytes = IntCounterVec::new(
+            Opts::new(
+                "bus_bytes_total",
+                "Payload bytes to and from the bus, by direction",
+            ),
+            &["direction"],
+        )?;
+        let subscriptions = IntGauge::new(
+            "bus_subscriptions",
+            "Meetings whose bus subjects this relay subscribes to",
+        )?;
+        let reconnects = IntCounter::new(
+            "bus_reconnects_total",
+            "Times the bus connection was made again",
+        )?;
+        let connected = IntGauge::new("bus_connected", "1 while the bus connection is up")?;
+        let drops = IntCounterVec::new(
+            Opts::new("bus_drops_total", "Bus messages dropped, by reason"),
+            &["reason"],
+        )?;
+        registry.register(Box::new(messages.clone()))?;
+        registry.register(Box::new(bytes.clone()))?;
+        registry.register(Box::new(subscriptions.clone()))?;
+        registry.register(Box::new(reconnects.clone()))?;
+        registry.register(Box::new(connected.clone()))?;
+        registry.register(Box::new(drops.clone()))?;
+        for direction in ["in", "out"] {
+            messages.with_label_values(&[direction]);
+            bytes.with_label_values(&[direction]);
+        }
+        for reason in BusDrop::ALL {
+            drops.with_label_values(&[reason.label()]);
+        }
+        Ok(BusMetrics {
+            messages,
+            bytes,
+            subscriptions,
+            reconnects,
+            connected,
+            drops,
+        })
+    }
+
+    /// Counts one dropped bus message.
+    pub fn drop_message(&self, reason: BusDrop) {
+        self.drops.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// Bus messages dropped for `reason` so far.
+    pub fn drops(&self, reason: BusDrop) -> u64 {
+        self.drops.with_label_values(&[reason.label()]).get()
+    }
+
+    /// Payload bytes published to the bus so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes.with_label_values(&["out"]).get()
+    }
+
+    /// Adds what the connection counted since `last` (the connection counts on its own).
+    pub fn absorb(&self, counters: &videocall_bus::BusCounters, last: &mut BusSnapshot) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = BusSnapshot {
+            messages_out: counters.messages_out.load(Relaxed),
+            bytes_out: counters.bytes_out.load(Relaxed),
+            messages_in: counters.messages_in.load(Relaxed),
+            bytes_in: counters.bytes_in.load(Relaxed),
+            reconnects: counters.reconnects.load(Relaxed),
+            incomplete: counters.incomplete.load(Relaxed),
+            slow: counters.slow_consumer_drops.load(Relaxed),
+        };
+        let add =
+            |counter: IntCounter, now: u64, then: u64| counter.inc_by(now.saturating_sub(then));
+        add(
+            self.messages.with_label_values(&["out"]),
+            now.messages_out,
+            last.messages_out,
+        );
+        add(
+            self.bytes.with_label_values(&["out"]),
+            now.bytes_out,
+            last.bytes_out,
+        );
+        add(
+            self.messages.with_label_values(&["in"]),
+            now.messages_in,
+            last.messages_in,
+        );
+        add(
+            self.bytes.with_label_values(&["in"]),
+            now.bytes_in,
+            last.bytes_in,
+        );
+        add(self.reconnects.clone(), now.reconnects, last.reconnects);
+        add(
+            self.drops.with_label_values(&[BusDrop::Incomplete.label()]),
+            now.incomplete,
+            last.incomplete,
+        );
+        add(
+            self.drops
+                .with_label_values(&[BusDrop::SlowConsumer.label()]),
+            now.slow,
+            last.slow,
+        );
+        *last = now;
+    }
 }
 
 impl Metrics {
@@ -142,7 +328,9 @@ impl Metrics {
             packets: packets.with_label_values(&[kind]),
             bytes: bytes.with_label_values(&[kind]),
         };
+        let bus = BusMetrics::new(&registry)?;
         Ok(Metrics {
+            bus,
             in_audio: pair(&packets_in, &bytes_in, "audio"),
             in_video: pair(&packets_in, &bytes_in, "video"),
             out_audio: pair(&packets_out, &bytes_out, "audio"),

@@ -112,16 +112,22 @@ pub enum DropReason {
     SubscriberGone,
     /// The publisher has not announced the track (or has removed it).
     UnannouncedTrack,
+    /// The queue to the bus (to the other relays of the meeting) was full.
+    BusQueueFull,
+    /// Media from the bus of a publisher this relay does not know (yet).
+    UnknownPublisher,
 }
 
 impl DropReason {
     /// Every reason, in the order of their metric series.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::VideoQueueFull,
         DropReason::AudioQueueFull,
         DropReason::AwaitingKeyframe,
         DropReason::SubscriberGone,
         DropReason::UnannouncedTrack,
+        DropReason::BusQueueFull,
+        DropReason::UnknownPublisher,
     ];
 
     /// Metric label.
@@ -132,6 +138,8 @@ impl DropReason {
             DropReason::AwaitingKeyframe => "awaiting_keyframe",
             DropReason::SubscriberGone => "subscriber_gone",
             DropReason::UnannouncedTrack => "unannounced_track",
+            DropReason::BusQueueFull => "bus_queue_full",
+            DropReason::UnknownPublisher => "unknown_publisher",
         }
     }
 }

@@ -11,15 +11,21 @@ use wtransport::{Endpoint, Identity, ServerConfig};
 
 use crate::config::RelayConfig;
 use crate::control_plane::{ControlPlaneLink, LinkError};
-use crate::core::{Now, Relay};
+use crate::core::{Mesh, NoMesh, Now, Relay};
 use crate::http::{admin_router, public_router, HttpState};
 use crate::info::RelayInfo;
+use crate::mesh::BusMesh;
 use crate::metrics::Metrics;
 use crate::reason::CloseReason;
 use crate::state::RelayState;
 use crate::transport::cid::RoutableCidGenerator;
+use videocall_bus::{Bus, BusError, NatsBus};
 use videocall_protocol::wire::{ErrorCode, LeaveReason};
 use videocall_token::TokenVerifier;
+
+/// Largest message this relay sends over the bus: a frame at the largest frame size, with
+/// room for its header. Larger than NATS's `max_payload`, it goes in chunks.
+const BUS_MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// Self-signed certificates last 13 days: browsers accept `serverCertificateHashes`
 /// only for certificates valid at most 14 days.
@@ -54,6 +60,9 @@ pub enum StartError {
     /// The control-plane settings are unusable.
     #[error(transparent)]
     ControlPlane(#[from] LinkError),
+    /// The bus (NATS) could not be reached.
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
     /// The ready file could not be written.
     #[error("ready file: {0}")]
     ReadyFile(std::io::Error),
@@ -78,10 +87,29 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, StartError> {
 }
 
 /// Starts a relay that trusts the keys of `verifier` (an embedding process may own them).
+/// It shares meetings over NATS when `--nats-url` is set.
 pub async fn start_with_verifier(
     config: RelayConfig,
     verifier: TokenVerifier,
 ) -> Result<RelayHandle, StartError> {
+    start_with_bus(config, verifier, None).await
+}
+
+/// Starts a relay that shares its meetings over `bus` (an embedding process running
+/// several relays hands them one in-process bus); with `None`, over NATS when `--nats-url`
+/// is set, else with no other relays.
+pub async fn start_with_bus(
+    config: RelayConfig,
+    verifier: TokenVerifier,
+    bus: Option<Arc<dyn Bus>>,
+) -> Result<RelayHandle, StartError> {
+    let bus = match bus {
+        Some(bus) => Some(bus),
+        None => match config.bus.nats_options(&config.relay_id, BUS_MAX_MESSAGE) {
+            Some(options) => Some(Arc::new(NatsBus::connect(options).await?) as Arc<dyn Bus>),
+            None => None,
+        },
+    };
     if verifier.key_count() == 0 && config.control_plane_url.is_none() {
         tracing::warn!("no token keys configured: every join will be refused");
     }
@@ -157,10 +185,25 @@ pub async fn start_with_verifier(
     };
     let ready_file = config.ready_file.clone();
     let metrics = Metrics::new(&config.relay_id)?;
+    let (mesh, queues): (Arc<dyn Mesh>, _) = match &bus {
+        Some(_) => {
+            let (mesh, queues) = BusMesh::new(
+                &config.relay_id,
+                &config.bus.bus_subject_prefix,
+                config.bus.bus_event_queue,
+                config.bus.bus_media_queue,
+                metrics.bus.clone(),
+            );
+            (Arc::new(mesh), Some(queues))
+        }
+        None => (Arc::new(NoMesh), None),
+    };
+    let prefix = config.bus.bus_subject_prefix.clone();
     let state = Arc::new(RelayState::new(Relay::new(
         config,
         verifier,
         metrics,
+        mesh,
         Now::system(),
     )));
     let http = HttpState {
@@ -184,6 +227,9 @@ pub async fn start_with_verifier(
         state.clone(),
     ));
     tasks.spawn(drain_lifecycle(state.clone()));
+    if let (Some(bus), Some(queues)) = (bus, queues) {
+        crate::mesh::spawn(&mut tasks, state.clone(), bus, queues, prefix);
+    }
     if let (Some(url), Some(key)) = (
         &state.config().control_plane_url,
         &state.config().control_plane_api_key,

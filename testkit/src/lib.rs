@@ -1,6 +1,8 @@
 //! Support for integration tests: child processes stopped by PID, files they write,
 //! plain HTTP requests, Prometheus values and waiting on client events.
 
+pub mod nats;
+
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};

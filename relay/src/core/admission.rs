@@ -15,6 +15,7 @@ use super::sink::Outlet;
 use crate::ids::TransportKind;
 use crate::reason::Refusal;
 use videocall_protocol::envelope::envelope;
+use videocall_protocol::mesh::mesh_event;
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode, ParticipantJoined};
 use videocall_protocol::{decode_envelope, encode_length_prefixed, ProtocolError};
 use videocall_token::TokenError;
@@ -77,11 +78,8 @@ pub fn admit(
     ));
     let capacity = Capacity {
         max_meetings: limits.max_meetings,
-        max_participants: claims
-            .max_participants
-            .map_or(limits.max_participants_per_meeting, |n| {
-                limits.max_participants_per_meeting.min(n as usize)
-            }),
+        max_local: limits.max_participants_per_meeting,
+        max_total: claims.max_participants.map_or(usize::MAX, |n| n as usize),
     };
     let admitted = relay
         .meetings
@@ -99,6 +97,10 @@ pub fn admit(
         participant: Some(session.me.describe()),
     })));
     session.meeting.broadcast(session.me.id, &announce);
+    session.meeting.mesh().publish(
+        &session.meeting.id,
+        mesh_event::Body::Joined(session.me.describe_for_mesh()),
+    );
     for (publisher, track) in admitted.awaiting_keyframes {
         session.request_keyframe(&publisher, &track, now);
     }

@@ -1,5 +1,10 @@
 //! Meetings: who is in them, and the registry that creates them on first join and drops
-//! them when the last participant leaves.
+//! them when the last local participant leaves.
+//!
+//! A meeting's participants are local (connected here) or remote (hosted by another relay
+//! of the meeting, mirrored from its events; see [`super::mesh`]). Local publishers' tracks
+//! fan out to local subscribers and, while a remote participant subscribes, to one down track
+//! that carries them to the bus; remote publishers' tracks fan out to local subscribers only.
 //!
 //! Every change to who subscribes to what happens under the meeting's write lock (joins,
 //! leaves) or read lock (a publisher's announcement), so a join and a new track never miss
@@ -11,12 +16,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
+use super::mesh::{Mesh, RemoteOutlet, MESH_SUBSCRIBER};
 use super::participant::Participant;
 use super::sync::{lock, read, write};
 use super::track::{DownTrack, PublishedTrack};
-use crate::ids::ParticipantId;
+use crate::ids::{ParticipantId, TransportKind};
 use crate::metrics::Metrics;
 use crate::reason::Refusal;
+use videocall_protocol::mesh::RemoteParticipant;
 use videocall_protocol::wire::{Codec, ErrorCode, MediaKind, Track};
 
 /// One meeting on this relay.
@@ -25,7 +32,20 @@ pub struct Meeting {
     pub id: String,
     participants: RwLock<HashMap<ParticipantId, Arc<Participant>>>,
     metrics: Metrics,
+    mesh: Arc<dyn Mesh>,
+    /// The other relays heard in this meeting.
+    remote_relays: Mutex<HashMap<String, RemoteRelay>>,
 }
+
+/// Another relay of a meeting, as last heard.
+#[derive(Debug, Clone, Copy)]
+struct RemoteRelay {
+    last_heard_ms: u64,
+    /// When this relay last asked it for its roster.
+    asked_roster_ms: Option<u64>,
+}
+
+type ParticipantMap = HashMap<ParticipantId, Arc<Participant>>;
 
 /// What an announcement changed.
 #[derive(Default)]
@@ -37,23 +57,108 @@ pub struct Announced {
 }
 
 impl Meeting {
-    /// Everyone in the meeting.
-    pub fn participants(&self) -> Vec<Arc<Participant>> {
-        read(&self.participants).values().cloned().collect()
+    /// The participants connected to this relay.
+    pub fn local_participants(&self) -> Vec<Arc<Participant>> {
+        read(&self.participants)
+            .values()
+            .filter(|p| !p.is_remote())
+            .cloned()
+            .collect()
     }
 
-    /// One participant.
+    /// The participants hosted by relay `home`.
+    pub fn participants_of(&self, home: &str) -> Vec<Arc<Participant>> {
+        read(&self.participants)
+            .values()
+            .filter(|p| p.home.as_deref() == Some(home))
+            .cloned()
+            .collect()
+    }
+
+    /// One participant, local or remote.
     pub fn participant(&self, id: ParticipantId) -> Option<Arc<Participant>> {
         read(&self.participants).get(&id).cloned()
     }
 
-    /// Sends an encoded control frame to everyone but `except`.
+    /// The way to the other relays of the meeting.
+    pub fn mesh(&self) -> &dyn Mesh {
+        self.mesh.as_ref()
+    }
+
+    /// Sends an encoded control frame to every local participant but `except`. The other
+    /// relays tell their own participants.
     pub fn broadcast(&self, except: ParticipantId, frame: &Bytes) {
-        for p in self.participants() {
+        for p in self.local_participants() {
             if p.id != except {
                 p.send_frame(frame.clone());
             }
         }
+    }
+
+    /// Records that relay `origin` was heard at `now_ms`. Returns true the first time.
+    pub fn heard_from(&self, origin: &str, now_ms: u64) -> bool {
+        let mut relays = lock(&self.remote_relays);
+        match relays.get_mut(origin) {
+            Some(relay) => {
+                relay.last_heard_ms = relay.last_heard_ms.max(now_ms);
+                false
+            }
+            None => {
+                relays.insert(
+                    origin.to_owned(),
+                    RemoteRelay {
+                        last_heard_ms: now_ms,
+                        asked_roster_ms: None,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// Whether this relay may ask `origin` for its roster now (at most once per
+    /// `interval_ms`); records it as asked.
+    pub fn claim_roster_request(&self, origin: &str, now_ms: u64, interval_ms: u64) -> bool {
+        let mut relays = lock(&self.remote_relays);
+        let Some(relay) = relays.get_mut(origin) else {
+            return false;
+        };
+        if relay
+            .asked_roster_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < interval_ms)
+        {
+            return false;
+        }
+        relay.asked_roster_ms = Some(now_ms);
+        true
+    }
+
+    /// Counts every known relay as heard at `now_ms` (while this relay cannot hear anyone).
+    pub fn touch_relays(&self, now_ms: u64) {
+        for relay in lock(&self.remote_relays).values_mut() {
+            relay.last_heard_ms = now_ms;
+        }
+    }
+
+    /// Forgets the relays not heard for `timeout_ms` and returns them.
+    pub fn forget_silent_relays(&self, now_ms: u64, timeout_ms: u64) -> Vec<String> {
+        let mut relays = lock(&self.remote_relays);
+        let silent: Vec<String> = relays
+            .iter()
+            .filter(|(_, r)| now_ms.saturating_sub(r.last_heard_ms) >= timeout_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &silent {
+            relays.remove(id);
+        }
+        silent
+    }
+
+    /// The other relays heard in this meeting.
+    pub fn remote_relays(&self) -> Vec<String> {
+        let mut ids: Vec<_> = lock(&self.remote_relays).keys().cloned().collect();
+        ids.sort();
+        ids
     }
 
     /// Makes `tracks` the whole list of `publisher`'s published tracks: a track it leaves
@@ -64,6 +169,17 @@ impl Meeting {
         if !participants.contains_key(&publisher.id) {
             return None;
         }
+        Some(self.announce_locked(&participants, publisher, tracks))
+    }
+
+    /// [`Self::announce`] with the participants' lock held.
+    fn announce_locked(
+        &self,
+        participants: &ParticipantMap,
+        publisher: &Participant,
+        tracks: &[Track],
+    ) -> Announced {
+        let to_mesh = !publisher.is_remote() && has_remote_subscriber(participants);
         let current = publisher.tracks();
         let mut announced = Announced::default();
         let mut next = HashMap::with_capacity(tracks.len());
@@ -75,11 +191,14 @@ impl Meeting {
             let kind = MediaKind::try_from(wanted.kind).unwrap_or(MediaKind::Unspecified);
             let codec = Codec::try_from(wanted.codec).unwrap_or(Codec::Unspecified);
             let audio = kind == MediaKind::Audio;
-            let downs = participants
+            let mut downs: Vec<_> = participants
                 .values()
-                .filter(|s| s.id != publisher.id && s.grants.subscribe)
+                .filter(|s| s.id != publisher.id && s.grants.subscribe && !s.is_remote())
                 .map(|s| self.down_track_for(s, audio))
                 .collect();
+            if to_mesh {
+                downs.push(self.mesh_down_track(publisher.id, wanted.id, audio));
+            }
             let track = Arc::new(PublishedTrack::new(wanted.id, kind, codec, downs));
             next.insert(track.id, track.clone());
             announced.added.push(track);
@@ -90,7 +209,36 @@ impl Meeting {
             }
         }
         publisher.set_tracks(next);
-        Some(announced)
+        announced
+    }
+
+    /// The down track that carries `publisher`'s `track` to the other relays.
+    fn mesh_down_track(&self, publisher: ParticipantId, track: u32, audio: bool) -> Arc<DownTrack> {
+        Arc::new(DownTrack::new(
+            MESH_SUBSCRIBER,
+            audio,
+            self.mesh.media_sink(&self.id, publisher, track, audio),
+            self.metrics.queue_depth(TransportKind::Mesh),
+        ))
+    }
+
+    /// Gives every local published track its down track to the bus.
+    fn start_sending_to_mesh(&self, participants: &ParticipantMap) {
+        for publisher in participants.values().filter(|p| !p.is_remote()) {
+            for track in publisher.tracks() {
+                let audio = track.is_audio();
+                track.add_down_track(self.mesh_down_track(publisher.id, track.id, audio));
+            }
+        }
+    }
+
+    /// Takes the bus down track off every local published track.
+    fn stop_sending_to_mesh(&self, participants: &ParticipantMap) {
+        for publisher in participants.values().filter(|p| !p.is_remote()) {
+            for track in publisher.tracks() {
+                track.remove_subscriber(MESH_SUBSCRIBER);
+            }
+        }
     }
 
     fn down_track_for(&self, subscriber: &Participant, audio: bool) -> Arc<DownTrack> {
@@ -103,10 +251,27 @@ impl Meeting {
     }
 }
 
+fn has_remote_subscriber(participants: &ParticipantMap) -> bool {
+    participants
+        .values()
+        .any(|p| p.is_remote() && p.grants.subscribe)
+}
+
 /// All meetings of this relay.
 pub struct Meetings {
     meetings: Mutex<HashMap<String, Arc<Meeting>>>,
     metrics: Metrics,
+    mesh: Arc<dyn Mesh>,
+}
+
+/// What a remote participant's arrival (or new description) changed.
+pub struct RemoteJoin {
+    /// The participant as mirrored here.
+    pub participant: Arc<Participant>,
+    /// It was not known before.
+    pub new: bool,
+    /// Its tracks that were not known before, with their local subscribers.
+    pub announced: Announced,
 }
 
 /// What a successful join hands back.
@@ -124,16 +289,19 @@ pub struct Admitted {
 pub struct Capacity {
     /// Meetings this relay hosts at most.
     pub max_meetings: usize,
-    /// Participants the meeting holds at most.
-    pub max_participants: usize,
+    /// Participants of the meeting this relay holds at most.
+    pub max_local: usize,
+    /// Participants the meeting holds at most, across its relays.
+    pub max_total: usize,
 }
 
 impl Meetings {
     /// An empty registry.
-    pub fn new(metrics: Metrics) -> Self {
+    pub fn new(metrics: Metrics, mesh: Arc<dyn Mesh>) -> Self {
         Meetings {
             meetings: Mutex::new(HashMap::new()),
             metrics,
+            mesh,
         }
     }
 
@@ -162,27 +330,38 @@ impl Meetings {
                     id: meeting_id.to_owned(),
                     participants: RwLock::new(HashMap::new()),
                     metrics: self.metrics.clone(),
+                    mesh: self.mesh.clone(),
+                    remote_relays: Mutex::new(HashMap::new()),
                 });
                 meetings.insert(meeting_id.to_owned(), m.clone());
                 self.metrics.meetings.set(meetings.len() as i64);
+                self.mesh.open(meeting_id);
                 m
             }
         };
         let mut participants = write(&meeting.participants);
-        if participants.len() >= capacity.max_participants {
-            let empty = participants.is_empty();
+        let local = participants.values().filter(|p| !p.is_remote()).count();
+        let full = if local >= capacity.max_local {
+            Some(format!(
+                "meeting {meeting_id:?} is full on this relay ({} participants)",
+                capacity.max_local
+            ))
+        } else if participants.len() >= capacity.max_total {
+            Some(format!(
+                "meeting {meeting_id:?} is full ({} participants)",
+                capacity.max_total
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = full {
             drop(participants);
-            if empty {
+            if local == 0 {
                 meetings.remove(meeting_id);
                 self.metrics.meetings.set(meetings.len() as i64);
+                self.mesh.close(meeting_id);
             }
-            return Err(Refusal::new(
-                ErrorCode::MeetingFull,
-                format!(
-                    "meeting {meeting_id:?} is full ({} participants)",
-                    capacity.max_participants
-                ),
-            ));
+            return Err(Refusal::new(ErrorCode::MeetingFull, message));
         }
         drop(meetings);
 
@@ -209,21 +388,73 @@ impl Meetings {
         })
     }
 
-    /// Removes a participant and its subscriptions; drops the meeting when it empties.
-    /// Returns whether the participant was there.
-    pub fn leave(&self, meeting: &Arc<Meeting>, id: ParticipantId) -> bool {
+    /// Mirrors remote participant `remote`, hosted by relay `home`, in `meeting_id` if this
+    /// relay hosts that meeting: adds it (subscribing local participants to its tracks) or,
+    /// if known, takes its new state and tracks. `None` when the meeting is not here.
+    pub fn join_remote(
+        &self,
+        meeting_id: &str,
+        remote: &RemoteParticipant,
+        home: &str,
+        now_ms: u64,
+    ) -> Option<RemoteJoin> {
+        let meeting = self.get(meeting_id)?;
+        let described = remote.participant.as_ref()?;
+        let mut participants = write(&meeting.participants);
+        if let Some(known) = participants.get(&described.id).cloned() {
+            if known.home.as_deref() != Some(home) {
+                // A local participant, or another relay's: not this relay's to change.
+                return None;
+            }
+            known.apply_described(described);
+            let announced = meeting.announce_locked(&participants, &known, &described.tracks);
+            return Some(RemoteJoin {
+                participant: known,
+                new: false,
+                announced,
+            });
+        }
+        let outlet = Box::new(RemoteOutlet::new(
+            self.mesh.clone(),
+            meeting_id,
+            described.id,
+        ));
+        let participant = Arc::new(Participant::remote(remote, home, outlet, now_ms)?);
+        let first_remote_subscriber =
+            participant.grants.subscribe && !has_remote_subscriber(&participants);
+        participants.insert(participant.id, participant.clone());
+        if first_remote_subscriber {
+            meeting.start_sending_to_mesh(&participants);
+        }
+        let announced = meeting.announce_locked(&participants, &participant, &described.tracks);
+        Some(RemoteJoin {
+            participant,
+            new: true,
+            announced,
+        })
+    }
+
+    /// Removes a participant (local or remote) and its subscriptions; drops the meeting when
+    /// its last local participant leaves. Returns the participant if it was there.
+    pub fn leave(&self, meeting: &Arc<Meeting>, id: ParticipantId) -> Option<Arc<Participant>> {
         let mut meetings = lock(&self.meetings);
         let mut participants = write(&meeting.participants);
-        let removed = participants.remove(&id).is_some();
-        if removed {
-            self.metrics.participants.dec();
-            for other in participants.values() {
-                for track in other.tracks() {
-                    track.remove_subscriber(id);
+        let removed = participants.remove(&id);
+        if let Some(gone) = &removed {
+            if gone.is_remote() {
+                if gone.grants.subscribe && !has_remote_subscriber(&participants) {
+                    meeting.stop_sending_to_mesh(&participants);
+                }
+            } else {
+                self.metrics.participants.dec();
+                for other in participants.values() {
+                    for track in other.tracks() {
+                        track.remove_subscriber(id);
+                    }
                 }
             }
         }
-        if participants.is_empty() {
+        if !participants.values().any(|p| !p.is_remote()) {
             // Only remove the registry entry if it is still this meeting object.
             if meetings
                 .get(&meeting.id)
@@ -231,6 +462,7 @@ impl Meetings {
             {
                 meetings.remove(&meeting.id);
                 self.metrics.meetings.set(meetings.len() as i64);
+                self.mesh.close(&meeting.id);
             }
         }
         removed

@@ -13,6 +13,7 @@ use crate::ids::{ParticipantId, TransportKind};
 use crate::reason::CloseReason;
 use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
+use videocall_protocol::mesh::RemoteParticipant;
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode, LeaveReason};
 use videocall_token::Grants;
 
@@ -36,6 +37,8 @@ pub struct Participant {
     pub transport: TransportKind,
     /// When the participant joined (Unix milliseconds).
     pub joined_at_unix_ms: i64,
+    /// The relay that hosts the participant, when it is not this one.
+    pub home: Option<String>,
     state: Mutex<MutableState>,
     tracks: RwLock<HashMap<u32, Arc<PublishedTrack>>>,
     outlet: Box<dyn Outlet>,
@@ -71,6 +74,7 @@ impl Participant {
             grants: claims.grants,
             transport,
             joined_at_unix_ms: unix_ms,
+            home: None,
             state: Mutex::new(MutableState {
                 display_name: claims.name.clone(),
                 ..Default::default()
@@ -80,6 +84,63 @@ impl Participant {
             close_reason: Mutex::new(None),
             last_heard_ms: AtomicU64::new(now_ms),
         }
+    }
+
+    /// A participant hosted by relay `home`, as that relay described it. Its tracks are set
+    /// by the meeting's announcement of them.
+    pub fn remote(
+        remote: &RemoteParticipant,
+        home: &str,
+        outlet: Box<dyn Outlet>,
+        now_ms: u64,
+    ) -> Option<Self> {
+        let described = remote.participant.as_ref()?;
+        Some(Participant {
+            id: described.id,
+            user: described.user.clone(),
+            grants: Grants {
+                publish: described.can_publish,
+                subscribe: remote.subscribes,
+                admin: false,
+            },
+            transport: TransportKind::Mesh,
+            joined_at_unix_ms: remote.joined_at_unix_ms,
+            home: Some(home.to_owned()),
+            state: Mutex::new(MutableState {
+                display_name: described.display_name.clone(),
+                audio_muted: described.audio_muted,
+                video_muted: described.video_muted,
+                speaking: described.speaking,
+            }),
+            tracks: RwLock::new(HashMap::new()),
+            outlet,
+            close_reason: Mutex::new(None),
+            last_heard_ms: AtomicU64::new(now_ms),
+        })
+    }
+
+    /// Whether another relay hosts the participant.
+    pub fn is_remote(&self) -> bool {
+        self.home.is_some()
+    }
+
+    /// The description the other relays get: the wire description and what they need
+    /// besides it.
+    pub fn describe_for_mesh(&self) -> RemoteParticipant {
+        RemoteParticipant {
+            participant: Some(self.describe()),
+            subscribes: self.grants.subscribe,
+            joined_at_unix_ms: self.joined_at_unix_ms,
+        }
+    }
+
+    /// Takes the state another relay reported for its participant.
+    pub fn apply_described(&self, described: &wire::Participant) {
+        let mut state = lock(&self.state);
+        state.display_name = described.display_name.clone();
+        state.audio_muted = described.audio_muted;
+        state.video_muted = described.video_muted;
+        state.speaking = described.speaking;
     }
 
     /// The wire description others see; tracks in id order.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use super::clock::Now;
 use super::join_budget::JoinBudget;
 use super::meeting::Meetings;
+use super::mesh::Mesh;
 use super::sync::lock;
 use crate::config::RelayConfig;
 use crate::ids::ParticipantId;
@@ -18,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::reason::CloseReason;
 use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
+use videocall_protocol::mesh::{mesh_event, Ended};
 use videocall_protocol::wire::{envelope::Body, Draining, ErrorCode, LeaveReason};
 use videocall_token::TokenVerifier;
 
@@ -31,9 +33,13 @@ pub struct Relay {
     pub meetings: Meetings,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The way to the other relays (a relay on its own has `NoMesh`).
+    pub mesh: Arc<dyn Mesh>,
     draining: AtomicBool,
     /// Meeting id -> when it ended (Unix seconds), from the control plane.
     ended: Mutex<HashMap<String, u64>>,
+    /// Meeting id -> when it ended, from another relay, until the control plane lists it.
+    ended_by_mesh: Mutex<HashMap<String, u64>>,
     join_budget: Mutex<JoinBudget>,
     next_id: AtomicU64,
     /// The relay's QUIC server id in the top 16 bits of every participant id.
@@ -47,16 +53,24 @@ const ID_COUNTER_MASK: u64 = (1 << ID_COUNTER_BITS) - 1;
 
 impl Relay {
     /// A relay for `config` with `verifier`'s keys, starting at `now`.
-    pub fn new(config: RelayConfig, verifier: TokenVerifier, metrics: Metrics, now: Now) -> Self {
+    pub fn new(
+        config: RelayConfig,
+        verifier: TokenVerifier,
+        metrics: Metrics,
+        mesh: Arc<dyn Mesh>,
+        now: Now,
+    ) -> Self {
         // Ids carry the relay's server id (unique in its pool), so they are unique across the
         // pool; below it a counter that starts at the wall clock's microseconds, so ids of a
         // restarted relay do not repeat.
         let seed = now.unix_us.max(1) & ID_COUNTER_MASK;
         Relay {
-            meetings: Meetings::new(metrics.clone()),
+            meetings: Meetings::new(metrics.clone(), mesh.clone()),
             metrics,
+            mesh,
             verifier: ArcSwap::from_pointee(verifier),
             ended: Mutex::new(HashMap::new()),
+            ended_by_mesh: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             join_budget: Mutex::new(JoinBudget::new(
                 config.limits.join_rate_per_sec,
@@ -87,29 +101,52 @@ impl Relay {
 
     /// Whether `meeting` ended at or after a token issued at `issued_at` (Unix seconds).
     pub fn ended_before(&self, meeting: &str, issued_at: u64) -> bool {
-        lock(&self.ended)
-            .get(meeting)
-            .is_some_and(|&at| issued_at <= at)
+        let ended_at = |map: &Mutex<HashMap<String, u64>>| lock(map).get(meeting).copied();
+        ended_at(&self.ended)
+            .or_else(|| ended_at(&self.ended_by_mesh))
+            .is_some_and(|at| issued_at <= at)
     }
 
     /// Records the meetings the control plane says have ended (replacing the last list)
-    /// and disconnects everyone still in them. Returns how many were disconnected.
+    /// and disconnects everyone still in them; the other relays of such a meeting are told
+    /// at once. Returns how many were disconnected.
     pub fn end_meetings(&self, ended: HashMap<String, u64>) -> usize {
         let mut closed = 0;
-        for id in ended.keys() {
-            if let Some(meeting) = self.meetings.get(id) {
-                for participant in meeting.participants() {
-                    participant.close(CloseReason::error(
-                        LeaveReason::MeetingEnded,
-                        ErrorCode::MeetingEnded,
-                        "the meeting has ended",
-                    ));
-                    closed += 1;
-                }
+        for (id, &ended_at) in &ended {
+            let here = self.end_here(id);
+            if here > 0 {
+                self.mesh
+                    .publish(id, mesh_event::Body::Ended(Ended { ended_at }));
             }
+            closed += here;
         }
+        // Meetings another relay said have ended stay ended until the control plane lists them.
+        lock(&self.ended_by_mesh).retain(|id, _| !ended.contains_key(id));
         *lock(&self.ended) = ended;
         closed
+    }
+
+    /// Another relay of `meeting` says it ended at `ended_at` (Unix seconds): disconnects
+    /// this relay's participants of it and refuses tokens issued before. Returns how many
+    /// were disconnected.
+    pub fn end_meeting_from_mesh(&self, meeting: &str, ended_at: u64) -> usize {
+        lock(&self.ended_by_mesh).insert(meeting.to_owned(), ended_at);
+        self.end_here(meeting)
+    }
+
+    fn end_here(&self, meeting: &str) -> usize {
+        let Some(meeting) = self.meetings.get(meeting) else {
+            return 0;
+        };
+        let locals = meeting.local_participants();
+        for participant in &locals {
+            participant.close(CloseReason::error(
+                LeaveReason::MeetingEnded,
+                ErrorCode::MeetingEnded,
+                "the meeting has ended",
+            ));
+        }
+        locals.len()
     }
 
     /// Whether the relay refuses new joins.
@@ -141,7 +178,7 @@ impl Relay {
     /// Closes every session with `reason` (a drain's deadline, a shutdown).
     pub fn close_everyone(&self, reason: &CloseReason) {
         for meeting in self.meetings.all() {
-            for participant in meeting.participants() {
+            for participant in meeting.local_participants() {
                 participant.close(reason.clone());
             }
         }

@@ -17,6 +17,7 @@ use crate::reason::{CloseReason, DropReason};
 use videocall_protocol::decode_envelope;
 use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
+use videocall_protocol::mesh::{mesh_event, Remove};
 use videocall_protocol::wire::{
     self, envelope::Body, ErrorCode, LeaveReason, MediaKind, ParticipantLeft, ParticipantUpdated,
     Track,
@@ -189,6 +190,17 @@ impl Session {
         } else {
             remove.reason.chars().take(200).collect()
         };
+        if target.is_remote() {
+            // Its own relay closes it and tells everyone.
+            self.meeting.mesh().publish(
+                &self.meeting.id,
+                mesh_event::Body::Remove(Remove {
+                    participant_id: target.id,
+                    reason,
+                }),
+            );
+            return;
+        }
         target.close(CloseReason::error(
             LeaveReason::Kicked,
             ErrorCode::Forbidden,
@@ -228,25 +240,7 @@ impl Session {
         let keyframe = media.keyframe;
         // Encoded once; every subscriber gets a reference to the same buffer.
         let frame = encode_length_prefixed(&envelope(Body::Media(media)));
-        let downs = track.down_tracks();
-        for down in downs.iter() {
-            if let Delivery::Dropped(reason) = down.offer(&frame, now.at, keyframe) {
-                metrics.drop_packet(reason);
-                if reason == DropReason::SubscriberGone {
-                    continue;
-                }
-                if !track.is_audio() {
-                    self.request_keyframe(&self.me, &track, now);
-                }
-                if let Some(dropped) = track.record_drop(self.relay.ms(now), CONGESTION_WINDOW_MS) {
-                    self.me.send(Body::Congestion(wire::CongestionNotice {
-                        track_id: track.id,
-                        dropped_packets: dropped,
-                        window_ms: CONGESTION_WINDOW_MS as u32,
-                    }));
-                }
-            }
-        }
+        fan_out(&self.relay, &self.me, &track, &frame, keyframe, now);
     }
 
     /// Media of a track that is not published: dropped and counted, never published. A
@@ -276,10 +270,14 @@ impl Session {
             data.sent_at_ms = now.unix_ms();
         }
         let recipients = std::mem::take(&mut data.to);
-        let frame = encode_length_prefixed(&envelope(Body::Data(data)));
+        let frame = encode_length_prefixed(&envelope(Body::Data(data.clone())));
         if recipients.is_empty() {
             self.meeting.broadcast(self.me.id, &frame);
+            self.meeting
+                .mesh()
+                .publish(&self.meeting.id, mesh_event::Body::Data(data));
         } else {
+            // A remote recipient's outlet carries the frame to its relay.
             for id in recipients {
                 if let Some(p) = self.meeting.participant(id) {
                     p.send_frame(frame.clone());
@@ -290,22 +288,19 @@ impl Session {
 
     /// Asks `publisher` for a keyframe of `track`, at most once per configured interval.
     pub fn request_keyframe(&self, publisher: &Participant, track: &PublishedTrack, now: Now) {
-        let interval = self.relay.config.timing.keyframe_request_interval_ms;
-        if track.claim_keyframe_request(self.relay.ms(now), interval) {
-            self.relay.metrics.keyframe_requests.inc();
-            publisher.send(Body::KeyframeRequest(wire::KeyframeRequest {
-                participant_id: publisher.id,
-                track_id: track.id,
-            }));
-        }
+        request_keyframe(&self.relay, publisher, track, now);
     }
 
     fn announce_update(&self) {
+        let described = self.me.describe();
         let frame =
             encode_length_prefixed(&envelope(Body::ParticipantUpdated(ParticipantUpdated {
-                participant: Some(self.me.describe()),
+                participant: Some(described.clone()),
             })));
         self.meeting.broadcast(self.me.id, &frame);
+        self.meeting
+            .mesh()
+            .publish(&self.meeting.id, mesh_event::Body::Updated(described));
     }
 
     /// Heartbeat: pings the participant, or ends the session if it has been silent too long.
@@ -333,12 +328,21 @@ impl Session {
         if reason.error.as_ref().map(|(c, _)| *c) == Some(ErrorCode::SlowConsumer) {
             self.relay.metrics.slow_consumers.inc();
         }
-        if self.relay.meetings.leave(&self.meeting, self.me.id) {
-            let frame = encode_length_prefixed(&envelope(Body::ParticipantLeft(ParticipantLeft {
+        if self
+            .relay
+            .meetings
+            .leave(&self.meeting, self.me.id)
+            .is_some()
+        {
+            let left = ParticipantLeft {
                 participant_id: self.me.id,
                 reason: reason.leave as i32,
-            })));
+            };
+            let frame = encode_length_prefixed(&envelope(Body::ParticipantLeft(left.clone())));
             self.meeting.broadcast(self.me.id, &frame);
+            self.meeting
+                .mesh()
+                .publish(&self.meeting.id, mesh_event::Body::Left(left));
             tracing::info!(
                 meeting = %self.meeting.id,
                 participant = self.me.id,
@@ -356,6 +360,57 @@ impl Session {
         // Ends writers that are still waiting on queues.
         self.me.close(reason.clone());
         reason
+    }
+}
+
+/// Offers one encoded media frame of `publisher`'s `track` to every down track. A drop makes
+/// video wait for a keyframe (and asks for one) and is summed into a congestion notice for
+/// the publisher; for a remote publisher both travel to its relay.
+pub(super) fn fan_out(
+    relay: &Relay,
+    publisher: &Participant,
+    track: &PublishedTrack,
+    frame: &Bytes,
+    keyframe: bool,
+    now: Now,
+) {
+    let metrics = &relay.metrics;
+    let downs = track.down_tracks();
+    for down in downs.iter() {
+        if let Delivery::Dropped(reason) = down.offer(frame, now.at, keyframe) {
+            metrics.drop_packet(reason);
+            if reason == DropReason::SubscriberGone {
+                continue;
+            }
+            if !track.is_audio() {
+                request_keyframe(relay, publisher, track, now);
+            }
+            if let Some(dropped) = track.record_drop(relay.ms(now), CONGESTION_WINDOW_MS) {
+                publisher.send(Body::Congestion(wire::CongestionNotice {
+                    track_id: track.id,
+                    dropped_packets: dropped,
+                    window_ms: CONGESTION_WINDOW_MS as u32,
+                }));
+            }
+        }
+    }
+}
+
+/// Asks `publisher` for a keyframe of `track`, at most once per configured interval. A
+/// remote publisher's request travels to its relay, which coalesces again.
+pub(super) fn request_keyframe(
+    relay: &Relay,
+    publisher: &Participant,
+    track: &PublishedTrack,
+    now: Now,
+) {
+    let interval = relay.config.timing.keyframe_request_interval_ms;
+    if track.claim_keyframe_request(relay.ms(now), interval) {
+        relay.metrics.keyframe_requests.inc();
+        publisher.send(Body::KeyframeRequest(wire::KeyframeRequest {
+            participant_id: publisher.id,
+            track_id: track.id,
+        }));
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
+use super::mesh::MESH_SUBSCRIBER;
 use super::sink::{MediaSink, Offer, Outgoing};
 use crate::ids::ParticipantId;
 use crate::reason::DropReason;
@@ -187,6 +188,12 @@ impl DownTrack {
                     self.awaiting_keyframe.store(false, Ordering::Relaxed);
                 }
                 Delivery::Queued
+            }
+            Offer::Full if self.subscriber == MESH_SUBSCRIBER => {
+                if !self.audio {
+                    self.awaiting_keyframe.store(true, Ordering::Relaxed);
+                }
+                Delivery::Dropped(DropReason::BusQueueFull)
             }
             Offer::Full if self.audio => Delivery::Dropped(DropReason::AudioQueueFull),
             Offer::Full => {

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
@@ -20,14 +21,22 @@ pub const KID: &str = "test-key";
 pub struct RelayProcess {
     child: ChildGuard,
     pub info: RelayInfo,
-    pub issuer: TokenIssuer,
+    pub issuer: Arc<TokenIssuer>,
     _dir: tempfile::TempDir,
 }
 
 impl RelayProcess {
     /// Starts `videocall-relay` with loopback ports chosen by the OS and `extra` flags.
     pub async fn start(extra: &[&str]) -> RelayProcess {
-        let issuer = TokenIssuer::generate(KID);
+        Self::start_with_issuer(Arc::new(TokenIssuer::generate(KID)), extra).await
+    }
+
+    /// Starts a relay that trusts the same token key as `other` (relays of one pool).
+    pub async fn start_beside(other: &RelayProcess, extra: &[&str]) -> RelayProcess {
+        Self::start_with_issuer(other.issuer.clone(), extra).await
+    }
+
+    async fn start_with_issuer(issuer: Arc<TokenIssuer>, extra: &[&str]) -> RelayProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let ready = dir.path().join("ready.json");
         let key = format!("{KID}={}", issuer.public_key_base64());

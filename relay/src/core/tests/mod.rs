@@ -20,6 +20,8 @@ use crate::ids::TransportKind;
 use crate::metrics::Metrics;
 use crate::reason::{DropReason, Refusal};
 
+mod mesh;
+
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
@@ -167,6 +169,10 @@ impl Joined {
 
 impl World {
     fn new(args: &[&str]) -> World {
+        Self::with_mesh(args, Arc::new(NoMesh))
+    }
+
+    fn with_mesh(args: &[&str], mesh: Arc<dyn Mesh>) -> World {
         let config = Cli::parse_from(std::iter::once("relay").chain(args.iter().copied())).config;
         let issuer = TokenIssuer::generate("k");
         let mut verifier = TokenVerifier::new();
@@ -176,7 +182,7 @@ impl World {
         let start = Now::system();
         let metrics = Metrics::new("test").expect("metrics");
         World {
-            relay: Arc::new(Relay::new(config, verifier, metrics, start)),
+            relay: Arc::new(Relay::new(config, verifier, metrics, mesh, start)),
             issuer,
             start,
         }

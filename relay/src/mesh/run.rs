@@ -1,0 +1,221 @@
+//! The tasks behind a [`super::BusMesh`]: one publishes the queues onto the bus in order
+//! (events before media), one holds a subscription per hosted meeting and feeds what arrives
+//! to the core, one beats presence and copies the bus connection's counters into the metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::link::{Command, MeshQueues, Outbound};
+use super::media_header::MediaHeader;
+use super::subjects::MeetingSubjects;
+use crate::core::{mesh_tick, on_mesh_event, on_mesh_media, Now};
+use crate::metrics::{BusDrop, BusSnapshot};
+use crate::state::RelayState;
+use videocall_bus::{Bus, BusError, BusMessage};
+use videocall_protocol::mesh::{mesh_event, Hello, MeshEvent};
+
+/// Wait before subscribing again after a failure.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
+/// Publish failures logged before the rest are only counted.
+const FAILURES_LOGGED: u64 = 5;
+
+/// Starts the mesh's tasks; they stop with the relay.
+pub fn spawn(
+    tasks: &mut JoinSet<()>,
+    state: Arc<RelayState>,
+    bus: Arc<dyn Bus>,
+    queues: MeshQueues,
+    prefix: String,
+) {
+    tasks.spawn(publish(
+        state.clone(),
+        bus.clone(),
+        queues.events,
+        queues.media,
+    ));
+    tasks.spawn(subscriptions(
+        state.clone(),
+        bus.clone(),
+        queues.commands,
+        prefix,
+    ));
+    tasks.spawn(beat(state, bus));
+}
+
+async fn publish(
+    state: Arc<RelayState>,
+    bus: Arc<dyn Bus>,
+    mut events: mpsc::Receiver<Outbound>,
+    mut media: mpsc::Receiver<Outbound>,
+) {
+    let metrics = &state.metrics().bus;
+    let mut failures = 0u64;
+    loop {
+        let out = tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => break,
+            Some(out) = events.recv() => out,
+            Some(out) = media.recv() => out,
+            else => break,
+        };
+        let size = out.payload.len();
+        if let Err(error) = bus.publish(out.subject.to_string(), out.payload).await {
+            let reason = match error {
+                BusError::TooLarge { .. } => BusDrop::TooLarge,
+                _ => BusDrop::PublishFailed,
+            };
+            metrics.drop_message(reason);
+            failures += 1;
+            if failures <= FAILURES_LOGGED {
+                tracing::warn!(subject = %out.subject, size, %error, "bus message dropped");
+            }
+        }
+    }
+}
+
+async fn subscriptions(
+    state: Arc<RelayState>,
+    bus: Arc<dyn Bus>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    prefix: String,
+) {
+    let mut hearing: HashMap<String, CancellationToken> = HashMap::new();
+    loop {
+        let command = tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            command = commands.recv() => match command {
+                Some(command) => command,
+                None => break,
+            },
+        };
+        match command {
+            Command::Open(meeting) => {
+                let stop = state.shutdown.child_token();
+                if let Some(old) = hearing.insert(meeting.clone(), stop.clone()) {
+                    old.cancel();
+                }
+                let subjects = MeetingSubjects::new(&prefix, &meeting);
+                tokio::spawn(hear(state.clone(), bus.clone(), meeting, subjects, stop));
+            }
+            Command::Close(meeting) => {
+                if let Some(stop) = hearing.remove(&meeting) {
+                    stop.cancel();
+                }
+            }
+        }
+    }
+    for stop in hearing.into_values() {
+        stop.cancel();
+    }
+}
+
+/// Holds the one subscription of `meeting` until `stop`, feeding the core what arrives.
+async fn hear(
+    state: Arc<RelayState>,
+    bus: Arc<dyn Bus>,
+    meeting: String,
+    subjects: MeetingSubjects,
+    stop: CancellationToken,
+) {
+    let metrics = &state.metrics().bus;
+    let mut subscription = loop {
+        let attempt = tokio::select! {
+            _ = stop.cancelled() => return,
+            attempt = bus.subscribe(subjects.all.clone()) => attempt,
+        };
+        match attempt {
+            Ok(subscription) => break subscription,
+            Err(error) => {
+                tracing::warn!(%meeting, %error, "subscribing to the meeting's bus subjects failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(RESUBSCRIBE_DELAY) => {}
+                }
+            }
+        }
+    };
+    metrics.subscriptions.inc();
+    // Subscribed: now the others' answers reach this relay.
+    state
+        .core
+        .mesh
+        .publish(&meeting, mesh_event::Body::Hello(Hello {}));
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => break,
+            message = subscription.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+        };
+        take(&state, &meeting, &subjects, message);
+    }
+    metrics.subscriptions.dec();
+}
+
+/// One message of a meeting's subjects, to the core.
+fn take(state: &RelayState, meeting: &str, subjects: &MeetingSubjects, message: BusMessage) {
+    let core = &state.core;
+    let now = Now::system();
+    if message.subject == subjects.media {
+        match MediaHeader::decode(&message.payload) {
+            Ok((header, frame)) => {
+                on_mesh_media(
+                    core,
+                    meeting,
+                    header.publisher,
+                    header.track,
+                    header.keyframe,
+                    &frame,
+                    now,
+                );
+            }
+            Err(error) => malformed(state, meeting, &error.to_string()),
+        }
+    } else if message.subject == subjects.events {
+        match MeshEvent::decode(message.payload) {
+            Ok(event) => on_mesh_event(core, meeting, event, now),
+            Err(error) => malformed(state, meeting, &error.to_string()),
+        }
+    } else {
+        malformed(
+            state,
+            meeting,
+            &format!("unknown subject {}", message.subject),
+        );
+    }
+}
+
+fn malformed(state: &RelayState, meeting: &str, error: &str) {
+    let metrics = &state.metrics().bus;
+    metrics.drop_message(BusDrop::Malformed);
+    if metrics.drops(BusDrop::Malformed) <= FAILURES_LOGGED {
+        tracing::warn!(%meeting, %error, "malformed message from the bus dropped");
+    }
+}
+
+/// Presence, relay timeouts and the connection's counters, once per presence interval.
+async fn beat(state: Arc<RelayState>, bus: Arc<dyn Bus>) {
+    let mut interval = tokio::time::interval(state.config().timing.mesh_presence_interval());
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let metrics = &state.metrics().bus;
+    let counters = bus.counters();
+    let mut last = BusSnapshot::default();
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        let connected = bus.connected();
+        metrics.connected.set(i64::from(connected));
+        metrics.absorb(&counters, &mut last);
+        mesh_tick(&state.core, Now::system(), connected);
+    }
+}

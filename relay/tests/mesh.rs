@@ -177,7 +177,7 @@ async fn a_meeting_split_across_three_relays_delivers_everyones_media_and_events
     // A leave on one relay is seen on the others.
     let leaver = clients.pop().expect("client");
     let leaver_id = leaver.joined.participant_id;
-    leaver.leave().await;
+    leaver.sender().leave().await;
     for client in clients.iter_mut() {
         let seen = wait_for_message(client, WAIT, |m| match m {
             Body::ParticipantLeft(l) if l.participant_id == leaver_id => Some(l.reason),

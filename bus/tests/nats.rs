@@ -238,7 +238,7 @@ async fn tls_with_the_servers_ca_carries_messages_and_an_untrusted_server_is_ref
     let tls = |ca: Option<std::path::PathBuf>| NatsOptions {
         tls_ca: ca,
         require_tls: true,
-        ..options(&format!("tls://127.0.0.1:{}", server.port))
+        ..options(&format!("tls://127.0.0.1:{}", server.port()))
     };
     assert!(
         NatsBus::connect(tls(None)).await.is_err(),

@@ -57,8 +57,10 @@ async fn sees_everyone(client: &mut Client, others: &[u64], tracks: usize) -> Ha
             .all(|id| known.get(id).is_some_and(|&n| n >= tracks))
     };
     let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen = Vec::new();
     while !done(&known) {
         let event = tokio::time::timeout_at(deadline, client.next_event()).await;
+        seen.push(format!("{event:?}").chars().take(120).collect::<String>());
         match event {
             Ok(Some(Event::Message(Body::ParticipantJoined(j)))) => {
                 if let Some(p) = j.participant {
@@ -73,8 +75,8 @@ async fn sees_everyone(client: &mut Client, others: &[u64], tracks: usize) -> Ha
             }
             Ok(Some(_)) => {}
             _ => panic!(
-                "participant {} waited in vain for {others:?} with {tracks} tracks; knows {known:?}",
-                client.joined.participant_id
+                "participant {} waited in vain for {others:?} with {tracks} tracks; knows {known:?}; joined {:?}; saw {seen:#?}",
+                client.joined.participant_id, client.joined.participants
             ),
         }
     }
@@ -107,11 +109,21 @@ async fn a_meeting_split_across_three_relays_delivers_everyones_media_and_events
     ];
     let mut clients = Vec::new();
     for (n, (relay, transport)) in placement.iter().enumerate() {
-        let mut client = relays[*relay]
-            .join(*transport, MEETING, &format!("user{n}"))
-            .await;
-        announce(&mut client, &[(1, MediaKind::Video), (2, MediaKind::Audio)]).await;
-        clients.push(client);
+        clients.push(
+            relays[*relay]
+                .join(*transport, MEETING, &format!("user{n}"))
+                .await,
+        );
+    }
+    // Announced without waiting (`announce` would discard the events it reads meanwhile):
+    // `sees_everyone` reads every event, and media goes out only once every client has seen
+    // every other's tracks, so every relay has applied every announcement.
+    for client in &clients {
+        let tracks = vec![
+            videocall_client::synthetic::track(1, MediaKind::Video),
+            videocall_client::synthetic::track(2, MediaKind::Audio),
+        ];
+        client.sender().announce(tracks).await.expect("announce");
     }
     let ids: Vec<u64> = clients.iter().map(|c| c.joined.participant_id).collect();
     assert_eq!(

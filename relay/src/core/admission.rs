@@ -81,17 +81,19 @@ pub fn admit(
         max_local: limits.max_participants_per_meeting,
         max_total: claims.max_participants.map_or(usize::MAX, |n| n as usize),
     };
+    let welcome = |others: &[Arc<Participant>]| {
+        Body::Joined(wire::Joined {
+            participant_id: me.id,
+            meeting_id: join.meeting_id.clone(),
+            participants: others.iter().map(|p| p.describe()).collect(),
+            max_frame_size: limits.max_frame_size as u32,
+            heartbeat_interval_ms: relay.config.timing.heartbeat_interval_ms as u32,
+            relay_id: relay.config.relay_id.clone(),
+        })
+    };
     let admitted = relay
         .meetings
-        .join(&join.meeting_id, me.clone(), capacity)?;
-    me.send(Body::Joined(wire::Joined {
-        participant_id: me.id,
-        meeting_id: join.meeting_id.clone(),
-        participants: admitted.others.iter().map(|p| p.describe()).collect(),
-        max_frame_size: limits.max_frame_size as u32,
-        heartbeat_interval_ms: relay.config.timing.heartbeat_interval_ms as u32,
-        relay_id: relay.config.relay_id.clone(),
-    }));
+        .join(&join.meeting_id, me.clone(), capacity, welcome)?;
     let session = Session::new(relay.clone(), admitted.meeting, me);
     let announce = encode_length_prefixed(&envelope(Body::ParticipantJoined(ParticipantJoined {
         participant: Some(session.me.describe()),

@@ -24,7 +24,7 @@ use crate::ids::{ParticipantId, TransportKind};
 use crate::metrics::Metrics;
 use crate::reason::Refusal;
 use videocall_protocol::mesh::RemoteParticipant;
-use videocall_protocol::wire::{Codec, ErrorCode, MediaKind, Track};
+use videocall_protocol::wire::{envelope::Body, Codec, ErrorCode, MediaKind, Track};
 
 /// One meeting on this relay.
 pub struct Meeting {
@@ -279,8 +279,6 @@ pub struct RemoteJoin {
 pub struct Admitted {
     /// The meeting joined.
     pub meeting: Arc<Meeting>,
-    /// Everyone who was already there.
-    pub others: Vec<Arc<Participant>>,
     /// Video tracks the newcomer now waits on for a keyframe: (publisher, track).
     pub awaiting_keyframes: Vec<(Arc<Participant>, Arc<PublishedTrack>)>,
 }
@@ -307,12 +305,15 @@ impl Meetings {
     }
 
     /// Adds `newcomer` to `meeting_id`, creating the meeting if needed, and subscribes
-    /// it to every existing track.
+    /// it to every existing track. `welcome` makes its first message from who is already
+    /// there; it is queued before the newcomer is in the meeting, so nothing another
+    /// participant (or relay) does can reach it first.
     pub fn join(
         &self,
         meeting_id: &str,
         newcomer: Arc<Participant>,
         capacity: Capacity,
+        welcome: impl FnOnce(&[Arc<Participant>]) -> Body,
     ) -> Result<Admitted, Refusal> {
         let mut meetings = lock(&self.meetings);
         let meeting = match meetings.get(meeting_id) {
@@ -379,12 +380,12 @@ impl Meetings {
                 }
             }
         }
+        newcomer.send(welcome(&others));
         participants.insert(newcomer.id, newcomer);
         drop(participants);
         self.metrics.participants.inc();
         Ok(Admitted {
             meeting,
-            others,
             awaiting_keyframes,
         })
     }

@@ -36,6 +36,7 @@ pub fn on_event(relay: &Relay, meeting_id: &str, event: MeshEvent, now: Now) {
     };
     let now_ms = relay.ms(now);
     meeting.heard_from(&origin, now_ms);
+    tracing::trace!(relay = %relay.config.relay_id, %origin, meeting = %meeting_id, event = ?body, "mesh event");
     match body {
         MeshBody::Joined(remote) => mirror(relay, &meeting, &origin, &remote, now),
         MeshBody::Updated(described) => match meeting.participant(described.id) {

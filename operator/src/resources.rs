@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, Service, ServicePort,
-    ServiceSpec,
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector, SecretVolumeSource,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -21,6 +21,10 @@ use crate::crd::RelayPool;
 pub const POOL_LABEL: &str = "videocall.dev/relay-pool";
 /// Key of the relay API key in the Secret named by `controlPlane.apiKeySecret`.
 pub const API_KEY_SECRET_KEY: &str = "apiKey";
+/// Key of the NATS credentials file in the Secret named by `nats.credentialsSecret`.
+pub const NATS_CREDS_SECRET_KEY: &str = "creds";
+/// Where a relay finds the NATS credentials file.
+const NATS_CREDS_DIR: &str = "/etc/videocall/nats";
 /// Seconds a relay gets beyond its drain timeout to stop after SIGTERM.
 const STOP_GRACE_SECONDS: i64 = 30;
 
@@ -136,9 +140,37 @@ pub fn stateful_set(pool: &RelayPool, replicas: i32) -> StatefulSet {
             gateway.web_socket_url.clone(),
         ));
     }
+    // The relays share meetings over NATS; credentials come as a file from a Secret.
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
     if let Some(nats) = &spec.nats {
-        // For the inter-relay bus.
         env.push(self::env("RELAY_NATS_URL", nats.url.clone()));
+        if let Some(secret) = &nats.credentials_secret {
+            env.push(self::env(
+                "RELAY_NATS_CREDS",
+                format!("{NATS_CREDS_DIR}/nats.creds"),
+            ));
+            volumes.push(Volume {
+                name: "nats-creds".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.clone()),
+                    items: Some(vec![KeyToPath {
+                        key: NATS_CREDS_SECRET_KEY.into(),
+                        path: "nats.creds".into(),
+                        mode: None,
+                    }]),
+                    default_mode: Some(0o400),
+                    optional: Some(false),
+                }),
+                ..Volume::default()
+            });
+            mounts.push(VolumeMount {
+                name: "nats-creds".into(),
+                mount_path: NATS_CREDS_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
     }
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
@@ -161,6 +193,7 @@ pub fn stateful_set(pool: &RelayPool, replicas: i32) -> StatefulSet {
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
         resources: spec.resources.clone(),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Container::default()
     };
     StatefulSet {
@@ -181,6 +214,7 @@ pub fn stateful_set(pool: &RelayPool, replicas: i32) -> StatefulSet {
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: (!volumes.is_empty()).then_some(volumes),
                     // The relay image's non-root user (see the Dockerfile).
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
@@ -329,6 +363,39 @@ mod tests {
         assert_eq!(
             (key.name.as_str(), key.key.as_str()),
             ("relay-key", "apiKey")
+        );
+    }
+
+    #[test]
+    fn relays_of_a_pool_with_nats_share_meetings_with_its_credentials() {
+        let mut pool = pool();
+        let plain = format!("{:?}", stateful_set(&pool, 1));
+        assert!(!plain.contains("RELAY_NATS_URL"));
+        pool.spec.nats = Some(crate::crd::NatsRef {
+            url: "nats://nats:4222".into(),
+            credentials_secret: Some("nats-relay".into()),
+        });
+        let pod = stateful_set(&pool, 2).spec.unwrap().template.spec.unwrap();
+        let container = &pod.containers[0];
+        let env = container.env.clone().unwrap();
+        let value = |name: &str| {
+            env.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(value("RELAY_NATS_URL").as_deref(), Some("nats://nats:4222"));
+        assert_eq!(
+            value("RELAY_NATS_CREDS").as_deref(),
+            Some("/etc/videocall/nats/nats.creds")
+        );
+        let volume = &pod.volumes.unwrap()[0];
+        let secret = volume.secret.clone().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("nats-relay"));
+        assert_eq!(secret.items.unwrap()[0].key, "creds");
+        let mount = &container.volume_mounts.clone().unwrap()[0];
+        assert_eq!(
+            (mount.name.as_str(), mount.mount_path.as_str()),
+            ("nats-creds", "/etc/videocall/nats")
         );
     }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use videocall_control_plane::store::{Access, NewMeeting};
 use videocall_control_plane::ControlPlaneConfig;
 use videocall_relay::RelayConfig;
+use videocall_token::TokenVerifier;
 
 use data_dir::DataDir;
 
@@ -87,6 +88,10 @@ struct UpArgs {
     /// Control-plane database; an SQLite file in the data directory when unset.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// Relays behind the gateway. They share meetings over an in-process bus, or over NATS
+    /// when `--nats-url` is set.
+    #[arg(long, env = "VIDEOCALL_RELAYS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    relays: u16,
     #[command(flatten)]
     relay: RelayConfig,
 }
@@ -108,8 +113,11 @@ pub struct PlatformInfo {
     pub demo_meeting: String,
     /// The demo meeting in a browser (`/meeting/<your-name>/demo`).
     pub meeting_url: String,
-    /// The relay.
+    /// The first relay.
     pub relay: videocall_relay::RelayInfo,
+    /// Every relay (the first one too).
+    #[serde(default)]
+    pub relays: Vec<videocall_relay::RelayInfo>,
 }
 
 #[tokio::main]
@@ -180,9 +188,9 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     ensure_demo_meeting(&control_plane, &admin_user).await?;
     let api = videocall_control_plane::router(control_plane.clone()).await?;
 
-    // The relay registers with the control plane and takes its keys from it. Clients reach
-    // it through the gateway, so it advertises the gateway's addresses; an IP address in the
-    // URL carries no server name, and the gateway sends such connections to relay 0.
+    // The relays register with the control plane and take their keys from it. Clients reach
+    // them through the gateway, so they advertise the gateway's addresses; an IP address in
+    // the URL carries no server name, and the gateway sends such connections to relay 0.
     let mut relay_config = args.relay;
     if relay_config.webtransport_addr == quic_addr {
         relay_config.webtransport_addr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
@@ -197,18 +205,27 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
             http_addr.port()
         )
     });
-    relay_config.ready_file = Some(data.relay_info_path());
     relay_config.control_plane_url = Some(api_url.clone());
     relay_config.control_plane_api_key = Some(format!("{RELAY_KEY_ID}:{relay_secret}"));
-    if relay_config.tls_cert.is_none() {
-        relay_config.self_signed_dir = Some(data.tls_dir());
+    // Several relays share meetings: over NATS if given, else over a bus in this process.
+    let hub = (args.relays > 1 && relay_config.bus.nats_url.is_none())
+        .then(videocall_relay::MemoryHub::new);
+    let mut relays = Vec::new();
+    for n in 0..args.relays {
+        let config = nth_relay(&relay_config, n, data);
+        let bus = hub
+            .as_ref()
+            .map(|hub| Arc::new(hub.connect()) as Arc<dyn videocall_relay::Bus>);
+        let relay = videocall_relay::start_with_bus(config, TokenVerifier::new(), bus)
+            .await
+            .with_context(|| format!("starting relay {n}"))?;
+        relays.push(relay);
     }
-    let relay = videocall_relay::start(relay_config)
-        .await
-        .context("starting the relay")?;
+    let relay_infos: Vec<_> = relays.iter().map(|r| r.info.clone()).collect();
+    let first = relay_infos[0].clone();
 
-    let router = web::router(api, Arc::new(relay.info.clone()));
-    let shutdown = relay.state.shutdown.clone();
+    let router = web::router(api, Arc::new(first.clone()));
+    let shutdown = relays[0].state.shutdown.clone();
     tokio::spawn(async move {
         let stopped = shutdown.clone();
         if let Err(error) = axum::serve(videocall_control_plane::nodelay(listener), router)
@@ -219,11 +236,13 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    wait_for_registration(&control_plane, &relay.info.relay_id).await;
+    for info in &relay_infos {
+        wait_for_registration(&control_plane, &info.relay_id).await;
+    }
 
     let gateway = videocall_gateway::start_on(
         gateway_config(
-            &relay.info,
+            &relay_infos,
             api_addr,
             [quic_addr, http_addr, args.gateway_admin_addr],
         ),
@@ -241,7 +260,8 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         admin_password_file: data.root().join("keys").join("admin-password"),
         demo_meeting: DEMO_MEETING.into(),
         meeting_url: format!("http://{http_addr}/meeting/guest/{DEMO_MEETING}"),
-        relay: relay.info.clone(),
+        relay: first,
+        relays: relay_infos,
     };
     std::fs::write(
         data.root().join("platform.json"),
@@ -249,23 +269,63 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     )?;
     print_banner(data, &info);
 
-    let state = relay.state.clone();
+    let states: Vec<_> = relays.iter().map(|r| r.state.clone()).collect();
     tokio::spawn(async move {
         videocall_process::stop_signal().await;
-        println!("stopping: draining the relay (Ctrl-C again to stop at once)");
-        state.start_drain();
+        println!("stopping: draining the relays (Ctrl-C again to stop at once)");
+        for state in &states {
+            state.start_drain();
+        }
         videocall_process::stop_signal().await;
-        state.shutdown.cancel();
+        for state in &states {
+            state.shutdown.cancel();
+        }
     });
-    relay.stopped().await;
+    // The platform stops when its first relay does; the others stop with it.
+    let others: Vec<_> = relays.iter().skip(1).map(|r| r.state.clone()).collect();
+    let mut relays = relays.into_iter();
+    if let Some(first) = relays.next() {
+        first.stopped().await;
+    }
+    for state in &others {
+        state.shutdown.cancel();
+    }
+    for relay in relays {
+        relay.stopped().await;
+    }
     gateway.stop().await;
     control_plane.store.close().await;
     Ok(())
 }
 
-/// The gateway in front of the one relay (server id as the relay has it) and the control plane.
+/// Relay `n` of `up`: relay 0 as configured, the others with ids, server ids, ports, ready
+/// files and certificate directories of their own.
+fn nth_relay(base: &RelayConfig, n: u16, data: &DataDir) -> RelayConfig {
+    let mut config = base.clone();
+    let any_port = |addr: SocketAddr| SocketAddr::new(addr.ip(), 0);
+    if n == 0 {
+        config.ready_file = Some(data.relay_info_path());
+        if config.tls_cert.is_none() {
+            config.self_signed_dir = Some(data.tls_dir());
+        }
+        return config;
+    }
+    config.relay_id = format!("relay-{n}");
+    config.quic_server_id = Some(n);
+    config.webtransport_addr = any_port(config.webtransport_addr);
+    config.websocket_addr = any_port(config.websocket_addr);
+    config.admin_addr = any_port(config.admin_addr);
+    config.ready_file = Some(data.root().join(format!("relay-{n}.json")));
+    if config.tls_cert.is_none() {
+        config.self_signed_dir = Some(data.tls_dir().join(format!("relay-{n}")));
+    }
+    config
+}
+
+/// The gateway in front of the relays (server ids as the relays have them) and the control
+/// plane; connections without a server name go to the first relay.
 fn gateway_config(
-    relay: &videocall_relay::RelayInfo,
+    relays: &[videocall_relay::RelayInfo],
     api_addr: SocketAddr,
     [quic_addr, http_addr, admin_addr]: [SocketAddr; 3],
 ) -> videocall_gateway::GatewayConfig {
@@ -274,12 +334,15 @@ fn gateway_config(
         http_addr,
         admin_addr,
         control_plane_addr: api_addr.to_string(),
-        relays: vec![videocall_gateway::config::RelayBackend {
-            server_id: relay.quic_server_id,
-            quic: relay.webtransport_addr,
-            websocket: relay.websocket_addr,
-        }],
-        default_relay: relay.quic_server_id,
+        relays: relays
+            .iter()
+            .map(|relay| videocall_gateway::config::RelayBackend {
+                server_id: relay.quic_server_id,
+                quic: relay.webtransport_addr,
+                websocket: relay.websocket_addr,
+            })
+            .collect(),
+        default_relay: relays.first().map_or(0, |r| r.quic_server_id),
         ..videocall_gateway::GatewayConfig::defaults()
     }
 }
@@ -348,6 +411,17 @@ fn print_banner(data: &DataDir, info: &PlatformInfo) {
         info.admin_password_file.display()
     );
     println!("  Demo meeting   {} (guests welcome)", info.demo_meeting);
+    if info.relays.len() > 1 {
+        println!(
+            "  Relays         {} ({}), sharing meetings",
+            info.relays.len(),
+            info.relays
+                .iter()
+                .map(|r| r.relay_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     println!("  WebTransport   {}", r.webtransport_url);
     println!(
         "  Certificate    sha256 {} (self-signed, 13 days)",

@@ -278,7 +278,11 @@ impl Store {
              (SELECT COUNT(*) FROM seats s WHERE s.meeting_id = $2 AND s.identity <> $3 \
              AND (s.connect_by_ms > $4 OR EXISTS (SELECT 1 FROM live_participants lp \
              JOIN relays r ON r.relay_id = lp.relay_id WHERE lp.meeting_id = s.meeting_id \
-             AND lp.identity = s.identity AND r.last_heartbeat_ms >= $1))) AS seats_taken \
+             AND lp.identity = s.identity AND r.last_heartbeat_ms >= $1))) AS seats_taken, \
+             (SELECT COUNT(*) FROM seats s WHERE s.relay_id = relays.relay_id \
+             AND s.identity <> $3 AND s.connect_by_ms > $4 AND NOT EXISTS (SELECT 1 FROM \
+             live_participants lp WHERE lp.relay_id = s.relay_id \
+             AND lp.meeting_id = s.meeting_id AND lp.identity = s.identity)) AS pending \
              FROM relays WHERE last_heartbeat_ms >= $1 ORDER BY relay_id"
         )))
         .bind(request.fresh_since_ms)
@@ -290,7 +294,14 @@ impl Store {
         let mut view = PlacementView::default();
         let mut hosts: Vec<(i64, String)> = Vec::new();
         for row in &rows {
-            let relay = relay_from(row)?;
+            let mut relay = relay_from(row)?;
+            // Grants not yet connected count as participants of their relay: a relay that
+            // is full with people on their way sends the next one elsewhere, before its
+            // next heartbeat says so.
+            let pending: i64 = get(row, "pending")?;
+            relay.participants = relay
+                .participants
+                .saturating_add(u32::try_from(pending).unwrap_or(u32::MAX));
             let hosting: i64 = get(row, "hosting")?;
             view.seats_taken = get(row, "seats_taken")?;
             if hosting > 0 {

@@ -22,6 +22,8 @@ pub struct PlatformInfo {
     pub admin_user: String,
     pub admin_password_file: PathBuf,
     pub relay: RelayInfo,
+    #[serde(default)]
+    pub relays: Vec<RelayInfo>,
     pub gateway: videocall_gateway::GatewayInfo,
 }
 

@@ -338,7 +338,7 @@ impl Session {
                 participant_id: self.me.id,
                 reason: reason.leave as i32,
             };
-            let frame = encode_length_prefixed(&envelope(Body::ParticipantLeft(left.clone())));
+            let frame = encode_length_prefixed(&envelope(Body::ParticipantLeft(left)));
             self.meeting.broadcast(self.me.id, &frame);
             self.meeting
                 .mesh()

@@ -46,7 +46,7 @@ impl MediaHeader {
     pub fn encode(&self, frame: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(HEADER_LEN + frame.len());
         out.put_u8(VERSION);
-        out.put_u8(u8::from(self.keyframe) * KEYFRAME | u8::from(self.audio) * AUDIO);
+        out.put_u8((u8::from(self.keyframe) * KEYFRAME) | (u8::from(self.audio) * AUDIO));
         out.put_u64(self.publisher);
         out.put_u32(self.track);
         out.put_slice(frame);

@@ -1,0 +1,154 @@
+//! `videocall up --relays 2`: two relays behind the one gateway, sharing meetings over the
+//! in-process bus (or NATS with `--nats-url`). A relay that is full sends the next joiner of
+//! its meeting to the other relay, and the two meet there as if on one.
+
+use std::time::Duration;
+
+use videocall_client::synthetic::{packet, track};
+use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
+use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
+use videocall_control_api::v1::{JoinGrant, JoinMeetingRequest};
+use videocall_protocol::wire::{envelope::Body, MediaKind};
+use videocall_testkit::nats::{unique_prefix, SHARED_NATS};
+use videocall_testkit::wait_for_message;
+
+mod common;
+
+async fn guest_grant(api_url: &str, name: &str) -> JoinGrant {
+    let mut meetings = MeetingServiceClient::connect(api_url.to_owned())
+        .await
+        .expect("connect API");
+    meetings
+        .join_meeting(JoinMeetingRequest {
+            meeting_id: "demo".into(),
+            display_name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("grant")
+        .into_inner()
+}
+
+async fn join(api_url: &str, name: &str, transport: Transport) -> Client {
+    let grant = guest_grant(api_url, name).await;
+    let relay = grant.relay.clone().expect("relay");
+    let address = RelayAddress {
+        webtransport_url: relay.webtransport_url,
+        websocket_url: relay.websocket_url,
+        certificate_sha256: relay.certificate_sha256.first().cloned(),
+    };
+    Client::connect(ConnectOptions::new(
+        transport,
+        address,
+        "demo",
+        &grant.token,
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{name} could not join: {e}"))
+}
+
+/// Alice on one relay, Bob on the other (each relay holds one participant), through the
+/// gateway: they see each other join, and each gets the other's media.
+async fn two_relays_meet(extra: &[&str]) {
+    let data = tempfile::tempdir().expect("dir");
+    let mut args = vec!["--relays", "2", "--capacity-participants", "1"];
+    args.extend_from_slice(extra);
+    let (mut platform, info) = common::up(data.path(), "127.0.0.1:0", &args).await;
+    assert_eq!(info.relays.len(), 2, "two relays reported");
+    assert_ne!(info.relays[0].quic_server_id, info.relays[1].quic_server_id);
+
+    let mut alice = join(&info.api_url, "alice", Transport::WebTransport).await;
+    let mut bob = join(&info.api_url, "bob", Transport::WebSocket).await;
+    assert_ne!(
+        alice.joined.relay_id, bob.joined.relay_id,
+        "the full relay sent bob to the other"
+    );
+    let bob_id = bob.joined.participant_id;
+    let seen = wait_for_message(&mut alice, Duration::from_secs(10), |m| match m {
+        Body::ParticipantJoined(j) => j
+            .participant
+            .as_ref()
+            .map(|p| p.id)
+            .filter(|&id| id == bob_id),
+        _ => None,
+    })
+    .await;
+    assert_eq!(seen, Some(bob_id), "alice sees bob join on the other relay");
+    let alice_id = alice.joined.participant_id;
+    let known = bob.joined.participants.iter().any(|p| p.id == alice_id)
+        || wait_for_message(&mut bob, Duration::from_secs(10), |m| match m {
+            Body::ParticipantJoined(j)
+                if j.participant.as_ref().map(|p| p.id) == Some(alice_id) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await
+        .is_some();
+    assert!(known, "bob knows alice");
+
+    for (client, kind) in [(&alice, MediaKind::Video), (&bob, MediaKind::Audio)] {
+        client
+            .sender()
+            .announce(vec![track(1, kind)])
+            .await
+            .expect("announce");
+    }
+    // Wait until each relay knows the other's track, then send.
+    for (client, other) in [(&mut alice, bob_id), (&mut bob, alice_id)] {
+        let announced = wait_for_message(client, Duration::from_secs(10), |m| match m {
+            Body::ParticipantUpdated(u) => u
+                .participant
+                .as_ref()
+                .filter(|p| p.id == other && !p.tracks.is_empty())
+                .map(|_| ()),
+            _ => None,
+        })
+        .await;
+        assert!(
+            announced.is_some(),
+            "the other's track is announced across relays"
+        );
+    }
+    for seq in 0..3 {
+        alice
+            .sender()
+            .send_media(packet(1, MediaKind::Video, seq, seq == 0, 1500))
+            .await
+            .expect("video");
+        bob.sender()
+            .send_media(packet(1, MediaKind::Audio, seq, false, 100))
+            .await
+            .expect("audio");
+    }
+    let from = |id: u64| {
+        move |m: &Body| match m {
+            Body::Media(media) if media.participant_id == id => Some(media.payload.len()),
+            _ => None,
+        }
+    };
+    assert_eq!(
+        wait_for_message(&mut bob, Duration::from_secs(5), from(alice_id)).await,
+        Some(1500)
+    );
+    assert_eq!(
+        wait_for_message(&mut alice, Duration::from_secs(5), from(bob_id)).await,
+        Some(100)
+    );
+
+    platform.signal("TERM");
+    drop((alice, bob));
+    assert_eq!(platform.wait_exit(Duration::from_secs(20)).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_share_a_meeting_over_the_in_process_bus() {
+    two_relays_meet(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_share_a_meeting_over_nats() {
+    let prefix = unique_prefix("platform");
+    two_relays_meet(&["--nats-url", SHARED_NATS, "--bus-subject-prefix", &prefix]).await;
+}

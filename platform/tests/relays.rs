@@ -7,7 +7,7 @@ use std::time::Duration;
 use videocall_client::synthetic::{packet, track};
 use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::{JoinGrant, JoinMeetingRequest};
+use videocall_control_api::v1::{GetMeetingRequest, JoinGrant, JoinMeetingRequest};
 use videocall_protocol::wire::{envelope::Body, MediaKind};
 use videocall_testkit::nats::{unique_prefix, SHARED_NATS};
 use videocall_testkit::wait_for_message;
@@ -137,6 +137,36 @@ async fn two_relays_meet(extra: &[&str]) {
         Some(100)
     );
 
+    // The control plane sees one meeting on both relays, with both participants.
+    let mut meetings = MeetingServiceClient::connect(info.api_url.clone())
+        .await
+        .expect("connect API");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let meeting = loop {
+        let meeting = meetings
+            .get_meeting(GetMeetingRequest { id: "demo".into() })
+            .await
+            .expect("get meeting")
+            .into_inner();
+        if meeting.participants == 2 && meeting.relay_ids.len() == 2 {
+            break meeting;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the control plane sees {} participants on {:?}",
+            meeting.participants,
+            meeting.relay_ids
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut hosts = meeting.relay_ids.clone();
+    hosts.sort();
+    assert_eq!(hosts, vec!["relay-0".to_string(), "relay-1".to_string()]);
+    drop(meetings);
+
+    // Both leave; SIGTERM then drains the relays, which are empty, and the platform stops.
+    alice.sender().leave().await;
+    bob.sender().leave().await;
     platform.signal("TERM");
     drop((alice, bob));
     assert_eq!(platform.wait_exit(Duration::from_secs(20)).await, Some(0));

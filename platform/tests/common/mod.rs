@@ -44,10 +44,18 @@ pub async fn up(data: &Path, http_addr: &str, extra: &[&str]) -> (ChildGuard, Pl
         .args(["--quic-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
         .args(["--gateway-admin-addr", "127.0.0.1:0"])
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("PLATFORM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // With PLATFORM_TEST_LOG set, the platform's log (on stdout) shows in the test output.
+        .stdout(if std::env::var_os("PLATFORM_TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("spawn videocall up");
     let mut child = ChildGuard(child);

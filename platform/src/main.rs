@@ -196,9 +196,22 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         relay_config.webtransport_addr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
     }
     let public_host = relay_config.public_url_host();
-    relay_config
-        .public_webtransport_url
-        .get_or_insert_with(|| format!("https://{public_host}:{}/", quic_addr.port()));
+    relay_config.public_webtransport_url.get_or_insert_with(|| {
+        let loopback = relay_config
+            .public_host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+        if args.relays > 1 && loopback {
+            // An IP address carries no server name, so the gateway could reach only relay 0;
+            // `relay-<n>.localhost` names the relay and resolves to loopback.
+            format!(
+                "https://relay-{{server_id}}.localhost:{}/",
+                quic_addr.port()
+            )
+        } else {
+            format!("https://{public_host}:{}/", quic_addr.port())
+        }
+    });
     relay_config.public_websocket_url.get_or_insert_with(|| {
         format!(
             "ws://{public_host}:{}/relay/{{server_id}}/ws",
@@ -302,6 +315,9 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
 /// files and certificate directories of their own.
 fn nth_relay(base: &RelayConfig, n: u16, data: &DataDir) -> RelayConfig {
     let mut config = base.clone();
+    config
+        .self_signed_names
+        .push(format!("relay-{n}.localhost"));
     let any_port = |addr: SocketAddr| SocketAddr::new(addr.ip(), 0);
     if n == 0 {
         config.ready_file = Some(data.relay_info_path());

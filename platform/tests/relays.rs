@@ -30,6 +30,16 @@ async fn guest_grant(api_url: &str, name: &str) -> JoinGrant {
 }
 
 async fn join(api_url: &str, name: &str, transport: Transport) -> Client {
+    try_join(api_url, name, transport)
+        .await
+        .unwrap_or_else(|e| panic!("{name} could not join: {e}"))
+}
+
+async fn try_join(
+    api_url: &str,
+    name: &str,
+    transport: Transport,
+) -> Result<Client, videocall_client::ClientError> {
     let grant = guest_grant(api_url, name).await;
     let relay = grant.relay.clone().expect("relay");
     let address = RelayAddress {
@@ -44,7 +54,6 @@ async fn join(api_url: &str, name: &str, transport: Transport) -> Client {
         &grant.token,
     ))
     .await
-    .unwrap_or_else(|e| panic!("{name} could not join: {e}"))
 }
 
 /// Alice on one relay, Bob on the other (each relay holds one participant), through the
@@ -181,4 +190,91 @@ async fn two_relays_share_a_meeting_over_the_in_process_bus() {
 async fn two_relays_share_a_meeting_over_nats() {
     let prefix = unique_prefix("platform");
     two_relays_meet(&["--nats-url", SHARED_NATS, "--bus-subject-prefix", &prefix]).await;
+}
+
+/// A drain moves nobody: the draining relay keeps its participant in the meeting, a new
+/// joiner lands on the other relay, and the two meet across relays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_relay_keeps_its_meeting_while_new_joiners_land_on_the_other() {
+    let data = tempfile::tempdir().expect("dir");
+    let (mut platform, info) = common::up(data.path(), "127.0.0.1:0", &["--relays", "2"]).await;
+    let mut alice = join(&info.api_url, "alice", Transport::WebSocket).await;
+    let drained = info
+        .relays
+        .iter()
+        .find(|r| r.relay_id == alice.joined.relay_id)
+        .expect("alice's relay");
+    let (status, _) = videocall_testkit::http_request(drained.admin_addr, "POST", "/drain").await;
+    assert_eq!(status, 202, "drain accepted");
+    assert!(
+        wait_for_message(&mut alice, Duration::from_secs(5), |m| match m {
+            Body::Draining(_) => Some(()),
+            _ => None,
+        })
+        .await
+        .is_some(),
+        "alice is told her relay drains"
+    );
+    // The control plane learns of the drain with the relay's next heartbeat.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Until then a grant may still name the draining relay, which refuses with DRAINING; a
+    // client asks again.
+    let mut bob = loop {
+        match try_join(&info.api_url, "bob", Transport::WebTransport).await {
+            Ok(bob) => break bob,
+            Err(videocall_client::ClientError::Refused { code, .. }) => {
+                assert_eq!(code, videocall_protocol::wire::ErrorCode::Draining);
+            }
+            Err(other) => panic!("bob could not join: {other}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new joiners still land on the draining relay"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_ne!(bob.joined.relay_id, alice.joined.relay_id);
+    let alice_id = alice.joined.participant_id;
+    alice
+        .sender()
+        .announce(vec![track(1, MediaKind::Audio)])
+        .await
+        .expect("announce");
+    let announced = wait_for_message(&mut bob, Duration::from_secs(10), |m| match m {
+        Body::ParticipantUpdated(u) => u
+            .participant
+            .as_ref()
+            .filter(|p| p.id == alice_id && !p.tracks.is_empty())
+            .map(|_| ()),
+        Body::ParticipantJoined(j) => j
+            .participant
+            .as_ref()
+            .filter(|p| p.id == alice_id && !p.tracks.is_empty())
+            .map(|_| ()),
+        _ => None,
+    })
+    .await;
+    assert!(announced.is_some(), "bob sees alice's track across relays");
+    for seq in 0..3 {
+        alice
+            .sender()
+            .send_media(packet(1, MediaKind::Audio, seq, false, 80))
+            .await
+            .expect("audio");
+    }
+    let got = wait_for_message(&mut bob, Duration::from_secs(5), |m| match m {
+        Body::Media(media) if media.participant_id == alice_id => Some(media.payload.len()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        got,
+        Some(80),
+        "the drained relay's participant still reaches the meeting"
+    );
+    alice.sender().leave().await;
+    bob.sender().leave().await;
+    platform.signal("TERM");
+    drop((alice, bob));
+    assert_eq!(platform.wait_exit(Duration::from_secs(20)).await, Some(0));
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use videocall_bus::{Bus, BusError, NatsBus, NatsOptions, Subscription};
-use videocall_testkit::nats::NatsServer as Server;
+use videocall_testkit::nats::{unique_prefix, NatsServer as Server};
 
 const SHARED: &str = "nats://127.0.0.1:4222";
 const WAIT: Duration = Duration::from_secs(5);
@@ -25,11 +25,6 @@ async fn connect(url: &str) -> NatsBus {
     NatsBus::connect(options(url)).await.expect("connect")
 }
 
-/// A subject prefix no other run shares (the shared server outlives tests).
-fn unique(name: &str) -> String {
-    format!("test.{name}.{:016x}", rand::random::<u64>())
-}
-
 async fn next(sub: &mut Subscription, within: Duration) -> Option<Bytes> {
     tokio::time::timeout(within, sub.next())
         .await
@@ -40,7 +35,7 @@ async fn next(sub: &mut Subscription, within: Duration) -> Option<Bytes> {
 
 #[tokio::test]
 async fn messages_cross_once_in_order_and_never_come_back_to_their_publisher() {
-    let subject = unique("order");
+    let subject = unique_prefix("order");
     let (a, b) = (connect(SHARED).await, connect(SHARED).await);
     let mut on_a = a.subscribe(format!("{subject}.>")).await.expect("sub a");
     let mut on_b = b.subscribe(format!("{subject}.>")).await.expect("sub b");

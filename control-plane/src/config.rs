@@ -53,6 +53,13 @@ pub struct ControlPlaneConfig {
     )]
     pub relay_stale_after_ms: u64,
 
+    /// At most this many of one meeting's participants on one relay before new joiners
+    /// spill to the next least-loaded relay (the relays share the meeting over the mesh).
+    /// Unset: a meeting fills a relay to its capacity first. A host takes more than its
+    /// share only when no other relay has room.
+    #[arg(long, env = "CONTROL_PLANE_MEETING_SHARE_PER_RELAY")]
+    pub meeting_share_per_relay: Option<u32>,
+
     /// Participant limit of meetings created without one.
     #[arg(
         long,

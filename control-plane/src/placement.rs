@@ -1,28 +1,30 @@
 //! Placement: which relay a participant of a meeting is sent to. Pure, so it is tested
 //! without a database.
 
-use crate::store::{MeetingRecord, RelayRecord};
+use crate::store::{MeetingHost, MeetingRecord, RelayRecord};
 
 /// Picks the relay for a new participant of `meeting`.
 ///
 /// `fresh` holds only relays with a recent heartbeat; `hosts` the fresh relays that have
-/// participants of the meeting now. A live meeting stays where it is hosted (the relay with
-/// most of it first); a meeting nobody has joined yet stays on the relay it was last placed
-/// on while that relay is fresh, so people joining together meet on one relay. Otherwise the
-/// least-loaded relay that is not draining takes it. Draining relays take nobody new.
+/// participants of the meeting now or on their way (most first). A live meeting fills the
+/// relay with most of it first, up to that relay's capacity or, when `share_per_relay` is
+/// set, up to that many of the meeting's participants; then it spills to the next
+/// least-loaded relay, which joins the meeting over the mesh. When every other relay is
+/// full or draining, a host takes more than its share while it has room. A meeting nobody
+/// has joined yet stays on the relay it was last placed on while that relay is fresh, so
+/// people joining together meet on one relay. Draining relays take nobody new.
 pub fn choose_relay(
     meeting: &MeetingRecord,
     fresh: &[RelayRecord],
-    hosts: &[String],
+    hosts: &[MeetingHost],
+    share_per_relay: Option<u32>,
 ) -> Option<String> {
-    let usable = |id: &str| {
-        fresh
-            .iter()
-            .find(|r| r.relay_id == id)
-            .filter(|r| !r.is_draining() && r.participants < r.capacity.max(1))
-    };
-    for host in hosts {
-        if let Some(relay) = usable(host) {
+    let open = |r: &&RelayRecord| !r.is_draining() && r.participants < r.capacity.max(1);
+    let usable = |id: &str| fresh.iter().find(|r| r.relay_id == id).filter(open);
+    let under_share =
+        |host: &MeetingHost| share_per_relay.is_none_or(|s| host.participants < s.max(1));
+    for host in hosts.iter().filter(|h| under_share(h)) {
+        if let Some(relay) = usable(&host.relay_id) {
             return Some(relay.relay_id.clone());
         }
     }
@@ -31,15 +33,24 @@ pub fn choose_relay(
             return Some(relay.relay_id.clone());
         }
     }
-    fresh
+    let hosting = |id: &str| hosts.iter().any(|h| h.relay_id == id);
+    let spill = fresh
         .iter()
-        .filter(|r| !r.is_draining() && r.participants < r.capacity.max(1))
+        .filter(open)
+        .filter(|r| !hosting(&r.relay_id))
         .min_by(|a, b| {
             load(a)
                 .total_cmp(&load(b))
                 .then(a.meetings.cmp(&b.meetings))
                 .then(a.relay_id.cmp(&b.relay_id))
-        })
+        });
+    if let Some(relay) = spill {
+        return Some(relay.relay_id.clone());
+    }
+    // Nowhere to spill: a host over its share, while it has room.
+    hosts
+        .iter()
+        .find_map(|h| usable(&h.relay_id))
         .map(|r| r.relay_id.clone())
 }
 
@@ -69,6 +80,13 @@ mod tests {
         }
     }
 
+    fn host(id: &str, participants: u32) -> MeetingHost {
+        MeetingHost {
+            relay_id: id.into(),
+            participants,
+        }
+    }
+
     fn meeting(relay_id: Option<&str>) -> MeetingRecord {
         MeetingRecord {
             id: "m".into(),
@@ -90,7 +108,7 @@ mod tests {
     fn new_meeting_goes_to_least_loaded_relay() {
         let fresh = [relay("a", 50, 100, false), relay("b", 10, 100, false)];
         assert_eq!(
-            choose_relay(&meeting(None), &fresh, &[]).as_deref(),
+            choose_relay(&meeting(None), &fresh, &[], None).as_deref(),
             Some("b")
         );
     }
@@ -99,7 +117,7 @@ mod tests {
     fn load_is_relative_to_capacity() {
         let fresh = [relay("a", 50, 1000, false), relay("b", 10, 20, false)];
         assert_eq!(
-            choose_relay(&meeting(None), &fresh, &[]).as_deref(),
+            choose_relay(&meeting(None), &fresh, &[], None).as_deref(),
             Some("a")
         );
     }
@@ -107,9 +125,9 @@ mod tests {
     #[test]
     fn live_meeting_stays_on_its_host() {
         let fresh = [relay("a", 90, 100, false), relay("b", 0, 100, false)];
-        let hosts = ["a".to_owned()];
+        let hosts = [host("a", 90)];
         assert_eq!(
-            choose_relay(&meeting(None), &fresh, &hosts).as_deref(),
+            choose_relay(&meeting(None), &fresh, &hosts, None).as_deref(),
             Some("a")
         );
     }
@@ -118,13 +136,13 @@ mod tests {
     fn placed_meeting_stays_while_its_relay_is_fresh() {
         let fresh = [relay("a", 90, 100, false), relay("b", 0, 100, false)];
         assert_eq!(
-            choose_relay(&meeting(Some("a")), &fresh, &[]).as_deref(),
+            choose_relay(&meeting(Some("a")), &fresh, &[], None).as_deref(),
             Some("a")
         );
         // Its relay went stale: placed afresh.
         let fresh = [relay("b", 0, 100, false)];
         assert_eq!(
-            choose_relay(&meeting(Some("a")), &fresh, &[]).as_deref(),
+            choose_relay(&meeting(Some("a")), &fresh, &[], None).as_deref(),
             Some("b")
         );
     }
@@ -133,13 +151,66 @@ mod tests {
     fn draining_and_full_relays_take_nobody() {
         let fresh = [relay("a", 0, 100, true), relay("b", 100, 100, false)];
         assert_eq!(
-            choose_relay(&meeting(Some("a")), &fresh, &["a".into()]),
+            choose_relay(&meeting(Some("a")), &fresh, &[host("a", 1)], None),
             None
         );
         let fresh = [relay("a", 0, 100, true), relay("c", 5, 100, false)];
         assert_eq!(
-            choose_relay(&meeting(None), &fresh, &["a".into()]).as_deref(),
+            choose_relay(&meeting(None), &fresh, &[host("a", 1)], None).as_deref(),
             Some("c")
+        );
+    }
+
+    #[test]
+    fn a_meeting_fills_its_share_of_a_relay_then_spills_to_the_least_loaded() {
+        let fresh = [
+            relay("a", 3, 100, false),
+            relay("b", 40, 100, false),
+            relay("c", 10, 100, false),
+        ];
+        // Under its share, the host takes the next participant.
+        assert_eq!(
+            choose_relay(&meeting(Some("a")), &fresh, &[host("a", 2)], Some(3)).as_deref(),
+            Some("a")
+        );
+        // At its share: the least-loaded other relay.
+        assert_eq!(
+            choose_relay(&meeting(Some("a")), &fresh, &[host("a", 3)], Some(3)).as_deref(),
+            Some("c")
+        );
+        // Both hosts at their share: a third relay, not the fuller host.
+        assert_eq!(
+            choose_relay(
+                &meeting(Some("a")),
+                &fresh,
+                &[host("a", 3), host("c", 3)],
+                Some(3)
+            )
+            .as_deref(),
+            Some("b")
+        );
+        // With no share set, the host takes everyone it has room for.
+        assert_eq!(
+            choose_relay(&meeting(Some("a")), &fresh, &[host("a", 3)], None).as_deref(),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn a_host_over_its_share_takes_more_when_no_other_relay_can() {
+        let fresh = [
+            relay("a", 3, 100, false),
+            relay("b", 0, 100, true),
+            relay("c", 100, 100, false),
+        ];
+        assert_eq!(
+            choose_relay(&meeting(Some("a")), &fresh, &[host("a", 3)], Some(3)).as_deref(),
+            Some("a")
+        );
+        // A draining host takes nobody: its meeting continues on the relay with room.
+        assert_eq!(
+            choose_relay(&meeting(Some("b")), &fresh, &[host("b", 1)], Some(3)).as_deref(),
+            Some("a")
         );
     }
 }

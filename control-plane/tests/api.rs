@@ -14,6 +14,7 @@ on_both_databases! {
     authorisation_matrix => authorisation,
     bad_input_is_refused_by_field => bad_input,
     placement_follows_heartbeats => placement,
+    a_meeting_spills_past_its_share_of_a_relay => share_per_relay,
     concurrent_joins_respect_the_limit => concurrent_joins,
     restart_loses_nothing => restart,
 }
@@ -917,6 +918,44 @@ async fn placement(db: &Database) {
         .map(|r| r.endpoints.as_ref().unwrap().relay_id.as_str())
         .collect();
     assert_eq!(fresh, ["relay-c"]);
+    cp.stop().await;
+}
+
+async fn share_per_relay(db: &Database) {
+    let cp = ControlPlane::start(db, &["--meeting-share-per-relay", "2"]).await;
+    let api = cp.api().await;
+    let admin = api.admin().await;
+    for relay in ["relay-a", "relay-b", "relay-c"] {
+        api.register_relay(relay, 100).await;
+        api.heartbeat(relay, &[]).await;
+    }
+    api.create_meeting(&admin, public("big")).await;
+    let mut placed = Vec::new();
+    for i in 0..6 {
+        let grant = api.join(None, "big", &format!("Guest {i}")).await.unwrap();
+        placed.push(grant.relay.unwrap().relay_id);
+    }
+    // Granted seats count before anyone connects: two a relay, then the next relay.
+    assert_eq!(
+        placed,
+        ["relay-a", "relay-a", "relay-b", "relay-b", "relay-c", "relay-c"]
+    );
+    // Every relay holds its share, and a is draining: a host with room takes more.
+    api.relays()
+        .drain_relay(req(
+            DrainRelayRequest {
+                relay_id: "relay-a".into(),
+            },
+            Some(&admin),
+        ))
+        .await
+        .unwrap();
+    let over = api.join(None, "big", "Guest 6").await.unwrap();
+    assert_eq!(over.relay.unwrap().relay_id, "relay-b");
+    // Another meeting starts on the least-loaded relay that is not draining.
+    api.create_meeting(&admin, public("small")).await;
+    let small = api.join(None, "small", "Guest").await.unwrap();
+    assert_eq!(small.relay.unwrap().relay_id, "relay-c");
     cp.stop().await;
 }
 

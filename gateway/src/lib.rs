@@ -21,4 +21,4 @@ pub mod server;
 pub mod udp;
 
 pub use config::GatewayConfig;
-pub use server::{start, start_on, GatewayHandle, GatewayInfo, StartError};
+pub use server::{start, start_on, start_on_sockets, GatewayHandle, GatewayInfo, StartError};

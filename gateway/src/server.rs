@@ -91,18 +91,40 @@ pub async fn start_on(
     quic: std::net::UdpSocket,
     http: std::net::TcpListener,
 ) -> Result<GatewayHandle, StartError> {
+    start_on_sockets(config, vec![quic], http).await
+}
+
+/// As [`start_on`], taking QUIC on every socket of `quic` (the first is the one reported),
+/// e.g. on `127.0.0.1` and `[::1]` for browsers that resolve `*.localhost` to either.
+pub async fn start_on_sockets(
+    config: GatewayConfig,
+    quic: Vec<std::net::UdpSocket>,
+    http: std::net::TcpListener,
+) -> Result<GatewayHandle, StartError> {
     let bind_error = |what, addr| move |source| StartError::Bind { what, addr, source };
-    let quic_addr = quic
-        .local_addr()
-        .map_err(bind_error("QUIC", config.quic_addr))?;
+    let mut quic_sockets = Vec::with_capacity(quic.len());
+    for socket in quic {
+        let addr = socket
+            .local_addr()
+            .map_err(bind_error("QUIC", config.quic_addr))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(bind_error("QUIC", addr))?;
+        quic_sockets.push((addr, UdpSocket::from_std(socket).map_err(bind_error("QUIC", addr))?));
+    }
+    let quic_addr = quic_sockets
+        .first()
+        .map(|(addr, _)| *addr)
+        .ok_or_else(|| StartError::Bind {
+            what: "QUIC",
+            addr: config.quic_addr,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no QUIC socket"),
+        })?;
     let http_addr = http
         .local_addr()
         .map_err(bind_error("HTTP", config.http_addr))?;
-    quic.set_nonblocking(true)
-        .map_err(bind_error("QUIC", quic_addr))?;
     http.set_nonblocking(true)
         .map_err(bind_error("HTTP", http_addr))?;
-    let quic = UdpSocket::from_std(quic).map_err(bind_error("QUIC", quic_addr))?;
     let http = TcpListener::from_std(http).map_err(bind_error("HTTP", http_addr))?;
     let admin = TcpListener::bind(config.admin_addr)
         .await
@@ -114,25 +136,28 @@ pub async fn start_on(
     let metrics = Metrics::new()?;
     let backends = Arc::new(Backends::new(&config));
     let shutdown = CancellationToken::new();
-    let router = Router::new(RouterConfig {
-        sni_prefix: config.sni_prefix.clone(),
-        default_server: ServerId(config.default_relay),
-        ..RouterConfig::default()
-    });
     let limits = FlowLimits {
         idle_timeout: config.flow_idle_timeout(),
         max_flows: config.max_flows,
         queue: config.flow_queue,
     };
     let mut tasks = JoinSet::new();
-    tasks.spawn(udp::serve(
-        Arc::new(quic),
-        router,
-        backends.clone(),
-        limits,
-        metrics.clone(),
-        shutdown.clone(),
-    ));
+    // A client's datagrams always arrive on one socket: each has a router of its own.
+    for (_, quic) in quic_sockets {
+        let router = Router::new(RouterConfig {
+            sni_prefix: config.sni_prefix.clone(),
+            default_server: ServerId(config.default_relay),
+            ..RouterConfig::default()
+        });
+        tasks.spawn(udp::serve(
+            Arc::new(quic),
+            router,
+            backends.clone(),
+            limits.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
     let public = public_router(HttpState {
         backends,
         control_plane: config.control_plane_addr.as_str().into(),

@@ -2,8 +2,11 @@
 //! forwards, how fast, and at what cost. Speed goals are checked here, not in tests.
 //!
 //! The relay runs as its own process so its CPU time and memory can be read from /proc.
-//! The load generator shares the machine with it: on 2 cores both halves compete.
+//! The load generator shares the machine with it: on 2 cores both halves compete. With
+//! `--relays 2` the participants join through a control plane, which spreads them evenly
+//! over two relays sharing the meeting over NATS.
 
+mod deployment;
 mod measure;
 mod scenario;
 
@@ -12,6 +15,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use videocall_client::Transport;
 
+use deployment::Setup;
 use scenario::Scenario;
 
 /// Benchmark the relay.
@@ -33,6 +37,16 @@ struct Cli {
     /// The relay binary (default: `videocall-relay` next to this binary).
     #[arg(long, env = "RELAY_BIN")]
     relay_bin: Option<PathBuf>,
+    /// Relays to spread each scenario's participants over (more than one: joined through
+    /// the control plane, sharing the meeting over NATS).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    relays: Vec<usize>,
+    /// The NATS server the relays share meetings over.
+    #[arg(long, env = "RELAY_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// The control-plane binary (default: `videocall-control-plane` next to this binary).
+    #[arg(long, env = "CONTROL_PLANE_BIN")]
+    control_plane_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -42,6 +56,8 @@ enum ScenarioName {
     Meeting50,
     Fanout100,
     Fanout500,
+    /// One publisher at 1 Mbit/s video (and audio) to 1,000 subscribers.
+    Fanout1000,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -58,6 +74,7 @@ impl ScenarioName {
             ScenarioName::Meeting50 => Scenario::meeting(50),
             ScenarioName::Fanout100 => Scenario::fanout(100),
             ScenarioName::Fanout500 => Scenario::fanout(500),
+            ScenarioName::Fanout1000 => Scenario::fanout_at(1000, 1_000_000),
         }
     }
 }
@@ -65,17 +82,29 @@ impl ScenarioName {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let beside = |name: &str| -> anyhow::Result<PathBuf> {
+        std::env::current_exe()?
+            .parent()
+            .map(|dir| dir.join(name))
+            .ok_or_else(|| anyhow::anyhow!("cannot locate {name}"))
+    };
     let relay_bin = match cli.relay_bin {
         Some(path) => path,
-        None => std::env::current_exe()?
-            .parent()
-            .map(|dir| dir.join("videocall-relay"))
-            .ok_or_else(|| anyhow::anyhow!("cannot locate videocall-relay; pass --relay-bin"))?,
+        None => beside("videocall-relay")?,
+    };
+    let control_plane_bin = match cli.control_plane_bin {
+        Some(path) => path,
+        None => beside("videocall-control-plane")?,
     };
     anyhow::ensure!(
         relay_bin.exists(),
         "{} not found: build it with `cargo build --release -p videocall-relay`",
         relay_bin.display()
+    );
+    anyhow::ensure!(
+        cli.relays.iter().all(|&n| n <= 1) || control_plane_bin.exists(),
+        "{} not found: build it with `cargo build --release -p videocall-control-plane`",
+        control_plane_bin.display()
     );
     let scenarios = if cli.scenario.is_empty() {
         ScenarioName::value_variants().to_vec()
@@ -95,11 +124,20 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("{}", measure::Report::header());
     for name in scenarios {
-        for transport in &transports {
-            let scenario = name.scenario();
-            let report =
-                scenario::run(&relay_bin, &scenario, *transport, cli.warmup, cli.seconds).await?;
-            println!("{}", report.row());
+        for &relays in &cli.relays {
+            for transport in &transports {
+                let scenario = name.scenario();
+                let setup = Setup {
+                    relay_bin: relay_bin.clone(),
+                    control_plane_bin: control_plane_bin.clone(),
+                    relays: relays.max(1),
+                    nats_url: cli.nats_url.clone(),
+                    participants: scenario.participants,
+                };
+                let report =
+                    scenario::run(&setup, &scenario, *transport, cli.warmup, cli.seconds).await?;
+                println!("{}", report.row());
+            }
         }
     }
     Ok(())

@@ -8,6 +8,15 @@ pub use videocall_testkit::cpu_seconds;
 pub struct Report {
     pub scenario: String,
     pub transport: String,
+    /// Relays the participants were spread over.
+    pub relays: usize,
+    /// Bytes the relays published to the bus (NATS) in the window.
+    pub bus_bytes: f64,
+    /// Media bytes the relays received from publishers in the window.
+    pub published_bytes: f64,
+    /// Join time (grant and connection) of the participants, in ms.
+    pub join_p50_ms: u64,
+    pub join_p99_ms: u64,
     pub participants: usize,
     pub publishers: usize,
     pub seconds: f64,
@@ -30,9 +39,9 @@ pub struct Report {
 impl Report {
     pub fn header() -> String {
         format!(
-            "{:<11} {:<12} {:>5} {:>4} {:>10} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>9} {:>11}",
-            "scenario", "transport", "parts", "pubs", "fwd pkt/s", "Mbit/s", "cpu %", "gen %", "p50 ms", "p99 ms",
-            "max ms", "drops", "delivered", "RSS MiB", "KiB/part", "relay p50/99"
+            "{:<11} {:<12} {:>6} {:>5} {:>4} {:>10} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>9} {:>11} {:>9} {:>9} {:>12}",
+            "scenario", "transport", "relays", "parts", "pubs", "fwd pkt/s", "Mbit/s", "cpu %", "gen %", "p50 ms", "p99 ms",
+            "max ms", "drops", "delivered", "RSS MiB", "KiB/part", "relay p50/99", "bus/fwd", "bus/pub", "join p50/99"
         )
     }
 
@@ -47,9 +56,10 @@ impl Report {
             "-".into()
         };
         format!(
-            "{:<11} {:<12} {:>5} {:>4} {:>10.0} {:>8.1} {:>7.1} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>7.0} {:>9} {:>8.1} {:>9.1} {:>11}",
+            "{:<11} {:<12} {:>6} {:>5} {:>4} {:>10.0} {:>8.1} {:>7.1} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>7.0} {:>9} {:>8.1} {:>9.1} {:>11} {:>9} {:>9} {:>12}",
             self.scenario,
             self.transport,
+            self.relays,
             self.participants,
             self.publishers,
             self.forwarded_packets / self.seconds,
@@ -64,6 +74,18 @@ impl Report {
             self.rss_kib as f64 / 1024.0,
             self.rss_kib.saturating_sub(self.rss_idle_kib) as f64 / self.participants.max(1) as f64,
             format!("<{}/<{}", self.relay_fanout_p50_ms, self.relay_fanout_p99_ms),
+            ratio(self.bus_bytes, self.forwarded_bytes, 4),
+            ratio(self.bus_bytes, self.published_bytes, 2),
+            format!("{}/{}", self.join_p50_ms, self.join_p99_ms),
         )
+    }
+}
+
+/// `part / whole` with `digits` decimals, or `-` when nothing was measured.
+fn ratio(part: f64, whole: f64, digits: usize) -> String {
+    if whole > 0.0 {
+        format!("{:.digits$}", part / whole)
+    } else {
+        "-".into()
     }
 }

@@ -1,22 +1,18 @@
-//! One benchmark scenario: a relay process, participants joined over one transport,
-//! publishers sending a conference pattern, and a measured window after a warm-up.
+//! One benchmark scenario: relay processes (one, or a pool behind a control plane),
+//! participants joined over one transport, publishers sending a conference pattern, and a
+//! measured window after a warm-up.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
-use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
+use videocall_client::{Client, Event, Transport};
 use videocall_protocol::wire::envelope::Body;
-use videocall_relay::RelayInfo;
-use videocall_testkit::{http_request, metric_value, wait_for_json, ChildGuard};
-use videocall_token::{Claims, Grants, TokenIssuer};
 
+use crate::deployment::{Deployment, Setup};
 use crate::measure::{cpu_seconds, Report};
 
 /// Participants joined at once while setting up.
@@ -38,6 +34,19 @@ impl Scenario {
             participants: n,
             publishers: n,
             pattern: MediaPattern::conference(),
+        }
+    }
+
+    /// One publisher of `video_bps` video (and the conference's audio) and `n` subscribers.
+    pub fn fanout_at(n: usize, video_bps: u64) -> Self {
+        Scenario {
+            name: format!("1-to-{n}"),
+            participants: n + 1,
+            publishers: 1,
+            pattern: MediaPattern {
+                video_bitrate_bps: video_bps,
+                ..MediaPattern::conference()
+            },
         }
     }
 
@@ -89,90 +98,37 @@ async fn receive(
     result
 }
 
-struct RelaySnapshot {
-    fanout_buckets: Vec<(f64, f64)>,
-    packets: f64,
-    bytes: f64,
-    drops: f64,
-    cpu: f64,
-}
-
-async fn snapshot(relay: &ChildGuard, info: &RelayInfo) -> RelaySnapshot {
-    let (_, metrics) = http_request(info.admin_addr, "GET", "/metrics").await;
-    RelaySnapshot {
-        fanout_buckets: histogram_buckets(&metrics, "relay_fanout_latency_seconds_bucket"),
-        packets: metric_value(&metrics, "relay_packets_out_total"),
-        bytes: metric_value(&metrics, "relay_bytes_out_total"),
-        drops: metric_value(&metrics, "relay_drops_total"),
-        cpu: cpu_seconds(relay.pid()),
-    }
-}
-
-/// Runs `scenario` over `transport` and measures it.
+/// Runs `scenario` over `transport` against the servers `setup` describes, and measures it.
 pub async fn run(
-    relay_bin: &Path,
+    setup: &Setup,
     scenario: &Scenario,
     transport: Transport,
     warmup: u64,
     seconds: u64,
 ) -> anyhow::Result<Report> {
-    let issuer = TokenIssuer::generate("bench");
-    let dir = tempfile::tempdir()?;
-    let ready = dir.path().join("ready.json");
-    let child = Command::new(relay_bin)
-        .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
-        .args([
-            "--max-participants-per-meeting",
-            "10000",
-            "--join-rate",
-            "100000",
-            "--join-burst",
-            "100000",
-            "--token-key",
-        ])
-        .arg(format!("bench={}", issuer.public_key_base64()))
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting the relay")?;
-    let mut relay = ChildGuard(child);
-    let info: RelayInfo = wait_for_json(&ready, &mut relay, Duration::from_secs(20)).await;
+    let deployment = Deployment::start(setup).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_idle_kib = relay.rss_kib();
-    let address = RelayAddress {
-        webtransport_url: info.webtransport_url.clone(),
-        websocket_url: info.websocket_url.clone(),
-        certificate_sha256: Some(info.certificate_sha256.clone()),
-    };
+    let rss_idle_kib = deployment.rss_kib();
 
+    let deployment = Arc::new(deployment);
     let mut clients = Vec::with_capacity(scenario.participants);
+    let mut join_ms = Histogram::<u64>::new_with_bounds(1, 600_000, 3)?;
     for batch_start in (0..scenario.participants).step_by(JOIN_BATCH) {
         let batch_end = (batch_start + JOIN_BATCH).min(scenario.participants);
         let joins: Vec<_> = (batch_start..batch_end)
             .map(|i| {
-                let claims = Claims::new(
-                    &format!("p{i}"),
-                    &format!("P{i}"),
-                    "bench",
-                    Grants::default(),
-                    Duration::from_secs(3600),
-                );
-                let token = issuer.issue(&claims);
-                let address = address.clone();
-                tokio::spawn(async move {
-                    let token = token.map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let mut options = ConnectOptions::new(transport, address, "bench", &token);
-                    options.event_buffer = 8192;
-                    Client::connect(options)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("join p{i}: {e}"))
-                })
+                let deployment = deployment.clone();
+                tokio::spawn(async move { deployment.join(i, transport).await })
             })
             .collect();
         for join in joins {
-            clients.push(join.await??);
+            let (client, took) = join.await??;
+            join_ms.record(
+                u64::try_from(took.as_micros() / 1000)
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )?;
+            clients.push(client);
         }
     }
 
@@ -208,7 +164,7 @@ pub async fn run(
     };
 
     tokio::time::sleep(Duration::from_secs(warmup)).await;
-    let before = snapshot(&relay, &info).await;
+    let before = deployment.snapshot().await;
     let sent_before = sent(&publishers);
     let loadgen_cpu_before = cpu_seconds(std::process::id());
     let started = Instant::now();
@@ -217,9 +173,9 @@ pub async fn run(
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     let sent_during = sent(&publishers) - sent_before;
-    let after = snapshot(&relay, &info).await;
+    let after = deployment.snapshot().await;
     let loadgen_cpu = cpu_seconds(std::process::id()) - loadgen_cpu_before;
-    let rss_kib = relay.rss_kib();
+    let rss_kib = deployment.rss_kib();
     stop.cancel();
 
     let mut latency_us = Histogram::new_with_bounds(1, 60_000_000, 3)?;
@@ -234,6 +190,11 @@ pub async fn run(
     Ok(Report {
         scenario: scenario.name.clone(),
         transport: format!("{transport:?}").to_lowercase(),
+        relays: deployment.relays.len(),
+        bus_bytes: after.bus_bytes_out - before.bus_bytes_out,
+        published_bytes: after.bytes_in - before.bytes_in,
+        join_p50_ms: join_ms.value_at_quantile(0.5),
+        join_p99_ms: join_ms.value_at_quantile(0.99),
         participants: scenario.participants,
         publishers: scenario.publishers,
         seconds: elapsed,
@@ -255,7 +216,7 @@ pub async fn run(
 }
 
 /// Cumulative (upper bound, count) pairs of a Prometheus histogram.
-fn histogram_buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
+pub fn histogram_buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
     metrics
         .lines()
         .filter(|l| l.starts_with(name))

@@ -243,6 +243,33 @@ fn the_gateway_fronts_relays_by_name_and_path() {
 }
 
 #[test]
+fn the_control_plane_takes_a_meeting_share_per_relay() {
+    let share = |yaml: &str| -> Option<String> {
+        let docs = documents(yaml);
+        let workload = docs
+            .iter()
+            .find(|d| {
+                (d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
+                    && d["metadata"]["name"] == "videocall-control-plane"
+            })
+            .expect("the control plane's workload");
+        let env = workload["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        env.iter()
+            .find(|e| e["name"] == "CONTROL_PLANE_MEETING_SHARE_PER_RELAY")
+            .and_then(|e| e["value"].as_str().map(str::to_owned))
+    };
+    assert_eq!(share(&helm_template(&[]).expect("helm template")), None);
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("share.yaml");
+    std::fs::write(&values, "controlPlane:\n  meetingSharePerRelay: 25\n").unwrap();
+    let yaml = helm_template(&[values.to_str().unwrap()]).expect("helm template");
+    assert_eq!(share(&yaml).as_deref(), Some("25"));
+}
+
+#[test]
 fn bad_values_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for (name, yaml, needle) in [

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cluster::{root, wait_for, Cluster, V1_20_VALUES};
-use common::{control_plane_with_keys, relay_with_key};
+use common::{control_plane_with_keys, relay_with_key_and};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
@@ -264,11 +264,21 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
         "helm upgrade replaced the generated credentials"
     );
 
-    // The control plane (with the chart's credentials) and a relay, as local processes.
+    // The control plane (with the chart's credentials, two of a meeting per relay) and two
+    // relays sharing meetings over NATS, as local processes.
     let data = tempfile::tempdir().unwrap();
-    let cp = control_plane_with_keys(data.path(), credentials.bootstrap_api_keys.clone()).await;
+    let cp =
+        control_plane_with_keys(data.path(), credentials.bootstrap_api_keys.clone(), Some(2)).await;
     let cp_url = format!("http://{}", cp.addr);
-    let _relay0 = relay_with_key("edge-0", &cp_url, &credentials.relay_api_key).await;
+    let prefix = videocall_testkit::nats::unique_prefix("cluster");
+    let mesh = [
+        "--nats-url",
+        videocall_testkit::nats::SHARED_NATS,
+        "--bus-subject-prefix",
+        &prefix,
+    ];
+    let _relay0 = relay_with_key_and("edge-0", &cp_url, &credentials.relay_api_key, &mesh).await;
+    let _relay1 = relay_with_key_and("edge-1", &cp_url, &credentials.relay_api_key, &mesh).await;
 
     // The operator as the chart's ServiceAccount, with exactly the chart's RBAC.
     let kubeconfig = cluster
@@ -385,7 +395,17 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
         (s.phase == MeetingPhase::Live && s.participants == 3).then_some(s)
     })
     .await;
-    assert_eq!(live.relays, ["edge-0"]);
+    // Two on edge-0, the third spilled to edge-1: the status and kubectl show both.
+    assert_eq!(live.relays, ["edge-0", "edge-1"]);
+    let table = cluster.kubectl_ok(&["get", "meetings", "-n", NAMESPACE], None);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("standup "))
+        .unwrap_or_else(|| panic!("no standup row in:\n{table}"));
+    assert!(
+        row.contains("edge-0") && row.contains("edge-1") && table.contains("RELAYS"),
+        "kubectl get meetings shows the hosting relays:\n{table}"
+    );
     eprintln!(
         "FIGURES on kube-apiserver v1.20.2: Meeting applied -> Ready {:.0} ms; \
          participants joined -> StatefulSet scaled {:.0} ms",
@@ -393,7 +413,8 @@ async fn helm_installs_and_the_operator_under_its_rbac_runs_pools_and_meetings()
         scaled_after.as_secs_f64() * 1000.0
     );
 
-    // They leave: edge-1 never came up (its pod stays Pending here), so it goes at once.
+    // They leave: edge-1's pod never came up (it stays Pending here), and its relay is empty
+    // now, so it goes at once.
     for guest in guests.drain(..) {
         guest.sender().leave().await;
     }
@@ -523,7 +544,8 @@ async fn a_second_operator_takes_over_the_lease_when_the_leader_dies() {
     let admin = cluster.admin().await;
     let credentials = cluster.install_chart(NAMESPACE);
     let data = tempfile::tempdir().unwrap();
-    let cp = control_plane_with_keys(data.path(), credentials.bootstrap_api_keys.clone()).await;
+    let cp =
+        control_plane_with_keys(data.path(), credentials.bootstrap_api_keys.clone(), None).await;
     let cp_url = format!("http://{}", cp.addr);
     let kubeconfig = cluster
         .service_account_kubeconfig(NAMESPACE, "videocall-operator")

@@ -92,6 +92,10 @@ struct UpArgs {
     /// when `--nats-url` is set.
     #[arg(long, env = "VIDEOCALL_RELAYS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     relays: u16,
+    /// With several relays: at most this many of one meeting's participants on a relay
+    /// before new joiners go to the next (unset: fill a relay first).
+    #[arg(long, env = "CONTROL_PLANE_MEETING_SHARE_PER_RELAY")]
+    meeting_share_per_relay: Option<u32>,
     #[command(flatten)]
     relay: RelayConfig,
 }
@@ -170,6 +174,7 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     let relay_secret = data.secret("relay-api-secret")?;
     let mut config = ControlPlaneConfig::defaults();
     config.grpc_addr = api_addr;
+    config.meeting_share_per_relay = args.meeting_share_per_relay;
     config.database_url = args.database_url.unwrap_or_else(|| data.database_url());
     config.bootstrap_admin_password = Some(admin_password);
     config.bootstrap_api_keys.push(format!(
@@ -253,13 +258,23 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         wait_for_registration(&control_plane, &info.relay_id).await;
     }
 
-    let gateway = videocall_gateway::start_on(
+    // Relays named relay-<n>.localhost: browsers may resolve those names to ::1 (Chromium
+    // does), so QUIC is taken there too, on the same port.
+    let mut quic_sockets = vec![quic];
+    if args.relays > 1 && quic_addr.ip() == std::net::Ipv4Addr::LOCALHOST {
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, quic_addr.port()));
+        match std::net::UdpSocket::bind(v6) {
+            Ok(socket) => quic_sockets.push(socket),
+            Err(error) => tracing::warn!(%error, "QUIC on {v6}: browsers that resolve *.localhost to ::1 cannot reach the relays"),
+        }
+    }
+    let gateway = videocall_gateway::start_on_sockets(
         gateway_config(
             &relay_infos,
             api_addr,
             [quic_addr, http_addr, args.gateway_admin_addr],
         ),
-        quic,
+        quic_sockets,
         http,
     )
     .await

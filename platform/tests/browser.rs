@@ -308,3 +308,68 @@ async fn firefox_and_chromium_meet() {
         serde_json::from_str(figures.trim().lines().last().unwrap_or("{}")).expect("figures");
     assert!(figures["firefox_transport"].is_string());
 }
+
+/// Two Chromium participants on the two relays of `up --relays 2` (one of the meeting per
+/// relay): both over WebTransport through the gateway, each sees and hears the other, and
+/// the control plane shows the meeting on both relays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_participants_on_two_relays_see_and_hear_each_other() {
+    let _one_at_a_time = BROWSERS.lock().await;
+    assert_client_built();
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_platform, info) = up(
+        data.path(),
+        "127.0.0.1:0",
+        &["--relays", "2", "--meeting-share-per-relay", "1"],
+    )
+    .await;
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let mut node = tokio::process::Command::new("node")
+        .arg(root().join("web/e2e/relays.mjs"))
+        .arg(info.http_url.trim_end_matches('/'))
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs web/e2e/relays.mjs");
+    let mut stdin = node.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let mut figures = String::new();
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("the two-relay browser test finishes within 3 minutes")
+            .expect("read node's output");
+        let Some(line) = line else { break };
+        if line == "MET" {
+            let mut meetings = MeetingServiceClient::connect(info.api_url.clone())
+                .await
+                .expect("connect API");
+            let meeting = meetings
+                .get_meeting(videocall_control_api::v1::GetMeetingRequest { id: "demo".into() })
+                .await
+                .expect("get meeting")
+                .into_inner();
+            assert_eq!(
+                (meeting.participants, meeting.relay_ids.len()),
+                (2, 2),
+                "alice and bob on two relays: {:?}",
+                meeting.relay_ids
+            );
+            stdin.write_all(b"CHECKED\n").await.expect("tell node");
+        } else {
+            figures = line;
+        }
+    }
+    let status = node.wait().await.expect("node exits");
+    assert!(
+        status.success(),
+        "the two-relay browser test failed (screenshots in {})",
+        out.display()
+    );
+    println!("two-relay browser figures: {figures}");
+    assert!(out.join("relays-alice-sees-bob.png").is_file());
+}

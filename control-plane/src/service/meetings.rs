@@ -498,7 +498,9 @@ impl MeetingService for MeetingApi {
                     connect_by_ms: now.saturating_add(window_ms),
                     fresh_since_ms: self.0.fresh_since_ms(),
                 },
-                choose_relay,
+                |meeting, fresh, hosts| {
+                    choose_relay(meeting, fresh, hosts, self.0.config.meeting_share_per_relay)
+                },
             )
             .await
             .map_err(store_status)?;

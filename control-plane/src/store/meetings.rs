@@ -2,7 +2,7 @@
 
 use sqlx::any::AnyRow;
 
-use super::relays::RelayRecord;
+use super::relays::{MeetingHost, RelayRecord};
 use super::seat::SeatRequest;
 use super::{audited, flag, get, unique_violation, Store, StoreError};
 
@@ -390,7 +390,7 @@ impl Store {
         place: F,
     ) -> Result<(MeetingRecord, RelayRecord), StoreError>
     where
-        F: FnOnce(&MeetingRecord, &[RelayRecord], &[String]) -> Option<String>,
+        F: FnOnce(&MeetingRecord, &[RelayRecord], &[MeetingHost]) -> Option<String>,
     {
         let id = request.meeting_id;
         let _turn = self.write_turn().await;

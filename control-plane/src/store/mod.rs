@@ -14,7 +14,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use keys::SigningKeyRecord;
 pub use meetings::{Access, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, StateFilter};
-pub use relays::{LiveParticipantRecord, RelayLoad, RelayRecord};
+pub use relays::{LiveParticipantRecord, MeetingHost, RelayLoad, RelayRecord};
 pub use seat::SeatRequest;
 pub use users::{ApiKeyRecord, SessionRecord, UserRecord};
 

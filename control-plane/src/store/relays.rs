@@ -12,9 +12,18 @@ pub(super) struct PlacementView {
     /// Relays with a fresh heartbeat.
     pub fresh: Vec<RelayRecord>,
     /// Those hosting the meeting, most participants first.
-    pub hosts: Vec<String>,
+    pub hosts: Vec<MeetingHost>,
     /// Seats held by other identities.
     pub seats_taken: i64,
+}
+
+/// A relay hosting a meeting, for placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeetingHost {
+    /// Relay id.
+    pub relay_id: String,
+    /// The meeting's participants on it: connected, or granted and on their way.
+    pub participants: u32,
 }
 
 /// A registered relay and its last reported load.
@@ -275,6 +284,10 @@ impl Store {
         let rows = sqlx::query(audited(format!(
             "SELECT {RELAY_COLUMNS}, (SELECT COUNT(*) FROM live_participants lp \
              WHERE lp.relay_id = relays.relay_id AND lp.meeting_id = $2) AS hosting, \
+             (SELECT COUNT(*) FROM seats s WHERE s.relay_id = relays.relay_id \
+             AND s.meeting_id = $2 AND s.identity <> $3 AND s.connect_by_ms > $4 \
+             AND NOT EXISTS (SELECT 1 FROM live_participants lp WHERE lp.relay_id = s.relay_id \
+             AND lp.meeting_id = s.meeting_id AND lp.identity = s.identity)) AS hosting_pending, \
              (SELECT COUNT(*) FROM seats s WHERE s.meeting_id = $2 AND s.identity <> $3 \
              AND (s.connect_by_ms > $4 OR EXISTS (SELECT 1 FROM live_participants lp \
              JOIN relays r ON r.relay_id = lp.relay_id WHERE lp.meeting_id = s.meeting_id \
@@ -292,7 +305,7 @@ impl Store {
         .fetch_all(&mut **tx)
         .await?;
         let mut view = PlacementView::default();
-        let mut hosts: Vec<(i64, String)> = Vec::new();
+        let mut hosts: Vec<MeetingHost> = Vec::new();
         for row in &rows {
             let mut relay = relay_from(row)?;
             // Grants not yet connected count as participants of their relay: a relay that
@@ -302,15 +315,24 @@ impl Store {
             relay.participants = relay
                 .participants
                 .saturating_add(u32::try_from(pending).unwrap_or(u32::MAX));
-            let hosting: i64 = get(row, "hosting")?;
+            // People on their way count for the meeting's share of the relay too, so a
+            // burst of joins spills as it should before anyone has connected.
+            let hosting: i64 = get::<i64>(row, "hosting")? + get::<i64>(row, "hosting_pending")?;
             view.seats_taken = get(row, "seats_taken")?;
             if hosting > 0 {
-                hosts.push((hosting, relay.relay_id.clone()));
+                hosts.push(MeetingHost {
+                    relay_id: relay.relay_id.clone(),
+                    participants: u32::try_from(hosting).unwrap_or(u32::MAX),
+                });
             }
             view.fresh.push(relay);
         }
-        hosts.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        view.hosts = hosts.into_iter().map(|(_, id)| id).collect();
+        hosts.sort_by(|a, b| {
+            b.participants
+                .cmp(&a.participants)
+                .then_with(|| a.relay_id.cmp(&b.relay_id))
+        });
+        view.hosts = hosts;
         Ok(view)
     }
 

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
         type_ = "integer",
         json_path = ".status.participants"
     ),
+    printcolumn(name = "Relays", type_ = "string", json_path = ".status.relays"),
     printcolumn(name = "Join URL", type_ = "string", json_path = ".status.joinUrl"),
     printcolumn(
         name = "Age",

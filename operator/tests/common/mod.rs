@@ -191,15 +191,18 @@ pub async fn control_plane(dir: &std::path::Path) -> videocall_control_plane::Co
             format!("operator:admin:{}:{}", OPERATOR_KEY.0, OPERATOR_KEY.1),
             format!("relays:relay:{}:{}", RELAY_KEY.0, RELAY_KEY.1),
         ],
+        None,
     )
     .await
 }
 
 /// A control plane on loopback (SQLite) provisioned with `bootstrap_api_keys`
-/// (`name:role:key-id:secret`, as `--bootstrap-api-key` takes them).
+/// (`name:role:key-id:secret`, as `--bootstrap-api-key` takes them), placing at most
+/// `meeting_share_per_relay` of a meeting's participants on one relay when set.
 pub async fn control_plane_with_keys(
     dir: &std::path::Path,
     bootstrap_api_keys: Vec<String>,
+    meeting_share_per_relay: Option<u32>,
 ) -> videocall_control_plane::ControlPlaneServer {
     let mut config = videocall_control_plane::ControlPlaneConfig::defaults();
     config.grpc_addr = "127.0.0.1:0".parse().unwrap();
@@ -207,6 +210,7 @@ pub async fn control_plane_with_keys(
     config.heartbeat_interval_ms = 200;
     config.relay_stale_after_ms = 1500;
     config.bootstrap_api_keys = bootstrap_api_keys;
+    config.meeting_share_per_relay = meeting_share_per_relay;
     videocall_control_plane::ControlPlaneServer::start(config)
         .await
         .expect("control plane")
@@ -226,11 +230,22 @@ pub async fn relay(id: &str, url: &str) -> videocall_relay::RelayHandle {
 /// A relay named `id` registered with the control plane at `url` with the relay API key
 /// `key` (`key-id:secret`).
 pub async fn relay_with_key(id: &str, url: &str, key: &str) -> videocall_relay::RelayHandle {
+    relay_with_key_and(id, url, key, &[]).await
+}
+
+/// As [`relay_with_key`], with more relay flags (`extra`).
+pub async fn relay_with_key_and(
+    id: &str,
+    url: &str,
+    key: &str,
+    extra: &[&str],
+) -> videocall_relay::RelayHandle {
     let args = RelayArgs::parse_from(
         ["relay", "--relay-id", id, "--drain-timeout-secs", "300"]
             .into_iter()
             .chain(videocall_testkit::LOOPBACK_RELAY_ADDRS)
-            .chain(["--control-plane-url", url, "--control-plane-api-key", key]),
+            .chain(["--control-plane-url", url, "--control-plane-api-key", key])
+            .chain(extra.iter().copied()),
     );
     videocall_relay::start(args.config).await.expect("relay")
 }

@@ -110,16 +110,20 @@ pub async fn start_on_sockets(
         socket
             .set_nonblocking(true)
             .map_err(bind_error("QUIC", addr))?;
-        quic_sockets.push((addr, UdpSocket::from_std(socket).map_err(bind_error("QUIC", addr))?));
+        quic_sockets.push((
+            addr,
+            UdpSocket::from_std(socket).map_err(bind_error("QUIC", addr))?,
+        ));
     }
-    let quic_addr = quic_sockets
-        .first()
-        .map(|(addr, _)| *addr)
-        .ok_or_else(|| StartError::Bind {
-            what: "QUIC",
-            addr: config.quic_addr,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no QUIC socket"),
-        })?;
+    let quic_addr =
+        quic_sockets
+            .first()
+            .map(|(addr, _)| *addr)
+            .ok_or_else(|| StartError::Bind {
+                what: "QUIC",
+                addr: config.quic_addr,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no QUIC socket"),
+            })?;
     let http_addr = http
         .local_addr()
         .map_err(bind_error("HTTP", config.http_addr))?;

@@ -265,7 +265,9 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, quic_addr.port()));
         match std::net::UdpSocket::bind(v6) {
             Ok(socket) => quic_sockets.push(socket),
-            Err(error) => tracing::warn!(%error, "QUIC on {v6}: browsers that resolve *.localhost to ::1 cannot reach the relays"),
+            Err(error) => {
+                tracing::warn!(%error, "QUIC on {v6}: browsers that resolve *.localhost to ::1 cannot reach the relays")
+            }
         }
     }
     let gateway = videocall_gateway::start_on_sockets(

@@ -81,15 +81,14 @@ try {
   await alice.page.screenshot({ path: path(out, "relays-alice-sees-bob.png") });
   await bob.page.screenshot({ path: path(out, "relays-bob-sees-alice.png") });
   console.log("MET");
-  const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-  await stdin.next();
+  const lines = createInterface({ input: process.stdin });
+  await lines[Symbol.asyncIterator]().next();
+  lines.close();
+  process.stdin.destroy();
   // Still flowing after the check.
   const before = await alice.page.evaluate(() => window.__videocall.framesByPeer.bob);
   await framesFrom(alice.page, "alice", "bob", before + 30);
-  for (const page of [alice.page, bob.page]) {
-    await page.click("#leave");
-    await page.context().close();
-  }
+  for (const page of [alice.page, bob.page]) await page.context().close();
   console.log(JSON.stringify(figures));
 } finally {
   await browser.close();

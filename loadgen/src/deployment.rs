@@ -202,7 +202,7 @@ impl Deployment {
         for relay in &self.relays {
             let (_, metrics) = http_request(relay.info.admin_addr, "GET", "/metrics").await;
             let buckets =
-                crate::scenario::histogram_buckets(&metrics, "relay_fanout_latency_seconds_bucket");
+                crate::measure::histogram_buckets(&metrics, "relay_fanout_latency_seconds_bucket");
             if total.fanout_buckets.is_empty() {
                 total.fanout_buckets = buckets;
             } else {
@@ -324,18 +324,21 @@ async fn wait_for_fresh_relays(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let relays = RelayServiceClient::new(channel.clone())
+        let fresh = RelayServiceClient::new(channel.clone())
             .list_relays(authorized(admin, ListRelaysRequest {}))
             .await
             .context("listing relays")?
-            .into_inner();
-        if relays.relays.iter().filter(|r| r.fresh).count() >= wanted {
+            .into_inner()
+            .relays
+            .iter()
+            .filter(|r| r.fresh)
+            .count();
+        if fresh >= wanted {
             return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "only {} of {wanted} relays registered with the control plane",
-            relays.relays.iter().filter(|r| r.fresh).count()
+            "only {fresh} of {wanted} relays registered with the control plane"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -13,7 +13,7 @@ use videocall_client::{Client, Event, Transport};
 use videocall_protocol::wire::envelope::Body;
 
 use crate::deployment::{Deployment, Setup};
-use crate::measure::{cpu_seconds, Report};
+use crate::measure::{bucket_quantile, cpu_seconds, Report};
 
 /// Participants joined at once while setting up.
 const JOIN_BATCH: usize = 50;
@@ -213,42 +213,4 @@ pub async fn run(
         relay_fanout_p99_ms: bucket_quantile(&before.fanout_buckets, &after.fanout_buckets, 0.99)
             * 1000.0,
     })
-}
-
-/// Cumulative (upper bound, count) pairs of a Prometheus histogram.
-pub fn histogram_buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let bound = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((bound, l.rsplit(' ').next()?.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The bucket bound below which `q` of the observations between two snapshots fall.
-fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
-    let deltas: Vec<(f64, f64)> = after
-        .iter()
-        .map(|(bound, count)| {
-            let earlier = before
-                .iter()
-                .find(|(b, _)| b == bound)
-                .map(|(_, c)| *c)
-                .unwrap_or(0.0);
-            (*bound, count - earlier)
-        })
-        .collect();
-    let total = deltas.last().map(|(_, c)| *c).unwrap_or(0.0);
-    deltas
-        .iter()
-        .find(|(_, c)| *c >= q * total)
-        .map(|(b, _)| *b)
-        .unwrap_or(f64::INFINITY)
 }

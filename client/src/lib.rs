@@ -5,6 +5,8 @@
 //! the browser client (ARCHITECTURE.md, "Wire protocol"): a control stream, one stream
 //! per video group of pictures, audio in datagrams.
 
+pub mod control_plane;
+pub mod rejoin;
 pub mod synthetic;
 mod websocket;
 mod webtransport;
@@ -101,6 +103,14 @@ pub enum ClientError {
     /// Joining took too long.
     #[error("timed out joining")]
     Timeout,
+    /// The control plane gave no grant.
+    #[error("no grant: {message}")]
+    GrantRefused {
+        /// What it said.
+        message: String,
+        /// Whether asking again may help (no relay free yet, the control plane restarting).
+        retry: bool,
+    },
 }
 
 impl From<ProtocolError> for ClientError {

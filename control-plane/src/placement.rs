@@ -54,6 +54,39 @@ pub fn choose_relay(
         .map(|r| r.relay_id.clone())
 }
 
+/// [`choose_relay`] for a participant who just lost or could not reach the relays in
+/// `avoid` (a killed relay stays fresh until its heartbeat goes stale): those relays are
+/// left out while any other can take the participant, and chosen again only when none can.
+pub fn choose_relay_avoiding(
+    meeting: &MeetingRecord,
+    fresh: &[RelayRecord],
+    hosts: &[MeetingHost],
+    share_per_relay: Option<u32>,
+    avoid: &[String],
+) -> Option<String> {
+    if avoid.is_empty() {
+        return choose_relay(meeting, fresh, hosts, share_per_relay);
+    }
+    let avoided = |id: &str| avoid.iter().any(|a| a == id);
+    let others: Vec<RelayRecord> = fresh
+        .iter()
+        .filter(|r| !avoided(&r.relay_id))
+        .cloned()
+        .collect();
+    let other_hosts: Vec<MeetingHost> = hosts
+        .iter()
+        .filter(|h| !avoided(&h.relay_id))
+        .cloned()
+        .collect();
+    // The meeting's last relay is where a meeting nobody is in starts again: not there.
+    let mut elsewhere = meeting.clone();
+    if elsewhere.relay_id.as_deref().is_some_and(avoided) {
+        elsewhere.relay_id = None;
+    }
+    choose_relay(&elsewhere, &others, &other_hosts, share_per_relay)
+        .or_else(|| choose_relay(meeting, fresh, hosts, share_per_relay))
+}
+
 fn load(relay: &RelayRecord) -> f64 {
     f64::from(relay.participants) / f64::from(relay.capacity.max(1))
 }
@@ -85,6 +118,55 @@ mod tests {
             relay_id: id.into(),
             participants,
         }
+    }
+
+    #[test]
+    fn a_relay_the_participant_lost_is_avoided_while_another_can_take_them() {
+        let fresh = [relay("a", 1, 100, false), relay("b", 1, 100, false)];
+        let hosts = [host("a", 1), host("b", 1)];
+        let avoid = ["b".to_owned()];
+        // Without the hint the meeting would fill b (it sorts after a, but a is over share).
+        assert_eq!(
+            choose_relay(&meeting(Some("b")), &fresh, &[host("b", 1)], Some(2)).as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            choose_relay_avoiding(
+                &meeting(Some("b")),
+                &fresh,
+                &[host("b", 1)],
+                Some(2),
+                &avoid
+            )
+            .as_deref(),
+            Some("a")
+        );
+        // Over its share, a still takes them rather than the lost relay.
+        assert_eq!(
+            choose_relay_avoiding(&meeting(Some("a")), &fresh, &hosts, Some(1), &avoid).as_deref(),
+            Some("a")
+        );
+        // A meeting nobody is in does not go back to the relay it was lost on.
+        assert_eq!(
+            choose_relay_avoiding(&meeting(Some("b")), &fresh, &[], None, &avoid).as_deref(),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn the_lost_relay_is_chosen_again_when_no_other_can_take_the_participant() {
+        let fresh = [relay("a", 100, 100, false), relay("b", 1, 100, false)];
+        let avoid = ["b".to_owned()];
+        assert_eq!(
+            choose_relay_avoiding(&meeting(None), &fresh, &[], None, &avoid).as_deref(),
+            Some("b")
+        );
+        let fresh = [relay("b", 1, 100, false)];
+        assert_eq!(
+            choose_relay_avoiding(&meeting(Some("b")), &fresh, &[host("b", 1)], None, &avoid)
+                .as_deref(),
+            Some("b")
+        );
     }
 
     fn meeting(relay_id: Option<&str>) -> MeetingRecord {

@@ -388,6 +388,7 @@ async fn authorisation(db: &Database) {
                 display_name: "Bob".into(),
                 password: password.into(),
                 receive_only: true,
+                avoid_relay_ids: Vec::new(),
             },
             Some(&bob),
         )
@@ -952,6 +953,34 @@ async fn share_per_relay(db: &Database) {
         .unwrap();
     let over = api.join(None, "big", "Guest 6").await.unwrap();
     assert_eq!(over.relay.unwrap().relay_id, "relay-b");
+    // Someone who just lost relay-b (it may still look fresh) is placed elsewhere.
+    let avoiding = |ids: Vec<String>| JoinMeetingRequest {
+        meeting_id: "big".into(),
+        display_name: "Guest 7".into(),
+        avoid_relay_ids: ids,
+        ..Default::default()
+    };
+    let rejoin = api
+        .meetings()
+        .join_meeting(avoiding(vec!["relay-b".into()]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rejoin.relay.unwrap().relay_id, "relay-c");
+    assert_status(
+        api.meetings()
+            .join_meeting(avoiding(vec!["relay b".into()]))
+            .await,
+        Code::InvalidArgument,
+        "avoid_relay_ids",
+    );
+    assert_status(
+        api.meetings()
+            .join_meeting(avoiding((0..9).map(|i| format!("relay-{i}")).collect()))
+            .await,
+        Code::InvalidArgument,
+        "at most 8",
+    );
     // Another meeting starts on the least-loaded relay that is not draining.
     api.create_meeting(&admin, public("small")).await;
     let small = api.join(None, "small", "Guest").await.unwrap();

@@ -34,6 +34,7 @@ pub async fn join(
         display_name: who.user.clone(),
         password: String::new(),
         receive_only,
+        avoid_relay_ids: Vec::new(),
     });
     if let Some(password) = &who.password {
         let login = AuthServiceClient::new(channel.clone())

@@ -6,6 +6,8 @@
 //! Screenshots and figures land in the cargo target's tmp directory.
 //!
 //! A second test has Firefox (Debian's firefox-esr, over WebDriver BiDi) meet Chromium.
+//! Others put two Chromium participants on two relays of one meeting, and kill one of those
+//! relays (a separate `videocall-relay` process) under its participant, who rejoins.
 //!
 //! Needs `scripts/web-build.sh` (web/dist and web/node_modules), /usr/bin/chromium and
 //! /usr/bin/firefox-esr; `scripts/test.sh` and `.ci/run` provide them.
@@ -30,7 +32,7 @@ use videocall_testkit::ChildGuard;
 
 mod common;
 
-use common::{root, up, PlatformInfo};
+use common::{root, separate_relay, up, wait_for_demo_meeting, PlatformInfo};
 
 /// One browser test at a time: two browsers each on two cores is enough.
 static BROWSERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -372,4 +374,81 @@ async fn chromium_participants_on_two_relays_see_and_hear_each_other() {
     );
     println!("two-relay browser figures: {figures}");
     assert!(out.join("relays-alice-sees-bob.png").is_file());
+}
+
+/// `kill -9` of the relay under one of two Chromium participants (the platform's relay and a
+/// separate relay process sharing the meeting over NATS): the page rejoins through the
+/// control plane, which places it on the relay still hosting the meeting although the killed
+/// one still looks fresh; media is back both ways in under 3 s, and the lost participant
+/// leaves the other's list within 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_rejoins_through_the_control_plane_when_its_relay_is_killed() {
+    let _one_at_a_time = BROWSERS.lock().await;
+    assert_client_built();
+    let data = tempfile::tempdir().expect("temp dir");
+    let prefix = videocall_testkit::nats::unique_prefix("failover");
+    let (_platform, info) = up(
+        data.path(),
+        "127.0.0.1:0",
+        &[
+            "--meeting-share-per-relay",
+            "1",
+            "--nats-url",
+            "nats://127.0.0.1:4222",
+            "--bus-subject-prefix",
+            &prefix,
+        ],
+    )
+    .await;
+    // Named to sort after relay-0: alice (first, on an idle platform) lands on relay-0.
+    let mut doomed = separate_relay(data.path(), &info, "relay-z", &prefix).await;
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let mut node = tokio::process::Command::new("node")
+        .arg(root().join("web/e2e/failover.mjs"))
+        .arg(info.http_url.trim_end_matches('/'))
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs web/e2e/failover.mjs");
+    let mut stdin = node.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let mut figures = String::new();
+    let mut back = None;
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("the failover browser test finishes within 3 minutes")
+            .expect("read node's output");
+        let Some(line) = line else { break };
+        if line == "MET" {
+            wait_for_demo_meeting(&info, 2, &["relay-0", "relay-z"], Duration::from_secs(10)).await;
+            doomed.0.kill().expect("kill -9 relay-z");
+            stdin.write_all(b"KILLED\n").await.expect("tell node");
+        } else if let Some(json) = line.strip_prefix("BACK ") {
+            let figures: serde_json::Value = serde_json::from_str(json).expect("figures");
+            assert_eq!(figures["bob_relay_after"], "relay-0", "{figures}");
+            back = figures["media_back_ms"].as_f64();
+            // Once relay-z is stale, the meeting is on relay-0 alone, with both of them.
+            wait_for_demo_meeting(&info, 2, &["relay-0"], Duration::from_secs(15)).await;
+            stdin.write_all(b"CHECKED\n").await.expect("tell node");
+        } else {
+            figures = line;
+        }
+    }
+    let status = node.wait().await.expect("node exits");
+    assert!(
+        status.success(),
+        "the failover browser test failed (screenshots in {})",
+        out.display()
+    );
+    println!("failover browser figures: {figures}");
+    let back = back.expect("node reported media back");
+    assert!(
+        back < 3000.0,
+        "media back {back} ms after the kill (target: under 3 s)"
+    );
 }

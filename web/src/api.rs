@@ -8,11 +8,17 @@ use crate::control::{JoinGrant, JoinMeetingRequest};
 use crate::grpc_web::{self, CallError};
 use crate::js;
 
-/// `MeetingService.JoinMeeting` as a guest named `display_name`.
-pub async fn join_meeting(meeting_id: &str, display_name: &str) -> Result<JoinGrant, CallError> {
+/// `MeetingService.JoinMeeting` as a guest named `display_name`, placed on a relay other
+/// than those in `avoid` (relays just lost or unreachable) when another can take us.
+pub async fn join_meeting(
+    meeting_id: &str,
+    display_name: &str,
+    avoid: &[String],
+) -> Result<JoinGrant, CallError> {
     let request = JoinMeetingRequest {
         meeting_id: meeting_id.to_owned(),
         display_name: display_name.to_owned(),
+        avoid_relay_ids: avoid.to_vec(),
         ..Default::default()
     };
     unary(

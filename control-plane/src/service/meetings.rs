@@ -11,7 +11,7 @@ use videocall_token::{Claims, Grants};
 
 use super::{key_status, peer_key, store_status, ControlPlane};
 use crate::auth::{authenticate, hash_password, random_hex, require, verify_password, Principal};
-use crate::placement::choose_relay;
+use crate::placement::choose_relay_avoiding;
 use crate::store::{
     self, now_ms, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, SeatRequest, StateFilter,
 };
@@ -422,6 +422,15 @@ impl MeetingService for MeetingApi {
         if req.password.len() > validate::MAX_PASSWORD * 4 {
             return Err(validate::invalid("password", "too long"));
         }
+        if req.avoid_relay_ids.len() > validate::MAX_AVOID_RELAYS {
+            return Err(validate::invalid(
+                "avoid_relay_ids",
+                format!("at most {} relays", validate::MAX_AVOID_RELAYS),
+            ));
+        }
+        for id in &req.avoid_relay_ids {
+            validate::lookup_id("avoid_relay_ids", id)?;
+        }
         if caller.as_ref().is_some_and(|c| !c.is_person()) {
             return Err(Status::permission_denied("relays do not join meetings"));
         }
@@ -499,7 +508,13 @@ impl MeetingService for MeetingApi {
                     fresh_since_ms: self.0.fresh_since_ms(),
                 },
                 |meeting, fresh, hosts| {
-                    choose_relay(meeting, fresh, hosts, self.0.config.meeting_share_per_relay)
+                    choose_relay_avoiding(
+                        meeting,
+                        fresh,
+                        hosts,
+                        self.0.config.meeting_share_per_relay,
+                        &req.avoid_relay_ids,
+                    )
                 },
             )
             .await
@@ -522,7 +537,13 @@ impl MeetingService for MeetingApi {
             .issuer
             .issue(&claims)
             .map_err(|e| Status::internal(format!("signing the token: {e}")))?;
-        tracing::info!(meeting = %meeting.id, %identity, relay = %relay.relay_id, "join granted");
+        tracing::info!(
+            meeting = %meeting.id,
+            %identity,
+            relay = %relay.relay_id,
+            avoided = ?req.avoid_relay_ids,
+            "join granted"
+        );
         Ok(Response::new(JoinGrant {
             token,
             kid: keys.issuer.kid().to_owned(),

@@ -321,6 +321,7 @@ impl Api {
                     display_name: name.into(),
                     password: String::new(),
                     receive_only: false,
+                    avoid_relay_ids: Vec::new(),
                 },
                 auth,
             ))

@@ -8,6 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tonic::Request;
+use videocall_control_api::v1::auth_service_client::AuthServiceClient;
+use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
+use videocall_control_api::v1::relay_service_client::RelayServiceClient;
+use videocall_control_api::v1::{GetMeetingRequest, ListRelaysRequest, LoginRequest};
 use videocall_relay::RelayInfo;
 use videocall_testkit::{wait_for_json, ChildGuard};
 
@@ -66,4 +71,139 @@ pub async fn up(data: &Path, http_addr: &str, extra: &[&str]) -> (ChildGuard, Pl
     )
     .await;
     (child, info)
+}
+
+/// The `videocall-relay` binary beside this test's (`cargo test --workspace` builds it).
+pub fn relay_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("the target dir");
+    let relay = dir.join("videocall-relay");
+    assert!(
+        relay.is_file(),
+        "{} missing: cargo build -p videocall-relay",
+        relay.display()
+    );
+    relay
+}
+
+/// Signs in as the platform's admin; the `authorization` header value.
+pub async fn admin_authorization(info: &PlatformInfo) -> String {
+    let password = std::fs::read_to_string(&info.admin_password_file).expect("admin password");
+    let login = AuthServiceClient::connect(info.api_url.clone())
+        .await
+        .expect("connect")
+        .login(LoginRequest {
+            username: info.admin_user.clone(),
+            password: password.trim().into(),
+        })
+        .await
+        .expect("admin login")
+        .into_inner();
+    videocall_control_api::bearer_authorization(&login.session_token)
+}
+
+/// A relay the test `kill -9`s: a process of its own (`videocall-relay`) that registers with
+/// the platform's control plane under the platform's relay key and shares its meetings with
+/// the platform's relay over NATS. Browsers reach it directly (its own self-signed
+/// certificate, advertised to the control plane).
+pub async fn separate_relay(
+    data: &Path,
+    info: &PlatformInfo,
+    id: &str,
+    prefix: &str,
+) -> ChildGuard {
+    let secret = std::fs::read_to_string(data.join("keys/relay-api-secret")).expect("relay key");
+    let ready = data.join(format!("{id}.json"));
+    let child = Command::new(relay_binary())
+        .args(["--relay-id", id])
+        .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
+        .arg("--self-signed-dir")
+        .arg(data.join(id))
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(["--control-plane-url", &info.api_url])
+        .args([
+            "--control-plane-api-key",
+            &format!("vk_embedded_relay:{}", secret.trim()),
+        ])
+        .args(["--nats-url", "nats://127.0.0.1:4222"])
+        .args(["--bus-subject-prefix", prefix])
+        .env(
+            "RUST_LOG",
+            std::env::var("PLATFORM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn videocall-relay");
+    let mut child = ChildGuard(child);
+    let _: videocall_relay::RelayInfo =
+        wait_for_json(&ready, &mut child, Duration::from_secs(30)).await;
+    // Fresh in the control plane before anyone is placed.
+    let authorization = admin_authorization(info).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut request = Request::new(ListRelaysRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", authorization.parse().expect("header"));
+        let relays = RelayServiceClient::connect(info.api_url.clone())
+            .await
+            .expect("connect")
+            .list_relays(request)
+            .await
+            .expect("list relays")
+            .into_inner()
+            .relays;
+        if relays
+            .iter()
+            .any(|r| r.fresh && r.endpoints.as_ref().is_some_and(|e| e.relay_id == id))
+        {
+            return child;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never registered: {relays:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GetMeeting("demo")`: participants and hosting relays.
+pub async fn demo_meeting(info: &PlatformInfo) -> (u32, Vec<String>) {
+    let meeting = MeetingServiceClient::connect(info.api_url.clone())
+        .await
+        .expect("connect API")
+        .get_meeting(GetMeetingRequest { id: "demo".into() })
+        .await
+        .expect("get meeting")
+        .into_inner();
+    let mut relays = meeting.relay_ids;
+    relays.sort();
+    (meeting.participants, relays)
+}
+
+/// Waits until `GetMeeting("demo")` shows `participants` on `relays` (sorted); relays report
+/// with their heartbeats, so the control plane catches up within a few seconds.
+pub async fn wait_for_demo_meeting(
+    info: &PlatformInfo,
+    participants: u32,
+    relays: &[&str],
+    within: Duration,
+) {
+    let wanted = (
+        participants,
+        relays.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+    );
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = demo_meeting(info).await;
+        if now == wanted {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo meeting: {now:?}, not {wanted:?} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -214,6 +214,7 @@ impl ClientLink for StreamsLink {
             _ = self.connection.closed() => Inbound::Ended,
             frame = control.next() => match frame {
                 Some(Ok(frame)) => Inbound::Frame(frame.freeze()),
+                Some(Err(error)) if !is_oversized(&error) => Inbound::Ended,
                 // The length prefix cannot be trusted any more: the control stream is lost.
                 Some(Err(error)) => Inbound::Broken(CloseReason::error(
                     LeaveReason::Error,
@@ -297,6 +298,14 @@ async fn accept_media_streams(
     }
 }
 
+/// Whether a framing error is a length prefix over the limit (the client's fault), not a
+/// stream or connection that went away.
+fn is_oversized(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<tokio_util::codec::LengthDelimitedCodecError>())
+}
+
 async fn read_media_stream(session: Arc<Session>, stream: RecvStream, closing: CancellationToken) {
     let max = session.max_frame_size();
     let mut frames = FramedRead::new(stream, length_delimited_codec(max));
@@ -307,6 +316,11 @@ async fn read_media_stream(session: Arc<Session>, stream: RecvStream, closing: C
         };
         match frame {
             Some(Ok(frame)) => session.handle_frame(frame.freeze(), Now::system()),
+            // The stream (or the whole connection) went away: nothing the client did wrong.
+            Some(Err(error)) if !is_oversized(&error) => {
+                tracing::debug!(%error, "media stream ended");
+                return;
+            }
             Some(Err(error)) => {
                 // Only this stream is lost; the session and its other streams go on.
                 session.reject(

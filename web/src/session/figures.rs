@@ -12,18 +12,29 @@ pub(super) fn publish_test_figures(session: &Session) {
     let stats = session.params.stats.borrow();
     let object = js_sys::Object::new();
     let peers = session.signals.peers.peek();
+    // Summed by name: someone who rejoins (a new id, the old one not yet gone) counts once.
     let by_name = |counts: &HashMap<u64, u64>| {
-        let map = js_sys::Object::new();
+        let mut totals: HashMap<String, u64> = HashMap::new();
         for (id, count) in counts {
             let name = peers
                 .iter()
                 .find(|p| p.id == *id)
                 .map(|p| p.name.clone())
                 .unwrap_or_else(|| id.to_string());
-            js::set(&map, &name, &(*count as f64).into());
+            *totals.entry(name).or_default() += count;
+        }
+        let map = js_sys::Object::new();
+        for (name, total) in totals {
+            js::set(&map, &name, &(total as f64).into());
         }
         map
     };
+    let names = js_sys::Array::new();
+    for peer in peers.iter() {
+        names.push(&peer.name.as_str().into());
+    }
+    js::set(&object, "peers", &names);
+    js::set(&object, "relayId", &session.relay_id.as_str().into());
     let connection = session.signals.connection.peek();
     js::set(&object, "transport", &connection.transport.as_str().into());
     js::set(&object, "codec", &connection.codec.as_str().into());

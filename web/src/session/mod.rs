@@ -109,7 +109,15 @@ struct Session {
     last_ping_ms: f64,
     last_congestion_ms: f64,
     left: bool,
+    /// The relay of the latest grant.
+    relay_id: String,
+    /// Relays lost or unreachable since the last successful join: the control plane places
+    /// the next attempt elsewhere (a killed relay looks alive until its heartbeat is stale).
+    avoid: Vec<String>,
 }
+
+/// Most relays remembered as lost (the control plane takes at most 8).
+const MAX_AVOIDED_RELAYS: usize = 8;
 
 /// Runs the session until the person leaves or it fails; the UI follows through `signals`.
 pub async fn run(
@@ -137,6 +145,8 @@ pub async fn run(
         last_ping_ms: 0.0,
         last_congestion_ms: 0.0,
         left: false,
+        relay_id: String::new(),
+        avoid: Vec::new(),
     };
     let mut attempt = 0;
     // Only a meeting that was going is retried; a first join that fails says why at once.
@@ -147,8 +157,10 @@ pub async fn run(
             Ok(()) => {
                 attempt = 0;
                 ever_connected = true;
+                session.avoid.clear();
                 let reason = session.serve(&mut inbox, &mut commands).await;
                 session.disconnect();
+                session.avoid_current_relay();
                 if session.left {
                     signals.phase.set(Phase::Left);
                     break;
@@ -164,6 +176,7 @@ pub async fn run(
             }
             Err((failure, retry)) => {
                 session.disconnect();
+                session.avoid_current_relay();
                 attempt += 1;
                 web_sys::console::warn_1(&format!("joining failed: {failure:?}").into());
                 if !retry || !ever_connected || attempt > RECONNECT_ATTEMPTS {
@@ -190,9 +203,15 @@ impl Session {
         inbox_tx: transport::Inbox,
         inbox: &mut UnboundedReceiver<Incoming>,
     ) -> Result<(), (Failure, bool)> {
-        let grant = api::join_meeting(&self.params.meeting, &self.params.name)
+        self.relay_id.clear();
+        let grant = api::join_meeting(&self.params.meeting, &self.params.name, &self.avoid)
             .await
             .map_err(grant_failure)?;
+        self.relay_id = grant
+            .relay
+            .as_ref()
+            .map(|relay| relay.relay_id.clone())
+            .unwrap_or_default();
         let connection = transport::connect(&grant, self.params.transport, inbox_tx)
             .await
             .map_err(|reason| (Failure::TransportsBlocked(reason), true))?;
@@ -249,6 +268,18 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Remembers the relay of the latest grant as lost, for the next grant to avoid.
+    fn avoid_current_relay(&mut self) {
+        let relay = std::mem::take(&mut self.relay_id);
+        if relay.is_empty() || self.avoid.contains(&relay) {
+            return;
+        }
+        if self.avoid.len() == MAX_AVOIDED_RELAYS {
+            self.avoid.remove(0);
+        }
+        self.avoid.push(relay);
     }
 
     /// The meeting loop; returns why it ended and, when it cannot go on, the failure.

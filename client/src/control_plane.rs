@@ -1,0 +1,107 @@
+//! Grants from the control plane: `MeetingService.JoinMeeting` over gRPC, naming the relays
+//! to avoid after a loss.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request};
+use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
+use videocall_control_api::v1::JoinMeetingRequest;
+
+use crate::rejoin::{Grant, GrantSource};
+use crate::{ClientError, RelayAddress};
+
+/// Joins `meeting_id` through the control plane at `api_url`.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneGrants {
+    api_url: String,
+    meeting_id: String,
+    display_name: String,
+    authorization: Option<String>,
+    receive_only: bool,
+    channel: Option<Channel>,
+}
+
+impl ControlPlaneGrants {
+    /// A guest (or, with [`Self::with_authorization`], a signed-in user) named
+    /// `display_name`.
+    pub fn new(api_url: &str, meeting_id: &str, display_name: &str) -> Self {
+        ControlPlaneGrants {
+            api_url: api_url.to_owned(),
+            meeting_id: meeting_id.to_owned(),
+            display_name: display_name.to_owned(),
+            authorization: None,
+            receive_only: false,
+            channel: None,
+        }
+    }
+
+    /// Sends this `authorization` header (`Bearer <session>`) with every request.
+    pub fn with_authorization(mut self, authorization: &str) -> Self {
+        self.authorization = Some(authorization.to_owned());
+        self
+    }
+
+    /// Joins without publishing.
+    pub fn receive_only(mut self, receive_only: bool) -> Self {
+        self.receive_only = receive_only;
+        self
+    }
+
+    async fn channel(&mut self) -> Result<Channel, ClientError> {
+        if let Some(channel) = &self.channel {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(self.api_url.clone())
+            .map_err(|e| ClientError::Connect(format!("control-plane URL: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|e| ClientError::Connect(format!("control plane: {e}")))?;
+        self.channel = Some(channel.clone());
+        Ok(channel)
+    }
+}
+
+impl GrantSource for ControlPlaneGrants {
+    async fn grant(&mut self, avoid: &[String]) -> Result<Grant, ClientError> {
+        let channel = self.channel().await?;
+        let mut request = Request::new(JoinMeetingRequest {
+            meeting_id: self.meeting_id.clone(),
+            display_name: self.display_name.clone(),
+            receive_only: self.receive_only,
+            avoid_relay_ids: avoid.to_vec(),
+            ..Default::default()
+        });
+        if let Some(value) = self.authorization.as_deref().and_then(|a| a.parse().ok()) {
+            request.metadata_mut().insert("authorization", value);
+        }
+        let grant = MeetingServiceClient::new(channel)
+            .join_meeting(request)
+            .await
+            .map_err(|status| ClientError::GrantRefused {
+                // No relay free yet, the database or the network briefly away: ask again.
+                retry: matches!(
+                    status.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Internal
+                ),
+                message: format!("{:?}: {}", status.code(), status.message()),
+            })?
+            .into_inner();
+        let relay = grant.relay.ok_or_else(|| ClientError::GrantRefused {
+            message: "a grant without a relay".into(),
+            retry: true,
+        })?;
+        Ok(Grant {
+            relay_id: relay.relay_id,
+            relay: RelayAddress {
+                webtransport_url: relay.webtransport_url,
+                websocket_url: relay.websocket_url,
+                certificate_sha256: relay.certificate_sha256.first().cloned(),
+            },
+            meeting_id: grant.meeting_id,
+            token: grant.token,
+        })
+    }
+}

@@ -105,3 +105,29 @@ impl GrantSource for ControlPlaneGrants {
         })
     }
 }
+
+/// Signs in as `username` at the control plane at `api_url`; the `authorization` header value
+/// for [`ControlPlaneGrants::with_authorization`].
+pub async fn login(api_url: &str, username: &str, password: &str) -> Result<String, ClientError> {
+    let channel = Endpoint::from_shared(api_url.to_owned())
+        .map_err(|e| ClientError::Connect(format!("control-plane URL: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| ClientError::Connect(format!("control plane: {e}")))?;
+    let login = videocall_control_api::v1::auth_service_client::AuthServiceClient::new(channel)
+        .login(videocall_control_api::v1::LoginRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        })
+        .await
+        .map_err(|status| ClientError::GrantRefused {
+            retry: matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
+            message: format!("signing in as {username}: {}", status.message()),
+        })?
+        .into_inner();
+    Ok(videocall_control_api::bearer_authorization(
+        &login.session_token,
+    ))
+}

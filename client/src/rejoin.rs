@@ -100,8 +100,8 @@ pub fn rejoin_helps(code: u32) -> bool {
     }
 }
 
-/// Whether a failed attempt to join is worth another.
-fn attempt_may_succeed(error: &ClientError) -> bool {
+/// Whether a failed attempt to join is worth another (a fresh grant may mend it).
+pub fn worth_retrying(error: &ClientError) -> bool {
     match error {
         ClientError::Refused { code, .. } => rejoin_helps(*code as u32),
         ClientError::Closed { code, .. } => rejoin_helps(*code),
@@ -266,7 +266,7 @@ impl<G: GrantSource> Rejoining<G> {
                     self.avoid.clear();
                     return Ok(());
                 }
-                Err(error) if !attempt_may_succeed(&error) || Instant::now() >= deadline => {
+                Err(error) if !worth_retrying(&error) || Instant::now() >= deadline => {
                     return Err(error)
                 }
                 Err(error) => tracing::warn!(attempt, %error, "rejoin attempt failed"),
@@ -345,10 +345,10 @@ mod tests {
             code,
             message: String::new(),
         };
-        assert!(attempt_may_succeed(&refused(ErrorCode::Draining)));
-        assert!(!attempt_may_succeed(&refused(ErrorCode::MeetingEnded)));
-        assert!(attempt_may_succeed(&ClientError::Connect("refused".into())));
-        assert!(!attempt_may_succeed(&ClientError::GrantRefused {
+        assert!(worth_retrying(&refused(ErrorCode::Draining)));
+        assert!(!worth_retrying(&refused(ErrorCode::MeetingEnded)));
+        assert!(worth_retrying(&ClientError::Connect("refused".into())));
+        assert!(!worth_retrying(&ClientError::GrantRefused {
             message: "not found".into(),
             retry: false
         }));

@@ -1,8 +1,13 @@
-//! The edge streamer: frames from a camera, the test pattern or a Y4M file, encoded to
-//! H.264 with openh264 and published into a meeting through the control plane's grant,
-//! rejoining when the relay goes away.
+//! The edge streamer: frames from the test pattern or a Y4M file, encoded to H.264 with
+//! openh264 and published into a meeting through the control plane's grant, rejoining when
+//! the relay goes away.
 #![warn(missing_docs)]
+pub mod admin;
+pub mod capture;
+pub mod config;
 pub mod encode;
 pub mod frame;
+pub mod metrics;
 pub mod pattern;
 pub mod source;
+pub mod stream;

@@ -1,0 +1,264 @@
+//! `stream`: joins the meeting through the control plane (retrying while it cannot be
+//! reached), announces one H.264 video track and sends what the capture thread encodes.
+//! When the relay goes away, the client rejoins through a new grant that avoids it, and the
+//! first frame after is a keyframe. A stop leaves the meeting before closing.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use videocall_client::control_plane::{login, ControlPlaneGrants};
+use videocall_client::rejoin::{worth_retrying, RejoinEvent, Rejoining};
+use videocall_client::{ClientError, ConnectOptions, Transport};
+use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind, Track};
+
+use crate::capture::{self, CaptureControl, CapturedFrame};
+use crate::config::{SourceChoice, StreamArgs, TransportChoice};
+use crate::encode::{EncodeSettings, H264Encoder};
+use crate::metrics::Metrics;
+use crate::source::{FrameSource, SourceError, TestPattern, Y4mFile};
+
+/// The one track the streamer publishes.
+pub const VIDEO_TRACK: u32 = 1;
+/// Encoded frames waiting for the network (about a quarter of a second at 30 fps).
+const SEND_QUEUE_FRAMES: usize = 8;
+
+/// Why streaming stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The source cannot be used.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The capture thread failed.
+    #[error(transparent)]
+    Capture(#[from] capture::CaptureError),
+    /// The encoder cannot be set up.
+    #[error(transparent)]
+    Encoder(#[from] crate::encode::EncodeError),
+    /// Joining failed for a reason trying again does not mend (refused, meeting ended...).
+    #[error("cannot join {meeting}: {error}")]
+    Join {
+        /// The meeting.
+        meeting: String,
+        /// Why.
+        error: ClientError,
+    },
+    /// The session ended and no relay took the streamer back.
+    #[error("the meeting session ended: {0}")]
+    Ended(String),
+}
+
+fn open_source(args: &StreamArgs) -> Result<Box<dyn FrameSource>, SourceError> {
+    Ok(match &args.source {
+        SourceChoice::TestPattern => Box::new(TestPattern::new(
+            args.resolution.width,
+            args.resolution.height,
+        )?),
+        SourceChoice::Y4m(path) => Box::new(Y4mFile::open(path)?),
+    })
+}
+
+fn configure(options: &mut ConnectOptions) {
+    options.client_name = format!("videocall-streamer/{}", env!("CARGO_PKG_VERSION"));
+}
+
+/// Joins, trying WebTransport then WebSocket under `auto`, again and again with backoff while
+/// the failure may pass (control plane or relay unreachable, no relay free).
+async fn join(
+    args: &StreamArgs,
+    stop: &CancellationToken,
+) -> Result<Option<Rejoining<ControlPlaneGrants>>, StreamError> {
+    let transports: &[Transport] = match args.transport {
+        TransportChoice::Auto => &[Transport::WebTransport, Transport::WebSocket],
+        TransportChoice::Webtransport => &[Transport::WebTransport],
+        TransportChoice::Websocket => &[Transport::WebSocket],
+    };
+    let give_up = Duration::from_secs(args.give_up_after_secs.max(1));
+    let mut pause = Duration::from_millis(500);
+    loop {
+        let mut last = None;
+        match authorization(args).await {
+            Ok(authorization) => {
+                let mut grants = ControlPlaneGrants::new(
+                    &args.control_plane_url,
+                    &args.meeting_id,
+                    &args.user_id,
+                );
+                if let Some(authorization) = &authorization {
+                    grants = grants.with_authorization(authorization);
+                }
+                for &transport in transports {
+                    match Rejoining::join(grants.clone(), transport, configure, give_up).await {
+                        Ok(client) => return Ok(Some(client)),
+                        Err(error) => {
+                            tracing::warn!(?transport, %error, "joining failed");
+                            last = Some(error);
+                        }
+                    }
+                }
+            }
+            Err(error) => last = Some(error),
+        }
+        if let Some(error) = last.filter(|e| !worth_retrying(e)) {
+            return Err(StreamError::Join {
+                meeting: args.meeting_id.clone(),
+                error,
+            });
+        }
+        tracing::warn!(retry_in = ?pause, "cannot join yet; trying again");
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn authorization(args: &StreamArgs) -> Result<Option<String>, ClientError> {
+    if let Some(key) = &args.api_key {
+        let (id, secret) = key
+            .split_once(':')
+            .ok_or_else(|| ClientError::GrantRefused {
+                message: "--api-key must be key-id:secret".into(),
+                retry: false,
+            })?;
+        return Ok(Some(api_key_authorization(id, secret)));
+    }
+    match &args.password {
+        Some(password) => login(&args.control_plane_url, &args.user_id, password)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
+}
+
+fn api_key_authorization(id: &str, secret: &str) -> String {
+    format!("ApiKey {id}:{secret}")
+}
+
+async fn announce(client: &Rejoining<ControlPlaneGrants>) -> Result<(), ClientError> {
+    client
+        .sender()
+        .announce(vec![Track {
+            id: VIDEO_TRACK,
+            kind: MediaKind::Video as i32,
+            codec: Codec::H264 as i32,
+        }])
+        .await
+}
+
+/// Streams until `stop` is cancelled, or until something stops it that retrying cannot mend.
+pub async fn run(
+    args: StreamArgs,
+    metrics: Metrics,
+    control: CaptureControl,
+    stop: CancellationToken,
+) -> Result<(), StreamError> {
+    // Source and encoder first: a wrong file or size is said at once, before any network.
+    let source = open_source(&args)?;
+    let (width, height) = source.size();
+    let encoder = H264Encoder::new(EncodeSettings {
+        bitrate_bps: args.bitrate_kbps.saturating_mul(1000),
+        fps: args.fps as f32,
+        keyframe_interval: args.keyframe_interval,
+    })?;
+    let Some(mut client) = join(&args, &stop).await? else {
+        return Ok(());
+    };
+    tracing::info!(
+        meeting = %args.meeting_id,
+        relay = %client.relay_id(),
+        participant = client.participant_id(),
+        width,
+        height,
+        fps = args.fps,
+        kbps = args.bitrate_kbps,
+        "streaming"
+    );
+    metrics.connected.set(1);
+    if let Err(error) = announce(&client).await {
+        tracing::warn!(%error, "announcing the track failed; the session is going");
+    }
+    let (frames_tx, mut frames) = mpsc::channel::<CapturedFrame>(SEND_QUEUE_FRAMES);
+    let capture = capture::spawn(
+        source,
+        encoder,
+        f64::from(args.fps),
+        frames_tx,
+        control.clone(),
+        metrics.clone(),
+    );
+    let mut sequence = 0u64;
+    let outcome = loop {
+        let sender = client.sender();
+        // One event future across many frames: a rejoin in progress is never cut short.
+        let event = {
+            let next = client.next_event();
+            tokio::pin!(next);
+            loop {
+                tokio::select! {
+                    event = &mut next => break Some(event),
+                    _ = stop.cancelled() => break None,
+                    frame = frames.recv() => {
+                        let Some(frame) = frame else { break None };
+                        sequence += 1;
+                        let bytes = frame.encoded.data.len() as u64;
+                        let media = Media {
+                            track_id: VIDEO_TRACK,
+                            kind: MediaKind::Video as i32,
+                            codec: Codec::H264 as i32,
+                            sequence,
+                            capture_timestamp_us: frame.captured_us,
+                            keyframe: frame.encoded.keyframe,
+                            payload: Bytes::from(frame.encoded.data),
+                            ..Default::default()
+                        };
+                        if sender.send_media(media).await.is_ok() {
+                            metrics.frames_sent.inc();
+                            metrics.bytes_sent.inc_by(bytes);
+                        } else {
+                            metrics.frames_dropped.with_label_values(&["not_connected"]).inc();
+                            control.ask_keyframe();
+                        }
+                    }
+                }
+            }
+        };
+        match event {
+            None => break Ok(()),
+            Some(RejoinEvent::Message(Body::KeyframeRequest(_))) => control.ask_keyframe(),
+            Some(RejoinEvent::Message(Body::Error(error))) => {
+                tracing::warn!(code = ?error.code(), message = %error.message, "the relay says");
+            }
+            Some(RejoinEvent::Message(_)) => {}
+            Some(RejoinEvent::Rejoined {
+                relay_id, after, ..
+            }) => {
+                tracing::info!(relay = %relay_id, %after, "rejoined");
+                metrics.reconnects.inc();
+                if let Err(error) = announce(&client).await {
+                    tracing::warn!(%error, "announcing the track again failed");
+                }
+                control.ask_keyframe();
+            }
+            Some(RejoinEvent::Ended { code, reason }) => {
+                break Err(StreamError::Ended(format!("{reason} (code {code})")));
+            }
+        }
+    };
+    metrics.connected.set(0);
+    control.stop();
+    if outcome.is_ok() {
+        // Leave first, so the others see LEFT rather than a timeout; then close.
+        client.leave().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.next_event()).await;
+    }
+    drop(frames);
+    match tokio::task::spawn_blocking(move || capture.join()).await {
+        Ok(Ok(Err(error))) => return Err(error.into()),
+        Ok(Err(_)) => tracing::error!("the capture thread panicked"),
+        _ => {}
+    }
+    outcome
+}

@@ -29,8 +29,8 @@ impl I420Frame {
     /// A picture from its three planes, copied; `None` when a plane has the wrong size.
     pub fn from_planes(width: usize, height: usize, y: &[u8], u: &[u8], v: &[u8]) -> Option<Self> {
         let luma = width * height;
-        if width % 2 != 0
-            || height % 2 != 0
+        if !width.is_multiple_of(2)
+            || !height.is_multiple_of(2)
             || y.len() != luma
             || u.len() != luma / 4
             || v.len() != luma / 4

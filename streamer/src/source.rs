@@ -60,7 +60,7 @@ impl TestPattern {
     /// A pattern `width`×`height` (even, at least [`pattern::MIN_WIDTH`] wide).
     pub fn new(width: usize, height: usize) -> Result<Self, SourceError> {
         let bad = |why| SourceError::Resolution { width, height, why };
-        if width % 2 != 0 || height % 2 != 0 {
+        if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(bad("width and height must be even"));
         }
         if width < pattern::MIN_WIDTH || height < pattern::code_height(width) * 2 {
@@ -112,7 +112,7 @@ impl Y4mFile {
             decoder,
             size,
         };
-        if size.0 % 2 != 0 || size.1 % 2 != 0 || size.0 == 0 || size.1 == 0 {
+        if !size.0.is_multiple_of(2) || !size.1.is_multiple_of(2) || size.0 == 0 || size.1 == 0 {
             return Err(file.corrupt(format!("{}x{} is not an even size", size.0, size.1)));
         }
         Ok(file)
@@ -228,14 +228,13 @@ mod tests {
         let error = Y4mFile::open(&garbage).err().expect("refused").to_string();
         assert!(error.contains("not a playable Y4M file"), "{error}");
 
-        let truncated = dir.path().join("truncated.y4m");
-        write_y4m(&truncated, 2, true);
-        let mut file = Y4mFile::open(&truncated).expect("the header is fine");
+        let mangled = dir.path().join("mangled.y4m");
+        write_y4m(&mangled, 2, true);
+        let mut file = Y4mFile::open(&mangled).expect("the header is fine");
         file.next_frame(0).expect("the first frame is whole");
         let error = file
             .next_frame(0)
-            .err()
-            .expect("the second is cut")
+            .expect_err("the second is mangled")
             .to_string();
         assert!(error.contains("frame"), "{error}");
 
@@ -247,7 +246,7 @@ mod tests {
         let empty = dir.path().join("empty.y4m");
         write_y4m(&empty, 0, false);
         let mut file = Y4mFile::open(&empty).expect("a header alone parses");
-        let error = file.next_frame(0).err().expect("no frames").to_string();
+        let error = file.next_frame(0).expect_err("no frames").to_string();
         assert!(error.contains("no frames"), "{error}");
     }
 

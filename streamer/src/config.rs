@@ -105,6 +105,9 @@ pub struct StreamArgs {
     /// A keyframe this many frames after the latest (0: only when a viewer asks).
     #[arg(long, env = "STREAMER_KEYFRAME_INTERVAL", default_value_t = 150)]
     pub keyframe_interval: u32,
+    /// Encoder threads (0: one per core).
+    #[arg(long, env = "STREAMER_ENCODER_THREADS", default_value_t = 0)]
+    pub encoder_threads: u16,
     /// Transport to the relay.
     #[arg(long, env = "STREAMER_TRANSPORT", value_enum, default_value = "auto")]
     pub transport: TransportChoice,

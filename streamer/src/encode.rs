@@ -25,6 +25,8 @@ pub struct EncodeSettings {
     pub fps: f32,
     /// A keyframe this many frames after the latest one (0: only when asked).
     pub keyframe_interval: u32,
+    /// Encoder threads (0: one per core).
+    pub threads: u16,
 }
 
 /// One encoded picture.
@@ -52,8 +54,8 @@ impl H264Encoder {
             .max_frame_rate(FrameRate::from_hz(settings.fps.max(1.0)))
             .rate_control_mode(RateControlMode::Bitrate)
             .usage_type(UsageType::CameraVideoRealTime)
-            // Every frame is sent: a skipped frame is a stall for the viewers.
-            .skip_frames(false)
+            // openh264 holds the bitrate only when it may skip a frame now and then.
+            .skip_frames(true)
             .intra_frame_period(IntraFramePeriod::from_num_frames(
                 settings.keyframe_interval,
             ));
@@ -100,6 +102,7 @@ mod tests {
             bitrate_bps: 500_000,
             fps: 30.0,
             keyframe_interval,
+            threads: 1,
         }
     }
 

@@ -37,27 +37,37 @@ pub fn code_height(width: usize) -> usize {
 
 /// Draws frame `counter` of the pattern, stamped `captured_ms`, into `frame`.
 pub fn draw(frame: &mut I420Frame, burned_in: BurnedIn) {
-    let (width, height) = (frame.width, frame.height);
+    let width = frame.width;
     let shift = burned_in.counter as usize * 4;
     // Eight vertical luma bands that scroll left, and a bright bar sweeping right.
     let bar = (burned_in.counter as usize * 8) % width.max(1);
     let (y, u, v) = frame.planes_mut();
-    for row in 0..height {
-        let line = &mut y[row * width..(row + 1) * width];
-        for (col, pixel) in line.iter_mut().enumerate() {
-            let band = ((col + shift) * 8 / width.max(1)) % 8;
-            *pixel = 40 + (band as u8) * 24;
-            if col >= bar && col < bar + width / 16 {
-                *pixel = 235;
-            }
-        }
+    // Every row is the same: draw one, copy it down.
+    let Some((first, rest)) = y.split_at_mut_checked(width) else {
+        return;
+    };
+    for (col, pixel) in first.iter_mut().enumerate() {
+        let band = ((col + shift) * 8 / width.max(1)) % 8;
+        *pixel = if col >= bar && col < bar + width / 16 {
+            235
+        } else {
+            40 + (band as u8) * 24
+        };
     }
-    let (chroma_width, chroma_height) = (width / 2, height / 2);
-    for row in 0..chroma_height {
-        for col in 0..chroma_width {
+    for row in rest.chunks_exact_mut(width) {
+        row.copy_from_slice(first);
+    }
+    let chroma_width = width / 2;
+    for (plane, base, step) in [(u, 64u8, 16i16), (v, 192u8, -16i16)] {
+        let Some((first, rest)) = plane.split_at_mut_checked(chroma_width) else {
+            continue;
+        };
+        for (col, sample) in first.iter_mut().enumerate() {
             let band = ((col * 2 + shift) * 8 / width.max(1)) % 8;
-            u[row * chroma_width + col] = 64 + (band as u8) * 16;
-            v[row * chroma_width + col] = 192 - (band as u8) * 16;
+            *sample = (i16::from(base) + step * band as i16) as u8;
+        }
+        for row in rest.chunks_exact_mut(chroma_width) {
+            row.copy_from_slice(first);
         }
     }
     write_code(frame, burned_in);

@@ -162,6 +162,7 @@ pub async fn run(
         bitrate_bps: args.bitrate_kbps.saturating_mul(1000),
         fps: args.fps as f32,
         keyframe_interval: args.keyframe_interval,
+        threads: args.encoder_threads,
     })?;
     let Some(mut client) = join(&args, &stop).await? else {
         return Ok(());

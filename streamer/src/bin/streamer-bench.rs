@@ -1,0 +1,84 @@
+//! `streamer-bench`: how fast the streamer's pipeline runs on this machine, stage by stage,
+//! with the encoder on one thread: make the test-pattern picture, encode it to H.264 at the
+//! streamer's settings. Prints one row per resolution (a benchmark, not a test: run it on a
+//! quiet machine, `cargo run --release -p videocall-streamer --bin streamer-bench`).
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use videocall_streamer::config::Resolution;
+use videocall_streamer::encode::{EncodeSettings, H264Encoder};
+use videocall_streamer::source::{FrameSource, TestPattern};
+
+#[derive(Parser)]
+#[command(about)]
+struct Args {
+    /// Picture sizes to measure.
+    #[arg(
+        long,
+        env = "STREAMER_BENCH_RESOLUTIONS",
+        value_delimiter = ',',
+        default_value = "640x480,1280x720,1920x1080"
+    )]
+    resolutions: Vec<Resolution>,
+    /// Frames per resolution.
+    #[arg(long, env = "STREAMER_BENCH_FRAMES", default_value_t = 300)]
+    frames: u32,
+    /// Bitrate, kbit/s.
+    #[arg(long, env = "STREAMER_BENCH_BITRATE_KBPS", default_value_t = 2000)]
+    bitrate_kbps: u32,
+    /// Encoder threads.
+    #[arg(long, env = "STREAMER_BENCH_THREADS", default_value_t = 1)]
+    threads: u16,
+}
+
+fn ms(duration: Duration, frames: u32) -> f64 {
+    duration.as_secs_f64() * 1000.0 / f64::from(frames.max(1))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    println!(
+        "{:>10} {:>7} {:>10} {:>10} {:>10} {:>9} {:>11} {:>9}",
+        "size", "frames", "make ms", "encode ms", "p99 enc", "fps", "x realtime", "kbit/s"
+    );
+    for size in args.resolutions {
+        let mut source = TestPattern::new(size.width, size.height)?;
+        let mut encoder = H264Encoder::new(EncodeSettings {
+            bitrate_bps: args.bitrate_kbps * 1000,
+            fps: 30.0,
+            keyframe_interval: 150,
+            threads: args.threads,
+        })?;
+        let (mut making, mut encoding, mut bytes) = (Duration::ZERO, Duration::ZERO, 0usize);
+        let mut per_frame = Vec::with_capacity(args.frames as usize);
+        for n in 0..args.frames {
+            let started = Instant::now();
+            let picture = source.next_frame(u64::from(n) * 33)?;
+            let made = Instant::now();
+            if let Some(frame) = encoder.encode(&picture)? {
+                bytes += frame.data.len();
+            }
+            let encoded = made.elapsed();
+            making += made - started;
+            encoding += encoded;
+            per_frame.push(encoded);
+        }
+        per_frame.sort_unstable();
+        let p99 = per_frame[(per_frame.len() * 99 / 100).min(per_frame.len() - 1)];
+        let total = making + encoding;
+        let fps = f64::from(args.frames) / total.as_secs_f64();
+        println!(
+            "{:>10} {:>7} {:>10.2} {:>10.2} {:>9.2} {:>9.1} {:>11.1} {:>9.0}",
+            format!("{}x{}", size.width, size.height),
+            args.frames,
+            ms(making, args.frames),
+            ms(encoding, args.frames),
+            p99.as_secs_f64() * 1000.0,
+            fps,
+            fps / 30.0,
+            bytes as f64 * 8.0 / 1000.0 / (f64::from(args.frames) / 30.0),
+        );
+    }
+    Ok(())
+}

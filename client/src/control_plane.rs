@@ -52,13 +52,7 @@ impl ControlPlaneGrants {
         if let Some(channel) = &self.channel {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(self.api_url.clone())
-            .map_err(|e| ClientError::Connect(format!("control-plane URL: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .map_err(|e| ClientError::Connect(format!("control plane: {e}")))?;
+        let channel = connect(&self.api_url).await?;
         self.channel = Some(channel.clone());
         Ok(channel)
     }
@@ -109,13 +103,7 @@ impl GrantSource for ControlPlaneGrants {
 /// Signs in as `username` at the control plane at `api_url`; the `authorization` header value
 /// for [`ControlPlaneGrants::with_authorization`].
 pub async fn login(api_url: &str, username: &str, password: &str) -> Result<String, ClientError> {
-    let channel = Endpoint::from_shared(api_url.to_owned())
-        .map_err(|e| ClientError::Connect(format!("control-plane URL: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|e| ClientError::Connect(format!("control plane: {e}")))?;
+    let channel = connect(api_url).await?;
     let login = videocall_control_api::v1::auth_service_client::AuthServiceClient::new(channel)
         .login(videocall_control_api::v1::LoginRequest {
             username: username.to_owned(),
@@ -130,4 +118,15 @@ pub async fn login(api_url: &str, username: &str, password: &str) -> Result<Stri
     Ok(videocall_control_api::bearer_authorization(
         &login.session_token,
     ))
+}
+
+/// A gRPC channel to the control plane at `api_url`.
+async fn connect(api_url: &str) -> Result<Channel, ClientError> {
+    Endpoint::from_shared(api_url.to_owned())
+        .map_err(|e| ClientError::Connect(format!("control-plane URL: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| ClientError::Connect(format!("control plane: {e}")))
 }

@@ -22,17 +22,14 @@ use openh264::formats::YUVBuffer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tonic::Request;
 use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
-use videocall_control_api::v1::auth_service_client::AuthServiceClient;
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::{
-    CreateMeetingRequest, EndMeetingRequest, JoinMeetingRequest, LoginRequest,
-};
+use videocall_control_api::v1::{CreateMeetingRequest, EndMeetingRequest, JoinMeetingRequest};
 use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind, Track, UpdateState};
 use videocall_testkit::ChildGuard;
 
 mod common;
 
-use common::{root, separate_relay, up, wait_for_demo_meeting, PlatformInfo};
+use common::{admin_authorization, root, separate_relay, up, wait_for_demo_meeting, PlatformInfo};
 
 /// One browser test at a time: two browsers each on two cores is enough.
 static BROWSERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -56,18 +53,7 @@ fn free_port() -> u16 {
 /// Meetings for the error screens and the streamer: `full` (one seat), `private` (no guests),
 /// `over` (ended) and `shelf` (where the native publisher streams).
 async fn create_meetings(info: &PlatformInfo) {
-    let password = std::fs::read_to_string(&info.admin_password_file).expect("admin password");
-    let login = AuthServiceClient::connect(info.api_url.clone())
-        .await
-        .expect("connect")
-        .login(LoginRequest {
-            username: info.admin_user.clone(),
-            password: password.trim().into(),
-        })
-        .await
-        .expect("admin login")
-        .into_inner();
-    let authorization = videocall_control_api::bearer_authorization(&login.session_token);
+    let authorization = admin_authorization(info).await;
     let mut meetings = MeetingServiceClient::connect(info.api_url.clone())
         .await
         .expect("connect");

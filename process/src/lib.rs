@@ -7,7 +7,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Logs to standard error with the `RUST_LOG` filter, `info` when unset or unreadable.
+/// Logs to standard output with the `RUST_LOG` filter, `info` when unset or unreadable.
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

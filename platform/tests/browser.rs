@@ -2,7 +2,8 @@
 //! (`web/e2e/meeting.mjs`), against platforms this test starts: two people meet over
 //! WebTransport (video, audio, mute, chat, screen share), a third over forced WebSocket, a
 //! Firefox-style capture path, a closed tab, a platform restart the pages reconnect from, the
-//! error screens, and a native H.264 publisher (as the streamer sends) decoded by the page.
+//! error screens, and `videocall-streamer`'s H.264 test pattern decoded by the page, its burned-in
+//! counter read off the canvas.
 //! Screenshots and figures land in the cargo target's tmp directory.
 //!
 //! A second test has Firefox (Debian's firefox-esr, over WebDriver BiDi) meet Chromium.
@@ -16,15 +17,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use bytes::Bytes;
-use openh264::encoder::{Encoder, FrameType};
-use openh264::formats::YUVBuffer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tonic::Request;
-use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::{CreateMeetingRequest, EndMeetingRequest, JoinMeetingRequest};
-use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind, Track, UpdateState};
+use videocall_control_api::v1::{CreateMeetingRequest, EndMeetingRequest};
 use videocall_testkit::ChildGuard;
 
 mod common;
@@ -51,7 +47,7 @@ fn free_port() -> u16 {
 }
 
 /// Meetings for the error screens and the streamer: `full` (one seat), `private` (no guests),
-/// `over` (ended) and `shelf` (where the native publisher streams).
+/// `over` (ended) and `shelf` (where the streamer streams).
 async fn create_meetings(info: &PlatformInfo) {
     let authorization = admin_authorization(info).await;
     let mut meetings = MeetingServiceClient::connect(info.api_url.clone())
@@ -81,89 +77,31 @@ async fn create_meetings(info: &PlatformInfo) {
     meetings.end_meeting(request).await.expect("end");
 }
 
-/// Streams H.264 (baseline, Annex B, from openh264) into `shelf` as the edge streamer does:
-/// a moving picture at 15 fps, a keyframe when a subscriber asks.
-async fn native_h264_publisher(api_url: String) {
-    let grant = MeetingServiceClient::connect(api_url)
-        .await
-        .expect("connect")
-        .join_meeting(JoinMeetingRequest {
-            meeting_id: "shelf".into(),
-            display_name: "pi".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("grant")
-        .into_inner();
-    let relay = grant.relay.expect("relay");
-    let mut client = Client::connect(ConnectOptions::new(
-        Transport::WebTransport,
-        RelayAddress {
-            webtransport_url: relay.webtransport_url,
-            websocket_url: relay.websocket_url,
-            certificate_sha256: relay.certificate_sha256.first().cloned(),
-        },
-        "shelf",
-        &grant.token,
+/// `videocall-streamer` publishing its test pattern into `shelf` (a guest named `pi`), as a
+/// Pi on a shelf would: H.264 from openh264, a keyframe when a viewer asks.
+fn streamer(api_url: &str) -> ChildGuard {
+    let child = std::process::Command::new(common::workspace_binary(
+        "videocall-streamer",
+        "videocall-streamer",
     ))
-    .await
-    .expect("publisher connects");
-    let sender = client.sender();
-    sender
-        .send(Body::UpdateState(UpdateState {
-            tracks: vec![Track {
-                id: 1,
-                kind: MediaKind::Video as i32,
-                codec: Codec::H264 as i32,
-            }],
-            announce_tracks: true,
-            ..Default::default()
-        }))
-        .await
-        .expect("announce");
-    let mut encoder = Encoder::new().expect("openh264 encoder");
-    let (width, height) = (320usize, 240usize);
-    let mut interval = tokio::time::interval(Duration::from_millis(66));
-    for sequence in 1u64.. {
-        interval.tick().await;
-        while let Some(event) = client.try_next_event() {
-            if let Event::Message(Body::KeyframeRequest(_)) = event {
-                encoder.force_intra_frame();
-            }
-        }
-        // A bright bar sweeping across a mid-grey picture.
-        let mut yuv = vec![128u8; width * height * 3 / 2];
-        let bar = (sequence as usize * 8) % width;
-        for row in 0..height {
-            for col in bar..(bar + 40).min(width) {
-                yuv[row * width + col] = 235;
-            }
-        }
-        let (payload, keyframe) = {
-            let buffer = YUVBuffer::from_vec(yuv, width, height);
-            let stream = encoder.encode(&buffer).expect("encode");
-            (
-                stream.to_vec(),
-                matches!(stream.frame_type(), FrameType::IDR | FrameType::I),
-            )
-        };
-        if payload.is_empty() {
-            continue;
-        }
-        let media = Media {
-            track_id: 1,
-            kind: MediaKind::Video as i32,
-            codec: Codec::H264 as i32,
-            sequence,
-            capture_timestamp_us: videocall_client::unix_micros(),
-            keyframe,
-            payload: Bytes::from(payload),
-            ..Default::default()
-        };
-        if sender.send_media(media).await.is_err() {
-            return;
-        }
-    }
+    .args(["stream", "--control-plane-url", api_url])
+    .args(["--meeting-id", "shelf", "--user-id", "pi"])
+    .args([
+        "--resolution",
+        "320x240",
+        "--fps",
+        "15",
+        "--bitrate-kbps",
+        "300",
+    ])
+    .env(
+        "RUST_LOG",
+        std::env::var("PLATFORM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+    )
+    .stdin(Stdio::null())
+    .spawn()
+    .expect("spawn videocall-streamer");
+    ChildGuard(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +118,7 @@ async fn a_meeting_in_headless_chromium() {
     let http_addr = format!("127.0.0.1:{}", free_port());
     let (mut platform, info) = up(data.path(), &http_addr, &[]).await;
     create_meetings(&info).await;
-    let publisher = tokio::spawn(native_h264_publisher(info.api_url.clone()));
+    let _streamer = streamer(&info.api_url);
 
     // A platform whose relay advertises an address nobody listens on: every transport fails.
     let blocked_data = tempfile::tempdir().expect("temp dir");
@@ -225,7 +163,6 @@ async fn a_meeting_in_headless_chromium() {
         }
     }
     let status = node.wait().await.expect("node exits");
-    publisher.abort();
     assert!(
         status.success(),
         "the browser test failed (screenshots in {})",

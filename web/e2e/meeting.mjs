@@ -88,6 +88,28 @@ const framesFrom = (page, name, atLeast, timeout) =>
 const audioFrom = (page, name, atLeast) =>
   waitFor(page, `audio from ${name}`, ([n, k]) => (window.__videocall?.audioByPeer?.[n] ?? 0) >= k, [name, atLeast]);
 
+// The burned-in strip of videocall-streamer's test pattern (streamer/src/pattern.rs): four rows
+// of 32 black or white blocks, each width/32 pixels square: the frame counter, the capture time
+// in ms (high, low 32 bits), and the counter inverted as a check. Null when it does not read.
+async function readStrip(page, selector) {
+  return page.evaluate((selector) => {
+    const canvas = document.querySelector(selector);
+    if (!canvas || canvas.width < 128) return null;
+    const side = Math.floor(canvas.width / 32);
+    const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, side * 4);
+    const words = [0, 0, 0, 0];
+    for (let row = 0; row < 4; row++) {
+      for (let bit = 0; bit < 32; bit++) {
+        const i = ((row * side + (side >> 1)) * canvas.width + bit * side + (side >> 1)) * 4;
+        const luma = 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
+        words[row] = ((words[row] << 1) | (luma >= 128 ? 1 : 0)) >>> 0;
+      }
+    }
+    if ((~words[0] >>> 0) !== words[3]) return null;
+    return { counter: words[0], capturedMs: words[1] * 2 ** 32 + words[2], now: Date.now() };
+  }, selector);
+}
+
 async function canvasIsNotBlank(page, selector) {
   return page.evaluate((selector) => {
     const canvas = document.querySelector(selector);
@@ -245,10 +267,19 @@ try {
   await framesFrom(dave, "alice", 30);
   await close(dave);
 
-  step("a native H.264 publisher (the streamer's format) is decoded");
+  step("videocall-streamer's H.264 test pattern is decoded, its burned-in counter advancing");
   const viewer = await join("viewer", "", "shelf");
   await framesFrom(viewer, "pi", 30);
   if (!(await canvasIsNotBlank(viewer, '[data-peer="pi"] canvas'))) throw new Error("pi's canvas is blank");
+  const strip = await readStrip(viewer, '[data-peer="pi"] canvas');
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const later = await readStrip(viewer, '[data-peer="pi"] canvas');
+  if (!strip || !later) throw new Error(`the streamer's strip does not read (${JSON.stringify([strip, later])})`);
+  if (!(later.counter > strip.counter + 5)) {
+    throw new Error(`the streamer's counter does not advance: ${strip.counter} then ${later.counter}`);
+  }
+  figures.streamer_counter_per_s = later.counter - strip.counter;
+  figures.streamer_picture_age_ms = later.now - later.capturedMs;
   await viewer.screenshot({ path: path(out, "native-h264.png") });
   await close(viewer);
 

@@ -73,17 +73,22 @@ pub async fn up(data: &Path, http_addr: &str, extra: &[&str]) -> (ChildGuard, Pl
     (child, info)
 }
 
-/// The `videocall-relay` binary beside this test's (`cargo test --workspace` builds it).
-pub fn relay_binary() -> std::path::PathBuf {
+/// A workspace binary beside this test's (`cargo test --workspace` builds them all).
+pub fn workspace_binary(name: &str, package: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("the target dir");
-    let relay = dir.join("videocall-relay");
+    let binary = dir.join(name);
     assert!(
-        relay.is_file(),
-        "{} missing: cargo build -p videocall-relay",
-        relay.display()
+        binary.is_file(),
+        "{} missing: cargo build -p {package}",
+        binary.display()
     );
-    relay
+    binary
+}
+
+/// The `videocall-relay` binary.
+pub fn relay_binary() -> std::path::PathBuf {
+    workspace_binary("videocall-relay", "videocall-relay")
 }
 
 /// Signs in as the platform's admin; the `authorization` header value.

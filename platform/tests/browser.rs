@@ -180,6 +180,8 @@ async fn firefox_and_chromium_meet() {
     assert_client_built();
     let data = tempfile::tempdir().expect("temp dir");
     let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
+    create_meetings(&info).await;
+    let _streamer = streamer(&info.api_url);
     // Firefox's AudioContext runs only with a sound server: PulseAudio with a null sink
     // stands in for the sound card this machine lacks.
     let runtime = tempfile::tempdir().expect("temp dir");

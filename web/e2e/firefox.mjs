@@ -8,6 +8,7 @@ import puppeteer from "puppeteer-core";
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join as path } from "node:path";
+import { readStrip } from "./strip.mjs";
 
 const [base, out] = process.argv.slice(2);
 if (!base || !out) {
@@ -100,6 +101,23 @@ try {
       return recent[Math.floor(recent.length / 2)];
     })),
   };
+
+  step("Firefox decodes videocall-streamer's H.264 test pattern, its burned-in counter advancing");
+  const viewer = await firefox.newPage();
+  await viewer.goto(`${base}/meeting/viewer/shelf`);
+  await viewer.waitForSelector("#join:not([disabled])", { timeout: 20000 });
+  await viewer.click("#join");
+  await viewer.waitForSelector("#leave", { timeout: 20000 });
+  await until(viewer, "frames from the streamer in Firefox", () => (window.__videocall?.framesByPeer?.pi ?? 0) >= 30);
+  const strip = await readStrip(viewer, '[data-peer="pi"] canvas');
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const later = await readStrip(viewer, '[data-peer="pi"] canvas');
+  if (!strip || !later || !(later.counter > strip.counter + 5)) {
+    throw new Error(`the streamer's counter in Firefox: ${JSON.stringify([strip, later])}`);
+  }
+  figures.firefox_streamer_counter_per_s = later.counter - strip.counter;
+  figures.firefox_streamer_picture_age_ms = later.now - later.capturedMs;
+  await viewer.screenshot({ path: path(out, "firefox-sees-the-streamer.png") });
   console.log(JSON.stringify(figures));
 } catch (error) {
   for (const [name, page] of [["fox", fox], ["alice", alice]]) {

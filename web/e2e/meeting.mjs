@@ -8,6 +8,7 @@ import { chromium } from "playwright-core";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join as path } from "node:path";
 import { createInterface } from "node:readline";
+import { readStrip } from "./strip.mjs";
 
 const [base, out, blockedBase] = process.argv.slice(2);
 if (!base || !out || !blockedBase) {
@@ -87,28 +88,6 @@ const framesFrom = (page, name, atLeast, timeout) =>
   waitFor(page, `frames from ${name}`, ([n, k]) => (window.__videocall?.framesByPeer?.[n] ?? 0) >= k, [name, atLeast], timeout);
 const audioFrom = (page, name, atLeast) =>
   waitFor(page, `audio from ${name}`, ([n, k]) => (window.__videocall?.audioByPeer?.[n] ?? 0) >= k, [name, atLeast]);
-
-// The burned-in strip of videocall-streamer's test pattern (streamer/src/pattern.rs): four rows
-// of 32 black or white blocks, each width/32 pixels square: the frame counter, the capture time
-// in ms (high, low 32 bits), and the counter inverted as a check. Null when it does not read.
-async function readStrip(page, selector) {
-  return page.evaluate((selector) => {
-    const canvas = document.querySelector(selector);
-    if (!canvas || canvas.width < 128) return null;
-    const side = Math.floor(canvas.width / 32);
-    const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, side * 4);
-    const words = [0, 0, 0, 0];
-    for (let row = 0; row < 4; row++) {
-      for (let bit = 0; bit < 32; bit++) {
-        const i = ((row * side + (side >> 1)) * canvas.width + bit * side + (side >> 1)) * 4;
-        const luma = 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
-        words[row] = ((words[row] << 1) | (luma >= 128 ? 1 : 0)) >>> 0;
-      }
-    }
-    if ((~words[0] >>> 0) !== words[3]) return null;
-    return { counter: words[0], capturedMs: words[1] * 2 ** 32 + words[2], now: Date.now() };
-  }, selector);
-}
 
 async function canvasIsNotBlank(page, selector) {
   return page.evaluate((selector) => {

@@ -3,19 +3,18 @@
 //! connects there and carries on. A relay killed outright stays "fresh" in the control plane
 //! until its heartbeat lapses, so the grant names the relays to avoid.
 //!
-//! The decisions (which endings a new grant can help, how long to wait between attempts,
-//! which relays to avoid) are plain functions and a small struct, tested without sockets.
+//! The decisions (which endings a new grant can help, how long to wait between attempts) are
+//! plain functions, tested without sockets; the list of relays to avoid is the protocol's
+//! [`AvoidList`], which the browser client keeps too.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
+pub use videocall_protocol::avoid::{AvoidList, MAX_AVOIDED_RELAYS};
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode};
 
 use crate::{Client, ClientError, ConnectOptions, Event, RelayAddress, Sender, Transport};
-
-/// Most relays a grant request names to avoid (the control plane takes at most 8).
-pub const MAX_AVOIDED_RELAYS: usize = 8;
 
 /// Permission to join a meeting on one relay.
 #[derive(Debug, Clone)]
@@ -116,33 +115,6 @@ pub fn backoff(attempt: u32) -> Duration {
     match attempt {
         0 => Duration::ZERO,
         n => Duration::from_millis(250 << (n - 1).min(3)),
-    }
-}
-
-/// Relays lost since the last successful join, oldest first, at most [`MAX_AVOIDED_RELAYS`].
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct AvoidList(Vec<String>);
-
-impl AvoidList {
-    /// Remembers `relay_id` as lost.
-    pub fn lost(&mut self, relay_id: &str) {
-        if relay_id.is_empty() || self.0.iter().any(|r| r == relay_id) {
-            return;
-        }
-        if self.0.len() == MAX_AVOIDED_RELAYS {
-            self.0.remove(0);
-        }
-        self.0.push(relay_id.to_owned());
-    }
-
-    /// Forgets them all (a join succeeded).
-    pub fn clear(&mut self) {
-        self.0.clear();
-    }
-
-    /// The relays, for the grant request.
-    pub fn as_slice(&self) -> &[String] {
-        &self.0
     }
 }
 
@@ -321,22 +293,6 @@ mod tests {
     fn attempts_start_at_once_and_back_off_to_two_seconds() {
         let delays: Vec<u64> = (0..6).map(|n| backoff(n).as_millis() as u64).collect();
         assert_eq!(delays, [0, 250, 500, 1000, 2000, 2000]);
-    }
-
-    #[test]
-    fn the_avoid_list_keeps_the_latest_eight_once_each() {
-        let mut avoid = AvoidList::default();
-        avoid.lost("a");
-        avoid.lost("a");
-        avoid.lost("");
-        assert_eq!(avoid.as_slice(), ["a"]);
-        for n in 0..9 {
-            avoid.lost(&format!("r{n}"));
-        }
-        assert_eq!(avoid.as_slice().len(), MAX_AVOIDED_RELAYS);
-        assert_eq!(avoid.as_slice()[0], "r1");
-        avoid.clear();
-        assert!(avoid.as_slice().is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub const MAX_PASSWORD: usize = 256;
 /// Longest allow-list.
 pub const MAX_ALLOWED_USERS: usize = 1000;
 /// Most relays a join may ask placement to avoid.
-pub const MAX_AVOID_RELAYS: usize = 8;
+pub const MAX_AVOID_RELAYS: usize = videocall_protocol::avoid::MAX_AVOIDED_RELAYS;
 
 /// INVALID_ARGUMENT for `field`.
 pub fn invalid(field: &str, problem: impl std::fmt::Display) -> Status {

@@ -39,13 +39,6 @@ fn assert_client_built() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Meetings for the error screens and the streamer: `full` (one seat), `private` (no guests),
 /// `over` (ended) and `shelf` (where the streamer streams).
 async fn create_meetings(info: &PlatformInfo) {
@@ -115,7 +108,7 @@ async fn a_meeting_in_headless_chromium() {
     );
 
     let data = tempfile::tempdir().expect("temp dir");
-    let http_addr = format!("127.0.0.1:{}", free_port());
+    let http_addr = format!("127.0.0.1:{}", videocall_testkit::free_tcp_port());
     let (mut platform, info) = up(data.path(), &http_addr, &[]).await;
     create_meetings(&info).await;
     let _streamer = streamer(&info.api_url);

@@ -5,6 +5,7 @@
 //! length prefix ([`length_delimited_codec`]); a WebTransport datagram carries
 //! exactly one envelope without prefix. ARCHITECTURE.md documents the mapping.
 
+pub mod avoid;
 pub mod envelope;
 pub mod framing;
 pub mod ids;

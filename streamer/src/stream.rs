@@ -123,7 +123,9 @@ async fn authorization(args: &StreamArgs) -> Result<Option<String>, ClientError>
                 message: "--api-key must be key-id:secret".into(),
                 retry: false,
             })?;
-        return Ok(Some(api_key_authorization(id, secret)));
+        return Ok(Some(videocall_control_api::api_key_authorization(
+            id, secret,
+        )));
     }
     match &args.password {
         Some(password) => login(&args.control_plane_url, &args.user_id, password)
@@ -131,10 +133,6 @@ async fn authorization(args: &StreamArgs) -> Result<Option<String>, ClientError>
             .map(Some),
         None => Ok(None),
     }
-}
-
-fn api_key_authorization(id: &str, secret: &str) -> String {
-    format!("ApiKey {id}:{secret}")
 }
 
 async fn announce(client: &Rejoining<ControlPlaneGrants>) -> Result<(), ClientError> {

@@ -3,7 +3,6 @@
 //! openh264 and reads the burned-in counter and clock; SIGTERM leaves the meeting; bad input
 //! gets one clear line and a non-zero exit; an unreachable control plane is retried.
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -12,12 +11,12 @@ use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use tokio::time::Instant;
 use tonic::Request;
-use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
+use videocall_client::control_plane::ControlPlaneGrants;
+use videocall_client::rejoin::GrantSource;
+use videocall_client::{Client, ConnectOptions, Event, Transport};
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
 use videocall_control_api::v1::relay_service_client::RelayServiceClient;
-use videocall_control_api::v1::{
-    CreateMeetingRequest, EndMeetingRequest, JoinMeetingRequest, ListRelaysRequest,
-};
+use videocall_control_api::v1::{CreateMeetingRequest, EndMeetingRequest, ListRelaysRequest};
 use videocall_protocol::wire::{envelope::Body, LeaveReason};
 use videocall_streamer::pattern;
 use videocall_testkit::ChildGuard;
@@ -115,27 +114,15 @@ impl Platform {
 
     /// A guest subscriber in `shelf`.
     async fn subscriber(&self) -> Client {
-        let grant = MeetingServiceClient::connect(self.url.clone())
+        let grant = ControlPlaneGrants::new(&self.url, "shelf", "viewer")
+            .receive_only(true)
+            .grant(&[])
             .await
-            .expect("connect")
-            .join_meeting(JoinMeetingRequest {
-                meeting_id: "shelf".into(),
-                display_name: "viewer".into(),
-                receive_only: true,
-                ..Default::default()
-            })
-            .await
-            .expect("grant")
-            .into_inner();
-        let relay = grant.relay.expect("relay");
+            .expect("grant");
         Client::connect(ConnectOptions::new(
             Transport::WebTransport,
-            RelayAddress {
-                webtransport_url: relay.webtransport_url,
-                websocket_url: relay.websocket_url,
-                certificate_sha256: relay.certificate_sha256.first().cloned(),
-            },
-            "shelf",
+            grant.relay,
+            &grant.meeting_id,
             &grant.token,
         ))
         .await
@@ -153,13 +140,6 @@ fn streamer(args: &[&str]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Runs the streamer to its end (it must stop on its own within 20 s).
@@ -184,7 +164,7 @@ fn text(output: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_decodes_the_test_pattern_and_its_counter_advances() {
     let platform = Platform::start().await;
-    let admin_port = free_port();
+    let admin_port = videocall_testkit::free_tcp_port();
     let admin_addr = format!("127.0.0.1:{admin_port}");
     let child = streamer(&[
         "--control-plane-url",
@@ -269,11 +249,8 @@ async fn a_subscriber_decodes_the_test_pattern_and_its_counter_advances() {
             break;
         }
     }
-    let status = tokio::task::spawn_blocking(move || child.0.wait())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert!(status.success(), "{status:?}");
+    let exit = child.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(exit, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +311,7 @@ async fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_control_plane_is_retried_until_stopped() {
-    let url = format!("http://127.0.0.1:{}", free_port());
+    let url = format!("http://127.0.0.1:{}", videocall_testkit::free_tcp_port());
     let log = tempfile::NamedTempFile::new().expect("log file");
     let child = streamer(&[
         "--control-plane-url",
@@ -356,15 +333,8 @@ async fn an_unreachable_control_plane_is_retried_until_stopped() {
         "still trying after 3 s"
     );
     child.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || child.0.wait())
-        .await
-        .expect("join")
-        .expect("wait");
-    assert!(
-        status.success(),
-        "a stop while retrying is a clean exit: {status:?}"
-    );
+    let exit = child.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(exit, Some(0), "a stop while retrying is a clean exit");
     let said = std::fs::read_to_string(log.path()).expect("log");
     assert!(said.contains("cannot join yet"), "{said}");
-    assert!(Path::new(log.path()).exists());
 }

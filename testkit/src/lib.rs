@@ -22,6 +22,15 @@ pub const LOOPBACK_RELAY_ADDRS: [&str; 6] = [
     "127.0.0.1:0",
 ];
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a server that must be told its
+/// port before it starts).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A child process that is killed and reaped when dropped.
 pub struct ChildGuard(pub Child);
 

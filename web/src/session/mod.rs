@@ -10,6 +10,7 @@ use std::rc::Rc;
 use dioxus::prelude::*;
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_util::{select, FutureExt, StreamExt};
+use videocall_protocol::avoid::AvoidList;
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::wire::{
     envelope::Body, DataMessage, Join, KeyframeRequest, MediaKind, Ping, Pong,
@@ -113,11 +114,8 @@ struct Session {
     relay_id: String,
     /// Relays lost or unreachable since the last successful join: the control plane places
     /// the next attempt elsewhere (a killed relay looks alive until its heartbeat is stale).
-    avoid: Vec<String>,
+    avoid: AvoidList,
 }
-
-/// Most relays remembered as lost (the control plane takes at most 8).
-const MAX_AVOIDED_RELAYS: usize = 8;
 
 /// Runs the session until the person leaves or it fails; the UI follows through `signals`.
 pub async fn run(
@@ -146,7 +144,7 @@ pub async fn run(
         last_congestion_ms: 0.0,
         left: false,
         relay_id: String::new(),
-        avoid: Vec::new(),
+        avoid: AvoidList::default(),
     };
     let mut attempt = 0;
     // Only a meeting that was going is retried; a first join that fails says why at once.
@@ -204,9 +202,13 @@ impl Session {
         inbox: &mut UnboundedReceiver<Incoming>,
     ) -> Result<(), (Failure, bool)> {
         self.relay_id.clear();
-        let grant = api::join_meeting(&self.params.meeting, &self.params.name, &self.avoid)
-            .await
-            .map_err(grant_failure)?;
+        let grant = api::join_meeting(
+            &self.params.meeting,
+            &self.params.name,
+            self.avoid.as_slice(),
+        )
+        .await
+        .map_err(grant_failure)?;
         self.relay_id = grant
             .relay
             .as_ref()
@@ -273,13 +275,7 @@ impl Session {
     /// Remembers the relay of the latest grant as lost, for the next grant to avoid.
     fn avoid_current_relay(&mut self) {
         let relay = std::mem::take(&mut self.relay_id);
-        if relay.is_empty() || self.avoid.contains(&relay) {
-            return;
-        }
-        if self.avoid.len() == MAX_AVOIDED_RELAYS {
-            self.avoid.remove(0);
-        }
-        self.avoid.push(relay);
+        self.avoid.lost(&relay);
     }
 
     /// The meeting loop; returns why it ended and, when it cannot go on, the failure.

@@ -43,6 +43,14 @@ pub trait GrantSource: Send {
 pub enum RejoinEvent {
     /// A message from the current relay.
     Message(Body),
+    /// The current session was lost (its relay gone, draining, or the token expired); the
+    /// next [`Rejoining::next_event`] joins again through a new grant that avoids that relay.
+    Lost {
+        /// The relay that was lost.
+        relay_id: String,
+        /// Why the session ended.
+        reason: String,
+    },
     /// The relay was lost and the client joined again (a new participant id, perhaps on
     /// another relay): announce the tracks again on the new [`Rejoining::sender`].
     Rejoined {
@@ -128,6 +136,8 @@ pub struct Rejoining<G> {
     relay_id: String,
     avoid: AvoidList,
     left: bool,
+    /// The close code and reason of a session lost but not yet rejoined.
+    lost: Option<(u32, String)>,
 }
 
 impl<G: GrantSource> Rejoining<G> {
@@ -150,6 +160,7 @@ impl<G: GrantSource> Rejoining<G> {
             relay_id: grant.relay_id,
             avoid: AvoidList::default(),
             left: false,
+            lost: None,
         })
     }
 
@@ -179,8 +190,13 @@ impl<G: GrantSource> Rejoining<G> {
         self.client.sender().leave().await;
     }
 
-    /// The next event, rejoining first when the session was lost.
+    /// The next event: a message, or [`RejoinEvent::Lost`] when the session ends in a way a new
+    /// grant may mend, and then (on the call after) [`RejoinEvent::Rejoined`] once it has
+    /// joined again, or [`RejoinEvent::Ended`].
     pub async fn next_event(&mut self) -> RejoinEvent {
+        if let Some((code, reason)) = self.lost.take() {
+            return self.rejoin_after(code, reason).await;
+        }
         let (code, reason) = match self.client.next_event().await {
             Some(Event::Message(body)) => return RejoinEvent::Message(body),
             Some(Event::Closed { code, reason }) => (code, reason),
@@ -191,6 +207,14 @@ impl<G: GrantSource> Rejoining<G> {
         }
         tracing::info!(relay = %self.relay_id, code, %reason, "relay lost; rejoining");
         self.avoid.lost(&self.relay_id);
+        self.lost = Some((code, reason.clone()));
+        RejoinEvent::Lost {
+            relay_id: self.relay_id.clone(),
+            reason,
+        }
+    }
+
+    async fn rejoin_after(&mut self, code: u32, reason: String) -> RejoinEvent {
         match self.rejoin().await {
             Ok(()) => RejoinEvent::Rejoined {
                 relay_id: self.relay_id.clone(),

@@ -18,14 +18,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tonic::Request;
-use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::{CreateMeetingRequest, EndMeetingRequest};
 use videocall_testkit::ChildGuard;
 
 mod common;
 
-use common::{admin_authorization, root, separate_relay, up, wait_for_demo_meeting, PlatformInfo};
+use common::{root, separate_relay, up, wait_for_demo_meeting};
 
 /// One browser test at a time: two browsers each on two cores is enough.
 static BROWSERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -39,61 +36,27 @@ fn assert_client_built() {
     );
 }
 
-/// Meetings for the error screens and the streamer: `full` (one seat), `private` (no guests),
-/// `over` (ended) and `shelf` (where the streamer streams).
-async fn create_meetings(info: &PlatformInfo) {
-    let authorization = admin_authorization(info).await;
-    let mut meetings = MeetingServiceClient::connect(info.api_url.clone())
-        .await
-        .expect("connect");
-    for (id, guests, max) in [
-        ("full", true, 1),
-        ("private", false, 10),
-        ("over", true, 10),
-        ("shelf", true, 10),
-    ] {
-        let mut request = Request::new(CreateMeetingRequest {
-            id: id.into(),
-            guests_allowed: guests,
-            max_participants: max,
-            ..Default::default()
-        });
-        request
-            .metadata_mut()
-            .insert("authorization", authorization.parse().expect("header"));
-        meetings.create_meeting(request).await.expect("create");
-    }
-    let mut request = Request::new(EndMeetingRequest { id: "over".into() });
-    request
-        .metadata_mut()
-        .insert("authorization", authorization.parse().expect("header"));
-    meetings.end_meeting(request).await.expect("end");
-}
-
 /// `videocall-streamer` publishing its test pattern into `shelf` (a guest named `pi`), as a
 /// Pi on a shelf would: H.264 from openh264, a keyframe when a viewer asks.
 fn streamer(api_url: &str) -> ChildGuard {
-    let child = std::process::Command::new(common::workspace_binary(
-        "videocall-streamer",
-        "videocall-streamer",
-    ))
-    .args(["stream", "--control-plane-url", api_url])
-    .args(["--meeting-id", "shelf", "--user-id", "pi"])
-    .args([
-        "--resolution",
-        "320x240",
-        "--fps",
-        "15",
-        "--bitrate-kbps",
-        "300",
-    ])
-    .env(
-        "RUST_LOG",
-        std::env::var("PLATFORM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-    )
-    .stdin(Stdio::null())
-    .spawn()
-    .expect("spawn videocall-streamer");
+    let child = common::streamer_command()
+        .args(["stream", "--control-plane-url", api_url])
+        .args(["--meeting-id", "shelf", "--user-id", "pi"])
+        .args([
+            "--resolution",
+            "320x240",
+            "--fps",
+            "15",
+            "--bitrate-kbps",
+            "300",
+        ])
+        .env(
+            "RUST_LOG",
+            std::env::var("PLATFORM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn videocall-streamer");
     ChildGuard(child)
 }
 
@@ -110,7 +73,7 @@ async fn a_meeting_in_headless_chromium() {
     let data = tempfile::tempdir().expect("temp dir");
     let http_addr = format!("127.0.0.1:{}", videocall_testkit::free_tcp_port());
     let (mut platform, info) = up(data.path(), &http_addr, &[]).await;
-    create_meetings(&info).await;
+    common::create_test_meetings(&info).await;
     let _streamer = streamer(&info.api_url);
 
     // A platform whose relay advertises an address nobody listens on: every transport fails.
@@ -173,7 +136,7 @@ async fn firefox_and_chromium_meet() {
     assert_client_built();
     let data = tempfile::tempdir().expect("temp dir");
     let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
-    create_meetings(&info).await;
+    common::create_test_meetings(&info).await;
     let _streamer = streamer(&info.api_url);
     // Firefox's AudioContext runs only with a sound server: PulseAudio with a null sink
     // stands in for the sound card this machine lacks.
@@ -265,7 +228,10 @@ async fn chromium_participants_on_two_relays_see_and_hear_each_other() {
             .expect("read node's output");
         let Some(line) = line else { break };
         if line == "MET" {
-            let mut meetings = MeetingServiceClient::connect(info.api_url.clone())
+            let mut meetings =
+                videocall_control_api::v1::meeting_service_client::MeetingServiceClient::connect(
+                    info.api_url.clone(),
+                )
                 .await
                 .expect("connect API");
             let meeting = meetings

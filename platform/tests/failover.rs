@@ -94,7 +94,7 @@ impl Participant {
                 RejoinEvent::Ended { code, reason } => {
                     panic!("{what}: the session ended ({code}: {reason})")
                 }
-                RejoinEvent::Message(_) => {}
+                RejoinEvent::Message(_) | RejoinEvent::Lost { .. } => {}
             }
             if until(&event) {
                 return;

@@ -100,21 +100,25 @@ pub struct Y4mFile {
     path: PathBuf,
     decoder: y4m::Decoder<BufReader<File>>,
     size: (usize, usize),
+    /// The first frame, read by [`Y4mFile::open`] to check that there is one.
+    first: Option<I420Frame>,
 }
 
 impl Y4mFile {
-    /// Opens `path` and checks its header.
+    /// Opens `path` and checks its header and first frame.
     pub fn open(path: &Path) -> Result<Self, SourceError> {
         let decoder = open_y4m(path)?;
         let size = (decoder.get_width(), decoder.get_height());
-        let file = Y4mFile {
+        let mut file = Y4mFile {
             path: path.to_owned(),
             decoder,
             size,
+            first: None,
         };
         if !size.0.is_multiple_of(2) || !size.1.is_multiple_of(2) || size.0 == 0 || size.1 == 0 {
             return Err(file.corrupt(format!("{}x{} is not an even size", size.0, size.1)));
         }
+        file.first = Some(file.frame()?.ok_or_else(|| file.corrupt(NO_FRAME.into()))?);
         Ok(file)
     }
 
@@ -142,6 +146,9 @@ impl Y4mFile {
         }
     }
 }
+
+/// Why a file without a frame (or with only a cut-off one) cannot play.
+const NO_FRAME: &str = "no whole frame in the file";
 
 fn open_y4m(path: &Path) -> Result<y4m::Decoder<BufReader<File>>, SourceError> {
     let file = File::open(path).map_err(|error| SourceError::Open {
@@ -176,13 +183,15 @@ impl FrameSource for Y4mFile {
     }
 
     fn next_frame(&mut self, _now_ms: u64) -> Result<I420Frame, SourceError> {
+        if let Some(frame) = self.first.take() {
+            return Ok(frame);
+        }
         if let Some(frame) = self.frame()? {
             return Ok(frame);
         }
         // The end: from the start again (a file without a frame is corrupt).
         self.decoder = open_y4m(&self.path)?;
-        self.frame()?
-            .ok_or_else(|| self.corrupt("no frames".into()))
+        self.frame()?.ok_or_else(|| self.corrupt(NO_FRAME.into()))
     }
 }
 
@@ -245,9 +254,11 @@ mod tests {
 
         let empty = dir.path().join("empty.y4m");
         write_y4m(&empty, 0, false);
-        let mut file = Y4mFile::open(&empty).expect("a header alone parses");
-        let error = file.next_frame(0).expect_err("no frames").to_string();
-        assert!(error.contains("no frames"), "{error}");
+        let error = Y4mFile::open(&empty)
+            .err()
+            .expect("a header alone")
+            .to_string();
+        assert!(error.contains(NO_FRAME), "{error}");
     }
 
     #[test]

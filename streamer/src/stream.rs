@@ -231,11 +231,16 @@ pub async fn run(
                 tracing::warn!(code = ?error.code(), message = %error.message, "the relay says");
             }
             Some(RejoinEvent::Message(_)) => {}
+            Some(RejoinEvent::Lost { relay_id, reason }) => {
+                tracing::warn!(relay = %relay_id, %reason, "the relay was lost; rejoining");
+                metrics.connected.set(0);
+            }
             Some(RejoinEvent::Rejoined {
                 relay_id, after, ..
             }) => {
                 tracing::info!(relay = %relay_id, %after, "rejoined");
                 metrics.reconnects.inc();
+                metrics.connected.set(1);
                 if let Err(error) = announce(&client).await {
                     tracing::warn!(%error, "announcing the track again failed");
                 }

@@ -31,6 +31,22 @@ pub fn free_tcp_port() -> u16 {
         .expect("a free port")
 }
 
+/// A command that runs `program`: through `VIDEOCALL_TEST_RUNNER` when that is set, e.g.
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu` to run binaries cross-built for another
+/// architecture (`scripts/aarch64.sh`). The runner keeps the program's PID and signals.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let runner = std::env::var("VIDEOCALL_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(first) => {
+            let mut command = std::process::Command::new(first);
+            command.args(words).arg(program);
+            command
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
 /// A child process that is killed and reaped when dropped.
 pub struct ChildGuard(pub Child);
 

@@ -12,7 +12,9 @@ use tonic::Request;
 use videocall_control_api::v1::auth_service_client::AuthServiceClient;
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
 use videocall_control_api::v1::relay_service_client::RelayServiceClient;
-use videocall_control_api::v1::{GetMeetingRequest, ListRelaysRequest, LoginRequest};
+use videocall_control_api::v1::{
+    CreateMeetingRequest, EndMeetingRequest, GetMeetingRequest, ListRelaysRequest, LoginRequest,
+};
 use videocall_relay::RelayInfo;
 use videocall_testkit::{wait_for_json, ChildGuard};
 
@@ -89,6 +91,46 @@ pub fn workspace_binary(name: &str, package: &str) -> std::path::PathBuf {
 /// The `videocall-relay` binary.
 pub fn relay_binary() -> std::path::PathBuf {
     workspace_binary("videocall-relay", "videocall-relay")
+}
+
+/// Meetings for error screens, bad input and the streamer: `full` (one seat), `private` (no guests),
+/// `over` (ended) and `shelf` (where the streamer streams).
+pub async fn create_test_meetings(info: &PlatformInfo) {
+    let authorization = admin_authorization(info).await;
+    let mut meetings = MeetingServiceClient::connect(info.api_url.clone())
+        .await
+        .expect("connect");
+    for (id, guests, max) in [
+        ("full", true, 1),
+        ("private", false, 10),
+        ("over", true, 10),
+        ("shelf", true, 10),
+    ] {
+        let mut request = Request::new(CreateMeetingRequest {
+            id: id.into(),
+            guests_allowed: guests,
+            max_participants: max,
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", authorization.parse().expect("header"));
+        meetings.create_meeting(request).await.expect("create");
+    }
+    let mut request = Request::new(EndMeetingRequest { id: "over".into() });
+    request
+        .metadata_mut()
+        .insert("authorization", authorization.parse().expect("header"));
+    meetings.end_meeting(request).await.expect("end");
+}
+
+/// A command for `videocall-streamer`: the workspace's, or `VIDEOCALL_STREAMER_BIN` (e.g. the
+/// aarch64 build, run through `VIDEOCALL_TEST_RUNNER`: `scripts/aarch64.sh`).
+pub fn streamer_command() -> Command {
+    let binary = std::env::var_os("VIDEOCALL_STREAMER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_binary("videocall-streamer", "videocall-streamer"));
+    videocall_testkit::command(binary)
 }
 
 /// Signs in as the platform's admin; the `authorization` header value.

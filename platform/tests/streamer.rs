@@ -1,0 +1,299 @@
+//! `videocall-streamer` (its own process) streaming into `videocall up`: a native viewer
+//! decodes the test pattern with openh264 and reads the burned-in counter and clock; SIGTERM
+//! leaves the meeting; a refused or impossible join gets one clear line and a non-zero exit;
+//! and when the streamer's relay (a separate `videocall-relay`) is `kill -9`'d, the streamer
+//! rejoins another relay through the control plane, `/readyz` says so meanwhile, and the
+//! counter goes on.
+//!
+//! `scripts/aarch64.sh` runs these again on the aarch64 build of the streamer under
+//! `qemu-aarch64` (`VIDEOCALL_STREAMER_BIN`, `VIDEOCALL_TEST_RUNNER`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use openh264::decoder::Decoder;
+use openh264::formats::YUVSource;
+use tokio::time::Instant;
+use videocall_client::control_plane::ControlPlaneGrants;
+use videocall_client::rejoin::GrantSource;
+use videocall_client::{Client, ConnectOptions, Event, Transport};
+use videocall_protocol::wire::{envelope::Body, LeaveReason};
+use videocall_streamer::pattern;
+use videocall_testkit::{http_request, metric_value, ChildGuard};
+
+use common::{create_test_meetings, separate_relay, streamer_command, up, PlatformInfo};
+
+fn log_level() -> String {
+    std::env::var("PLATFORM_TEST_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+/// `videocall-streamer stream` into `meeting` as the guest `pi`: 320x240 at 15 fps.
+fn streamer(info: &PlatformInfo, meeting: &str, extra: &[&str]) -> Command {
+    let mut command = streamer_command();
+    command
+        .args(["stream", "--control-plane-url", &info.api_url])
+        .args(["--meeting-id", meeting, "--user-id", "pi"])
+        .args(["--resolution", "320x240", "--fps", "15"])
+        .args(["--bitrate-kbps", "300"])
+        .args(extra)
+        .env("RUST_LOG", log_level())
+        .stdin(Stdio::null());
+    command
+}
+
+/// A guest viewer of `meeting` (receive-only), through the control plane's grant.
+async fn viewer(info: &PlatformInfo, meeting: &str) -> (Client, String) {
+    let grant = ControlPlaneGrants::new(&info.api_url, meeting, "viewer")
+        .receive_only(true)
+        .grant(&[])
+        .await
+        .expect("grant");
+    let client = Client::connect(ConnectOptions::new(
+        Transport::WebTransport,
+        grant.relay,
+        &grant.meeting_id,
+        &grant.token,
+    ))
+    .await
+    .expect("the viewer joins");
+    (client, grant.relay_id)
+}
+
+/// One decoded picture of the test pattern.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    counter: u32,
+    age_ms: u64,
+    participant: u64,
+}
+
+/// Decodes the streamer's video as a viewer gets it.
+struct PatternReader {
+    decoder: Decoder,
+    synced: Option<u64>,
+}
+
+impl PatternReader {
+    fn new() -> Self {
+        PatternReader {
+            decoder: Decoder::new().expect("decoder"),
+            synced: None,
+        }
+    }
+
+    /// The next `count` pictures (from a keyframe on, per publisher), within `within`.
+    async fn read(&mut self, viewer: &mut Client, count: usize, within: Duration) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + within;
+        while seen.len() < count {
+            let event = tokio::time::timeout_at(deadline, viewer.next_event())
+                .await
+                .unwrap_or_else(|_| panic!("{count} decoded pictures within {within:?}: {seen:?}"))
+                .expect("the viewer's session goes on");
+            let Event::Message(Body::Media(media)) = event else {
+                continue;
+            };
+            if self.synced != Some(media.participant_id) {
+                if !media.keyframe {
+                    continue;
+                }
+                self.synced = Some(media.participant_id);
+            }
+            if let Some(picture) = self
+                .decoder
+                .decode(&media.payload)
+                .expect("the H.264 decodes")
+            {
+                let (width, height) = picture.dimensions();
+                assert_eq!((width, height), (320, 240));
+                let code = pattern::read_code(picture.y(), picture.strides().0, width, height)
+                    .expect("the burned-in strip reads");
+                assert_eq!(media.capture_timestamp_us / 1000, code.captured_ms);
+                seen.push(Seen {
+                    counter: code.counter,
+                    age_ms: (videocall_client::unix_micros() / 1000)
+                        .saturating_sub(code.captured_ms),
+                    participant: media.participant_id,
+                });
+            }
+        }
+        seen
+    }
+}
+
+fn in_order(seen: &[Seen]) -> bool {
+    seen.windows(2).all(|w| w[1].counter == w[0].counter + 1)
+}
+
+async fn ready(admin: SocketAddr) -> u16 {
+    http_request(admin, "GET", "/readyz").await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_decodes_the_test_pattern_and_sigterm_leaves() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
+    create_test_meetings(&info).await;
+    let admin: SocketAddr = format!("127.0.0.1:{}", videocall_testkit::free_tcp_port())
+        .parse()
+        .expect("addr");
+    let mut child = ChildGuard(
+        streamer(&info, "shelf", &["--admin-addr", &admin.to_string()])
+            .spawn()
+            .expect("spawn videocall-streamer"),
+    );
+    let (mut viewer, _) = viewer(&info, "shelf").await;
+
+    let seen = PatternReader::new()
+        .read(&mut viewer, 30, Duration::from_secs(30))
+        .await;
+    assert!(in_order(&seen), "every picture, in order: {seen:?}");
+    let mut ages: Vec<u64> = seen.iter().map(|s| s.age_ms).collect();
+    ages.sort_unstable();
+    let median = ages[ages.len() / 2];
+    println!("streamer → relay → viewer: median {median} ms from the burned-in clock");
+    assert!(median < 1000, "pictures arrive {median} ms old");
+
+    // Probes and metrics.
+    assert_eq!(ready(admin).await, 200);
+    assert_eq!(http_request(admin, "GET", "/healthz").await.0, 200);
+    let (_, metrics) = http_request(admin, "GET", "/metrics").await;
+    assert!(metric_value(&metrics, "streamer_frames_sent_total") >= 30.0);
+    assert!(metric_value(&metrics, "streamer_keyframes_total") >= 1.0);
+    assert_eq!(metric_value(&metrics, "streamer_connected"), 1.0);
+
+    // SIGTERM: the streamer leaves (the viewer is told LEFT) and exits 0.
+    child.signal("TERM");
+    let streamer_id = seen[0].participant;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let event = tokio::time::timeout_at(deadline, viewer.next_event())
+            .await
+            .expect("the streamer leaves within 10 s")
+            .expect("the viewer's session goes on");
+        if let Event::Message(Body::ParticipantLeft(left)) = event {
+            assert_eq!(left.participant_id, streamer_id);
+            assert_eq!(left.reason(), LeaveReason::Left);
+            break;
+        }
+    }
+    assert_eq!(child.wait_exit(Duration::from_secs(10)).await, Some(0));
+}
+
+/// Runs the streamer to its end (it must stop on its own within 30 s).
+async fn run_to_end(mut command: Command) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn videocall-streamer");
+    let waited = tokio::task::spawn_blocking(move || child.wait_with_output());
+    tokio::time::timeout(Duration::from_secs(30), waited)
+        .await
+        .expect("the streamer exits within 30 s")
+        .expect("join")
+        .expect("output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_that_cannot_succeed_gets_one_clear_line_and_a_non_zero_exit() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
+    create_test_meetings(&info).await;
+    // `full` has one seat: the viewer takes it.
+    let (_viewer, _) = viewer(&info, "full").await;
+    let cases: [(&str, &[&str], &str); 6] = [
+        ("nope", &[], "meeting nope not found"),
+        ("over", &[], "has ended"),
+        ("full", &[], "is full"),
+        ("private", &[], "guest"),
+        (
+            "shelf",
+            &["--api-key", "vk_nobody:not-a-secret"],
+            "cannot join shelf",
+        ),
+        ("shelf", &["--password", "wrong"], "signing in as pi"),
+    ];
+    for (meeting, extra, expected) in cases {
+        let output = run_to_end(streamer(&info, meeting, extra)).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said = format!("{}{stderr}", String::from_utf8_lossy(&output.stdout));
+        assert!(!output.status.success(), "{meeting} {extra:?}: {said}");
+        assert!(
+            said.contains(expected),
+            "{meeting} {extra:?}: {expected:?} not in {said}"
+        );
+        let clear = stderr
+            .lines()
+            .filter(|l| l.starts_with("videocall-streamer: "))
+            .count();
+        assert_eq!(clear, 1, "one clear line: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streamer_rejoins_another_relay_when_its_relay_is_killed() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let prefix = videocall_testkit::nats::unique_prefix("streamer-failover");
+    let (_platform, info) = up(
+        data.path(),
+        "127.0.0.1:0",
+        &[
+            "--meeting-share-per-relay",
+            "1",
+            "--nats-url",
+            "nats://127.0.0.1:4222",
+            "--bus-subject-prefix",
+            &prefix,
+        ],
+    )
+    .await;
+    let mut doomed = separate_relay(data.path(), &info, "relay-z", &prefix).await;
+    // The viewer takes relay-0's share of `demo`, so the streamer is placed on relay-z.
+    let (mut viewer, viewer_relay) = viewer(&info, "demo").await;
+    assert_eq!(viewer_relay, "relay-0");
+    let admin: SocketAddr = format!("127.0.0.1:{}", videocall_testkit::free_tcp_port())
+        .parse()
+        .expect("addr");
+    let _streamer = ChildGuard(
+        streamer(&info, "demo", &["--admin-addr", &admin.to_string()])
+            .spawn()
+            .expect("spawn videocall-streamer"),
+    );
+    let mut reader = PatternReader::new();
+    let before = reader.read(&mut viewer, 15, Duration::from_secs(30)).await;
+    assert!(in_order(&before), "{before:?}");
+    assert_eq!(ready(admin).await, 200);
+    let (_, metrics) = http_request(admin, "GET", "/metrics").await;
+    assert_eq!(metric_value(&metrics, "streamer_reconnects_total"), 0.0);
+
+    doomed.0.kill().expect("kill -9 relay-z");
+    let killed = Instant::now();
+    // Not ready while it has no relay (the QUIC idle timeout tells it the relay is gone).
+    let deadline = killed + Duration::from_secs(20);
+    while ready(admin).await == 200 {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never noticed the lost relay"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unready_after = killed.elapsed();
+    let after = reader.read(&mut viewer, 15, Duration::from_secs(30)).await;
+    let back_after = killed.elapsed();
+    assert!(in_order(&after), "{after:?}");
+    assert_ne!(after[0].participant, before[0].participant, "a new session");
+    assert!(
+        after[0].counter > before[before.len() - 1].counter,
+        "the same capture goes on: {before:?} then {after:?}"
+    );
+    assert_eq!(ready(admin).await, 200);
+    let (_, metrics) = http_request(admin, "GET", "/metrics").await;
+    assert_eq!(metric_value(&metrics, "streamer_reconnects_total"), 1.0);
+    println!(
+        "streamer failover: /readyz 503 after {unready_after:?}, pictures back after {back_after:?}"
+    );
+}

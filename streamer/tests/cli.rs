@@ -1,0 +1,128 @@
+//! `videocall-streamer` as its users run it, with no platform to talk to: bad input gets one
+//! clear line and a non-zero exit before any network; an unreachable control plane is
+//! retried with backoff until SIGTERM, which exits cleanly. (With a platform:
+//! `platform/tests/streamer.rs`.) These also run under `qemu-aarch64` on the cross-built
+//! binary (`scripts/aarch64.sh`; `VIDEOCALL_TEST_RUNNER`).
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use videocall_testkit::ChildGuard;
+
+const BIN: &str = env!("CARGO_BIN_EXE_videocall-streamer");
+
+fn streamer(args: &[&str]) -> Command {
+    let mut command = videocall_testkit::command(BIN);
+    command
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs the streamer to its end (it must stop on its own within 30 s).
+async fn run_to_end(mut command: Command) -> Output {
+    let child = command.spawn().expect("spawn videocall-streamer");
+    let waited = tokio::task::spawn_blocking(move || child.wait_with_output());
+    tokio::time::timeout(Duration::from_secs(30), waited)
+        .await
+        .expect("the streamer exits within 30 s")
+        .expect("join")
+        .expect("output")
+}
+
+fn unreachable_control_plane() -> String {
+    format!("http://127.0.0.1:{}", videocall_testkit::free_tcp_port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_one_clear_line_before_any_network() {
+    let url = unreachable_control_plane();
+    let dir = tempfile::tempdir().expect("dir");
+    let corrupt = dir.path().join("corrupt.y4m");
+    std::fs::write(&corrupt, b"this is not a video\n").expect("write");
+    let truncated = dir.path().join("truncated.y4m");
+    // A valid header, then half a frame.
+    let mut half = b"YUV4MPEG2 W64 H48 F30:1 Ip A1:1 C420jpeg\nFRAME\n".to_vec();
+    half.extend(std::iter::repeat_n(16u8, 64 * 48 / 2));
+    std::fs::write(&truncated, half).expect("write");
+    let missing = dir.path().join("missing.y4m");
+    let (corrupt, truncated, missing) = (
+        corrupt.display().to_string(),
+        truncated.display().to_string(),
+        missing.display().to_string(),
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--resolution", "641x480"],
+            "unsupported resolution 641x480",
+        ),
+        (vec!["--resolution", "720"], "expected WIDTHxHEIGHT"),
+        (vec!["--source", &corrupt], "is not a playable Y4M file"),
+        (vec!["--source", &truncated], "no whole frame"),
+        (vec!["--source", &missing], "cannot open"),
+        (vec!["--source", "webcam"], "expected test-pattern"),
+        (vec!["--fps", "0"], "--fps"),
+        (vec!["--bitrate-kbps", "1"], "--bitrate-kbps"),
+        (vec!["--api-key", "no-colon"], "key-id:secret"),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec![
+            "stream",
+            "--control-plane-url",
+            &url,
+            "--meeting-id",
+            "shelf",
+            "--user-id",
+            "pi",
+        ];
+        args.extend(extra);
+        let output = run_to_end(streamer(&args)).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said = format!("{}{stderr}", String::from_utf8_lossy(&output.stdout));
+        assert!(!output.status.success(), "{args:?} should fail: {said}");
+        assert!(
+            said.contains(expected),
+            "{args:?}: {expected:?} not in {said}"
+        );
+        // Ours, or clap's for a flag it could not parse.
+        let clear = stderr
+            .lines()
+            .filter(|l| l.starts_with("videocall-streamer: ") || l.starts_with("error: "))
+            .count();
+        assert_eq!(clear, 1, "one clear line: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_control_plane_is_retried_until_stopped() {
+    let url = unreachable_control_plane();
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let child = streamer(&[
+        "stream",
+        "--control-plane-url",
+        &url,
+        "--meeting-id",
+        "shelf",
+        "--user-id",
+        "pi",
+        "--resolution",
+        "320x240",
+    ])
+    .stdout(log.reopen().expect("log"))
+    .spawn()
+    .expect("spawn");
+    let mut child = ChildGuard(child);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        child.0.try_wait().expect("try_wait").is_none(),
+        "still trying after 3 s"
+    );
+    child.signal("TERM");
+    let exit = child.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(exit, Some(0), "a stop while retrying is a clean exit");
+    let said = std::fs::read_to_string(log.path()).expect("log");
+    assert!(said.contains("cannot join yet"), "{said}");
+}

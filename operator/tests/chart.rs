@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::cluster::{helm, kubectl_path, root};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+    ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -111,6 +111,8 @@ fn check(doc: &Value) {
     match doc["kind"].as_str().unwrap_or_default() {
         "Deployment" => round_trip::<Deployment>(doc),
         "StatefulSet" => round_trip::<StatefulSet>(doc),
+        "DaemonSet" => round_trip::<DaemonSet>(doc),
+        "ConfigMap" => round_trip::<ConfigMap>(doc),
         "Service" => round_trip::<Service>(doc),
         "Secret" => {
             // kustomize folds long base64 values over lines; the API server's decoder skips
@@ -269,6 +271,119 @@ fn the_control_plane_takes_a_meeting_share_per_relay() {
     assert_eq!(share(&yaml).as_deref(), Some("25"));
 }
 
+/// The env value `name` of the first container of `workload`.
+fn env_value<'a>(workload: &'a Value, name: &str) -> Option<&'a str> {
+    workload["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)?["value"]
+        .as_str()
+}
+
+#[test]
+fn the_streamer_daemonset_runs_on_camera_nodes_with_per_node_options() {
+    let find = |docs: &[Value], kind: &str| -> Option<Value> {
+        let name = match kind {
+            "ConfigMap" => "videocall-streamer-nodes",
+            _ => "videocall-streamer",
+        };
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .cloned()
+    };
+    // Off by default.
+    let plain = documents(&helm_template(&[]).expect("helm template"));
+    assert!(find(&plain, "DaemonSet").is_none());
+
+    let values = root().join("charts/videocall/ci/streamer-values.yaml");
+    let docs = documents(&helm_template(&[values.to_str().unwrap()]).expect("helm template"));
+    let daemonset = find(&docs, "DaemonSet").expect("the streamer DaemonSet");
+    let pod = &daemonset["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"]["videocall.io/camera"], "true");
+    assert!(pod["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["key"] == "kubernetes.io/arch" && t["value"] == "arm64"));
+    // The camera: the node's device, opened as the group `video`.
+    let camera = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "camera")
+        .expect("the camera volume");
+    assert_eq!(camera["hostPath"]["path"], "/dev/video0");
+    assert_eq!(camera["hostPath"]["type"], "CharDevice");
+    assert_eq!(pod["securityContext"]["supplementalGroups"][0], 44);
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["privileged"], true);
+    assert_eq!(env_value(&daemonset, "STREAMER_SOURCE"), Some("camera"));
+    assert_eq!(
+        env_value(&daemonset, "STREAMER_VIDEO_DEVICE"),
+        Some("/dev/video0")
+    );
+    assert_eq!(env_value(&daemonset, "STREAMER_MEETING_ID"), Some("lobby"));
+    assert_eq!(
+        env_value(&daemonset, "STREAMER_USER_ID"),
+        Some("$(NODE_NAME)")
+    );
+    assert_eq!(
+        env_value(&daemonset, "STREAMER_OPTIONS_FILE"),
+        Some("/etc/videocall-streamer/nodes/$(NODE_NAME)")
+    );
+    assert_eq!(
+        env_value(&daemonset, "STREAMER_CONTROL_PLANE_URL"),
+        Some("http://videocall-control-plane.calls.svc:50051")
+    );
+    let api_key = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "STREAMER_API_KEY")
+        .expect("the API key from the Secret");
+    assert_eq!(
+        api_key["valueFrom"]["secretKeyRef"]["name"],
+        "streamer-credentials"
+    );
+    // Probes on the admin port; limits for a Pi 4.
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["ports"][0]["containerPort"], 9096);
+    assert_eq!(container["resources"]["limits"]["memory"], "256Mi");
+    // Per-node options: the file each node's streamer reads.
+    let nodes = find(&docs, "ConfigMap").expect("the per-node ConfigMap");
+    assert_eq!(
+        nodes["data"]["pi-kitchen"],
+        "STREAMER_FPS=15\nSTREAMER_MEETING_ID=kitchen\nSTREAMER_RESOLUTION=640x480\n"
+    );
+    assert_eq!(nodes["data"]["pi-porch"], "STREAMER_SOURCE=test-pattern\n");
+
+    // A device plugin's resource instead of a privileged hostPath.
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("plugin.yaml");
+    std::fs::write(
+        &plugin,
+        "streamer:\n  camera:\n    devicePluginResource: squat.ai/video\n",
+    )
+    .unwrap();
+    let docs = documents(
+        &helm_template(&[values.to_str().unwrap(), plugin.to_str().unwrap()])
+            .expect("helm template"),
+    );
+    let daemonset = find(&docs, "DaemonSet").expect("DaemonSet");
+    let pod = &daemonset["spec"]["template"]["spec"];
+    assert!(!pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == "camera"));
+    let container = &pod["containers"][0];
+    assert_eq!(container["resources"]["limits"]["squat.ai/video"], "1");
+    assert_eq!(container["resources"]["limits"]["cpu"], "2");
+    assert!(container["securityContext"]["privileged"].is_null());
+    check(&daemonset);
+}
+
 #[test]
 fn bad_values_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -288,6 +403,17 @@ fn bad_values_are_refused() {
             "ingress.yaml",
             "ingress:\n  enabled: true\n",
             "ingress.host",
+        ),
+        (
+            "streamer.yaml",
+            "streamer:\n  enabled: true\n",
+            "streamer.meetingId",
+        ),
+        ("streamer-fps.yaml", "streamer:\n  fps: 0\n", "fps"),
+        (
+            "streamer-node.yaml",
+            "streamer:\n  nodes:\n    pi-1:\n      resolutoin: 640x480\n",
+            "resolutoin",
         ),
     ] {
         let path = dir.path().join(name);

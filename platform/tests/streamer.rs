@@ -185,16 +185,15 @@ async fn a_viewer_decodes_the_test_pattern_and_sigterm_leaves() {
 
 /// Runs the streamer to its end (it must stop on its own within 30 s).
 async fn run_to_end(mut command: Command) -> Output {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Killed when the wait is abandoned: a hung streamer fails the test, never hangs it.
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
         .spawn()
         .expect("spawn videocall-streamer");
-    let waited = tokio::task::spawn_blocking(move || child.wait_with_output());
-    tokio::time::timeout(Duration::from_secs(30), waited)
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("the streamer exits within 30 s")
-        .expect("join")
         .expect("output")
 }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod encode;
 pub mod frame;
 pub mod metrics;
+pub mod options_file;
 pub mod pattern;
 pub mod source;
 pub mod stream;

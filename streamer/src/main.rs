@@ -1,5 +1,6 @@
 //! `videocall-streamer`: streams a test pattern or a Y4M file (a camera next) into a meeting.
-//! `stream --help` lists the options; each also reads an environment variable.
+//! `stream --help` lists the options; each also reads an environment variable, and
+//! `STREAMER_OPTIONS_FILE` may name a file of such variables (per-node options).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -7,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use videocall_streamer::capture::CaptureControl;
 use videocall_streamer::config::StreamArgs;
 use videocall_streamer::metrics::Metrics;
-use videocall_streamer::{admin, stream};
+use videocall_streamer::{admin, options_file, stream};
 
 #[derive(Parser)]
 #[command(name = "videocall-streamer", version, about)]
@@ -22,18 +23,34 @@ enum Command {
     Stream(Box<StreamArgs>),
 }
 
-#[tokio::main]
-async fn main() {
-    if let Err(error) = run().await {
+fn main() {
+    let outcome = apply_options_file().and_then(|()| {
+        let cli = Cli::parse();
+        tokio::runtime::Runtime::new()
+            .context("starting the runtime")?
+            .block_on(run(cli))
+    });
+    if let Err(error) = outcome {
         // One line: what failed and why.
         eprintln!("videocall-streamer: {error:#}");
         std::process::exit(1);
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+/// Sets the variables of `STREAMER_OPTIONS_FILE`, before any thread starts.
+fn apply_options_file() -> anyhow::Result<()> {
+    let Some(path) = std::env::var_os(options_file::OPTIONS_FILE_ENV) else {
+        return Ok(());
+    };
+    for (name, value) in options_file::read(std::path::Path::new(&path))? {
+        std::env::set_var(name, value);
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     videocall_process::init_tracing();
-    let Command::Stream(args) = Cli::parse().command;
+    let Command::Stream(args) = cli.command;
     let metrics = Metrics::new()?;
     let control = CaptureControl::default();
     let stop = CancellationToken::new();

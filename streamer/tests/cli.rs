@@ -24,12 +24,15 @@ fn streamer(args: &[&str]) -> Command {
 
 /// Runs the streamer to its end (it must stop on its own within 30 s).
 async fn run_to_end(mut command: Command) -> Output {
-    let child = command.spawn().expect("spawn videocall-streamer");
-    let waited = tokio::task::spawn_blocking(move || child.wait_with_output());
-    tokio::time::timeout(Duration::from_secs(30), waited)
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Killed when the wait is abandoned: a hung streamer fails the test, never hangs it.
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn videocall-streamer");
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("the streamer exits within 30 s")
-        .expect("join")
         .expect("output")
 }
 
@@ -125,4 +128,55 @@ async fn an_unreachable_control_plane_is_retried_until_stopped() {
     assert_eq!(exit, Some(0), "a stop while retrying is a clean exit");
     let said = std::fs::read_to_string(log.path()).expect("log");
     assert!(said.contains("cannot join yet"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_node_options_file_is_applied_over_the_environment() {
+    let url = unreachable_control_plane();
+    let dir = tempfile::tempdir().expect("dir");
+    let node = dir.path().join("pi-1");
+    let base = ["stream", "--control-plane-url", &url, "--user-id", "pi"];
+    // The file's resolution wins over the environment's (and is refused, so the run ends).
+    std::fs::write(
+        &node,
+        "# pi-1, in the kitchen\nSTREAMER_MEETING_ID=kitchen\nSTREAMER_RESOLUTION=641x480\n",
+    )
+    .expect("write");
+    let mut command = streamer(&base);
+    command
+        .env("STREAMER_OPTIONS_FILE", &node)
+        .env("STREAMER_RESOLUTION", "640x480");
+    let output = run_to_end(command).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("unsupported resolution 641x480"),
+        "{stderr}"
+    );
+
+    // A malformed line: one clear line naming it.
+    std::fs::write(&node, "STREAMER_MEETING_ID=kitchen\nfps: 15\n").expect("write");
+    let mut command = streamer(&base);
+    command.env("STREAMER_OPTIONS_FILE", &node);
+    let output = run_to_end(command).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("line 2: expected STREAMER_NAME=value"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // No file for this node: the environment's options alone (here a refused size).
+    let mut command = streamer(&base);
+    command
+        .env("STREAMER_OPTIONS_FILE", dir.path().join("pi-2"))
+        .env("STREAMER_MEETING_ID", "shelf")
+        .env("STREAMER_RESOLUTION", "642x480");
+    let output = run_to_end(command).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unsupported resolution 642x480"),
+        "{stderr}"
+    );
 }

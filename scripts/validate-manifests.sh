@@ -38,6 +38,7 @@ for values in "$root"/charts/videocall/ci/*.yaml; do
   esac
 done
 validate "$current" "$root/manifests/videocall.yaml"
+validate "$current" "$root/manifests/streamer/streamer.yaml"
 for example in "$root"/manifests/examples/*.yaml "$root"/manifests/namespace.yaml; do
   validate "$current" "$example"
 done

@@ -322,6 +322,10 @@ fn the_streamer_daemonset_runs_on_camera_nodes_with_per_node_options() {
         env_value(&daemonset, "STREAMER_VIDEO_DEVICE"),
         Some("/dev/video0")
     );
+    assert_eq!(
+        env_value(&daemonset, "STREAMER_FRAME_FORMAT"),
+        Some("MJPEG")
+    );
     assert_eq!(env_value(&daemonset, "STREAMER_MEETING_ID"), Some("lobby"));
     assert_eq!(
         env_value(&daemonset, "STREAMER_USER_ID"),
@@ -472,15 +476,41 @@ fn run(command: &mut Command) -> String {
 fn the_manifests_are_the_rendered_chart() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("videocall.yaml");
+    let streamer = dir.path().join("streamer.yaml");
     run(Command::new(root().join("scripts/render-manifests.sh"))
         .arg(&out)
+        .arg(&streamer)
         .env("VIDEOCALL_HELM", helm()));
-    let fresh = std::fs::read_to_string(&out).unwrap();
-    let committed = std::fs::read_to_string(root().join("manifests/videocall.yaml")).unwrap();
-    assert!(
-        fresh == committed,
-        "manifests/videocall.yaml is stale: run scripts/render-manifests.sh"
-    );
+    for (fresh, committed) in [
+        (out, "manifests/videocall.yaml"),
+        (streamer, "manifests/streamer/streamer.yaml"),
+    ] {
+        let fresh = std::fs::read_to_string(&fresh).unwrap();
+        let committed = std::fs::read_to_string(root().join(committed)).unwrap();
+        assert!(
+            fresh == committed,
+            "{committed} is stale: run scripts/render-manifests.sh"
+        );
+    }
+}
+
+/// `kubectl apply -k manifests/streamer/` gets the streamer's DaemonSet and ConfigMap, valid.
+#[test]
+fn the_streamer_example_builds_with_kustomize() {
+    let yaml = run(Command::new(kubectl_path())
+        .arg("kustomize")
+        .arg(root().join("manifests/streamer")));
+    let docs = documents(&yaml);
+    let kinds: Vec<_> = docs
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["ConfigMap", "DaemonSet"]);
+    for doc in &docs {
+        assert_eq!(doc["metadata"]["namespace"], "videocall");
+        check(doc);
+    }
+    assert_eq!(env_value(&docs[1], "STREAMER_MEETING_ID"), Some("cameras"));
 }
 
 /// `kubectl apply -k manifests/` gets valid objects, all in one namespace, with a Secret whose

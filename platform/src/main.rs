@@ -228,6 +228,7 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     // Several relays share meetings: over NATS if given, else over a bus in this process.
     let hub = (args.relays > 1 && relay_config.bus.nats_url.is_none())
         .then(videocall_relay::MemoryHub::new);
+    let started_ms = videocall_control_plane::store::now_ms();
     let mut relays = Vec::new();
     for n in 0..args.relays {
         let config = nth_relay(&relay_config, n, data);
@@ -254,8 +255,8 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    for info in &relay_infos {
-        wait_for_registration(&control_plane, &info.relay_id).await;
+    for relay in &relays {
+        wait_for_registration(&control_plane, relay, started_ms).await;
     }
 
     // Relays named relay-<n>.localhost: browsers may resolve those names to ::1 (Chromium
@@ -411,18 +412,27 @@ async fn ensure_demo_meeting(
     }
 }
 
-/// Joins are placed only on registered relays: wait (briefly) for ours.
+/// Joins are placed only on registered relays, and admitted only with the keys a relay takes
+/// from the control plane: wait (briefly) until ours has registered in this run. A record left
+/// by the previous run (same data directory) names the old certificate, and the relay may not
+/// have its keys yet, so it does not count.
 async fn wait_for_registration(
     control_plane: &videocall_control_plane::service::ControlPlane,
-    relay_id: &str,
+    relay: &videocall_relay::RelayHandle,
+    started_ms: i64,
 ) {
-    for _ in 0..100 {
-        if let Ok(Some(_)) = control_plane.store.relay(relay_id).await {
+    let relay_id = &relay.info.relay_id;
+    for _ in 0..200 {
+        let registered = matches!(
+            control_plane.store.relay(relay_id).await,
+            Ok(Some(record)) if record.last_heartbeat_ms >= started_ms
+        );
+        if registered && relay.state.verification_key_count() > 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tracing::warn!("the relay has not registered with the control plane yet");
+    tracing::warn!(relay = %relay_id, "the relay has not registered with the control plane yet");
 }
 
 fn print_banner(data: &DataDir, info: &PlatformInfo) {

@@ -44,6 +44,11 @@ impl RelayState {
         self.core.is_draining()
     }
 
+    /// Token verification keys trusted now (none before the control plane's arrive).
+    pub fn verification_key_count(&self) -> usize {
+        self.core.verifier.load().key_count()
+    }
+
     /// Live meetings now.
     pub fn meeting_count(&self) -> usize {
         self.core.meetings.count()

@@ -76,9 +76,12 @@ pub fn spawn(
     std::thread::spawn(move || {
         let period = Duration::from_secs_f64(1.0 / fps.clamp(1.0, 120.0));
         let mut next = Instant::now();
+        let paced = source.paced();
         while !control.stop.load(Ordering::Relaxed) && !frames.is_closed() {
             let now = Instant::now();
-            if now < next {
+            if paced {
+                // The camera keeps time: its next frame is the tick.
+            } else if now < next {
                 std::thread::sleep(next - now);
             } else if now - next > period {
                 // Behind by more than a frame (a slow encoder): skip ahead, do not catch up.

@@ -9,6 +9,8 @@ use std::str::FromStr;
 /// Where pictures come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceChoice {
+    /// A camera (`--video-device`), over V4L2.
+    Camera,
     /// The moving test pattern with its burned-in counter and clock.
     TestPattern,
     /// A Y4M file, looped.
@@ -20,9 +22,12 @@ impl FromStr for SourceChoice {
 
     fn from_str(value: &str) -> Result<Self, String> {
         match value {
+            "camera" => Ok(SourceChoice::Camera),
             "test-pattern" => Ok(SourceChoice::TestPattern),
             path if path.ends_with(".y4m") => Ok(SourceChoice::Y4m(PathBuf::from(path))),
-            other => Err(format!("{other:?}: expected test-pattern or a .y4m file")),
+            other => Err(format!(
+                "{other:?}: expected camera, test-pattern or a .y4m file"
+            )),
         }
     }
 }
@@ -90,10 +95,24 @@ pub struct StreamArgs {
     /// Authenticate with an API key, `key-id:secret`.
     #[arg(long, env = "STREAMER_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// `test-pattern`, or a `.y4m` file (8-bit 4:2:0, looped).
+    /// `camera`, `test-pattern`, or a `.y4m` file (8-bit 4:2:0, looped).
     #[arg(long, env = "STREAMER_SOURCE", default_value = "test-pattern")]
     pub source: SourceChoice,
-    /// Picture size of the test pattern (a file has its own).
+    /// The camera: an index (`0` is `/dev/video0`) or a device path (e.g. a stable
+    /// `/dev/v4l/by-id/…` name). `videocall-streamer devices` lists them.
+    /// (`--video-device-index`, videocall-cli's name, is the same option.)
+    #[arg(
+        long = "video-device",
+        visible_alias = "video-device-index",
+        env = "STREAMER_VIDEO_DEVICE",
+        default_value = "0"
+    )]
+    pub video_device: String,
+    /// The camera's pixel format: NV12, YUYV or MJPEG (default: the cheapest to convert
+    /// among those that reach the size and rate).
+    #[arg(long, env = "STREAMER_FRAME_FORMAT")]
+    pub frame_format: Option<crate::camera::PixelFormat>,
+    /// Picture size of the camera or the test pattern (a file has its own).
     #[arg(long, env = "STREAMER_RESOLUTION", default_value = "1280x720")]
     pub resolution: Resolution,
     /// Frames per second.
@@ -130,6 +149,7 @@ mod tests {
             "clip.y4m".parse(),
             Ok(SourceChoice::Y4m(PathBuf::from("clip.y4m")))
         );
+        assert_eq!("camera".parse(), Ok(SourceChoice::Camera));
         assert!("webcam".parse::<SourceChoice>().is_err());
         assert_eq!(
             "1280x720".parse(),

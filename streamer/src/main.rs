@@ -1,4 +1,5 @@
-//! `videocall-streamer`: streams a test pattern or a Y4M file (a camera next) into a meeting.
+//! `videocall-streamer`: streams a camera, a test pattern or a Y4M file into a meeting
+//! (`stream`), or lists the cameras with their formats, sizes and rates (`devices`).
 //! `stream --help` lists the options; each also reads an environment variable, and
 //! `STREAMER_OPTIONS_FILE` may name a file of such variables (per-node options).
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Join a meeting and publish video until stopped (SIGINT/SIGTERM: leave, then close).
     Stream(Box<StreamArgs>),
+    /// List the cameras (V4L2 video capture devices) with their formats, sizes and rates.
+    Devices,
 }
 
 fn main() {
@@ -50,7 +53,10 @@ fn apply_options_file() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     videocall_process::init_tracing();
-    let Command::Stream(args) = cli.command;
+    let args = match cli.command {
+        Command::Stream(args) => args,
+        Command::Devices => return list_devices(),
+    };
     let metrics = Metrics::new()?;
     let control = CaptureControl::default();
     let stop = CancellationToken::new();
@@ -79,4 +85,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .context("streaming")?;
     stop.cancel();
     Ok(())
+}
+
+/// Prints each camera and what it offers; a machine without one says so.
+#[cfg(all(target_os = "linux", feature = "v4l2"))]
+fn list_devices() -> anyhow::Result<()> {
+    let cameras = videocall_streamer::camera::v4l2::cameras();
+    if cameras.is_empty() {
+        println!("no cameras: no /dev/video* device here captures video");
+    }
+    for camera in cameras {
+        println!(
+            "{}  {} ({}, {})",
+            camera.path.display(),
+            camera.card,
+            camera.driver,
+            camera.bus
+        );
+        for offer in &camera.offers {
+            println!("  {}", offer.describe());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(all(target_os = "linux", feature = "v4l2")))]
+fn list_devices() -> anyhow::Result<()> {
+    Err(videocall_streamer::camera::CameraError::Unsupported.into())
 }

@@ -1,5 +1,5 @@
-//! Where pictures come from: the test pattern, or a Y4M file played in a loop. (Camera
-//! capture over V4L2 joins them behind the `v4l2` feature.)
+//! Where pictures come from: the test pattern, a Y4M file played in a loop, or a camera
+//! (V4L2, behind the `v4l2` feature; see `camera`).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -32,6 +32,9 @@ pub enum SourceError {
         /// Why.
         error: std::io::Error,
     },
+    /// The camera cannot be opened or read.
+    #[error(transparent)]
+    Camera(#[from] crate::camera::CameraError),
     /// The file is not a Y4M stream this streamer plays.
     #[error("{path} is not a playable Y4M file: {why}")]
     Y4m {
@@ -48,6 +51,56 @@ pub trait FrameSource: Send {
     fn size(&self) -> (usize, usize);
     /// The next picture, made or captured at `now_ms` (milliseconds since the Unix epoch).
     fn next_frame(&mut self, now_ms: u64) -> Result<I420Frame, SourceError>;
+    /// Whether the source keeps time itself (a camera: `next_frame` waits for its next
+    /// frame), so the capture loop must not wait for a tick as well.
+    fn paced(&self) -> bool {
+        false
+    }
+    /// The rate the source delivers at when it keeps time itself.
+    fn frame_rate(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// A camera, at the size, rate and format asked for (or the cheapest it offers).
+#[cfg(all(target_os = "linux", feature = "v4l2"))]
+pub struct CameraSource {
+    camera: crate::camera::v4l2::Camera,
+    frame: I420Frame,
+}
+
+#[cfg(all(target_os = "linux", feature = "v4l2"))]
+impl CameraSource {
+    /// Opens the camera `device` (an index or a path) in a mode for `wanted`.
+    pub fn open(device: &str, wanted: crate::camera::Wanted) -> Result<Self, SourceError> {
+        let camera =
+            crate::camera::v4l2::Camera::open(&crate::camera::v4l2::device_path(device), wanted)?;
+        let mode = camera.mode();
+        Ok(CameraSource {
+            camera,
+            frame: I420Frame::new(mode.width as usize, mode.height as usize),
+        })
+    }
+}
+
+#[cfg(all(target_os = "linux", feature = "v4l2"))]
+impl FrameSource for CameraSource {
+    fn size(&self) -> (usize, usize) {
+        (self.frame.width, self.frame.height)
+    }
+
+    fn next_frame(&mut self, _now_ms: u64) -> Result<I420Frame, SourceError> {
+        self.camera.capture(&mut self.frame)?;
+        Ok(self.frame.clone())
+    }
+
+    fn paced(&self) -> bool {
+        true
+    }
+
+    fn frame_rate(&self) -> Option<u32> {
+        Some(self.camera.mode().fps)
+    }
 }
 
 /// The moving test pattern with its burned-in counter and capture clock.

@@ -51,6 +51,18 @@ pub enum StreamError {
 
 fn open_source(args: &StreamArgs) -> Result<Box<dyn FrameSource>, SourceError> {
     Ok(match &args.source {
+        #[cfg(all(target_os = "linux", feature = "v4l2"))]
+        SourceChoice::Camera => Box::new(crate::source::CameraSource::open(
+            &args.video_device,
+            crate::camera::Wanted {
+                width: u32::try_from(args.resolution.width).unwrap_or(u32::MAX),
+                height: u32::try_from(args.resolution.height).unwrap_or(u32::MAX),
+                fps: args.fps,
+                format: args.frame_format,
+            },
+        )?),
+        #[cfg(not(all(target_os = "linux", feature = "v4l2")))]
+        SourceChoice::Camera => return Err(crate::camera::CameraError::Unsupported.into()),
         SourceChoice::TestPattern => Box::new(TestPattern::new(
             args.resolution.width,
             args.resolution.height,
@@ -156,9 +168,11 @@ pub async fn run(
     // Source and encoder first: a wrong file or size is said at once, before any network.
     let source = open_source(&args)?;
     let (width, height) = source.size();
+    // A camera slower at this size than asked for sets the pace.
+    let fps = source.frame_rate().unwrap_or(args.fps);
     let encoder = H264Encoder::new(EncodeSettings {
         bitrate_bps: args.bitrate_kbps.saturating_mul(1000),
-        fps: args.fps as f32,
+        fps: fps as f32,
         keyframe_interval: args.keyframe_interval,
         threads: args.encoder_threads,
     })?;
@@ -171,7 +185,7 @@ pub async fn run(
         participant = client.participant_id(),
         width,
         height,
-        fps = args.fps,
+        fps,
         kbps = args.bitrate_kbps,
         "streaming"
     );
@@ -183,7 +197,7 @@ pub async fn run(
     let capture = capture::spawn(
         source,
         encoder,
-        f64::from(args.fps),
+        f64::from(fps),
         frames_tx,
         control.clone(),
         metrics.clone(),

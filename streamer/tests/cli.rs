@@ -66,7 +66,19 @@ async fn bad_input_gets_one_clear_line_before_any_network() {
         (vec!["--source", &corrupt], "is not a playable Y4M file"),
         (vec!["--source", &truncated], "no whole frame"),
         (vec!["--source", &missing], "cannot open"),
-        (vec!["--source", "webcam"], "expected test-pattern"),
+        (vec!["--source", "webcam"], "expected camera, test-pattern"),
+        (
+            vec!["--source", "camera", "--video-device", "/dev/video-none"],
+            "no camera at /dev/video-none",
+        ),
+        (
+            vec!["--source", "camera", "--video-device-index", "/dev/null"],
+            "/dev/null is not a video capture device",
+        ),
+        (
+            vec!["--frame-format", "H264"],
+            "expected NV12, YUYV or MJPEG",
+        ),
         (vec!["--fps", "0"], "--fps"),
         (vec!["--bitrate-kbps", "1"], "--bitrate-kbps"),
         (vec!["--api-key", "no-colon"], "key-id:secret"),
@@ -172,11 +184,38 @@ async fn a_per_node_options_file_is_applied_over_the_environment() {
     command
         .env("STREAMER_OPTIONS_FILE", dir.path().join("pi-2"))
         .env("STREAMER_MEETING_ID", "shelf")
-        .env("STREAMER_RESOLUTION", "642x480");
+        .env("STREAMER_RESOLUTION", "643x480");
     let output = run_to_end(command).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("unsupported resolution 642x480"),
+        stderr.contains("unsupported resolution 643x480"),
         "{stderr}"
     );
+}
+
+/// `devices` lists the cameras; a machine without any (this one, CI's) says so and exits 0.
+#[test]
+fn devices_lists_the_cameras_or_says_there_are_none() {
+    let output = streamer(&["devices"]).output().expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    let has_cameras = std::fs::read_dir("/dev")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("video"))
+        })
+        .unwrap_or(false);
+    if has_cameras {
+        // Each camera: its node, then a line per format.
+        assert!(
+            stdout.lines().any(|l| l.starts_with("/dev/video")),
+            "{stdout}"
+        );
+    } else {
+        assert_eq!(
+            stdout.trim(),
+            "no cameras: no /dev/video* device here captures video"
+        );
+    }
 }

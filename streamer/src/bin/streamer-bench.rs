@@ -1,13 +1,18 @@
 //! `streamer-bench`: how fast the streamer's pipeline runs on this machine, stage by stage,
 //! with the encoder on one thread: make the test-pattern picture, encode it to H.264 at the
-//! streamer's settings. Prints one row per resolution (a benchmark, not a test: run it on a
+//! streamer's settings; then the colour conversion a camera's frames need (NV12, YUYV and
+//! MJPEG to I420, from the same picture laid out as a camera sends it). Prints one row per
+//! resolution (a benchmark, not a test: run it on a
 //! quiet machine, `cargo run --release -p videocall-streamer --bin streamer-bench`).
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use videocall_streamer::camera::synthetic::camera_frame;
+use videocall_streamer::camera::{Converter, PixelFormat};
 use videocall_streamer::config::Resolution;
 use videocall_streamer::encode::{EncodeSettings, H264Encoder};
+use videocall_streamer::frame::I420Frame;
 use videocall_streamer::source::{FrameSource, TestPattern};
 
 #[derive(Parser)]
@@ -42,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         "{:>10} {:>7} {:>10} {:>10} {:>10} {:>9} {:>11} {:>9}",
         "size", "frames", "make ms", "encode ms", "p99 enc", "fps", "x realtime", "kbit/s"
     );
-    for size in args.resolutions {
+    for size in &args.resolutions {
         let mut source = TestPattern::new(size.width, size.height)?;
         let mut encoder = H264Encoder::new(EncodeSettings {
             bitrate_bps: args.bitrate_kbps * 1000,
@@ -79,6 +84,30 @@ fn main() -> anyhow::Result<()> {
             fps / 30.0,
             bytes as f64 * 8.0 / 1000.0 / (f64::from(args.frames) / 30.0),
         );
+    }
+    println!();
+    println!(
+        "{:>10} {:>10} {:>10} {:>10} {:>12}",
+        "size", "NV12 ms", "YUYV ms", "MJPEG ms", "MJPEG KiB"
+    );
+    for size in &args.resolutions {
+        let picture = TestPattern::new(size.width, size.height)?.next_frame(0)?;
+        let mut row = format!("{:>10}", format!("{}x{}", size.width, size.height));
+        let mut jpeg_bytes = 0;
+        for format in PixelFormat::ALL {
+            let (layout, data) = camera_frame(&picture, format, 0, 85)?;
+            if format == PixelFormat::Mjpeg {
+                jpeg_bytes = data.len();
+            }
+            let mut converter = Converter::new(layout)?;
+            let mut out = I420Frame::new(size.width, size.height);
+            let started = Instant::now();
+            for _ in 0..args.frames {
+                converter.to_i420(&data, &mut out)?;
+            }
+            row.push_str(&format!(" {:>10.3}", ms(started.elapsed(), args.frames)));
+        }
+        println!("{row} {:>12.0}", jpeg_bytes as f64 / 1024.0);
     }
     Ok(())
 }

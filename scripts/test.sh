@@ -65,6 +65,11 @@ cat "$kube_log"
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
 
+# The streamer for a Raspberry Pi: cross-built for aarch64 (with openh264's NEON assembly),
+# its tests run under qemu-aarch64, and the aarch64 binary streams into this machine's platform.
+echo "== aarch64 streamer (scripts/aarch64.sh test: cross build, qemu-aarch64)"
+scripts/aarch64.sh test
+
 # The Dockerfile's images, built from a debootstrap base with buildah (no registry), each run
 # with podman; the operator's against a real API server over HTTPS.
 echo "== images (scripts/images.sh: release build, debootstrap, buildah, podman)"

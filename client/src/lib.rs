@@ -8,6 +8,7 @@
 pub mod control_plane;
 pub mod rejoin;
 pub mod synthetic;
+pub mod tls;
 mod websocket;
 mod webtransport;
 
@@ -57,6 +58,10 @@ pub struct ConnectOptions {
     pub event_buffer: usize,
     /// Time allowed for connecting and joining.
     pub join_timeout: Duration,
+    /// DER certificates of authorities a relay's certificate may be signed by (a CA file for
+    /// development relays, [`tls::read_ca_file`]); used over WebTransport where the relay's
+    /// address pins no certificate hash. Empty: the system's roots.
+    pub ca_certificates: Vec<Vec<u8>>,
 }
 
 impl ConnectOptions {
@@ -71,6 +76,7 @@ impl ConnectOptions {
             answer_pings: true,
             event_buffer: 4096,
             join_timeout: Duration::from_secs(10),
+            ca_certificates: Vec::new(),
         }
     }
 }

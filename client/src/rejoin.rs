@@ -126,11 +126,15 @@ pub fn backoff(attempt: u32) -> Duration {
     }
 }
 
+/// Adjusts the options of every connection a [`Rejoining`] makes (client name, timeouts,
+/// trusted authorities).
+pub type Configure = std::sync::Arc<dyn Fn(&mut ConnectOptions) + Send + Sync>;
+
 /// A client that rejoins through its grant source when its relay is lost.
 pub struct Rejoining<G> {
     grants: G,
     transport: Transport,
-    configure: fn(&mut ConnectOptions),
+    configure: Configure,
     give_up_after: Duration,
     client: Client,
     relay_id: String,
@@ -146,11 +150,11 @@ impl<G: GrantSource> Rejoining<G> {
     pub async fn join(
         mut grants: G,
         transport: Transport,
-        configure: fn(&mut ConnectOptions),
+        configure: Configure,
         give_up_after: Duration,
     ) -> Result<Self, ClientError> {
         let grant = grants.grant(&[]).await?;
-        let client = Client::connect(options(transport, configure, &grant)).await?;
+        let client = Client::connect(options(transport, &configure, &grant)).await?;
         Ok(Rejoining {
             grants,
             transport,
@@ -243,7 +247,7 @@ impl<G: GrantSource> Rejoining<G> {
             attempt += 1;
             let result = match self.grants.grant(self.avoid.as_slice()).await {
                 Ok(grant) => {
-                    let options = options(self.transport, self.configure, &grant);
+                    let options = options(self.transport, &self.configure, &grant);
                     match Client::connect(options).await {
                         Ok(client) => Ok((client, grant.relay_id)),
                         Err(error) => {
@@ -271,11 +275,7 @@ impl<G: GrantSource> Rejoining<G> {
     }
 }
 
-fn options(
-    transport: Transport,
-    configure: fn(&mut ConnectOptions),
-    grant: &Grant,
-) -> ConnectOptions {
+fn options(transport: Transport, configure: &Configure, grant: &Grant) -> ConnectOptions {
     let mut options = ConnectOptions::new(
         transport,
         grant.relay.clone(),

@@ -125,6 +125,20 @@ pub(crate) async fn connect(
                 .with_server_certificate_hashes([Sha256Digest::new(digest)])
                 .build()
         }
+        None if !options.ca_certificates.is_empty() => {
+            let mut roots = wtransport::tls::rustls::RootCertStore::empty();
+            for der in &options.ca_certificates {
+                roots
+                    .add(der.clone().into())
+                    .map_err(|e| ClientError::Connect(format!("CA certificate: {e}")))?;
+            }
+            builder
+                .with_custom_tls(wtransport::tls::client::build_default_tls_config(
+                    Arc::new(roots),
+                    None,
+                ))
+                .build()
+        }
         None => builder.with_native_certs().build(),
     };
     config.set_dns_resolver(LocalhostResolver);

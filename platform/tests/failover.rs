@@ -36,7 +36,7 @@ impl Participant {
         let client = Rejoining::join(
             grants,
             Transport::WebTransport,
-            quick,
+            std::sync::Arc::new(quick),
             Duration::from_secs(30),
         )
         .await

@@ -283,8 +283,15 @@ async fn the_streamer_rejoins_another_relay_when_its_relay_is_killed() {
     let unready_after = killed.elapsed();
     let after = reader.read(&mut viewer, 15, Duration::from_secs(30)).await;
     let back_after = killed.elapsed();
+    // Pictures of the lost session still queued at the viewer (sent before the kill) come
+    // first; a slow streamer (the aarch64 build under qemu) leaves a few more of them.
+    let lost = before[0].participant;
+    let after: Vec<Seen> = after
+        .into_iter()
+        .filter(|s| s.participant != lost)
+        .collect();
+    assert!(after.len() >= 10, "pictures of a new session: {after:?}");
     assert!(in_order(&after), "{after:?}");
-    assert_ne!(after[0].participant, before[0].participant, "a new session");
     assert!(
         after[0].counter > before[before.len() - 1].counter,
         "the same capture goes on: {before:?} then {after:?}"

@@ -127,6 +127,11 @@ pub struct StreamArgs {
     /// Encoder threads (0: one per core).
     #[arg(long, env = "STREAMER_ENCODER_THREADS", default_value_t = 0)]
     pub encoder_threads: u16,
+    /// A PEM file of the authority that signed the relays' certificates (development relays
+    /// with a CA of their own); a grant's certificate hash (self-signed relays) and the
+    /// system's roots need none. Certificates are always verified.
+    #[arg(long, env = "STREAMER_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Transport to the relay.
     #[arg(long, env = "STREAMER_TRANSPORT", value_enum, default_value = "auto")]
     pub transport: TransportChoice,

@@ -3,13 +3,15 @@
 //! When the relay goes away, the client rejoins through a new grant that avoids it, and the
 //! first frame after is a keyframe. A stop leaves the meeting before closing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use videocall_client::control_plane::{login, ControlPlaneGrants};
-use videocall_client::rejoin::{worth_retrying, RejoinEvent, Rejoining};
+use videocall_client::rejoin::{worth_retrying, Configure, RejoinEvent, Rejoining};
+use videocall_client::tls::{read_ca_file, CaFileError};
 use videocall_client::{ClientError, ConnectOptions, Transport};
 use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind, Track};
 
@@ -33,6 +35,9 @@ pub enum StreamError {
     /// The capture thread failed.
     #[error(transparent)]
     Capture(#[from] capture::CaptureError),
+    /// The `--ca-file` cannot be used.
+    #[error(transparent)]
+    CaFile(#[from] CaFileError),
     /// The encoder cannot be set up.
     #[error(transparent)]
     Encoder(#[from] crate::encode::EncodeError),
@@ -71,14 +76,19 @@ fn open_source(args: &StreamArgs) -> Result<Box<dyn FrameSource>, SourceError> {
     })
 }
 
-fn configure(options: &mut ConnectOptions) {
-    options.client_name = format!("videocall-streamer/{}", env!("CARGO_PKG_VERSION"));
+/// The options of every connection: the streamer's name, and the authorities of `--ca-file`.
+fn configure(ca_certificates: Vec<Vec<u8>>) -> Configure {
+    Arc::new(move |options: &mut ConnectOptions| {
+        options.client_name = format!("videocall-streamer/{}", env!("CARGO_PKG_VERSION"));
+        options.ca_certificates = ca_certificates.clone();
+    })
 }
 
 /// Joins, trying WebTransport then WebSocket under `auto`, again and again with backoff while
 /// the failure may pass (control plane or relay unreachable, no relay free).
 async fn join(
     args: &StreamArgs,
+    configure: &Configure,
     stop: &CancellationToken,
 ) -> Result<Option<Rejoining<ControlPlaneGrants>>, StreamError> {
     let transports: &[Transport] = match args.transport {
@@ -101,7 +111,9 @@ async fn join(
                     grants = grants.with_authorization(authorization);
                 }
                 for &transport in transports {
-                    match Rejoining::join(grants.clone(), transport, configure, give_up).await {
+                    match Rejoining::join(grants.clone(), transport, configure.clone(), give_up)
+                        .await
+                    {
                         Ok(client) => return Ok(Some(client)),
                         Err(error) => {
                             tracing::warn!(?transport, %error, "joining failed");
@@ -176,7 +188,11 @@ pub async fn run(
         keyframe_interval: args.keyframe_interval,
         threads: args.encoder_threads,
     })?;
-    let Some(mut client) = join(&args, &stop).await? else {
+    let ca_certificates = match &args.ca_file {
+        Some(path) => read_ca_file(path).await?,
+        None => Vec::new(),
+    };
+    let Some(mut client) = join(&args, &configure(ca_certificates), &stop).await? else {
         return Ok(());
     };
     tracing::info!(

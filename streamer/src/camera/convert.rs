@@ -324,8 +324,8 @@ fn yuyv_to_i420(data: &[u8], width: usize, height: usize, stride: usize, out: &m
             .zip(u_line)
             .zip(v_line)
         {
-            *u = ((u16::from(t[1]) + u16::from(b[1]) + 1) / 2) as u8;
-            *v = ((u16::from(t[3]) + u16::from(b[3]) + 1) / 2) as u8;
+            *u = (u16::from(t[1]) + u16::from(b[1])).div_ceil(2) as u8;
+            *v = (u16::from(t[3]) + u16::from(b[3])).div_ceil(2) as u8;
         }
     }
 }

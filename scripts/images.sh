@@ -4,6 +4,12 @@
 #   scripts/images.sh build    release binaries + a Debian base made by debootstrap → buildah images
 #   scripts/images.sh test     each image answers --help; the servers answer their health endpoints
 #
+# The streamer is built for amd64 and arm64 (a Raspberry Pi): its arm64 binary is cross-built
+# (scripts/aarch64.sh build release), laid on an arm64 debootstrap base, and both images are
+# put under one manifest list, videocall/streamer:<tag>-multiarch (what `docker buildx build
+# --platform linux/amd64,linux/arm64` makes of the Dockerfile). qemu-user-static, registered
+# with binfmt_misc here, runs the arm64 debootstrap and the arm64 image's tests.
+#
 # No registry is reachable here and none is needed: the base root filesystem is made by
 # `debootstrap --variant=minbase` from the machine's own Debian mirror (bookworm, with
 # ca-certificates: what the Dockerfile's debian:bookworm-slim stage installs), cached in
@@ -20,7 +26,8 @@ tag=$(awk -F'"' '/^appVersion:/ { print $2 }' "$root/charts/videocall/Chart.yaml
 suite=bookworm
 arch=$(dpkg --print-architecture)
 # image name → binary
-images=(relay:videocall-relay control-plane:videocall-control-plane operator:videocall-operator gateway:videocall-gateway)
+images=(relay:videocall-relay control-plane:videocall-control-plane operator:videocall-operator gateway:videocall-gateway
+  streamer:videocall-streamer)
 # Limits no higher than this shell's: the machine does not let containers raise them.
 podman_run=(podman --runtime runc run --network host --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)"
   --ulimit "nproc=4096:4096")
@@ -34,7 +41,16 @@ mirror() {
   echo "$uri"
 }
 
-base_image() {
+# Runs arm64 binaries (debootstrap's second stage, the arm64 image) through qemu-user-static.
+register_qemu_binfmt() {
+  need_apt qemu-user-static
+  local binfmt=/proc/sys/fs/binfmt_misc
+  [ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt"
+  [ -e "$binfmt/qemu-aarch64" ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf >"$binfmt/register"
+}
+
+base_image() { # [architecture]: the host's by default
+  local arch=${1:-$arch}
   local name="localhost/videocall/base:$suite-$arch"
   if podman image exists "$name"; then echo "$name"; return; fi
   local tarball="$cache/$suite-minbase-$arch.tar"
@@ -42,19 +58,39 @@ base_image() {
     log "debootstrap $suite ($arch, minbase + ca-certificates)"
     local rootfs; rootfs=$(mktemp -d)
     debootstrap --variant=minbase --include=ca-certificates --arch "$arch" "$suite" "$rootfs" "$(mirror)" \
-      >"$cache/debootstrap.log" 2>&1 || { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
+      >"$cache/debootstrap-$arch.log" 2>&1 || { tail -n 20 "$cache/debootstrap-$arch.log" >&2; exit 1; }
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/usr/share/doc/* \
       "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
     tar -C "$rootfs" -cf "$tarball.partial" .
     mv "$tarball.partial" "$tarball"
     rm -rf "$rootfs"
   fi
-  local ctr; ctr=$(buildah from scratch)
+  local ctr; ctr=$(buildah from --arch "$arch" scratch)
   buildah add --quiet "$ctr" "$tarball" / >/dev/null
-  buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
+  buildah config --arch "$arch" --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
   buildah commit --quiet "$ctr" "$name" >/dev/null
   buildah rm "$ctr" >/dev/null
   echo "$name"
+}
+
+# An image of $binary on $base, as the Dockerfile lays it out.
+image_of() { # name, binary path, base, tag, [web dir]
+  local name=$1 binary=$2 base=$3 image_tag=$4 web=${5:-}
+  local ctr; ctr=$(buildah from --pull-never "$base")
+  buildah copy --quiet --chmod 0755 "$ctr" "$binary" /usr/local/bin/videocall-entrypoint >/dev/null
+  # /srv/web: the browser client for the control plane, empty elsewhere (as in the Dockerfile).
+  if [ -n "$web" ]; then
+    buildah copy --quiet "$ctr" "$web" /srv/web >/dev/null
+  else
+    local empty; empty=$(mktemp -d)
+    buildah copy --quiet "$ctr" "$empty" /srv/web >/dev/null
+    rmdir "$empty"
+  fi
+  buildah config --user 65532:65532 --entrypoint '["/usr/local/bin/videocall-entrypoint"]' --cmd '' \
+    --label "org.opencontainers.image.title=videocall-$name" \
+    --label "org.opencontainers.image.version=$tag" "$ctr"
+  buildah commit --quiet --rm "$ctr" "localhost/videocall/$name:$image_tag" >/dev/null
+  log "built videocall/$name:$image_tag ($(podman image inspect --format '{{.Architecture}}, {{.Size}} bytes' "localhost/videocall/$name:$image_tag"))"
 }
 
 build() {
@@ -67,24 +103,22 @@ build() {
   done
   [ -f "$root/web/dist/index.html" ] || "$root/scripts/web-build.sh"
   local base; base=$(base_image)
-  local empty; empty=$(mktemp -d)
   for image in "${images[@]}"; do
-    local name="${image%%:*}" binary="${image#*:}"
-    local ctr; ctr=$(buildah from --pull-never "$base")
-    buildah copy --quiet --chmod 0755 "$ctr" "$target_dir/release/$binary" /usr/local/bin/videocall-entrypoint >/dev/null
-    # /srv/web: the browser client for the control plane, empty elsewhere (as in the Dockerfile).
-    if [ "$name" = control-plane ]; then
-      buildah copy --quiet "$ctr" "$root/web/dist" /srv/web >/dev/null
-    else
-      buildah copy --quiet "$ctr" "$empty" /srv/web >/dev/null
-    fi
-    buildah config --user 65532:65532 --entrypoint '["/usr/local/bin/videocall-entrypoint"]' --cmd '' \
-      --label "org.opencontainers.image.title=videocall-$name" \
-      --label "org.opencontainers.image.version=$tag" "$ctr"
-    buildah commit --quiet --rm "$ctr" "localhost/videocall/$name:$tag" >/dev/null
-    log "built videocall/$name:$tag ($(podman image inspect --format '{{.Size}}' "localhost/videocall/$name:$tag") bytes)"
+    local name="${image%%:*}" binary="${image#*:}" web=""
+    [ "$name" = control-plane ] && web="$root/web/dist"
+    image_of "$name" "$target_dir/release/$binary" "$base" "$tag" "$web"
   done
-  rmdir "$empty"
+  # The streamer for arm64, and both streamers under one manifest list.
+  register_qemu_binfmt
+  CARGO_TARGET_DIR="$target_dir" "$root/scripts/aarch64.sh" build release
+  image_of streamer "$target_dir/aarch64-unknown-linux-gnu/release/videocall-streamer" \
+    "$(base_image arm64)" "$tag-arm64"
+  local list="localhost/videocall/streamer:$tag-multiarch"
+  buildah manifest rm "$list" >/dev/null 2>&1 || true
+  buildah manifest create "$list" >/dev/null
+  buildah manifest add "$list" "containers-storage:localhost/videocall/streamer:$tag" >/dev/null
+  buildah manifest add "$list" "containers-storage:localhost/videocall/streamer:$tag-arm64" >/dev/null
+  log "built $list ($(buildah manifest inspect "$list" | grep -o '"architecture": *"[a-z0-9]*"' | tr -d ' "' | cut -d: -f2 | xargs))"
   # The images these replaced.
   podman image prune --force >/dev/null 2>&1 || true
 }
@@ -153,6 +187,35 @@ control_plane_serves() {
   [ $ok = 1 ]
 }
 
+# The streamer, in its image: the admin port serves /metrics while it retries an unreachable
+# control plane, and SIGTERM stops it at once.
+streamer_serves() { # image tag, [podman run options]
+  local image_tag=$1 admin id ok=1; shift
+  admin=$(free_port)
+  id=$("${podman_run[@]}" -d "$@" "localhost/videocall/streamer:$image_tag" stream \
+    --control-plane-url http://127.0.0.1:1 --meeting-id shelf --user-id pi --resolution 320x240 \
+    --admin-addr "127.0.0.1:$admin")
+  local metrics
+  wait_for "streamer /metrics" 60 curl -sf "http://127.0.0.1:$admin/metrics" || ok=0
+  [ $ok = 1 ] && { metrics=$(curl -sf "http://127.0.0.1:$admin/metrics") && grep -q streamer_frames_sent_total <<<"$metrics" || ok=0; }
+  stops_on_sigterm "$id" || ok=0
+  [ $ok = 1 ]
+}
+
+streamer_is_multiarch() {
+  local architectures
+  architectures=$(buildah manifest inspect "localhost/videocall/streamer:$tag-multiarch" \
+    | grep -o '"architecture": *"[a-z0-9]*"' | tr -d ' "' | cut -d: -f2 | sort | xargs)
+  [ "$architectures" = "amd64 arm64" ] || { log "manifest list: $architectures"; return 1; }
+  [ "$(podman image inspect --format '{{.Architecture}}' "localhost/videocall/streamer:$tag-arm64")" = arm64 ]
+}
+
+arm64_streamer_answers() { # expected text
+  local help
+  help=$("${podman_run[@]}" --rm --arch arm64 "localhost/videocall/streamer:$tag-arm64" --help 2>&1) || return 1
+  grep -q "$1" <<<"$help"
+}
+
 gateway_serves() {
   local admin id ok=1
   admin=$(free_port)
@@ -189,9 +252,15 @@ test_images() {
   check "control-plane image: --help" answers_help control-plane "control plane"
   check "operator image: --help" answers_help operator "operator"
   check "gateway image: --help" answers_help gateway "Routes QUIC datagrams"
+  check "streamer image: --help" answers_help streamer "Edge streamer"
+  check "streamer images: one manifest list for amd64 and arm64" streamer_is_multiarch
+  register_qemu_binfmt
+  check "arm64 streamer image (qemu): --help" arm64_streamer_answers "Edge streamer"
   check "relay image: /healthz and /metrics; stops on SIGTERM" relay_serves
   check "control-plane image: grpc.health.v1 SERVING, the browser client's page; stops on SIGTERM" control_plane_serves
   check "gateway image: /healthz; stops on SIGTERM" gateway_serves
+  check "streamer image: /metrics while it retries; stops on SIGTERM" streamer_serves "$tag"
+  check "arm64 streamer image (qemu): /metrics while it retries; stops on SIGTERM" streamer_serves "$tag-arm64" --arch arm64
   if [ -n "${KUBECONFIG_FOR_IMAGE:-}" ] && [ -n "${KUBECTL:-}" ]; then
     check "operator image: takes its Lease on a real API server over HTTPS, /healthz; stops on SIGTERM" operator_serves
   else

@@ -61,7 +61,7 @@ TOML
 
   # The sandbox image and the project's images, from podman's store.
   local base
-  base=$(podman images --format '{{.Repository}}:{{.Tag}}' | grep -m1 '^localhost/videocall/base:') \
+  base=$(podman images --format '{{.Repository}}:{{.Tag}}' | grep -m1 "^localhost/videocall/base:.*-$(dpkg --print-architecture)\$") \
     || { log "no base image: run scripts/images.sh build"; exit 1; }
   if ! podman image exists "$pause"; then
     local ctr; ctr=$(buildah from --pull-never "$base")

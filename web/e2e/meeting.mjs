@@ -8,7 +8,7 @@ import { chromium } from "playwright-core";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join as path } from "node:path";
 import { createInterface } from "node:readline";
-import { readStrip } from "./strip.mjs";
+import { readStrip, stripAges } from "./strip.mjs";
 
 const [base, out, blockedBase] = process.argv.slice(2);
 if (!base || !out || !blockedBase) {
@@ -259,6 +259,11 @@ try {
   }
   figures.streamer_counter_per_s = later.counter - strip.counter;
   figures.streamer_picture_age_ms = later.now - later.capturedMs;
+  // Glass to glass (streamer's capture clock → drawn in the page), over 3 s of pictures.
+  const ages = await stripAges(viewer, '[data-peer="pi"] canvas', 3000);
+  if (ages.pictures < 10) throw new Error(`only ${ages.pictures} new pictures drawn in 3 s`);
+  figures.streamer_glass_to_glass_p50_ms = ages.p50;
+  figures.streamer_glass_to_glass_p90_ms = ages.p90;
   await viewer.screenshot({ path: path(out, "native-h264.png") });
   await close(viewer);
 

@@ -3,6 +3,7 @@
 #
 #   scripts/images.sh build    release binaries + a Debian base made by debootstrap → buildah images
 #   scripts/images.sh test     each image answers --help; the servers answer their health endpoints
+#   scripts/images.sh bases    only the debootstrap root filesystems (amd64 and arm64), cached
 #
 # The streamer is built for amd64 and arm64 (a Raspberry Pi): its arm64 binary is cross-built
 # (scripts/aarch64.sh build release), laid on an arm64 debootstrap base, and both images are
@@ -49,10 +50,9 @@ register_qemu_binfmt() {
   [ -e "$binfmt/qemu-aarch64" ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf >"$binfmt/register"
 }
 
-base_image() { # [architecture]: the host's by default
-  local arch=${1:-$arch}
-  local name="localhost/videocall/base:$suite-$arch"
-  if podman image exists "$name"; then echo "$name"; return; fi
+# The root filesystem tarball of the base for an architecture, made once and cached.
+base_tarball() { # architecture
+  local arch=$1
   local tarball="$cache/$suite-minbase-$arch.tar"
   if [ ! -f "$tarball" ]; then
     log "debootstrap $suite ($arch, minbase + ca-certificates)"
@@ -65,12 +65,29 @@ base_image() { # [architecture]: the host's by default
     mv "$tarball.partial" "$tarball"
     rm -rf "$rootfs"
   fi
+  echo "$tarball"
+}
+
+base_image() { # [architecture]: the host's by default
+  local arch=${1:-$arch}
+  local name="localhost/videocall/base:$suite-$arch"
+  if podman image exists "$name"; then echo "$name"; return; fi
+  local tarball; tarball=$(base_tarball "$arch")
   local ctr; ctr=$(buildah from --arch "$arch" scratch)
   buildah add --quiet "$ctr" "$tarball" / >/dev/null
   buildah config --arch "$arch" --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
   buildah commit --quiet "$ctr" "$name" >/dev/null
   buildah rm "$ctr" >/dev/null
   echo "$name"
+}
+
+# Both bases' root filesystems (scripts/test.sh makes them beside its first steps).
+bases() {
+  need_apt debootstrap
+  mkdir -p "$cache"
+  register_qemu_binfmt
+  base_tarball "$arch" >/dev/null
+  base_tarball arm64 >/dev/null
 }
 
 # An image of $binary on $base, as the Dockerfile lays it out.
@@ -271,7 +288,8 @@ test_images() {
 }
 
 case "${1:-}" in
+  bases) bases ;;
   build) build ;;
   test) test_images ;;
-  *) echo "usage: $0 build | test" >&2; exit 2 ;;
+  *) echo "usage: $0 bases | build | test" >&2; exit 2 ;;
 esac

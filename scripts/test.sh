@@ -18,9 +18,16 @@ echo "== Kubernetes (scripts/kube.sh build-node, in the background)"
 kube_log=$(mktemp)
 scripts/kube.sh build-node >"$kube_log" 2>&1 &
 kube_build=$!
+# The images' Debian bases (the host's and arm64, whose debootstrap runs under qemu): made once
+# and cached, also beside the checks.
+echo "== image bases (scripts/images.sh bases, in the background)"
+bases_log=$(mktemp)
+scripts/images.sh bases >"$bases_log" 2>&1 &
+bases_build=$!
 image_cluster=""
 cleanup() {
   kill "$kube_build" 2>/dev/null || true
+  kill "$bases_build" 2>/dev/null || true
   if [ -n "$image_cluster" ]; then
     scripts/node.sh stop "$image_cluster" || true
     scripts/kube.sh stop "$image_cluster" || true
@@ -73,6 +80,11 @@ scripts/aarch64.sh test
 # The Dockerfile's images, built from a debootstrap base with buildah (no registry), each run
 # with podman; the operator's against a real API server over HTTPS.
 echo "== images (scripts/images.sh: release build, debootstrap, buildah, podman)"
+if ! wait "$bases_build"; then
+  cat "$bases_log" >&2
+  echo "scripts/images.sh bases failed" >&2
+  exit 1
+fi
 scripts/images.sh build
 image_cluster=$(mktemp -d)
 chmod 755 "$image_cluster"   # the operator's image runs as 65532 and reads the kubeconfig

@@ -75,3 +75,41 @@ async fn readyz(State(admin): State<Admin>) -> (StatusCode, &'static str) {
         (StatusCode::SERVICE_UNAVAILABLE, "not in the meeting\n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_follows_the_session_and_liveness_the_frames() {
+        let metrics = Metrics::new().expect("metrics");
+        let capture = CaptureControl::default();
+        let admin = Admin {
+            metrics: metrics.clone(),
+            capture,
+            started: Instant::now(),
+        };
+        assert_eq!(
+            readyz(State(admin.clone())).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        metrics.connected.set(1);
+        assert_eq!(readyz(State(admin.clone())).await.0, StatusCode::OK);
+        // Lost its relay: not ready until it rejoins.
+        metrics.connected.set(0);
+        assert_eq!(
+            readyz(State(admin.clone())).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // Starting: alive before the first frame; long past the start without one: not.
+        assert_eq!(healthz(State(admin.clone())).await.0, StatusCode::OK);
+        let stuck = Admin {
+            started: Instant::now() - std::time::Duration::from_millis(STUCK_AFTER_MS + 1),
+            ..admin
+        };
+        assert_eq!(
+            healthz(State(stuck)).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub encode_seconds: Histogram,
     /// Sessions joined again after a loss.
     pub reconnects: IntCounter,
+    /// Sessions lost with their relay.
+    pub relay_losses: IntCounter,
     /// 1 while joined to a relay.
     pub connected: IntGauge,
 }
@@ -62,6 +64,10 @@ impl Metrics {
             reconnects: counter(
                 "streamer_reconnects_total",
                 "Sessions joined again after a loss",
+            )?,
+            relay_losses: counter(
+                "streamer_relay_losses_total",
+                "Sessions lost with their relay (each followed by rejoining)",
             )?,
             frames_dropped: IntCounterVec::new(
                 Opts::new("streamer_frames_dropped_total", "Frames lost, by reason"),

@@ -263,6 +263,7 @@ pub async fn run(
             Some(RejoinEvent::Message(_)) => {}
             Some(RejoinEvent::Lost { relay_id, reason }) => {
                 tracing::warn!(relay = %relay_id, %reason, "the relay was lost; rejoining");
+                metrics.relay_losses.inc();
                 metrics.connected.set(0);
             }
             Some(RejoinEvent::Rejoined {

@@ -203,27 +203,9 @@ async fn an_nkey_authenticates_and_another_key_is_refused() {
 
 #[tokio::test]
 async fn tls_with_the_servers_ca_carries_messages_and_an_untrusted_server_is_refused() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf");
-
     let files = tempfile::tempdir().expect("dir");
-    let (ca_pem, cert_pem, key_pem) = (
-        files.path().join("ca.pem"),
-        files.path().join("server.pem"),
-        files.path().join("server-key.pem"),
-    );
-    std::fs::write(&ca_pem, ca.pem()).expect("ca");
-    std::fs::write(&cert_pem, leaf.pem()).expect("cert");
-    std::fs::write(&key_pem, leaf_key.serialize_pem()).expect("key");
+    let pki = videocall_testkit::pki::write_test_pki(files.path());
+    let (ca_pem, cert_pem, key_pem) = (pki.ca, pki.cert, pki.key);
     let config = format!(
         "tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
         cert_pem.display(),

@@ -6,32 +6,15 @@
 mod common;
 
 use common::RelayProcess;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use videocall_client::tls::read_ca_file;
 use videocall_client::{Client, ConnectOptions, Transport};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_signed_by_a_trusted_authority_admits_and_an_unknown_one_is_refused() {
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf");
     let files = tempfile::tempdir().expect("dir");
-    let (ca_pem, cert_pem, key_pem, not_pem) = (
-        files.path().join("ca.pem"),
-        files.path().join("relay.pem"),
-        files.path().join("relay-key.pem"),
-        files.path().join("not.pem"),
-    );
-    std::fs::write(&ca_pem, ca.pem()).expect("ca");
-    std::fs::write(&cert_pem, leaf.pem()).expect("cert");
-    std::fs::write(&key_pem, leaf_key.serialize_pem()).expect("key");
+    let pki = videocall_testkit::pki::write_test_pki(files.path());
+    let (ca_pem, cert_pem, key_pem) = (pki.ca, pki.cert, pki.key);
+    let not_pem = files.path().join("not.pem");
     std::fs::write(&not_pem, "no certificate here\n").expect("junk");
 
     let relay = RelayProcess::start(&[

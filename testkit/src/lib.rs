@@ -1,7 +1,8 @@
 //! Support for integration tests: child processes stopped by PID, files they write,
-//! plain HTTP requests, Prometheus values and waiting on client events.
+//! plain HTTP requests, Prometheus values and waiting on client events; a test PKI (`pki`).
 
 pub mod nats;
+pub mod pki;
 
 use std::path::Path;
 use std::process::Child;

@@ -336,6 +336,13 @@ mod tests {
         }
     }
 
+    fn want_format(format: PixelFormat, width: u32, height: u32, fps: u32) -> Wanted {
+        Wanted {
+            format: Some(format),
+            ..want(width, height, fps)
+        }
+    }
+
     #[test]
     fn the_cheapest_format_that_reaches_the_rate_is_chosen() {
         let offers = usb_webcam();
@@ -345,14 +352,8 @@ mod tests {
         let mode = choose_mode(&offers, want(1280, 720, 30)).expect("fits");
         assert_eq!((mode.format, mode.fps), (PixelFormat::Mjpeg, 30));
         // Asked for YUYV at 720p30: the camera's fastest, 10 fps.
-        let mode = choose_mode(
-            &offers,
-            Wanted {
-                format: Some(PixelFormat::Yuyv),
-                ..want(1280, 720, 30)
-            },
-        )
-        .expect("fits");
+        let mode =
+            choose_mode(&offers, want_format(PixelFormat::Yuyv, 1280, 720, 30)).expect("fits");
         assert_eq!((mode.format, mode.fps), (PixelFormat::Yuyv, 10));
         // 29.97 is 30.
         let ntsc = [FormatOffer {
@@ -399,14 +400,8 @@ mod tests {
             "unsupported resolution 800x600: the camera offers \
              YUYV 640x480 1280x720; MJPEG 640x480 1280x720 1920x1080"
         );
-        let error = choose_mode(
-            &offers,
-            Wanted {
-                format: Some(PixelFormat::Nv12),
-                ..want(640, 480, 30)
-            },
-        )
-        .expect_err("no NV12");
+        let error = choose_mode(&offers, want_format(PixelFormat::Nv12, 640, 480, 30))
+            .expect_err("no NV12");
         assert_eq!(
             error.to_string(),
             "unsupported format NV12: the camera offers YUYV, MJPG"

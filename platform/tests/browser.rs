@@ -37,19 +37,24 @@ fn assert_client_built() {
 }
 
 /// `videocall-streamer` publishing its test pattern into `shelf` (a guest named `pi`), as a
-/// Pi on a shelf would: H.264 from openh264, a keyframe when a viewer asks.
+/// Pi on a shelf would: H.264 from openh264, a keyframe when a viewer asks. 320x240 at 15 fps
+/// unless `STREAMER_RESOLUTION`, `STREAMER_FPS` or `STREAMER_BITRATE_KBPS` say otherwise (the
+/// glass-to-glass benchmark in BENCHMARKS.md sets them, with `VIDEOCALL_STREAMER_BIN`).
 fn streamer(api_url: &str) -> ChildGuard {
+    let setting =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
     let child = common::streamer_command()
         .args(["stream", "--control-plane-url", api_url])
         .args(["--meeting-id", "shelf", "--user-id", "pi"])
-        .args([
-            "--resolution",
-            "320x240",
-            "--fps",
-            "15",
-            "--bitrate-kbps",
-            "300",
-        ])
+        .env(
+            "STREAMER_RESOLUTION",
+            setting("STREAMER_RESOLUTION", "320x240"),
+        )
+        .env("STREAMER_FPS", setting("STREAMER_FPS", "15"))
+        .env(
+            "STREAMER_BITRATE_KBPS",
+            setting("STREAMER_BITRATE_KBPS", "300"),
+        )
         .env(
             "RUST_LOG",
             std::env::var("PLATFORM_TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -90,6 +90,11 @@ bases() {
   base_tarball arm64 >/dev/null
 }
 
+# The architectures a manifest list holds, sorted, on one line.
+manifest_architectures() { # list
+  buildah manifest inspect "$1" | grep -o '"architecture": *"[a-z0-9]*"' | tr -d ' "' | cut -d: -f2 | sort | xargs
+}
+
 # An image of $binary on $base, as the Dockerfile lays it out.
 image_of() { # name, binary path, base, tag, [web dir]
   local name=$1 binary=$2 base=$3 image_tag=$4 web=${5:-}
@@ -135,7 +140,7 @@ build() {
   buildah manifest create "$list" >/dev/null
   buildah manifest add "$list" "containers-storage:localhost/videocall/streamer:$tag" >/dev/null
   buildah manifest add "$list" "containers-storage:localhost/videocall/streamer:$tag-arm64" >/dev/null
-  log "built $list ($(buildah manifest inspect "$list" | grep -o '"architecture": *"[a-z0-9]*"' | tr -d ' "' | cut -d: -f2 | xargs))"
+  log "built $list ($(manifest_architectures "$list"))"
   # The images these replaced.
   podman image prune --force >/dev/null 2>&1 || true
 }
@@ -221,8 +226,7 @@ streamer_serves() { # image tag, [podman run options]
 
 streamer_is_multiarch() {
   local architectures
-  architectures=$(buildah manifest inspect "localhost/videocall/streamer:$tag-multiarch" \
-    | grep -o '"architecture": *"[a-z0-9]*"' | tr -d ' "' | cut -d: -f2 | sort | xargs)
+  architectures=$(manifest_architectures "localhost/videocall/streamer:$tag-multiarch")
   [ "$architectures" = "amd64 arm64" ] || { log "manifest list: $architectures"; return 1; }
   [ "$(podman image inspect --format '{{.Architecture}}' "localhost/videocall/streamer:$tag-arm64")" = arm64 ]
 }

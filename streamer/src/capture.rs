@@ -76,7 +76,7 @@ pub fn spawn(
     std::thread::spawn(move || {
         let period = Duration::from_secs_f64(1.0 / fps.clamp(1.0, 120.0));
         let mut next = Instant::now();
-        let paced = source.paced();
+        let paced = source.frame_rate().is_some();
         while !control.stop.load(Ordering::Relaxed) && !frames.is_closed() {
             let now = Instant::now();
             if paced {

@@ -51,12 +51,8 @@ pub trait FrameSource: Send {
     fn size(&self) -> (usize, usize);
     /// The next picture, made or captured at `now_ms` (milliseconds since the Unix epoch).
     fn next_frame(&mut self, now_ms: u64) -> Result<I420Frame, SourceError>;
-    /// Whether the source keeps time itself (a camera: `next_frame` waits for its next
-    /// frame), so the capture loop must not wait for a tick as well.
-    fn paced(&self) -> bool {
-        false
-    }
-    /// The rate the source delivers at when it keeps time itself.
+    /// The rate the source delivers at when it keeps time itself (a camera: `next_frame`
+    /// waits for its next frame, so the capture loop must not wait for a tick as well).
     fn frame_rate(&self) -> Option<u32> {
         None
     }
@@ -92,10 +88,6 @@ impl FrameSource for CameraSource {
     fn next_frame(&mut self, _now_ms: u64) -> Result<I420Frame, SourceError> {
         self.camera.capture(&mut self.frame)?;
         Ok(self.frame.clone())
-    }
-
-    fn paced(&self) -> bool {
-        true
     }
 
     fn frame_rate(&self) -> Option<u32> {

@@ -192,11 +192,6 @@ impl Converter {
         })
     }
 
-    /// The layout converted from.
-    pub fn layout(&self) -> RawLayout {
-        self.layout
-    }
-
     /// Converts `data` (one frame, as many bytes as the camera used) into `out`, which is
     /// resized to the layout's size when it differs.
     pub fn to_i420(&mut self, data: &[u8], out: &mut I420Frame) -> Result<(), ConvertError> {

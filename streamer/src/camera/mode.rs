@@ -327,6 +327,18 @@ mod tests {
         ]
     }
 
+    /// A camera behind a scaler (a Pi's): any even size up to 2592x1944.
+    fn pi_sizes() -> SizeOffer {
+        SizeOffer::Stepwise {
+            min_width: 32,
+            max_width: 2592,
+            step_width: 2,
+            min_height: 32,
+            max_height: 1944,
+            step_height: 2,
+        }
+    }
+
     fn want(width: u32, height: u32, fps: u32) -> Wanted {
         Wanted {
             width,
@@ -371,14 +383,7 @@ mod tests {
             fourcc: *b"NV12",
             description: "Y/CbCr 4:2:0".into(),
             sizes: vec![(
-                SizeOffer::Stepwise {
-                    min_width: 32,
-                    max_width: 2592,
-                    step_width: 2,
-                    min_height: 32,
-                    max_height: 1944,
-                    step_height: 2,
-                },
+                pi_sizes(),
                 FrameRates::Range {
                     min: 1.0,
                     max: 90.0,
@@ -428,17 +433,7 @@ mod tests {
         let odd = FormatOffer {
             fourcc: *b"BA81",
             description: String::new(),
-            sizes: vec![(
-                SizeOffer::Stepwise {
-                    min_width: 32,
-                    max_width: 2592,
-                    step_width: 2,
-                    min_height: 32,
-                    max_height: 1944,
-                    step_height: 2,
-                },
-                FrameRates::Unknown,
-            )],
+            sizes: vec![(pi_sizes(), FrameRates::Unknown)],
         };
         assert_eq!(
             odd.describe(),

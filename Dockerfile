@@ -21,14 +21,16 @@ ARG TARGETARCH
 WORKDIR /src
 COPY . .
 ENV CARGO_TARGET_DIR=/src/target
-# nasm: openh264's x86 assembly (the streamer's encoder is about 3x slower without it). For an
-# arm64 image on another machine: Debian's cross gcc and the rustup target (openh264 then
-# builds its NEON assembly).
-RUN apt-get update && apt-get install -y --no-install-recommends nasm \
+# nasm: openh264's x86 assembly (the streamer's encoder is about 3x slower without it); cmake:
+# libopus (the streamer's sound); libasound2-dev: its microphone. For an arm64 image on another
+# machine: Debian's cross gcc, arm64 libasound and the rustup target (openh264 then builds its
+# NEON assembly).
+RUN apt-get update && apt-get install -y --no-install-recommends nasm cmake libasound2-dev \
  && if [ "$TARGETARCH" != "$BUILDARCH" ]; then \
       test "$TARGETARCH" = arm64 || { echo "cross builds go to arm64 only" >&2; exit 1; }; \
-      apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
-        libc6-dev-arm64-cross && rustup target add aarch64-unknown-linux-gnu; \
+      dpkg --add-architecture arm64 && apt-get update \
+      && apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
+        libc6-dev-arm64-cross libasound2-dev:arm64 && rustup target add aarch64-unknown-linux-gnu; \
     fi
 RUN test -n "$BINARY" \
  && if [ "$TARGETARCH" = "$BUILDARCH" ]; then \
@@ -39,6 +41,8 @@ RUN test -n "$BINARY" \
       CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
       CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ \
       AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
+      PKG_CONFIG_ALLOW_CROSS=1 \
+      PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig \
       cargo build --release --locked --target aarch64-unknown-linux-gnu --bin "$BINARY" \
       && install -m 0755 "target/aarch64-unknown-linux-gnu/release/$BINARY" /usr/local/bin/videocall-entrypoint; \
     fi
@@ -49,8 +53,9 @@ RUN mkdir -p /srv/web \
     fi
 
 FROM debian:bookworm-slim
+# libasound2: the streamer's microphone (ALSA); the other binaries do not use it.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libasound2 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/videocall-entrypoint /usr/local/bin/videocall-entrypoint
 COPY --from=build /srv/web /srv/web

@@ -7,7 +7,8 @@
 #   scripts/aarch64.sh bench [ARGS]    streamer-bench (release) under qemu-aarch64: an indication only
 #
 # Debian's cross gcc links and builds openh264's C++ and its NEON assembly (the check below
-# fails when the binary lacks the assembly); `qemu-user` runs the results.
+# fails when the binary lacks the assembly) and libopus (cmake); libasound comes from Debian's
+# arm64 packages; `qemu-user` runs the results.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,11 +22,19 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $sysroot"
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+# libasound (the microphone) from Debian's arm64 packages, installed beside the host's (multiarch).
+export PKG_CONFIG_ALLOW_CROSS=1
+export PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
 # For binaries a test spawns (testkit::command).
 export VIDEOCALL_TEST_RUNNER="qemu-aarch64 -L $sysroot"
 
 setup() {
-  need_apt gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    log "adding Debian's arm64 packages (multiarch), for libasound2-dev:arm64"
+    dpkg --add-architecture arm64
+  fi
+  need_apt gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user cmake \
+    libasound2-dev:arm64
   if command -v rustup >/dev/null 2>&1; then
     rustup target add "$target" >/dev/null 2>&1
   fi

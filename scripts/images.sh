@@ -13,7 +13,7 @@
 #
 # No registry is reachable here and none is needed: the base root filesystem is made by
 # `debootstrap --variant=minbase` from the machine's own Debian mirror (bookworm, with
-# ca-certificates: what the Dockerfile's debian:bookworm-slim stage installs), cached in
+# ca-certificates and libasound2: what the Dockerfile's debian:bookworm-slim stage installs), cached in
 # ~/.cache/videocall-images. Each image is that base plus one binary as
 # /usr/local/bin/videocall-entrypoint, run as 65532:65532, exactly the Dockerfile's layout; the
 # control plane's also carries the browser client in /srv/web (scripts/web-build.sh first).
@@ -25,6 +25,10 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 cache="${VIDEOCALL_IMAGES_DIR:-$HOME/.cache/videocall-images}"
 tag=$(awk -F'"' '/^appVersion:/ { print $2 }' "$root/charts/videocall/Chart.yaml")
 suite=bookworm
+# What the Dockerfile's runtime stage installs: ca-certificates; libasound2 (the streamer's
+# microphone). The tag names the cached root filesystem, so a changed list makes a new one.
+base_packages=ca-certificates,libasound2
+base_packages_tag=certs-asound
 arch=$(dpkg --print-architecture)
 # image name → binary
 images=(relay:videocall-relay control-plane:videocall-control-plane operator:videocall-operator gateway:videocall-gateway
@@ -53,11 +57,11 @@ register_qemu_binfmt() {
 # The root filesystem tarball of the base for an architecture, made once and cached.
 base_tarball() { # architecture
   local arch=$1
-  local tarball="$cache/$suite-minbase-$arch.tar"
+  local tarball="$cache/$suite-minbase-$base_packages_tag-$arch.tar"
   if [ ! -f "$tarball" ]; then
-    log "debootstrap $suite ($arch, minbase + ca-certificates)"
+    log "debootstrap $suite ($arch, minbase + $base_packages)"
     local rootfs; rootfs=$(mktemp -d)
-    debootstrap --variant=minbase --include=ca-certificates --arch "$arch" "$suite" "$rootfs" "$(mirror)" \
+    debootstrap --variant=minbase --include="$base_packages" --arch "$arch" "$suite" "$rootfs" "$(mirror)" \
       >"$cache/debootstrap-$arch.log" 2>&1 || { tail -n 20 "$cache/debootstrap-$arch.log" >&2; exit 1; }
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/usr/share/doc/* \
       "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
@@ -70,7 +74,7 @@ base_tarball() { # architecture
 
 base_image() { # [architecture]: the host's by default
   local arch=${1:-$arch}
-  local name="localhost/videocall/base:$suite-$arch"
+  local name="localhost/videocall/base:$suite-$base_packages_tag-$arch"
   if podman image exists "$name"; then echo "$name"; return; fi
   local tarball; tarball=$(base_tarball "$arch")
   local ctr; ctr=$(buildah from --arch "$arch" scratch)

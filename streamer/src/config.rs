@@ -132,6 +132,17 @@ pub struct StreamArgs {
     /// system's roots need none. Certificates are always verified.
     #[arg(long, env = "STREAMER_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Send sound too: the microphone of `--audio-device`, or a test tone where there is
+    /// none (Opus, 48 kHz mono).
+    #[arg(long, env = "STREAMER_AUDIO")]
+    pub audio: bool,
+    /// The ALSA capture device (`default`, `plughw:1,0`, ...; `videocall-streamer devices`
+    /// lists them), or `test-tone`.
+    #[arg(long, env = "STREAMER_AUDIO_DEVICE", default_value = "default")]
+    pub audio_device: String,
+    /// Opus bitrate, kbit/s.
+    #[arg(long, env = "STREAMER_AUDIO_BITRATE_KBPS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(6..=256))]
+    pub audio_bitrate_kbps: u32,
     /// Transport to the relay.
     #[arg(long, env = "STREAMER_TRANSPORT", value_enum, default_value = "auto")]
     pub transport: TransportChoice,

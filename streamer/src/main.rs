@@ -1,5 +1,6 @@
 //! `videocall-streamer`: streams a camera, a test pattern or a Y4M file into a meeting
-//! (`stream`), or lists the cameras with their formats, sizes and rates (`devices`).
+//! (`stream`), or lists the cameras with their formats, sizes and rates, and the
+//! microphones (`devices`).
 //! `stream --help` lists the options; each also reads an environment variable, and
 //! `STREAMER_OPTIONS_FILE` may name a file of such variables (per-node options).
 
@@ -22,7 +23,8 @@ struct Cli {
 enum Command {
     /// Join a meeting and publish video until stopped (SIGINT/SIGTERM: leave, then close).
     Stream(Box<StreamArgs>),
-    /// List the cameras (V4L2 video capture devices) with their formats, sizes and rates.
+    /// List the cameras (V4L2 video capture devices) with their formats, sizes and rates,
+    /// and the microphones (ALSA capture devices).
     Devices,
 }
 
@@ -87,9 +89,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints each camera and what it offers; a machine without one says so.
-#[cfg(all(target_os = "linux", feature = "v4l2"))]
+/// Prints each camera and what it offers, then each microphone; a machine without one
+/// says so.
 fn list_devices() -> anyhow::Result<()> {
+    list_cameras()?;
+    list_microphones();
+    Ok(())
+}
+
+#[cfg(all(target_os = "linux", feature = "alsa"))]
+fn list_microphones() {
+    let microphones = videocall_streamer::audio::microphone::microphones();
+    if microphones.is_empty() {
+        println!("no microphones: ALSA knows no capture device here (--audio sends a test tone)");
+    } else {
+        println!("microphones (--audio-device):");
+    }
+    for (name, description) in microphones {
+        println!("  {name}  {description}");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", feature = "alsa")))]
+fn list_microphones() {
+    println!("no microphones: this build has no ALSA support (--audio sends a test tone)");
+}
+
+#[cfg(all(target_os = "linux", feature = "v4l2"))]
+fn list_cameras() -> anyhow::Result<()> {
     let cameras = videocall_streamer::camera::v4l2::cameras();
     if cameras.is_empty() {
         println!("no cameras: no /dev/video* device here captures video");
@@ -110,6 +137,6 @@ fn list_devices() -> anyhow::Result<()> {
 }
 
 #[cfg(not(all(target_os = "linux", feature = "v4l2")))]
-fn list_devices() -> anyhow::Result<()> {
+fn list_cameras() -> anyhow::Result<()> {
     Err(videocall_streamer::camera::CameraError::Unsupported.into())
 }

@@ -1,5 +1,5 @@
 //! The streamer's Prometheus metrics: frames through each stage, encode time, bytes sent,
-//! reconnects, and whether it is in the meeting.
+//! sound frames, reconnects, and whether it is in the meeting.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -16,7 +16,8 @@ pub struct Metrics {
     pub frames_encoded: IntCounter,
     /// Encoded frames handed to the relay.
     pub frames_sent: IntCounter,
-    /// Frames lost, by reason (`send_queue_full`, `not_connected`, `source_late`).
+    /// Frames lost, by reason (`send_queue_full`, `not_connected`, `source_late`,
+    /// `audio_queue_full`, `audio_not_connected`).
     pub frames_dropped: IntCounterVec,
     /// Keyframes encoded.
     pub keyframes: IntCounter,
@@ -24,6 +25,10 @@ pub struct Metrics {
     pub bytes_sent: IntCounter,
     /// Seconds per encoded frame.
     pub encode_seconds: Histogram,
+    /// 20 ms sound frames encoded to Opus (`--audio`).
+    pub audio_frames_encoded: IntCounter,
+    /// Opus packets handed to the relay.
+    pub audio_packets_sent: IntCounter,
     /// Sessions joined again after a loss.
     pub reconnects: IntCounter,
     /// Sessions lost with their relay.
@@ -60,6 +65,14 @@ impl Metrics {
             bytes_sent: counter(
                 "streamer_sent_bytes_total",
                 "Encoded bytes handed to the relay",
+            )?,
+            audio_frames_encoded: counter(
+                "streamer_audio_frames_encoded_total",
+                "20 ms sound frames encoded to Opus",
+            )?,
+            audio_packets_sent: counter(
+                "streamer_audio_packets_sent_total",
+                "Opus packets handed to the relay",
             )?,
             reconnects: counter(
                 "streamer_reconnects_total",

@@ -1,8 +1,10 @@
 //! `stream`: joins the meeting through the control plane (retrying while it cannot be
-//! reached), announces one H.264 video track and sends what the capture thread encodes.
+//! reached), announces an H.264 video track (and an Opus audio track under `--audio`) and
+//! sends what the capture and audio threads encode.
 //! When the relay goes away, the client rejoins through a new grant that avoids it, and the
 //! first frame after is a keyframe. A stop leaves the meeting before closing.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,16 +17,22 @@ use videocall_client::tls::{read_ca_file, CaFileError};
 use videocall_client::{ClientError, ConnectOptions, Transport};
 use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind, Track};
 
+use crate::audio::capture::AudioPacket;
+use crate::audio::opus::OpusEncoder;
 use crate::capture::{self, CaptureControl, CapturedFrame};
 use crate::config::{SourceChoice, StreamArgs, TransportChoice};
 use crate::encode::{EncodeSettings, H264Encoder};
 use crate::metrics::Metrics;
 use crate::source::{FrameSource, SourceError, TestPattern, Y4mFile};
 
-/// The one track the streamer publishes.
+/// The streamer's video track.
 pub const VIDEO_TRACK: u32 = 1;
+/// Its audio track (`--audio`).
+pub const AUDIO_TRACK: u32 = 2;
 /// Encoded frames waiting for the network (about a quarter of a second at 30 fps).
 const SEND_QUEUE_FRAMES: usize = 8;
+/// Opus packets waiting for the network (200 ms).
+const SEND_QUEUE_AUDIO: usize = 10;
 
 /// Why streaming stopped.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +43,9 @@ pub enum StreamError {
     /// The capture thread failed.
     #[error(transparent)]
     Capture(#[from] capture::CaptureError),
+    /// The audio thread failed, or its encoder cannot be set up.
+    #[error(transparent)]
+    Audio(#[from] crate::audio::AudioError),
     /// The `--ca-file` cannot be used.
     #[error(transparent)]
     CaFile(#[from] CaFileError),
@@ -159,15 +170,71 @@ async fn authorization(args: &StreamArgs) -> Result<Option<String>, ClientError>
     }
 }
 
-async fn announce(client: &Rejoining<ControlPlaneGrants>) -> Result<(), ClientError> {
-    client
-        .sender()
-        .announce(vec![Track {
-            id: VIDEO_TRACK,
-            kind: MediaKind::Video as i32,
-            codec: Codec::H264 as i32,
-        }])
-        .await
+/// The tracks the streamer publishes: video, and audio when it sends sound.
+fn tracks(audio: bool) -> Vec<Track> {
+    let mut tracks = vec![Track {
+        id: VIDEO_TRACK,
+        kind: MediaKind::Video as i32,
+        codec: Codec::H264 as i32,
+    }];
+    if audio {
+        tracks.push(Track {
+            id: AUDIO_TRACK,
+            kind: MediaKind::Audio as i32,
+            codec: Codec::Opus as i32,
+        });
+    }
+    tracks
+}
+
+async fn announce(client: &Rejoining<ControlPlaneGrants>, audio: bool) -> Result<(), ClientError> {
+    client.sender().announce(tracks(audio)).await
+}
+
+/// The audio thread, when `--audio` asks for sound.
+struct AudioThread {
+    packets: mpsc::Receiver<AudioPacket>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<(), crate::audio::AudioError>>,
+}
+
+impl AudioThread {
+    fn start(args: &StreamArgs, metrics: &Metrics) -> Result<Self, StreamError> {
+        let encoder = OpusEncoder::new(args.audio_bitrate_kbps.saturating_mul(1000))?;
+        let source = crate::audio::open_source(&args.audio_device);
+        tracing::info!(source = %source.describe(), kbps = args.audio_bitrate_kbps, "sound");
+        let (tx, packets) = mpsc::channel(SEND_QUEUE_AUDIO);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread =
+            crate::audio::capture::spawn(source, encoder, tx, stop.clone(), metrics.clone());
+        Ok(AudioThread {
+            packets,
+            stop,
+            thread,
+        })
+    }
+
+    /// The next packet; never, without sound (or once the thread has stopped).
+    async fn next(audio: &mut Option<AudioThread>) -> Option<AudioPacket> {
+        match audio {
+            Some(audio) => audio.packets.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn finish(self) -> Result<(), StreamError> {
+        self.stop.store(true, Ordering::Relaxed);
+        drop(self.packets);
+        let thread = self.thread;
+        match tokio::task::spawn_blocking(move || thread.join()).await {
+            Ok(Ok(Err(error))) => Err(error.into()),
+            Ok(Err(_)) => {
+                tracing::error!("the audio thread panicked");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Streams until `stop` is cancelled, or until something stops it that retrying cannot mend.
@@ -206,8 +273,8 @@ pub async fn run(
         "streaming"
     );
     metrics.connected.set(1);
-    if let Err(error) = announce(&client).await {
-        tracing::warn!(%error, "announcing the track failed; the session is going");
+    if let Err(error) = announce(&client, args.audio).await {
+        tracing::warn!(%error, "announcing the tracks failed; the session is going");
     }
     let (frames_tx, mut frames) = mpsc::channel::<CapturedFrame>(SEND_QUEUE_FRAMES);
     let capture = capture::spawn(
@@ -218,7 +285,13 @@ pub async fn run(
         control.clone(),
         metrics.clone(),
     );
+    let mut audio = if args.audio {
+        Some(AudioThread::start(&args, &metrics)?)
+    } else {
+        None
+    };
     let mut sequence = 0u64;
+    let mut audio_sequence = 0u64;
     let outcome = loop {
         let sender = client.sender();
         // One event future across many frames: a rejoin in progress is never cut short.
@@ -251,6 +324,25 @@ pub async fn run(
                             control.ask_keyframe();
                         }
                     }
+                    packet = AudioThread::next(&mut audio) => {
+                        let Some(packet) = packet else { break None };
+                        audio_sequence += 1;
+                        let media = Media {
+                            track_id: AUDIO_TRACK,
+                            kind: MediaKind::Audio as i32,
+                            codec: Codec::Opus as i32,
+                            sequence: audio_sequence,
+                            capture_timestamp_us: packet.captured_us,
+                            keyframe: true,
+                            payload: Bytes::from(packet.payload),
+                            ..Default::default()
+                        };
+                        if sender.send_media(media).await.is_ok() {
+                            metrics.audio_packets_sent.inc();
+                        } else {
+                            metrics.frames_dropped.with_label_values(&["audio_not_connected"]).inc();
+                        }
+                    }
                 }
             }
         };
@@ -272,8 +364,8 @@ pub async fn run(
                 tracing::info!(relay = %relay_id, %after, "rejoined");
                 metrics.reconnects.inc();
                 metrics.connected.set(1);
-                if let Err(error) = announce(&client).await {
-                    tracing::warn!(%error, "announcing the track again failed");
+                if let Err(error) = announce(&client, args.audio).await {
+                    tracing::warn!(%error, "announcing the tracks again failed");
                 }
                 control.ask_keyframe();
             }
@@ -294,6 +386,9 @@ pub async fn run(
         Ok(Ok(Err(error))) => return Err(error.into()),
         Ok(Err(_)) => tracing::error!("the capture thread panicked"),
         _ => {}
+    }
+    if let Some(audio) = audio {
+        audio.finish().await?;
     }
     outcome
 }

@@ -37,7 +37,8 @@ fn assert_client_built() {
 }
 
 /// `videocall-streamer` publishing its test pattern into `shelf` (a guest named `pi`), as a
-/// Pi on a shelf would: H.264 from openh264, a keyframe when a viewer asks. 320x240 at 15 fps
+/// Pi on a shelf would: H.264 from openh264, a keyframe when a viewer asks, and the Opus test
+/// tone (`--audio`). 320x240 at 15 fps
 /// unless `STREAMER_RESOLUTION`, `STREAMER_FPS` or `STREAMER_BITRATE_KBPS` say otherwise (the
 /// glass-to-glass benchmark in BENCHMARKS.md sets them, with `VIDEOCALL_STREAMER_BIN`).
 fn streamer(api_url: &str) -> ChildGuard {
@@ -46,6 +47,7 @@ fn streamer(api_url: &str) -> ChildGuard {
     let child = common::streamer_command()
         .args(["stream", "--control-plane-url", api_url])
         .args(["--meeting-id", "shelf", "--user-id", "pi"])
+        .args(["--audio", "--audio-device", "test-tone"])
         .env(
             "STREAMER_RESOLUTION",
             setting("STREAMER_RESOLUTION", "320x240"),

@@ -3,7 +3,8 @@
 //! leaves the meeting; a refused or impossible join gets one clear line and a non-zero exit;
 //! and when the streamer's relay (a separate `videocall-relay`) is `kill -9`'d, the streamer
 //! rejoins another relay through the control plane, `/readyz` says so meanwhile, and the
-//! counter goes on.
+//! counter goes on. Under `--audio`, the viewer decodes Opus: a recording played through an
+//! ALSA device from one streamer, the test tone from another that has no microphone.
 //!
 //! `scripts/aarch64.sh` runs these again on the aarch64 build of the streamer under
 //! `qemu-aarch64` (`VIDEOCALL_STREAMER_BIN`, `VIDEOCALL_TEST_RUNNER`).
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 use videocall_client::control_plane::ControlPlaneGrants;
 use videocall_client::rejoin::GrantSource;
 use videocall_client::{Client, ConnectOptions, Event, Transport};
-use videocall_protocol::wire::{envelope::Body, LeaveReason};
+use videocall_protocol::wire::{envelope::Body, Codec, LeaveReason, MediaKind};
 use videocall_streamer::pattern;
 use videocall_testkit::{http_request, metric_value, ChildGuard};
 
@@ -32,10 +33,15 @@ fn log_level() -> String {
 
 /// `videocall-streamer stream` into `meeting` as the guest `pi`: 320x240 at 15 fps.
 fn streamer(info: &PlatformInfo, meeting: &str, extra: &[&str]) -> Command {
+    streamer_as(info, meeting, "pi", extra)
+}
+
+/// The same, as the guest `user`.
+fn streamer_as(info: &PlatformInfo, meeting: &str, user: &str, extra: &[&str]) -> Command {
     let mut command = streamer_command();
     command
         .args(["stream", "--control-plane-url", &info.api_url])
-        .args(["--meeting-id", meeting, "--user-id", "pi"])
+        .args(["--meeting-id", meeting, "--user-id", user])
         .args(["--resolution", "320x240", "--fps", "15"])
         .args(["--bitrate-kbps", "300"])
         .args(extra)
@@ -96,6 +102,9 @@ impl PatternReader {
             let Event::Message(Body::Media(media)) = event else {
                 continue;
             };
+            if media.kind() != MediaKind::Video {
+                continue;
+            }
             if self.synced != Some(media.participant_id) {
                 if !media.keyframe {
                     continue;
@@ -311,4 +320,130 @@ async fn the_streamer_rejoins_another_relay_when_its_relay_is_killed() {
     println!(
         "streamer failover: loss noticed after {unready_after:?} (/readyz 503 seen: {seen_unready}), pictures back after {back_after:?}"
     );
+}
+
+/// What a viewer heard and saw of one publisher.
+#[derive(Default)]
+struct Heard {
+    samples: Vec<f32>,
+    packets: usize,
+    pictures: usize,
+    ages_ms: Vec<u64>,
+}
+
+/// Decodes each publisher's Opus until `publishers` of them have sent `packets` packets (and
+/// some video), within `within`.
+async fn listen(
+    viewer: &mut Client,
+    publishers: usize,
+    packets: usize,
+    within: Duration,
+) -> std::collections::HashMap<u64, Heard> {
+    use opusic_c::{Channels, Decoder as OpusDecoder, SampleRate};
+    let mut heard: std::collections::HashMap<u64, Heard> = Default::default();
+    let mut decoders: std::collections::HashMap<u64, OpusDecoder> = Default::default();
+    let deadline = Instant::now() + within;
+    let done = |heard: &std::collections::HashMap<u64, Heard>| {
+        heard
+            .values()
+            .filter(|h| h.packets >= packets && h.pictures > 0)
+            .count()
+            >= publishers
+    };
+    while !done(&heard) {
+        let event = tokio::time::timeout_at(deadline, viewer.next_event())
+            .await
+            .unwrap_or_else(|_| {
+                let counts: Vec<_> = heard.values().map(|h| (h.packets, h.pictures)).collect();
+                panic!("{publishers} publishers' sound within {within:?}: (packets, pictures) {counts:?}")
+            })
+            .expect("the viewer's session goes on");
+        let Event::Message(Body::Media(media)) = event else {
+            continue;
+        };
+        let publisher = heard.entry(media.participant_id).or_default();
+        if media.kind() == MediaKind::Video {
+            publisher.pictures += 1;
+            continue;
+        }
+        assert_eq!(media.codec(), Codec::Opus);
+        let decoder = decoders
+            .entry(media.participant_id)
+                .or_insert_with(|| OpusDecoder::new(Channels::Mono, SampleRate::Hz48000).expect("decoder"));
+        let mut frame = vec![0.0f32; 960];
+        let samples = decoder
+            .decode_float_to_slice(&media.payload, &mut frame, false)
+            .expect("the Opus decodes");
+        assert_eq!(samples, 960, "20 ms frames");
+        publisher.samples.extend_from_slice(&frame);
+        publisher.packets += 1;
+        publisher.ages_ms.push(
+            (videocall_client::unix_micros().saturating_sub(media.capture_timestamp_us)) / 1000,
+        );
+    }
+    heard
+}
+
+/// Raw 48 kHz mono signed 16-bit samples of a `hz` tone lasting `seconds`.
+fn raw_tone(hz: f32, seconds: usize) -> Vec<u8> {
+    (0..48_000 * seconds)
+        .flat_map(|i| {
+            let phase = std::f32::consts::TAU * hz * i as f32 / 48_000.0;
+            ((phase.sin() * 8000.0) as i16).to_le_bytes()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sound_is_the_microphone_where_one_opens_and_a_test_tone_where_none_does() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
+    create_test_meetings(&info).await;
+    // A real ALSA capture device without sound hardware: the `file` plugin over `null` reads
+    // what it "records" from a file, here a 1 kHz tone (~/.asoundrc of the streamer's HOME).
+    let home = tempfile::tempdir().expect("temp dir");
+    let recording = home.path().join("recording.raw");
+    std::fs::write(&recording, raw_tone(1000.0, 60)).expect("recording");
+    std::fs::write(
+        home.path().join(".asoundrc"),
+        format!(
+            "pcm.recording {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n",
+            recording.display()
+        ),
+    )
+    .expect(".asoundrc");
+    let (mut viewer, _) = viewer(&info, "shelf").await;
+    let _microphone = ChildGuard(
+        streamer_as(&info, "shelf", "mic", &["--audio", "--audio-device", "recording"])
+            .env("HOME", home.path())
+            .spawn()
+            .expect("spawn videocall-streamer"),
+    );
+    let _tone = ChildGuard(
+        streamer_as(&info, "shelf", "tone", &["--audio", "--audio-device", "no-such-mic"])
+            .spawn()
+            .expect("spawn videocall-streamer"),
+    );
+
+    let heard = listen(&mut viewer, 2, 100, Duration::from_secs(30)).await;
+    let mut pitches: Vec<f32> = heard
+        .values()
+        .filter(|h| h.packets >= 100)
+        .map(|h| {
+            // Past the codec's first packets.
+            videocall_streamer::audio::tone::dominant_frequency(&h.samples[9600..], 48_000)
+                .expect("sound, not silence")
+        })
+        .collect();
+    pitches.sort_by(f32::total_cmp);
+    assert_eq!(pitches.len(), 2, "{pitches:?}");
+    assert!((pitches[0] - 440.0).abs() < 10.0, "the test tone: {pitches:?}");
+    assert!((pitches[1] - 1000.0).abs() < 20.0, "the recording: {pitches:?}");
+    for publisher in heard.values().filter(|h| h.packets >= 100) {
+        let mut ages = publisher.ages_ms.clone();
+        ages.sort_unstable();
+        let median = ages[ages.len() / 2];
+        println!("streamer sound → relay → viewer: median {median} ms from capture");
+        assert!(median < 1000, "sound arrives {median} ms old");
+    }
 }

@@ -246,9 +246,10 @@ try {
   await framesFrom(dave, "alice", 30);
   await close(dave);
 
-  step("videocall-streamer's H.264 test pattern is decoded, its burned-in counter advancing");
+  step("videocall-streamer's H.264 test pattern is decoded, its burned-in counter advancing, its Opus tone heard");
   const viewer = await join("viewer", "", "shelf");
   await framesFrom(viewer, "pi", 30);
+  await audioFrom(viewer, "pi", 25);
   if (!(await canvasIsNotBlank(viewer, '[data-peer="pi"] canvas'))) throw new Error("pi's canvas is blank");
   const strip = await readStrip(viewer, '[data-peer="pi"] canvas');
   await new Promise((resolve) => setTimeout(resolve, 1000));

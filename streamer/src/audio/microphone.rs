@@ -70,6 +70,13 @@ impl AudioSource for Microphone {
         let mut filled = 0;
         while filled < frame.len().min(self.samples.len()) {
             match io.readi(&mut self.samples[filled..frame.len()]) {
+                // A blocking read returns sound or an error; nothing means the device is done
+                // (a file-backed device at its end).
+                Ok(0) => {
+                    return Err(AudioError::Ended {
+                        device: self.device.clone(),
+                    })
+                }
                 Ok(read) => filled += read,
                 // An overrun (the thread was late): ALSA restarts, the gap is lost.
                 Err(error) => {

@@ -41,6 +41,12 @@ pub enum AudioError {
         /// What ALSA said.
         source: alsa::Error,
     },
+    /// The device stopped giving sound.
+    #[error("microphone {device:?} gives no more sound")]
+    Ended {
+        /// The ALSA device name.
+        device: String,
+    },
     /// The device records at another rate and does not convert (a `hw:` device).
     #[error("microphone {device:?} records at {rate} Hz, not 48000 (a plughw: or the default device converts)")]
     Rate {

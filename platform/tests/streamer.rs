@@ -367,9 +367,9 @@ async fn listen(
             continue;
         }
         assert_eq!(media.codec(), Codec::Opus);
-        let decoder = decoders
-            .entry(media.participant_id)
-                .or_insert_with(|| OpusDecoder::new(Channels::Mono, SampleRate::Hz48000).expect("decoder"));
+        let decoder = decoders.entry(media.participant_id).or_insert_with(|| {
+            OpusDecoder::new(Channels::Mono, SampleRate::Hz48000).expect("decoder")
+        });
         let mut frame = vec![0.0f32; 960];
         let samples = decoder
             .decode_float_to_slice(&media.payload, &mut frame, false)
@@ -414,15 +414,25 @@ async fn sound_is_the_microphone_where_one_opens_and_a_test_tone_where_none_does
     .expect(".asoundrc");
     let (mut viewer, _) = viewer(&info, "shelf").await;
     let _microphone = ChildGuard(
-        streamer_as(&info, "shelf", "mic", &["--audio", "--audio-device", "recording"])
-            .env("HOME", home.path())
-            .spawn()
-            .expect("spawn videocall-streamer"),
+        streamer_as(
+            &info,
+            "shelf",
+            "mic",
+            &["--audio", "--audio-device", "recording"],
+        )
+        .env("HOME", home.path())
+        .spawn()
+        .expect("spawn videocall-streamer"),
     );
     let _tone = ChildGuard(
-        streamer_as(&info, "shelf", "tone", &["--audio", "--audio-device", "no-such-mic"])
-            .spawn()
-            .expect("spawn videocall-streamer"),
+        streamer_as(
+            &info,
+            "shelf",
+            "tone",
+            &["--audio", "--audio-device", "no-such-mic"],
+        )
+        .spawn()
+        .expect("spawn videocall-streamer"),
     );
 
     let heard = listen(&mut viewer, 2, 100, Duration::from_secs(30)).await;
@@ -437,8 +447,14 @@ async fn sound_is_the_microphone_where_one_opens_and_a_test_tone_where_none_does
         .collect();
     pitches.sort_by(f32::total_cmp);
     assert_eq!(pitches.len(), 2, "{pitches:?}");
-    assert!((pitches[0] - 440.0).abs() < 10.0, "the test tone: {pitches:?}");
-    assert!((pitches[1] - 1000.0).abs() < 20.0, "the recording: {pitches:?}");
+    assert!(
+        (pitches[0] - 440.0).abs() < 10.0,
+        "the test tone: {pitches:?}"
+    );
+    assert!(
+        (pitches[1] - 1000.0).abs() < 20.0,
+        "the recording: {pitches:?}"
+    );
     for publisher in heard.values().filter(|h| h.packets >= 100) {
         let mut ages = publisher.ages_ms.clone();
         ages.sort_unstable();

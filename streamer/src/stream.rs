@@ -19,6 +19,7 @@ use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind, Track};
 
 use crate::audio::capture::AudioPacket;
 use crate::audio::opus::OpusEncoder;
+use crate::audio::AudioSource;
 use crate::capture::{self, CaptureControl, CapturedFrame};
 use crate::config::{SourceChoice, StreamArgs, TransportChoice};
 use crate::encode::{EncodeSettings, H264Encoder};
@@ -199,19 +200,25 @@ struct AudioThread {
 }
 
 impl AudioThread {
-    fn start(args: &StreamArgs, metrics: &Metrics) -> Result<Self, StreamError> {
+    /// The source and encoder of `--audio`, opened before any network like the video's (a
+    /// missing microphone is said at once, and the test tone goes instead).
+    fn open(args: &StreamArgs) -> Result<(Box<dyn AudioSource>, OpusEncoder), StreamError> {
         let encoder = OpusEncoder::new(args.audio_bitrate_kbps.saturating_mul(1000))?;
         let source = crate::audio::open_source(&args.audio_device);
         tracing::info!(source = %source.describe(), kbps = args.audio_bitrate_kbps, "sound");
+        Ok((source, encoder))
+    }
+
+    fn start(source: Box<dyn AudioSource>, encoder: OpusEncoder, metrics: &Metrics) -> Self {
         let (tx, packets) = mpsc::channel(SEND_QUEUE_AUDIO);
         let stop = Arc::new(AtomicBool::new(false));
         let thread =
             crate::audio::capture::spawn(source, encoder, tx, stop.clone(), metrics.clone());
-        Ok(AudioThread {
+        AudioThread {
             packets,
             stop,
             thread,
-        })
+        }
     }
 
     /// The next packet; never, without sound (or once the thread has stopped).
@@ -255,6 +262,11 @@ pub async fn run(
         keyframe_interval: args.keyframe_interval,
         threads: args.encoder_threads,
     })?;
+    let sound = if args.audio {
+        Some(AudioThread::open(&args)?)
+    } else {
+        None
+    };
     let ca_certificates = match &args.ca_file {
         Some(path) => read_ca_file(path).await?,
         None => Vec::new(),
@@ -285,11 +297,7 @@ pub async fn run(
         control.clone(),
         metrics.clone(),
     );
-    let mut audio = if args.audio {
-        Some(AudioThread::start(&args, &metrics)?)
-    } else {
-        None
-    };
+    let mut audio = sound.map(|(source, encoder)| AudioThread::start(source, encoder, &metrics));
     let mut sequence = 0u64;
     let mut audio_sequence = 0u64;
     let outcome = loop {

@@ -82,6 +82,10 @@ async fn bad_input_gets_one_clear_line_before_any_network() {
         (vec!["--fps", "0"], "--fps"),
         (vec!["--bitrate-kbps", "1"], "--bitrate-kbps"),
         (vec!["--api-key", "no-colon"], "key-id:secret"),
+        (
+            vec!["--audio", "--audio-bitrate-kbps", "1"],
+            "--audio-bitrate-kbps",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args = vec![
@@ -126,6 +130,9 @@ async fn an_unreachable_control_plane_is_retried_until_stopped() {
         "--resolution",
         "320x240",
     ])
+    // Sound from a microphone that is not there: the test tone goes instead, said at once.
+    .env("STREAMER_AUDIO", "true")
+    .env("STREAMER_AUDIO_DEVICE", "no-such-microphone")
     .stdout(log.reopen().expect("log"))
     .spawn()
     .expect("spawn");
@@ -140,6 +147,11 @@ async fn an_unreachable_control_plane_is_retried_until_stopped() {
     assert_eq!(exit, Some(0), "a stop while retrying is a clean exit");
     let said = std::fs::read_to_string(log.path()).expect("log");
     assert!(said.contains("cannot join yet"), "{said}");
+    assert!(
+        said.contains("no microphone; sending a 440 Hz test tone"),
+        "{said}"
+    );
+    assert!(said.contains("no-such-microphone"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,9 +206,19 @@ async fn a_per_node_options_file_is_applied_over_the_environment() {
 }
 
 /// `devices` lists the cameras; a machine without any (this one, CI's) says so and exits 0.
+/// Then the microphones: here the one an ~/.asoundrc defines (ALSA's `file` plugin).
 #[test]
-fn devices_lists_the_cameras_or_says_there_are_none() {
-    let output = streamer(&["devices"]).output().expect("run");
+fn devices_lists_the_cameras_or_says_there_are_none_and_the_microphones() {
+    let home = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        home.path().join(".asoundrc"),
+        "pcm.shelfmic {\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"/dev/zero\"\n  hint { show on description \"The shelf's microphone\" }\n}\n",
+    )
+    .expect(".asoundrc");
+    let output = streamer(&["devices"])
+        .env("HOME", home.path())
+        .output()
+        .expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     let has_cameras = std::fs::read_dir("/dev")
@@ -214,8 +236,18 @@ fn devices_lists_the_cameras_or_says_there_are_none() {
         );
     } else {
         assert_eq!(
-            stdout.trim(),
-            "no cameras: no /dev/video* device here captures video"
+            stdout.lines().next(),
+            Some("no cameras: no /dev/video* device here captures video")
         );
     }
+    let microphones = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("microphones"))
+        .collect::<Vec<_>>();
+    assert!(
+        microphones
+            .iter()
+            .any(|l| l.trim() == "shelfmic  The shelf's microphone"),
+        "{stdout}"
+    );
 }

@@ -60,8 +60,8 @@ pub fn spawn(
             }
             index += 1;
             source.read(&mut frame)?;
-            let captured_us = videocall_client::unix_micros()
-                .saturating_sub(FRAME_DURATION.as_micros() as u64);
+            let captured_us =
+                videocall_client::unix_micros().saturating_sub(FRAME_DURATION.as_micros() as u64);
             let payload = encoder.encode(&frame)?;
             metrics.audio_frames_encoded.inc();
             let packet = AudioPacket {
@@ -90,7 +90,10 @@ mod tests {
         let fifth = start + Duration::from_millis(100);
         assert_eq!(due(start, 5, start), (fifth, false));
         // A little late: the frame is still due when it was, the next comes sooner.
-        assert_eq!(due(start, 5, fifth + Duration::from_millis(50)), (fifth, false));
+        assert_eq!(
+            due(start, 5, fifth + Duration::from_millis(50)),
+            (fifth, false)
+        );
         // Far behind: from now on.
         let late = fifth + Duration::from_millis(500);
         assert_eq!(due(start, 5, late), (late, true));

@@ -28,7 +28,9 @@ impl OpusEncoder {
     /// One Opus packet from one frame of [`FRAME_SAMPLES`] samples.
     pub fn encode(&mut self, frame: &[f32]) -> Result<Vec<u8>, AudioError> {
         debug_assert_eq!(frame.len(), FRAME_SAMPLES);
-        let length = self.encoder.encode_float_to_slice(frame, &mut self.packet)?;
+        let length = self
+            .encoder
+            .encode_float_to_slice(frame, &mut self.packet)?;
         Ok(self.packet[..length].to_vec())
     }
 }

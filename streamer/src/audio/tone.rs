@@ -83,7 +83,9 @@ mod tests {
         assert!((hz - TEST_TONE_HZ).abs() < 2.0, "{hz}");
         // No jump bigger than one step of the sine anywhere, seams included.
         let step = AMPLITUDE * (std::f32::consts::TAU * TEST_TONE_HZ / SAMPLE_RATE as f32);
-        assert!(samples.windows(2).all(|w| (w[1] - w[0]).abs() <= step * 1.01));
+        assert!(samples
+            .windows(2)
+            .all(|w| (w[1] - w[0]).abs() <= step * 1.01));
         assert!(samples.iter().all(|s| s.abs() <= AMPLITUDE));
     }
 

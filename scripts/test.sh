@@ -8,8 +8,12 @@
 # first: the browser test drives it in Debian's headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 scripts/services.sh
+# The streamer's native parts: openh264's x86 assembly (nasm), libopus (cmake), the
+# microphone (libasound).
+need_apt nasm cmake libasound2-dev
 
 # kube-apiserver, kube-controller-manager, kube-scheduler and kubelet for the real-cluster tests:
 # built once from Debian's source package (about 6–11 minutes on 2 cores) and cached. The build

@@ -1,13 +1,16 @@
 //! `streamer-bench`: how fast the streamer's pipeline runs on this machine, stage by stage,
 //! with the encoder on one thread: make the test-pattern picture, encode it to H.264 at the
 //! streamer's settings; then the colour conversion a camera's frames need (NV12, YUYV and
-//! MJPEG to I420, from the same picture laid out as a camera sends it). Prints one row per
-//! resolution (a benchmark, not a test: run it on a
+//! MJPEG to I420, from the same picture laid out as a camera sends it); then `--audio`'s Opus
+//! encoding of 20 ms frames. Prints one row per resolution (a benchmark, not a test: run it on a
 //! quiet machine, `cargo run --release -p videocall-streamer --bin streamer-bench`).
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use videocall_streamer::audio::opus::OpusEncoder;
+use videocall_streamer::audio::tone::{TestTone, TEST_TONE_HZ};
+use videocall_streamer::audio::{AudioSource, FRAME_SAMPLES};
 use videocall_streamer::camera::synthetic::camera_frame;
 use videocall_streamer::camera::{Converter, PixelFormat};
 use videocall_streamer::config::Resolution;
@@ -109,5 +112,32 @@ fn main() -> anyhow::Result<()> {
         }
         println!("{row} {:>12.0}", jpeg_bytes as f64 / 1024.0);
     }
+    println!();
+    opus_row(args.frames.max(500))
+}
+
+/// `--audio`'s cost: the test tone (or a microphone's samples) to Opus, 20 ms a frame.
+fn opus_row(frames: u32) -> anyhow::Result<()> {
+    let mut tone = TestTone::new(TEST_TONE_HZ);
+    let mut encoder = OpusEncoder::new(32_000)?;
+    let mut frame = vec![0.0f32; FRAME_SAMPLES];
+    let (mut encoding, mut bytes) = (Duration::ZERO, 0usize);
+    for _ in 0..frames {
+        tone.read(&mut frame)?;
+        let started = Instant::now();
+        bytes += encoder.encode(&frame)?.len();
+        encoding += started.elapsed();
+    }
+    let per_frame = ms(encoding, frames);
+    println!(
+        "{:>10} {:>7} {:>10} {:>11} {:>9}",
+        "sound", "frames", "opus ms", "x realtime", "kbit/s"
+    );
+    println!(
+        "{:>10} {frames:>7} {per_frame:>10.3} {:>11.0} {:>9.1}",
+        "48k mono",
+        20.0 / per_frame,
+        bytes as f64 * 8.0 / (f64::from(frames) * 0.02) / 1000.0
+    );
     Ok(())
 }

@@ -102,13 +102,10 @@ pub struct ControlPlaneConfig {
     )]
     pub bootstrap_api_keys: Vec<String>,
 
-    /// Origins browsers may call grpc-web from (`*`: any).
-    #[arg(
-        long,
-        env = "CONTROL_PLANE_CORS_ORIGINS",
-        value_delimiter = ',',
-        default_value = "*"
-    )]
+    /// Other origins browsers may call grpc-web from (e.g. `https://admin.example.org`; `*`:
+    /// any). The platform's own page is served from the API's origin and needs none; by
+    /// default no other origin may call.
+    #[arg(long, env = "CONTROL_PLANE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
     /// The built browser client (`web/dist`), served at `/meeting/<user>/<meeting>` and

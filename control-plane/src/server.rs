@@ -101,7 +101,8 @@ pub async fn router(control_plane: Arc<ControlPlane>) -> Result<axum::Router, St
         .prepare()
         .into_axum_router()
         .layer(cors(&control_plane.config.cors_origins))
-        .merge(crate::web::routes(control_plane.config.web_dir.clone())))
+        .merge(crate::web::routes(control_plane.config.web_dir.clone()))
+        .fallback(crate::web::not_found))
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

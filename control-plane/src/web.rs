@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +20,30 @@ pub fn routes(web_dir: Option<PathBuf>) -> Router {
         router = router.nest_service("/assets", ServeDir::new(dir.join("assets")));
     }
     router.with_state(web_dir)
+}
+
+/// Whatever no route takes: a gRPC call to an unknown method gets gRPC's UNIMPLEMENTED (as
+/// tonic would answer it); anything else, a small 404 page.
+pub async fn not_found(request: Request) -> Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented(format!("no method {}", request.uri().path()))
+            .into_http::<axum::body::Body>();
+    }
+    tracing::debug!(path = %request.uri().path(), "404");
+    (
+        StatusCode::NOT_FOUND,
+        Html(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found · videocall</title></head>\
+             <body><h1>Not found</h1><p>Nothing lives at this address. A meeting is at \
+             <code>/meeting/&lt;your name&gt;/&lt;meeting id&gt;</code>.</p></body></html>",
+        ),
+    )
+        .into_response()
 }
 
 async fn meeting_page(State(web_dir): State<Option<PathBuf>>) -> Response {

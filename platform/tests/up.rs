@@ -101,6 +101,12 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
     let (status, page) = http_request(http_addr(&info), "GET", "/").await;
     assert_eq!(status, 200);
     assert!(page.contains(&info.relay.certificate_sha256));
+    // What lives nowhere is a 404 page, through the gateway too.
+    for path in ["/favicon.ico", "/no-such-page"] {
+        let (status, page) = http_request(http_addr(&info), "GET", path).await;
+        assert_eq!(status, 404, "{path}: {page}");
+        assert!(page.contains("Not found"), "{path}: {page}");
+    }
 
     // The initial admin signs in with the printed credentials.
     let mut auth = AuthServiceClient::connect(info.api_url.clone())
@@ -171,8 +177,9 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
     )
     .await;
     assert!(web.starts_with("HTTP/1.1 200"), "{web}");
+    // The page calls from the platform's own origin; another origin is not allowed to.
     assert!(
-        web.to_ascii_lowercase()
+        !web.to_ascii_lowercase()
             .contains("access-control-allow-origin"),
         "{web}"
     );

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub fanout_latency: Histogram,
     queue_depth: HistogramVec,
     join_refusals: IntCounterVec,
+    refused_sessions: IntCounterVec,
     bad_frames: IntCounterVec,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: IntCounter,
@@ -288,6 +289,15 @@ impl Metrics {
             Opts::new("join_refusals_total", "Refused joins by error code"),
             &["code"],
         )?;
+        let refused_sessions = IntCounterVec::new(
+            Opts::new(
+                "refused_sessions_total",
+                "Sessions refused before any join, by reason",
+            ),
+            &["reason"],
+        )?;
+        refused_sessions.with_label_values(&["unknown_path"]);
+        registry.register(Box::new(refused_sessions.clone()))?;
         let bad_frames = IntCounterVec::new(
             Opts::new("bad_frames_total", "Frames from clients that were refused"),
             &["code"],
@@ -343,6 +353,7 @@ impl Metrics {
             fanout_latency,
             queue_depth,
             join_refusals,
+            refused_sessions,
             bad_frames,
             keyframe_requests,
             slow_consumers,
@@ -396,6 +407,12 @@ impl Metrics {
     /// Counts one undelivered packet.
     pub fn drop_packet(&self, reason: DropReason) {
         self.drops[reason as usize].inc();
+    }
+
+    /// Counts a session refused before it could join (`unknown_path`: a WebTransport CONNECT
+    /// to a path that is not the relay's).
+    pub fn refuse_session(&self, reason: &str) {
+        self.refused_sessions.with_label_values(&[reason]).inc();
     }
 
     /// Counts one refused join.

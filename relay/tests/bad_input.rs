@@ -217,8 +217,10 @@ fn random_frame() -> Bytes {
     frame.freeze()
 }
 
-/// Opens a WebTransport session, writes `frame` on the control stream, returns the close (code, reason).
-async fn raw_webtransport_control(relay: &RelayProcess, frame: Bytes) -> Option<(u64, String)> {
+/// A WebTransport client endpoint that trusts the relay's self-signed certificate.
+fn webtransport_client(
+    relay: &RelayProcess,
+) -> Option<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>> {
     let hash: [u8; 32] = hex::decode(&relay.info.certificate_sha256)
         .ok()?
         .try_into()
@@ -227,8 +229,12 @@ async fn raw_webtransport_control(relay: &RelayProcess, frame: Bytes) -> Option<
         .with_bind_default()
         .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
         .build();
-    let endpoint = wtransport::Endpoint::client(config).ok()?;
-    let connection = endpoint
+    wtransport::Endpoint::client(config).ok()
+}
+
+/// Opens a WebTransport session, writes `frame` on the control stream, returns the close (code, reason).
+async fn raw_webtransport_control(relay: &RelayProcess, frame: Bytes) -> Option<(u64, String)> {
+    let connection = webtransport_client(relay)?
         .connect(relay.info.webtransport_url.as_str())
         .await
         .ok()?;
@@ -241,6 +247,31 @@ async fn raw_webtransport_control(relay: &RelayProcess, frame: Bytes) -> Option<
         )),
         other => Some((0, other.to_string())),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webtransport_session_for_another_path_is_refused_with_404() {
+    let relay = RelayProcess::start(&[]).await;
+    let base = relay.info.webtransport_url.trim_end_matches('/');
+    for path in ["/favicon.ico", "/no-such-page", "/ws"] {
+        let outcome = webtransport_client(&relay)
+            .expect("client")
+            .connect(format!("{base}{path}"))
+            .await;
+        match outcome {
+            Err(wtransport::error::ConnectingError::SessionRejected) => {}
+            Err(other) => panic!("{path}: refused, but not as a rejected session: {other}"),
+            Ok(_) => panic!("{path}: taken as a session"),
+        }
+    }
+    assert_eq!(
+        relay
+            .metric("relay_refused_sessions_total{reason=\"unknown_path\"}")
+            .await,
+        3.0
+    );
+    // The relay's own path still works.
+    let _pair = HealthyPair::join(&relay).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,5 +4,6 @@
 pub mod cid;
 mod lane;
 mod queue;
+pub mod session_path;
 pub(crate) mod websocket;
 pub(crate) mod webtransport;

@@ -55,6 +55,13 @@ async fn handle(state: Arc<RelayState>, incoming: IncomingSession) {
             return;
         }
     };
+    let public_url = state.config().public_webtransport_url.as_deref();
+    if !super::session_path::is_session_path(request.path(), public_url) {
+        tracing::debug!(path = %request.path(), "WebTransport session for an unknown path: 404");
+        state.metrics().refuse_session("unknown_path");
+        request.not_found().await;
+        return;
+    }
     let connection = match request.accept().await {
         Ok(connection) => connection,
         Err(error) => {

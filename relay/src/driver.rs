@@ -106,7 +106,15 @@ pub(crate) async fn drive<L: ClientLink>(state: Arc<RelayState>, mut link: L) {
 
 async fn refuse<L: ClientLink>(state: &RelayState, link: L, refusal: Refusal) {
     state.metrics().refuse_join(refusal.code);
-    tracing::info!(code = refusal.code.as_str_name(), reason = %refusal.message, transport = %L::KIND, "join refused");
+    if let Some(left_out) = state.log_refusal() {
+        tracing::info!(
+            code = refusal.code.as_str_name(),
+            reason = %refusal.message,
+            transport = %L::KIND,
+            refusals_not_logged = left_out,
+            "join refused"
+        );
+    }
     link.refuse(refusal).await;
 }
 

@@ -6,7 +6,7 @@
 //! packet.
 //!
 //! Layers, each importing only those below it:
-//! - leaves: `ids`, `reason`, `config`, `info`, `metrics`;
+//! - leaves: `ids`, `reason`, `config`, `info`, `metrics`, `log_throttle`;
 //! - `core`: meetings, participants, tracks, admission; no I/O, time passed in;
 //! - `driver`: one connection's lifecycle, for every transport;
 //! - `transport`: WebTransport and WebSocket adapters;
@@ -22,6 +22,7 @@ mod driver;
 mod http;
 mod ids;
 mod info;
+mod log_throttle;
 mod mesh;
 mod metrics;
 mod reason;

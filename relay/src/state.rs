@@ -1,13 +1,17 @@
 //! What every connection and task of one running relay shares: the core, and the tokens
 //! that stop the relay and start its drain.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RelayConfig;
 use crate::core::Relay;
+use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
+
+/// Lines a second for refused joins, at most.
+const REFUSAL_LINES_PER_SECOND: u32 = 10;
 
 /// Everything connections of one relay share.
 pub struct RelayState {
@@ -17,6 +21,8 @@ pub struct RelayState {
     pub shutdown: CancellationToken,
     /// Fires when a drain starts.
     pub drain: CancellationToken,
+    /// Lines for refused joins, a few a second (a flood of junk is counted, not logged).
+    refusal_log: Mutex<LogThrottle>,
 }
 
 impl RelayState {
@@ -26,7 +32,16 @@ impl RelayState {
             core: Arc::new(core),
             shutdown: CancellationToken::new(),
             drain: CancellationToken::new(),
+            refusal_log: Mutex::new(LogThrottle::new(REFUSAL_LINES_PER_SECOND)),
         }
+    }
+
+    /// Whether to log a refused join now: `Some(n)` with the lines left out since the last.
+    pub(crate) fn log_refusal(&self) -> Option<u64> {
+        self.refusal_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(std::time::Instant::now())
     }
 
     /// Configuration the relay started with.

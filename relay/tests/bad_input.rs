@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -471,6 +473,57 @@ async fn bad_frames_after_join_get_errors_and_the_session_goes_on() {
         }
     }
     assert!(relay.metric("relay_bad_frames_total").await >= 12.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_junk_joins_refuses_no_valid_join() {
+    // A budget of 10 joins at once, 5 a second after: junk charged to it would use it up in
+    // milliseconds.
+    let relay = RelayProcess::start(&["--join-rate", "5", "--join-burst", "10"]).await;
+    let flooding = Arc::new(AtomicBool::new(true));
+    let mut flooders = Vec::new();
+    for _ in 0..8 {
+        let options = relay.options(Transport::WebSocket, "healthy", "not.a.token");
+        let flooding = flooding.clone();
+        flooders.push(tokio::spawn(async move {
+            let mut refused = 0u32;
+            while flooding.load(Ordering::Relaxed) {
+                match Client::connect(options.clone()).await {
+                    Err(ClientError::Refused {
+                        code: ErrorCode::TokenInvalid,
+                        ..
+                    }) => refused += 1,
+                    Err(other) => panic!("junk refused otherwise: {other}"),
+                    Ok(_) => panic!("junk admitted"),
+                }
+            }
+            refused
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        let token = relay.token(&format!("person{i}"), "healthy");
+        let options = relay.options(Transport::WebSocket, "healthy", &token);
+        match Client::connect(options).await {
+            Ok(client) => clients.push(client),
+            Err(error) => panic!("person{i} refused under a flood of junk: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    flooding.store(false, Ordering::Relaxed);
+    let mut junk = 0;
+    for flooder in flooders {
+        junk += flooder.await.expect("flooder");
+    }
+    println!("{junk} junk joins refused while 10 of 10 people joined");
+    assert!(junk >= 200, "only {junk} junk joins: not a flood");
+    assert_eq!(
+        relay
+            .metric("relay_join_refusals_total{code=\"ERROR_CODE_RATE_LIMITED\"}")
+            .await,
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

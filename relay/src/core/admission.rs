@@ -1,6 +1,6 @@
 //! Admission: the checks a connection's first frame must pass before its sender joins a
-//! meeting. Pure: the frame and the time come in, a
-//! [`Session`] or a [`Refusal`] goes out.
+//! meeting, cheapest first; the relay's join budget is charged only after the token holds.
+//! Pure: the frame and the time come in, a [`Session`] or a [`Refusal`] goes out.
 
 use std::sync::Arc;
 
@@ -35,12 +35,6 @@ pub fn admit(
             "this relay is draining; join through another relay",
         ));
     }
-    if !relay.take_join_permit(now) {
-        return Err(Refusal::new(
-            ErrorCode::RateLimited,
-            "too many joins on this relay right now; retry in a moment",
-        ));
-    }
     let limits = &relay.config.limits;
     let env = decode_envelope(frame, limits.max_frame_size).map_err(protocol_refusal)?;
     let Some(Body::Join(join)) = env.body else {
@@ -66,6 +60,15 @@ pub fn admit(
         return Err(Refusal::new(
             ErrorCode::Forbidden,
             "token grants neither publish nor subscribe",
+        ));
+    }
+    // The shared join budget is spent only by joins that could succeed: garbage, forged or
+    // expired tokens are refused above without touching it, so a flood of them cannot
+    // crowd out real people.
+    if !relay.take_join_permit(now) {
+        return Err(Refusal::new(
+            ErrorCode::RateLimited,
+            "too many joins on this relay right now; retry in a moment",
         ));
     }
     let me = Arc::new(Participant::new(

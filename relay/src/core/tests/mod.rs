@@ -559,6 +559,44 @@ fn joins_beyond_the_rate_budget_are_refused_until_it_refills() {
 }
 
 #[test]
+fn refused_junk_spends_none_of_the_join_budget() {
+    let world = World::new(&["--join-rate", "1", "--join-burst", "2"]);
+    let now = world.start;
+    let junk = [
+        Bytes::from_static(b"\x00\x01garbage"),
+        world.join_frame("", "m"),
+        world.join_frame("not.a.token", "m"),
+        world.join_frame(&world.token("eve", "elsewhere", Grants::default()), "m"),
+    ];
+    for _ in 0..50 {
+        for frame in &junk {
+            let refused = admit(
+                &world.relay,
+                frame.clone(),
+                TransportKind::WebSocket,
+                Box::new(FakeOutlet(Inbox::new())),
+                now,
+            )
+            .err()
+            .map(|r| r.code);
+            assert!(refused.is_some_and(|code| code != ErrorCode::RateLimited));
+        }
+    }
+    // The whole burst is still there for real people.
+    for user in ["alice", "bob"] {
+        let frame = world.join_frame(&world.token(user, "m", Grants::default()), "m");
+        let admitted = admit(
+            &world.relay,
+            frame,
+            TransportKind::WebSocket,
+            Box::new(FakeOutlet(Inbox::new())),
+            now,
+        );
+        assert!(admitted.is_ok(), "{user}");
+    }
+}
+
+#[test]
 fn a_silent_participant_times_out_and_an_admin_may_remove_others() {
     let world = World::new(&["--peer-timeout-ms", "3000"]);
     let admin = world

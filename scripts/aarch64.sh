@@ -18,7 +18,12 @@ target=aarch64-unknown-linux-gnu
 sysroot=/usr/aarch64-linux-gnu
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $sysroot"
+# The cross sysroot's C library first: Debian's arm64 libc6 (pulled in by libasound2:arm64)
+# sits in /lib/aarch64-linux-gnu, which the loader would search before the sysroot's /lib, and
+# the sysroot's loader with another build's libc spins at start. (Under -L, the guest's /lib is
+# the sysroot's.) libasound itself is found in /lib/aarch64-linux-gnu.
+qemu="qemu-aarch64 -L $sysroot -E LD_LIBRARY_PATH=/lib"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$qemu"
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
@@ -26,7 +31,7 @@ export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export PKG_CONFIG_ALLOW_CROSS=1
 export PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
 # For binaries a test spawns (testkit::command).
-export VIDEOCALL_TEST_RUNNER="qemu-aarch64 -L $sysroot"
+export VIDEOCALL_TEST_RUNNER="$qemu"
 
 setup() {
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
@@ -74,7 +79,7 @@ case "${1:-test}" in
     setup
     shift
     cargo build --locked --release --target "$target" -p videocall-streamer --bin streamer-bench
-    qemu-aarch64 -L "$sysroot" "$CARGO_TARGET_DIR/$target/release/streamer-bench" "$@"
+    $qemu "$CARGO_TARGET_DIR/$target/release/streamer-bench" "$@"
     ;;
   *)
     echo "usage: $0 test|build [PROFILE]|bench [ARGS]" >&2

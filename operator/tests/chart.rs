@@ -315,7 +315,26 @@ fn the_streamer_daemonset_runs_on_camera_nodes_with_per_node_options() {
     assert_eq!(camera["hostPath"]["path"], "/dev/video0");
     assert_eq!(camera["hostPath"]["type"], "CharDevice");
     assert_eq!(pod["securityContext"]["supplementalGroups"][0], 44);
+    // Sound: the node's ALSA devices, opened as the group `audio`.
+    let sound = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "sound")
+        .expect("the sound volume");
+    assert_eq!(sound["hostPath"]["path"], "/dev/snd");
+    assert_eq!(pod["securityContext"]["supplementalGroups"][1], 29);
+    assert_eq!(env_value(&daemonset, "STREAMER_AUDIO"), Some("true"));
+    assert_eq!(
+        env_value(&daemonset, "STREAMER_AUDIO_DEVICE"),
+        Some("default")
+    );
     let container = &pod["containers"][0];
+    assert!(container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["mountPath"] == "/dev/snd"));
     assert_eq!(container["securityContext"]["privileged"], true);
     assert_eq!(env_value(&daemonset, "STREAMER_SOURCE"), Some("camera"));
     assert_eq!(
@@ -360,14 +379,18 @@ fn the_streamer_daemonset_runs_on_camera_nodes_with_per_node_options() {
         nodes["data"]["pi-kitchen"],
         "STREAMER_FPS=15\nSTREAMER_MEETING_ID=kitchen\nSTREAMER_RESOLUTION=640x480\n"
     );
-    assert_eq!(nodes["data"]["pi-porch"], "STREAMER_SOURCE=test-pattern\n");
+    assert_eq!(
+        nodes["data"]["pi-porch"],
+        "STREAMER_AUDIO_DEVICE=test-tone\nSTREAMER_SOURCE=test-pattern\n"
+    );
 
-    // A device plugin's resource instead of a privileged hostPath.
+    // A device plugin's resource instead of a privileged hostPath (and no microphone, whose
+    // /dev/snd would need one).
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("plugin.yaml");
     std::fs::write(
         &plugin,
-        "streamer:\n  camera:\n    devicePluginResource: squat.ai/video\n",
+        "streamer:\n  camera:\n    devicePluginResource: squat.ai/video\n  audio:\n    enabled: false\n",
     )
     .unwrap();
     let docs = documents(
@@ -380,7 +403,7 @@ fn the_streamer_daemonset_runs_on_camera_nodes_with_per_node_options() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|v| v["name"] == "camera"));
+        .any(|v| v["name"] == "camera" || v["name"] == "sound"));
     let container = &pod["containers"][0];
     assert_eq!(container["resources"]["limits"]["squat.ai/video"], "1");
     assert_eq!(container["resources"]["limits"]["cpu"], "2");

@@ -400,18 +400,21 @@ async fn sound_is_the_microphone_where_one_opens_and_a_test_tone_where_none_does
     let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
     create_test_meetings(&info).await;
     // A real ALSA capture device without sound hardware: the `file` plugin over `null` reads
-    // what it "records" from a file, here a 1 kHz tone (~/.asoundrc of the streamer's HOME).
-    let home = tempfile::tempdir().expect("temp dir");
-    let recording = home.path().join("recording.raw");
+    // what it "records" from a file, here a 1 kHz tone. The streamer reads only this
+    // configuration (ALSA_CONFIG_PATH), not the machine's, whose plugins (PulseAudio's, say)
+    // may not exist for the streamer's architecture.
+    let alsa = tempfile::tempdir().expect("temp dir");
+    let recording = alsa.path().join("recording.raw");
     std::fs::write(&recording, raw_tone(1000.0, 60)).expect("recording");
+    let config = alsa.path().join("asound.conf");
     std::fs::write(
-        home.path().join(".asoundrc"),
+        &config,
         format!(
-            "pcm.recording {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n",
+            "pcm.recording {{\n  type file\n  slave.pcm {{ type null }}\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n",
             recording.display()
         ),
     )
-    .expect(".asoundrc");
+    .expect("asound.conf");
     let (mut viewer, _) = viewer(&info, "shelf").await;
     let _microphone = ChildGuard(
         streamer_as(
@@ -420,7 +423,7 @@ async fn sound_is_the_microphone_where_one_opens_and_a_test_tone_where_none_does
             "mic",
             &["--audio", "--audio-device", "recording"],
         )
-        .env("HOME", home.path())
+        .env("ALSA_CONFIG_PATH", &config)
         .spawn()
         .expect("spawn videocall-streamer"),
     );

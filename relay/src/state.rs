@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RelayConfig;
-use crate::core::Relay;
+use crate::core::{lock, Relay};
 use crate::log_throttle::LogThrottle;
 use crate::metrics::Metrics;
 
@@ -38,10 +38,7 @@ impl RelayState {
 
     /// Whether to log a refused join now: `Some(n)` with the lines left out since the last.
     pub(crate) fn log_refusal(&self) -> Option<u64> {
-        self.refusal_log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .admit(std::time::Instant::now())
+        lock(&self.refusal_log).admit(std::time::Instant::now())
     }
 
     /// Configuration the relay started with.

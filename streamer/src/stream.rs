@@ -4,7 +4,6 @@
 //! When the relay goes away, the client rejoins through a new grant that avoids it, and the
 //! first frame after is a keyframe. A stop leaves the meeting before closing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,7 +194,6 @@ async fn announce(client: &Rejoining<ControlPlaneGrants>, audio: bool) -> Result
 /// The audio thread, when `--audio` asks for sound.
 struct AudioThread {
     packets: mpsc::Receiver<AudioPacket>,
-    stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Result<(), crate::audio::AudioError>>,
 }
 
@@ -211,14 +209,8 @@ impl AudioThread {
 
     fn start(source: Box<dyn AudioSource>, encoder: OpusEncoder, metrics: &Metrics) -> Self {
         let (tx, packets) = mpsc::channel(SEND_QUEUE_AUDIO);
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread =
-            crate::audio::capture::spawn(source, encoder, tx, stop.clone(), metrics.clone());
-        AudioThread {
-            packets,
-            stop,
-            thread,
-        }
+        let thread = crate::audio::capture::spawn(source, encoder, tx, metrics.clone());
+        AudioThread { packets, thread }
     }
 
     /// The next packet; never, without sound (or once the thread has stopped).
@@ -229,18 +221,26 @@ impl AudioThread {
         }
     }
 
+    /// Stops the thread (its receiver goes) and waits for it.
     async fn finish(self) -> Result<(), StreamError> {
-        self.stop.store(true, Ordering::Relaxed);
         drop(self.packets);
-        let thread = self.thread;
-        match tokio::task::spawn_blocking(move || thread.join()).await {
-            Ok(Ok(Err(error))) => Err(error.into()),
-            Ok(Err(_)) => {
-                tracing::error!("the audio thread panicked");
-                Ok(())
-            }
-            _ => Ok(()),
+        Ok(join_thread(self.thread, "audio").await?)
+    }
+}
+
+/// Waits for a worker thread without blocking the runtime: its error, if it failed; a panic
+/// is logged (the stream was ending anyway).
+async fn join_thread<E: Send + 'static>(
+    thread: std::thread::JoinHandle<Result<(), E>>,
+    name: &str,
+) -> Result<(), E> {
+    match tokio::task::spawn_blocking(move || thread.join()).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => {
+            tracing::error!("the {name} thread panicked");
+            Ok(())
         }
+        Err(_) => Ok(()),
     }
 }
 
@@ -390,11 +390,7 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(2), client.next_event()).await;
     }
     drop(frames);
-    match tokio::task::spawn_blocking(move || capture.join()).await {
-        Ok(Ok(Err(error))) => return Err(error.into()),
-        Ok(Err(_)) => tracing::error!("the capture thread panicked"),
-        _ => {}
-    }
+    join_thread(capture, "capture").await?;
     if let Some(audio) = audio {
         audio.finish().await?;
     }

@@ -32,3 +32,4 @@ pub use session::Session;
 #[cfg(test)]
 use session::MAX_TRACKS;
 pub use sink::{unprefixed, ControlQueueFull, MediaSink, Offer, Outgoing, Outlet};
+pub(crate) use sync::lock;

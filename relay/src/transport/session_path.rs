@@ -18,8 +18,10 @@ pub fn path_of(url: &str) -> &str {
 /// given the public WebTransport URL, if one is configured.
 pub fn is_session_path(requested: &str, public_url: Option<&str>) -> bool {
     let requested = requested.split(['?', '#']).next().unwrap_or("");
-    let trimmed = |p: &str| p.trim_end_matches('/').to_owned();
-    requested == "/" || public_url.is_some_and(|url| trimmed(path_of(url)) == trimmed(requested))
+    requested == "/"
+        || public_url.is_some_and(|url| {
+            path_of(url).trim_end_matches('/') == requested.trim_end_matches('/')
+        })
 }
 
 #[cfg(test)]

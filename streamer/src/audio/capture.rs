@@ -2,8 +2,6 @@
 //! sending task. A microphone keeps time itself; the test tone is paced by the clock. A
 //! full hand-off queue drops the packet (audio has no keyframes: the next one plays).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -36,20 +34,19 @@ pub fn due(start: Instant, index: u32, now: Instant) -> (Instant, bool) {
     }
 }
 
-/// Runs the audio loop on a thread of its own until `stop` is set, the receiver is gone, or
-/// the source or encoder fails.
+/// Runs the audio loop on a thread of its own until the receiver is gone, or the source or
+/// encoder fails.
 pub fn spawn(
     mut source: Box<dyn AudioSource>,
     mut encoder: OpusEncoder,
     packets: mpsc::Sender<AudioPacket>,
-    stop: Arc<AtomicBool>,
     metrics: Metrics,
 ) -> std::thread::JoinHandle<Result<(), AudioError>> {
     std::thread::spawn(move || {
         let mut frame = vec![0.0f32; FRAME_SAMPLES];
         let mut start = Instant::now();
         let mut index = 0u32;
-        while !stop.load(Ordering::Relaxed) && !packets.is_closed() {
+        while !packets.is_closed() {
             let now = Instant::now();
             let (due, restarted) = due(start, index, now);
             if restarted {
@@ -103,12 +100,10 @@ mod tests {
     fn the_test_tone_arrives_paced_as_opus() {
         let metrics = Metrics::new().expect("metrics");
         let (tx, mut rx) = mpsc::channel(64);
-        let stop = Arc::new(AtomicBool::new(false));
         let thread = spawn(
             Box::new(super::super::tone::TestTone::new(440.0)),
             OpusEncoder::new(32_000).expect("encoder"),
             tx,
-            stop.clone(),
             metrics.clone(),
         );
         let began = Instant::now();
@@ -119,7 +114,6 @@ mod tests {
             stamps.push(packet.captured_us);
         }
         let took = began.elapsed();
-        stop.store(true, Ordering::Relaxed);
         drop(rx);
         thread.join().expect("no panic").expect("no error");
         // Ten frames of 20 ms: the first at once, the tenth 180 ms later (not all at once).

@@ -67,9 +67,10 @@ impl Microphone {
 impl AudioSource for Microphone {
     fn read(&mut self, frame: &mut [f32]) -> Result<(), AudioError> {
         let io = self.pcm.io_i16().map_err(|e| self.failed(e))?;
+        let wanted = frame.len().min(self.samples.len());
         let mut filled = 0;
-        while filled < frame.len().min(self.samples.len()) {
-            match io.readi(&mut self.samples[filled..frame.len()]) {
+        while filled < wanted {
+            match io.readi(&mut self.samples[filled..wanted]) {
                 // A blocking read returns sound or an error; nothing means the device is done
                 // (a file-backed device at its end).
                 Ok(0) => {

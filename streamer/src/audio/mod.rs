@@ -25,7 +25,7 @@ pub trait AudioSource: Send {
     /// they were recorded; a source that does not keep time returns at once (the capture
     /// thread paces it).
     fn read(&mut self, frame: &mut [f32]) -> Result<(), AudioError>;
-    /// What it is, for the log and `/metrics`.
+    /// What it is, for the log.
     fn describe(&self) -> String;
 }
 

@@ -102,7 +102,10 @@ pub fn rejoin_helps(code: u32) -> bool {
             | ErrorCode::MeetingFull
             | ErrorCode::NotJoined
             | ErrorCode::AlreadyJoined
-            | ErrorCode::MeetingEnded,
+            | ErrorCode::MeetingEnded
+            // Another session of the same identity took this one's place: rejoining would
+            // take it back, and the two would trade places for ever.
+            | ErrorCode::Replaced,
         ) => false,
     }
 }
@@ -306,6 +309,7 @@ mod tests {
             ErrorCode::Forbidden,
             ErrorCode::TokenInvalid,
             ErrorCode::MeetingFull,
+            ErrorCode::Replaced,
         ] {
             assert!(!rejoin_helps(code as u32), "{code:?}");
         }

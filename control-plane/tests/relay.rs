@@ -243,13 +243,17 @@ async fn scenario(db: &Database) {
         Code::ResourceExhausted,
         "full",
     );
-    // ...and at the relay: alice's second grant reuses her seat, but a third connection
-    // exceeds the limit the token carries.
+    // ...and at the relay: alice's second grant reuses her seat, and her second session
+    // replaces the first instead of taking a third place.
     let alice_again = grant_for(&api, Some(&alice), "room", "").await;
-    assert_eq!(
-        refused(connect(&alice_again, Transport::WebSocket).await),
-        Some(ErrorCode::MeetingFull)
+    let replacing = connect(&alice_again, Transport::WebSocket)
+        .await
+        .expect("alice's second session");
+    assert!(
+        ends_with(&mut alice_client, ErrorCode::Replaced).await,
+        "alice's first session was replaced"
     );
+    let mut alice_client = replacing;
 
     // A grant for another meeting, a token from an unknown key, an expired grant.
     let other = grant_for(&api, Some(&bob), "other", "").await;

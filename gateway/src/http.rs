@@ -1,7 +1,7 @@
 //! The HTTP side: WebSocket to relays by path, everything else to the control plane.
 //!
 //! `/relay/<server id>/<rest>` is proxied to that relay's WebSocket listener as `/<rest>`
-//! (an upgrade is passed through and then spliced byte for byte); any other path goes to the
+//! (an upgrade is passed through and then spliced byte for byte, [`crate::splice`]); any other path goes to the
 //! control plane, which serves the web client and grpc-web.
 
 use std::net::SocketAddr;
@@ -18,6 +18,7 @@ use videocall_quic_lb::ServerId;
 
 use crate::backends::{Backends, Listener};
 use crate::metrics::Metrics;
+use crate::splice::splice;
 
 /// How long connecting to an upstream may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -170,13 +171,8 @@ async fn forward(
                 }
             };
             metrics.websockets.inc();
-            let mut client_io = TokioIo::new(client_side);
-            let mut upstream_io = TokioIo::new(upstream_side);
-            if let Err(error) =
-                tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await
-            {
-                tracing::debug!(%error, "proxied WebSocket ended");
-            }
+            let spliced = splice(TokioIo::new(client_side), TokioIo::new(upstream_side)).await;
+            tracing::debug!(?spliced, "proxied WebSocket ended");
             metrics.websockets.dec();
         });
     }

@@ -5,7 +5,8 @@
 //!   carry the relay's server id, and a client's first Initial names its relay in the TLS
 //!   server name (`relay-<n>.<domain>`). Flows ([`udp`]) are only the way back.
 //! - **HTTP**: `/relay/<n>/…` (WebSocket) goes to relay `n`; everything else to the
-//!   control plane (web client, grpc-web) ([`http`]).
+//!   control plane (web client, grpc-web) ([`http`]); a WebSocket is spliced so that the
+//!   relay's last words always reach the client ([`splice`]).
 //!
 //! Relays are found by server id ([`backends`]): fixed addresses, or a host-name template
 //! such as a StatefulSet pod's DNS name.
@@ -18,6 +19,7 @@ pub mod http;
 pub mod metrics;
 pub mod router;
 pub mod server;
+pub mod splice;
 pub mod udp;
 
 pub use config::GatewayConfig;

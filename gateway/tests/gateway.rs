@@ -4,12 +4,17 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use bytes::Bytes;
 use common::{join, media_flows, Gateway, Relays};
 use tokio::net::UdpSocket;
 use videocall_client::{Event, Transport};
+use videocall_protocol::wire::{envelope::Body, ErrorCode};
 use videocall_quic_lb::initial::{crypto_frame, seal_client_initial};
 use videocall_testkit::http_request;
+use videocall_testkit::raw_join::{join_frame, join_from};
+use videocall_testkit::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_connections_reach_the_relay_their_server_name_names() {
@@ -284,4 +289,127 @@ async fn the_control_plane_is_reached_through_the_gateway() {
     assert!(response.contains("grpc-status:0"), "{response}");
     drop(gateway);
     control_plane.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relays_last_words_cross_the_websocket_proxy() {
+    let relays = Relays::start().await;
+    let gateway = Gateway::start(&relays.spec(), "127.0.0.1:0", "127.0.0.1:0").await;
+    let address = gateway.address("relay-0.localhost", &relays, 0);
+    let mut watcher = join(
+        &relays,
+        address.clone(),
+        Transport::WebSocket,
+        "words",
+        "watcher",
+    )
+    .await;
+    let mut ana = join(
+        &relays,
+        address.clone(),
+        Transport::WebSocket,
+        "words",
+        "ana",
+    )
+    .await;
+    let limit = ana.joined.max_frame_size as usize;
+    let error_of = |event: &Event| match event {
+        Event::Message(Body::Error(e)) => Some((e.code, e.fatal)),
+        _ => None,
+    };
+
+    // Just over the limit: the relay reads it, refuses it, and the session goes on.
+    ana.sender()
+        .send_raw(Bytes::from(vec![0u8; limit + 1000]))
+        .await
+        .expect("send");
+    let error = wait_for(&mut ana, Duration::from_secs(5), error_of).await;
+    assert_eq!(error, Some((ErrorCode::FrameTooLarge as i32, false)));
+    media_flows(&mut ana, &mut watcher, 1).await;
+
+    // Far over: the relay stops at the frame's header and closes while the client is still
+    // sending. Its Error and close frame reach the client all the same, through the proxy.
+    for (n, size) in [limit + 200_000, 4 << 20].into_iter().enumerate() {
+        let mut client = join(
+            &relays,
+            address.clone(),
+            Transport::WebSocket,
+            "words",
+            &format!("big{n}"),
+        )
+        .await;
+        client
+            .sender()
+            .send_raw(Bytes::from(vec![0u8; size]))
+            .await
+            .expect("send");
+        let error = wait_for(&mut client, Duration::from_secs(5), error_of).await;
+        assert_eq!(
+            error,
+            Some((ErrorCode::FrameTooLarge as i32, true)),
+            "{size} bytes"
+        );
+        let closed = wait_for(&mut client, Duration::from_secs(5), |event| match event {
+            Event::Closed { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            closed,
+            Some(4000 + ErrorCode::FrameTooLarge as u32),
+            "{size} bytes: the close frame"
+        );
+    }
+    media_flows(&mut watcher, &mut ana, 2).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while gateway.metric("videocall_gateway_websockets").await != 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "closed sockets stay counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_through_the_gateway_is_held_against_its_sender_not_the_gateway() {
+    let relays = Relays::start().await;
+    let gateway = Gateway::start(&relays.spec(), "127.0.0.1:0", "127.0.0.1:0").await;
+    let url = format!("ws://{}/relay/0/ws", gateway.info.http_addr);
+    // Far past the refusals one address may cause (50 at once): before, the relay saw only
+    // the gateway's address, and this flood would have shut everyone out.
+    let mut codes = std::collections::HashMap::new();
+    for _ in 0..120 {
+        let junk = join_frame("not.a.token", "junk");
+        *codes
+            .entry(join_from(&url, [127, 0, 0, 2], junk).await)
+            .or_insert(0u32) += 1;
+    }
+    assert_eq!(codes.get(&None), None, "junk admitted: {codes:?}");
+    assert!(
+        codes
+            .get(&Some(ErrorCode::RateLimited))
+            .copied()
+            .unwrap_or(0)
+            >= 50,
+        "the sender was not held back: {codes:?}"
+    );
+    // People behind the same gateway, from another address, over both transports.
+    let address = gateway.address("relay-0.localhost", &relays, 0);
+    for (n, transport) in [Transport::WebSocket, Transport::WebTransport]
+        .into_iter()
+        .enumerate()
+    {
+        let token = relays.token(&format!("person{n}"), "junk");
+        let ws_from_localhost = join_from(&url, [127, 0, 0, 1], join_frame(&token, "junk")).await;
+        assert_eq!(ws_from_localhost, None, "a person was refused");
+        join(
+            &relays,
+            address.clone(),
+            transport,
+            "junk",
+            &format!("other{n}"),
+        )
+        .await;
+    }
 }

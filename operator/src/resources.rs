@@ -27,6 +27,11 @@ pub const NATS_CREDS_SECRET_KEY: &str = "creds";
 const NATS_CREDS_DIR: &str = "/etc/videocall/nats";
 /// Seconds a relay gets beyond its drain timeout to stop after SIGTERM.
 const STOP_GRACE_SECONDS: i64 = 30;
+/// The address ranges pod networks are drawn from (RFC 1918, shared address space, unique
+/// local IPv6): the gateway's pods among them. Relays are not exposed outside the cluster,
+/// so only the cluster's own pods can connect from these.
+const CLUSTER_PRIVATE_RANGES: &str =
+    "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7";
 
 /// Labels that select a pool's relays.
 pub fn selector_labels(pool: &RelayPool) -> BTreeMap<String, String> {
@@ -139,6 +144,10 @@ pub fn stateful_set(pool: &RelayPool, replicas: i32) -> StatefulSet {
             "RELAY_PUBLIC_WEBSOCKET_URL",
             gateway.web_socket_url.clone(),
         ));
+        // The gateway's pods reach the relays from the cluster's pod network: their
+        // X-Forwarded-For names each WebSocket's client, and each of their QUIC flows is one
+        // client, for the relays' per-client limits.
+        env.push(self::env("RELAY_TRUSTED_PROXIES", CLUSTER_PRIVATE_RANGES));
     }
     // The relays share meetings over NATS; credentials come as a file from a Secret.
     let mut volumes = Vec::new();

@@ -223,6 +223,14 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
             http_addr.port()
         )
     });
+    // The gateway in this process reaches the relays over loopback: it names each
+    // WebSocket's client in X-Forwarded-For, and its QUIC flows are one client each.
+    if relay_config.limits.trusted_proxies.is_empty() {
+        relay_config.limits.trusted_proxies = vec![
+            std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST).into(),
+            std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST).into(),
+        ];
+    }
     relay_config.control_plane_url = Some(api_url.clone());
     relay_config.control_plane_api_key = Some(format!("{RELAY_KEY_ID}:{relay_secret}"));
     // Several relays share meetings: over NATS if given, else over a bus in this process.

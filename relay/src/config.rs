@@ -243,6 +243,43 @@ pub struct Limits {
     #[arg(long, env = "RELAY_JOIN_BURST", default_value_t = 200)]
     pub join_burst: u32,
 
+    /// Joins admitted per second (sustained) for one identity (token subject), charged
+    /// before the relay's shared budget: one person's, or one leaked token's, rejoin loop
+    /// cannot spend everyone's. 0 turns it off.
+    #[arg(
+        long = "identity-join-rate",
+        env = "RELAY_IDENTITY_JOIN_RATE",
+        default_value_t = 1
+    )]
+    pub identity_join_rate_per_sec: u32,
+
+    /// Joins one identity may make in a burst.
+    #[arg(long, env = "RELAY_IDENTITY_JOIN_BURST", default_value_t = 10)]
+    pub identity_join_burst: u32,
+
+    /// Refused joins per second (sustained) one client address may cause; past its burst, the
+    /// address's connections are refused before anything of theirs is read. 0 turns it off.
+    #[arg(
+        long = "address-refusal-rate",
+        env = "RELAY_ADDRESS_REFUSAL_RATE",
+        default_value_t = 10
+    )]
+    pub address_refusal_rate_per_sec: u32,
+
+    /// Refused joins one client address may cause in a burst.
+    #[arg(long, env = "RELAY_ADDRESS_REFUSAL_BURST", default_value_t = 50)]
+    pub address_refusal_burst: u32,
+
+    /// Clients (identities, addresses) whose budgets are remembered at once.
+    #[arg(long, env = "RELAY_MAX_METERED_CLIENTS", default_value_t = 100_000)]
+    pub max_metered_clients: usize,
+
+    /// Peers whose `X-Forwarded-For` names the client of a WebSocket (the gateway's
+    /// addresses): comma-separated addresses or CIDR ranges. From anyone else the header is
+    /// ignored and the peer's own address counts.
+    #[arg(long, env = "RELAY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Video packets queued per subscribed track on WebTransport before video is dropped.
     #[arg(long, env = "RELAY_TRACK_QUEUE_PACKETS", default_value_t = 96)]
     pub track_queue_packets: usize,
@@ -321,6 +358,14 @@ impl Timing {
     /// [`Self::drain_timeout_secs`] as a duration.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+/// A trusted proxy: a CIDR range, or one address.
+fn parse_proxy(text: &str) -> Result<ipnet::IpNet, ipnet::AddrParseError> {
+    match text.trim().parse::<std::net::IpAddr>() {
+        Ok(address) => Ok(address.into()),
+        Err(_) => text.trim().parse(),
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::client_address::ClientKey;
 use crate::core::{admit, Now, Outlet, Session};
 use crate::ids::TransportKind;
 use crate::reason::{CloseReason, Refusal};
@@ -44,6 +45,8 @@ pub(crate) enum Inbound {
 pub(crate) trait ClientLink: Send + Sized + 'static {
     /// Which transport this is.
     const KIND: TransportKind;
+    /// Who the client is, for the per-client limits.
+    fn client(&self) -> ClientKey;
     /// Waits for the first frame (the driver applies the join timeout).
     fn first_frame(&mut self) -> impl Future<Output = FirstFrame> + Send;
     /// The participant's outlet: queues only, no tasks yet. `closing` fires when the
@@ -62,6 +65,17 @@ pub(crate) trait ClientLink: Send + Sized + 'static {
 /// Runs one connection from its first frame to its close.
 pub(crate) async fn drive<L: ClientLink>(state: Arc<RelayState>, mut link: L) {
     let _gauge = GaugeGuard::new(state.metrics().connections(L::KIND));
+    let client = link.client();
+    if !state.core.address_may_try(client, Now::system()) {
+        // This address caused its fill of refusals: turned away before anything of its
+        // is read or verified.
+        state.metrics().rate_limited("address");
+        let refusal = Refusal::new(
+            ErrorCode::RateLimited,
+            "too many refused joins from this address; retry in a moment",
+        );
+        return refuse(&state, link, client, refusal).await;
+    }
     let join_timeout = state.config().timing.join_timeout();
     let first = tokio::select! {
         _ = state.shutdown.cancelled() => return,
@@ -72,13 +86,13 @@ pub(crate) async fn drive<L: ClientLink>(state: Arc<RelayState>, mut link: L) {
     let frame = match first {
         FirstFrame::Frame(frame) => frame,
         FirstFrame::Gone => return,
-        FirstFrame::Refused(refusal) => return refuse(&state, link, refusal).await,
+        FirstFrame::Refused(refusal) => return refuse(&state, link, client, refusal).await,
     };
     let closing = state.shutdown.child_token();
     let outlet = link.outlet(&state, &closing);
     let session = match admit(&state.core, frame, L::KIND, outlet, Now::system()) {
         Ok(session) => Arc::new(session),
-        Err(refusal) => return refuse(&state, link, refusal).await,
+        Err(refusal) => return refuse(&state, link, client, refusal).await,
     };
     link.start(&state, &session, &closing);
 
@@ -104,18 +118,42 @@ pub(crate) async fn drive<L: ClientLink>(state: Arc<RelayState>, mut link: L) {
     link.close(reason).await;
 }
 
-async fn refuse<L: ClientLink>(state: &RelayState, link: L, refusal: Refusal) {
+async fn refuse<L: ClientLink>(state: &RelayState, link: L, client: ClientKey, refusal: Refusal) {
     state.metrics().refuse_join(refusal.code);
+    if spent_nothing_valid(refusal.code) {
+        state.core.charge_refusal(client, Now::system());
+    }
     if let Some(left_out) = state.log_refusal() {
         tracing::info!(
             code = refusal.code.as_str_name(),
             reason = %refusal.message,
             transport = %L::KIND,
+            %client,
             refusals_not_logged = left_out,
             "join refused"
         );
     }
     link.refuse(refusal).await;
+}
+
+/// Whether a refusal is charged to the client's address: one that came before any valid
+/// token (garbage, a bad or missing token, silence), not one of a valid identity's (a full
+/// meeting, a spent budget, a draining relay), which its identity answers for.
+fn spent_nothing_valid(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Malformed
+            | ErrorCode::UnknownMessage
+            | ErrorCode::FrameTooLarge
+            | ErrorCode::UnsupportedVersion
+            | ErrorCode::TokenMissing
+            | ErrorCode::TokenInvalid
+            | ErrorCode::TokenExpired
+            | ErrorCode::TokenWrongMeeting
+            | ErrorCode::TokenUnknownKey
+            | ErrorCode::NotJoined
+            | ErrorCode::Timeout
+    )
 }
 
 /// Counts a connection in a gauge for exactly as long as it lives.

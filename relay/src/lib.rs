@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+mod client_address;
 pub mod config;
 mod control_plane;
 mod core;

@@ -10,6 +10,10 @@ use crate::ids::TransportKind;
 use crate::reason::DropReason;
 use videocall_protocol::wire::MediaKind;
 
+/// The join budgets a refusal may name: the relay's shared one, one identity's, one client
+/// address's refusals.
+pub const RATE_BUDGETS: [&str; 3] = ["relay", "identity", "address"];
+
 /// Per-kind counters resolved once, so the hot path never looks labels up.
 #[derive(Clone)]
 pub struct KindCounters {
@@ -38,12 +42,15 @@ pub struct Metrics {
     pub fanout_latency: Histogram,
     queue_depth: HistogramVec,
     join_refusals: IntCounterVec,
+    rate_limited: IntCounterVec,
     refused_sessions: IntCounterVec,
     bad_frames: IntCounterVec,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: IntCounter,
     /// Participants disconnected because they stopped reading.
     pub slow_consumers: IntCounter,
+    /// Sessions closed because a newer one of the same identity joined the meeting.
+    pub sessions_replaced: IntCounter,
     /// Video bytes waiting in subscriber queues.
     pub queued_bytes: IntGauge,
     /// The bus to the other relays.
@@ -289,6 +296,18 @@ impl Metrics {
             Opts::new("join_refusals_total", "Refused joins by error code"),
             &["code"],
         )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "rate_limited_total",
+                "Joins refused as RATE_LIMITED, by the budget that was spent \
+                 (relay: shared; identity: one token subject's; address: one client address's refusals)",
+            ),
+            &["budget"],
+        )?;
+        for budget in RATE_BUDGETS {
+            rate_limited.with_label_values(&[budget]);
+        }
+        registry.register(Box::new(rate_limited.clone()))?;
         let refused_sessions = IntCounterVec::new(
             Opts::new(
                 "refused_sessions_total",
@@ -310,6 +329,11 @@ impl Metrics {
             "slow_consumers_total",
             "Participants disconnected because their control queue filled",
         )?;
+        let sessions_replaced = IntCounter::new(
+            "sessions_replaced_total",
+            "Sessions closed because a newer session of the same identity joined the meeting",
+        )?;
+        registry.register(Box::new(sessions_replaced.clone()))?;
         let queued_bytes = IntGauge::new(
             "queued_bytes",
             "Video bytes waiting in subscriber queues (bounded per subscriber)",
@@ -353,10 +377,12 @@ impl Metrics {
             fanout_latency,
             queue_depth,
             join_refusals,
+            rate_limited,
             refused_sessions,
             bad_frames,
             keyframe_requests,
             slow_consumers,
+            sessions_replaced,
             queued_bytes,
         })
     }
@@ -413,6 +439,11 @@ impl Metrics {
     /// to a path that is not the relay's).
     pub fn refuse_session(&self, reason: &str) {
         self.refused_sessions.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a join refused because `budget` (one of [`RATE_BUDGETS`]) was spent.
+    pub fn rate_limited(&self, budget: &str) {
+        self.rate_limited.with_label_values(&[budget]).inc();
     }
 
     /// Counts one refused join.

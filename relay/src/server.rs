@@ -344,7 +344,9 @@ async fn serve_http(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    if let Err(error) = axum::serve(listener, router)
+    // The peer's address reaches the handlers (the per-address limits).
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    if let Err(error) = axum::serve(listener, service)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
     {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use videocall_client::{Client, ClientError, Event, Transport};
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode, MediaKind};
 use videocall_protocol::{decode_envelope, encode_envelope, PROTOCOL_VERSION};
+use videocall_testkit::raw_join::{join_frame, join_from};
 use videocall_token::{Claims, Grants, TokenIssuer};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -93,14 +95,6 @@ async fn raw_websocket(
         }
     }
     (errors, close)
-}
-
-fn join_frame(token: &str, meeting: &str) -> Bytes {
-    encode_envelope(&envelope(Body::Join(wire::Join {
-        token: token.into(),
-        meeting_id: meeting.into(),
-        client: "test".into(),
-    })))
 }
 
 fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -475,52 +469,128 @@ async fn bad_frames_after_join_get_errors_and_the_session_goes_on() {
     assert!(relay.metric("relay_bad_frames_total").await >= 12.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_junk_joins_refuses_no_valid_join() {
-    // A budget of 10 joins at once, 5 a second after: junk charged to it would use it up in
-    // milliseconds.
-    let relay = RelayProcess::start(&["--join-rate", "5", "--join-burst", "10"]).await;
-    let flooding = Arc::new(AtomicBool::new(true));
-    let mut flooders = Vec::new();
-    for _ in 0..8 {
-        let options = relay.options(Transport::WebSocket, "healthy", "not.a.token");
-        let flooding = flooding.clone();
-        flooders.push(tokio::spawn(async move {
-            let mut refused = 0u32;
-            while flooding.load(Ordering::Relaxed) {
-                match Client::connect(options.clone()).await {
-                    Err(ClientError::Refused {
-                        code: ErrorCode::TokenInvalid,
-                        ..
-                    }) => refused += 1,
-                    Err(other) => panic!("junk refused otherwise: {other}"),
-                    Ok(_) => panic!("junk admitted"),
-                }
-            }
-            refused
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// `people` join one after another, 100 ms apart, alternating transports, from 127.0.0.1;
+/// returns how many were admitted.
+async fn people_join(relay: &RelayProcess, first: usize, people: usize) -> (usize, Vec<Client>) {
     let mut clients = Vec::new();
-    for i in 0..10 {
+    for i in first..first + people {
         let token = relay.token(&format!("person{i}"), "healthy");
-        let options = relay.options(Transport::WebSocket, "healthy", &token);
-        match Client::connect(options).await {
+        let transport = TRANSPORTS[i % 2];
+        match Client::connect(relay.options(transport, "healthy", &token)).await {
             Ok(client) => clients.push(client),
-            Err(error) => panic!("person{i} refused under a flood of junk: {error}"),
+            Err(error) => eprintln!("person{i} ({transport:?}) refused: {error}"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    flooding.store(false, Ordering::Relaxed);
-    let mut junk = 0;
-    for flooder in flooders {
-        junk += flooder.await.expect("flooder");
+    (clients.len(), clients)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_junk_joins_refuses_no_valid_join() {
+    // A shared budget of 20 joins at once, 20 a second after: junk charged to it would use it
+    // up in milliseconds.
+    let relay = RelayProcess::start(&["--join-rate", "20", "--join-burst", "20"]).await;
+    let (without_junk, _before) = people_join(&relay, 0, 10).await;
+
+    // Eight tasks send junk joins from another address as fast as this machine allows.
+    let flooding = Arc::new(AtomicBool::new(true));
+    let mut flooders = Vec::new();
+    for _ in 0..8 {
+        let flooding = flooding.clone();
+        let url = relay.info.websocket_url.clone();
+        flooders.push(tokio::spawn(async move {
+            let mut codes: HashMap<Option<ErrorCode>, u32> = HashMap::new();
+            while flooding.load(Ordering::Relaxed) {
+                let junk = join_frame("not.a.token", "healthy");
+                let code = join_from(&url, [127, 0, 0, 2], junk).await;
+                *codes.entry(code).or_default() += 1;
+            }
+            codes
+        }));
     }
-    println!("{junk} junk joins refused while 10 of 10 people joined");
-    assert!(junk >= 200, "only {junk} junk joins: not a flood");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (with_junk, _during) = people_join(&relay, 10, 10).await;
+    flooding.store(false, Ordering::Relaxed);
+    let mut junk: HashMap<Option<ErrorCode>, u32> = HashMap::new();
+    for flooder in flooders {
+        for (code, n) in flooder.await.expect("flooder") {
+            *junk.entry(code).or_default() += n;
+        }
+    }
+    let total: u32 = junk.values().sum();
+    println!("people admitted: {without_junk}/10 without junk, {with_junk}/10 beside {total} junk joins ({junk:?})");
+    assert_eq!(junk.get(&None), None, "junk admitted");
+    assert!(total >= 200, "only {total} junk joins: not a flood");
+    assert_eq!((without_junk, with_junk), (10, 10), "valid joins refused");
+    // The junk address spent its refusals and was then turned away before being read; the
+    // shared budget was never touched by it.
+    assert!(
+        junk.get(&Some(ErrorCode::RateLimited))
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(
+        relay
+            .metric("relay_rate_limited_total{budget=\"address\"}")
+            .await
+            > 0.0
+    );
     assert_eq!(
         relay
-            .metric("relay_join_refusals_total{code=\"ERROR_CODE_RATE_LIMITED\"}")
+            .metric("relay_rate_limited_total{budget=\"relay\"}")
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identity_rejoining_in_a_loop_refuses_no_one_else() {
+    // A leaked token (or a client stuck in a rejoin loop) joins as fast as it can from its
+    // own address, while people join. Before, every one of its joins spent the relay's
+    // shared budget.
+    let relay = RelayProcess::start(&["--join-rate", "20", "--join-burst", "20"]).await;
+    let leaked = relay.token("leaked", "healthy");
+    let looping = Arc::new(AtomicBool::new(true));
+    let mut loops = Vec::new();
+    for _ in 0..4 {
+        let looping = looping.clone();
+        let url = relay.info.websocket_url.clone();
+        let frame = join_frame(&leaked, "healthy");
+        loops.push(tokio::spawn(async move {
+            let mut codes: HashMap<Option<ErrorCode>, u32> = HashMap::new();
+            while looping.load(Ordering::Relaxed) {
+                let code = join_from(&url, [127, 0, 0, 3], frame.clone()).await;
+                *codes.entry(code).or_default() += 1;
+            }
+            codes
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (admitted, _people) = people_join(&relay, 0, 10).await;
+    looping.store(false, Ordering::Relaxed);
+    let mut codes: HashMap<Option<ErrorCode>, u32> = HashMap::new();
+    for task in loops {
+        for (code, n) in task.await.expect("loop") {
+            *codes.entry(code).or_default() += n;
+        }
+    }
+    println!("people admitted: {admitted}/10 beside a rejoin loop ({codes:?})");
+    assert_eq!(admitted, 10, "people refused beside one identity's loop");
+    let limited = codes
+        .get(&Some(ErrorCode::RateLimited))
+        .copied()
+        .unwrap_or(0);
+    assert!(limited >= 50, "the loop was not held back: {codes:?}");
+    assert!(
+        relay
+            .metric("relay_rate_limited_total{budget=\"identity\"}")
+            .await
+            >= 50.0
+    );
+    assert_eq!(
+        relay
+            .metric("relay_rate_limited_total{budget=\"relay\"}")
             .await,
         0.0
     );

@@ -456,3 +456,105 @@ async fn an_announcement_that_leaves_a_track_out_unpublishes_it() {
         "an empty list unpublishes nothing"
     );
 }
+
+/// The close code a transport reports for a session that ended with `code`.
+fn close_code(transport: Transport, code: ErrorCode) -> u32 {
+    match transport {
+        Transport::WebTransport => code as u32,
+        Transport::WebSocket => 4000 + code as u32,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_session_of_one_identity_replaces_the_first_and_holds_no_extra_seat() {
+    // Room for two: alice and bob. Before, alice's second session took a third place (or,
+    // at the limit, was refused), and one token opened any number of sessions.
+    let relay = RelayProcess::start(&["--max-participants-per-meeting", "2"]).await;
+    let mut bob = relay.join(Transport::WebSocket, "once", "bob").await;
+    let token = relay.token("alice", "once");
+    let mut alice = Client::connect(relay.options(Transport::WebTransport, "once", &token))
+        .await
+        .expect("alice joins");
+    let mut old_transport = Transport::WebTransport;
+    // The same token four more times, over both transports: each session replaces the last.
+    for (round, transport) in [
+        Transport::WebSocket,
+        Transport::WebSocket,
+        Transport::WebTransport,
+        Transport::WebSocket,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let old = alice.participant_id();
+        let again = Client::connect(relay.options(transport, "once", &token))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the newer session is admitted: {e}"));
+        let others: Vec<u64> = again.joined.participants.iter().map(|p| p.id).collect();
+        assert_eq!(
+            others,
+            [bob.participant_id()],
+            "round {round}: the newcomer is not told of the session it replaces"
+        );
+        // The replaced session is told why (the Error may not outrun a QUIC close), and closed.
+        let mut errors = Vec::new();
+        let closed = wait_for(&mut alice, WAIT, |e| match e {
+            Event::Message(Body::Error(error)) => {
+                errors.push((error.code, error.fatal));
+                None
+            }
+            Event::Closed { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            closed,
+            Some(close_code(old_transport, ErrorCode::Replaced)),
+            "round {round}: {old_transport:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .all(|e| *e == (ErrorCode::Replaced as i32, true)),
+            "round {round}: {errors:?}"
+        );
+        if old_transport == Transport::WebSocket {
+            assert_eq!(
+                errors.len(),
+                1,
+                "round {round}: the Error precedes the close"
+            );
+        }
+        let left = wait_for_message(&mut bob, WAIT, |m| match m {
+            Body::ParticipantLeft(l) if l.participant_id == old => Some(l.reason),
+            _ => None,
+        })
+        .await;
+        assert_eq!(left, Some(LeaveReason::Replaced as i32), "round {round}");
+        alice = again;
+        old_transport = transport;
+    }
+    assert_eq!(relay.metric("relay_participants").await, 2.0);
+    assert_eq!(relay.metric("relay_sessions_replaced_total").await, 4.0);
+    // The last session is a full member: media flows both ways.
+    publish_burst(&alice).await;
+    receive_from_all(&mut bob, &[alice.participant_id()]).await;
+    publish_burst(&bob).await;
+    receive_from_all(&mut alice, &[bob.participant_id()]).await;
+
+    // Another identity is still refused (the meeting is full), and alice's seat is free
+    // again once she leaves.
+    let carol_token = relay.token("carol", "once");
+    let refused = refusal_code(
+        Client::connect(relay.options(Transport::WebSocket, "once", &carol_token)).await,
+    );
+    assert_eq!(refused, Some(ErrorCode::MeetingFull));
+    alice.sender().leave().await;
+    let deadline = Instant::now() + WAIT;
+    while relay.metric("relay_participants").await > 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Client::connect(relay.options(Transport::WebSocket, "once", &carol_token))
+        .await
+        .expect("carol takes the seat alice left");
+}

@@ -3,6 +3,7 @@
 
 pub mod nats;
 pub mod pki;
+pub mod raw_join;
 
 use std::path::Path;
 use std::process::Child;

@@ -41,6 +41,9 @@ impl Relays {
                 "https://relay-{server_id}.localhost:4433/",
                 "--public-websocket-url",
                 "ws://127.0.0.1:8000/relay/{server_id}/ws",
+                // The gateway connects from here: its X-Forwarded-For names the client.
+                "--trusted-proxies",
+                "127.0.0.1",
             ]);
             let args = RelayArgs::parse_from(argv);
             let mut verifier = TokenVerifier::new();

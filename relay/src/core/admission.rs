@@ -1,5 +1,7 @@
 //! Admission: the checks a connection's first frame must pass before its sender joins a
-//! meeting, cheapest first; the relay's join budget is charged only after the token holds.
+//! meeting, cheapest first; the join budgets (the identity's, then the relay's) are charged
+//! only after the token holds. (A client address that caused too many refusals is turned
+//! away before this, by the driver.)
 //! Pure: the frame and the time come in, a [`Session`] or a [`Refusal`] goes out.
 
 use std::sync::Arc;
@@ -13,10 +15,10 @@ use super::relay::Relay;
 use super::session::Session;
 use super::sink::Outlet;
 use crate::ids::TransportKind;
-use crate::reason::Refusal;
+use crate::reason::{CloseReason, Refusal};
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::mesh::mesh_event;
-use videocall_protocol::wire::{self, envelope::Body, ErrorCode, ParticipantJoined};
+use videocall_protocol::wire::{self, envelope::Body, ErrorCode, LeaveReason, ParticipantJoined};
 use videocall_protocol::{decode_envelope, encode_length_prefixed, ProtocolError};
 use videocall_token::TokenError;
 
@@ -62,10 +64,22 @@ pub fn admit(
             "token grants neither publish nor subscribe",
         ));
     }
-    // The shared join budget is spent only by joins that could succeed: garbage, forged or
-    // expired tokens are refused above without touching it, so a flood of them cannot
-    // crowd out real people.
+    // The join budgets are spent only by joins that could succeed: garbage, forged or
+    // expired tokens are refused above without touching them, so a flood of them cannot
+    // crowd out real people. One identity's own budget comes first, so that one person's
+    // (or one leaked token's) rejoin loop cannot spend everyone's.
+    if !relay.take_identity_permit(&claims.sub, now) {
+        relay.metrics.rate_limited("identity");
+        return Err(Refusal::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many joins as {:?} right now; retry in a moment",
+                claims.sub
+            ),
+        ));
+    }
     if !relay.take_join_permit(now) {
+        relay.metrics.rate_limited("relay");
         return Err(Refusal::new(
             ErrorCode::RateLimited,
             "too many joins on this relay right now; retry in a moment",
@@ -106,6 +120,21 @@ pub fn admit(
         &session.meeting.id,
         mesh_event::Body::Joined(session.me.describe_for_mesh()),
     );
+    for old in &admitted.replaced {
+        relay.metrics.sessions_replaced.inc();
+        tracing::info!(
+            meeting = %session.meeting.id,
+            participant = old.id,
+            by = session.me.id,
+            user = %old.user,
+            "replaced by a newer session of the same identity"
+        );
+        old.close(CloseReason::error(
+            LeaveReason::Replaced,
+            ErrorCode::Replaced,
+            "this identity joined the meeting again elsewhere; this session was replaced",
+        ));
+    }
     for (publisher, track) in admitted.awaiting_keyframes {
         session.request_keyframe(&publisher, &track, now);
     }

@@ -281,6 +281,9 @@ pub struct Admitted {
     pub meeting: Arc<Meeting>,
     /// Video tracks the newcomer now waits on for a keyframe: (publisher, track).
     pub awaiting_keyframes: Vec<(Arc<Participant>, Arc<PublishedTrack>)>,
+    /// Local sessions of the same identity that the newcomer replaces; still in the meeting
+    /// until closed (the caller closes them, and each leaves as usual).
+    pub replaced: Vec<Arc<Participant>>,
 }
 
 /// How many participants a meeting and the relay may hold.
@@ -342,13 +345,22 @@ impl Meetings {
             }
         };
         let mut participants = write(&meeting.participants);
-        let local = participants.values().filter(|p| !p.is_remote()).count();
+        // One session per identity: a local session of the newcomer's identity (another tab,
+        // a device that reconnected before its old connection timed out, a leaked token) is
+        // replaced. It does not count against the limits; the caller closes it.
+        let replaced: Vec<Arc<Participant>> = participants
+            .values()
+            .filter(|p| !p.is_remote() && p.user == newcomer.user)
+            .cloned()
+            .collect();
+        let local = participants.values().filter(|p| !p.is_remote()).count() - replaced.len();
+        let total = participants.len() - replaced.len();
         let full = if local >= capacity.max_local {
             Some(format!(
                 "meeting {meeting_id:?} is full on this relay ({} participants)",
                 capacity.max_local
             ))
-        } else if participants.len() >= capacity.max_total {
+        } else if total >= capacity.max_total {
             Some(format!(
                 "meeting {meeting_id:?} is full ({} participants)",
                 capacity.max_total
@@ -367,7 +379,11 @@ impl Meetings {
         }
         drop(meetings);
 
-        let others: Vec<_> = participants.values().cloned().collect();
+        let others: Vec<_> = participants
+            .values()
+            .filter(|p| !replaced.iter().any(|r| r.id == p.id))
+            .cloned()
+            .collect();
         let mut awaiting_keyframes = Vec::new();
         if newcomer.grants.subscribe {
             for publisher in &others {
@@ -387,6 +403,7 @@ impl Meetings {
         Ok(Admitted {
             meeting,
             awaiting_keyframes,
+            replaced,
         })
     }
 

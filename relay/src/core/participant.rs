@@ -201,10 +201,21 @@ impl Participant {
         }));
     }
 
-    /// Ends the session; the first reason given is the one that counts.
+    /// Ends the session; the first reason given is the one that counts. A reason with an
+    /// error queues that error for the participant first, so that it precedes the close
+    /// on every transport (the writer's last words are what is queued when it stops).
     pub fn close(&self, reason: CloseReason) {
         let mut slot = lock(&self.close_reason);
         if slot.is_none() {
+            if let (Some((code, message)), false) = (&reason.error, self.is_remote()) {
+                let error = encode_length_prefixed(&envelope(Body::Error(wire::Error {
+                    code: *code as i32,
+                    message: message.clone(),
+                    fatal: true,
+                })));
+                // A full queue (a slow consumer) cannot take it: the close reason still says it.
+                let _ = self.outlet.send_control(error);
+            }
             *slot = Some(reason);
         }
         drop(slot);

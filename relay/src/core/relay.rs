@@ -1,5 +1,6 @@
 //! The relay as the core sees it: its meetings, the trusted keys, the admission policy
-//! (draining, ended meetings, join budget) and participant ids. No I/O, no tasks.
+//! (draining, ended meetings, join budgets: shared, per identity, per client address) and
+//! participant ids. No I/O, no tasks.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,10 +10,11 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use super::clock::Now;
-use super::join_budget::JoinBudget;
+use super::join_budget::{ClientBudgets, JoinBudget};
 use super::meeting::Meetings;
 use super::mesh::Mesh;
 use super::sync::lock;
+use crate::client_address::ClientKey;
 use crate::config::RelayConfig;
 use crate::ids::ParticipantId;
 use crate::metrics::Metrics;
@@ -41,6 +43,10 @@ pub struct Relay {
     /// Meeting id -> when it ended, from another relay, until the control plane lists it.
     ended_by_mesh: Mutex<HashMap<String, u64>>,
     join_budget: Mutex<JoinBudget>,
+    /// Joins per identity (token subject).
+    identity_budgets: Mutex<ClientBudgets<String>>,
+    /// Refused joins per client address.
+    address_budgets: Mutex<ClientBudgets<ClientKey>>,
     next_id: AtomicU64,
     /// The relay's QUIC server id in the top 16 bits of every participant id.
     id_prefix: u64,
@@ -76,6 +82,16 @@ impl Relay {
                 config.limits.join_rate_per_sec,
                 config.limits.join_burst,
             )),
+            identity_budgets: Mutex::new(ClientBudgets::new(
+                config.limits.identity_join_rate_per_sec,
+                config.limits.identity_join_burst,
+                config.limits.max_metered_clients,
+            )),
+            address_budgets: Mutex::new(ClientBudgets::new(
+                config.limits.address_refusal_rate_per_sec,
+                config.limits.address_refusal_burst,
+                config.limits.max_metered_clients,
+            )),
             next_id: AtomicU64::new(seed),
             id_prefix: u64::from(config.server_id()) << ID_COUNTER_BITS,
             epoch: now.at,
@@ -97,6 +113,26 @@ impl Relay {
     pub fn take_join_permit(&self, now: Now) -> bool {
         let ms = self.ms(now);
         lock(&self.join_budget).take(ms)
+    }
+
+    /// Takes one join from `identity`'s own budget (before the shared one).
+    pub fn take_identity_permit(&self, identity: &str, now: Now) -> bool {
+        let ms = self.ms(now);
+        let mut budgets = lock(&self.identity_budgets);
+        budgets.take(&identity.to_owned(), ms)
+    }
+
+    /// Whether a connection from `client` may try to join: false once the refusals its
+    /// address caused have spent its budget (it is refused before anything is read).
+    pub fn address_may_try(&self, client: ClientKey, now: Now) -> bool {
+        let ms = self.ms(now);
+        lock(&self.address_budgets).has_one(&client, ms)
+    }
+
+    /// Charges a refused join to `client`'s address.
+    pub fn charge_refusal(&self, client: ClientKey, now: Now) {
+        let ms = self.ms(now);
+        lock(&self.address_budgets).take(&client, ms);
     }
 
     /// Whether `meeting` ended at or after a token issued at `issued_at` (Unix seconds).

@@ -350,14 +350,8 @@ impl Session {
                 "left"
             );
         }
-        if let Some((code, message)) = &reason.error {
-            self.me.send(Body::Error(wire::Error {
-                code: *code as i32,
-                message: message.clone(),
-                fatal: true,
-            }));
-        }
-        // Ends writers that are still waiting on queues.
+        // Ends writers that are still waiting on queues (the error, if any, was queued when
+        // the reason was given).
         self.me.close(reason.clone());
         reason
     }

@@ -2,11 +2,13 @@
 //! (audio, video) drained by one writer that always prefers control, then audio: video is
 //! what a lagging socket loses.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -16,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{send_control, QueueSink};
+use crate::client_address::{websocket_client, ClientKey};
 use crate::core::{
     unprefixed, ControlQueueFull, MediaSink, Outgoing, Outlet, Participant, QueueBudget, Session,
 };
@@ -42,8 +45,15 @@ type Sink = SplitSink<WebSocket, Message>;
 /// `GET /ws`: upgrades to a WebSocket session.
 pub(crate) async fn upgrade(
     State(state): State<Arc<RelayState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let forwarded_for = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    let client = websocket_client(peer, forwarded_for, &state.config().limits.trusted_proxies);
     let max = state.config().limits.max_frame_size + OVERSIZE_GRACE;
     ws.max_message_size(max)
         .max_frame_size(max)
@@ -52,6 +62,7 @@ pub(crate) async fn upgrade(
             drive(
                 state,
                 SocketLink {
+                    client,
                     sink: Some(sink),
                     stream,
                     queues: None,
@@ -71,6 +82,7 @@ struct SocketQueues {
 
 /// One WebSocket connection.
 struct SocketLink {
+    client: ClientKey,
     sink: Option<Sink>,
     stream: SplitStream<WebSocket>,
     queues: Option<SocketQueues>,
@@ -113,6 +125,10 @@ impl Outlet for SocketOutlet {
 impl ClientLink for SocketLink {
     const KIND: TransportKind = TransportKind::WebSocket;
 
+    fn client(&self) -> ClientKey {
+        self.client
+    }
+
     async fn first_frame(&mut self) -> FirstFrame {
         match self.stream.next().await {
             Some(Ok(Message::Binary(frame))) => FirstFrame::Frame(frame),
@@ -123,10 +139,10 @@ impl ClientLink for SocketLink {
                 ErrorCode::NotJoined,
                 "the first message must be Join",
             )),
-            Some(Err(error)) => FirstFrame::Refused(Refusal::new(
-                ErrorCode::Malformed,
-                format!("unreadable message: {error}"),
-            )),
+            Some(Err(error)) => {
+                let (code, message) = unreadable(&error);
+                FirstFrame::Refused(Refusal::new(code, message))
+            }
             None => FirstFrame::Gone,
         }
     }
@@ -173,11 +189,10 @@ impl ClientLink for SocketLink {
             Some(Ok(Message::Text(_))) => Inbound::Bad(ErrorCode::Malformed, TEXT_REFUSED.into()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Heard,
             Some(Ok(Message::Close(_))) | None => Inbound::Ended,
-            Some(Err(error)) => Inbound::Broken(CloseReason::error(
-                LeaveReason::Error,
-                ErrorCode::Malformed,
-                format!("unreadable message: {error}"),
-            )),
+            Some(Err(error)) => {
+                let (code, message) = unreadable(&error);
+                Inbound::Broken(CloseReason::error(LeaveReason::Error, code, message))
+            }
         }
     }
 
@@ -284,6 +299,24 @@ async fn write_batch(
         written.extend(media);
     }
     sink.flush().await
+}
+
+/// Why a message could not be read: a frame or message beyond the limit (the WebSocket
+/// library stops at its header, before reading it) is `FRAME_TOO_LARGE`, like a smaller
+/// oversized one; anything else is `MALFORMED`.
+fn unreadable(error: &axum::Error) -> (ErrorCode, String) {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(tungstenite::Error::Capacity(capacity)) = e.downcast_ref::<tungstenite::Error>()
+        {
+            return (
+                ErrorCode::FrameTooLarge,
+                format!("message too large: {capacity}"),
+            );
+        }
+        cause = e.source();
+    }
+    (ErrorCode::Malformed, format!("unreadable message: {error}"))
 }
 
 fn close_message(reason: &CloseReason) -> Message {

@@ -19,6 +19,7 @@ use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use super::lane::Lane;
 use super::queue::send_control;
+use crate::client_address::{webtransport_client, ClientKey};
 use crate::core::{
     ControlQueueFull, MediaSink, Now, Offer, Outgoing, Outlet, QueueBudget, Session,
 };
@@ -70,9 +71,14 @@ async fn handle(state: Arc<RelayState>, incoming: IncomingSession) {
         }
     };
     let max_frame = state.config().limits.max_frame_size;
+    let client = webtransport_client(
+        connection.remote_address(),
+        &state.config().limits.trusted_proxies,
+    );
     drive(
         state,
         StreamsLink {
+            client,
             connection,
             max_frame,
             send: None,
@@ -86,6 +92,7 @@ async fn handle(state: Arc<RelayState>, incoming: IncomingSession) {
 
 /// One WebTransport session.
 struct StreamsLink {
+    client: ClientKey,
     connection: Connection,
     max_frame: usize,
     send: Option<SendStream>,
@@ -159,6 +166,10 @@ impl MediaSink for DatagramSink {
 
 impl ClientLink for StreamsLink {
     const KIND: TransportKind = TransportKind::WebTransport;
+
+    fn client(&self) -> ClientKey {
+        self.client
+    }
 
     async fn first_frame(&mut self) -> FirstFrame {
         let (send, recv) = match self.connection.accept_bi().await {

@@ -61,6 +61,12 @@ pub fn describe(failure: &Failure) -> (String, String) {
             "There is no such meeting".into(),
             "Check the meeting id in the address.".into(),
         ),
+        Failure::Replaced => (
+            "You joined this meeting somewhere else".into(),
+            "Another window or device joined as you, and took this place. Reload this page to \
+             move the meeting back here."
+                .into(),
+        ),
         Failure::Expired(why) => (
             "This meeting is over or your invitation expired".into(),
             why.clone(),

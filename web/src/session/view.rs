@@ -70,6 +70,8 @@ pub enum Failure {
     NotFound,
     /// The meeting ended or the grant expired.
     Expired(String),
+    /// The same person joined again from another window or device.
+    Replaced,
     /// The control plane cannot be reached.
     Unreachable(String),
     /// Neither WebTransport nor WebSocket connects.
@@ -154,6 +156,8 @@ pub fn relay_failure(code: ErrorCode, message: &str) -> (Failure, bool) {
             (Failure::NotAllowed(message), false)
         }
         ErrorCode::MeetingEnded => (Failure::Expired(message), false),
+        // Rejoining would take the place back from the newer session, which would do the same.
+        ErrorCode::Replaced => (Failure::Replaced, false),
         // A token that expired or a key the relay does not know yet: a fresh grant helps.
         ErrorCode::TokenExpired | ErrorCode::TokenUnknownKey => (Failure::Expired(message), true),
         _ => (Failure::Other(message), true),

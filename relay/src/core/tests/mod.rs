@@ -537,6 +537,75 @@ fn admission_refuses_with_the_reason_and_admits_no_one() {
 }
 
 #[test]
+fn a_second_session_of_one_identity_replaces_the_first_within_the_seat_limit() {
+    let world = World::new(&["--join-burst", "100"]);
+    // The meeting's limit as the token carries it (the control plane's seats): two.
+    let token = |user: &str| {
+        let mut claims = Claims::new(user, user, "m", Grants::default(), Duration::from_secs(600));
+        claims.max_participants = Some(2);
+        world.issuer.issue(&claims).expect("token")
+    };
+    let join = |user: &str| {
+        let inbox = Inbox::new();
+        admit(
+            &world.relay,
+            world.join_frame(&token(user), "m"),
+            TransportKind::WebSocket,
+            Box::new(FakeOutlet(inbox.clone())),
+            world.start,
+        )
+        .map(|session| Joined { session, inbox })
+    };
+    let first = join("a").expect("a");
+    let b = join("b").expect("b");
+    b.inbox.take();
+    let second = join("a").expect("a again, in a's place");
+    assert!(
+        first.inbox.closed.load(Ordering::Relaxed),
+        "the first session is closed"
+    );
+    let reason = first.session.me.close_reason();
+    assert_eq!(reason.leave, LeaveReason::Replaced);
+    assert_eq!(
+        reason.error.map(|(code, _)| code),
+        Some(ErrorCode::Replaced)
+    );
+    assert!(!second.inbox.closed.load(Ordering::Relaxed));
+    // Until the first session's driver finishes it, it is still there, but holds no seat.
+    assert_eq!(
+        join("c").err().map(|r| r.code),
+        Some(ErrorCode::MeetingFull),
+        "a third identity is still one too many"
+    );
+    assert_eq!(first.session.finish().leave, LeaveReason::Replaced);
+    let told: Vec<_> = b
+        .inbox
+        .take()
+        .into_iter()
+        .filter_map(|m| match m {
+            Body::ParticipantLeft(l) => Some((l.participant_id, l.reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, [(first.id(), LeaveReason::Replaced as i32)]);
+    assert_eq!(
+        world
+            .relay
+            .meetings
+            .get("m")
+            .map(|m| m.local_participants().len()),
+        Some(2)
+    );
+    assert_eq!(
+        videocall_testkit::metric_value(
+            &world.relay.metrics.render(),
+            "relay_sessions_replaced_total"
+        ),
+        1.0
+    );
+}
+
+#[test]
 fn joins_beyond_the_rate_budget_are_refused_until_it_refills() {
     let world = World::new(&["--join-rate", "10", "--join-burst", "2"]);
     let now = world.start;

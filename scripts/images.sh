@@ -188,7 +188,7 @@ relay_serves() {
     --websocket-addr "127.0.0.1:$ws" --admin-addr "127.0.0.1:$admin" --self-signed-names localhost)
   wait_for "relay /healthz" 30 curl -sf "http://127.0.0.1:$admin/healthz" || ok=0
   local metrics
-  [ $ok = 1 ] && { metrics=$(curl -sf "http://127.0.0.1:$admin/metrics") && grep -q relay_participants <<<"$metrics" || ok=0; }
+  [ $ok = 1 ] && { metrics=$(curl -sf "http://127.0.0.1:$admin/metrics") && grep -q videocall_relay_participants <<<"$metrics" || ok=0; }
   stops_on_sigterm "$id" || ok=0
   [ $ok = 1 ]
 }
@@ -223,7 +223,7 @@ streamer_serves() { # image tag, [podman run options]
     --admin-addr "127.0.0.1:$admin")
   local metrics
   wait_for "streamer /metrics" 60 curl -sf "http://127.0.0.1:$admin/metrics" || ok=0
-  [ $ok = 1 ] && { metrics=$(curl -sf "http://127.0.0.1:$admin/metrics") && grep -q streamer_frames_sent_total <<<"$metrics" || ok=0; }
+  [ $ok = 1 ] && { metrics=$(curl -sf "http://127.0.0.1:$admin/metrics") && grep -q videocall_streamer_frames_sent_total <<<"$metrics" || ok=0; }
   stops_on_sigterm "$id" || ok=0
   [ $ok = 1 ]
 }

@@ -108,6 +108,11 @@ pub struct ControlPlaneConfig {
     #[arg(long, env = "CONTROL_PLANE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Where to serve `/metrics` (Prometheus) and `/healthz`, apart from the API so that
+    /// they are not public behind the gateway. None: not served.
+    #[arg(long, env = "CONTROL_PLANE_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// The built browser client (`web/dist`), served at `/meeting/<user>/<meeting>` and
     /// `/assets/` beside the API so the page calls grpc-web on its own origin.
     #[arg(long, env = "CONTROL_PLANE_WEB_DIR")]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod keys;
+pub mod metrics;
 pub mod placement;
 pub mod server;
 pub mod service;
@@ -17,4 +18,4 @@ pub mod validate;
 pub mod web;
 
 pub use config::ControlPlaneConfig;
-pub use server::{nodelay, open, router, ControlPlaneServer, StartError};
+pub use server::{metrics_router, nodelay, open, router, ControlPlaneServer, StartError};

@@ -23,7 +23,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the control plane")?;
     if let Some(path) = &cli.ready_file {
-        let json = serde_json::json!({ "grpc_addr": server.addr, "pid": std::process::id() });
+        let json = serde_json::json!({
+            "grpc_addr": server.addr,
+            "metrics_addr": server.metrics_addr,
+            "pid": std::process::id(),
+        });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(&json)?)?;
         std::fs::rename(&tmp, path)?;

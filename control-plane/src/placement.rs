@@ -54,6 +54,65 @@ pub fn choose_relay(
         .map(|r| r.relay_id.clone())
 }
 
+/// How a relay was chosen, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// A relay that hosts the meeting, within its share.
+    HostingRelay,
+    /// A relay that hosts the meeting, past its share: nowhere else had room.
+    OverShare,
+    /// The relay the meeting was last placed on (nobody is in it yet).
+    PreviousRelay,
+    /// The least-loaded relay that does not host the meeting yet.
+    LeastLoaded,
+    /// No relay could take the participant.
+    None,
+}
+
+impl Decision {
+    /// Every decision, for series that exist from the start.
+    pub const ALL: [Decision; 5] = [
+        Decision::HostingRelay,
+        Decision::OverShare,
+        Decision::PreviousRelay,
+        Decision::LeastLoaded,
+        Decision::None,
+    ];
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Decision::HostingRelay => "hosting_relay",
+            Decision::OverShare => "over_share",
+            Decision::PreviousRelay => "previous_relay",
+            Decision::LeastLoaded => "least_loaded",
+            Decision::None => "none",
+        }
+    }
+
+    /// How `chosen` came out of [`choose_relay`] for `meeting` and its `hosts`.
+    pub fn of(
+        meeting: &MeetingRecord,
+        hosts: &[MeetingHost],
+        share_per_relay: Option<u32>,
+        chosen: Option<&str>,
+    ) -> Decision {
+        let Some(chosen) = chosen else {
+            return Decision::None;
+        };
+        match hosts.iter().find(|h| h.relay_id == chosen) {
+            Some(host) if share_per_relay.is_none_or(|s| host.participants < s.max(1)) => {
+                Decision::HostingRelay
+            }
+            Some(_) => Decision::OverShare,
+            None if hosts.is_empty() && meeting.relay_id.as_deref() == Some(chosen) => {
+                Decision::PreviousRelay
+            }
+            None => Decision::LeastLoaded,
+        }
+    }
+}
+
 /// [`choose_relay`] for a participant who just lost or could not reach the relays in
 /// `avoid` (a killed relay stays fresh until its heartbeat goes stale): those relays are
 /// left out while any other can take the participant, and chosen again only when none can.
@@ -118,6 +177,39 @@ mod tests {
             relay_id: id.into(),
             participants,
         }
+    }
+
+    #[test]
+    fn each_decision_is_named_by_how_it_was_made() {
+        let fresh = [relay("a", 3, 100, false), relay("b", 0, 100, false)];
+        let decide = |m: &MeetingRecord, hosts: &[MeetingHost], share| {
+            let chosen = choose_relay(m, &fresh, hosts, share);
+            Decision::of(m, hosts, share, chosen.as_deref())
+        };
+        assert_eq!(
+            decide(&meeting(None), &[host("a", 3)], None),
+            Decision::HostingRelay
+        );
+        assert_eq!(
+            decide(&meeting(Some("a")), &[], None),
+            Decision::PreviousRelay
+        );
+        assert_eq!(decide(&meeting(None), &[], None), Decision::LeastLoaded);
+        assert_eq!(
+            decide(&meeting(None), &[host("a", 3)], Some(3)),
+            Decision::LeastLoaded
+        );
+        let full = [relay("a", 3, 100, false)];
+        let hosts = [host("a", 3)];
+        let chosen = choose_relay(&meeting(None), &full, &hosts, Some(3));
+        assert_eq!(
+            Decision::of(&meeting(None), &hosts, Some(3), chosen.as_deref()),
+            Decision::OverShare
+        );
+        assert_eq!(
+            Decision::of(&meeting(None), &[], None, None),
+            Decision::None
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
@@ -16,6 +17,7 @@ use videocall_control_api::v1::relay_service_server::RelayServiceServer;
 
 use crate::bootstrap;
 use crate::config::ControlPlaneConfig;
+use crate::metrics::{Metrics, RelayStates, RpcMetricsLayer};
 use crate::service::auth::AuthApi;
 use crate::service::meetings::MeetingApi;
 use crate::service::relays::RelayApi;
@@ -39,6 +41,9 @@ pub enum StartError {
     /// Provisioning failed.
     #[error("bootstrap: {0}")]
     Bootstrap(#[from] bootstrap::BootstrapError),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// Reflection could not be set up.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -68,7 +73,8 @@ pub async fn open(config: ControlPlaneConfig) -> Result<Arc<ControlPlane>, Start
     for spec in &config.bootstrap_api_keys {
         bootstrap::api_key(&store, spec).await?;
     }
-    Ok(ControlPlane::new(store, config).await?)
+    let metrics = Metrics::new()?;
+    Ok(ControlPlane::new(store, config, metrics).await?)
 }
 
 /// The API as an axum router (gRPC + grpc-web + CORS + health + reflection), to serve on
@@ -91,18 +97,51 @@ pub async fn router(control_plane: Arc<ControlPlane>) -> Result<axum::Router, St
         .build_v1alpha()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let web = GrpcWebLayer::new();
-    let routes = Routes::new(web.layer(AuthServiceServer::new(AuthApi(control_plane.clone()))))
-        .add_service(web.layer(MeetingServiceServer::new(MeetingApi(control_plane.clone()))))
-        .add_service(web.layer(RelayServiceServer::new(RelayApi(control_plane.clone()))))
-        .add_service(web.layer(health_service))
-        .add_service(reflection)
-        .add_service(reflection_alpha);
+    // Counted inside grpc-web: both kinds of call are seen as gRPC.
+    let counted = RpcMetricsLayer(control_plane.metrics.clone());
+    let routes = Routes::new(
+        web.layer(counted.layer(AuthServiceServer::new(AuthApi(control_plane.clone())))),
+    )
+    .add_service(
+        web.layer(counted.layer(MeetingServiceServer::new(MeetingApi(control_plane.clone())))),
+    )
+    .add_service(web.layer(counted.layer(RelayServiceServer::new(RelayApi(control_plane.clone())))))
+    .add_service(web.layer(health_service))
+    .add_service(reflection)
+    .add_service(reflection_alpha);
     Ok(routes
         .prepare()
         .into_axum_router()
         .layer(cors(&control_plane.config.cors_origins))
         .merge(crate::web::routes(control_plane.config.web_dir.clone()))
         .fallback(crate::web::not_found))
+}
+
+/// `/metrics` (Prometheus text, the database pools read at each scrape) and `/healthz`.
+pub fn metrics_router(control_plane: Arc<ControlPlane>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let control_plane = control_plane.clone();
+                async move {
+                    for (pool, size, idle, max) in control_plane.store.pool_stats() {
+                        control_plane.metrics.db_pool(pool, size, idle, max);
+                    }
+                    match control_plane.store.relays().await {
+                        Ok(relays) => control_plane
+                            .metrics
+                            .relay_states(RelayStates::of(&relays, control_plane.fresh_since_ms())),
+                        Err(error) => tracing::warn!(%error, "metrics: reading the relays"),
+                    }
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        control_plane.metrics.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -145,6 +184,8 @@ pub fn nodelay(
 pub struct ControlPlaneServer {
     /// Bound address.
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, if it is.
+    pub metrics_addr: Option<SocketAddr>,
     /// Shared state.
     pub control_plane: Arc<ControlPlane>,
     /// Cancel to stop.
@@ -165,6 +206,32 @@ impl ControlPlaneServer {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         let shutdown = CancellationToken::new();
+        let metrics_addr = match control_plane.config.metrics_addr {
+            Some(wanted) => {
+                let listener = tokio::net::TcpListener::bind(wanted)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        addr: wanted,
+                        source,
+                    })?;
+                let bound = listener.local_addr().map_err(|source| StartError::Bind {
+                    addr: wanted,
+                    source,
+                })?;
+                let routes = metrics_router(control_plane.clone());
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = axum::serve(listener, routes)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                    {
+                        tracing::error!(%error, "metrics server failed");
+                    }
+                });
+                Some(bound)
+            }
+            None => None,
+        };
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(nodelay(listener), router)
@@ -174,9 +241,10 @@ impl ControlPlaneServer {
                 tracing::error!(%error, "control-plane server failed");
             }
         });
-        tracing::info!(%addr, database = ?control_plane.store.backend(), "control plane serving");
+        tracing::info!(%addr, ?metrics_addr, database = ?control_plane.store.backend(), "control plane serving");
         Ok(ControlPlaneServer {
             addr,
+            metrics_addr,
             control_plane,
             shutdown,
             task,

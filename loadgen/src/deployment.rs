@@ -201,8 +201,10 @@ impl Deployment {
         };
         for relay in &self.relays {
             let (_, metrics) = http_request(relay.info.admin_addr, "GET", "/metrics").await;
-            let buckets =
-                crate::measure::histogram_buckets(&metrics, "relay_fanout_latency_seconds_bucket");
+            let buckets = crate::measure::histogram_buckets(
+                &metrics,
+                "videocall_relay_fanout_latency_seconds_bucket",
+            );
             if total.fanout_buckets.is_empty() {
                 total.fanout_buckets = buckets;
             } else {
@@ -210,12 +212,14 @@ impl Deployment {
                     *sum += count;
                 }
             }
-            total.packets += metric_value(&metrics, "relay_packets_out_total");
-            total.bytes += metric_value(&metrics, "relay_bytes_out_total");
-            total.bytes_in += metric_value(&metrics, "relay_bytes_in_total");
-            total.bus_bytes_out +=
-                metric_value(&metrics, "relay_bus_bytes_total{direction=\"out\"}");
-            total.drops += metric_value(&metrics, "relay_drops_total");
+            total.packets += metric_value(&metrics, "videocall_relay_packets_out_total");
+            total.bytes += metric_value(&metrics, "videocall_relay_bytes_out_total");
+            total.bytes_in += metric_value(&metrics, "videocall_relay_bytes_in_total");
+            total.bus_bytes_out += metric_value(
+                &metrics,
+                "videocall_relay_bus_bytes_total{direction=\"out\"}",
+            );
+            total.drops += metric_value(&metrics, "videocall_relay_drops_total");
             total.cpu += cpu_seconds(relay.child.pid());
         }
         total

@@ -137,8 +137,149 @@ fn check(doc: &Value) {
         "Namespace" => round_trip::<Namespace>(doc),
         "Ingress" => round_trip::<Ingress>(doc),
         "RelayPool" | "Meeting" => check_custom_resource(doc),
+        "PrometheusRule" => check_prometheus_rule(doc),
         other => panic!("the chart renders a {other} the test does not know"),
     }
+}
+
+/// A PrometheusRule's shape (the Prometheus Operator's CRD is not here): groups of rules,
+/// each an alert with an expression, a duration and a summary.
+fn check_prometheus_rule(doc: &Value) {
+    assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1");
+    let groups = doc["spec"]["groups"].as_array().expect("groups");
+    assert!(!groups.is_empty());
+    for group in groups {
+        assert!(group["name"].is_string());
+        for rule in group["rules"].as_array().expect("rules") {
+            let alert = rule["alert"].as_str().expect("alert name");
+            assert!(
+                rule["expr"].as_str().is_some_and(|e| !e.is_empty()),
+                "{alert}"
+            );
+            let duration = rule["for"].as_str().expect("for");
+            assert!(
+                duration
+                    .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                    .parse::<u32>()
+                    .is_ok(),
+                "{alert}: for {duration}"
+            );
+            assert!(rule["annotations"]["summary"].is_string(), "{alert}");
+        }
+    }
+}
+
+/// Every `videocall_<component>_<name>` in `text`, each checked to be a metric its
+/// component registers: `<name>` (less a histogram's `_bucket`, `_sum` or `_count`) is a
+/// string in that component's metrics source.
+fn assert_metrics_exist(text: &str, context: &str) -> usize {
+    let sources = [
+        ("videocall_control_plane_", "control-plane/src/metrics.rs"),
+        ("videocall_relay_", "relay/src/metrics.rs"),
+        ("videocall_gateway_", "gateway/src/metrics.rs"),
+        ("videocall_streamer_", "streamer/src/metrics.rs"),
+        ("videocall_operator_", "operator/src/metrics.rs"),
+    ];
+    let mut found = 0;
+    let mut rest = text;
+    while let Some(at) = rest.find("videocall_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let Some((prefix, file)) = sources.iter().find(|(p, _)| name.starts_with(p)) else {
+            continue; // not a metric (a uid, a ConfigMap key)
+        };
+        let short = name.trim_start_matches(prefix);
+        let short = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| short.strip_suffix(suffix))
+            .unwrap_or(short);
+        let source = std::fs::read_to_string(root().join(file)).expect("metrics source");
+        assert!(
+            source.contains(&format!("\"{short}\"")),
+            "{context}: {name} is not a metric of {file}"
+        );
+        found += 1;
+    }
+    found
+}
+
+#[test]
+fn the_chart_ships_a_dashboard_and_alerts_on_metrics_that_exist() {
+    let docs = documents(&helm_template(&[]).expect("helm template"));
+    let dashboard = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "videocall-dashboard")
+        .expect("the dashboard's ConfigMap");
+    assert_eq!(
+        dashboard["metadata"]["labels"]["grafana_dashboard"], "1",
+        "the label Grafana's sidecar looks for"
+    );
+    let json: Value = serde_json::from_str(
+        dashboard["data"]["videocall-platform.json"]
+            .as_str()
+            .expect("the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let panels = json["panels"].as_array().expect("panels");
+    let mut queries = 0;
+    for panel in panels.iter().filter(|p| p["type"] == "timeseries") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            queries += assert_metrics_exist(expr, &format!("panel {}", panel["title"]));
+        }
+    }
+    assert!(queries >= 20, "{queries} metrics in the dashboard");
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "PrometheusRule"),
+        "alerts only where the Prometheus Operator is"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("alerts.yaml");
+    std::fs::write(
+        &values,
+        "monitoring:\n  prometheusRule:\n    enabled: true\n    labels: {release: prom}\n",
+    )
+    .unwrap();
+    let docs = documents(&helm_template(&[values.to_str().unwrap()]).expect("helm template"));
+    let rule = docs
+        .iter()
+        .find(|d| d["kind"] == "PrometheusRule")
+        .expect("the alerts");
+    check(rule);
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            assert_metrics_exist(r["expr"].as_str().unwrap_or_default(), "alert");
+            r["alert"].as_str().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "VideocallRelayDown",
+            "VideocallDropsRising",
+            "VideocallJoinErrors",
+            "VideocallDrainStuck"
+        ]
+    );
+    let drops = rule["spec"]["groups"][0]["rules"][1]["annotations"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(drops.contains("Over 5%"), "{drops}");
+    let down = rule["spec"]["groups"][0]["rules"][0]["annotations"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        down.contains("{{ $value }}"),
+        "Prometheus's own template survives: {down}"
+    );
 }
 
 #[test]

@@ -78,6 +78,13 @@ struct UpArgs {
         default_value = "127.0.0.1:9093"
     )]
     gateway_admin_addr: SocketAddr,
+    /// The control plane's `/metrics` and `/healthz`.
+    #[arg(
+        long,
+        env = "VIDEOCALL_CONTROL_PLANE_METRICS_ADDR",
+        default_value = "127.0.0.1:9094"
+    )]
+    control_plane_metrics_addr: SocketAddr,
     /// The control plane's own address: gRPC (h2c) for native clients and `videocall join`.
     #[arg(long, env = "VIDEOCALL_API_ADDR", default_value = "127.0.0.1:50051")]
     api_addr: SocketAddr,
@@ -109,6 +116,9 @@ pub struct PlatformInfo {
     pub api_url: String,
     /// The gateway.
     pub gateway: videocall_gateway::GatewayInfo,
+    /// The control plane's Prometheus metrics.
+    #[serde(default)]
+    pub control_plane_metrics_url: String,
     /// The initial admin.
     pub admin_user: String,
     /// Where the admin's password is kept.
@@ -192,6 +202,16 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         .context("starting the control plane")?;
     ensure_demo_meeting(&control_plane, &admin_user).await?;
     let api = videocall_control_plane::router(control_plane.clone()).await?;
+    let metrics_listener = tokio::net::TcpListener::bind(args.control_plane_metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.control_plane_metrics_addr))?;
+    let control_plane_metrics_addr = metrics_listener.local_addr()?;
+    let metrics_routes = videocall_control_plane::metrics_router(control_plane.clone());
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(metrics_listener, metrics_routes).await {
+            tracing::error!(%error, "control-plane metrics failed");
+        }
+    });
 
     // The relays register with the control plane and take their keys from it. Clients reach
     // them through the gateway, so they advertise the gateway's addresses; an IP address in
@@ -295,6 +315,7 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         http_url: format!("http://{http_addr}/"),
         api_url,
         gateway: gateway.info.clone(),
+        control_plane_metrics_url: format!("http://{control_plane_metrics_addr}/metrics"),
         admin_user,
         admin_password_file: data.root().join("keys").join("admin-password"),
         demo_meeting: DEMO_MEETING.into(),
@@ -479,7 +500,10 @@ fn print_banner(data: &DataDir, info: &PlatformInfo) {
         r.certificate_sha256
     );
     println!("  WebSocket      {}", r.websocket_url);
-    println!("  Metrics        {}/metrics", r.admin_url);
+    println!(
+        "  Metrics        relay {}/metrics, control plane {}",
+        r.admin_url, info.control_plane_metrics_url
+    );
     println!();
     println!("Try a meeting from two terminals:");
     println!("  cargo run --release --bin videocall -- join --meeting demo --user alice --publish");

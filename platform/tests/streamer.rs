@@ -170,9 +170,9 @@ async fn a_viewer_decodes_the_test_pattern_and_sigterm_leaves() {
     assert_eq!(ready(admin).await, 200);
     assert_eq!(http_request(admin, "GET", "/healthz").await.0, 200);
     let (_, metrics) = http_request(admin, "GET", "/metrics").await;
-    assert!(metric_value(&metrics, "streamer_frames_sent_total") >= 30.0);
-    assert!(metric_value(&metrics, "streamer_keyframes_total") >= 1.0);
-    assert_eq!(metric_value(&metrics, "streamer_connected"), 1.0);
+    assert!(metric_value(&metrics, "videocall_streamer_frames_sent_total") >= 30.0);
+    assert!(metric_value(&metrics, "videocall_streamer_keyframes_total") >= 1.0);
+    assert_eq!(metric_value(&metrics, "videocall_streamer_connected"), 1.0);
 
     // SIGTERM: the streamer leaves (the viewer is told LEFT) and exits 0.
     child.signal("TERM");
@@ -276,7 +276,10 @@ async fn the_streamer_rejoins_another_relay_when_its_relay_is_killed() {
     assert!(in_order(&before), "{before:?}");
     assert_eq!(ready(admin).await, 200);
     let (_, metrics) = http_request(admin, "GET", "/metrics").await;
-    assert_eq!(metric_value(&metrics, "streamer_reconnects_total"), 0.0);
+    assert_eq!(
+        metric_value(&metrics, "videocall_streamer_reconnects_total"),
+        0.0
+    );
 
     doomed.0.kill().expect("kill -9 relay-z");
     let killed = Instant::now();
@@ -288,7 +291,7 @@ async fn the_streamer_rejoins_another_relay_when_its_relay_is_killed() {
     loop {
         seen_unready |= ready(admin).await != 200;
         let (_, metrics) = http_request(admin, "GET", "/metrics").await;
-        if metric_value(&metrics, "streamer_relay_losses_total") >= 1.0 {
+        if metric_value(&metrics, "videocall_streamer_relay_losses_total") >= 1.0 {
             break;
         }
         assert!(
@@ -315,8 +318,14 @@ async fn the_streamer_rejoins_another_relay_when_its_relay_is_killed() {
     );
     assert_eq!(ready(admin).await, 200);
     let (_, metrics) = http_request(admin, "GET", "/metrics").await;
-    assert_eq!(metric_value(&metrics, "streamer_reconnects_total"), 1.0);
-    assert_eq!(metric_value(&metrics, "streamer_relay_losses_total"), 1.0);
+    assert_eq!(
+        metric_value(&metrics, "videocall_streamer_reconnects_total"),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&metrics, "videocall_streamer_relay_losses_total"),
+        1.0
+    );
     println!(
         "streamer failover: loss noticed after {unready_after:?} (/readyz 503 seen: {seen_unready}), pictures back after {back_after:?}"
     );

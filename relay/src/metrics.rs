@@ -245,7 +245,7 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new(relay_id: &str) -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(
-            Some("relay".into()),
+            Some("videocall_relay".into()),
             Some(std::iter::once(("relay_id".to_string(), relay_id.to_string())).collect()),
         )?;
         let connections = IntGaugeVec::new(

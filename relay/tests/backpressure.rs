@@ -90,7 +90,7 @@ async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
     for _ in 0..25 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         max_rss = max_rss.max(relay.rss_kib());
-        max_queued = max_queued.max(relay.metric("relay_queued_bytes").await);
+        max_queued = max_queued.max(relay.metric("videocall_relay_queued_bytes").await);
     }
     stop.cancel();
     let sent = stats.video_sent.load(std::sync::atomic::Ordering::Relaxed);
@@ -109,7 +109,7 @@ async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
         let p99_us = p99(got.latencies_us.clone());
         assert!(p99_us < 100_000, "{who}: p99 delivery latency {p99_us} us");
     }
-    let drops = relay.metric("relay_drops_total").await;
+    let drops = relay.metric("videocall_relay_drops_total").await;
     assert!(
         drops > 0.0,
         "the stalled subscribers should have lost video"

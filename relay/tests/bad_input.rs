@@ -202,7 +202,7 @@ async fn malformed_frames_before_join_are_refused_with_reasons() {
     );
     pair.still_talking("WebTransport garbage").await;
 
-    assert!(relay.metric("relay_join_refusals_total").await >= 7.0);
+    assert!(relay.metric("videocall_relay_join_refusals_total").await >= 7.0);
 }
 
 fn random_frame() -> Bytes {
@@ -262,7 +262,7 @@ async fn a_webtransport_session_for_another_path_is_refused_with_404() {
     }
     assert_eq!(
         relay
-            .metric("relay_refused_sessions_total{reason=\"unknown_path\"}")
+            .metric("videocall_relay_refused_sessions_total{reason=\"unknown_path\"}")
             .await,
         3.0
     );
@@ -329,7 +329,7 @@ async fn every_bad_token_is_refused_with_its_own_code_on_both_transports() {
         }
         pair.still_talking("bad tokens").await;
     }
-    assert_eq!(relay.metric("relay_participants").await, 2.0);
+    assert_eq!(relay.metric("videocall_relay_participants").await, 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,7 +466,7 @@ async fn bad_frames_after_join_get_errors_and_the_session_goes_on() {
             pair.still_talking("oversized control frame").await;
         }
     }
-    assert!(relay.metric("relay_bad_frames_total").await >= 12.0);
+    assert!(relay.metric("videocall_relay_bad_frames_total").await >= 12.0);
 }
 
 /// `people` join one after another, 100 ms apart, alternating transports, from 127.0.0.1;
@@ -532,13 +532,13 @@ async fn a_flood_of_junk_joins_refuses_no_valid_join() {
     );
     assert!(
         relay
-            .metric("relay_rate_limited_total{budget=\"address\"}")
+            .metric("videocall_relay_rate_limited_total{budget=\"address\"}")
             .await
             > 0.0
     );
     assert_eq!(
         relay
-            .metric("relay_rate_limited_total{budget=\"relay\"}")
+            .metric("videocall_relay_rate_limited_total{budget=\"relay\"}")
             .await,
         0.0
     );
@@ -584,13 +584,13 @@ async fn one_identity_rejoining_in_a_loop_refuses_no_one_else() {
     assert!(limited >= 50, "the loop was not held back: {codes:?}");
     assert!(
         relay
-            .metric("relay_rate_limited_total{budget=\"identity\"}")
+            .metric("videocall_relay_rate_limited_total{budget=\"identity\"}")
             .await
             >= 50.0
     );
     assert_eq!(
         relay
-            .metric("relay_rate_limited_total{budget=\"relay\"}")
+            .metric("videocall_relay_rate_limited_total{budget=\"relay\"}")
             .await,
         0.0
     );
@@ -630,7 +630,7 @@ async fn a_flood_of_joins_is_rate_limited_without_hurting_the_meeting() {
     pair.still_talking("join flood").await;
     assert!(
         relay
-            .metric("relay_join_refusals_total{code=\"ERROR_CODE_RATE_LIMITED\"}")
+            .metric("videocall_relay_join_refusals_total{code=\"ERROR_CODE_RATE_LIMITED\"}")
             .await
             >= 40.0
     );

@@ -69,7 +69,7 @@ async fn heartbeat_timeout_is_configurable() {
     );
     // The watcher answers pings, so it stays.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(relay.metric("relay_participants").await, 1.0);
+    assert_eq!(relay.metric("videocall_relay_participants").await, 1.0);
 }
 
 async fn drain_keeps_the_live_meeting_until_it_empties(start_drain: impl FnOnce(&RelayProcess)) {
@@ -174,24 +174,30 @@ async fn health_and_metrics_endpoints_answer() {
     let (status, body) = relay.admin_get("/metrics").await;
     assert_eq!(status, 200);
     for name in [
-        "relay_connections",
-        "relay_meetings",
-        "relay_participants",
-        "relay_packets_in_total",
-        "relay_bytes_out_total",
-        "relay_drops_total",
-        "relay_fanout_latency_seconds_bucket",
-        "relay_queue_depth_bucket",
-        "relay_queued_bytes",
+        "videocall_relay_connections",
+        "videocall_relay_meetings",
+        "videocall_relay_participants",
+        "videocall_relay_packets_in_total",
+        "videocall_relay_bytes_out_total",
+        "videocall_relay_drops_total",
+        "videocall_relay_fanout_latency_seconds_bucket",
+        "videocall_relay_queue_depth_bucket",
+        "videocall_relay_queued_bytes",
     ] {
         assert!(body.contains(name), "metrics lack {name}");
     }
     assert_eq!(
-        metric_value(&body, "relay_connections{transport=\"webtransport\"}"),
+        metric_value(
+            &body,
+            "videocall_relay_connections{transport=\"webtransport\"}"
+        ),
         1.0
     );
     assert_eq!(
-        metric_value(&body, "relay_connections{transport=\"websocket\"}"),
+        metric_value(
+            &body,
+            "videocall_relay_connections{transport=\"websocket\"}"
+        ),
         1.0
     );
     let (status, info) = relay.admin_get("/info").await;

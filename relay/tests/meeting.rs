@@ -185,8 +185,8 @@ async fn three_participants_over_mixed_transports_exchange_media_and_events() {
             "{who} did not see carol leave"
         );
     }
-    assert_eq!(relay.metric("relay_participants").await, 2.0);
-    assert_eq!(relay.metric("relay_meetings").await, 1.0);
+    assert_eq!(relay.metric("videocall_relay_participants").await, 2.0);
+    assert_eq!(relay.metric("videocall_relay_meetings").await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +230,12 @@ async fn late_joiner_gets_a_keyframe_within_one_second() {
         );
         stop.cancel();
     }
-    assert!(relay.metric("relay_keyframe_requests_total").await >= 2.0);
+    assert!(
+        relay
+            .metric("videocall_relay_keyframe_requests_total")
+            .await
+            >= 2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,7 +431,7 @@ async fn an_announcement_that_leaves_a_track_out_unpublishes_it() {
         "a late packet brought the screen share back: {updates:?}"
     );
     let dropped = relay
-        .metric("relay_drops_total{reason=\"unannounced_track\"}")
+        .metric("videocall_relay_drops_total{reason=\"unannounced_track\"}")
         .await;
     assert!(
         dropped >= 10.0,
@@ -534,8 +539,13 @@ async fn a_second_session_of_one_identity_replaces_the_first_and_holds_no_extra_
         alice = again;
         old_transport = transport;
     }
-    assert_eq!(relay.metric("relay_participants").await, 2.0);
-    assert_eq!(relay.metric("relay_sessions_replaced_total").await, 4.0);
+    assert_eq!(relay.metric("videocall_relay_participants").await, 2.0);
+    assert_eq!(
+        relay
+            .metric("videocall_relay_sessions_replaced_total")
+            .await,
+        4.0
+    );
     // The last session is a full member: media flows both ways.
     publish_burst(&alice).await;
     receive_from_all(&mut bob, &[alice.participant_id()]).await;
@@ -551,7 +561,7 @@ async fn a_second_session_of_one_identity_replaces_the_first_and_holds_no_extra_
     assert_eq!(refused, Some(ErrorCode::MeetingFull));
     alice.sender().leave().await;
     let deadline = Instant::now() + WAIT;
-    while relay.metric("relay_participants").await > 1.0 && Instant::now() < deadline {
+    while relay.metric("videocall_relay_participants").await > 1.0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Client::connect(relay.options(Transport::WebSocket, "once", &carol_token))

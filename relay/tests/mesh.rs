@@ -177,14 +177,14 @@ async fn a_meeting_split_across_three_relays_delivers_everyones_media_and_events
     // NATS carries each packet once per publishing relay: relay 1's bytes out to the bus are
     // about two publishers' media, not once per remote subscriber (three of them).
     let out = relays[0]
-        .metric("relay_bus_bytes_total{direction=\"out\"}")
+        .metric("videocall_relay_bus_bytes_total{direction=\"out\"}")
         .await;
     let sent_by_two = 2.0 * 5.0 * (2000.0 + 100.0);
     assert!(
         out > sent_by_two && out < 2.0 * sent_by_two,
         "relay 1 published {out} bytes for {sent_by_two} of media"
     );
-    assert!(relays[0].metric("relay_bus_subscriptions").await >= 1.0);
+    assert!(relays[0].metric("videocall_relay_bus_subscriptions").await >= 1.0);
 
     // A leave on one relay is seen on the others.
     let leaver = clients.pop().expect("client");
@@ -403,7 +403,7 @@ async fn a_frame_larger_than_natss_max_payload_crosses_whole() {
     );
     assert!(
         relays[1]
-            .metric("relay_bus_drops_total{reason=\"incomplete\"}")
+            .metric("videocall_relay_bus_drops_total{reason=\"incomplete\"}")
             .await
             == 0.0
     );

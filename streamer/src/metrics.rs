@@ -45,53 +45,42 @@ pub struct MetricsError(#[from] prometheus::Error);
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Result<Self, MetricsError> {
-        let registry = Registry::new();
+        // Every component's metrics share the `videocall_` prefix.
+        let registry = Registry::new_custom(Some("videocall_streamer".into()), None)?;
         let counter = |name: &str, help: &str| -> Result<IntCounter, MetricsError> {
             let counter = IntCounter::new(name, help)?;
             registry.register(Box::new(counter.clone()))?;
             Ok(counter)
         };
         let metrics = Metrics {
-            frames_captured: counter(
-                "streamer_frames_captured_total",
-                "Pictures taken from the source",
-            )?,
-            frames_encoded: counter("streamer_frames_encoded_total", "Pictures encoded to H.264")?,
-            frames_sent: counter(
-                "streamer_frames_sent_total",
-                "Encoded frames handed to the relay",
-            )?,
-            keyframes: counter("streamer_keyframes_total", "Keyframes encoded")?,
-            bytes_sent: counter(
-                "streamer_sent_bytes_total",
-                "Encoded bytes handed to the relay",
-            )?,
+            frames_captured: counter("frames_captured_total", "Pictures taken from the source")?,
+            frames_encoded: counter("frames_encoded_total", "Pictures encoded to H.264")?,
+            frames_sent: counter("frames_sent_total", "Encoded frames handed to the relay")?,
+            keyframes: counter("keyframes_total", "Keyframes encoded")?,
+            bytes_sent: counter("sent_bytes_total", "Encoded bytes handed to the relay")?,
             audio_frames_encoded: counter(
-                "streamer_audio_frames_encoded_total",
+                "audio_frames_encoded_total",
                 "20 ms sound frames encoded to Opus",
             )?,
             audio_packets_sent: counter(
-                "streamer_audio_packets_sent_total",
+                "audio_packets_sent_total",
                 "Opus packets handed to the relay",
             )?,
-            reconnects: counter(
-                "streamer_reconnects_total",
-                "Sessions joined again after a loss",
-            )?,
+            reconnects: counter("reconnects_total", "Sessions joined again after a loss")?,
             relay_losses: counter(
-                "streamer_relay_losses_total",
+                "relay_losses_total",
                 "Sessions lost with their relay (each followed by rejoining)",
             )?,
             frames_dropped: IntCounterVec::new(
-                Opts::new("streamer_frames_dropped_total", "Frames lost, by reason"),
+                Opts::new("frames_dropped_total", "Frames lost, by reason"),
                 &["reason"],
             )?,
             encode_seconds: Histogram::with_opts(
-                HistogramOpts::new("streamer_encode_seconds", "Seconds per encoded frame").buckets(
-                    vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.25],
-                ),
+                HistogramOpts::new("encode_seconds", "Seconds per encoded frame").buckets(vec![
+                    0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.25,
+                ]),
             )?,
-            connected: IntGauge::new("streamer_connected", "1 while joined to a relay")?,
+            connected: IntGauge::new("connected", "1 while joined to a relay")?,
             registry: registry.clone(),
         };
         registry.register(Box::new(metrics.frames_dropped.clone()))?;

@@ -11,7 +11,7 @@ use videocall_token::{Claims, Grants};
 
 use super::{key_status, peer_key, store_status, ControlPlane};
 use crate::auth::{authenticate, hash_password, random_hex, require, verify_password, Principal};
-use crate::placement::choose_relay_avoiding;
+use crate::placement::{choose_relay_avoiding, Decision};
 use crate::store::{
     self, now_ms, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, SeatRequest, StateFilter,
 };
@@ -496,7 +496,8 @@ impl MeetingService for MeetingApi {
         let now = now_ms();
         let window_ms = i64::try_from(self.0.config.connect_window_secs.saturating_mul(1000))
             .unwrap_or(i64::MAX / 2);
-        let (meeting, relay) = self
+        let mut decision = None;
+        let placed = self
             .0
             .store
             .reserve_seat(
@@ -508,17 +509,18 @@ impl MeetingService for MeetingApi {
                     fresh_since_ms: self.0.fresh_since_ms(),
                 },
                 |meeting, fresh, hosts| {
-                    choose_relay_avoiding(
-                        meeting,
-                        fresh,
-                        hosts,
-                        self.0.config.meeting_share_per_relay,
-                        &req.avoid_relay_ids,
-                    )
+                    let share = self.0.config.meeting_share_per_relay;
+                    let chosen =
+                        choose_relay_avoiding(meeting, fresh, hosts, share, &req.avoid_relay_ids);
+                    decision = Some(Decision::of(meeting, hosts, share, chosen.as_deref()));
+                    chosen
                 },
             )
-            .await
-            .map_err(store_status)?;
+            .await;
+        if let Some(decision) = decision {
+            self.0.metrics.placed(decision);
+        }
+        let (meeting, relay) = placed.map_err(store_status)?;
         let grants = Grants {
             publish: !req.receive_only,
             subscribe: true,
@@ -537,6 +539,7 @@ impl MeetingService for MeetingApi {
             .issuer
             .issue(&claims)
             .map_err(|e| Status::internal(format!("signing the token: {e}")))?;
+        self.0.metrics.grants.inc();
         tracing::info!(
             meeting = %meeting.id,
             %identity,

@@ -26,6 +26,8 @@ pub struct ControlPlane {
     pub config: ControlPlaneConfig,
     /// Failed logins and wrong meeting passwords.
     pub login_limiter: LoginLimiter,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl ControlPlane {
@@ -33,6 +35,7 @@ impl ControlPlane {
     pub async fn new(
         store: Store,
         config: ControlPlaneConfig,
+        metrics: crate::metrics::Metrics,
     ) -> Result<Arc<Self>, crate::keys::KeyError> {
         let keys = SigningKeys::open(store.clone(), config.token_ttl()).await?;
         let login_limiter = LoginLimiter::new(
@@ -44,6 +47,7 @@ impl ControlPlane {
             keys,
             config,
             login_limiter,
+            metrics,
         }))
     }
 

@@ -166,6 +166,22 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Each pool's connections now: (name, open, idle, most allowed).
+    pub fn pool_stats(&self) -> [(&'static str, u32, usize, u32); 2] {
+        let stats = |name, pool: &AnyPool| {
+            (
+                name,
+                pool.size(),
+                pool.num_idle(),
+                pool.options().get_max_connections(),
+            )
+        };
+        [
+            stats("main", &self.pool),
+            stats("relaxed", &self.relaxed_pool),
+        ]
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -98,12 +98,15 @@ impl Database {
 #[derive(Deserialize)]
 struct Ready {
     grpc_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// A control-plane process.
 pub struct ControlPlane {
     child: ChildGuard,
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (with `--metrics-addr`).
+    pub metrics_addr: Option<SocketAddr>,
     pub url: String,
     _dir: tempfile::TempDir,
 }
@@ -139,6 +142,7 @@ impl ControlPlane {
         ControlPlane {
             child,
             addr: ready.grpc_addr,
+            metrics_addr: ready.metrics_addr,
             url: format!("http://{}", ready.grpc_addr),
             _dir: dir,
         }

@@ -32,6 +32,7 @@ pub struct PlatformInfo {
     #[serde(default)]
     pub relays: Vec<RelayInfo>,
     pub gateway: videocall_gateway::GatewayInfo,
+    pub control_plane_metrics_url: String,
 }
 
 /// The repository root.
@@ -50,6 +51,7 @@ pub async fn up(data: &Path, http_addr: &str, extra: &[&str]) -> (ChildGuard, Pl
         .args(videocall_testkit::LOOPBACK_RELAY_ADDRS)
         .args(["--quic-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
         .args(["--gateway-admin-addr", "127.0.0.1:0"])
+        .args(["--control-plane-metrics-addr", "127.0.0.1:0"])
         .args(extra)
         .env(
             "RUST_LOG",

@@ -222,7 +222,10 @@ impl World {
     fn drops(&self, reason: DropReason) -> f64 {
         videocall_testkit::metric_value(
             &self.relay.metrics.render(),
-            &format!("relay_drops_total{{reason=\"{}\"}}", reason.label()),
+            &format!(
+                "videocall_relay_drops_total{{reason=\"{}\"}}",
+                reason.label()
+            ),
         )
     }
 }
@@ -599,7 +602,7 @@ fn a_second_session_of_one_identity_replaces_the_first_within_the_seat_limit() {
     assert_eq!(
         videocall_testkit::metric_value(
             &world.relay.metrics.render(),
-            "relay_sessions_replaced_total"
+            "videocall_relay_sessions_replaced_total"
         ),
         1.0
     );

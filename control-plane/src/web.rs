@@ -38,7 +38,7 @@ pub async fn not_found(request: Request) -> Response {
     (
         StatusCode::NOT_FOUND,
         Html(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found · videocall</title></head>\
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found · videocall</title><link rel=\"icon\" href=\"data:,\"></head>\
              <body><h1>Not found</h1><p>Nothing lives at this address. A meeting is at \
              <code>/meeting/&lt;your name&gt;/&lt;meeting id&gt;</code>.</p></body></html>",
         ),
@@ -57,7 +57,7 @@ async fn meeting_page(State(web_dir): State<Option<PathBuf>>) -> Response {
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             Html(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>videocall</title></head>\
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>videocall</title><link rel=\"icon\" href=\"data:,\"></head>\
                  <body><h1>The browser client is not built</h1>\
                  <p>Run <code>scripts/web-build.sh</code> (or start the platform with <code>scripts/up.sh</code>) \
                  and give its <code>web/dist</code> to the server (<code>--web-dir</code>), then reload this page.</p>\

@@ -55,6 +55,14 @@ async fn without_a_built_client_the_page_says_how_to_build_it() {
     let (status, page) = http_request(server.addr, "GET", "/meeting/alice/demo").await;
     assert_eq!(status, 503);
     assert!(page.contains("scripts/web-build.sh"));
+    // Its own (empty) icon: browsers do not ask for /favicon.ico, a 404.
+    assert!(
+        page.contains(r#"<link rel="icon" href="data:,">"#),
+        "{page}"
+    );
+    let client = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../web/index.html"))
+        .expect("web/index.html");
+    assert!(client.contains(r#"<link rel="icon" href="data:,">"#));
     server.stop().await;
 }
 

@@ -37,7 +37,7 @@ async fn relay_info(State(relay): State<Arc<RelayInfo>>) -> Json<RelayInfo> {
 
 async fn index(State(relay): State<Arc<RelayInfo>>) -> Html<String> {
     Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>videocall</title></head>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>videocall</title><link rel=\"icon\" href=\"data:,\"></head>\
          <body><h1>videocall is running</h1>\
          <p>Join the demo meeting: <a href=\"/meeting/guest/demo\">/meeting/&lt;your-name&gt;/demo</a>.</p>\
          <p>grpc-web is served here (gRPC for native clients at the API address <code>videocall up</code> prints). Meeting <code>demo</code> admits guests.</p>\

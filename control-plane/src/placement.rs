@@ -21,9 +21,7 @@ pub fn choose_relay(
 ) -> Option<String> {
     let open = |r: &&RelayRecord| !r.is_draining() && r.participants < r.capacity.max(1);
     let usable = |id: &str| fresh.iter().find(|r| r.relay_id == id).filter(open);
-    let under_share =
-        |host: &MeetingHost| share_per_relay.is_none_or(|s| host.participants < s.max(1));
-    for host in hosts.iter().filter(|h| under_share(h)) {
+    for host in hosts.iter().filter(|h| under_share(h, share_per_relay)) {
         if let Some(relay) = usable(&host.relay_id) {
             return Some(relay.relay_id.clone());
         }
@@ -101,9 +99,7 @@ impl Decision {
             return Decision::None;
         };
         match hosts.iter().find(|h| h.relay_id == chosen) {
-            Some(host) if share_per_relay.is_none_or(|s| host.participants < s.max(1)) => {
-                Decision::HostingRelay
-            }
+            Some(host) if under_share(host, share_per_relay) => Decision::HostingRelay,
             Some(_) => Decision::OverShare,
             None if hosts.is_empty() && meeting.relay_id.as_deref() == Some(chosen) => {
                 Decision::PreviousRelay
@@ -144,6 +140,11 @@ pub fn choose_relay_avoiding(
     }
     choose_relay(&elsewhere, &others, &other_hosts, share_per_relay)
         .or_else(|| choose_relay(meeting, fresh, hosts, share_per_relay))
+}
+
+/// Whether `host` has fewer of the meeting's participants than its share (no share: always).
+fn under_share(host: &MeetingHost, share_per_relay: Option<u32>) -> bool {
+    share_per_relay.is_none_or(|s| host.participants < s.max(1))
 }
 
 fn load(relay: &RelayRecord) -> f64 {

@@ -485,6 +485,49 @@ async fn people_join(relay: &RelayProcess, first: usize, people: usize) -> (usiz
     (clients.len(), clients)
 }
 
+/// Tasks sending one `Join` after another over fresh WebSockets from one loopback address,
+/// as fast as they can, until stopped.
+struct Flood {
+    running: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<HashMap<Option<ErrorCode>, u32>>>,
+}
+
+impl Flood {
+    /// `tasks` tasks sending `join` to `relay` from `from`.
+    fn start(relay: &RelayProcess, tasks: usize, from: [u8; 4], join: Bytes) -> Flood {
+        let running = Arc::new(AtomicBool::new(true));
+        let tasks = (0..tasks)
+            .map(|_| {
+                let running = running.clone();
+                let url = relay.info.websocket_url.clone();
+                let join = join.clone();
+                tokio::spawn(async move {
+                    let mut codes: HashMap<Option<ErrorCode>, u32> = HashMap::new();
+                    while running.load(Ordering::Relaxed) {
+                        *codes
+                            .entry(join_from(&url, from, join.clone()).await)
+                            .or_default() += 1;
+                    }
+                    codes
+                })
+            })
+            .collect();
+        Flood { running, tasks }
+    }
+
+    /// Stops the tasks; how many joins ended how (`None`: admitted).
+    async fn stop(self) -> HashMap<Option<ErrorCode>, u32> {
+        self.running.store(false, Ordering::Relaxed);
+        let mut codes = HashMap::new();
+        for task in self.tasks {
+            for (code, n) in task.await.expect("flood task") {
+                *codes.entry(code).or_default() += n;
+            }
+        }
+        codes
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_junk_joins_refuses_no_valid_join() {
     // A shared budget of 20 joins at once, 20 a second after: junk charged to it would use it
@@ -493,30 +536,15 @@ async fn a_flood_of_junk_joins_refuses_no_valid_join() {
     let (without_junk, _before) = people_join(&relay, 0, 10).await;
 
     // Eight tasks send junk joins from another address as fast as this machine allows.
-    let flooding = Arc::new(AtomicBool::new(true));
-    let mut flooders = Vec::new();
-    for _ in 0..8 {
-        let flooding = flooding.clone();
-        let url = relay.info.websocket_url.clone();
-        flooders.push(tokio::spawn(async move {
-            let mut codes: HashMap<Option<ErrorCode>, u32> = HashMap::new();
-            while flooding.load(Ordering::Relaxed) {
-                let junk = join_frame("not.a.token", "healthy");
-                let code = join_from(&url, [127, 0, 0, 2], junk).await;
-                *codes.entry(code).or_default() += 1;
-            }
-            codes
-        }));
-    }
+    let flood = Flood::start(
+        &relay,
+        8,
+        [127, 0, 0, 2],
+        join_frame("not.a.token", "healthy"),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (with_junk, _during) = people_join(&relay, 10, 10).await;
-    flooding.store(false, Ordering::Relaxed);
-    let mut junk: HashMap<Option<ErrorCode>, u32> = HashMap::new();
-    for flooder in flooders {
-        for (code, n) in flooder.await.expect("flooder") {
-            *junk.entry(code).or_default() += n;
-        }
-    }
+    let junk = flood.stop().await;
     let total: u32 = junk.values().sum();
     println!("people admitted: {without_junk}/10 without junk, {with_junk}/10 beside {total} junk joins ({junk:?})");
     assert_eq!(junk.get(&None), None, "junk admitted");
@@ -551,30 +579,10 @@ async fn one_identity_rejoining_in_a_loop_refuses_no_one_else() {
     // shared budget.
     let relay = RelayProcess::start(&["--join-rate", "20", "--join-burst", "20"]).await;
     let leaked = relay.token("leaked", "healthy");
-    let looping = Arc::new(AtomicBool::new(true));
-    let mut loops = Vec::new();
-    for _ in 0..4 {
-        let looping = looping.clone();
-        let url = relay.info.websocket_url.clone();
-        let frame = join_frame(&leaked, "healthy");
-        loops.push(tokio::spawn(async move {
-            let mut codes: HashMap<Option<ErrorCode>, u32> = HashMap::new();
-            while looping.load(Ordering::Relaxed) {
-                let code = join_from(&url, [127, 0, 0, 3], frame.clone()).await;
-                *codes.entry(code).or_default() += 1;
-            }
-            codes
-        }));
-    }
+    let rejoin_loop = Flood::start(&relay, 4, [127, 0, 0, 3], join_frame(&leaked, "healthy"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (admitted, _people) = people_join(&relay, 0, 10).await;
-    looping.store(false, Ordering::Relaxed);
-    let mut codes: HashMap<Option<ErrorCode>, u32> = HashMap::new();
-    for task in loops {
-        for (code, n) in task.await.expect("loop") {
-            *codes.entry(code).or_default() += n;
-        }
-    }
+    let codes = rejoin_loop.stop().await;
     println!("people admitted: {admitted}/10 beside a rejoin loop ({codes:?})");
     assert_eq!(admitted, 10, "people refused beside one identity's loop");
     let limited = codes

@@ -381,7 +381,7 @@ impl Meetings {
 
         let others: Vec<_> = participants
             .values()
-            .filter(|p| !replaced.iter().any(|r| r.id == p.id))
+            .filter(|p| p.is_remote() || p.user != newcomer.user)
             .cloned()
             .collect();
         let mut awaiting_keyframes = Vec::new();

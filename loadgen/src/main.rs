@@ -5,12 +5,17 @@
 //! The load generator shares the machine with it: on 2 cores both halves compete. With
 //! `--relays 2` the participants join through a control plane, which spreads them evenly
 //! over two relays sharing the meeting over NATS.
+//!
+//! With `--soak-minutes N` it runs the soak instead (`soak`): a meeting held for N minutes
+//! with churn, the relay sampled every 10 s (`scripts/soak.sh`).
 
 mod deployment;
 mod measure;
 mod scenario;
+mod soak;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use videocall_client::Transport;
@@ -47,6 +52,22 @@ struct Cli {
     /// The control-plane binary (default: `videocall-control-plane` next to this binary).
     #[arg(long, env = "CONTROL_PLANE_BIN")]
     control_plane_bin: Option<PathBuf>,
+    /// Run the soak for this many minutes instead of the scenarios: one meeting on one
+    /// relay, one participant replaced every second, the relay sampled periodically.
+    #[arg(long)]
+    soak_minutes: Option<u64>,
+    /// The soak's meeting size.
+    #[arg(long, default_value_t = 50)]
+    soak_participants: usize,
+    /// Soak participants who publish audio.
+    #[arg(long, default_value_t = 10)]
+    soak_audio_publishers: usize,
+    /// Of those, how many publish video too.
+    #[arg(long, default_value_t = 3)]
+    soak_video_publishers: usize,
+    /// Seconds between two soak samples.
+    #[arg(long, default_value_t = 10)]
+    soak_sample_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,6 +127,23 @@ async fn main() -> anyhow::Result<()> {
         "{} not found: build it with `cargo build --release -p videocall-control-plane`",
         control_plane_bin.display()
     );
+    if let Some(minutes) = cli.soak_minutes {
+        let setup = Setup {
+            relay_bin,
+            control_plane_bin,
+            relays: 1,
+            nats_url: cli.nats_url,
+            participants: cli.soak_participants,
+        };
+        let soak = soak::Soak {
+            duration: Duration::from_secs(minutes * 60),
+            participants: cli.soak_participants,
+            audio_publishers: cli.soak_audio_publishers,
+            video_publishers: cli.soak_video_publishers,
+            sample_every: Duration::from_secs(cli.soak_sample_seconds.max(1)),
+        };
+        return soak::run(&setup, &soak).await;
+    }
     let scenarios = if cli.scenario.is_empty() {
         ScenarioName::value_variants().to_vec()
     } else {

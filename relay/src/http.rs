@@ -55,6 +55,14 @@ async fn info(State(state): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    state
+        .relay
+        .metrics()
+        .runtime_tasks
+        .set(i64::try_from(tasks).unwrap_or(i64::MAX));
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -7,7 +7,8 @@
 //!
 //! Layers, each importing only those below it:
 //! - leaves: `ids`, `reason`, `config`, `info`, `metrics`, `log_throttle`;
-//! - `core`: meetings, participants, tracks, admission; no I/O, time passed in;
+//! - `core`: meetings, participants, tracks, admission; no I/O, time passed in (its
+//!   `script` drives it from arbitrary bytes, for the fuzzer);
 //! - `driver`: one connection's lifecycle, for every transport;
 //! - `transport`: WebTransport and WebSocket adapters;
 //! - `mesh`: the bus adapter, so relays share meetings;
@@ -32,6 +33,7 @@ mod state;
 mod transport;
 
 pub use config::RelayConfig;
+pub use crate::core::script;
 pub use control_plane::LinkError;
 pub use info::RelayInfo;
 pub use server::{start, start_with_bus, start_with_verifier, RelayHandle, StartError};

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub meetings: IntGauge,
     /// Joined participants.
     pub participants: IntGauge,
+    /// Tokio tasks alive in the process, read when metrics are scraped (a leak shows here).
+    pub runtime_tasks: IntGauge,
     in_audio: KindCounters,
     in_video: KindCounters,
     out_audio: KindCounters,
@@ -254,6 +256,10 @@ impl Metrics {
         )?;
         let meetings = IntGauge::new("meetings", "Live meetings")?;
         let participants = IntGauge::new("participants", "Joined participants")?;
+        let runtime_tasks = IntGauge::new(
+            "runtime_tasks",
+            "Tokio tasks alive in the relay process when metrics were read",
+        )?;
         let packets_in = IntCounterVec::new(
             Opts::new("packets_in_total", "Media packets received from publishers"),
             &["kind"],
@@ -342,6 +348,7 @@ impl Metrics {
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(meetings.clone()))?;
         registry.register(Box::new(participants.clone()))?;
+        registry.register(Box::new(runtime_tasks.clone()))?;
         registry.register(Box::new(packets_in.clone()))?;
         registry.register(Box::new(bytes_in.clone()))?;
         registry.register(Box::new(packets_out.clone()))?;
@@ -373,6 +380,7 @@ impl Metrics {
             connections,
             meetings,
             participants,
+            runtime_tasks,
             drops: DropReason::ALL.map(|r| drops.with_label_values(&[r.label()])),
             fanout_latency,
             queue_depth,

@@ -5,7 +5,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{Headers, RequestInit, Response};
 
 use crate::control::{JoinGrant, JoinMeetingRequest};
-use crate::grpc_web::{self, CallError};
+use videocall_grpc_web::{self as grpc_web, CallError};
 use crate::js;
 
 /// `MeetingService.JoinMeeting` as a guest named `display_name`, placed on a relay other

@@ -9,7 +9,6 @@
 
 mod bitrate;
 mod control;
-mod grpc_web;
 mod meter;
 mod playout;
 mod route;

@@ -1,6 +1,7 @@
 //! What the address bar asks for: `/meeting/<username>/<meeting-id>` with optional
 //! `?transport=websocket|webtransport` and `?capture=element|processor` (tests force paths).
 
+use videocall_grpc_web::percent_decode;
 use videocall_protocol::ids::{validate_meeting_id, validate_user};
 
 /// Which transport to use.
@@ -88,26 +89,6 @@ pub fn parse(path: &str, query: &str) -> Route {
         capture,
         video_size,
     }
-}
-
-/// Decodes `%XX` escapes (UTF-8); a malformed escape stays as it is.
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(value) = u8::from_str_radix(hex, 16) {
-                out.push(value);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

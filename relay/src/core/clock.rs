@@ -29,7 +29,6 @@ impl Now {
     }
 
     /// This moment `ms` milliseconds later, on both clocks.
-    #[cfg(test)]
     pub fn later(&self, ms: u64) -> Self {
         Now {
             at: self.at + std::time::Duration::from_millis(ms),

@@ -13,6 +13,7 @@ mod mesh;
 mod participant;
 mod relay;
 mod remote;
+pub mod script;
 mod session;
 mod sink;
 mod sync;

@@ -4,7 +4,7 @@ use dioxus::prelude::*;
 use videocall_protocol::wire::{ErrorCode, MediaKind, Participant};
 use web_sys::MediaStream;
 
-use crate::grpc_web::{code, CallError};
+use videocall_grpc_web::{code, CallError};
 
 /// One participant as the UI shows them.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,11 +1,11 @@
 //! grpc-web unary calls as bytes: the request frame, and the data and trailer frames of the
 //! answer (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md). The page sends them
-//! with `fetch`; this module has no I/O so its rules are tested on the host.
+//! with `fetch`; this crate has no I/O, so its rules are tested (and fuzzed) on the host.
+
+#![warn(missing_docs)]
 
 use bytes::Bytes;
 use prost::Message;
-
-use crate::route::percent_decode;
 
 /// The content type of binary grpc-web.
 pub const CONTENT_TYPE: &str = "application/grpc-web+proto";
@@ -85,11 +85,14 @@ pub fn decode_unary<M: Message + Default>(
             return Err(CallError::Malformed("truncated frame header"));
         }
         let flags = rest[0];
-        let length = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
-        let frame = rest
-            .get(5..5 + length)
+        // Checked: on wasm32 a length near u32::MAX would overflow `5 + length`.
+        let end = usize::try_from(u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]))
+            .ok()
+            .and_then(|length| length.checked_add(5))
+            .filter(|&end| end <= rest.len())
             .ok_or(CallError::Malformed("truncated frame"))?;
-        rest = &rest[5 + length..];
+        let frame = &rest[5..end];
+        rest = &rest[end..];
         if flags & COMPRESSED != 0 {
             return Err(CallError::Malformed("compressed frames are not accepted"));
         }
@@ -126,10 +129,33 @@ fn trailer_status(frame: &[u8]) -> Result<(u32, String), CallError> {
         .ok_or(CallError::Malformed("trailers without grpc-status"))
 }
 
+/// Decodes `%XX` escapes (UTF-8, lossy): how grpc-message and URL path segments travel.
+pub fn percent_decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{JoinGrant, JoinMeetingRequest};
+
+    /// The shape of the control plane's request and grant, for the tests.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct JoinMeetingRequest {
+        #[prost(string, tag = "1")]
+        meeting_id: String,
+        #[prost(string, tag = "2")]
+        display_name: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct JoinGrant {
+        #[prost(string, tag = "1")]
+        token: String,
+        #[prost(string, tag = "2")]
+        meeting_id: String,
+    }
 
     fn frame(flags: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = vec![flags];
@@ -189,6 +215,8 @@ mod tests {
             &b"\x01\x00\x00\x00\x00"[..],
             &b""[..],
             &b"\x80\x00\x00\x00\x03abc"[..],
+            &b"\x00\xff\xff\xff\xffabc"[..],
+            &b"\x00\xff\xff\xff\xfb"[..],
         ] {
             assert!(
                 matches!(
@@ -198,5 +226,14 @@ mod tests {
                 "{body:?}"
             );
         }
+    }
+
+    #[test]
+    fn percent_escapes_decode_and_stray_percents_stay() {
+        assert_eq!(percent_decode("meeting%20is%20full"), "meeting is full");
+        assert_eq!(percent_decode("caf%C3%A9"), "café");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%+1%zz%4"), "%+1%zz%4");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
     }
 }

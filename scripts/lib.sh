@@ -11,10 +11,18 @@ need_apt() {
   done
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
-    # Scripts run side by side (scripts/test.sh): wait for another's apt rather than fail.
-    apt-get -o DPkg::Lock::Timeout=600 update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-      --no-install-recommends "${missing[@]}" >/dev/null
+    # Scripts run side by side (scripts/test.sh): one of them at a time runs apt, the others
+    # wait. (DPkg::Lock::Timeout waits for dpkg's lock but not for `apt-get update`'s lists
+    # lock: two updates at once fail.)
+    (
+      flock -w 1200 9 || {
+        echo "need_apt: another script held apt for 20 minutes" >&2
+        exit 1
+      }
+      apt-get -o DPkg::Lock::Timeout=600 update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+    ) 9>"${TMPDIR:-/tmp}/videocall-apt.lock"
   fi
 }
 

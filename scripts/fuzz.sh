@@ -69,10 +69,11 @@ failed=0
 for target in "${targets[@]}"; do
   read -r took status <"$logs/$target.done"
   log="$logs/$target.log"
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}')
-  rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -1 | awk '{print $2}')
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | awk '{print $2}')
-  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+  stat() { grep -o "$1 *[0-9]*" "$log" | tail -1 | awk '{print $NF}'; }
+  execs=$(stat 'stat::number_of_executed_units:')
+  rate=$(stat 'stat::average_exec_per_sec:')
+  cov=$(stat 'cov:')
+  ft=$(stat 'ft:')
   crashes=$(find "fuzz/artifacts/$target" -type f | wc -l)
   # Keep the corpus small: only inputs that add coverage.
   fuzz cmin "$target" "fuzz/corpus/$target" -- -rss_limit_mb=2048 >/dev/null 2>&1 || true

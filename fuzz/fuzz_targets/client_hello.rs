@@ -31,7 +31,11 @@ fuzz_target!(|input: Input| {
             return;
         }
         let prefix = assembler.contiguous();
-        assert_eq!(prefix, &input.stream[..prefix.len()], "the prefix is the stream's");
+        assert_eq!(
+            prefix,
+            &input.stream[..prefix.len()],
+            "the prefix is the stream's"
+        );
         let _ = assembler.server_name();
     }
     if let Some((offset, data)) = input.stray {

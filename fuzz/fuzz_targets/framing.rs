@@ -15,7 +15,9 @@ fn frames(stream: &[u8], pieces: &[u8], max: usize) -> Result<Vec<Vec<u8>>, ()> 
     let mut at = 0;
     let mut sizes = pieces.iter().cycle();
     while at < stream.len() {
-        let size = sizes.next().map_or(stream.len(), |&s| usize::from(s).max(1));
+        let size = sizes
+            .next()
+            .map_or(stream.len(), |&s| usize::from(s).max(1));
         let end = (at + size).min(stream.len());
         buffer.extend_from_slice(&stream[at..end]);
         at = end;

@@ -51,17 +51,14 @@ fuzz_target!(|input: Input| {
             for (offset, data) in &crypto {
                 frames.extend(crypto_frame(u64::from(*offset), data));
             }
-            let Ok(mut datagram) = seal_client_initial(&dcid, &scid, packet_number, &frames)
-            else {
+            let Ok(mut datagram) = seal_client_initial(&dcid, &scid, packet_number, &frames) else {
                 return;
             };
             match flip {
                 None => {
                     let opened = open(&datagram).expect("a sealed Initial opens");
-                    let want: Vec<(u64, Vec<u8>)> = crypto
-                        .into_iter()
-                        .map(|(o, d)| (u64::from(o), d))
-                        .collect();
+                    let want: Vec<(u64, Vec<u8>)> =
+                        crypto.into_iter().map(|(o, d)| (u64::from(o), d)).collect();
                     assert_eq!(opened.crypto, want);
                     assert_eq!(opened.dcid, dcid);
                 }

@@ -25,7 +25,13 @@ fn keys() -> &'static Keys {
         verifier
             .add_key_base64("k1", &issuer.public_key_base64())
             .expect("own key");
-        let claims = Claims::new("ada", "Ada", "m", Grants::default(), Duration::from_secs(1 << 30));
+        let claims = Claims::new(
+            "ada",
+            "Ada",
+            "m",
+            Grants::default(),
+            Duration::from_secs(1 << 30),
+        );
         let token = issuer.issue(&claims).expect("token");
         Keys { verifier, token }
     })
@@ -37,7 +43,11 @@ enum Input {
     Raw(String, bool),
     /// The real token with one of its three parts replaced: by these bytes (base64url
     /// encoded) or by this JSON text (encoded).
-    Replaced { part: u8, bytes: Vec<u8>, json: Option<String> },
+    Replaced {
+        part: u8,
+        bytes: Vec<u8>,
+        json: Option<String>,
+    },
 }
 
 fuzz_target!(|input: Input| {
@@ -46,7 +56,11 @@ fuzz_target!(|input: Input| {
         Input::Raw(token, right_meeting) => {
             let meeting = if right_meeting { "m" } else { "other" };
             if keys.verifier.verify(&token, meeting).is_ok() {
-                assert_eq!(token.trim(), keys.token, "only the signed token is accepted");
+                assert_eq!(
+                    token.trim(),
+                    keys.token,
+                    "only the signed token is accepted"
+                );
             }
         }
         Input::Replaced { part, bytes, json } => {

@@ -218,12 +218,14 @@ impl Router {
             held: Vec::new(),
             since: now,
         });
-        for (offset, data) in &opened.crypto {
-            if pending.assembler.insert(*offset, data).is_err() {
-                return Decision::Drop(DropReason::BadClientHello);
-            }
-        }
-        let (server, by) = match pending.assembler.server_name() {
+        // This datagram's CRYPTO data counts only if the datagram is kept or routed.
+        let mut assembler = pending.assembler.clone();
+        let read = opened
+            .crypto
+            .iter()
+            .try_for_each(|(offset, data)| assembler.insert(*offset, data))
+            .and_then(|()| assembler.server_name());
+        let (server, by) = match read {
             Ok(Some(name)) => match self.server_named(&name) {
                 Some(server) => (server, RoutedBy::ServerName),
                 None => (self.config.default_server, RoutedBy::Default),
@@ -231,19 +233,20 @@ impl Router {
             Ok(None) => (self.config.default_server, RoutedBy::Default),
             Err(ClientHelloError::Incomplete) => {
                 if pending.held.len() >= MAX_HELD {
-                    return Decision::Drop(DropReason::HoldFull);
+                    return self.drop_keeping(key, pending, DropReason::HoldFull);
                 }
                 if self.pending.len() >= self.config.max_pending {
                     // Under a flood of half handshakes, stop holding: route at once.
                     (self.config.default_server, RoutedBy::Default)
                 } else {
+                    pending.assembler = assembler;
                     pending.held.push(datagram.to_vec());
                     self.pending.insert(key, pending);
                     return Decision::Held;
                 }
             }
             Err(ClientHelloError::Malformed(_)) => {
-                return Decision::Drop(DropReason::BadClientHello)
+                return self.drop_keeping(key, pending, DropReason::BadClientHello)
             }
         };
         self.remember(now, dcid, server);
@@ -252,6 +255,20 @@ impl Router {
         } else {
             Decision::Release(server, by, pending.held)
         }
+    }
+
+    /// Drops one datagram of a handshake; what was held before it stays held, to be released
+    /// or expired like any other hold (never lost).
+    fn drop_keeping(
+        &mut self,
+        key: (SocketAddr, Vec<u8>),
+        pending: Pending,
+        reason: DropReason,
+    ) -> Decision {
+        if !pending.held.is_empty() {
+            self.pending.insert(key, pending);
+        }
+        Decision::Drop(reason)
     }
 
     /// Handshakes held longer than the hold timeout, released to the default relay:

@@ -169,7 +169,6 @@ mod tests {
         let request = JoinMeetingRequest {
             meeting_id: "demo".into(),
             display_name: "Ada".into(),
-            ..Default::default()
         };
         let body = request_body(&request);
         assert_eq!(body[0], 0);
@@ -182,7 +181,6 @@ mod tests {
         let grant = JoinGrant {
             token: "t".into(),
             meeting_id: "demo".into(),
-            ..Default::default()
         };
         let mut body = frame(0, &grant.encode_to_vec());
         body.extend(frame(0x80, b"grpc-status:0\r\ngrpc-message:\r\n"));

@@ -37,9 +37,7 @@ type Latencies = Arc<Mutex<Histogram<u64>>>;
 
 fn latencies() -> anyhow::Result<Latencies> {
     Ok(Arc::new(Mutex::new(Histogram::new_with_bounds(
-        1,
-        60_000_000,
-        3,
+        1, 60_000_000, 3,
     )?)))
 }
 
@@ -99,7 +97,7 @@ impl Soak {
         seat: usize,
         person: usize,
     ) -> anyhow::Result<Seat> {
-        let transport = if person % 2 == 0 {
+        let transport = if person.is_multiple_of(2) {
             Transport::WebTransport
         } else {
             Transport::WebSocket

@@ -32,8 +32,8 @@ mod server;
 mod state;
 mod transport;
 
-pub use config::RelayConfig;
 pub use crate::core::script;
+pub use config::RelayConfig;
 pub use control_plane::LinkError;
 pub use info::RelayInfo;
 pub use server::{start, start_with_bus, start_with_verifier, RelayHandle, StartError};

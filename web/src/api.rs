@@ -5,8 +5,8 @@ use wasm_bindgen::JsCast;
 use web_sys::{Headers, RequestInit, Response};
 
 use crate::control::{JoinGrant, JoinMeetingRequest};
-use videocall_grpc_web::{self as grpc_web, CallError};
 use crate::js;
+use videocall_grpc_web::{self as grpc_web, CallError};
 
 /// `MeetingService.JoinMeeting` as a guest named `display_name`, placed on a relay other
 /// than those in `avoid` (relays just lost or unreachable) when another can take us.

@@ -113,6 +113,46 @@ fn a_client_that_keeps_sending_fragments_is_cut_off() {
         router.route(now, client(), &one_more),
         Decision::Drop(DropReason::HoldFull)
     );
+    // What was held is not lost: it goes to the default relay when the hold times out.
+    assert_eq!(router.pending(), 1);
+    let released = router.expire(now + Duration::from_secs(1));
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].2.len(), MAX_HELD);
+}
+
+/// Found by the `gateway_router` fuzz target: a second Initial whose CRYPTO data lies past
+/// the 16 KiB a ClientHello may take made the router forget the first, already held.
+#[test]
+fn a_bad_initial_after_a_held_one_leaves_the_held_one_to_expire() {
+    let mut router = router();
+    let now = Instant::now();
+    let first = seal_client_initial(&CLIENT_DCID, &[], 0, &crypto_frame(4983, b"")).unwrap();
+    assert_eq!(router.route(now, client(), &first), Decision::Held);
+    let beyond = seal_client_initial(&CLIENT_DCID, &[], 1, &crypto_frame(31488, b"x")).unwrap();
+    assert_eq!(
+        router.route(now, client(), &beyond),
+        Decision::Drop(DropReason::BadClientHello)
+    );
+    assert_eq!(router.pending(), 1);
+    // The handshake goes on: the whole ClientHello arrives and everything held follows it.
+    let hello = client_hello("relay-2.localhost");
+    let whole = seal_client_initial(&CLIENT_DCID, &[], 2, &crypto_frame(0, &hello)).unwrap();
+    assert_eq!(
+        router.route(now, client(), &whole),
+        Decision::Release(ServerId(2), RoutedBy::ServerName, vec![first.clone()])
+    );
+    assert_eq!(router.pending(), 0);
+    // Or nothing more arrives, and the held Initial goes to the default relay.
+    let mut router = self::router();
+    assert_eq!(router.route(now, client(), &first), Decision::Held);
+    assert_eq!(
+        router.route(now, client(), &beyond),
+        Decision::Drop(DropReason::BadClientHello)
+    );
+    assert_eq!(
+        router.expire(now + Duration::from_secs(1)),
+        vec![(client(), ServerId(7), vec![first])]
+    );
 }
 
 #[test]

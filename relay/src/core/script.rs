@@ -18,10 +18,10 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use clap::Parser;
 use prost::Message as _;
+use videocall_protocol::decode_envelope;
 use videocall_protocol::envelope::{encode_envelope, envelope};
 use videocall_protocol::mesh::{mesh_event, MeshEvent, RemoteParticipant};
 use videocall_protocol::wire::{self, envelope::Body};
-use videocall_protocol::decode_envelope;
 use videocall_token::{Claims, Grants, TokenIssuer, TokenVerifier};
 
 use super::clock::Now;
@@ -401,7 +401,10 @@ impl MediaSink for ScriptSink {
             panic!("a media sink was handed something other than media");
         };
         let owner = self.0.owner.load(Ordering::Relaxed) as u64;
-        assert_ne!(media.participant_id, owner, "a participant got its own media");
+        assert_ne!(
+            media.participant_id, owner,
+            "a participant got its own media"
+        );
         self.0.media.fetch_add(1, Ordering::Relaxed);
         Offer::Accepted { depth: 0 }
     }
@@ -456,14 +459,20 @@ fn tracks(list: &[(u8, u8)]) -> Vec<wire::Track> {
 
 impl Script {
     fn new() -> Self {
-        let config = match Cli::try_parse_from(std::iter::once("relay").chain(ARGS)) {
-            Ok(cli) => cli.config,
-            Err(e) => panic!("the script's relay arguments are refused: {e}"),
-        };
-        let metrics = match Metrics::new("script") {
-            Ok(m) => m,
-            Err(e) => panic!("metrics: {e}"),
-        };
+        // Parsing the arguments and registering the metrics take longer than most scripts:
+        // once per process (the counters add up across scripts; nothing here reads them).
+        static MADE: OnceLock<(RelayConfig, Metrics)> = OnceLock::new();
+        let (config, metrics) = MADE.get_or_init(|| {
+            let config = match Cli::try_parse_from(std::iter::once("relay").chain(ARGS)) {
+                Ok(cli) => cli.config,
+                Err(e) => panic!("the script's relay arguments are refused: {e}"),
+            };
+            match Metrics::new("script") {
+                Ok(metrics) => (config, metrics),
+                Err(e) => panic!("metrics: {e}"),
+            }
+        });
+        let (config, metrics) = (config.clone(), metrics.clone());
         let start = Now::system();
         let relay = Relay::new(
             config,
@@ -489,10 +498,13 @@ impl Script {
     /// A participant id as another relay would name it: one of its own (even `n`) or, to
     /// try confusion, one of this relay's (odd `n`).
     fn participant_id(&self, n: u8) -> u64 {
-        if n % 2 == 0 || self.open.is_empty() {
+        if n.is_multiple_of(2) || self.open.is_empty() {
             REMOTE_ID_BASE + u64::from(n % 8)
         } else {
-            self.open[usize::from(n / 2) % self.open.len()].session.me.id
+            self.open[usize::from(n / 2) % self.open.len()]
+                .session
+                .me
+                .id
         }
     }
 
@@ -573,7 +585,13 @@ impl Script {
             } => {
                 if !self.open.is_empty() {
                     let wire = &self.open[usize::from(who) % self.open.len()].wire;
-                    let room = |r: u8| if r == u8::MAX { usize::MAX } else { usize::from(r) };
+                    let room = |r: u8| {
+                        if r == u8::MAX {
+                            usize::MAX
+                        } else {
+                            usize::from(r)
+                        }
+                    };
                     wire.media_room.store(room(media_room), Ordering::Relaxed);
                     wire.control_room
                         .store(room(control_room), Ordering::Relaxed);
@@ -812,7 +830,6 @@ impl Script {
         self.summary
     }
 }
-
 
 #[cfg(test)]
 mod tests {

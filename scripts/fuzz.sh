@@ -38,7 +38,9 @@ fuzz() {
   cargo fuzz "$1" --fuzz-dir fuzz --sanitizer "$sanitizer" --target-dir "$target_dir" "${@:2}"
 }
 echo "== building ${targets[*]}"
-fuzz build "${targets[@]}" 2>&1 | tail -3
+for target in "${targets[@]}"; do
+  fuzz build "$target" 2>&1 | tail -1
+done
 logs=$(mktemp -d)
 run_one() {
   local target=$1

@@ -116,11 +116,14 @@ pub enum DropReason {
     BusQueueFull,
     /// Media from the bus of a publisher this relay does not know (yet).
     UnknownPublisher,
+    /// Media from the bus whose frame is not a media envelope of the publisher and track
+    /// its header names (a broken or foreign relay): never handed to anyone.
+    MalformedRemote,
 }
 
 impl DropReason {
     /// Every reason, in the order of their metric series.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::VideoQueueFull,
         DropReason::AudioQueueFull,
         DropReason::AwaitingKeyframe,
@@ -128,6 +131,7 @@ impl DropReason {
         DropReason::UnannouncedTrack,
         DropReason::BusQueueFull,
         DropReason::UnknownPublisher,
+        DropReason::MalformedRemote,
     ];
 
     /// Metric label.
@@ -140,6 +144,7 @@ impl DropReason {
             DropReason::UnannouncedTrack => "unannounced_track",
             DropReason::BusQueueFull => "bus_queue_full",
             DropReason::UnknownPublisher => "unknown_publisher",
+            DropReason::MalformedRemote => "malformed_remote",
         }
     }
 }

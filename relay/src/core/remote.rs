@@ -22,7 +22,7 @@ use videocall_protocol::mesh::{
 use videocall_protocol::wire::{
     envelope::Body, ErrorCode, LeaveReason, ParticipantJoined, ParticipantLeft, ParticipantUpdated,
 };
-use videocall_protocol::{decode_envelope, encode_length_prefixed};
+use videocall_protocol::{decode_envelope, encode_length_prefixed, LENGTH_PREFIX_BYTES};
 
 /// Applies one event another relay published in `meeting_id`. Events of meetings this relay
 /// does not host, and its own, are ignored.
@@ -167,6 +167,14 @@ pub fn on_media(
     let Some(track) = publisher.track(track) else {
         return dropped(DropReason::UnannouncedTrack);
     };
+    // Subscribers get these bytes as they are: they must be what the header says.
+    let is_its_media = matches!(
+        envelope_in(relay, frame),
+        Some(Body::Media(m)) if m.participant_id == publisher.id && m.track_id == track.id
+    );
+    if !is_its_media {
+        return dropped(DropReason::MalformedRemote);
+    }
     fan_out(relay, &publisher, &track, frame, keyframe, now);
     RemoteMedia::Forwarded
 }
@@ -273,11 +281,21 @@ fn forget(
 
 /// Passes a control frame from another relay to local participant `p`; a keyframe request
 /// is coalesced here, at the publisher's relay, with every other request for the track.
+/// The body of a length-prefixed envelope from another relay, if its prefix is its length
+/// and it decodes: only such frames are passed on to participants as they are.
+fn envelope_in(relay: &Relay, frame: &Bytes) -> Option<Body> {
+    let prefix: [u8; LENGTH_PREFIX_BYTES] = frame.get(..LENGTH_PREFIX_BYTES)?.try_into().ok()?;
+    let declared = usize::try_from(u32::from_be_bytes(prefix)).ok()?;
+    if declared != frame.len() - LENGTH_PREFIX_BYTES {
+        return None;
+    }
+    decode_envelope(unprefixed(frame), relay.config.limits.max_frame_size)
+        .ok()?
+        .body
+}
+
 fn deliver_to(relay: &Relay, p: &Participant, frame: Bytes, now: Now) {
-    let body = decode_envelope(unprefixed(&frame), relay.config.limits.max_frame_size)
-        .ok()
-        .and_then(|env| env.body);
-    match body {
+    match envelope_in(relay, &frame) {
         Some(Body::KeyframeRequest(request)) => {
             if let Some(track) = p.track(request.track_id) {
                 request_keyframe(relay, p, &track, now);

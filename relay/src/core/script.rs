@@ -277,14 +277,23 @@ pub struct Summary {
     pub media_frames: usize,
 }
 
+/// The steps `data` encodes, as [`run`] reads them (to see what a failing input does).
+pub fn steps(data: &[u8]) -> Vec<Step> {
+    let mut input = Unstructured::new(data);
+    let mut steps = Vec::new();
+    while steps.len() < MAX_STEPS && !input.is_empty() {
+        match Step::arbitrary(&mut input) {
+            Ok(step) => steps.push(step),
+            Err(_) => break,
+        }
+    }
+    steps
+}
+
 /// Runs the script in `data`; panics when something that must hold does not.
 pub fn run(data: &[u8]) -> Summary {
     let mut script = Script::new();
-    let mut input = Unstructured::new(data);
-    while script.summary.steps < MAX_STEPS && !input.is_empty() {
-        let Ok(step) = Step::arbitrary(&mut input) else {
-            break;
-        };
+    for step in steps(data) {
         script.step(step);
         script.summary.steps += 1;
         script.reap();
@@ -381,6 +390,15 @@ struct ScriptOutlet(Arc<Wire>);
 struct ScriptSink(Arc<Wire>);
 
 fn valid(frame: &Bytes) -> Body {
+    let declared = frame
+        .get(..4)
+        .and_then(|p| <[u8; 4]>::try_from(p).ok())
+        .map(u32::from_be_bytes);
+    assert_eq!(
+        declared.map(|d| d as usize),
+        Some(frame.len().saturating_sub(4)),
+        "the relay sent a frame whose length prefix is not its length"
+    );
     match decode_envelope(unprefixed(frame), usize::MAX) {
         Ok(wire::Envelope {
             body: Some(body), ..

@@ -560,3 +560,78 @@ fn bad_media_from_the_bus_is_dropped_and_counted_and_a_full_bus_queue_too() {
     );
     assert!(b.events().is_empty());
 }
+
+/// Found by the `session` fuzz target: media from the bus was handed to subscribers as it
+/// came, so a broken or foreign relay could send them bytes that are not an envelope, a
+/// length prefix that desynchronises their stream, or media in another publisher's name.
+#[test]
+fn media_and_deliveries_from_the_bus_reach_nobody_unless_they_are_what_they_claim() {
+    use videocall_protocol::encode_length_prefixed;
+    use videocall_protocol::envelope::envelope;
+
+    let a = Node::new("a", 1);
+    let b = Node::new("b", 2);
+    let alice = a.join("alice");
+    let eve = a.join("eve");
+    alice.announce(&[(1, MediaKind::Video)], a.world.start);
+    let bob = b.join("bob");
+    pump(&[&a, &b]);
+    bob.inbox.take();
+    let relay = &b.world.relay;
+    let media_of = |publisher: u64, track: u32| {
+        encode_length_prefixed(&envelope(Body::Media(wire::Media {
+            participant_id: publisher,
+            track_id: track,
+            kind: MediaKind::Video as i32,
+            keyframe: true,
+            payload: Bytes::from_static(b"frame"),
+            ..Default::default()
+        })))
+    };
+    let good = media_of(alice.id(), 1);
+    let mut bad_prefix = good.to_vec();
+    bad_prefix[3] = bad_prefix[3].wrapping_add(1);
+    for frame in [
+        Bytes::from_static(&[0, 0, 0, 1, 8]),
+        Bytes::from_static(&[0, 0]),
+        Bytes::from(bad_prefix),
+        media_of(eve.id(), 1),
+        media_of(alice.id(), 2),
+        encode_length_prefixed(&envelope(Body::Ping(wire::Ping::default()))),
+    ] {
+        assert_eq!(
+            on_media(relay, "m", alice.id(), 1, true, &frame, b.world.start),
+            RemoteMedia::Dropped(DropReason::MalformedRemote),
+            "{frame:?}"
+        );
+    }
+    assert!(bob.inbox.take_media().is_empty());
+    assert_eq!(b.world.drops(DropReason::MalformedRemote), 6.0);
+    assert_eq!(
+        on_media(relay, "m", alice.id(), 1, true, &good, b.world.start),
+        RemoteMedia::Forwarded
+    );
+    assert_eq!(bob.inbox.take_media(), vec![(alice.id(), 1, 0)]);
+
+    // A delivery whose length prefix is not its length never reaches bob's stream.
+    let mut chat = encode_length_prefixed(&envelope(Body::Data(wire::DataMessage {
+        text: "hi".into(),
+        ..Default::default()
+    })))
+    .to_vec();
+    chat[3] = chat[3].wrapping_add(5);
+    let deliver = |frame: Vec<u8>| MeshEvent {
+        origin: "a".into(),
+        body: Some(mesh_event::Body::Deliver(
+            videocall_protocol::mesh::Deliver {
+                participant_id: bob.id(),
+                frame: frame.into(),
+            },
+        )),
+    };
+    on_event(relay, "m", deliver(chat.clone()), b.world.start);
+    assert!(bob.inbox.take().is_empty());
+    chat[3] = chat[3].wrapping_sub(5);
+    on_event(relay, "m", deliver(chat), b.world.start);
+    assert!(matches!(&bob.inbox.take()[..], [Body::Data(d)] if d.text == "hi"));
+}

@@ -292,8 +292,13 @@ pub fn steps(data: &[u8]) -> Vec<Step> {
 
 /// Runs the script in `data`; panics when something that must hold does not.
 pub fn run(data: &[u8]) -> Summary {
+    run_steps(steps(data))
+}
+
+/// Runs `steps`; panics when something that must hold does not.
+pub fn run_steps(steps: Vec<Step>) -> Summary {
     let mut script = Script::new();
-    for step in steps(data) {
+    for step in steps {
         script.step(step);
         script.summary.steps += 1;
         script.reap();
@@ -854,6 +859,44 @@ mod tests {
     use rand::{Rng, RngCore, SeedableRng};
 
     use super::*;
+
+    #[test]
+    fn a_written_script_moves_media_between_two_people() {
+        let join = |user| Step::Join {
+            user,
+            meeting: 0,
+            grants: 3,
+            webtransport: false,
+        };
+        let summary = run_steps(vec![
+            join(0),
+            join(1),
+            Step::Send {
+                who: 0,
+                message: Said::Update {
+                    tracks: vec![(1, 1)],
+                    announce_tracks: true,
+                    audio_muted: false,
+                    video_muted: false,
+                    speaking: false,
+                    display_name: String::new(),
+                },
+            },
+            Step::Send {
+                who: 0,
+                message: Said::Media {
+                    track: 1,
+                    kind: 1,
+                    sequence: 0,
+                    keyframe: false,
+                    payload: vec![1, 2, 3],
+                },
+            },
+            Step::Later { ms: 100 },
+        ]);
+        assert_eq!(summary.admitted, 2, "{summary:?}");
+        assert_eq!(summary.media_frames, 1, "{summary:?}");
+    }
 
     #[test]
     fn random_scripts_run_to_their_end_with_everything_holding() {

@@ -66,8 +66,35 @@ struct ReceiverResult {
     received: u64,
 }
 
-async fn receive(
+/// Reads a participant's events until `stop` or the session ends, handing the latency of
+/// every media packet (capture to now, in µs) to `on_media` and turning keyframe requests
+/// into keyframes of its own publisher; then leaves.
+pub async fn receive(
     mut client: Client,
+    trigger: KeyframeTrigger,
+    stop: CancellationToken,
+    mut on_media: impl FnMut(u64) + Send,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            event = client.next_event() => match event {
+                Some(Event::Message(Body::Media(m))) => on_media(
+                    videocall_client::unix_micros()
+                        .saturating_sub(m.capture_timestamp_us)
+                        .max(1),
+                ),
+                Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
+                Some(Event::Message(_)) => {}
+                Some(Event::Closed { .. }) | None => break,
+            }
+        }
+    }
+    client.sender().leave().await;
+}
+
+async fn measure(
+    client: Client,
     trigger: KeyframeTrigger,
     measuring: Arc<AtomicBool>,
     stop: CancellationToken,
@@ -77,24 +104,13 @@ async fn receive(
             .unwrap_or_else(|_| unreachable!("static bounds")),
         received: 0,
     };
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            event = client.next_event() => match event {
-                Some(Event::Message(Body::Media(m))) => {
-                    if measuring.load(Ordering::Relaxed) {
-                        result.received += 1;
-                        let latency = videocall_client::unix_micros().saturating_sub(m.capture_timestamp_us).max(1);
-                        let _ = result.latency_us.record(latency);
-                    }
-                }
-                Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
-                Some(Event::Message(_)) => {}
-                Some(Event::Closed { .. }) | None => break,
-            }
+    receive(client, trigger, stop, |latency| {
+        if measuring.load(Ordering::Relaxed) {
+            result.received += 1;
+            let _ = result.latency_us.record(latency);
         }
-    }
-    client.sender().leave().await;
+    })
+    .await;
     result
 }
 
@@ -149,7 +165,7 @@ pub async fn run(
             ));
             publishers.push(stats);
         }
-        receivers.push(tokio::spawn(receive(
+        receivers.push(tokio::spawn(measure(
             client,
             trigger,
             measuring.clone(),

@@ -13,11 +13,11 @@ use hdrhistogram::Histogram;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
-use videocall_client::{Client, Event, Transport};
-use videocall_protocol::wire::envelope::Body;
-use videocall_testkit::{http_request, metric_value};
+use videocall_client::Transport;
+use videocall_testkit::{http_request, metric_value, open_fds, threads};
 
 use crate::deployment::{Deployment, Setup};
+use crate::scenario::receive;
 
 /// What the soak holds and how often it looks.
 pub struct Soak {
@@ -46,33 +46,6 @@ struct Seat {
     stop: CancellationToken,
     receiver: JoinHandle<()>,
     latency_us: Latencies,
-}
-
-async fn receive(
-    mut client: Client,
-    trigger: KeyframeTrigger,
-    latency_us: Latencies,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            event = client.next_event() => match event {
-                Some(Event::Message(Body::Media(m))) => {
-                    let latency = videocall_client::unix_micros()
-                        .saturating_sub(m.capture_timestamp_us)
-                        .max(1);
-                    if let Ok(mut h) = latency_us.lock() {
-                        let _ = h.record(latency);
-                    }
-                }
-                Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
-                Some(Event::Message(_)) => {}
-                Some(Event::Closed { .. }) | None => break,
-            }
-        }
-    }
-    client.sender().leave().await;
 }
 
 impl Soak {
@@ -115,7 +88,12 @@ impl Soak {
             ));
         }
         let latency_us = latencies()?;
-        let receiver = tokio::spawn(receive(client, trigger, latency_us.clone(), stop.clone()));
+        let latencies = latency_us.clone();
+        let receiver = tokio::spawn(receive(client, trigger, stop.clone(), move |latency| {
+            if let Ok(mut h) = latencies.lock() {
+                let _ = h.record(latency);
+            }
+        }));
         Ok(Seat {
             stop,
             receiver,
@@ -176,21 +154,6 @@ impl Sample {
             self.drops,
         )
     }
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-fn threads(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Least-squares slope of `ys` over `xs`, per hour (xs in seconds).

@@ -137,14 +137,29 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-/// Resident memory of process `pid` in KiB (0 if unknown).
-pub fn rss_kib(pid: u32) -> u64 {
+/// The number in line `field` (e.g. `VmRSS:`) of `/proc/<pid>/status` (0 if unknown).
+fn status_number(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Resident memory of process `pid` in KiB (0 if unknown).
+pub fn rss_kib(pid: u32) -> u64 {
+    status_number(pid, "VmRSS:")
+}
+
+/// Threads of process `pid` (0 if unknown).
+pub fn threads(pid: u32) -> u64 {
+    status_number(pid, "Threads:")
+}
+
+/// Open file descriptors of process `pid` (0 if unknown).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 /// A minimal HTTP/1.0 request; returns (status, body).

@@ -607,6 +607,31 @@ async fn bad_input(db: &Database) {
         Code::InvalidArgument,
         "allowed_users[1]:",
     );
+    // End-to-end encryption cannot be promised until something encrypts.
+    assert_status(
+        create(CreateMeetingRequest {
+            e2ee_required: true,
+            ..public("ok6")
+        })
+        .await,
+        Code::InvalidArgument,
+        "e2ee_required: end-to-end encryption is not available yet",
+    );
+    create(public("clear")).await.unwrap();
+    assert_status(
+        api.meetings()
+            .update_meeting(req(
+                UpdateMeetingRequest {
+                    id: "clear".into(),
+                    e2ee_required: Some(true),
+                    ..Default::default()
+                },
+                Some(&alice),
+            ))
+            .await,
+        Code::InvalidArgument,
+        "e2ee_required:",
+    );
     // An injection attempt in free text is stored as text and harms nothing.
     let sneaky = create(CreateMeetingRequest {
         title: "'); DELETE FROM users; --".into(),
@@ -797,7 +822,10 @@ async fn bad_input(db: &Database) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(all.meetings.len(), 1, "only `sneaky` was created");
+    let mut ids: Vec<_> = all.meetings.iter().map(|m| m.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["clear", "sneaky"], "only these were created");
+    assert!(all.meetings.iter().all(|m| !m.e2ee_required));
     cp.stop().await;
 }
 

@@ -42,6 +42,10 @@ pub fn spec_problem(meeting: &Meeting) -> Option<String> {
     if spec.access == MeetingAccess::Private && spec.guests_allowed {
         return Some("a Private meeting cannot admit guests".into());
     }
+    if spec.e2ee_required {
+        // The schema refuses it; a Meeting stored under an older schema still says it.
+        return Some("e2eeRequired: end-to-end encryption is not available yet".into());
+    }
     None
 }
 
@@ -344,4 +348,54 @@ pub fn differs(existing: &api::Meeting, wanted: &api::UpdateMeetingRequest) -> b
         || wanted.guests_allowed != Some(existing.guests_allowed)
         || wanted.max_participants != Some(existing.max_participants)
         || wanted.e2ee_required != Some(existing.e2ee_required)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::MeetingSpec;
+
+    fn meeting(change: impl FnOnce(&mut MeetingSpec)) -> Meeting {
+        let mut spec = MeetingSpec {
+            title: "Standup".into(),
+            relay_pool: "edge".into(),
+            access: MeetingAccess::Public,
+            allowed_users: Vec::new(),
+            guests_allowed: true,
+            max_participants: 10,
+            e2ee_required: false,
+            start_time: None,
+            end_time: None,
+        };
+        change(&mut spec);
+        Meeting::new("standup", spec)
+    }
+
+    #[test]
+    fn a_sound_spec_has_no_problem() {
+        assert_eq!(spec_problem(&meeting(|_| {})), None);
+    }
+
+    #[test]
+    fn specs_the_schema_cannot_refuse_are_named() {
+        type Change = fn(&mut MeetingSpec);
+        let cases: [(Change, &str); 3] = [
+            (|s| s.allowed_users = vec!["not ok".into()], "allowedUsers"),
+            (
+                |s| {
+                    s.access = MeetingAccess::Private;
+                    s.guests_allowed = true;
+                },
+                "cannot admit guests",
+            ),
+            (|s| s.e2ee_required = true, "e2eeRequired"),
+        ];
+        for (change, needle) in cases {
+            let problem = spec_problem(&meeting(change));
+            assert!(
+                problem.as_deref().is_some_and(|p| p.contains(needle)),
+                "{needle}: {problem:?}"
+            );
+        }
+    }
 }

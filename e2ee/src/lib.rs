@@ -1,0 +1,22 @@
+//! End-to-end encryption of a meeting, without I/O: the meeting is an MLS group (RFC 9420) and
+//! every encoded frame and chat message is an SFrame (RFC 9605) ciphertext under a key derived
+//! from the group's current epoch. Relays carry the handshake messages in one order per meeting
+//! (they are the delivery service) and forward frames they cannot read.
+//!
+//! - [`Member`]: one participant's side: its identity, the group as it knows it, the commits it
+//!   proposes, and what handshake messages from the delivery service do to it.
+//! - [`FrameKeys`]: the SFrame keys of the epochs a member holds: it seals its own frames and
+//!   opens everyone else's, refusing tampered, replayed and unknown-epoch frames.
+//!
+//! Who may read what: a frame sealed in an epoch opens only for members of that epoch (and, for
+//! frames still in flight when a commit lands, of the epoch before). A member removed by a
+//! commit never learns the next epoch's secret; a member added by one never learns the
+//! previous epoch's.
+
+mod error;
+mod frames;
+mod member;
+
+pub use error::E2eeError;
+pub use frames::{FrameKeys, Opened, KEPT_EPOCHS};
+pub use member::{Handled, Member, Proposed, MAX_MEMBERS};

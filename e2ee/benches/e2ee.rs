@@ -4,17 +4,46 @@
 //!
 //! `cargo bench -p videocall-e2ee --bench e2ee` (prints figures; BENCHMARKS.md).
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use videocall_e2ee::{Handled, Member};
+use videocall_e2ee::{ControlPlaneCredentials, Handled, Member, SigningKey};
+use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
+
+/// A member of the meeting "bench" holding a credential of the control plane's.
+fn member(user: &str) -> Member {
+    static CONTROL_PLANE: OnceLock<(TokenIssuer, Arc<ControlPlaneCredentials>)> = OnceLock::new();
+    let (issuer, check) = CONTROL_PLANE.get_or_init(|| {
+        let issuer = TokenIssuer::generate("cp");
+        let mut verifier = TokenVerifier::new();
+        verifier
+            .add_key_base64("cp", &issuer.public_key_base64())
+            .unwrap();
+        (
+            issuer,
+            Arc::new(ControlPlaneCredentials::new(verifier, "bench")),
+        )
+    });
+    let key = SigningKey::generate().unwrap();
+    let claims = E2eeCredential::new(
+        user,
+        user,
+        "bench",
+        false,
+        &key.public(),
+        Duration::from_secs(3600),
+    );
+    let credential = issuer.issue_credential(&claims).unwrap().into_bytes();
+    Member::new(key, credential, check.clone()).unwrap()
+}
 
 fn per_op(total: Duration, n: u32) -> f64 {
     total.as_secs_f64() * 1e6 / f64::from(n)
 }
 
 fn pair() -> (Member, Member) {
-    let mut alice = Member::new("alice").unwrap();
-    let mut bob = Member::new("bob").unwrap();
+    let mut alice = member("alice");
+    let mut bob = member("bob");
     alice.create("bench").unwrap();
     let proposed = alice.propose_add(&[&bob.key_package().unwrap()]).unwrap();
     let Ok(Handled::Committed {
@@ -53,11 +82,9 @@ fn frames() {
 
 /// A meeting of `size` built by one commit adding everyone after the first.
 fn meeting(size: usize) -> Vec<Member> {
-    let mut host = Member::new("m-0").unwrap();
+    let mut host = member("m-0");
     host.create("bench").unwrap();
-    let mut others: Vec<Member> = (1..size)
-        .map(|i| Member::new(&format!("m-{i}")).unwrap())
-        .collect();
+    let mut others: Vec<Member> = (1..size).map(|i| member(&format!("m-{i}"))).collect();
     let packages: Vec<Vec<u8>> = others.iter().map(|m| m.key_package().unwrap()).collect();
     let refs: Vec<&[u8]> = packages.iter().map(Vec::as_slice).collect();
     let proposed = host.propose_add(&refs).unwrap();
@@ -82,7 +109,7 @@ fn join() {
         (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for _ in 0..rounds {
         let mut members = meeting(10);
-        let mut newcomer = Member::new("newcomer").unwrap();
+        let mut newcomer = member("newcomer");
         let package = newcomer.key_package().unwrap();
         let start = Instant::now();
         let proposed = members[0].propose_add(&[&package]).unwrap();

@@ -45,6 +45,12 @@ pub enum E2eeError {
     /// A frame seen before.
     #[error("the frame was seen before (replayed)")]
     Replayed,
+    /// A member's credential does not check (see [`crate::CredentialCheck`]).
+    #[error("credential refused: {reason}")]
+    CredentialRefused {
+        /// Why.
+        reason: String,
+    },
     /// No member of that name.
     #[error("no member named {0:?}")]
     UnknownMember(String),

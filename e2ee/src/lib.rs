@@ -5,6 +5,8 @@
 //!
 //! - [`Member`]: one participant's side: its identity, the group as it knows it, the commits it
 //!   proposes, and what handshake messages from the delivery service do to it.
+//! - [`CredentialCheck`]: whose key is whose; [`ControlPlaneCredentials`] checks the
+//!   credentials the control plane signs (a user or guest of the meeting holds this key).
 //! - [`FrameKeys`]: the SFrame keys of the epochs a member holds: it seals its own frames and
 //!   opens everyone else's, refusing tampered, replayed and unknown-epoch frames.
 //!
@@ -13,10 +15,12 @@
 //! commit never learns the next epoch's secret; a member added by one never learns the
 //! previous epoch's.
 
+mod credentials;
 mod error;
 mod frames;
 mod member;
 
+pub use credentials::{ControlPlaneCredentials, CredentialCheck, Identity};
 pub use error::E2eeError;
 pub use frames::{FrameKeys, Opened, KEPT_EPOCHS};
-pub use member::{Handled, Member, Proposed, MAX_MEMBERS};
+pub use member::{Handled, Member, Proposed, SigningKey, MAX_MEMBERS};

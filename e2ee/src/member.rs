@@ -14,10 +14,16 @@ use openmls::prelude::{
     LeafNodeIndex, MlsGroup, MlsGroupCreateConfig, MlsGroupJoinConfig, MlsMessageBodyIn,
     MlsMessageIn, ProcessedMessageContent, ProtocolVersion, StagedWelcome,
 };
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto as _;
+use openmls_traits::types::HashType;
 use openmls_traits::OpenMlsProvider as _;
 
+use crate::credentials::{CredentialCheck, Identity};
 use crate::frames::{FrameKeys, Opened, BASE_KEY_LABEL, INDEX_BITS};
 use crate::E2eeError;
 
@@ -69,10 +75,31 @@ struct Pending {
     intent: Intent,
 }
 
+/// A participant's MLS signing key (Ed25519): made before joining, so that the control plane
+/// can sign it into the participant's credential.
+pub struct SigningKey(SignatureKeyPair);
+
+impl SigningKey {
+    /// A new key.
+    pub fn generate() -> Result<Self, E2eeError> {
+        SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
+            .map(SigningKey)
+            .map_err(E2eeError::crypto)
+    }
+
+    /// The public key (32 bytes), for the control plane to sign into the credential.
+    pub fn public(&self) -> Vec<u8> {
+        self.0.to_public_vec()
+    }
+}
+
 /// One participant: an MLS identity and signing key, the group once it created or joined one,
 /// and the SFrame keys of the group's epochs.
 pub struct Member {
     name: String,
+    check: Arc<dyn CredentialCheck + Send + Sync>,
+    checked: HashMap<(Vec<u8>, Vec<u8>), Identity>,
+    roster: BTreeMap<u32, Identity>,
     provider: OpenMlsRustCrypto,
     signer: SignatureKeyPair,
     credential: CredentialWithKey,
@@ -105,25 +132,30 @@ fn join_config() -> MlsGroupJoinConfig {
         .build()
 }
 
-fn identity(credential: &openmls::prelude::Credential) -> String {
-    String::from_utf8_lossy(credential.serialized_content()).into_owned()
-}
-
 impl Member {
-    /// A participant named `name` (its identity in the group), with a new signing key.
-    pub fn new(name: &str) -> Result<Self, E2eeError> {
+    /// A participant holding `key`, known to the others by `credential` (the control plane's
+    /// signature on who holds the key), checking everyone's credential with `check`. Its own
+    /// credential is checked first.
+    pub fn new(
+        key: SigningKey,
+        credential: Vec<u8>,
+        check: Arc<dyn CredentialCheck + Send + Sync>,
+    ) -> Result<Self, E2eeError> {
+        let own = check.check(&credential, &key.public())?;
         let provider = OpenMlsRustCrypto::default();
-        let signer =
-            SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(E2eeError::crypto)?;
+        let signer = key.0;
         signer
             .store(provider.storage())
             .map_err(E2eeError::crypto)?;
         let credential = CredentialWithKey {
-            credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
+            credential: BasicCredential::new(credential).into(),
             signature_key: signer.to_public_vec().into(),
         };
         Ok(Member {
-            name: name.to_owned(),
+            name: own.user,
+            check,
+            checked: HashMap::new(),
+            roster: BTreeMap::new(),
             provider,
             signer,
             credential,
@@ -132,6 +164,25 @@ impl Member {
             superseded: None,
             keys: FrameKeys::new(),
         })
+    }
+
+    /// Who the owner of `credential` signing with `signature_key` is, as the check says
+    /// (remembered: a credential is checked once).
+    fn identify(
+        &mut self,
+        credential: &openmls::prelude::Credential,
+        signature_key: &[u8],
+    ) -> Result<Identity, E2eeError> {
+        let cache_key = (
+            credential.serialized_content().to_vec(),
+            signature_key.to_vec(),
+        );
+        if let Some(known) = self.checked.get(&cache_key) {
+            return Ok(known.clone());
+        }
+        let identity = self.check.check(&cache_key.0, signature_key)?;
+        self.checked.insert(cache_key, identity.clone());
+        Ok(identity)
     }
 
     /// The member's identity.
@@ -149,18 +200,48 @@ impl Member {
         self.group.as_ref().map(|g| g.epoch().as_u64())
     }
 
-    /// The members' identities, by leaf index.
+    /// The members' users, by leaf index.
     pub fn members(&self) -> Vec<String> {
-        self.group
-            .as_ref()
-            .map(|g| g.members().map(|m| identity(&m.credential)).collect())
-            .unwrap_or_default()
+        self.roster.values().map(|i| i.user.clone()).collect()
     }
 
-    /// The identity at a leaf index of the current epoch.
+    /// The user at a leaf index of the current epoch.
     pub fn member_at(&self, leaf: u32) -> Option<String> {
+        self.roster.get(&leaf).map(|i| i.user.clone())
+    }
+
+    /// Who is at a leaf index of the current epoch, as their credential says.
+    pub fn identity_at(&self, leaf: u32) -> Option<&Identity> {
+        self.roster.get(&leaf)
+    }
+
+    /// A short code for the member at `leaf`, for people to compare out of band (read aloud):
+    /// every member computes the same code for the same person's key in this meeting, and a
+    /// key slipped in by someone else gives another code. Ten digits in two groups.
+    pub fn verification_code(&self, leaf: u32) -> Option<String> {
         let group = self.group.as_ref()?;
-        group.member(LeafNodeIndex::new(leaf)).map(identity)
+        let member = group.member_at(LeafNodeIndex::new(leaf))?;
+        let mut input = Vec::new();
+        for part in [
+            b"videocall verification code".as_slice(),
+            group.group_id().as_slice(),
+            member.credential.serialized_content(),
+            &member.signature_key,
+        ] {
+            input.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            input.extend_from_slice(part);
+        }
+        let digest = self
+            .provider
+            .crypto()
+            .hash(HashType::Sha2_256, &input)
+            .ok()?;
+        let number = digest
+            .iter()
+            .take(8)
+            .fold(0u64, |n, b| (n << 8) | u64::from(*b))
+            % 10_000_000_000;
+        Some(format!("{:05} {:05}", number / 100_000, number % 100_000))
     }
 
     /// A key package: what another member adds this one to the group with. Each is good for
@@ -207,8 +288,14 @@ impl Member {
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
             return Err(E2eeError::malformed("welcome", "not a Welcome message"));
         };
-        let group = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
-            .and_then(|staged| staged.into_group(&self.provider))
+        let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
+            .map_err(|e| E2eeError::refused("welcome", e))?;
+        let members: Vec<_> = staged.members().collect();
+        for member in &members {
+            self.identify(&member.credential, &member.signature_key)?;
+        }
+        let group = staged
+            .into_group(&self.provider)
             .map_err(|e| E2eeError::refused("welcome", e))?;
         self.group = Some(group);
         self.enter_epoch()?;
@@ -236,6 +323,8 @@ impl Member {
                 .map_err(|e| E2eeError::malformed("key package", e))?
                 .validate(self.provider.crypto(), ProtocolVersion::Mls10)
                 .map_err(|e| E2eeError::refused("key package", e))?;
+            let leaf = package.leaf_node();
+            self.identify(leaf.credential(), leaf.signature_key().as_slice())?;
             valid.push(package);
         }
         self.commit(Intent::Add(valid))
@@ -260,12 +349,17 @@ impl Member {
         let members = self.members();
         let left = match self.superseded.take() {
             None => return Ok(None),
-            Some(Intent::Add(packages)) => Intent::Add(
-                packages
-                    .into_iter()
-                    .filter(|p| !members.contains(&identity(p.leaf_node().credential())))
-                    .collect(),
-            ),
+            Some(Intent::Add(packages)) => {
+                let mut left = Vec::new();
+                for package in packages {
+                    let leaf = package.leaf_node();
+                    let who = self.identify(leaf.credential(), leaf.signature_key().as_slice())?;
+                    if !members.contains(&who.user) {
+                        left.push(package);
+                    }
+                }
+                Intent::Add(left)
+            }
             Some(Intent::Remove(names)) => {
                 Intent::Remove(names.into_iter().filter(|n| members.contains(n)).collect())
             }
@@ -281,17 +375,15 @@ impl Member {
         let members = self.members();
         let (commit, welcome) = match &intent {
             Intent::Add(packages) => {
-                if let Some(p) = packages
-                    .iter()
-                    .find(|p| members.contains(&identity(p.leaf_node().credential())))
-                {
-                    return Err(E2eeError::refused(
-                        "key package",
-                        format!(
-                            "{} is already a member",
-                            identity(p.leaf_node().credential())
-                        ),
-                    ));
+                for package in packages {
+                    let leaf = package.leaf_node();
+                    let who = self.identify(leaf.credential(), leaf.signature_key().as_slice())?;
+                    if members.contains(&who.user) {
+                        return Err(E2eeError::refused(
+                            "key package",
+                            format!("{} is already a member", who.user),
+                        ));
+                    }
                 }
                 if members.len() + packages.len() > MAX_MEMBERS {
                     return Err(E2eeError::TooManyMembers { max: MAX_MEMBERS });
@@ -304,11 +396,11 @@ impl Member {
                 (commit, Some(welcome))
             }
             Intent::Remove(names) => {
-                let group = self.group.as_ref().ok_or(E2eeError::NoGroup)?;
-                let leaves: Vec<LeafNodeIndex> = group
-                    .members()
-                    .filter(|m| names.contains(&identity(&m.credential)))
-                    .map(|m| m.index)
+                let leaves: Vec<LeafNodeIndex> = self
+                    .roster
+                    .iter()
+                    .filter(|(_, who)| names.contains(&who.user))
+                    .map(|(leaf, _)| LeafNodeIndex::new(*leaf))
                     .collect();
                 let (provider, signer) = (&self.provider, &self.signer);
                 let group = self.group.as_mut().ok_or(E2eeError::NoGroup)?;
@@ -381,6 +473,22 @@ impl Member {
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(E2eeError::refused("handshake", "only commits are accepted"));
         };
+        let added: Vec<(openmls::prelude::Credential, Vec<u8>)> = staged
+            .add_proposals()
+            .map(|add| {
+                let leaf = add.add_proposal().key_package().leaf_node();
+                (
+                    leaf.credential().clone(),
+                    leaf.signature_key().as_slice().to_vec(),
+                )
+            })
+            .collect();
+        for (credential, key) in &added {
+            // A commit adding someone whose credential does not check is not applied.
+            self.identify(credential, key)?;
+        }
+        let provider = &self.provider;
+        let group = self.group.as_mut().ok_or(E2eeError::NoGroup)?;
         let removed = staged.self_removed();
         group
             .merge_staged_commit(provider, *staged)
@@ -390,6 +498,7 @@ impl Member {
             self.pending = None;
             self.superseded = None;
             self.keys.forget_all();
+            self.roster.clear();
             return Ok(Handled::Removed);
         }
         let superseded = self.pending.take().map(|p| p.intent);
@@ -403,6 +512,18 @@ impl Member {
     }
 
     fn enter_epoch(&mut self) -> Result<(), E2eeError> {
+        let members: Vec<_> = self
+            .group
+            .as_ref()
+            .ok_or(E2eeError::NoGroup)?
+            .members()
+            .collect();
+        let mut roster = BTreeMap::new();
+        for member in members {
+            let who = self.identify(&member.credential, &member.signature_key)?;
+            roster.insert(member.index.u32(), who);
+        }
+        self.roster = roster;
         let group = self.group.as_ref().ok_or(E2eeError::NoGroup)?;
         let base_key = group
             .export_secret(

@@ -2,7 +2,43 @@
 //! puts handshake messages in one order (what the relays do): who can read what after joins,
 //! removals and conflicting commits, and what is refused.
 
-use videocall_e2ee::{E2eeError, Handled, Member};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use videocall_e2ee::{ControlPlaneCredentials, E2eeError, Handled, Member, SigningKey};
+use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
+
+/// The control plane's signing key, and the check every member makes with its public half.
+struct Authority {
+    issuer: TokenIssuer,
+    check: Arc<ControlPlaneCredentials>,
+}
+
+fn authority() -> &'static Authority {
+    static AUTHORITY: OnceLock<Authority> = OnceLock::new();
+    AUTHORITY.get_or_init(|| {
+        let issuer = TokenIssuer::generate("cp-1");
+        let mut verifier = TokenVerifier::new();
+        verifier
+            .add_key_base64("cp-1", &issuer.public_key_base64())
+            .unwrap();
+        let check = Arc::new(ControlPlaneCredentials::new(verifier, "m-1"));
+        Authority { issuer, check }
+    })
+}
+
+/// A credential for meeting `meeting` naming `key`, signed by `issuer`.
+fn credential(issuer: &TokenIssuer, user: &str, meeting: &str, guest: bool, key: &[u8]) -> Vec<u8> {
+    let claims = E2eeCredential::new(user, user, meeting, guest, key, Duration::from_secs(600));
+    issuer.issue_credential(&claims).unwrap().into_bytes()
+}
+
+/// A user of meeting m-1 with a new key and the control plane's credential for it.
+fn member(user: &str) -> Member {
+    let key = SigningKey::generate().unwrap();
+    let credential = credential(&authority().issuer, user, "m-1", false, &key.public());
+    Member::new(key, credential, authority().check.clone()).unwrap()
+}
 
 /// The delivery service: one ordered log of handshake messages per meeting.
 #[derive(Default)]
@@ -39,7 +75,7 @@ struct Meeting {
 
 impl Meeting {
     fn start(host: &str) -> Self {
-        let mut first = Member::new(host).unwrap();
+        let mut first = member(host);
         first.create("m-1").unwrap();
         Meeting {
             delivery: Delivery::default(),
@@ -55,7 +91,7 @@ impl Meeting {
 
     /// The first member adds `name`; everyone catches up; the newcomer joins by the Welcome.
     fn add(&mut self, name: &str) {
-        let mut newcomer = Member::new(name).unwrap();
+        let mut newcomer = member(name);
         let package = newcomer.key_package().unwrap();
         let proposed = self.members[0].0.propose_add(&[&package]).unwrap();
         self.delivery.post(proposed.commit);
@@ -179,8 +215,8 @@ fn a_new_member_cannot_open_what_was_sent_before_it_joined() {
 fn conflicting_commits_resolve_in_the_delivery_order_and_the_loser_redoes_its_own() {
     let mut meeting = Meeting::start("alice");
     meeting.add("bob");
-    let mut carol = Member::new("carol").unwrap();
-    let mut dave = Member::new("dave").unwrap();
+    let mut carol = member("carol");
+    let mut dave = member("dave");
     // Alice adds carol and bob adds dave, both at epoch 1; alice's reaches the log first.
     let a = meeting
         .member("alice")
@@ -272,9 +308,9 @@ fn forged_replayed_and_foreign_handshakes_are_refused_and_the_meeting_goes_on() 
         Err(E2eeError::StaleEpoch { .. })
     ));
     // A commit of another meeting's group.
-    let mut other = Member::new("mallory").unwrap();
+    let mut other = member("mallory");
     other.create("m-2").unwrap();
-    let stranger = Member::new("trent").unwrap();
+    let stranger = member("trent");
     let foreign = other
         .propose_add(&[&stranger.key_package().unwrap()])
         .unwrap();
@@ -283,18 +319,18 @@ fn forged_replayed_and_foreign_handshakes_are_refused_and_the_meeting_goes_on() 
         Err(E2eeError::Refused { .. })
     ));
     // A key package whose signature was tampered with.
-    let mut package = Member::new("eve").unwrap().key_package().unwrap();
+    let mut package = member("eve").key_package().unwrap();
     let last = package.len() - 1;
     package[last] ^= 0x55;
     assert!(meeting.member("alice").propose_add(&[&package]).is_err());
     // Someone already in the group.
-    let twin = Member::new("bob").unwrap().key_package().unwrap();
+    let twin = member("bob").key_package().unwrap();
     assert!(matches!(
         meeting.member("alice").propose_add(&[&twin]),
         Err(E2eeError::Refused { .. })
     ));
     // A Welcome that is not for this member.
-    let outsider = Member::new("oscar").unwrap();
+    let outsider = member("oscar");
     let proposed = meeting
         .member("alice")
         .propose_add(&[&outsider.key_package().unwrap()])
@@ -308,7 +344,7 @@ fn forged_replayed_and_foreign_handshakes_are_refused_and_the_meeting_goes_on() 
     else {
         panic!("alice's commit");
     };
-    let mut bystander = Member::new("bystander").unwrap();
+    let mut bystander = member("bystander");
     assert!(matches!(
         bystander.join(&welcome),
         Err(E2eeError::Refused { .. })
@@ -323,5 +359,141 @@ fn forged_replayed_and_foreign_handshakes_are_refused_and_the_meeting_goes_on() 
     assert_eq!(
         meeting.member("bob").open(b"", &sealed).unwrap().payload,
         b"still here"
+    );
+}
+
+#[test]
+fn credentials_that_do_not_check_are_refused_and_nothing_is_applied() {
+    let mut meeting = Meeting::start("alice");
+    meeting.add("bob");
+    let authority = authority();
+    // Forged by another key, for another meeting, and naming another key (someone else's
+    // credential with a key of one's own).
+    let forger = TokenIssuer::generate("cp-1");
+    let cases = [
+        ("forged", &forger, "m-1", None),
+        ("another meeting", &authority.issuer, "m-2", None),
+        (
+            "another key",
+            &authority.issuer,
+            "m-1",
+            Some([9u8; 32].to_vec()),
+        ),
+    ];
+    for (what, issuer, meeting_id, named_key) in cases {
+        let key = SigningKey::generate().unwrap();
+        let named = named_key.unwrap_or_else(|| key.public());
+        let bad = credential(issuer, "mallory", meeting_id, false, &named);
+        // Its holder cannot even make a member of it: its own check refuses it ...
+        assert!(
+            matches!(
+                Member::new(key, bad.clone(), authority.check.clone()),
+                Err(E2eeError::CredentialRefused { .. })
+            ),
+            "{what}"
+        );
+    }
+    // ... and a key package that carries one is refused by whoever would add it. (The holder
+    // checks with a check of its own that accepts anything.)
+    struct Anything;
+    impl videocall_e2ee::CredentialCheck for Anything {
+        fn check(&self, _: &[u8], key: &[u8]) -> Result<videocall_e2ee::Identity, E2eeError> {
+            Ok(videocall_e2ee::Identity {
+                user: format!("key-{key:02x?}"),
+                name: "Mallory".into(),
+                guest: false,
+            })
+        }
+    }
+    let key = SigningKey::generate().unwrap();
+    let forged = credential(&forger, "mallory", "m-1", false, &key.public());
+    let mallory = Member::new(key, forged, Arc::new(Anything)).unwrap();
+    let package = mallory.key_package().unwrap();
+    assert!(matches!(
+        meeting.member("alice").propose_add(&[&package]),
+        Err(E2eeError::CredentialRefused { .. })
+    ));
+    // A commit that adds mallory, made by a member who checks nothing, is applied by nobody.
+    let key = SigningKey::generate().unwrap();
+    let careless_credential = credential(&authority.issuer, "carl", "m-1", false, &key.public());
+    let mut careless = Member::new(key, careless_credential, Arc::new(Anything)).unwrap();
+    let proposed = meeting
+        .member("alice")
+        .propose_add(&[&careless.key_package().unwrap()])
+        .unwrap();
+    meeting.delivery.post(proposed.commit);
+    let (alice, cursor) = &mut meeting.members[0];
+    let Some(Handled::Committed {
+        welcome: Some(welcome),
+        epoch,
+    }) = meeting.delivery.catch_up(alice, cursor).pop()
+    else {
+        panic!("alice's commit");
+    };
+    meeting.sync();
+    careless.join(&welcome).unwrap();
+    let sneaked = careless.propose_add(&[&package]).unwrap();
+    for name in ["alice", "bob"] {
+        assert!(
+            matches!(
+                meeting.member(name).handle(&sneaked.commit),
+                Err(E2eeError::CredentialRefused { .. })
+            ),
+            "{name}"
+        );
+        assert_eq!(meeting.member(name).epoch(), Some(epoch));
+        assert_eq!(meeting.member(name).members(), ["alice", "bob", "carl"]);
+    }
+    let sealed = meeting.member("bob").seal(b"", b"unaffected").unwrap();
+    assert_eq!(
+        meeting.member("alice").open(b"", &sealed).unwrap().payload,
+        b"unaffected"
+    );
+}
+
+#[test]
+fn guests_are_marked_and_verification_codes_agree_per_key() {
+    let mut meeting = Meeting::start("alice");
+    let key = SigningKey::generate().unwrap();
+    let guest_credential = credential(
+        &authority().issuer,
+        "guest-1f2e3d",
+        "m-1",
+        true,
+        &key.public(),
+    );
+    let mut guest = Member::new(key, guest_credential, authority().check.clone()).unwrap();
+    let proposed = meeting
+        .member("alice")
+        .propose_add(&[&guest.key_package().unwrap()])
+        .unwrap();
+    meeting.delivery.post(proposed.commit);
+    let (alice, cursor) = &mut meeting.members[0];
+    let Some(Handled::Committed {
+        welcome: Some(welcome),
+        ..
+    }) = meeting.delivery.catch_up(alice, cursor).pop()
+    else {
+        panic!("alice's commit");
+    };
+    guest.join(&welcome).unwrap();
+    let alice = meeting.member("alice");
+    let seen = alice.identity_at(1).unwrap();
+    assert!(seen.guest && seen.user == "guest-1f2e3d");
+    assert!(!alice.identity_at(0).unwrap().guest);
+    // Both compute the same code for each of them; the two codes differ.
+    let codes = |m: &Member| {
+        (
+            m.verification_code(0).unwrap(),
+            m.verification_code(1).unwrap(),
+        )
+    };
+    let (alices, guests) = (codes(meeting.member("alice")), codes(&guest));
+    assert_eq!(alices, guests);
+    assert_ne!(alices.0, alices.1);
+    assert!(
+        alices.0.len() == 11 && alices.0.as_bytes()[5] == b' ',
+        "{}",
+        alices.0
     );
 }

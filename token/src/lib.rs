@@ -3,6 +3,9 @@
 //! The issuer (development issuer now, control plane later) signs with a private key
 //! named by a key id (`kid`); relays verify with the matching public key. Several
 //! keys may be trusted at once so keys can rotate.
+//!
+//! The same keys sign end-to-end encryption credentials ([`E2eeCredential`]): who holds which
+//! MLS signing key in a meeting, for the other members to check.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +16,9 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+mod credential;
+pub use credential::{E2eeCredential, CREDENTIAL_TYPE};
 
 /// What a participant may do in the meeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +161,16 @@ impl TokenIssuer {
         URL_SAFE_NO_PAD.encode(self.public_key)
     }
 
+    /// Signs the claims of an end-to-end encryption credential (a token of its own type, never
+    /// taken for a join token).
+    pub fn issue_credential(&self, credential: &E2eeCredential) -> Result<String, TokenError> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some(CREDENTIAL_TYPE.to_owned());
+        jsonwebtoken::encode(&header, credential, &self.encoding_key)
+            .map_err(|e| TokenError::Malformed(e.to_string()))
+    }
+
     /// Signs `claims`.
     pub fn issue(&self, claims: &Claims) -> Result<String, TokenError> {
         let mut header = Header::new(Algorithm::EdDSA);
@@ -220,6 +236,23 @@ impl TokenVerifier {
 
     /// Verifies `token` and that it admits to `meeting`.
     pub fn verify(&self, token: &str, meeting: &str) -> Result<Claims, TokenError> {
+        let claims: Claims = self.decode(token, None)?;
+        if claims.meeting != meeting {
+            return Err(TokenError::WrongMeeting {
+                token_meeting: claims.meeting,
+                requested: meeting.to_owned(),
+            });
+        }
+        Ok(claims)
+    }
+
+    /// Checks the signature, algorithm, key id, expiry and type (`typ`: `None` for join tokens,
+    /// which must not carry another type) of `token` and decodes its claims.
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        typ: Option<&str>,
+    ) -> Result<T, TokenError> {
         if token.trim().is_empty() {
             return Err(TokenError::Missing);
         }
@@ -229,6 +262,14 @@ impl TokenVerifier {
             return Err(TokenError::Malformed(format!(
                 "algorithm {:?} is not accepted, only EdDSA",
                 header.alg
+            )));
+        }
+        let typed = header.typ.as_deref().filter(|t| *t != "JWT");
+        if typed != typ {
+            return Err(TokenError::Malformed(format!(
+                "a token of type {} where {} was expected",
+                typed.unwrap_or("join token"),
+                typ.unwrap_or("a join token")
             )));
         }
         let kid = header
@@ -241,19 +282,12 @@ impl TokenVerifier {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = self.leeway_secs;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
-            .kind()
-        {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            ErrorKind::InvalidSignature => TokenError::BadSignature,
-            _ => TokenError::Malformed(e.to_string()),
-        })?;
-        if data.claims.meeting != meeting {
-            return Err(TokenError::WrongMeeting {
-                token_meeting: data.claims.meeting,
-                requested: meeting.to_owned(),
-            });
-        }
+        let data =
+            jsonwebtoken::decode::<T>(token, key, &validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                _ => TokenError::Malformed(e.to_string()),
+            })?;
         Ok(data.claims)
     }
 }

@@ -34,6 +34,14 @@ pub fn e2ee_required(field: &str, value: bool) -> Result<(), Status> {
     Ok(())
 }
 
+/// An end-to-end encryption signing key: none, or an Ed25519 public key.
+pub fn e2ee_signature_key(field: &str, key: &[u8]) -> Result<(), Status> {
+    if !key.is_empty() && key.len() != 32 {
+        return Err(invalid(field, "an Ed25519 public key is 32 bytes"));
+    }
+    Ok(())
+}
+
 /// A username (also the `sub` of tokens).
 pub fn username(field: &str, value: &str) -> Result<(), Status> {
     videocall_protocol::ids::validate_user(value).map_err(|e| invalid(field, e))

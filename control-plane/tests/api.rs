@@ -137,6 +137,43 @@ async fn lifecycle(db: &Database) {
     let claims = verifier.verify(&grant.token, "standup").unwrap();
     assert_eq!(claims.sub, "alice");
     assert_eq!(claims.max_participants, Some(5));
+    assert!(grant.e2ee_credential.is_empty(), "no key, no credential");
+
+    // With an end-to-end encryption signing key, the grant carries a credential for it that
+    // checks with the same published keys (and is no join token); a guest's is marked.
+    let e2ee_join = |auth: Option<&str>, key: Vec<u8>| {
+        let mut meetings = api.meetings();
+        let request = req(
+            JoinMeetingRequest {
+                meeting_id: "standup".into(),
+                display_name: "Someone".into(),
+                e2ee_signature_key: key,
+                ..Default::default()
+            },
+            auth,
+        );
+        async move { meetings.join_meeting(request).await.map(|r| r.into_inner()) }
+    };
+    let signed = e2ee_join(Some(&alice), vec![5; 32]).await.unwrap();
+    let credential = verifier
+        .verify_credential(&signed.e2ee_credential, "standup", &[5; 32])
+        .unwrap();
+    assert_eq!(
+        (credential.sub.as_str(), credential.guest),
+        ("alice", false)
+    );
+    assert!(verifier.verify(&signed.e2ee_credential, "standup").is_err());
+    let guest = e2ee_join(None, vec![6; 32]).await.unwrap();
+    let credential = verifier
+        .verify_credential(&guest.e2ee_credential, "standup", &[6; 32])
+        .unwrap();
+    assert!(credential.guest);
+    assert_eq!(credential.sub, guest.identity);
+    assert_status(
+        e2ee_join(None, vec![6; 31]).await,
+        Code::InvalidArgument,
+        "e2ee_signature_key:",
+    );
 
     // The relay reports alice: the meeting is live.
     api.heartbeat("relay-a", &[("standup", "alice")]).await;
@@ -389,6 +426,7 @@ async fn authorisation(db: &Database) {
                 password: password.into(),
                 receive_only: true,
                 avoid_relay_ids: Vec::new(),
+                e2ee_signature_key: Vec::new(),
             },
             Some(&bob),
         )

@@ -35,6 +35,7 @@ pub async fn join(
         password: String::new(),
         receive_only,
         avoid_relay_ids: Vec::new(),
+        e2ee_signature_key: Vec::new(),
     });
     if let Some(password) = &who.password {
         let login = AuthServiceClient::new(channel.clone())

@@ -7,7 +7,7 @@ use base64::Engine;
 use tonic::{Request, Response, Status};
 use videocall_control_api::v1::meeting_service_server::MeetingService;
 use videocall_control_api::v1::*;
-use videocall_token::{Claims, Grants};
+use videocall_token::{Claims, E2eeCredential, Grants};
 
 use super::{key_status, peer_key, store_status, ControlPlane};
 use crate::auth::{authenticate, hash_password, random_hex, require, verify_password, Principal};
@@ -433,6 +433,7 @@ impl MeetingService for MeetingApi {
         for id in &req.avoid_relay_ids {
             validate::lookup_id("avoid_relay_ids", id)?;
         }
+        validate::e2ee_signature_key("e2ee_signature_key", &req.e2ee_signature_key)?;
         if caller.as_ref().is_some_and(|c| !c.is_person()) {
             return Err(Status::permission_denied("relays do not join meetings"));
         }
@@ -541,6 +542,21 @@ impl MeetingService for MeetingApi {
             .issuer
             .issue(&claims)
             .map_err(|e| Status::internal(format!("signing the token: {e}")))?;
+        let e2ee_credential = if req.e2ee_signature_key.is_empty() {
+            String::new()
+        } else {
+            let credential = E2eeCredential::new(
+                &identity,
+                &display_name,
+                &meeting.id,
+                caller.is_none(),
+                &req.e2ee_signature_key,
+                self.0.config.token_ttl(),
+            );
+            keys.issuer
+                .issue_credential(&credential)
+                .map_err(|e| Status::internal(format!("signing the credential: {e}")))?
+        };
         self.0.metrics.grants.inc();
         tracing::info!(
             meeting = %meeting.id,
@@ -568,6 +584,7 @@ impl MeetingService for MeetingApi {
             subscribe: grants.subscribe,
             admin: grants.admin,
             e2ee_required: meeting.e2ee_required,
+            e2ee_credential,
         }))
     }
 

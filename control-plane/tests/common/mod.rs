@@ -326,6 +326,7 @@ impl Api {
                     password: String::new(),
                     receive_only: false,
                     avoid_relay_ids: Vec::new(),
+                    e2ee_signature_key: Vec::new(),
                 },
                 auth,
             ))

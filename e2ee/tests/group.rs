@@ -89,11 +89,9 @@ impl Meeting {
         }
     }
 
-    /// The first member adds `name`; everyone catches up; the newcomer joins by the Welcome.
-    fn add(&mut self, name: &str) {
-        let mut newcomer = member(name);
-        let package = newcomer.key_package().unwrap();
-        let proposed = self.members[0].0.propose_add(&[&package]).unwrap();
+    /// The first member adds the owner of `package`; everyone catches up; the Welcome.
+    fn host_adds(&mut self, package: &[u8]) -> Vec<u8> {
+        let proposed = self.members[0].0.propose_add(&[package]).unwrap();
         self.delivery.post(proposed.commit);
         let (host, cursor) = &mut self.members[0];
         let welcome = match self.delivery.catch_up(host, cursor).pop() {
@@ -103,6 +101,13 @@ impl Meeting {
             other => panic!("expected the host's commit back, got {other:?}"),
         };
         self.sync();
+        welcome
+    }
+
+    /// The first member adds `name`, who joins by the Welcome.
+    fn add(&mut self, name: &str) {
+        let mut newcomer = member(name);
+        let welcome = self.host_adds(&newcomer.key_package().unwrap());
         newcomer.join(&welcome).unwrap();
         let cursor = self.delivery.log.len();
         self.members.push((newcomer, cursor));
@@ -331,19 +336,7 @@ fn forged_replayed_and_foreign_handshakes_are_refused_and_the_meeting_goes_on() 
     ));
     // A Welcome that is not for this member.
     let outsider = member("oscar");
-    let proposed = meeting
-        .member("alice")
-        .propose_add(&[&outsider.key_package().unwrap()])
-        .unwrap();
-    meeting.delivery.post(proposed.commit);
-    let (alice, cursor) = &mut meeting.members[0];
-    let Some(Handled::Committed {
-        welcome: Some(welcome),
-        ..
-    }) = meeting.delivery.catch_up(alice, cursor).pop()
-    else {
-        panic!("alice's commit");
-    };
+    let welcome = meeting.host_adds(&outsider.key_package().unwrap());
     let mut bystander = member("bystander");
     assert!(matches!(
         bystander.join(&welcome),
@@ -354,7 +347,6 @@ fn forged_replayed_and_foreign_handshakes_are_refused_and_the_meeting_goes_on() 
         Err(E2eeError::Malformed { .. })
     ));
     // The meeting goes on.
-    meeting.sync();
     let sealed = meeting.member("alice").seal(b"", b"still here").unwrap();
     assert_eq!(
         meeting.member("bob").open(b"", &sealed).unwrap().payload,
@@ -417,20 +409,8 @@ fn credentials_that_do_not_check_are_refused_and_nothing_is_applied() {
     let key = SigningKey::generate().unwrap();
     let careless_credential = credential(&authority.issuer, "carl", "m-1", false, &key.public());
     let mut careless = Member::new(key, careless_credential, Arc::new(Anything)).unwrap();
-    let proposed = meeting
-        .member("alice")
-        .propose_add(&[&careless.key_package().unwrap()])
-        .unwrap();
-    meeting.delivery.post(proposed.commit);
-    let (alice, cursor) = &mut meeting.members[0];
-    let Some(Handled::Committed {
-        welcome: Some(welcome),
-        epoch,
-    }) = meeting.delivery.catch_up(alice, cursor).pop()
-    else {
-        panic!("alice's commit");
-    };
-    meeting.sync();
+    let welcome = meeting.host_adds(&careless.key_package().unwrap());
+    let epoch = meeting.member("alice").epoch().unwrap();
     careless.join(&welcome).unwrap();
     let sneaked = careless.propose_add(&[&package]).unwrap();
     for name in ["alice", "bob"] {
@@ -463,19 +443,7 @@ fn guests_are_marked_and_verification_codes_agree_per_key() {
         &key.public(),
     );
     let mut guest = Member::new(key, guest_credential, authority().check.clone()).unwrap();
-    let proposed = meeting
-        .member("alice")
-        .propose_add(&[&guest.key_package().unwrap()])
-        .unwrap();
-    meeting.delivery.post(proposed.commit);
-    let (alice, cursor) = &mut meeting.members[0];
-    let Some(Handled::Committed {
-        welcome: Some(welcome),
-        ..
-    }) = meeting.delivery.catch_up(alice, cursor).pop()
-    else {
-        panic!("alice's commit");
-    };
+    let welcome = meeting.host_adds(&guest.key_package().unwrap());
     guest.join(&welcome).unwrap();
     let alice = meeting.member("alice");
     let seen = alice.identity_at(1).unwrap();

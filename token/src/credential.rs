@@ -100,18 +100,10 @@ impl TokenVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::setup;
     use crate::{Claims, Grants, TokenIssuer};
 
     const KEY: [u8; 32] = [7; 32];
-
-    fn setup() -> (TokenIssuer, TokenVerifier) {
-        let issuer = TokenIssuer::generate("k1");
-        let mut verifier = TokenVerifier::new();
-        verifier
-            .add_key_base64("k1", &issuer.public_key_base64())
-            .expect("key");
-        (issuer, verifier)
-    }
 
     fn credential(user: &str, guest: bool) -> E2eeCredential {
         E2eeCredential::new(user, "Ada", "m1", guest, &KEY, Duration::from_secs(60))

@@ -303,7 +303,8 @@ fn unix_now() -> u64 {
 mod tests {
     use super::*;
 
-    fn setup() -> (TokenIssuer, TokenVerifier) {
+    /// An issuer and a verifier that trusts it (shared with the credential tests).
+    pub(crate) fn setup() -> (TokenIssuer, TokenVerifier) {
         let issuer = TokenIssuer::generate("k1");
         let mut verifier = TokenVerifier::new();
         verifier

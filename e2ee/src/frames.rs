@@ -78,6 +78,11 @@ fn bit_range() -> MlsKeyIdBitRange {
     MlsKeyIdBitRange::new(EPOCH_BITS, INDEX_BITS)
 }
 
+/// The low bits of an epoch that a key id carries.
+fn epoch_lsb(epoch: u64) -> u64 {
+    epoch & ((1 << EPOCH_BITS) - 1)
+}
+
 fn key_id(epoch: u64, sender: u32) -> Result<KeyId, E2eeError> {
     MlsKeyId::try_new(0u64, epoch, sender, bit_range())
         .map(KeyId::from)
@@ -146,11 +151,8 @@ impl FrameKeys {
 
     fn forget_beyond(&mut self) {
         let range = bit_range();
-        let kept: Vec<u64> = self.epochs.iter().map(|e| e.number).collect();
-        let held = |kid: KeyId| {
-            let lsb = MlsKeyId::from_key_id(kid, range).epoch_lsb();
-            kept.iter().any(|&e| e & ((1 << EPOCH_BITS) - 1) == lsb)
-        };
+        let kept: Vec<u64> = self.epochs.iter().map(|e| epoch_lsb(e.number)).collect();
+        let held = |kid: KeyId| kept.contains(&MlsKeyId::from_key_id(kid, range).epoch_lsb());
         self.receiving.retain(|kid, _| held(*kid));
         self.replay.retain(held);
     }
@@ -180,7 +182,7 @@ impl FrameKeys {
             .epochs
             .iter()
             .rev()
-            .find(|e| e.number & ((1 << EPOCH_BITS) - 1) == lsb)
+            .find(|e| epoch_lsb(e.number) == lsb)
             .ok_or(E2eeError::UnknownKey(kid))?;
         let number = epoch.number;
         if let Entry::Vacant(slot) = self.receiving.entry(kid) {

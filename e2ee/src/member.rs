@@ -8,15 +8,15 @@
 //! on anybody, so there is no deadlock; commits of an epoch the group has left are refused as
 //! stale, which is also what a replayed commit is.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
     BasicCredential, Ciphersuite, CredentialWithKey, GroupId, KeyPackage, KeyPackageIn,
     LeafNodeIndex, MlsGroup, MlsGroupCreateConfig, MlsGroupJoinConfig, MlsMessageBodyIn,
     MlsMessageIn, ProcessedMessageContent, ProtocolVersion, StagedWelcome,
 };
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto as _;
@@ -185,6 +185,12 @@ impl Member {
         Ok(identity)
     }
 
+    /// Who the owner of a key package is.
+    fn identify_package(&mut self, package: &KeyPackage) -> Result<Identity, E2eeError> {
+        let leaf = package.leaf_node();
+        self.identify(leaf.credential(), leaf.signature_key().as_slice())
+    }
+
     /// The member's identity.
     pub fn name(&self) -> &str {
         &self.name
@@ -323,8 +329,7 @@ impl Member {
                 .map_err(|e| E2eeError::malformed("key package", e))?
                 .validate(self.provider.crypto(), ProtocolVersion::Mls10)
                 .map_err(|e| E2eeError::refused("key package", e))?;
-            let leaf = package.leaf_node();
-            self.identify(leaf.credential(), leaf.signature_key().as_slice())?;
+            self.identify_package(&package)?;
             valid.push(package);
         }
         self.commit(Intent::Add(valid))
@@ -352,9 +357,7 @@ impl Member {
             Some(Intent::Add(packages)) => {
                 let mut left = Vec::new();
                 for package in packages {
-                    let leaf = package.leaf_node();
-                    let who = self.identify(leaf.credential(), leaf.signature_key().as_slice())?;
-                    if !members.contains(&who.user) {
+                    if !members.contains(&self.identify_package(&package)?.user) {
                         left.push(package);
                     }
                 }
@@ -376,8 +379,7 @@ impl Member {
         let (commit, welcome) = match &intent {
             Intent::Add(packages) => {
                 for package in packages {
-                    let leaf = package.leaf_node();
-                    let who = self.identify(leaf.credential(), leaf.signature_key().as_slice())?;
+                    let who = self.identify_package(package)?;
                     if members.contains(&who.user) {
                         return Err(E2eeError::refused(
                             "key package",

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod chunk;
+pub mod log;
 mod memory;
 mod nats;
 pub mod subject;
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::Stream;
 
+pub use log::{Appended, LogEntry, MemoryLog};
 pub use memory::{MemoryBus, MemoryHub};
 pub use nats::{NatsBus, NatsOptions};
 
@@ -90,6 +92,16 @@ pub enum BusError {
     /// The connection is closed for good.
     #[error("the bus connection is closed")]
     Closed,
+    /// The ordered log (a JetStream stream on NATS) failed.
+    #[error("the bus's ordered log ({operation} on {subject}): {source}")]
+    Log {
+        /// What was done: append, follow, last.
+        operation: &'static str,
+        /// The subject or pattern.
+        subject: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Counters of one connection.
@@ -132,10 +144,48 @@ pub trait Bus: Send + Sync + 'static {
     /// Subscribes to `subject` (`*` matches one token, `>` the rest); when it returns, what
     /// other connections publish reaches the subscription. Dropping it unsubscribes.
     fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, BusError>>;
+    /// Appends `payload` to the ordered log on `subject`; with `expect_last`, only when that
+    /// is the sequence of the subject's last entry (0: none). See [`log`].
+    fn append(
+        &self,
+        subject: String,
+        expect_last: Option<u64>,
+        payload: Bytes,
+    ) -> BoxFuture<'_, Result<Appended, BusError>>;
+    /// Follows the log's subjects matching `pattern`: the last entry of each, then every
+    /// entry appended from now on, in the log's order (the same for every follower).
+    fn follow(&self, pattern: String) -> BoxFuture<'_, Result<LogFollow, BusError>>;
     /// The connection's counters.
     fn counters(&self) -> Arc<BusCounters>;
     /// Whether the connection is up now (what others publish can reach it).
     fn connected(&self) -> bool;
+}
+
+/// The entries of the log a [`Bus::follow`] follows. Ends when the connection closes for good.
+pub struct LogFollow {
+    inner: Pin<Box<dyn Stream<Item = LogEntry> + Send>>,
+}
+
+impl LogFollow {
+    fn new(inner: impl Stream<Item = LogEntry> + Send + 'static) -> Self {
+        LogFollow {
+            inner: Box::pin(inner),
+        }
+    }
+}
+
+impl Stream for LogFollow {
+    type Item = LogEntry;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<LogEntry>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for LogFollow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogFollow")
+    }
 }
 
 /// A stream of the messages of one subscription.

@@ -11,8 +11,9 @@ use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::log::{Appended, MemoryLog};
 use crate::subject::{check_pattern, check_subject, matches};
-use crate::{Bus, BusCounters, BusError, BusMessage, Subscription};
+use crate::{Bus, BusCounters, BusError, BusMessage, LogFollow, Subscription};
 
 /// Messages a subscription holds before it loses the newest.
 const SUBSCRIPTION_CAPACITY: usize = 65_536;
@@ -29,6 +30,7 @@ struct Sub {
 pub struct MemoryHub {
     subs: Arc<Mutex<Vec<Sub>>>,
     next_origin: Arc<AtomicU64>,
+    log: Arc<Mutex<MemoryLog>>,
 }
 
 impl MemoryHub {
@@ -97,6 +99,30 @@ impl Bus for MemoryBus {
                     counters: self.counters.clone(),
                 });
             Ok(Subscription::new(ReceiverStream::new(rx)))
+        })
+    }
+
+    fn append(
+        &self,
+        subject: String,
+        expect_last: Option<u64>,
+        payload: Bytes,
+    ) -> BoxFuture<'_, Result<Appended, BusError>> {
+        Box::pin(async move {
+            check_subject(&subject)?;
+            let mut log = self.hub.log.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(log.append(&subject, expect_last, payload))
+        })
+    }
+
+    fn follow(&self, pattern: String) -> BoxFuture<'_, Result<LogFollow, BusError>> {
+        Box::pin(async move {
+            check_pattern(&pattern)?;
+            let mut log = self.hub.log.lock().unwrap_or_else(|p| p.into_inner());
+            let entries = log.follow(&pattern);
+            Ok(LogFollow::new(
+                tokio_stream::wrappers::UnboundedReceiverStream::new(entries),
+            ))
         })
     }
 

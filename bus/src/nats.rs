@@ -11,12 +11,23 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, StorageType};
+
 use crate::chunk::{Chunker, DropCause, Reassembled, Reassembler};
+use crate::log::{Appended, LogEntry, KEPT_PER_SUBJECT};
 use crate::subject::{check_pattern, check_subject};
-use crate::{Bus, BusCounters, BusError, BusMessage, Subscription};
+use crate::{Bus, BusCounters, BusError, BusMessage, LogFollow, Subscription};
 
 /// Longest wait between reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(1000);
+/// How long the ordered log keeps an entry: longer than any meeting's commits are needed.
+const LOG_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// The log's stream when [`NatsOptions::log_stream`] is empty.
+pub const DEFAULT_LOG_STREAM: &str = "VIDEOCALL_LOG";
 
 /// How to reach and authenticate to the NATS server.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +56,12 @@ pub struct NatsOptions {
     pub require_tls: bool,
     /// Largest message (before chunking) this connection sends or accepts.
     pub max_message: usize,
+    /// The JetStream stream that holds the ordered log ([`DEFAULT_LOG_STREAM`] when empty),
+    /// made when first used.
+    pub log_stream: String,
+    /// The subjects of the log (a pattern such as `vc.h.>`); appends and follows must fall
+    /// under it.
+    pub log_subjects: String,
 }
 
 /// One relay's connection to a NATS server.
@@ -56,6 +73,22 @@ pub struct NatsBus {
     large: tokio::sync::Mutex<()>,
     counters: Arc<BusCounters>,
     max_message: usize,
+    jetstream: jetstream::Context,
+    log_stream: String,
+    log_subjects: String,
+    log: tokio::sync::OnceCell<jetstream::stream::Stream>,
+}
+
+fn log_error(
+    operation: &'static str,
+    subject: &str,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> BusError {
+    BusError::Log {
+        operation,
+        subject: subject.to_owned(),
+        source: Box::new(source),
+    }
 }
 
 impl NatsBus {
@@ -131,12 +164,54 @@ impl NatsBus {
             })?;
         tracing::info!(url = %options.url, max_payload = client.max_payload(), "connected to NATS");
         Ok(NatsBus {
+            jetstream: jetstream::new(client.clone()),
             client,
             chunker: Mutex::new(Chunker::new(rand::random())),
             large: tokio::sync::Mutex::new(()),
             counters,
             max_message: options.max_message.max(1),
+            log_stream: if options.log_stream.is_empty() {
+                DEFAULT_LOG_STREAM.to_owned()
+            } else {
+                options.log_stream.clone()
+            },
+            log_subjects: options.log_subjects.clone(),
+            log: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The log's stream, made (or found) on first use: file storage, the last
+    /// [`KEPT_PER_SUBJECT`] entries of each subject, for a day.
+    async fn log(&self) -> Result<&jetstream::stream::Stream, BusError> {
+        self.log
+            .get_or_try_init(|| async {
+                self.jetstream
+                    .get_or_create_stream(jetstream::stream::Config {
+                        name: self.log_stream.clone(),
+                        subjects: vec![self.log_subjects.clone()],
+                        max_messages_per_subject: KEPT_PER_SUBJECT as i64,
+                        max_age: LOG_MAX_AGE,
+                        storage: StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| log_error("creating the stream", &self.log_subjects, e))
+            })
+            .await
+    }
+
+    /// The sequence of `subject`'s last entry in the log (0: none).
+    async fn last(&self, subject: &str) -> Result<u64, BusError> {
+        match self
+            .log()
+            .await?
+            .get_last_raw_message_by_subject(subject)
+            .await
+        {
+            Ok(message) => Ok(message.sequence),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(log_error("last", subject, e)),
+        }
     }
 
     /// Waits until the server has processed everything sent before (a server reads a
@@ -230,6 +305,91 @@ impl Bus for NatsBus {
                 std::future::ready(out)
             });
             Ok(Subscription::new(messages))
+        })
+    }
+
+    fn append(
+        &self,
+        subject: String,
+        expect_last: Option<u64>,
+        payload: Bytes,
+    ) -> BoxFuture<'_, Result<Appended, BusError>> {
+        Box::pin(async move {
+            check_subject(&subject)?;
+            if payload.len() > self.client.max_payload() {
+                return Err(BusError::TooLarge {
+                    size: payload.len(),
+                    max: self.client.max_payload(),
+                });
+            }
+            self.log().await?;
+            let size = payload.len();
+            let mut message = PublishMessage::build().payload(payload);
+            if let Some(last) = expect_last {
+                message = message.expected_last_subject_sequence(last);
+            }
+            let ack = self
+                .jetstream
+                .send_publish(subject.clone(), message)
+                .await
+                .map_err(|e| log_error("append", &subject, e))?;
+            match ack.await {
+                Ok(ack) => {
+                    self.counters.sent(size);
+                    Ok(Appended::At(ack.sequence))
+                }
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    Ok(Appended::Conflict {
+                        last: self.last(&subject).await?,
+                    })
+                }
+                Err(e) => Err(log_error("append", &subject, e)),
+            }
+        })
+    }
+
+    fn follow(&self, pattern: String) -> BoxFuture<'_, Result<LogFollow, BusError>> {
+        Box::pin(async move {
+            check_pattern(&pattern)?;
+            let consumer = self
+                .log()
+                .await?
+                .create_consumer(OrderedConfig {
+                    filter_subject: pattern.clone(),
+                    deliver_policy: DeliverPolicy::LastPerSubject,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| log_error("follow", &pattern, e))?;
+            let messages = consumer
+                .messages()
+                .await
+                .map_err(|e| log_error("follow", &pattern, e))?;
+            let counters = self.counters.clone();
+            let entries = messages.filter_map(move |message| {
+                let entry = match message {
+                    Ok(message) => match message.info() {
+                        Ok(info) => {
+                            counters.received(message.payload.len());
+                            Some(LogEntry {
+                                subject: message.subject.to_string(),
+                                sequence: info.stream_sequence,
+                                payload: message.payload.clone(),
+                            })
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "NATS: a log entry without its sequence");
+                            None
+                        }
+                    },
+                    Err(error) => {
+                        tracing::warn!(%error, "NATS: following the log");
+                        None
+                    }
+                };
+                std::future::ready(entry)
+            });
+            Ok(LogFollow::new(entries))
         })
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use videocall_bus::{Bus, BusError, NatsBus, NatsOptions, Subscription};
+use videocall_bus::{Appended, Bus, BusError, NatsBus, NatsOptions, Subscription};
 use videocall_testkit::nats::{unique_prefix, NatsServer as Server};
 
 const SHARED: &str = "nats://127.0.0.1:4222";
@@ -234,4 +234,113 @@ async fn tls_with_the_servers_ca_carries_messages_and_an_untrusted_server_is_ref
         .await
         .expect("publish");
     assert_eq!(next(&mut sub, WAIT).await.as_deref(), Some(&b"secret"[..]));
+}
+
+#[tokio::test]
+async fn the_log_orders_appends_for_every_follower_and_takes_one_of_two_conditional_ones() {
+    let prefix = unique_prefix("log");
+    let stream = format!("T_{}", prefix.replace(['.', '-'], "_").to_uppercase());
+    let log_options = |url: &str| NatsOptions {
+        log_stream: stream.clone(),
+        log_subjects: format!("{prefix}.>"),
+        ..options(url)
+    };
+    let a = NatsBus::connect(log_options(SHARED)).await.expect("a");
+    let b = NatsBus::connect(log_options(SHARED)).await.expect("b");
+    let commits = format!("{prefix}.m.c");
+    let packages = format!("{prefix}.m.k");
+    // Something before anyone follows: a follower starts from each subject's last entry.
+    let first = a
+        .append(commits.clone(), Some(0), Bytes::from_static(b"found"))
+        .await
+        .expect("append");
+    let Appended::At(first) = first else {
+        panic!("the first conditional append on an empty subject is taken: {first:?}")
+    };
+    let mut on_a = a.follow(format!("{prefix}.m.>")).await.expect("follow a");
+    let mut on_b = b.follow(format!("{prefix}.m.>")).await.expect("follow b");
+    let kp = b
+        .append(packages.clone(), None, Bytes::from_static(b"kp"))
+        .await
+        .expect("kp");
+    // Two commits built on the founding: the first is taken, the second refused with the
+    // sequence of the one that won.
+    let won = a
+        .append(commits.clone(), Some(first), Bytes::from_static(b"a"))
+        .await
+        .expect("a");
+    let lost = b
+        .append(commits.clone(), Some(first), Bytes::from_static(b"b"))
+        .await
+        .expect("b");
+    let Appended::At(won) = won else {
+        panic!("{won:?}")
+    };
+    assert_eq!(lost, Appended::Conflict { last: won });
+    assert_eq!(
+        b.append(format!("{prefix}.other.c"), Some(5), Bytes::new())
+            .await
+            .expect("empty subject"),
+        Appended::Conflict { last: 0 }
+    );
+    let Appended::At(kp) = kp else {
+        panic!("{kp:?}")
+    };
+    for follower in [&mut on_a, &mut on_b] {
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let entry = tokio::time::timeout(WAIT, follower.next())
+                .await
+                .expect("in time")
+                .expect("entry");
+            seen.push((entry.sequence, entry.payload));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (first, Bytes::from_static(b"found")),
+                (kp, Bytes::from_static(b"kp")),
+                (won, Bytes::from_static(b"a")),
+            ],
+            "every follower sees the same order, and never the refused append"
+        );
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), on_a.next())
+            .await
+            .is_err(),
+        "nothing more"
+    );
+    // The shared server keeps no leftovers of the test.
+    let client = async_nats::connect(SHARED).await.expect("connect");
+    async_nats::jetstream::new(client)
+        .delete_stream(&stream)
+        .await
+        .expect("delete the test's stream");
+}
+
+#[tokio::test]
+async fn a_log_append_without_jetstream_is_an_error_not_a_hang() {
+    // A server of the test's own without JetStream.
+    let server = Server::start("", &[]);
+    let bus = NatsBus::connect(NatsOptions {
+        log_subjects: "nojs.>".into(),
+        ..options(&server.url())
+    })
+    .await
+    .expect("connect");
+    let started = Instant::now();
+    let result = bus
+        .append("nojs.m.c".into(), Some(0), Bytes::from_static(b"x"))
+        .await;
+    assert!(matches!(result, Err(BusError::Log { .. })), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // Plain messages still flow.
+    let mut sub = bus.subscribe("nojs.>".into()).await.expect("sub");
+    let other = connect(&server.url()).await;
+    other
+        .publish("nojs.x".into(), Bytes::from_static(b"y"))
+        .await
+        .expect("publish");
+    assert!(next(&mut sub, WAIT).await.is_some());
 }

@@ -7,6 +7,8 @@
 //!   proposes, and what handshake messages from the delivery service do to it.
 //! - [`CredentialCheck`]: whose key is whose; [`ControlPlaneCredentials`] checks the
 //!   credentials the control plane signs (a user or guest of the meeting holds this key).
+//! - [`GroupSession`]: a participant's encryption in a meeting, driven by what the relay says
+//!   and the time: offers, foundings, who commits, what delivered handshakes do.
 //! - [`FrameKeys`]: the SFrame keys of the epochs a member holds: it seals its own frames and
 //!   opens everyone else's, refusing tampered, replayed and unknown-epoch frames.
 //!
@@ -19,8 +21,12 @@ mod credentials;
 mod error;
 mod frames;
 mod member;
+mod session;
 
 pub use credentials::{ControlPlaneCredentials, CredentialCheck, Identity};
 pub use error::E2eeError;
 pub use frames::{FrameKeys, Opened, KEPT_EPOCHS};
 pub use member::{Handled, Member, Proposed, SigningKey, MAX_MEMBERS};
+pub use session::{
+    GroupEvent, GroupSession, Phase, SessionCounters, FOUND_AFTER_MS, OFFER_INTERVAL_MS,
+};

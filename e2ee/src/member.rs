@@ -37,6 +37,9 @@ pub const MAX_MEMBERS: usize = 1 << INDEX_BITS;
 pub struct Proposed {
     /// The commit (an MLS message).
     pub commit: Vec<u8>,
+    /// The Welcome of the members it adds (an MLS message), if it adds any: for the delivery
+    /// service to hand them only if the commit wins.
+    pub welcome: Option<Vec<u8>>,
 }
 
 /// What a handshake message from the delivery service did.
@@ -204,6 +207,60 @@ impl Member {
     /// The group's epoch, once in a group.
     pub fn epoch(&self) -> Option<u64> {
         self.group.as_ref().map(|g| g.epoch().as_u64())
+    }
+
+    /// Every member of the current epoch by leaf index, as their credentials say.
+    pub fn roster(&self) -> &BTreeMap<u32, Identity> {
+        &self.roster
+    }
+
+    /// This member's leaf index, once in a group.
+    pub fn own_leaf(&self) -> Option<u32> {
+        self.group.as_ref().map(|g| g.own_leaf_index().u32())
+    }
+
+    /// Whether a commit of this member's waits for the delivery service.
+    pub fn has_pending_commit(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Who owns a key package, after checking its signature and credential.
+    pub fn key_package_owner(&mut self, key_package: &[u8]) -> Result<Identity, E2eeError> {
+        let package = KeyPackageIn::tls_deserialize_exact(key_package)
+            .map_err(|e| E2eeError::malformed("key package", e))?
+            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(|e| E2eeError::refused("key package", e))?;
+        self.identify_package(&package)
+    }
+
+    /// Drops this member's commit that the delivery service refused (it will apply the one
+    /// that came first instead).
+    pub fn abandon_commit(&mut self) -> Result<(), E2eeError> {
+        if self.pending.take().is_some() {
+            let provider = &self.provider;
+            if let Some(group) = self.group.as_mut() {
+                group
+                    .clear_pending_commit(provider.storage())
+                    .map_err(E2eeError::crypto)?;
+            }
+        }
+        self.superseded = None;
+        Ok(())
+    }
+
+    /// Leaves the group without a word (it was founded afresh, or this member lost track of
+    /// it): no group, no keys, ready to be welcomed again.
+    pub fn reset(&mut self) {
+        if let Some(mut group) = self.group.take() {
+            // Its state leaves the provider's storage too, so the group can be joined again.
+            if let Err(error) = group.delete(self.provider.storage()) {
+                tracing::debug!(%error, "deleting a left group's state");
+            }
+        }
+        self.pending = None;
+        self.superseded = None;
+        self.keys.forget_all();
+        self.roster.clear();
     }
 
     /// The members' users, by leaf index.
@@ -419,10 +476,10 @@ impl Member {
             .map_err(E2eeError::crypto)?;
         self.pending = Some(Pending {
             commit: commit.clone(),
-            welcome,
+            welcome: welcome.clone(),
             intent,
         });
-        Ok(Proposed { commit })
+        Ok(Proposed { commit, welcome })
     }
 
     /// Applies a handshake message the delivery service ordered (this member's own commits
@@ -496,11 +553,7 @@ impl Member {
             .merge_staged_commit(provider, *staged)
             .map_err(E2eeError::crypto)?;
         if removed {
-            self.group = None;
-            self.pending = None;
-            self.superseded = None;
-            self.keys.forget_all();
-            self.roster.clear();
+            self.reset();
             return Ok(Handled::Removed);
         }
         let superseded = self.pending.take().map(|p| p.intent);

@@ -188,6 +188,8 @@ impl BusConfig {
             tls_key: self.nats_tls_key.clone(),
             require_tls: self.nats_require_tls,
             max_message,
+            log_stream: crate::subjects::log_stream(&self.bus_subject_prefix),
+            log_subjects: crate::subjects::log_subjects(&self.bus_subject_prefix),
         })
     }
 }

@@ -30,6 +30,7 @@ mod metrics;
 mod reason;
 mod server;
 mod state;
+mod subjects;
 mod transport;
 
 pub use crate::core::script;

@@ -13,6 +13,10 @@ use videocall_protocol::wire::MediaKind;
 /// The join budgets a refusal may name: the relay's shared one, one identity's, one client
 /// address's refusals.
 pub const RATE_BUDGETS: [&str; 3] = ["relay", "identity", "address"];
+/// The `kind` labels of `handshakes_total`.
+pub const HANDSHAKE_KINDS: [&str; 4] = ["key_package", "commit", "found", "invalid"];
+/// The `outcome` labels of `handshakes_total`.
+pub const HANDSHAKE_OUTCOMES: [&str; 4] = ["taken", "delivered", "refused", "rejected"];
 
 /// Per-kind counters resolved once, so the hot path never looks labels up.
 #[derive(Clone)]
@@ -53,6 +57,7 @@ pub struct Metrics {
     pub slow_consumers: IntCounter,
     /// Sessions closed because a newer one of the same identity joined the meeting.
     pub sessions_replaced: IntCounter,
+    handshakes: IntCounterVec,
     /// Video bytes waiting in subscriber queues.
     pub queued_bytes: IntGauge,
     /// The bus to the other relays.
@@ -340,6 +345,22 @@ impl Metrics {
             "Sessions closed because a newer session of the same identity joined the meeting",
         )?;
         registry.register(Box::new(sessions_replaced.clone()))?;
+        let handshakes = IntCounterVec::new(
+            Opts::new(
+                "handshakes_total",
+                "End-to-end encryption handshake messages, by kind and outcome (taken: put in the \
+                 meeting's order; delivered: to this relay's participants; refused: another commit \
+                 came first or the order could not be reached; rejected: malformed or over the \
+                 sender's rate)",
+            ),
+            &["kind", "outcome"],
+        )?;
+        for kind in HANDSHAKE_KINDS {
+            for outcome in HANDSHAKE_OUTCOMES {
+                handshakes.with_label_values(&[kind, outcome]);
+            }
+        }
+        registry.register(Box::new(handshakes.clone()))?;
         let queued_bytes = IntGauge::new(
             "queued_bytes",
             "Video bytes waiting in subscriber queues (bounded per subscriber)",
@@ -391,6 +412,7 @@ impl Metrics {
             keyframe_requests,
             slow_consumers,
             sessions_replaced,
+            handshakes,
             queued_bytes,
         })
     }
@@ -466,6 +488,17 @@ impl Metrics {
         self.bad_frames
             .with_label_values(&[code.as_str_name()])
             .inc();
+    }
+
+    /// Counts one handshake message of `kind` (one of [`HANDSHAKE_KINDS`]) with `outcome`
+    /// (one of [`HANDSHAKE_OUTCOMES`]).
+    pub fn handshake(&self, kind: &str, outcome: &str) {
+        self.handshakes.with_label_values(&[kind, outcome]).inc();
+    }
+
+    /// How many handshake messages of `kind` had `outcome`.
+    pub fn handshakes(&self, kind: &str, outcome: &str) -> u64 {
+        self.handshakes.with_label_values(&[kind, outcome]).get()
     }
 
     /// Prometheus text exposition of every metric.

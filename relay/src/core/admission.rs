@@ -98,7 +98,7 @@ pub fn admit(
         max_local: limits.max_participants_per_meeting,
         max_total: claims.max_participants.map_or(usize::MAX, |n| n as usize),
     };
-    let welcome = |others: &[Arc<Participant>]| {
+    let welcome = |meeting: &super::meeting::Meeting, others: &[Arc<Participant>]| {
         Body::Joined(wire::Joined {
             participant_id: me.id,
             meeting_id: join.meeting_id.clone(),
@@ -106,6 +106,7 @@ pub fn admit(
             max_frame_size: limits.max_frame_size as u32,
             heartbeat_interval_ms: relay.config.timing.heartbeat_interval_ms as u32,
             relay_id: relay.config.relay_id.clone(),
+            handshake_head: meeting.handshake_head(),
         })
     };
     let admitted = relay

@@ -12,6 +12,7 @@
 //! [`super::sink::Outlet`], which only prepares them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use super::track::{DownTrack, PublishedTrack};
 use crate::ids::{ParticipantId, TransportKind};
 use crate::metrics::Metrics;
 use crate::reason::Refusal;
+use videocall_bus::{Appended, MemoryLog};
 use videocall_protocol::mesh::RemoteParticipant;
 use videocall_protocol::wire::{envelope::Body, Codec, ErrorCode, MediaKind, Track};
 
@@ -35,6 +37,10 @@ pub struct Meeting {
     mesh: Arc<dyn Mesh>,
     /// The other relays heard in this meeting.
     remote_relays: Mutex<HashMap<String, RemoteRelay>>,
+    /// The order of the meeting's handshakes when this relay keeps it (no bus).
+    local_handshakes: Mutex<MemoryLog>,
+    /// The sequence of the last commit or founding this relay saw (0: none).
+    handshake_head: AtomicU64,
 }
 
 /// Another relay of a meeting, as last heard.
@@ -83,6 +89,26 @@ impl Meeting {
     /// The way to the other relays of the meeting.
     pub fn mesh(&self) -> &dyn Mesh {
         self.mesh.as_ref()
+    }
+
+    /// Appends a handshake to the meeting's own order (see `super::handshake`).
+    pub fn append_local_handshake(
+        &self,
+        subject: &str,
+        expect_last: Option<u64>,
+        payload: Bytes,
+    ) -> Appended {
+        lock(&self.local_handshakes).append(subject, expect_last, payload)
+    }
+
+    /// The sequence of the last commit or founding this relay saw (0: none).
+    pub fn handshake_head(&self) -> u64 {
+        self.handshake_head.load(Ordering::Relaxed)
+    }
+
+    /// Records a commit or founding at `sequence` (the head only moves forward).
+    pub fn saw_handshake_head(&self, sequence: u64) {
+        self.handshake_head.fetch_max(sequence, Ordering::Relaxed);
     }
 
     /// Sends an encoded control frame to every local participant but `except`. The other
@@ -308,15 +334,15 @@ impl Meetings {
     }
 
     /// Adds `newcomer` to `meeting_id`, creating the meeting if needed, and subscribes
-    /// it to every existing track. `welcome` makes its first message from who is already
-    /// there; it is queued before the newcomer is in the meeting, so nothing another
+    /// it to every existing track. `welcome` makes its first message from the meeting and who
+    /// is already there; it is queued before the newcomer is in the meeting, so nothing another
     /// participant (or relay) does can reach it first.
     pub fn join(
         &self,
         meeting_id: &str,
         newcomer: Arc<Participant>,
         capacity: Capacity,
-        welcome: impl FnOnce(&[Arc<Participant>]) -> Body,
+        welcome: impl FnOnce(&Meeting, &[Arc<Participant>]) -> Body,
     ) -> Result<Admitted, Refusal> {
         let mut meetings = lock(&self.meetings);
         let meeting = match meetings.get(meeting_id) {
@@ -337,6 +363,8 @@ impl Meetings {
                     metrics: self.metrics.clone(),
                     mesh: self.mesh.clone(),
                     remote_relays: Mutex::new(HashMap::new()),
+                    local_handshakes: Mutex::new(MemoryLog::new()),
+                    handshake_head: AtomicU64::new(0),
                 });
                 meetings.insert(meeting_id.to_owned(), m.clone());
                 self.metrics.meetings.set(meetings.len() as i64);
@@ -396,7 +424,7 @@ impl Meetings {
                 }
             }
         }
-        newcomer.send(welcome(&others));
+        newcomer.send(welcome(&meeting, &others));
         participants.insert(newcomer.id, newcomer);
         drop(participants);
         self.metrics.participants.inc();

@@ -9,9 +9,11 @@
 
 use bytes::Bytes;
 
+use super::handshake::Ordering;
 use super::sink::{ControlQueueFull, MediaSink, Offer, Outgoing, Outlet};
 use crate::ids::ParticipantId;
 use videocall_protocol::mesh::{mesh_event, Deliver};
+use videocall_protocol::wire::Handshake;
 
 /// The subscriber id of the down track that carries a local track to the bus. Participant
 /// ids are never 0 (see `Relay::next_participant_id`).
@@ -34,6 +36,9 @@ pub trait Mesh: Send + Sync {
         track: u32,
         audio: bool,
     ) -> Box<dyn MediaSink>;
+    /// Puts a checked handshake of `meeting` (its sender set) into the order that the
+    /// meeting's relays share (see `super::handshake`).
+    fn append_handshake(&self, meeting: &str, handshake: &Handshake) -> Ordering;
 }
 
 /// A relay on its own: no other relays, nothing published.
@@ -45,6 +50,9 @@ impl Mesh for NoMesh {
     fn publish(&self, _meeting: &str, _body: mesh_event::Body) {}
     fn media_sink(&self, _: &str, _: ParticipantId, _: u32, _: bool) -> Box<dyn MediaSink> {
         Box::new(ClosedSink)
+    }
+    fn append_handshake(&self, _meeting: &str, _handshake: &Handshake) -> Ordering {
+        Ordering::Local
     }
 }
 

@@ -7,6 +7,7 @@
 mod admission;
 mod budget;
 mod clock;
+mod handshake;
 mod join_budget;
 mod meeting;
 mod mesh;
@@ -25,6 +26,10 @@ mod tests;
 pub use admission::admit;
 pub use budget::QueueBudget;
 pub use clock::Now;
+pub use handshake::{
+    deliver as deliver_handshake, kind_label as handshake_kind_label, refused as handshake_refused,
+    Ordering as HandshakeOrdering,
+};
 pub use mesh::{Mesh, NoMesh};
 pub use participant::Participant;
 pub use relay::Relay;

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::clock::Now;
+use super::handshake::{self, HANDSHAKE_BURST, HANDSHAKE_RATE_PER_SEC};
+use super::join_budget::JoinBudget;
 use super::meeting::Meeting;
 use super::participant::{Participant, StateChange};
 use super::relay::Relay;
@@ -45,6 +47,8 @@ pub struct Session {
     /// Every track id this participant ever announced: media of a track it removed is
     /// dropped quietly (packets in flight), media of one it never announced is an error.
     ever_announced: Mutex<HashSet<u32>>,
+    /// Handshake messages the participant may still send.
+    handshake_budget: Mutex<JoinBudget>,
 }
 
 impl Session {
@@ -57,6 +61,7 @@ impl Session {
             told_not_publisher: AtomicBool::new(false),
             told_unannounced: AtomicBool::new(false),
             ever_announced: Mutex::new(HashSet::new()),
+            handshake_budget: Mutex::new(JoinBudget::new(HANDSHAKE_RATE_PER_SEC, HANDSHAKE_BURST)),
         }
     }
 
@@ -112,6 +117,7 @@ impl Session {
             Body::Data(data) => self.on_data(data, now),
             Body::Leave(_) => self.me.close(CloseReason::left()),
             Body::RemoveParticipant(remove) => self.on_remove(remove),
+            Body::Handshake(handshake) => self.on_handshake(handshake, now),
             Body::Join(_) => self.reject(
                 ErrorCode::AlreadyJoined,
                 "this session has already joined; open a new session for another meeting".into(),
@@ -124,6 +130,7 @@ impl Session {
             | Body::ParticipantLeft(_)
             | Body::ParticipantUpdated(_)
             | Body::Congestion(_)
+            | Body::HandshakeRefused(_)
             | Body::Draining(_) => self.reject(
                 ErrorCode::UnknownMessage,
                 "that message is sent by the relay, not by clients".into(),
@@ -167,6 +174,30 @@ impl Session {
             }
         }
         self.announce_update();
+    }
+
+    fn on_handshake(&self, handshake: wire::Handshake, now: Now) {
+        let kind = match handshake::check(&handshake) {
+            Ok(kind) => kind,
+            Err(message) => {
+                self.relay.metrics.handshake("invalid", "rejected");
+                self.reject(ErrorCode::Malformed, message);
+                return;
+            }
+        };
+        if !lock(&self.handshake_budget).take(self.relay.ms(now)) {
+            self.relay
+                .metrics
+                .handshake(handshake::kind_label(kind), "rejected");
+            self.reject(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {HANDSHAKE_BURST} handshake messages at once, or {HANDSHAKE_RATE_PER_SEC} a second"
+                ),
+            );
+            return;
+        }
+        handshake::submit(&self.relay, &self.meeting, &self.me, kind, handshake);
     }
 
     fn on_remove(&self, remove: wire::RemoveParticipant) {

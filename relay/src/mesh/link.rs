@@ -12,11 +12,24 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use super::media_header::MediaHeader;
-use super::subjects::MeetingSubjects;
-use crate::core::{MediaSink, Mesh, Offer, Outgoing};
+use crate::core::{HandshakeOrdering, MediaSink, Mesh, Offer, Outgoing};
 use crate::ids::ParticipantId;
 use crate::metrics::{BusDrop, BusMetrics};
+use crate::subjects::MeetingSubjects;
 use videocall_protocol::mesh::{mesh_event, MeshEvent};
+use videocall_protocol::wire::Handshake;
+
+/// Handshakes waiting to be appended to the bus's log, per relay.
+pub const HANDSHAKE_QUEUE: usize = 1024;
+
+/// A handshake on its way to the bus's ordered log.
+#[derive(Debug)]
+pub struct HandshakeOut {
+    /// Its meeting.
+    pub meeting: String,
+    /// It, with its sender set.
+    pub handshake: Handshake,
+}
 
 /// One message on its way to the bus.
 #[derive(Debug)]
@@ -44,6 +57,8 @@ pub struct MeshQueues {
     pub events: mpsc::Receiver<Outbound>,
     /// Media to publish.
     pub media: mpsc::Receiver<Outbound>,
+    /// Handshakes to append to the log.
+    pub handshakes: mpsc::Receiver<HandshakeOut>,
 }
 
 /// The mesh port of a relay that shares its meetings over a bus.
@@ -53,6 +68,7 @@ pub struct BusMesh {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::Sender<Outbound>,
     media: mpsc::Sender<Outbound>,
+    handshakes: mpsc::Sender<HandshakeOut>,
     metrics: BusMetrics,
     events_dropped: AtomicU64,
 }
@@ -73,6 +89,7 @@ impl BusMesh {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events, events_rx) = mpsc::channel(event_queue.max(1));
         let (media, media_rx) = mpsc::channel(media_queue.max(1));
+        let (handshakes, handshakes_rx) = mpsc::channel(HANDSHAKE_QUEUE);
         (
             BusMesh {
                 origin: origin.to_owned(),
@@ -80,6 +97,7 @@ impl BusMesh {
                 commands,
                 events,
                 media,
+                handshakes,
                 metrics,
                 events_dropped: AtomicU64::new(0),
             },
@@ -87,6 +105,7 @@ impl BusMesh {
                 commands: commands_rx,
                 events: events_rx,
                 media: media_rx,
+                handshakes: handshakes_rx,
             },
         )
     }
@@ -124,6 +143,17 @@ impl Mesh for BusMesh {
                     "bus event queue full: event dropped (presence repairs the roster)"
                 );
             }
+        }
+    }
+
+    fn append_handshake(&self, meeting: &str, handshake: &Handshake) -> HandshakeOrdering {
+        let out = HandshakeOut {
+            meeting: meeting.to_owned(),
+            handshake: handshake.clone(),
+        };
+        match self.handshakes.try_send(out) {
+            Ok(()) => HandshakeOrdering::Queued,
+            Err(_) => HandshakeOrdering::Full,
         }
     }
 

@@ -6,7 +6,6 @@
 mod link;
 mod media_header;
 mod run;
-mod subjects;
 
 pub use link::BusMesh;
 pub use run::spawn;

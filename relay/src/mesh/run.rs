@@ -12,14 +12,17 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::link::{Command, MeshQueues, Outbound};
+use super::link::{Command, HandshakeOut, MeshQueues, Outbound};
 use super::media_header::MediaHeader;
-use super::subjects::MeetingSubjects;
-use crate::core::{mesh_tick, on_mesh_event, on_mesh_media, Now};
+use crate::core::{
+    deliver_handshake, handshake_refused, mesh_tick, on_mesh_event, on_mesh_media, Now,
+};
 use crate::metrics::{BusDrop, BusSnapshot};
 use crate::state::RelayState;
-use videocall_bus::{Bus, BusError, BusMessage};
+use crate::subjects::MeetingSubjects;
+use videocall_bus::{Appended, Bus, BusError, BusMessage, LogEntry};
 use videocall_protocol::mesh::{mesh_event, Hello, MeshEvent};
+use videocall_protocol::wire::{Handshake, HandshakeKind};
 
 /// Wait before subscribing again after a failure.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
@@ -39,6 +42,12 @@ pub fn spawn(
         bus.clone(),
         queues.events,
         queues.media,
+    ));
+    tasks.spawn(order_handshakes(
+        state.clone(),
+        bus.clone(),
+        queues.handshakes,
+        prefix.clone(),
     ));
     tasks.spawn(subscriptions(
         state.clone(),
@@ -102,6 +111,13 @@ async fn subscriptions(
                     old.cancel();
                 }
                 let subjects = MeetingSubjects::new(&prefix, &meeting);
+                tokio::spawn(follow_handshakes(
+                    state.clone(),
+                    bus.clone(),
+                    meeting.clone(),
+                    subjects.clone(),
+                    stop.clone(),
+                ));
                 tokio::spawn(hear(state.clone(), bus.clone(), meeting, subjects, stop));
             }
             Command::Close(meeting) => {
@@ -158,6 +174,111 @@ async fn hear(
         take(&state, &meeting, &subjects, message);
     }
     metrics.subscriptions.dec();
+}
+
+/// Appends the local participants' handshakes to the bus's log, one at a time (so one
+/// participant's come in the order it sent them). A refusal goes back to its sender; what
+/// the log takes reaches every relay of the meeting through its follower.
+async fn order_handshakes(
+    state: Arc<RelayState>,
+    bus: Arc<dyn Bus>,
+    mut queue: mpsc::Receiver<HandshakeOut>,
+    prefix: String,
+) {
+    let mut failures = 0u64;
+    loop {
+        let out = tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            out = queue.recv() => match out {
+                Some(out) => out,
+                None => break,
+            },
+        };
+        let subjects = MeetingSubjects::new(&prefix, &out.meeting);
+        let handshake = out.handshake;
+        let kind = HandshakeKind::try_from(handshake.kind).unwrap_or(HandshakeKind::Unspecified);
+        let (subject, expect) = match kind {
+            HandshakeKind::KeyPackage => (subjects.key_packages, None),
+            _ => (subjects.commits, Some(handshake.after)),
+        };
+        let payload = bytes::Bytes::from(handshake.encode_to_vec());
+        let refusal = match bus.append(subject, expect, payload).await {
+            Ok(Appended::At(_)) => {
+                state
+                    .metrics()
+                    .handshake(crate::core::handshake_kind_label(kind), "taken");
+                continue;
+            }
+            Ok(Appended::Conflict { last }) => {
+                (last, "another commit follows that one already".to_owned())
+            }
+            Err(error) => {
+                failures += 1;
+                if failures <= FAILURES_LOGGED {
+                    tracing::warn!(meeting = %out.meeting, %error, "a handshake could not be put in the meeting's order");
+                }
+                (0, format!("the relays could not put it in order: {error}"))
+            }
+        };
+        handshake_refused(
+            &state.core,
+            &out.meeting,
+            handshake.from_participant_id,
+            &handshake,
+            refusal.0,
+            &refusal.1,
+        );
+    }
+}
+
+/// Follows `meeting`'s handshakes in the bus's log until `stop`, handing each to the
+/// core; follows again after a failure (the last commit comes again: clients skip what they
+/// have seen).
+async fn follow_handshakes(
+    state: Arc<RelayState>,
+    bus: Arc<dyn Bus>,
+    meeting: String,
+    subjects: MeetingSubjects,
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        let attempt = tokio::select! {
+            _ = stop.cancelled() => return,
+            attempt = bus.follow(subjects.handshakes.clone()) => attempt,
+        };
+        match attempt {
+            Ok(mut entries) => loop {
+                let entry = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    entry = entries.next() => entry,
+                };
+                let Some(entry) = entry else { break };
+                take_handshake(&state, &meeting, &subjects, entry);
+            },
+            Err(error) => {
+                tracing::warn!(%meeting, %error, "following the meeting's handshakes failed; retrying")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(RESUBSCRIBE_DELAY) => {}
+        }
+    }
+}
+
+/// One entry of a meeting's handshakes, to the core.
+fn take_handshake(state: &RelayState, meeting: &str, subjects: &MeetingSubjects, entry: LogEntry) {
+    if entry.subject != subjects.commits && entry.subject != subjects.key_packages {
+        return malformed(
+            state,
+            meeting,
+            &format!("unknown subject {}", entry.subject),
+        );
+    }
+    match Handshake::decode(entry.payload) {
+        Ok(handshake) => deliver_handshake(&state.core, meeting, entry.sequence, handshake),
+        Err(error) => malformed(state, meeting, &error.to_string()),
+    }
 }
 
 /// One message of a meeting's subjects, to the core.

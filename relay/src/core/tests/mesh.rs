@@ -11,7 +11,9 @@ use videocall_token::Grants;
 
 use super::{Joined, World};
 use crate::core::remote::{on_event, on_media, tick, RemoteMedia};
-use crate::core::{MediaSink, Mesh, Offer, Outgoing};
+use crate::core::{
+    deliver_handshake, handshake_refused, HandshakeOrdering, MediaSink, Mesh, Offer, Outgoing,
+};
 use crate::ids::ParticipantId;
 use crate::reason::DropReason;
 
@@ -32,6 +34,7 @@ struct Wire {
     media: Mutex<Vec<Crossing>>,
     opened: Mutex<Vec<String>>,
     closed: Mutex<Vec<String>>,
+    handshakes: Mutex<Vec<(String, wire::Handshake)>>,
     /// Media messages the queue takes before it is full (`usize::MAX`: no limit).
     media_room: AtomicUsize,
 }
@@ -49,6 +52,14 @@ impl Mesh for FakeMesh {
     }
     fn publish(&self, meeting: &str, body: mesh_event::Body) {
         self.0.events.lock().unwrap().push((meeting.into(), body));
+    }
+    fn append_handshake(&self, meeting: &str, handshake: &wire::Handshake) -> HandshakeOrdering {
+        self.0
+            .handshakes
+            .lock()
+            .unwrap()
+            .push((meeting.into(), handshake.clone()));
+        HandshakeOrdering::Queued
     }
     fn media_sink(
         &self,
@@ -634,4 +645,105 @@ fn media_and_deliveries_from_the_bus_reach_nobody_unless_they_are_what_they_clai
     chat[3] = chat[3].wrapping_sub(5);
     on_event(relay, "m", deliver(chat), b.world.start);
     assert!(matches!(&bob.inbox.take()[..], [Body::Data(d)] if d.text == "hi"));
+}
+
+/// Puts what each node queued for the bus's log in order, as the log would (conditional on
+/// the last commit), and hands the outcome to the nodes: taken ones to every node, refusals
+/// to the node that sent them.
+fn order_handshakes(nodes: &[&Node], log: &mut videocall_bus::MemoryLog) {
+    for from in nodes {
+        let queued = std::mem::take(&mut *from.wire.handshakes.lock().unwrap());
+        for (meeting, handshake) in queued {
+            let kind = wire::HandshakeKind::try_from(handshake.kind).unwrap();
+            let (subject, expect) = match kind {
+                wire::HandshakeKind::KeyPackage => ("k", None),
+                _ => ("c", Some(handshake.after)),
+            };
+            match log.append(subject, expect, Bytes::new()) {
+                videocall_bus::Appended::At(sequence) => {
+                    for to in nodes {
+                        deliver_handshake(&to.world.relay, &meeting, sequence, handshake.clone());
+                    }
+                }
+                videocall_bus::Appended::Conflict { last } => handshake_refused(
+                    &from.world.relay,
+                    &meeting,
+                    handshake.from_participant_id,
+                    &handshake,
+                    last,
+                    "another commit follows that one already",
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn handshakes_go_through_the_shared_order_and_reach_every_relays_participants() {
+    use wire::HandshakeKind::{Commit, KeyPackage};
+    let a = Node::new("a", 1);
+    let b = Node::new("b", 2);
+    let alice = a.join("alice");
+    let bob = b.join("bob");
+    pump(&[&a, &b]);
+    alice.inbox.take();
+    bob.inbox.take();
+    let now = a.world.start;
+    let send = |who: &Joined, kind: wire::HandshakeKind, after: u64, message: &[u8]| {
+        who.send(
+            Body::Handshake(wire::Handshake {
+                kind: kind as i32,
+                after,
+                message: Bytes::copy_from_slice(message),
+                ..Default::default()
+            }),
+            now,
+        )
+    };
+    send(&bob, KeyPackage, 0, b"bob");
+    // Two commits built on nothing, one on each relay, at once: the first wins.
+    send(&alice, Commit, 0, b"alice's");
+    send(&bob, Commit, 0, b"bob's");
+    assert!(
+        alice.inbox.take().is_empty(),
+        "nothing is delivered before the order takes it"
+    );
+    let mut log = videocall_bus::MemoryLog::new();
+    order_handshakes(&[&a, &b], &mut log);
+    let order = |bodies: Vec<Body>| -> Vec<(u64, u64, Bytes)> {
+        bodies
+            .into_iter()
+            .filter_map(|b| match b {
+                Body::Handshake(h) => Some((h.sequence, h.from_participant_id, h.message)),
+                _ => None,
+            })
+            .collect()
+    };
+    // Relay a's queue reaches the log first.
+    let expected = vec![
+        (1, alice.id(), Bytes::from_static(b"alice's")),
+        (2, bob.id(), Bytes::from_static(b"bob")),
+    ];
+    assert_eq!(order(alice.inbox.take()), expected);
+    let to_bob = bob.inbox.take();
+    let refused: Vec<u64> = to_bob
+        .iter()
+        .filter_map(|b| match b {
+            Body::HandshakeRefused(r) => Some(r.head),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order(to_bob), expected);
+    assert_eq!(refused, vec![1], "the loser learns which commit won");
+    assert_eq!(b.world.relay.metrics.handshakes("commit", "refused"), 1);
+    // A refusal for a participant of another relay is not this relay's to tell.
+    handshake_refused(
+        &a.world.relay,
+        "m",
+        bob.id(),
+        &wire::Handshake::default(),
+        1,
+        "test",
+    );
+    assert!(bob.inbox.take().is_empty() && alice.inbox.take().is_empty());
 }

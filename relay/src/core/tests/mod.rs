@@ -783,3 +783,124 @@ fn participant_ids_carry_the_relays_server_id_and_never_repeat_across_a_pool() {
     let again = ids("3");
     assert!(again[0] > three[199]);
 }
+
+fn handshake(kind: wire::HandshakeKind, after: u64, message: &[u8]) -> Body {
+    Body::Handshake(wire::Handshake {
+        kind: kind as i32,
+        after,
+        message: Bytes::copy_from_slice(message),
+        ..Default::default()
+    })
+}
+
+fn handshakes(bodies: &[Body]) -> Vec<(i32, u64, u64, u64)> {
+    bodies
+        .iter()
+        .filter_map(|b| match b {
+            Body::Handshake(h) => Some((h.kind, h.sequence, h.after, h.from_participant_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_relay_on_its_own_orders_handshakes_and_refuses_the_second_commit_of_two() {
+    use wire::HandshakeKind::{Commit, Found, KeyPackage};
+    let world = World::new(&[]);
+    let alice = world.join("alice", "m");
+    let bob = world.join("bob", "m");
+    let other = world.join("carol", "another");
+    let now = world.start;
+    alice.inbox.take();
+    alice.send(handshake(Found, 0, b""), now);
+    bob.send(handshake(KeyPackage, 7, b"bob's key package"), now);
+    alice.send(handshake(Commit, 1, b"adds bob"), now);
+    // Built on the same founding as alice's: refused, naming the commit that came first.
+    bob.send(handshake(Commit, 1, b"conflicting"), now);
+    let expected = vec![
+        (Found as i32, 1, 0, alice.id()),
+        // A key package is taken whatever it says it follows.
+        (KeyPackage as i32, 2, 7, bob.id()),
+        (Commit as i32, 3, 1, alice.id()),
+    ];
+    // Everyone gets every message in one order, its sender too.
+    assert_eq!(handshakes(&alice.inbox.take()), expected);
+    let to_bob = bob.inbox.take();
+    assert_eq!(handshakes(&to_bob), expected);
+    let refusals: Vec<_> = to_bob
+        .iter()
+        .filter_map(|b| match b {
+            Body::HandshakeRefused(r) => Some((r.kind, r.after, r.head)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refusals, vec![(Commit as i32, 1, 3)]);
+    assert!(
+        handshakes(&other.inbox.take()).is_empty(),
+        "another meeting hears nothing"
+    );
+    let metrics = &world.relay.metrics;
+    assert_eq!(metrics.handshakes("commit", "taken"), 1);
+    assert_eq!(metrics.handshakes("commit", "refused"), 1);
+    assert_eq!(metrics.handshakes("key_package", "delivered"), 1);
+}
+
+#[test]
+fn malformed_and_excess_handshakes_are_refused_and_the_session_goes_on() {
+    use wire::HandshakeKind::{Commit, Found, KeyPackage, Unspecified};
+    let world = World::new(&[]);
+    let alice = world.join("alice", "m");
+    let bob = world.join("bob", "m");
+    let now = world.start;
+    bob.inbox.take();
+    alice.send(handshake(Unspecified, 0, b"x"), now);
+    alice.send(handshake(Commit, 0, b""), now);
+    alice.send(handshake(Found, 0, b"a founding carries nothing"), now);
+    alice.send(
+        Body::HandshakeRefused(wire::HandshakeRefused::default()),
+        now,
+    );
+    let errors: Vec<i32> = alice
+        .inbox
+        .take()
+        .iter()
+        .filter_map(|b| match b {
+            Body::Error(e) if !e.fatal => Some(e.code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            ErrorCode::Malformed as i32,
+            ErrorCode::Malformed as i32,
+            ErrorCode::Malformed as i32,
+            ErrorCode::UnknownMessage as i32
+        ]
+    );
+    assert!(handshakes(&bob.inbox.take()).is_empty());
+    // A flood of key packages: the burst passes, the rest is refused until time passes.
+    for _ in 0..(handshake::HANDSHAKE_BURST + 5) {
+        alice.send(handshake(KeyPackage, 0, b"kp"), now);
+    }
+    assert_eq!(
+        handshakes(&bob.inbox.take()).len(),
+        handshake::HANDSHAKE_BURST as usize
+    );
+    let limited = alice
+        .inbox
+        .take()
+        .iter()
+        .filter(|b| matches!(b, Body::Error(e) if e.code == ErrorCode::RateLimited as i32))
+        .count();
+    assert_eq!(limited, 5);
+    alice.send(handshake(KeyPackage, 0, b"kp"), now.later(1000));
+    assert_eq!(handshakes(&bob.inbox.take()).len(), 1, "refilled");
+    // The session still works.
+    alice.send(Body::Ping(wire::Ping::default()), now);
+    assert!(alice
+        .inbox
+        .take()
+        .iter()
+        .any(|b| matches!(b, Body::Pong(_))));
+}

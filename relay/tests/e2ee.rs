@@ -1,0 +1,345 @@
+//! The relays as the delivery service of end-to-end encryption: participants on two relay
+//! processes sharing a meeting over the shared `nats-server` (its JetStream log orders the
+//! commits) and on one relay alone run their `GroupSession`s through the relays, end in one
+//! MLS group, read each other's sealed media, and a participant who left cannot read what is
+//! sent after; what the relay forwards carries no plaintext.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use videocall_client::{Client, Event, Transport};
+use videocall_e2ee::{ControlPlaneCredentials, GroupSession, Member, Phase, SigningKey};
+use videocall_protocol::wire::{self, envelope::Body, MediaKind};
+use videocall_testkit::nats::{unique_prefix, SHARED_NATS};
+use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
+
+const WAIT: Duration = Duration::from_secs(20);
+const MEETING: &str = "secret";
+/// A payload pattern to look for in what the relay forwards.
+const PLAINTEXT: &[u8] = b"PLAINTEXT-PATTERN-videocall-e2ee-";
+
+/// The control plane's credential key (members trust its public half).
+fn authority() -> &'static (TokenIssuer, Arc<ControlPlaneCredentials>) {
+    static AUTHORITY: OnceLock<(TokenIssuer, Arc<ControlPlaneCredentials>)> = OnceLock::new();
+    AUTHORITY.get_or_init(|| {
+        let issuer = TokenIssuer::generate("cp");
+        let mut verifier = TokenVerifier::new();
+        verifier
+            .add_key_base64("cp", &issuer.public_key_base64())
+            .expect("key");
+        let check = Arc::new(ControlPlaneCredentials::new(verifier, MEETING));
+        (issuer, check)
+    })
+}
+
+/// A participant: its session on a relay and its encryption.
+struct Party {
+    user: String,
+    client: Client,
+    session: GroupSession,
+    started: Instant,
+    /// Sealed payloads received, by publisher.
+    received: Vec<(u64, Bytes)>,
+    online: bool,
+}
+
+impl Party {
+    async fn join(relay: &RelayProcess, user: &str, transport: Transport) -> Party {
+        let key = SigningKey::generate().expect("key");
+        let claims = E2eeCredential::new(
+            user,
+            user,
+            MEETING,
+            false,
+            &key.public(),
+            Duration::from_secs(600),
+        );
+        let (issuer, check) = authority();
+        let credential = issuer
+            .issue_credential(&claims)
+            .expect("credential")
+            .into_bytes();
+        let member = Member::new(key, credential, check.clone()).expect("member");
+        let client = relay.join(transport, MEETING, user).await;
+        let mut session = GroupSession::new(MEETING, member);
+        let others: Vec<(u64, String)> = client
+            .joined
+            .participants
+            .iter()
+            .map(|p| (p.id, p.user.clone()))
+            .collect();
+        let started = Instant::now();
+        let out = session.joined(
+            client.participant_id(),
+            &others,
+            client.joined.handshake_head,
+            0,
+        );
+        let party = Party {
+            user: user.to_owned(),
+            client,
+            session,
+            started,
+            received: Vec::new(),
+            online: true,
+        };
+        party.send(out).await;
+        party
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn send(&self, handshakes: Vec<wire::Handshake>) {
+        for handshake in handshakes {
+            self.client
+                .sender()
+                .send(Body::Handshake(handshake))
+                .await
+                .expect("send handshake");
+        }
+    }
+
+    /// Handles whatever the relay sent so far, and what is due.
+    async fn pump(&mut self) {
+        if !self.online {
+            return;
+        }
+        let mut out = Vec::new();
+        while let Some(event) = self.client.try_next_event() {
+            let now = self.now_ms();
+            match event {
+                Event::Message(Body::ParticipantJoined(joined)) => {
+                    if let Some(p) = joined.participant {
+                        self.session.participant_joined(p.id, &p.user);
+                    }
+                }
+                Event::Message(Body::ParticipantLeft(left)) => {
+                    self.session.participant_left(left.participant_id);
+                }
+                Event::Message(Body::Handshake(handshake)) => {
+                    out.extend(self.session.handshake(&handshake, now));
+                }
+                Event::Message(Body::HandshakeRefused(refusal)) => {
+                    out.extend(self.session.refused_by_relay(&refusal, now));
+                }
+                Event::Message(Body::Media(media)) => {
+                    self.received.push((media.participant_id, media.payload));
+                }
+                _ => {}
+            }
+        }
+        out.extend(self.session.poll(self.now_ms()));
+        self.send(out).await;
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        (self.session.phase() == Phase::InGroup)
+            .then(|| self.session.member().epoch())
+            .flatten()
+    }
+
+    fn members(&self) -> Vec<String> {
+        let mut members = self.session.member().members();
+        members.sort();
+        members
+    }
+}
+
+/// Pumps everyone online until all are in one group of exactly the online users.
+async fn converge(parties: &mut [Party]) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for party in parties.iter_mut() {
+            party.pump().await;
+        }
+        let online: Vec<&Party> = parties.iter().filter(|p| p.online).collect();
+        let mut users: Vec<String> = online.iter().map(|p| p.user.clone()).collect();
+        users.sort();
+        let epoch = online[0].epoch();
+        if epoch.is_some()
+            && online
+                .iter()
+                .all(|p| p.epoch() == epoch && p.members() == users)
+        {
+            return epoch.unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no common group: {:?}",
+            online
+                .iter()
+                .map(|p| (&p.user, p.session.phase(), p.epoch(), p.members()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Announces a video track and sends one sealed frame; returns the plaintext.
+async fn publish_sealed(party: &mut Party, sequence: u64) -> Vec<u8> {
+    let sender = party.client.sender();
+    sender
+        .announce(vec![wire::Track {
+            id: 1,
+            kind: MediaKind::Video as i32,
+            codec: wire::Codec::H264 as i32,
+        }])
+        .await
+        .expect("announce");
+    let mut plaintext = PLAINTEXT.to_vec();
+    plaintext.extend_from_slice(format!("{}-{sequence}", party.user).as_bytes());
+    let sealed = party
+        .session
+        .member_mut()
+        .seal(b"1:video", &plaintext)
+        .expect("seal");
+    sender
+        .send_media(wire::Media {
+            track_id: 1,
+            kind: MediaKind::Video as i32,
+            codec: wire::Codec::H264 as i32,
+            sequence,
+            keyframe: true,
+            payload: sealed.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("media");
+    plaintext
+}
+
+/// Pumps until `party` received a frame from `from`; returns it.
+async fn frame_from(parties: &mut [Party], party: usize, from: u64) -> Bytes {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for p in parties.iter_mut() {
+            p.pump().await;
+        }
+        if let Some(i) = parties[party].received.iter().position(|(f, _)| *f == from) {
+            return parties[party].received.remove(i).1;
+        }
+        assert!(Instant::now() < deadline, "no frame from {from}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn participants_on_two_relays_share_one_group_and_a_leaver_reads_nothing_after() {
+    let prefix = unique_prefix("e2ee");
+    let args = |id: &'static str| {
+        vec![
+            "--relay-id".to_owned(),
+            id.to_owned(),
+            "--nats-url".to_owned(),
+            SHARED_NATS.to_owned(),
+            "--bus-subject-prefix".to_owned(),
+            prefix.clone(),
+        ]
+    };
+    let one_args = args("e2ee-1");
+    let one = RelayProcess::start(&one_args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let two_args = args("e2ee-2");
+    let two = RelayProcess::start_beside(
+        &one,
+        &two_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let mut parties = vec![Party::join(&one, "alice", Transport::WebSocket).await];
+    converge(&mut parties).await;
+    parties.push(Party::join(&two, "bob", Transport::WebTransport).await);
+    converge(&mut parties).await;
+    parties.push(Party::join(&one, "carol", Transport::WebSocket).await);
+    let epoch = converge(&mut parties).await;
+    assert!(epoch >= 2, "two joins, two commits at least: {epoch}");
+
+    // Alice's sealed frame reaches Bob (other relay) and Carol (same relay); both open it,
+    // and neither the relay's copy nor what crossed the bus holds the plaintext.
+    let alice = parties[0].client.participant_id();
+    let plaintext = publish_sealed(&mut parties[0], 1).await;
+    for reader in [1, 2] {
+        let sealed = frame_from(&mut parties, reader, alice).await;
+        assert!(
+            !contains(&sealed, PLAINTEXT),
+            "the relay forwarded plaintext"
+        );
+        let opened = parties[reader]
+            .session
+            .member_mut()
+            .open(b"1:video", &sealed)
+            .expect("open");
+        assert_eq!(opened.payload, plaintext);
+    }
+
+    // Carol leaves: a new epoch without her; she keeps her old keys and reads nothing new.
+    parties[2].client.sender().leave().await;
+    parties[2].online = false;
+    let after = converge(&mut parties).await;
+    assert!(after > epoch, "the leave rekeyed: {epoch} -> {after}");
+    publish_sealed(&mut parties[0], 2).await;
+    let sealed = frame_from(&mut parties, 1, alice).await;
+    assert!(parties[1]
+        .session
+        .member_mut()
+        .open(b"1:video", &sealed)
+        .is_ok());
+    assert!(
+        parties[2]
+            .session
+            .member_mut()
+            .open(b"1:video", &sealed)
+            .is_err(),
+        "a participant who left opens nothing sent after"
+    );
+    for relay in [&one, &two] {
+        assert!(
+            relay
+                .metric("videocall_relay_handshakes_total{kind=\"commit\",outcome=\"delivered\"}")
+                .await
+                >= 3.0
+        );
+    }
+    assert!(
+        one.metric("videocall_relay_handshakes_total{kind=\"commit\",outcome=\"taken\"}")
+            .await
+            + two
+                .metric("videocall_relay_handshakes_total{kind=\"commit\",outcome=\"taken\"}")
+                .await
+            >= 3.0
+    );
+}
+
+#[tokio::test]
+async fn a_relay_on_its_own_orders_the_group_and_a_rejoiner_is_welcomed_again() {
+    let relay = RelayProcess::start(&[]).await;
+    let mut parties = vec![
+        Party::join(&relay, "alice", Transport::WebSocket).await,
+        Party::join(&relay, "bob", Transport::WebTransport).await,
+    ];
+    let first = converge(&mut parties).await;
+    // Bob reloads: a new session replaces the old one (REPLACED), whose leaf is still in the
+    // group until the committer replaces it.
+    let replacement = Party::join(&relay, "bob", Transport::WebSocket).await;
+    parties[1].online = false;
+    parties.push(replacement);
+    let second = converge(&mut parties).await;
+    assert!(second > first);
+    let bob = parties[2].client.participant_id();
+    let plaintext = publish_sealed(&mut parties[2], 1).await;
+    let sealed = frame_from(&mut parties, 0, bob).await;
+    let opened = parties[0]
+        .session
+        .member_mut()
+        .open(b"1:video", &sealed)
+        .expect("open");
+    assert_eq!(opened.payload, plaintext);
+}

@@ -203,17 +203,6 @@ pub enum Said {
     Join,
     /// A message only relays send (Joined, ParticipantLeft, Congestion, Draining ...).
     RelayOnly(u8),
-    /// An end-to-end encryption handshake message (checked, ordered, delivered or refused).
-    Handshake {
-        /// Kind number.
-        kind: u8,
-        /// The commit it follows.
-        after: u8,
-        /// The MLS message.
-        message: Vec<u8>,
-        /// The Welcome.
-        welcome: Vec<u8>,
-    },
 }
 
 /// What another relay says.
@@ -729,25 +718,12 @@ impl Script {
                 reason,
             }),
             Said::Join => Body::Join(wire::Join::default()),
-            Said::RelayOnly(n) => match n % 5 {
+            Said::RelayOnly(n) => match n % 4 {
                 0 => Body::Joined(wire::Joined::default()),
                 1 => Body::ParticipantLeft(wire::ParticipantLeft::default()),
                 2 => Body::Congestion(wire::CongestionNotice::default()),
-                3 => Body::HandshakeRefused(wire::HandshakeRefused::default()),
                 _ => Body::Draining(wire::Draining::default()),
             },
-            Said::Handshake {
-                kind,
-                after,
-                message,
-                welcome,
-            } => Body::Handshake(wire::Handshake {
-                kind: i32::from(kind % 5),
-                after: u64::from(after),
-                message: message.into(),
-                welcome: welcome.into(),
-                ..Default::default()
-            }),
         }
     }
 

@@ -26,6 +26,8 @@ use videocall_protocol::wire::{Handshake, HandshakeKind};
 
 /// Wait before subscribing again after a failure.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
+/// Longest wait before following a meeting's handshakes again after failures.
+const MAX_FOLLOW_DELAY: Duration = Duration::from_secs(30);
 /// Publish failures logged before the rest are only counted.
 const FAILURES_LOGGED: u64 = 5;
 
@@ -241,27 +243,38 @@ async fn follow_handshakes(
     subjects: MeetingSubjects,
     stop: CancellationToken,
 ) {
+    let mut delay = RESUBSCRIBE_DELAY;
+    let mut failures = 0u32;
     while !stop.is_cancelled() {
         let attempt = tokio::select! {
             _ = stop.cancelled() => return,
             attempt = bus.follow(subjects.handshakes.clone()) => attempt,
         };
         match attempt {
-            Ok(mut entries) => loop {
-                let entry = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    entry = entries.next() => entry,
-                };
-                let Some(entry) = entry else { break };
-                take_handshake(&state, &meeting, &subjects, entry);
-            },
+            Ok(mut entries) => {
+                delay = RESUBSCRIBE_DELAY;
+                loop {
+                    let entry = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        entry = entries.next() => entry,
+                    };
+                    let Some(entry) = entry else { break };
+                    take_handshake(&state, &meeting, &subjects, entry);
+                }
+            }
             Err(error) => {
-                tracing::warn!(%meeting, %error, "following the meeting's handshakes failed; retrying")
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(%meeting, %error, "following the meeting's end-to-end encryption handshakes failed (does NATS run JetStream?); retrying");
+                } else {
+                    tracing::debug!(%meeting, %error, "following the meeting's handshakes failed again");
+                }
+                delay = (delay * 2).min(MAX_FOLLOW_DELAY);
             }
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(RESUBSCRIBE_DELAY) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
     }
 }

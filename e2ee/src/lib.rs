@@ -9,6 +9,8 @@
 //!   credentials the control plane signs (a user or guest of the meeting holds this key).
 //! - [`GroupSession`]: a participant's encryption in a meeting, driven by what the relay says
 //!   and the time: offers, foundings, who commits, what delivered handshakes do.
+//! - [`seal_media`], [`open_media`], [`seal_chat`], [`open_chat`]: the wire's frames and chat
+//!   messages sealed, with what the relay routes by authenticated.
 //! - [`FrameKeys`]: the SFrame keys of the epochs a member holds: it seals its own frames and
 //!   opens everyone else's, refusing tampered, replayed and unknown-epoch frames.
 //!
@@ -20,12 +22,14 @@
 mod credentials;
 mod error;
 mod frames;
+mod media;
 mod member;
 mod session;
 
 pub use credentials::{ControlPlaneCredentials, CredentialCheck, Identity};
 pub use error::E2eeError;
 pub use frames::{FrameKeys, Opened, KEPT_EPOCHS};
+pub use media::{media_metadata, open_chat, open_media, seal_chat, seal_media, SEALED_TOPIC};
 pub use member::{Handled, Member, Proposed, SigningKey, MAX_MEMBERS};
 pub use session::{
     GroupEvent, GroupSession, Phase, SessionCounters, FOUND_AFTER_MS, OFFER_INTERVAL_MS,

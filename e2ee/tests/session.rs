@@ -9,9 +9,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use videocall_e2ee::{
-    ControlPlaneCredentials, E2eeError, GroupSession, Member, Phase, SigningKey, FOUND_AFTER_MS,
+    open_chat, open_media, seal_chat, seal_media, ControlPlaneCredentials, E2eeError, GroupSession,
+    Member, Phase, SigningKey, FOUND_AFTER_MS, SEALED_TOPIC,
 };
-use videocall_protocol::wire::{Handshake, HandshakeKind, HandshakeRefused};
+use videocall_protocol::wire::{
+    DataMessage, Handshake, HandshakeKind, HandshakeRefused, Media, MediaKind,
+};
 use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
 
 struct Authority {
@@ -445,4 +448,78 @@ fn forged_key_packages_and_a_garbage_commit_are_refused_and_the_meeting_goes_on(
         ["alice", "bob", "mallory"],
         "only mallory's own offer counted"
     );
+}
+
+#[test]
+fn media_and_chat_are_sealed_with_what_the_relay_routes_by_authenticated() {
+    let mut relays = Relays::default();
+    for user in ["alice", "bob"] {
+        join(&mut relays, user);
+        relays.settle();
+    }
+    relays.assert_one_group();
+    let frame = Media {
+        participant_id: 0,
+        track_id: 2,
+        kind: MediaKind::Video as i32,
+        sequence: 41,
+        keyframe: true,
+        layer: 0,
+        payload: b"an encoded picture".to_vec().into(),
+        ..Default::default()
+    };
+    let mut sealed = frame.clone();
+    seal_media(relays.participants[0].session.member_mut(), &mut sealed).unwrap();
+    assert_ne!(sealed.payload, frame.payload);
+    // The relay sets the publisher's id: not authenticated, not needed.
+    sealed.participant_id = 7;
+    let bob = relays.participants[1].session.member_mut();
+    let mut opened = sealed.clone();
+    let (leaf, _) = open_media(bob, &mut opened).unwrap();
+    assert_eq!(leaf, 0);
+    assert_eq!(opened.payload, frame.payload);
+    // What the relay routes by cannot be changed on the way: a keyframe passed off as a delta
+    // frame, another track, another sequence, another layer.
+    for tamper in [
+        |m: &mut Media| m.keyframe = false,
+        |m: &mut Media| m.track_id = 3,
+        |m: &mut Media| m.sequence = 40,
+        |m: &mut Media| m.layer = 1,
+    ] {
+        let mut changed = frame.clone();
+        seal_media(relays.participants[0].session.member_mut(), &mut changed).unwrap();
+        tamper(&mut changed);
+        let bob = relays.participants[1].session.member_mut();
+        let refused = open_media(bob, &mut changed);
+        assert!(matches!(refused, Err(E2eeError::Tampered)), "{refused:?}");
+    }
+
+    let mut chat = DataMessage {
+        topic: "chat".into(),
+        text: "the launch code is 1234".into(),
+        data: vec![1, 2, 3].into(),
+        ..Default::default()
+    };
+    seal_chat(relays.participants[1].session.member_mut(), &mut chat).unwrap();
+    assert_eq!(chat.topic, SEALED_TOPIC);
+    assert!(chat.text.is_empty());
+    assert!(!chat.data.windows(6).any(|w| w == b"launch"));
+    let alice = relays.participants[0].session.member_mut();
+    let mut opened = chat.clone();
+    assert_eq!(open_chat(alice, &mut opened).unwrap(), 1);
+    assert_eq!(
+        (
+            opened.topic.as_str(),
+            opened.text.as_str(),
+            opened.data.as_ref()
+        ),
+        ("chat", "the launch code is 1234", [1u8, 2, 3].as_slice())
+    );
+    // A message in clear is refused, not shown.
+    let mut clear = DataMessage {
+        topic: "chat".into(),
+        text: "hello".into(),
+        ..Default::default()
+    };
+    assert!(open_chat(alice, &mut clear).is_err());
 }

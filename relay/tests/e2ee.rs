@@ -9,10 +9,11 @@ mod common;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::*;
 use videocall_client::{Client, Event, Transport};
-use videocall_e2ee::{ControlPlaneCredentials, GroupSession, Member, Phase, SigningKey};
+use videocall_e2ee::{
+    open_media, seal_media, ControlPlaneCredentials, GroupSession, Member, Phase, SigningKey,
+};
 use videocall_protocol::wire::{self, envelope::Body, MediaKind};
 use videocall_testkit::nats::{unique_prefix, SHARED_NATS};
 use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
@@ -42,8 +43,8 @@ struct Party {
     client: Client,
     session: GroupSession,
     started: Instant,
-    /// Sealed payloads received, by publisher.
-    received: Vec<(u64, Bytes)>,
+    /// Sealed frames received.
+    received: Vec<wire::Media>,
     online: bool,
 }
 
@@ -129,7 +130,7 @@ impl Party {
                     out.extend(self.session.refused_by_relay(&refusal, now));
                 }
                 Event::Message(Body::Media(media)) => {
-                    self.received.push((media.participant_id, media.payload));
+                    self.received.push(media);
                 }
                 _ => {}
             }
@@ -194,35 +195,33 @@ async fn publish_sealed(party: &mut Party, sequence: u64) -> Vec<u8> {
         .expect("announce");
     let mut plaintext = PLAINTEXT.to_vec();
     plaintext.extend_from_slice(format!("{}-{sequence}", party.user).as_bytes());
-    let sealed = party
-        .session
-        .member_mut()
-        .seal(b"1:video", &plaintext)
-        .expect("seal");
-    sender
-        .send_media(wire::Media {
-            track_id: 1,
-            kind: MediaKind::Video as i32,
-            codec: wire::Codec::H264 as i32,
-            sequence,
-            keyframe: true,
-            payload: sealed.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("media");
+    let mut media = wire::Media {
+        track_id: 1,
+        kind: MediaKind::Video as i32,
+        codec: wire::Codec::H264 as i32,
+        sequence,
+        keyframe: true,
+        payload: plaintext.clone().into(),
+        ..Default::default()
+    };
+    seal_media(party.session.member_mut(), &mut media).expect("seal");
+    sender.send_media(media).await.expect("media");
     plaintext
 }
 
 /// Pumps until `party` received a frame from `from`; returns it.
-async fn frame_from(parties: &mut [Party], party: usize, from: u64) -> Bytes {
+async fn frame_from(parties: &mut [Party], party: usize, from: u64) -> wire::Media {
     let deadline = Instant::now() + WAIT;
     loop {
         for p in parties.iter_mut() {
             p.pump().await;
         }
-        if let Some(i) = parties[party].received.iter().position(|(f, _)| *f == from) {
-            return parties[party].received.remove(i).1;
+        if let Some(i) = parties[party]
+            .received
+            .iter()
+            .position(|m| m.participant_id == from)
+        {
+            return parties[party].received.remove(i);
         }
         assert!(Instant::now() < deadline, "no frame from {from}");
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -267,17 +266,13 @@ async fn participants_on_two_relays_share_one_group_and_a_leaver_reads_nothing_a
     let alice = parties[0].client.participant_id();
     let plaintext = publish_sealed(&mut parties[0], 1).await;
     for reader in [1, 2] {
-        let sealed = frame_from(&mut parties, reader, alice).await;
+        let mut media = frame_from(&mut parties, reader, alice).await;
         assert!(
-            !contains(&sealed, PLAINTEXT),
+            !contains(&media.payload, PLAINTEXT),
             "the relay forwarded plaintext"
         );
-        let opened = parties[reader]
-            .session
-            .member_mut()
-            .open(b"1:video", &sealed)
-            .expect("open");
-        assert_eq!(opened.payload, plaintext);
+        open_media(parties[reader].session.member_mut(), &mut media).expect("open");
+        assert_eq!(media.payload, plaintext);
     }
 
     // Carol leaves: a new epoch without her; she keeps her old keys and reads nothing new.
@@ -287,17 +282,9 @@ async fn participants_on_two_relays_share_one_group_and_a_leaver_reads_nothing_a
     assert!(after > epoch, "the leave rekeyed: {epoch} -> {after}");
     publish_sealed(&mut parties[0], 2).await;
     let sealed = frame_from(&mut parties, 1, alice).await;
-    assert!(parties[1]
-        .session
-        .member_mut()
-        .open(b"1:video", &sealed)
-        .is_ok());
+    assert!(open_media(parties[1].session.member_mut(), &mut sealed.clone()).is_ok());
     assert!(
-        parties[2]
-            .session
-            .member_mut()
-            .open(b"1:video", &sealed)
-            .is_err(),
+        open_media(parties[2].session.member_mut(), &mut sealed.clone()).is_err(),
         "a participant who left opens nothing sent after"
     );
     for relay in [&one, &two] {
@@ -335,11 +322,7 @@ async fn a_relay_on_its_own_orders_the_group_and_a_rejoiner_is_welcomed_again() 
     assert!(second > first);
     let bob = parties[2].client.participant_id();
     let plaintext = publish_sealed(&mut parties[2], 1).await;
-    let sealed = frame_from(&mut parties, 0, bob).await;
-    let opened = parties[0]
-        .session
-        .member_mut()
-        .open(b"1:video", &sealed)
-        .expect("open");
-    assert_eq!(opened.payload, plaintext);
+    let mut sealed = frame_from(&mut parties, 0, bob).await;
+    open_media(parties[0].session.member_mut(), &mut sealed).expect("open");
+    assert_eq!(sealed.payload, plaintext);
 }

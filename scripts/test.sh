@@ -64,6 +64,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p videocall-web --target wasm32-unknown-unknown --locked -- -D warnings
+# The end-to-end encryption the browser client will run builds for it.
+cargo clippy -p videocall-e2ee --target wasm32-unknown-unknown --locked -- -D warnings
 # The fuzz targets (their own workspace): they build and are lint-clean; scripts/fuzz.sh runs them.
 cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --locked -- -D warnings

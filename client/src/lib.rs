@@ -6,6 +6,7 @@
 //! per video group of pictures, audio in datagrams.
 
 pub mod control_plane;
+pub mod encryption;
 pub mod rejoin;
 pub mod synthetic;
 pub mod tls;

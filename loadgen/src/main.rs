@@ -10,6 +10,7 @@
 //! with churn, the relay sampled every 10 s (`scripts/soak.sh`).
 
 mod deployment;
+mod e2ee;
 mod measure;
 mod scenario;
 mod soak;
@@ -56,6 +57,10 @@ struct Cli {
     /// relay, one participant replaced every second, the relay sampled periodically.
     #[arg(long)]
     soak_minutes: Option<u64>,
+    /// Measure end-to-end encryption's join and rekey times with this many participants
+    /// through one relay instead of the scenarios.
+    #[arg(long)]
+    e2ee_participants: Option<usize>,
     /// The soak's meeting size.
     #[arg(long, default_value_t = 50)]
     soak_participants: usize,
@@ -127,6 +132,16 @@ async fn main() -> anyhow::Result<()> {
         "{} not found: build it with `cargo build --release -p videocall-control-plane`",
         control_plane_bin.display()
     );
+    if let Some(participants) = cli.e2ee_participants {
+        let setup = Setup {
+            relay_bin,
+            control_plane_bin,
+            relays: 1,
+            nats_url: cli.nats_url,
+            participants,
+        };
+        return e2ee::run(&setup, participants).await;
+    }
     if let Some(minutes) = cli.soak_minutes {
         let setup = Setup {
             relay_bin,

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
+use videocall_client::encryption::Encryption;
 use videocall_client::{Client, Event, Transport};
 use videocall_e2ee::{
     open_media, seal_media, ControlPlaneCredentials, GroupSession, Member, Phase, SigningKey,
@@ -41,8 +42,7 @@ fn authority() -> &'static (TokenIssuer, Arc<ControlPlaneCredentials>) {
 struct Party {
     user: String,
     client: Client,
-    session: GroupSession,
-    started: Instant,
+    encryption: Encryption,
     /// Sealed frames received.
     received: Vec<wire::Media>,
     online: bool,
@@ -66,25 +66,11 @@ impl Party {
             .into_bytes();
         let member = Member::new(key, credential, check.clone()).expect("member");
         let client = relay.join(transport, MEETING, user).await;
-        let mut session = GroupSession::new(MEETING, member);
-        let others: Vec<(u64, String)> = client
-            .joined
-            .participants
-            .iter()
-            .map(|p| (p.id, p.user.clone()))
-            .collect();
-        let started = Instant::now();
-        let out = session.joined(
-            client.participant_id(),
-            &others,
-            client.joined.handshake_head,
-            0,
-        );
+        let (encryption, out) = Encryption::start(member, &client.joined);
         let party = Party {
             user: user.to_owned(),
             client,
-            session,
-            started,
+            encryption,
             received: Vec::new(),
             online: true,
         };
@@ -92,15 +78,11 @@ impl Party {
         party
     }
 
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    async fn send(&self, handshakes: Vec<wire::Handshake>) {
-        for handshake in handshakes {
+    async fn send(&self, bodies: Vec<Body>) {
+        for body in bodies {
             self.client
                 .sender()
-                .send(Body::Handshake(handshake))
+                .send(body)
                 .await
                 .expect("send handshake");
         }
@@ -113,40 +95,29 @@ impl Party {
         }
         let mut out = Vec::new();
         while let Some(event) = self.client.try_next_event() {
-            let now = self.now_ms();
             match event {
-                Event::Message(Body::ParticipantJoined(joined)) => {
-                    if let Some(p) = joined.participant {
-                        self.session.participant_joined(p.id, &p.user);
-                    }
-                }
-                Event::Message(Body::ParticipantLeft(left)) => {
-                    self.session.participant_left(left.participant_id);
-                }
-                Event::Message(Body::Handshake(handshake)) => {
-                    out.extend(self.session.handshake(&handshake, now));
-                }
-                Event::Message(Body::HandshakeRefused(refusal)) => {
-                    out.extend(self.session.refused_by_relay(&refusal, now));
-                }
-                Event::Message(Body::Media(media)) => {
-                    self.received.push(media);
-                }
-                _ => {}
+                Event::Message(Body::Media(media)) => self.received.push(media),
+                Event::Message(body) => out.extend(self.encryption.on_message(&body)),
+                Event::Closed { .. } => {}
             }
         }
-        out.extend(self.session.poll(self.now_ms()));
+        out.extend(self.encryption.poll());
         self.send(out).await;
     }
 
-    fn epoch(&self) -> Option<u64> {
-        (self.session.phase() == Phase::InGroup)
-            .then(|| self.session.member().epoch())
+    fn session(&mut self) -> &mut GroupSession {
+        self.encryption.session()
+    }
+
+    fn epoch(&mut self) -> Option<u64> {
+        let session = self.session();
+        (session.phase() == Phase::InGroup)
+            .then(|| session.member().epoch())
             .flatten()
     }
 
-    fn members(&self) -> Vec<String> {
-        let mut members = self.session.member().members();
+    fn members(&mut self) -> Vec<String> {
+        let mut members = self.session().member().members();
         members.sort();
         members
     }
@@ -159,25 +130,22 @@ async fn converge(parties: &mut [Party]) -> u64 {
         for party in parties.iter_mut() {
             party.pump().await;
         }
-        let online: Vec<&Party> = parties.iter().filter(|p| p.online).collect();
+        let mut online: Vec<&mut Party> = parties.iter_mut().filter(|p| p.online).collect();
         let mut users: Vec<String> = online.iter().map(|p| p.user.clone()).collect();
         users.sort();
         let epoch = online[0].epoch();
         if epoch.is_some()
             && online
-                .iter()
+                .iter_mut()
                 .all(|p| p.epoch() == epoch && p.members() == users)
         {
             return epoch.unwrap_or_default();
         }
-        assert!(
-            Instant::now() < deadline,
-            "no common group: {:?}",
-            online
-                .iter()
-                .map(|p| (&p.user, p.session.phase(), p.epoch(), p.members()))
-                .collect::<Vec<_>>()
-        );
+        let states: Vec<_> = online
+            .iter_mut()
+            .map(|p| (p.user.clone(), p.session().phase(), p.epoch(), p.members()))
+            .collect();
+        assert!(Instant::now() < deadline, "no common group: {states:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -204,7 +172,7 @@ async fn publish_sealed(party: &mut Party, sequence: u64) -> Vec<u8> {
         payload: plaintext.clone().into(),
         ..Default::default()
     };
-    seal_media(party.session.member_mut(), &mut media).expect("seal");
+    seal_media(party.session().member_mut(), &mut media).expect("seal");
     sender.send_media(media).await.expect("media");
     plaintext
 }
@@ -271,7 +239,7 @@ async fn participants_on_two_relays_share_one_group_and_a_leaver_reads_nothing_a
             !contains(&media.payload, PLAINTEXT),
             "the relay forwarded plaintext"
         );
-        open_media(parties[reader].session.member_mut(), &mut media).expect("open");
+        open_media(parties[reader].session().member_mut(), &mut media).expect("open");
         assert_eq!(media.payload, plaintext);
     }
 
@@ -282,9 +250,9 @@ async fn participants_on_two_relays_share_one_group_and_a_leaver_reads_nothing_a
     assert!(after > epoch, "the leave rekeyed: {epoch} -> {after}");
     publish_sealed(&mut parties[0], 2).await;
     let sealed = frame_from(&mut parties, 1, alice).await;
-    assert!(open_media(parties[1].session.member_mut(), &mut sealed.clone()).is_ok());
+    assert!(open_media(parties[1].session().member_mut(), &mut sealed.clone()).is_ok());
     assert!(
-        open_media(parties[2].session.member_mut(), &mut sealed.clone()).is_err(),
+        open_media(parties[2].session().member_mut(), &mut sealed.clone()).is_err(),
         "a participant who left opens nothing sent after"
     );
     for relay in [&one, &two] {
@@ -323,6 +291,6 @@ async fn a_relay_on_its_own_orders_the_group_and_a_rejoiner_is_welcomed_again() 
     let bob = parties[2].client.participant_id();
     let plaintext = publish_sealed(&mut parties[2], 1).await;
     let mut sealed = frame_from(&mut parties, 0, bob).await;
-    open_media(parties[0].session.member_mut(), &mut sealed).expect("open");
+    open_media(parties[0].session().member_mut(), &mut sealed).expect("open");
     assert_eq!(sealed.payload, plaintext);
 }

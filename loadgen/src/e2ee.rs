@@ -1,0 +1,168 @@
+//! `relay-bench --e2ee-participants N`: what end-to-end encryption costs a join and a leave
+//! through a real relay. N participants join one after another (each waits for the previous to
+//! be in the group); for each, the time from connecting to `Joined` (what a join costs
+//! without encryption) and to being in the meeting's MLS group (with it). Then the last one
+//! leaves and the time until everyone left is at the new epoch is the rekey.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use videocall_client::encryption::Encryption;
+use videocall_client::{Client, Event, Transport};
+use videocall_e2ee::{ControlPlaneCredentials, Member, Phase, SigningKey};
+use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
+
+use crate::deployment::{Deployment, Setup};
+
+const MEETING: &str = "bench";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Party {
+    client: Client,
+    encryption: Encryption,
+    online: bool,
+}
+
+impl Party {
+    /// Handles what the relay sent and what is due; sends the answers.
+    async fn pump(&mut self) -> anyhow::Result<()> {
+        if !self.online {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        while let Some(event) = self.client.try_next_event() {
+            if let Event::Message(body) = event {
+                out.extend(self.encryption.on_message(&body));
+            }
+        }
+        out.extend(self.encryption.poll());
+        for body in out {
+            self.client.sender().send(body).await?;
+        }
+        Ok(())
+    }
+
+    fn epoch(&mut self) -> Option<u64> {
+        let session = self.encryption.session();
+        (session.phase() == Phase::InGroup)
+            .then(|| session.member().epoch())
+            .flatten()
+    }
+}
+
+/// Pumps everyone until `done` holds.
+async fn until(
+    parties: &mut [Party],
+    mut done: impl FnMut(&mut [Party]) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    while !done(parties) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the group did not settle in time"
+        );
+        for party in parties.iter_mut() {
+            party.pump().await?;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    Ok(())
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs the measurement with `participants` on the deployment `setup` describes.
+pub async fn run(setup: &Setup, participants: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(participants >= 2, "at least two participants");
+    let deployment = Deployment::start(setup).await?;
+    let authority = TokenIssuer::generate("bench-cp");
+    let mut verifier = TokenVerifier::new();
+    verifier
+        .add_key_base64("bench-cp", &authority.public_key_base64())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let check = Arc::new(ControlPlaneCredentials::new(verifier, MEETING));
+    let mut parties: Vec<Party> = Vec::with_capacity(participants);
+    let (mut joined, mut grouped) = (Vec::new(), Vec::new());
+    for i in 0..participants {
+        let key = SigningKey::generate()?;
+        let user = format!("p{i}");
+        let claims = E2eeCredential::new(
+            &user,
+            &user,
+            MEETING,
+            false,
+            &key.public(),
+            Duration::from_secs(3600),
+        );
+        let credential = authority
+            .issue_credential(&claims)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .into_bytes();
+        let member = Member::new(key, credential, check.clone())?;
+        let started = Instant::now();
+        let (client, _) = deployment.join(i, Transport::WebSocket).await?;
+        joined.push(millis(started.elapsed()));
+        let (encryption, out) = Encryption::start(member, &client.joined);
+        for body in out {
+            client.sender().send(body).await?;
+        }
+        parties.push(Party {
+            client,
+            encryption,
+            online: true,
+        });
+        until(&mut parties, |parties| {
+            let epoch = parties[0].epoch();
+            epoch.is_some() && parties.iter_mut().all(|p| p.epoch() == epoch)
+        })
+        .await?;
+        grouped.push(millis(started.elapsed()));
+    }
+    let before = parties[0].epoch();
+    let leaving = parties.len() - 1;
+    let started = Instant::now();
+    parties[leaving].client.sender().leave().await;
+    parties[leaving].online = false;
+    until(&mut parties[..leaving], |parties| {
+        parties
+            .iter_mut()
+            .all(|p| p.epoch().is_some() && p.epoch() != before)
+    })
+    .await?;
+    let rekey = millis(started.elapsed());
+    // Joins into a group of 1 or more (the first founds it).
+    let into_group = |all: &[f64]| {
+        let mut sorted = all[1..].to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted
+    };
+    let (joined, grouped) = (into_group(&joined), into_group(&grouped));
+    println!(
+        "e2ee through one relay, {participants} participants joining one at a time (WebSocket)"
+    );
+    println!(
+        "  join to Joined (no encryption)   median {:.2} ms  p95 {:.2} ms",
+        percentile(&joined, 0.5),
+        percentile(&joined, 0.95)
+    );
+    println!(
+        "  join to in the group (with E2EE) median {:.2} ms  p95 {:.2} ms  last (into {}) {:.2} ms",
+        percentile(&grouped, 0.5),
+        percentile(&grouped, 0.95),
+        participants - 1,
+        grouped.last().copied().unwrap_or_default()
+    );
+    println!(
+        "  rekey after a leave in {participants}: {rekey:.2} ms until all {} at the new epoch",
+        participants - 1
+    );
+    drop(parties);
+    drop(deployment);
+    Ok(())
+}

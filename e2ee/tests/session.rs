@@ -5,55 +5,18 @@
 //! refused input is counted while the meeting goes on.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use videocall_e2ee::{
-    open_chat, open_media, seal_chat, seal_media, ControlPlaneCredentials, E2eeError, GroupSession,
-    Member, Phase, SigningKey, FOUND_AFTER_MS, SEALED_TOPIC,
+    open_chat, open_media, seal_chat, seal_media, E2eeError, GroupSession, Phase, FOUND_AFTER_MS,
+    SEALED_TOPIC,
 };
 use videocall_protocol::wire::{
     DataMessage, Handshake, HandshakeKind, HandshakeRefused, Media, MediaKind,
 };
-use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
 
-struct Authority {
-    issuer: TokenIssuer,
-    check: Arc<ControlPlaneCredentials>,
-}
+mod common;
 
-fn authority() -> &'static Authority {
-    static AUTHORITY: OnceLock<Authority> = OnceLock::new();
-    AUTHORITY.get_or_init(|| {
-        let issuer = TokenIssuer::generate("cp-1");
-        let mut verifier = TokenVerifier::new();
-        verifier
-            .add_key_base64("cp-1", &issuer.public_key_base64())
-            .unwrap();
-        Authority {
-            issuer,
-            check: Arc::new(ControlPlaneCredentials::new(verifier, "m-1")),
-        }
-    })
-}
-
-fn member(user: &str) -> Member {
-    let key = SigningKey::generate().unwrap();
-    let claims = E2eeCredential::new(
-        user,
-        user,
-        "m-1",
-        false,
-        &key.public(),
-        Duration::from_secs(600),
-    );
-    let credential = authority()
-        .issuer
-        .issue_credential(&claims)
-        .unwrap()
-        .into_bytes();
-    Member::new(key, credential, authority().check.clone()).unwrap()
-}
+use common::member;
 
 /// What the relay tells a participant.
 enum Told {

@@ -599,7 +599,9 @@ impl GroupSession {
                     }
                 }
             }
-            HandshakeKind::KeyPackage => self.last_offer_ms = None,
+            // Offered again at its interval (a refused offer was over the rate, or the relays'
+            // queue was full: sending it again at once would not help).
+            HandshakeKind::KeyPackage => {}
             HandshakeKind::Unspecified => {}
         }
         self.poll(now_ms)

@@ -20,10 +20,15 @@ use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::wire::{envelope::Body, Handshake, HandshakeKind, HandshakeRefused};
 
-/// Handshake messages one participant may send in a burst.
+/// Key packages and foundings one participant may send in a burst.
 pub const HANDSHAKE_BURST: u32 = 20;
-/// Handshake messages per second one participant may send after its burst.
+/// Key packages and foundings per second one participant may send after its burst.
 pub const HANDSHAKE_RATE_PER_SEC: u32 = 5;
+/// Commits one participant may send in a burst: the committer commits once per join and
+/// leave of everyone, so its budget is the meeting's churn.
+pub const COMMIT_BURST: u32 = 200;
+/// Commits per second one participant may send after its burst.
+pub const COMMIT_RATE_PER_SEC: u32 = 50;
 /// The subject of commits and foundings in a meeting's own log.
 pub const LOCAL_COMMITS: &str = "c";
 /// The subject of key packages in a meeting's own log.
@@ -157,7 +162,15 @@ pub fn refused(
     }
 }
 
-fn refuse(relay: &Relay, sender: &Participant, handshake: &Handshake, head: u64, reason: &str) {
+/// Refuses `sender`'s `handshake` (over its rate, the order's queue full, another commit
+/// first): it is told with `HandshakeRefused`, so its client decides again.
+pub(super) fn refuse(
+    relay: &Relay,
+    sender: &Participant,
+    handshake: &Handshake,
+    head: u64,
+    reason: &str,
+) {
     let kind = HandshakeKind::try_from(handshake.kind).unwrap_or(HandshakeKind::Unspecified);
     relay.metrics.handshake(kind_label(kind), "refused");
     tracing::debug!(

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::clock::Now;
-use super::handshake::{self, HANDSHAKE_BURST, HANDSHAKE_RATE_PER_SEC};
+use super::handshake::{
+    self, COMMIT_BURST, COMMIT_RATE_PER_SEC, HANDSHAKE_BURST, HANDSHAKE_RATE_PER_SEC,
+};
 use super::join_budget::JoinBudget;
 use super::meeting::Meeting;
 use super::participant::{Participant, StateChange};
@@ -47,8 +49,10 @@ pub struct Session {
     /// Every track id this participant ever announced: media of a track it removed is
     /// dropped quietly (packets in flight), media of one it never announced is an error.
     ever_announced: Mutex<HashSet<u32>>,
-    /// Handshake messages the participant may still send.
+    /// Key packages and foundings the participant may still send.
     handshake_budget: Mutex<JoinBudget>,
+    /// Commits the participant may still send.
+    commit_budget: Mutex<JoinBudget>,
 }
 
 impl Session {
@@ -62,6 +66,7 @@ impl Session {
             told_unannounced: AtomicBool::new(false),
             ever_announced: Mutex::new(HashSet::new()),
             handshake_budget: Mutex::new(JoinBudget::new(HANDSHAKE_RATE_PER_SEC, HANDSHAKE_BURST)),
+            commit_budget: Mutex::new(JoinBudget::new(COMMIT_RATE_PER_SEC, COMMIT_BURST)),
         }
     }
 
@@ -185,14 +190,25 @@ impl Session {
                 return;
             }
         };
-        if !lock(&self.handshake_budget).take(self.relay.ms(now)) {
-            self.relay
-                .metrics
-                .handshake(handshake::kind_label(kind), "rejected");
-            self.reject(
-                ErrorCode::RateLimited,
-                format!(
-                    "more than {HANDSHAKE_BURST} handshake messages at once, or {HANDSHAKE_RATE_PER_SEC} a second"
+        let (budget, burst, rate) = if kind == wire::HandshakeKind::Commit {
+            (&self.commit_budget, COMMIT_BURST, COMMIT_RATE_PER_SEC)
+        } else {
+            (
+                &self.handshake_budget,
+                HANDSHAKE_BURST,
+                HANDSHAKE_RATE_PER_SEC,
+            )
+        };
+        if !lock(budget).take(self.relay.ms(now)) {
+            self.relay.metrics.bad_frame(ErrorCode::RateLimited);
+            handshake::refuse(
+                &self.relay,
+                &self.me,
+                &handshake,
+                self.meeting.handshake_head(),
+                &format!(
+                    "rate limited: more than {burst} {} messages at once, or {rate} a second",
+                    handshake::kind_label(kind)
                 ),
             );
             return;

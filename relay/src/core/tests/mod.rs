@@ -887,13 +887,15 @@ fn malformed_and_excess_handshakes_are_refused_and_the_session_goes_on() {
         handshakes(&bob.inbox.take()).len(),
         handshake::HANDSHAKE_BURST as usize
     );
+    // Refused as handshakes, so the client knows they were not taken.
     let limited = alice
         .inbox
         .take()
         .iter()
-        .filter(|b| matches!(b, Body::Error(e) if e.code == ErrorCode::RateLimited as i32))
+        .filter(|b| matches!(b, Body::HandshakeRefused(r) if r.reason.starts_with("rate limited")))
         .count();
     assert_eq!(limited, 5);
+    assert_eq!(world.relay.metrics.handshakes("key_package", "refused"), 5);
     alice.send(handshake(KeyPackage, 0, b"kp"), now.later(1000));
     assert_eq!(handshakes(&bob.inbox.take()).len(), 1, "refilled");
     // The session still works.

@@ -169,6 +169,14 @@ impl GroupSession {
         self.phase
     }
 
+    /// The group's epoch while the participant is in it.
+    pub fn epoch(&self) -> Option<u64> {
+        match self.phase {
+            Phase::InGroup => self.member.epoch(),
+            Phase::Waiting => None,
+        }
+    }
+
     /// The member (epoch, roster, verification codes, seal and open).
     pub fn member(&self) -> &Member {
         &self.member

@@ -139,16 +139,7 @@ impl Relays {
                             p.session.participant_left(id);
                             p.session.poll(now)
                         }
-                        Told::Handshake(h) => {
-                            let out = p.session.handshake(&h, now);
-                            if std::env::var("TRACE").is_ok() {
-                                eprintln!("{} got {:?} seq {} after {} from {} -> {:?} phase {:?} sends {:?}", p.user, HandshakeKind::try_from(h.kind), h.sequence, h.after, h.from_participant_id, p.session.member().epoch(), p.session.phase(), out.iter().map(|o| (o.kind, o.after)).collect::<Vec<_>>());
-                                while let Some(e) = p.session.next_event() {
-                                    eprintln!("   {e:?}");
-                                }
-                            }
-                            out
-                        }
+                        Told::Handshake(h) => p.session.handshake(&h, now),
                         Told::Refused(r) => p.session.refused_by_relay(&r, now),
                     };
                     p.outbox.extend(out);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use videocall_client::encryption::Encryption;
 use videocall_client::{Client, Event, Transport};
-use videocall_e2ee::{ControlPlaneCredentials, Member, Phase, SigningKey};
+use videocall_e2ee::{ControlPlaneCredentials, Member, SigningKey};
 use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
 
 use crate::deployment::{Deployment, Setup};
@@ -43,10 +43,7 @@ impl Party {
     }
 
     fn epoch(&mut self) -> Option<u64> {
-        let session = self.encryption.session();
-        (session.phase() == Phase::InGroup)
-            .then(|| session.member().epoch())
-            .flatten()
+        self.encryption.session().epoch()
     }
 }
 

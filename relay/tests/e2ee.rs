@@ -13,7 +13,7 @@ use common::*;
 use videocall_client::encryption::Encryption;
 use videocall_client::{Client, Event, Transport};
 use videocall_e2ee::{
-    open_media, seal_media, ControlPlaneCredentials, GroupSession, Member, Phase, SigningKey,
+    open_media, seal_media, ControlPlaneCredentials, GroupSession, Member, SigningKey,
 };
 use videocall_protocol::wire::{self, envelope::Body, MediaKind};
 use videocall_testkit::nats::{unique_prefix, SHARED_NATS};
@@ -110,10 +110,7 @@ impl Party {
     }
 
     fn epoch(&mut self) -> Option<u64> {
-        let session = self.session();
-        (session.phase() == Phase::InGroup)
-            .then(|| session.member().epoch())
-            .flatten()
+        self.session().epoch()
     }
 
     fn members(&mut self) -> Vec<String> {

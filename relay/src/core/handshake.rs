@@ -12,6 +12,7 @@
 use bytes::Bytes;
 
 use super::meeting::Meeting;
+use super::mesh::HandshakeOrdering;
 use super::participant::Participant;
 use super::relay::Relay;
 use crate::ids::ParticipantId;
@@ -33,18 +34,6 @@ pub const COMMIT_RATE_PER_SEC: u32 = 50;
 pub const LOCAL_COMMITS: &str = "c";
 /// The subject of key packages in a meeting's own log.
 pub const LOCAL_KEY_PACKAGES: &str = "k";
-
-/// How the mesh took a handshake to put in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ordering {
-    /// Queued for the bus's log; the outcome comes back through [`deliver`] (on every relay
-    /// of the meeting) or [`refused`] (here).
-    Queued,
-    /// The queue to the bus is full.
-    Full,
-    /// This relay orders its meetings' handshakes itself.
-    Local,
-}
 
 /// The metrics label of `kind`.
 pub fn kind_label(kind: HandshakeKind) -> &'static str {
@@ -88,21 +77,22 @@ pub(super) fn submit(
     handshake.from_participant_id = sender.id;
     handshake.sequence = 0;
     match meeting.mesh().append_handshake(&meeting.id, &handshake) {
-        Ordering::Queued => {}
-        Ordering::Full => refuse(
+        HandshakeOrdering::Queued => {}
+        HandshakeOrdering::Full => refuse(
             relay,
             sender,
             &handshake,
             meeting.handshake_head(),
             "the relays' queue to the meeting's order is full; send it again",
         ),
-        Ordering::Local => {
+        HandshakeOrdering::Local => {
             let (subject, expect) = match kind {
                 HandshakeKind::KeyPackage => (LOCAL_KEY_PACKAGES, None),
                 _ => (LOCAL_COMMITS, Some(handshake.after)),
             };
-            let payload = Bytes::from(prost::Message::encode_to_vec(&handshake));
-            match meeting.append_local_handshake(subject, expect, payload) {
+            // Nobody follows a relay's own log (it delivers at once, below): it keeps only
+            // the order.
+            match meeting.append_local_handshake(subject, expect, Bytes::new()) {
                 Appended::At(sequence) => {
                     relay.metrics.handshake(kind_label(kind), "taken");
                     deliver_to(relay, meeting, sequence, handshake);

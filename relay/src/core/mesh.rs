@@ -9,7 +9,6 @@
 
 use bytes::Bytes;
 
-use super::handshake::Ordering;
 use super::sink::{ControlQueueFull, MediaSink, Offer, Outgoing, Outlet};
 use crate::ids::ParticipantId;
 use videocall_protocol::mesh::{mesh_event, Deliver};
@@ -18,6 +17,18 @@ use videocall_protocol::wire::Handshake;
 /// The subscriber id of the down track that carries a local track to the bus. Participant
 /// ids are never 0 (see `Relay::next_participant_id`).
 pub const MESH_SUBSCRIBER: ParticipantId = 0;
+
+/// How the mesh took a handshake to put in order (see `super::handshake`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeOrdering {
+    /// Queued for the bus's log; the outcome comes back through the core's
+    /// `deliver_handshake` (on every relay of the meeting) or `handshake_refused` (here).
+    Queued,
+    /// The queue to the bus is full.
+    Full,
+    /// This relay orders its meetings' handshakes itself.
+    Local,
+}
 
 /// How the core reaches the other relays. Never waits: an implementation queues.
 pub trait Mesh: Send + Sync {
@@ -38,7 +49,7 @@ pub trait Mesh: Send + Sync {
     ) -> Box<dyn MediaSink>;
     /// Puts a checked handshake of `meeting` (its sender set) into the order that the
     /// meeting's relays share (see `super::handshake`).
-    fn append_handshake(&self, meeting: &str, handshake: &Handshake) -> Ordering;
+    fn append_handshake(&self, meeting: &str, handshake: &Handshake) -> HandshakeOrdering;
 }
 
 /// A relay on its own: no other relays, nothing published.
@@ -51,8 +62,8 @@ impl Mesh for NoMesh {
     fn media_sink(&self, _: &str, _: ParticipantId, _: u32, _: bool) -> Box<dyn MediaSink> {
         Box::new(ClosedSink)
     }
-    fn append_handshake(&self, _meeting: &str, _handshake: &Handshake) -> Ordering {
-        Ordering::Local
+    fn append_handshake(&self, _meeting: &str, _handshake: &Handshake) -> HandshakeOrdering {
+        HandshakeOrdering::Local
     }
 }
 

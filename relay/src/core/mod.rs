@@ -28,9 +28,8 @@ pub use budget::QueueBudget;
 pub use clock::Now;
 pub use handshake::{
     deliver as deliver_handshake, kind_label as handshake_kind_label, refused as handshake_refused,
-    Ordering as HandshakeOrdering,
 };
-pub use mesh::{Mesh, NoMesh};
+pub use mesh::{HandshakeOrdering, Mesh, NoMesh};
 pub use participant::Participant;
 pub use relay::Relay;
 pub use remote::{on_event as on_mesh_event, on_media as on_mesh_media, tick as mesh_tick};

@@ -130,3 +130,34 @@ async fn connect(api_url: &str) -> Result<Channel, ClientError> {
         .await
         .map_err(|e| ClientError::Connect(format!("control plane: {e}")))
 }
+
+/// The member a participant is in its meeting's end-to-end encryption: `key` (whose public half
+/// went into the JoinMeeting request as `e2ee_signature_key`), known to the others by the
+/// grant's credential, checking theirs against the keys the grant names.
+pub fn e2ee_member(
+    key: videocall_e2ee::SigningKey,
+    grant: &videocall_control_api::v1::JoinGrant,
+) -> Result<videocall_e2ee::Member, ClientError> {
+    let encryption = |e: videocall_e2ee::E2eeError| ClientError::Encryption(e.to_string());
+    if grant.e2ee_credential.is_empty() {
+        return Err(ClientError::Encryption(
+            "the grant carries no credential (the request sent no e2ee_signature_key)".into(),
+        ));
+    }
+    let keys = grant
+        .e2ee_verification_keys
+        .as_ref()
+        .map(|k| k.keys.as_slice())
+        .unwrap_or_default();
+    let check = videocall_e2ee::ControlPlaneCredentials::from_keys(
+        keys.iter().map(|k| (k.kid.as_str(), k.public_key.as_str())),
+        &grant.meeting_id,
+    )
+    .map_err(encryption)?;
+    videocall_e2ee::Member::new(
+        key,
+        grant.e2ee_credential.clone().into_bytes(),
+        std::sync::Arc::new(check),
+    )
+    .map_err(encryption)
+}

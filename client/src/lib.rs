@@ -4,19 +4,26 @@
 //! Used by the tests, the load generator and the streamer. It speaks the same mapping as
 //! the browser client (ARCHITECTURE.md, "Wire protocol"): a control stream, one stream
 //! per video group of pictures, audio in datagrams.
+//!
+//! With [`Client::start_encryption`] the session is end-to-end encrypted
+//! ([`videocall_e2ee::ClientEncryption`]): media and chat are sealed before they leave and
+//! opened as they arrive, the meeting's handshake messages are answered, and nothing is sent
+//! or handed on in clear.
 
 pub mod control_plane;
-pub mod encryption;
+mod encrypted;
 pub mod rejoin;
 pub mod synthetic;
 pub mod tls;
 mod websocket;
 mod webtransport;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use videocall_e2ee::{GroupEvent, Member};
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode};
 use videocall_protocol::ProtocolError;
 
@@ -110,6 +117,13 @@ pub enum ClientError {
     /// Joining took too long.
     #[error("timed out joining")]
     Timeout,
+    /// End-to-end encryption is on and the participant is not in the meeting's group yet:
+    /// the media or chat message was not sent (nothing leaves in clear).
+    #[error("not in the meeting's encrypted group yet: not sent")]
+    NotInGroup,
+    /// End-to-end encryption failed (or was started twice).
+    #[error("end-to-end encryption: {0}")]
+    Encryption(String),
     /// The control plane gave no grant.
     #[error("no grant: {message}")]
     GrantRefused {
@@ -131,6 +145,9 @@ impl From<ProtocolError> for ClientError {
 pub enum Event {
     /// A message (media, participant events, errors, chat, ...).
     Message(Body),
+    /// Something happened to the meeting's encrypted group (after
+    /// [`Client::start_encryption`]): an epoch entered, the group left, input refused.
+    Encryption(GroupEvent),
     /// The session ended.
     Closed {
         /// Transport close code.
@@ -146,23 +163,30 @@ pub struct Client {
     pub joined: wire::Joined,
     sender: Sender,
     events: mpsc::Receiver<Event>,
+    poll: tokio::time::Interval,
 }
 
 /// Sends on a session; cheap to clone.
 #[derive(Clone)]
 pub struct Sender {
     inner: SenderInner,
+    encryption: Arc<encrypted::Slot>,
 }
 
 #[derive(Clone)]
-enum SenderInner {
+pub(crate) enum SenderInner {
     WebTransport(webtransport::WtSender),
     WebSocket(websocket::WsSender),
 }
 
 impl Sender {
-    /// Sends a control message.
-    pub async fn send(&self, body: Body) -> Result<(), ClientError> {
+    /// Sends a control message (a chat or data message sealed when encryption is on).
+    pub async fn send(&self, mut body: Body) -> Result<(), ClientError> {
+        self.encryption.seal(&mut body)?;
+        self.send_as_is(body).await
+    }
+
+    async fn send_as_is(&self, body: Body) -> Result<(), ClientError> {
         match &self.inner {
             SenderInner::WebTransport(s) => s.send_control(body).await,
             SenderInner::WebSocket(s) => s.send(body).await,
@@ -170,8 +194,9 @@ impl Sender {
     }
 
     /// Publishes a media packet (audio as a datagram on WebTransport, video on its
-    /// group-of-pictures stream).
+    /// group-of-pictures stream), sealed when encryption is on.
     pub async fn send_media(&self, media: wire::Media) -> Result<(), ClientError> {
+        let media = self.encryption.seal_media(media)?;
         match &self.inner {
             SenderInner::WebTransport(s) => s.send_media(media).await,
             SenderInner::WebSocket(s) => s.send(Body::Media(media)).await,
@@ -201,7 +226,7 @@ impl Sender {
     /// Leaves the meeting and closes the connection.
     pub async fn leave(&self) {
         let _ = self
-            .send(Body::Leave(wire::Leave {
+            .send_as_is(Body::Leave(wire::Leave {
                 reason: "bye".into(),
             }))
             .await;
@@ -218,7 +243,7 @@ impl Client {
                 Transport::WebSocket => websocket::connect(&options).await,
             }
         };
-        let (sender, mut events) = tokio::time::timeout(timeout, joining)
+        let (inner, mut events) = tokio::time::timeout(timeout, joining)
             .await
             .map_err(|_| ClientError::Timeout)??;
         let joined = loop {
@@ -239,15 +264,50 @@ impl Client {
                 Ok(Some(Event::Closed { code, reason })) => {
                     return Err(ClientError::Closed { code, reason })
                 }
-                // Media of others may overtake Joined on WebTransport; nothing to keep before joining.
-                Ok(Some(Event::Message(_))) => continue,
+                // Media of others may overtake Joined on WebTransport; nothing to keep before
+                // joining (and encryption starts after).
+                Ok(Some(Event::Message(_) | Event::Encryption(_))) => continue,
             }
         };
+        let sender = Sender {
+            inner,
+            encryption: Arc::default(),
+        };
+        let mut poll = tokio::time::interval(encrypted::POLL_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(Client {
             joined,
             sender,
             events,
+            poll,
         })
+    }
+
+    /// Encrypts the session end to end as `member` (whose credential the control plane
+    /// signed for this meeting): from now on media and chat are sealed before they leave
+    /// (held back, with [`ClientError::NotInGroup`], until the participant is in the
+    /// meeting's group), what arrives is opened (what does not open, or came in clear, is
+    /// dropped), and [`Self::next_event`] answers the meeting's handshake messages and tells
+    /// what happens to the group as [`Event::Encryption`]. Senders taken before encrypt too.
+    pub async fn start_encryption(&mut self, member: Member) -> Result<(), ClientError> {
+        let out = self.sender.encryption.start(member, &self.joined)?;
+        for body in out {
+            self.sender.send_as_is(body).await?;
+        }
+        Ok(())
+    }
+
+    /// What the session's encryption counted; `None` when it is not encrypted.
+    pub fn encryption_counters(&self) -> Option<videocall_e2ee::EncryptionCounters> {
+        self.sender.encryption.counters()
+    }
+
+    /// The session's encryption, when it is on: epoch, members, verification codes.
+    pub fn with_encryption<T>(
+        &self,
+        f: impl FnOnce(&mut videocall_e2ee::ClientEncryption) -> T,
+    ) -> Option<T> {
+        self.sender.encryption.with(f)
     }
 
     /// Own participant id.
@@ -260,12 +320,39 @@ impl Client {
         self.sender.clone()
     }
 
-    /// Next event; `None` once the session has ended and every event was read.
+    /// Next event; `None` once the session has ended and every event was read. With
+    /// encryption on, media and chat come opened, handshake messages are answered here (so
+    /// keep calling it), and what happens to the group comes as [`Event::Encryption`].
     pub async fn next_event(&mut self) -> Option<Event> {
-        self.events.recv().await
+        if !self.sender.encryption.is_on() {
+            return self.events.recv().await;
+        }
+        loop {
+            if let Some(event) = self.sender.encryption.next_group_event() {
+                return Some(Event::Encryption(event));
+            }
+            let (out, event) = tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(Event::Message(body)) => {
+                        let (out, body) = self.sender.encryption.receive(body);
+                        (out, body.map(Event::Message))
+                    }
+                    other => return other,
+                },
+                _ = self.poll.tick() => (self.sender.encryption.poll(), None),
+            };
+            for body in out {
+                // A send that fails ends the session, which the next event tells.
+                let _ = self.sender.send_as_is(body).await;
+            }
+            if let Some(event) = event {
+                return Some(event);
+            }
+        }
     }
 
-    /// Next event if one is ready.
+    /// Next event if one is ready, as the relay sent it: not opened, and nothing answered
+    /// (for callers that run [`videocall_e2ee::ClientEncryption`] themselves, or none).
     pub fn try_next_event(&mut self) -> Option<Event> {
         self.events.try_recv().ok()
     }

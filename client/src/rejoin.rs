@@ -43,6 +43,8 @@ pub trait GrantSource: Send {
 pub enum RejoinEvent {
     /// A message from the current relay.
     Message(Body),
+    /// Something happened to the current session's encrypted group.
+    Encryption(videocall_e2ee::GroupEvent),
     /// The current session was lost (its relay gone, draining, or the token expired); the
     /// next [`Rejoining::next_event`] joins again through a new grant that avoids that relay.
     Lost {
@@ -103,6 +105,7 @@ pub fn rejoin_helps(code: u32) -> bool {
             | ErrorCode::NotJoined
             | ErrorCode::AlreadyJoined
             | ErrorCode::MeetingEnded
+            | ErrorCode::NotEncrypted
             // Another session of the same identity took this one's place: rejoining would
             // take it back, and the two would trade places for ever.
             | ErrorCode::Replaced,
@@ -117,6 +120,7 @@ pub fn worth_retrying(error: &ClientError) -> bool {
         ClientError::Closed { code, .. } => rejoin_helps(*code),
         ClientError::GrantRefused { retry, .. } => *retry,
         ClientError::Connect(_) | ClientError::Timeout | ClientError::Protocol(_) => true,
+        ClientError::NotInGroup | ClientError::Encryption(_) => false,
     }
 }
 
@@ -206,6 +210,7 @@ impl<G: GrantSource> Rejoining<G> {
         }
         let (code, reason) = match self.client.next_event().await {
             Some(Event::Message(body)) => return RejoinEvent::Message(body),
+            Some(Event::Encryption(event)) => return RejoinEvent::Encryption(event),
             Some(Event::Closed { code, reason }) => (code, reason),
             None => (0, "connection lost".to_owned()),
         };

@@ -111,6 +111,7 @@ pub fn packet(track_id: u32, kind: MediaKind, sequence: u64, keyframe: bool, siz
         keyframe,
         layer: 0,
         payload: Bytes::from(payload),
+        sealed: false,
     }
 }
 
@@ -147,6 +148,10 @@ pub async fn answer_keyframe_requests(
             _ = stop.cancelled() => return,
             event = client.next_event() => match event {
                 Some(crate::Event::Message(Body::KeyframeRequest(_))) => keyframes.request(),
+                // A new epoch has members who could not open what came before.
+                Some(crate::Event::Encryption(videocall_e2ee::GroupEvent::Epoch { .. })) => {
+                    keyframes.request()
+                }
                 Some(_) => {}
                 None => return,
             }
@@ -154,7 +159,8 @@ pub async fn answer_keyframe_requests(
     }
 }
 
-/// Publishes `pattern` until `stop` fires or sending fails.
+/// Publishes `pattern` until `stop` fires or sending fails. On an encrypted session, frames
+/// are held back until the participant is in the meeting's group.
 pub async fn publish(
     sender: Sender,
     pattern: MediaPattern,
@@ -190,22 +196,45 @@ pub async fn publish(
             _ = stop.cancelled() => return Ok(()),
             _ = video_tick.tick(), if video => {
                 let keyframe = video_seq % interval == 0 || keyframes.take();
-                sender
+                let sent = sender
                     .send_media(packet(VIDEO_TRACK, MediaKind::Video, video_seq, keyframe, frame_bytes))
-                    .await?;
+                    .await;
                 video_seq += 1;
+                if held_back(sent, &keyframes)? {
+                    continue;
+                }
                 stats.video_sent.fetch_add(1, Ordering::Relaxed);
                 if keyframe {
                     stats.keyframes_sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
             _ = audio_tick.tick(), if audio => {
-                sender
+                let sent = sender
                     .send_media(packet(AUDIO_TRACK, MediaKind::Audio, audio_seq, false, pattern.audio_bytes))
-                    .await?;
+                    .await;
                 audio_seq += 1;
+                if held_back(sent, &keyframes)? {
+                    continue;
+                }
                 stats.audio_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// Whether a frame was held back because the encrypted session is not in its group yet (the
+/// next video frame is then a keyframe, so whoever reads the first sealed frames can decode
+/// them); any other failure ends the publisher.
+fn held_back(
+    sent: Result<(), ClientError>,
+    keyframes: &KeyframeTrigger,
+) -> Result<bool, ClientError> {
+    match sent {
+        Ok(()) => Ok(false),
+        Err(ClientError::NotInGroup) => {
+            keyframes.request();
+            Ok(true)
+        }
+        Err(e) => Err(e),
     }
 }

@@ -7,9 +7,7 @@ use tokio_tungstenite::tungstenite::Message;
 use videocall_protocol::encode_envelope;
 use videocall_protocol::wire::envelope::Body;
 
-use crate::{
-    deliver, envelope, join_body, ClientError, ConnectOptions, Event, Sender, SenderInner,
-};
+use crate::{deliver, envelope, join_body, ClientError, ConnectOptions, Event, SenderInner};
 
 /// Outgoing messages queued for the socket writer.
 const OUTGOING_QUEUE: usize = 1024;
@@ -37,7 +35,7 @@ impl WsSender {
 
 pub(crate) async fn connect(
     options: &ConnectOptions,
-) -> Result<(Sender, mpsc::Receiver<Event>), ClientError> {
+) -> Result<(SenderInner, mpsc::Receiver<Event>), ClientError> {
     // Nagle off: small media frames must leave at once.
     let (socket, _) = tokio_tungstenite::connect_async_with_config(
         options.relay.websocket_url.as_str(),
@@ -59,12 +57,7 @@ pub(crate) async fn connect(
 
     let sender = WsSender { tx };
     sender.send(join_body(options)).await?;
-    Ok((
-        Sender {
-            inner: SenderInner::WebSocket(sender),
-        },
-        events,
-    ))
+    Ok((SenderInner::WebSocket(sender), events))
 }
 
 type Socket =

@@ -16,9 +16,7 @@ use wtransport::error::ConnectionError;
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint, SendStream};
 
-use crate::{
-    deliver, envelope, join_body, ClientError, ConnectOptions, Event, Sender, SenderInner,
-};
+use crate::{deliver, envelope, join_body, ClientError, ConnectOptions, Event, SenderInner};
 
 /// Control messages queued for the control stream writer.
 const CONTROL_QUEUE: usize = 1024;
@@ -112,7 +110,7 @@ fn spawn_track_writer(connection: Connection, audio: bool) -> mpsc::Sender<Track
 
 pub(crate) async fn connect(
     options: &ConnectOptions,
-) -> Result<(Sender, mpsc::Receiver<Event>), ClientError> {
+) -> Result<(SenderInner, mpsc::Receiver<Event>), ClientError> {
     let builder = ClientConfig::builder().with_bind_default();
     let mut config = match &options.relay.certificate_sha256 {
         Some(hex_hash) => {
@@ -241,12 +239,7 @@ pub(crate) async fn connect(
         tracks: Arc::new(Mutex::new(HashMap::new())),
     };
     sender.send_control(join_body(options)).await?;
-    Ok((
-        Sender {
-            inner: SenderInner::WebTransport(sender),
-        },
-        events,
-    ))
+    Ok((SenderInner::WebTransport(sender), events))
 }
 
 fn close_info(error: ConnectionError) -> (u32, String) {

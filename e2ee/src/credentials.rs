@@ -41,6 +41,22 @@ impl ControlPlaneCredentials {
             meeting: meeting.to_owned(),
         }
     }
+
+    /// Checks credentials for `meeting` against the control plane's published keys, as a
+    /// grant carries them: `(kid, URL-safe base64 Ed25519 public key)`.
+    pub fn from_keys<'k>(
+        keys: impl IntoIterator<Item = (&'k str, &'k str)>,
+        meeting: &str,
+    ) -> Result<Self, E2eeError> {
+        let mut verifier = TokenVerifier::new();
+        for (kid, public_key) in keys {
+            verifier.add_key_base64(kid, public_key).map_err(refused)?;
+        }
+        if verifier.key_count() == 0 {
+            return Err(refused("the control plane published no keys"));
+        }
+        Ok(Self::new(verifier, meeting))
+    }
 }
 
 fn refused(reason: impl std::fmt::Display) -> E2eeError {

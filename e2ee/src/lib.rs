@@ -9,6 +9,8 @@
 //!   credentials the control plane signs (a user or guest of the meeting holds this key).
 //! - [`GroupSession`]: a participant's encryption in a meeting, driven by what the relay says
 //!   and the time: offers, foundings, who commits, what delivered handshakes do.
+//! - [`ClientEncryption`]: a client's session with the relay's messages in and the sealed and
+//!   opened media and chat out; the native client and the browser both run it.
 //! - [`seal_media`], [`open_media`], [`seal_chat`], [`open_chat`]: the wire's frames and chat
 //!   messages sealed, with what the relay routes by authenticated.
 //! - [`FrameKeys`]: the SFrame keys of the epochs a member holds: it seals its own frames and
@@ -19,6 +21,7 @@
 //! commit never learns the next epoch's secret; a member added by one never learns the
 //! previous epoch's.
 
+mod client;
 mod credentials;
 mod error;
 mod frames;
@@ -26,6 +29,7 @@ mod media;
 mod member;
 mod session;
 
+pub use client::{ClientEncryption, EncryptionCounters};
 pub use credentials::{ControlPlaneCredentials, CredentialCheck, Identity};
 pub use error::E2eeError;
 pub use frames::{FrameKeys, Opened, KEPT_EPOCHS};

@@ -11,8 +11,7 @@ use crate::frames::Opened;
 use crate::member::Member;
 use crate::E2eeError;
 
-/// The topic of a sealed chat or data message; the sender's topic travels inside.
-pub const SEALED_TOPIC: &str = "videocall.e2ee";
+pub use videocall_protocol::sealed::SEALED_TOPIC;
 
 /// The authenticated data of a media frame: what routes it.
 pub fn media_metadata(media: &Media) -> [u8; 22] {
@@ -30,17 +29,23 @@ pub fn media_metadata(media: &Media) -> [u8; 22] {
 pub fn seal_media(member: &mut Member, media: &mut Media) -> Result<(), E2eeError> {
     let sealed = member.seal(&media_metadata(media), &media.payload)?;
     media.payload = sealed.into();
+    media.sealed = true;
     Ok(())
 }
 
-/// Opens a received frame's payload in place; returns the sender's leaf and epoch.
+/// Opens a received frame's payload in place; returns the sender's leaf and epoch. A frame not
+/// marked sealed was sent in clear: refused.
 pub fn open_media(member: &mut Member, media: &mut Media) -> Result<(u32, u64), E2eeError> {
+    if !media.sealed {
+        return Err(E2eeError::malformed("media", "sent in clear"));
+    }
     let Opened {
         payload,
         sender,
         epoch,
     } = member.open(&media_metadata(media), &media.payload)?;
     media.payload = payload.into();
+    media.sealed = false;
     Ok((sender, epoch))
 }
 

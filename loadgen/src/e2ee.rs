@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use videocall_client::encryption::Encryption;
 use videocall_client::{Client, Event, Transport};
-use videocall_e2ee::{ControlPlaneCredentials, Member, SigningKey};
+use videocall_e2ee::{ClientEncryption, ControlPlaneCredentials, Member, SigningKey};
 use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
 
 use crate::deployment::{Deployment, Setup};
@@ -19,11 +18,16 @@ const WAIT: Duration = Duration::from_secs(30);
 
 struct Party {
     client: Client,
-    encryption: Encryption,
+    encryption: ClientEncryption,
+    started: Instant,
     online: bool,
 }
 
 impl Party {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     /// Handles what the relay sent and what is due; sends the answers.
     async fn pump(&mut self) -> anyhow::Result<()> {
         if !self.online {
@@ -32,10 +36,10 @@ impl Party {
         let mut out = Vec::new();
         while let Some(event) = self.client.try_next_event() {
             if let Event::Message(body) = event {
-                out.extend(self.encryption.on_message(&body));
+                out.extend(self.encryption.on_message(&body, self.now_ms()));
             }
         }
-        out.extend(self.encryption.poll());
+        out.extend(self.encryption.poll(self.now_ms()));
         for body in out {
             self.client.sender().send(body).await?;
         }
@@ -105,13 +109,14 @@ pub async fn run(setup: &Setup, participants: usize) -> anyhow::Result<()> {
         let started = Instant::now();
         let (client, _) = deployment.join(i, Transport::WebSocket).await?;
         joined.push(millis(started.elapsed()));
-        let (encryption, out) = Encryption::start(member, &client.joined);
+        let (encryption, out) = ClientEncryption::start(member, &client.joined, 0);
         for body in out {
             client.sender().send(body).await?;
         }
         parties.push(Party {
             client,
             encryption,
+            started: Instant::now(),
             online: true,
         });
         until(&mut parties, |parties| {

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
 use videocall_client::{Client, Event, Transport};
+use videocall_e2ee::GroupEvent;
 use videocall_protocol::wire::envelope::Body;
 
 use crate::deployment::{Deployment, Setup};
@@ -85,7 +86,9 @@ pub async fn receive(
                         .max(1),
                 ),
                 Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
-                Some(Event::Message(_)) => {}
+                // A new epoch has members who could not open the frames before it.
+                Some(Event::Encryption(GroupEvent::Epoch { .. })) => trigger.request(),
+                Some(Event::Message(_) | Event::Encryption(_)) => {}
                 Some(Event::Closed { .. }) | None => break,
             }
         }

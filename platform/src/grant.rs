@@ -17,12 +17,15 @@ pub struct Identity {
     pub password: Option<String>,
 }
 
-/// A grant for `meeting` from the control plane at `api_url`.
+/// A grant for `meeting` from the control plane at `api_url`; with `e2ee_signature_key` (the
+/// public half of the participant's end-to-end encryption key) it carries the credential that
+/// binds the key to the participant.
 pub async fn join(
     api_url: &str,
     meeting: &str,
     who: &Identity,
     receive_only: bool,
+    e2ee_signature_key: Vec<u8>,
 ) -> anyhow::Result<JoinGrant> {
     let channel = tonic::transport::Endpoint::from_shared(api_url.to_owned())
         .context("control-plane URL")?
@@ -35,7 +38,7 @@ pub async fn join(
         password: String::new(),
         receive_only,
         avoid_relay_ids: Vec::new(),
-        e2ee_signature_key: Vec::new(),
+        e2ee_signature_key,
     });
     if let Some(password) = &who.password {
         let login = AuthServiceClient::new(channel.clone())

@@ -1,5 +1,7 @@
 //! `videocall join`: a participant in the terminal. It joins through the local platform,
-//! optionally publishes synthetic media, and prints who is there and what arrives.
+//! optionally publishes synthetic media, and prints who is there and what arrives. Where the
+//! meeting requires end-to-end encryption, the session encrypts (media and chat sealed, the
+//! group's epochs and verification codes printed).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+use videocall_client::control_plane::e2ee_member;
 use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
 use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
+use videocall_e2ee::{GroupEvent, SigningKey};
 use videocall_protocol::wire::{envelope::Body, MediaKind, Participant};
 
 use crate::data_dir::DataDir;
@@ -51,11 +55,15 @@ struct Rates {
 /// Joins and reports until the time is up, Ctrl-C, or the relay ends the session.
 pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
     let platform = data.platform_info()?;
+    // The key of this participant's end-to-end encryption: the grant binds it to who joins,
+    // and the session encrypts where the meeting requires it.
+    let key = SigningKey::generate().context("an end-to-end encryption key")?;
     let grant = crate::grant::join(
         &platform.api_url,
         &args.meeting,
         &args.identity,
         !args.publish,
+        key.public(),
     )
     .await?;
     let relay = grant.relay.clone().context("the grant names no relay")?;
@@ -81,6 +89,14 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
         args.transport,
         client.joined.relay_id
     );
+    if grant.e2ee_required {
+        let member = e2ee_member(key, &grant).context("end-to-end encryption")?;
+        client
+            .start_encryption(member)
+            .await
+            .context("starting end-to-end encryption")?;
+        println!("end-to-end encrypted: joining the meeting's group (nothing is sent before)");
+    }
     let mut names: HashMap<u64, String> = HashMap::new();
     for p in &client.joined.participants {
         println!("  already here: {}", describe(p));
@@ -153,6 +169,13 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
                 Some(Event::Message(Body::Error(e))) => println!("! relay error {}: {}", e.code, e.message),
                 Some(Event::Message(Body::Draining(_))) => println!("! the relay is draining"),
                 Some(Event::Message(_)) => {}
+                Some(Event::Encryption(event)) => {
+                    if matches!(event, GroupEvent::Epoch { .. }) {
+                        // Who is new could not open the frames before.
+                        trigger.request();
+                    }
+                    println!("{}", describe_group(&client, &event));
+                }
                 Some(Event::Closed { code, reason }) => break Err(anyhow::anyhow!("session closed (code {code}): {reason}")),
                 None => break Err(anyhow::anyhow!("session ended")),
             }
@@ -184,4 +207,28 @@ fn describe(p: &Participant) -> String {
             format!(" [{}]", flags.join(", "))
         }
     )
+}
+
+/// A line about the meeting's encrypted group: the epoch and each member with its
+/// verification code (the same on every member's screen for the same key).
+fn describe_group(client: &Client, event: &GroupEvent) -> String {
+    match event {
+        GroupEvent::Epoch { epoch, members } => {
+            let codes: Vec<String> = members
+                .iter()
+                .map(|(leaf, user)| {
+                    let code = client
+                        .with_encryption(|e| e.session().member().verification_code(*leaf))
+                        .flatten()
+                        .unwrap_or_default();
+                    format!("{user} {code}")
+                })
+                .collect();
+            format!("🔒 epoch {epoch}: {}", codes.join(", "))
+        }
+        GroupEvent::Left { reason } => format!("🔓 out of the group ({reason}); asking again"),
+        GroupEvent::Refused { from, reason } => {
+            format!("! refused a handshake from participant {from}: {reason}")
+        }
+    }
 }

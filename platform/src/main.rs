@@ -147,7 +147,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Token { meeting, identity }) => {
             let platform = data.platform_info()?;
-            let grant = grant::join(&platform.api_url, &meeting, &identity, false).await?;
+            let grant =
+                grant::join(&platform.api_url, &meeting, &identity, false, Vec::new()).await?;
             println!("{}", grant.token);
             Ok(())
         }

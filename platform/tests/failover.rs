@@ -94,7 +94,8 @@ impl Participant {
                 RejoinEvent::Ended { code, reason } => {
                     panic!("{what}: the session ended ({code}: {reason})")
                 }
-                RejoinEvent::Message(_) | RejoinEvent::Lost { .. } => {}
+                RejoinEvent::Message(_) | RejoinEvent::Lost { .. } | RejoinEvent::Encryption(_) => {
+                }
             }
             if until(&event) {
                 return;

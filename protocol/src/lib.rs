@@ -9,6 +9,7 @@ pub mod avoid;
 pub mod envelope;
 pub mod framing;
 pub mod ids;
+pub mod sealed;
 
 /// The generated packages, nested as they are named, so one package's references to another
 /// (`super::super::media::v1`) resolve.

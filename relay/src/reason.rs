@@ -119,11 +119,14 @@ pub enum DropReason {
     /// Media from the bus whose frame is not a media envelope of the publisher and track
     /// its header names (a broken or foreign relay): never handed to anyone.
     MalformedRemote,
+    /// Media of an end-to-end encrypted participant that is not an SFrame ciphertext (sent
+    /// in clear): never handed to anyone.
+    NotEncrypted,
 }
 
 impl DropReason {
     /// Every reason, in the order of their metric series.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::VideoQueueFull,
         DropReason::AudioQueueFull,
         DropReason::AwaitingKeyframe,
@@ -132,6 +135,7 @@ impl DropReason {
         DropReason::BusQueueFull,
         DropReason::UnknownPublisher,
         DropReason::MalformedRemote,
+        DropReason::NotEncrypted,
     ];
 
     /// Metric label.
@@ -145,6 +149,7 @@ impl DropReason {
             DropReason::BusQueueFull => "bus_queue_full",
             DropReason::UnknownPublisher => "unknown_publisher",
             DropReason::MalformedRemote => "malformed_remote",
+            DropReason::NotEncrypted => "not_encrypted",
         }
     }
 }

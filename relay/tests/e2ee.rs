@@ -10,10 +10,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
-use videocall_client::encryption::Encryption;
+use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
 use videocall_client::{Client, Event, Transport};
 use videocall_e2ee::{
-    open_media, seal_media, ControlPlaneCredentials, GroupSession, Member, SigningKey,
+    open_media, seal_media, ClientEncryption, ControlPlaneCredentials, GroupEvent, GroupSession,
+    Member, SigningKey,
 };
 use videocall_protocol::wire::{self, envelope::Body, MediaKind};
 use videocall_testkit::nats::{unique_prefix, SHARED_NATS};
@@ -38,39 +39,50 @@ fn authority() -> &'static (TokenIssuer, Arc<ControlPlaneCredentials>) {
     })
 }
 
+/// `user` with a new key and the control plane's credential for it.
+fn member(user: &str) -> Member {
+    let key = SigningKey::generate().expect("key");
+    let claims = E2eeCredential::new(
+        user,
+        user,
+        MEETING,
+        false,
+        &key.public(),
+        Duration::from_secs(600),
+    );
+    let (issuer, check) = authority();
+    let credential = issuer
+        .issue_credential(&claims)
+        .expect("credential")
+        .into_bytes();
+    Member::new(key, credential, check.clone()).expect("member")
+}
+
 /// A participant: its session on a relay and its encryption.
 struct Party {
     user: String,
     client: Client,
-    encryption: Encryption,
+    encryption: ClientEncryption,
+    started: Instant,
     /// Sealed frames received.
     received: Vec<wire::Media>,
     online: bool,
 }
 
 impl Party {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     async fn join(relay: &RelayProcess, user: &str, transport: Transport) -> Party {
-        let key = SigningKey::generate().expect("key");
-        let claims = E2eeCredential::new(
-            user,
-            user,
-            MEETING,
-            false,
-            &key.public(),
-            Duration::from_secs(600),
-        );
-        let (issuer, check) = authority();
-        let credential = issuer
-            .issue_credential(&claims)
-            .expect("credential")
-            .into_bytes();
-        let member = Member::new(key, credential, check.clone()).expect("member");
-        let client = relay.join(transport, MEETING, user).await;
-        let (encryption, out) = Encryption::start(member, &client.joined);
+        let member = member(user);
+        let client = relay.join_encrypted(transport, MEETING, user).await;
+        let (encryption, out) = ClientEncryption::start(member, &client.joined, 0);
         let party = Party {
             user: user.to_owned(),
             client,
             encryption,
+            started: Instant::now(),
             received: Vec::new(),
             online: true,
         };
@@ -97,11 +109,13 @@ impl Party {
         while let Some(event) = self.client.try_next_event() {
             match event {
                 Event::Message(Body::Media(media)) => self.received.push(media),
-                Event::Message(body) => out.extend(self.encryption.on_message(&body)),
-                Event::Closed { .. } => {}
+                Event::Message(body) => {
+                    out.extend(self.encryption.on_message(&body, self.now_ms()))
+                }
+                Event::Closed { .. } | Event::Encryption(_) => {}
             }
         }
-        out.extend(self.encryption.poll());
+        out.extend(self.encryption.poll(self.now_ms()));
         self.send(out).await;
     }
 
@@ -290,4 +304,158 @@ async fn a_relay_on_its_own_orders_the_group_and_a_rejoiner_is_welcomed_again() 
     let mut sealed = frame_from(&mut parties, 0, bob).await;
     open_media(parties[0].session().member_mut(), &mut sealed).expect("open");
     assert_eq!(sealed.payload, plaintext);
+}
+
+/// Reads `client`'s events (running its encryption) until `pick` finds something.
+async fn next_such<T>(
+    client: &mut Client,
+    what: &str,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, client.next_event()).await {
+            Ok(Some(event)) => {
+                if let Some(found) = pick(event) {
+                    return found;
+                }
+            }
+            Ok(None) => panic!("{what}: the session ended"),
+            Err(_) => panic!("{what}: not within {WAIT:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn encrypted_clients_send_sealed_media_and_chat_and_the_relay_drops_what_comes_in_clear() {
+    let relay = RelayProcess::start(&[]).await;
+    let mut alice = relay
+        .join_encrypted(Transport::WebTransport, MEETING, "alice")
+        .await;
+    alice
+        .start_encryption(member("alice"))
+        .await
+        .expect("alice encrypts");
+    let mut bob = relay
+        .join_encrypted(Transport::WebSocket, MEETING, "bob")
+        .await;
+    bob.start_encryption(member("bob"))
+        .await
+        .expect("bob encrypts");
+    let alice_id = alice.participant_id();
+    // Alice publishes as soon as she is in the group (held back before: nothing in clear);
+    // her events (running her encryption) are read beside, her chat handed over.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stats = Arc::new(PublishStats::default());
+    let keyframes = KeyframeTrigger::default();
+    tokio::spawn(synthetic::publish(
+        alice.sender(),
+        MediaPattern::conference(),
+        keyframes.clone(),
+        stats.clone(),
+        stop.clone(),
+    ));
+    let (chat_tx, mut chat) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = alice.next_event().await {
+            match event {
+                Event::Message(Body::KeyframeRequest(_))
+                | Event::Encryption(GroupEvent::Epoch { .. }) => keyframes.request(),
+                Event::Message(Body::Data(d)) => {
+                    let _ = chat_tx.send(d);
+                }
+                _ => {}
+            }
+        }
+    });
+    // Bob gets her frames opened: the synthetic payload starts with its sequence number.
+    let (video, audio) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    next_such(&mut bob, "alice's media, opened", |event| match event {
+        Event::Message(Body::Media(m)) if m.participant_id == alice_id => {
+            assert!(!m.sealed, "handed on opened");
+            assert_eq!(m.payload[..8], m.sequence.to_be_bytes(), "the plaintext");
+            let kind = if m.kind == MediaKind::Audio as i32 {
+                &audio
+            } else {
+                &video
+            };
+            kind.set(kind.get() + 1);
+            (video.get() >= 10 && audio.get() >= 10).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    let counters = bob.encryption_counters().expect("on");
+    assert!(counters.opened >= 20, "{counters:?}");
+    assert_eq!(counters.clear_refused, 0, "{counters:?}");
+
+    // Bob's chat reaches nobody in clear; Carol, an encrypted participant whose client does
+    // not encrypt, is refused by the relay: her media and chat reach nobody.
+    let mut carol = relay
+        .join_encrypted(Transport::WebSocket, MEETING, "carol")
+        .await;
+    let carol_id = carol.participant_id();
+    let sender = carol.sender();
+    sender
+        .announce(vec![synthetic::track(5, MediaKind::Video)])
+        .await
+        .expect("announce");
+    for sequence in 0..5 {
+        sender
+            .send_media(synthetic::packet(5, MediaKind::Video, sequence, true, 800))
+            .await
+            .expect("clear media goes out");
+    }
+    sender
+        .send(Body::Data(wire::DataMessage {
+            text: "in clear".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("clear chat goes out");
+    let told = next_such(&mut carol, "the relay's refusal", |event| match event {
+        Event::Message(Body::Error(e)) => Some(e),
+        _ => None,
+    })
+    .await;
+    assert_eq!(told.code, wire::ErrorCode::NotEncrypted as i32, "{told:?}");
+    assert!(!told.fatal);
+    bob.sender()
+        .send(Body::Data(wire::DataMessage {
+            text: "a secret".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("sealed chat");
+    let heard = tokio::time::timeout(WAIT, chat.recv())
+        .await
+        .expect("alice hears bob")
+        .expect("alice's reader runs");
+    assert_eq!(heard.text, "a secret", "opened: {heard:?}");
+    assert_eq!(heard.topic, "");
+    next_such(
+        &mut bob,
+        "alice's later media, and nothing of carol's",
+        |event| match event {
+            Event::Message(Body::Media(m)) if m.participant_id == carol_id => {
+                panic!("carol's clear media reached bob")
+            }
+            Event::Message(Body::Data(d)) if d.from_participant_id == carol_id => {
+                panic!("carol's clear chat reached bob: {d:?}")
+            }
+            Event::Message(Body::Media(m)) if m.participant_id == alice_id && m.sequence > 60 => {
+                Some(())
+            }
+            _ => None,
+        },
+    )
+    .await;
+    assert!(
+        relay
+            .metric("videocall_relay_drops_total{reason=\"not_encrypted\"}")
+            .await
+            >= 6.0
+    );
+    assert!(stats.video_sent.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    stop.cancel();
 }

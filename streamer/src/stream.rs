@@ -361,6 +361,8 @@ pub async fn run(
                 tracing::warn!(code = ?error.code(), message = %error.message, "the relay says");
             }
             Some(RejoinEvent::Message(_)) => {}
+            // The group changed: whoever is new could not open the frames before.
+            Some(RejoinEvent::Encryption(_)) => control.ask_keyframe(),
             Some(RejoinEvent::Lost { relay_id, reason }) => {
                 tracing::warn!(relay = %relay_id, %reason, "the relay was lost; rejoining");
                 metrics.relay_losses.inc();

@@ -220,7 +220,7 @@ pub async fn wait_for_message<T>(
 ) -> Option<T> {
     wait_for(client, within, |event| match event {
         Event::Message(body) => pick(body),
-        Event::Closed { .. } => None,
+        Event::Closed { .. } | Event::Encryption(_) => None,
     })
     .await
 }

@@ -60,6 +60,10 @@ pub struct Claims {
     /// The meeting's participant limit, enforced by the relay too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_participants: Option<u32>,
+    /// The meeting is end-to-end encrypted: the relay forwards only sealed media and chat
+    /// from this participant, and carries its handshake messages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub e2ee: bool,
 }
 
 impl Claims {
@@ -80,6 +84,7 @@ impl Claims {
             iat: now,
             exp: now.saturating_add(ttl.as_secs()),
             max_participants: None,
+            e2ee: false,
         }
     }
 }

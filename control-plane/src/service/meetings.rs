@@ -479,6 +479,13 @@ impl MeetingService for MeetingApi {
                 meeting.id
             )));
         }
+        if meeting.e2ee_required && req.e2ee_signature_key.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "meeting {} is end-to-end encrypted: join with a client that encrypts \
+                 (it sends e2ee_signature_key)",
+                meeting.id
+            )));
+        }
         let (identity, display_name) = match &caller {
             Some(c) => {
                 let name = if req.display_name.trim().is_empty() {
@@ -537,13 +544,14 @@ impl MeetingService for MeetingApi {
             self.0.config.token_ttl(),
         );
         claims.max_participants = Some(meeting.max_participants);
+        claims.e2ee = meeting.e2ee_required;
         let keys = self.0.keys.current().await.map_err(key_status)?;
         let token = keys
             .issuer
             .issue(&claims)
             .map_err(|e| Status::internal(format!("signing the token: {e}")))?;
-        let e2ee_credential = if req.e2ee_signature_key.is_empty() {
-            String::new()
+        let (e2ee_credential, e2ee_verification_keys) = if req.e2ee_signature_key.is_empty() {
+            (String::new(), None)
         } else {
             let credential = E2eeCredential::new(
                 &identity,
@@ -553,9 +561,11 @@ impl MeetingService for MeetingApi {
                 &req.e2ee_signature_key,
                 self.0.config.token_ttl(),
             );
-            keys.issuer
+            let signed = keys
+                .issuer
                 .issue_credential(&credential)
-                .map_err(|e| Status::internal(format!("signing the credential: {e}")))?
+                .map_err(|e| Status::internal(format!("signing the credential: {e}")))?;
+            (signed, Some(super::keys_to_api(&keys)))
         };
         self.0.metrics.grants.inc();
         tracing::info!(
@@ -585,6 +595,7 @@ impl MeetingService for MeetingApi {
             admin: grants.admin,
             e2ee_required: meeting.e2ee_required,
             e2ee_credential,
+            e2ee_verification_keys,
         }))
     }
 

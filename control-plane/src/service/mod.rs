@@ -57,6 +57,24 @@ impl ControlPlane {
     }
 }
 
+/// The public keys of `set`, as GetVerificationKeys (and a grant with an e2ee credential)
+/// give them.
+fn keys_to_api(set: &crate::keys::KeySet) -> videocall_control_api::v1::VerificationKeys {
+    use videocall_control_api::v1::{VerificationKey, VerificationKeys};
+    VerificationKeys {
+        keys: set
+            .keys
+            .iter()
+            .map(|k| VerificationKey {
+                kid: k.kid.clone(),
+                public_key: k.public_key.clone(),
+                valid_until_ms: k.valid_until_ms.unwrap_or(0),
+            })
+            .collect(),
+        version: set.version.clone(),
+    }
+}
+
 /// The gRPC status for a key error.
 pub fn key_status(error: crate::keys::KeyError) -> Status {
     match error {

@@ -6,9 +6,8 @@ use tonic::{Request, Response, Status};
 use videocall_control_api::v1::relay_service_server::RelayService;
 use videocall_control_api::v1::*;
 
-use super::{key_status, store_status, ControlPlane};
+use super::{key_status, keys_to_api, store_status, ControlPlane};
 use crate::auth::{authenticate, require, require_admin, CallerRole, Principal};
-use crate::keys::KeySet;
 use crate::store::{now_ms, LiveParticipantRecord, RelayLoad, RelayRecord};
 use crate::validate;
 
@@ -25,21 +24,6 @@ fn require_relay(principal: Option<Principal>) -> Result<Principal, Status> {
         CallerRole::User => Err(Status::permission_denied(
             "only relays (ROLE_RELAY API keys) and admins may do this",
         )),
-    }
-}
-
-fn keys_to_api(set: &KeySet) -> VerificationKeys {
-    VerificationKeys {
-        keys: set
-            .keys
-            .iter()
-            .map(|k| VerificationKey {
-                kid: k.kid.clone(),
-                public_key: k.public_key.clone(),
-                valid_until_ms: k.valid_until_ms.unwrap_or(0),
-            })
-            .collect(),
-        version: set.version.clone(),
     }
 }
 

@@ -12,7 +12,7 @@
 //! [`super::sink::Outlet`], which only prepares them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -41,6 +41,9 @@ pub struct Meeting {
     local_handshakes: Mutex<MemoryLog>,
     /// The sequence of the last commit or founding this relay saw (0: none).
     handshake_head: AtomicU64,
+    /// An end-to-end encrypted participant joined here: the relay follows the meeting's
+    /// handshake log (until the meeting closes here).
+    encrypted: AtomicBool,
 }
 
 /// Another relay of a meeting, as last heard.
@@ -365,6 +368,7 @@ impl Meetings {
                     remote_relays: Mutex::new(HashMap::new()),
                     local_handshakes: Mutex::new(MemoryLog::new()),
                     handshake_head: AtomicU64::new(0),
+                    encrypted: AtomicBool::new(false),
                 });
                 meetings.insert(meeting_id.to_owned(), m.clone());
                 self.metrics.meetings.set(meetings.len() as i64);
@@ -404,6 +408,9 @@ impl Meetings {
                 self.mesh.close(meeting_id);
             }
             return Err(Refusal::new(ErrorCode::MeetingFull, message));
+        }
+        if newcomer.e2ee && !meeting.encrypted.swap(true, Ordering::Relaxed) {
+            self.mesh.follow_handshakes(meeting_id);
         }
         drop(meetings);
 

@@ -35,6 +35,9 @@ pub trait Mesh: Send + Sync {
     /// The meeting got its first local participant: start hearing the other relays.
     /// Called under the registry lock, so opens and closes of one meeting come in order.
     fn open(&self, meeting: &str);
+    /// The meeting (open) got its first local end-to-end encrypted participant: follow its
+    /// handshake log until it closes. Called under the registry lock, like `open`.
+    fn follow_handshakes(&self, meeting: &str);
     /// The meeting's last local participant left: stop hearing it.
     fn close(&self, meeting: &str);
     /// Publishes one event of `meeting` to the other relays.
@@ -57,6 +60,7 @@ pub struct NoMesh;
 
 impl Mesh for NoMesh {
     fn open(&self, _meeting: &str) {}
+    fn follow_handshakes(&self, _meeting: &str) {}
     fn close(&self, _meeting: &str) {}
     fn publish(&self, _meeting: &str, _body: mesh_event::Body) {}
     fn media_sink(&self, _: &str, _: ParticipantId, _: u32, _: bool) -> Box<dyn MediaSink> {

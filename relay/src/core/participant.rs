@@ -33,6 +33,10 @@ pub struct Participant {
     pub user: String,
     /// What the token allows.
     pub grants: Grants,
+    /// The meeting is end-to-end encrypted for this participant (its token says so): the
+    /// relay takes only sealed media and chat from it. Always false for a remote participant
+    /// (its own relay checked).
+    pub e2ee: bool,
     /// How the participant is connected.
     pub transport: TransportKind,
     /// When the participant joined (Unix milliseconds).
@@ -72,6 +76,7 @@ impl Participant {
             id,
             user: claims.sub.clone(),
             grants: claims.grants,
+            e2ee: claims.e2ee,
             transport,
             joined_at_unix_ms: unix_ms,
             home: None,
@@ -103,6 +108,7 @@ impl Participant {
                 subscribe: remote.subscribes,
                 admin: false,
             },
+            e2ee: false,
             transport: TransportKind::Mesh,
             joined_at_unix_ms: remote.joined_at_unix_ms,
             home: Some(home.to_owned()),

@@ -22,6 +22,7 @@ use videocall_protocol::decode_envelope;
 use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::mesh::{mesh_event, Remove};
+use videocall_protocol::sealed;
 use videocall_protocol::wire::{
     self, envelope::Body, ErrorCode, LeaveReason, MediaKind, ParticipantLeft, ParticipantUpdated,
     Track,
@@ -46,6 +47,7 @@ pub struct Session {
     bad_frames: AtomicU32,
     told_not_publisher: AtomicBool,
     told_unannounced: AtomicBool,
+    told_not_encrypted: AtomicBool,
     /// Every track id this participant ever announced: media of a track it removed is
     /// dropped quietly (packets in flight), media of one it never announced is an error.
     ever_announced: Mutex<HashSet<u32>>,
@@ -64,6 +66,7 @@ impl Session {
             bad_frames: AtomicU32::new(0),
             told_not_publisher: AtomicBool::new(false),
             told_unannounced: AtomicBool::new(false),
+            told_not_encrypted: AtomicBool::new(false),
             ever_announced: Mutex::new(HashSet::new()),
             handshake_budget: Mutex::new(JoinBudget::new(HANDSHAKE_RATE_PER_SEC, HANDSHAKE_BURST)),
             commit_budget: Mutex::new(JoinBudget::new(COMMIT_RATE_PER_SEC, COMMIT_BURST)),
@@ -182,6 +185,15 @@ impl Session {
     }
 
     fn on_handshake(&self, handshake: wire::Handshake, now: Now) {
+        if !self.me.e2ee {
+            self.relay.metrics.handshake("invalid", "rejected");
+            self.reject(
+                ErrorCode::Forbidden,
+                "handshake messages are for end-to-end encrypted meetings, and this one is not"
+                    .into(),
+            );
+            return;
+        }
         let kind = match handshake::check(&handshake) {
             Ok(kind) => kind,
             Err(message) => {
@@ -274,6 +286,10 @@ impl Session {
             );
             return;
         }
+        if self.me.e2ee && !sealed::is_sealed_media(&media) {
+            self.not_encrypted("media frame");
+            return;
+        }
         let Some(track) = self.me.track(media.track_id) else {
             self.unannounced(media.track_id);
             return;
@@ -311,7 +327,33 @@ impl Session {
         }
     }
 
+    /// Something an end-to-end encrypted participant sent in clear: dropped, counted, and the
+    /// participant told (once in a while: it is a bug of its client).
+    fn not_encrypted(&self, what: &str) {
+        self.relay.metrics.drop_packet(DropReason::NotEncrypted);
+        self.relay.metrics.bad_frame(ErrorCode::NotEncrypted);
+        if !self.told_not_encrypted.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                participant = self.me.id,
+                meeting = %self.meeting.id,
+                what,
+                "clear media or chat from an end-to-end encrypted participant"
+            );
+            self.me.send_error(
+                ErrorCode::NotEncrypted,
+                format!(
+                    "the meeting is end-to-end encrypted: a {what} sent in clear was dropped \
+                     (and every one after it will be)"
+                ),
+            );
+        }
+    }
+
     fn on_data(&self, mut data: wire::DataMessage, now: Now) {
+        if self.me.e2ee && !sealed::is_sealed_chat(&data) {
+            self.not_encrypted("chat message");
+            return;
+        }
         data.from_participant_id = self.me.id;
         if data.sent_at_ms == 0 {
             data.sent_at_ms = now.unix_ms();

@@ -45,6 +45,8 @@ pub struct Outbound {
 pub enum Command {
     /// Subscribe to this meeting's subjects.
     Open(String),
+    /// Follow this (open) meeting's handshake log too.
+    FollowHandshakes(String),
     /// Unsubscribe from them.
     Close(String),
 }
@@ -120,6 +122,12 @@ impl Mesh for BusMesh {
     fn open(&self, meeting: &str) {
         // Fails only when the relay is stopping.
         let _ = self.commands.send(Command::Open(meeting.to_owned()));
+    }
+
+    fn follow_handshakes(&self, meeting: &str) {
+        let _ = self
+            .commands
+            .send(Command::FollowHandshakes(meeting.to_owned()));
     }
 
     fn close(&self, meeting: &str) {

@@ -113,14 +113,20 @@ async fn subscriptions(
                     old.cancel();
                 }
                 let subjects = MeetingSubjects::new(&prefix, &meeting);
-                tokio::spawn(follow_handshakes(
-                    state.clone(),
-                    bus.clone(),
-                    meeting.clone(),
-                    subjects.clone(),
-                    stop.clone(),
-                ));
                 tokio::spawn(hear(state.clone(), bus.clone(), meeting, subjects, stop));
+            }
+            Command::FollowHandshakes(meeting) => {
+                // Opened before (the core asks under the same lock, after the open).
+                if let Some(stop) = hearing.get(&meeting) {
+                    let subjects = MeetingSubjects::new(&prefix, &meeting);
+                    tokio::spawn(follow_handshakes(
+                        state.clone(),
+                        bus.clone(),
+                        meeting,
+                        subjects,
+                        stop.clone(),
+                    ));
+                }
             }
             Command::Close(meeting) => {
                 if let Some(stop) = hearing.remove(&meeting) {

@@ -80,6 +80,7 @@ impl AudioSender {
                     keyframe: true,
                     layer: 0,
                     payload: Bytes::from(payload),
+                    sealed: false,
                 })));
             });
         let on_error = Closure::<dyn FnMut(JsValue)>::new(move |error: JsValue| {

@@ -138,6 +138,7 @@ impl VideoSender {
                     keyframe: chunk.type_() == EncodedVideoChunkType::Key,
                     layer: 0,
                     payload: Bytes::from(payload),
+                    sealed: false,
                 };
                 sent_stats.borrow_mut().encoded.add(now, 0);
                 out(envelope(Body::Media(media)));

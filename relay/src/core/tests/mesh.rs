@@ -33,6 +33,7 @@ struct Wire {
     events: Mutex<Vec<(String, mesh_event::Body)>>,
     media: Mutex<Vec<Crossing>>,
     opened: Mutex<Vec<String>>,
+    followed: Mutex<Vec<String>>,
     closed: Mutex<Vec<String>>,
     handshakes: Mutex<Vec<(String, wire::Handshake)>>,
     /// Media messages the queue takes before it is full (`usize::MAX`: no limit).
@@ -46,6 +47,9 @@ impl Mesh for FakeMesh {
         self.0.opened.lock().unwrap().push(meeting.into());
         // As the bus adapter does once the subscription is up.
         self.publish(meeting, mesh_event::Body::Hello(Default::default()));
+    }
+    fn follow_handshakes(&self, meeting: &str) {
+        self.0.followed.lock().unwrap().push(meeting.into());
     }
     fn close(&self, meeting: &str) {
         self.0.closed.lock().unwrap().push(meeting.into());
@@ -129,6 +133,10 @@ impl Node {
 
     fn join(&self, user: &str) -> Joined {
         self.world.join(user, "m")
+    }
+
+    fn join_encrypted(&self, user: &str) -> Joined {
+        self.world.join_encrypted(user, "m")
     }
 
     fn events(&self) -> Vec<mesh_event::Body> {
@@ -683,8 +691,8 @@ fn handshakes_go_through_the_shared_order_and_reach_every_relays_participants() 
     use wire::HandshakeKind::{Commit, KeyPackage};
     let a = Node::new("a", 1);
     let b = Node::new("b", 2);
-    let alice = a.join("alice");
-    let bob = b.join("bob");
+    let alice = a.join_encrypted("alice");
+    let bob = b.join_encrypted("bob");
     pump(&[&a, &b]);
     alice.inbox.take();
     bob.inbox.take();
@@ -746,4 +754,17 @@ fn handshakes_go_through_the_shared_order_and_reach_every_relays_participants() 
         "test",
     );
     assert!(bob.inbox.take().is_empty() && alice.inbox.take().is_empty());
+}
+
+#[test]
+fn a_relay_follows_a_meeting_s_handshake_log_once_an_encrypted_participant_joins() {
+    let a = Node::new("a", 1);
+    let _alice = a.join("alice");
+    assert!(
+        a.wire.followed.lock().unwrap().is_empty(),
+        "a clear meeting needs no log"
+    );
+    let _bob = a.join_encrypted("bob");
+    let _carol = a.join_encrypted("carol");
+    assert_eq!(*a.wire.followed.lock().unwrap(), vec!["m".to_owned()]);
 }

@@ -189,7 +189,12 @@ impl World {
     }
 
     fn token(&self, user: &str, meeting: &str, grants: Grants) -> String {
-        let claims = Claims::new(user, user, meeting, grants, Duration::from_secs(600));
+        self.token_of(user, meeting, grants, false)
+    }
+
+    fn token_of(&self, user: &str, meeting: &str, grants: Grants, e2ee: bool) -> String {
+        let mut claims = Claims::new(user, user, meeting, grants, Duration::from_secs(600));
+        claims.e2ee = e2ee;
         self.issuer.issue(&claims).expect("token")
     }
 
@@ -202,8 +207,18 @@ impl World {
     }
 
     fn try_join(&self, user: &str, meeting: &str, grants: Grants) -> Result<Joined, Refusal> {
+        self.try_join_as(user, meeting, grants, false)
+    }
+
+    fn try_join_as(
+        &self,
+        user: &str,
+        meeting: &str,
+        grants: Grants,
+        e2ee: bool,
+    ) -> Result<Joined, Refusal> {
         let inbox = Inbox::new();
-        let frame = self.join_frame(&self.token(user, meeting, grants), meeting);
+        let frame = self.join_frame(&self.token_of(user, meeting, grants, e2ee), meeting);
         let session = admit(
             &self.relay,
             frame,
@@ -216,6 +231,12 @@ impl World {
 
     fn join(&self, user: &str, meeting: &str) -> Joined {
         self.try_join(user, meeting, Grants::default())
+            .expect("admitted")
+    }
+
+    /// Joins with a token of an end-to-end encrypted meeting.
+    fn join_encrypted(&self, user: &str, meeting: &str) -> Joined {
+        self.try_join_as(user, meeting, Grants::default(), true)
             .expect("admitted")
     }
 
@@ -807,9 +828,9 @@ fn handshakes(bodies: &[Body]) -> Vec<(i32, u64, u64, u64)> {
 fn a_relay_on_its_own_orders_handshakes_and_refuses_the_second_commit_of_two() {
     use wire::HandshakeKind::{Commit, Found, KeyPackage};
     let world = World::new(&[]);
-    let alice = world.join("alice", "m");
-    let bob = world.join("bob", "m");
-    let other = world.join("carol", "another");
+    let alice = world.join_encrypted("alice", "m");
+    let bob = world.join_encrypted("bob", "m");
+    let other = world.join_encrypted("carol", "another");
     let now = world.start;
     alice.inbox.take();
     alice.send(handshake(Found, 0, b""), now);
@@ -849,8 +870,8 @@ fn a_relay_on_its_own_orders_handshakes_and_refuses_the_second_commit_of_two() {
 fn malformed_and_excess_handshakes_are_refused_and_the_session_goes_on() {
     use wire::HandshakeKind::{Commit, Found, KeyPackage, Unspecified};
     let world = World::new(&[]);
-    let alice = world.join("alice", "m");
-    let bob = world.join("bob", "m");
+    let alice = world.join_encrypted("alice", "m");
+    let bob = world.join_encrypted("bob", "m");
     let now = world.start;
     bob.inbox.take();
     alice.send(handshake(Unspecified, 0, b"x"), now);
@@ -905,4 +926,100 @@ fn malformed_and_excess_handshakes_are_refused_and_the_session_goes_on() {
         .take()
         .iter()
         .any(|b| matches!(b, Body::Pong(_))));
+}
+
+/// A sealed-looking frame: marked sealed, an SFrame header (config byte 0: key id 0, counter
+/// 0) and room for the tag.
+fn sealed_media(track: u32, sequence: u64) -> Body {
+    Body::Media(Media {
+        track_id: track,
+        kind: MediaKind::Video as i32,
+        sequence,
+        keyframe: true,
+        sealed: true,
+        payload: Bytes::from(vec![0u8; 64]),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn an_encrypted_participant_s_clear_media_and_chat_are_dropped_and_it_is_told_once() {
+    let world = World::new(&[]);
+    let alice = world.join_encrypted("alice", "m");
+    let bob = world.join_encrypted("bob", "m");
+    let now = world.start;
+    alice.announce(&[(1, MediaKind::Video)], now);
+    bob.inbox.take();
+    alice.inbox.take();
+    // Clear media (the helper's payload even has an SFrame header's shape: unmarked, it is
+    // refused all the same), and clear chat.
+    for sequence in 0..3 {
+        alice.media(1, MediaKind::Video, sequence, true, now);
+    }
+    alice.send(
+        Body::Data(wire::DataMessage {
+            text: "in clear".into(),
+            ..Default::default()
+        }),
+        now,
+    );
+    assert!(
+        bob.inbox.take().is_empty() && bob.inbox.take_media().is_empty(),
+        "nothing sent in clear reaches anyone"
+    );
+    assert_eq!(world.drops(DropReason::NotEncrypted), 4.0);
+    let told: Vec<_> = alice
+        .inbox
+        .take()
+        .into_iter()
+        .filter(
+            |b| matches!(b, Body::Error(e) if e.code == ErrorCode::NotEncrypted as i32 && !e.fatal),
+        )
+        .collect();
+    assert_eq!(told.len(), 1, "told once: {told:?}");
+    // Sealed media and chat go through, and the session went on.
+    alice.send(sealed_media(1, 3), now);
+    alice.send(
+        Body::Data(wire::DataMessage {
+            topic: videocall_protocol::sealed::SEALED_TOPIC.into(),
+            data: Bytes::from(vec![0u8; 40]),
+            ..Default::default()
+        }),
+        now,
+    );
+    assert_eq!(bob.inbox.take_media(), vec![(alice.id(), 1, 3)]);
+    let got = bob.inbox.take();
+    assert!(
+        got.iter()
+            .any(|b| matches!(b, Body::Data(d) if d.from_participant_id == alice.id())),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_clear_meeting_takes_clear_media_and_refuses_handshakes() {
+    let world = World::new(&[]);
+    let alice = world.join("alice", "m");
+    let bob = world.join("bob", "m");
+    let now = world.start;
+    alice.announce(&[(1, MediaKind::Video)], now);
+    bob.inbox.take();
+    alice.inbox.take();
+    alice.media(1, MediaKind::Video, 0, true, now);
+    alice.send(
+        handshake(wire::HandshakeKind::KeyPackage, 0, b"key package"),
+        now,
+    );
+    assert_eq!(bob.inbox.take_media().len(), 1, "clear media passes");
+    let got = bob.inbox.take();
+    assert!(
+        !got.iter().any(|b| matches!(b, Body::Handshake(_))),
+        "{got:?}"
+    );
+    let told = alice.inbox.take();
+    assert!(
+        told.iter()
+            .any(|b| matches!(b, Body::Error(e) if e.code == ErrorCode::Forbidden as i32)),
+        "{told:?}"
+    );
 }

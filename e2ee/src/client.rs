@@ -1,0 +1,154 @@
+//! A client's end-to-end encryption in one session, for the native client and the browser
+//! alike: what the relay says goes in (the welcome, who joins and leaves, the meeting's
+//! handshake messages, refusals, everyone's sealed media and chat), together with the time;
+//! the handshake messages to answer with, the opened media and chat, and the sealed media and
+//! chat to send come out. No I/O and no clock of its own.
+//!
+//! Nothing leaves in clear: media and chat offered before the participant is in the group are
+//! refused ([`E2eeError::NoGroup`]), and nothing that arrives in clear, or does not open, is
+//! handed on.
+
+use videocall_protocol::wire::{envelope::Body, Handshake, Joined};
+
+use crate::media::{open_chat, open_media, seal_chat, seal_media};
+use crate::session::{GroupEvent, GroupSession};
+use crate::{E2eeError, Member};
+
+/// What a client's encryption counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EncryptionCounters {
+    /// Media frames and chat messages sealed and sent.
+    pub sealed: u64,
+    /// Media frames and chat messages not sent because the participant was not in the group.
+    pub held_back: u64,
+    /// Media frames and chat messages received and opened.
+    pub opened: u64,
+    /// Received ones that did not open (sealed in an epoch this member has no key of,
+    /// tampered with, replayed), dropped.
+    pub unopened: u64,
+    /// Chat messages received in clear, dropped.
+    pub clear_refused: u64,
+}
+
+/// The encryption of one session in one meeting.
+pub struct ClientEncryption {
+    session: GroupSession,
+    counters: EncryptionCounters,
+}
+
+fn bodies(handshakes: Vec<Handshake>) -> Vec<Body> {
+    handshakes.into_iter().map(Body::Handshake).collect()
+}
+
+impl ClientEncryption {
+    /// Starts `member`'s encryption in the meeting the relay welcomed it to with `joined`, at
+    /// `now_ms` (any clock in milliseconds, the same for every later call); returns what to
+    /// send.
+    pub fn start(member: Member, joined: &Joined, now_ms: u64) -> (ClientEncryption, Vec<Body>) {
+        let mut session = GroupSession::new(&joined.meeting_id, member);
+        let others: Vec<(u64, String)> = joined
+            .participants
+            .iter()
+            .map(|p| (p.id, p.user.clone()))
+            .collect();
+        let out = session.joined(
+            joined.participant_id,
+            &others,
+            joined.handshake_head,
+            now_ms,
+        );
+        (
+            ClientEncryption {
+                session,
+                counters: EncryptionCounters::default(),
+            },
+            bodies(out),
+        )
+    }
+
+    /// Takes one message from the relay; returns what to send. Messages that are not about
+    /// the group are left alone (media and chat are for [`Self::open`]).
+    pub fn on_message(&mut self, body: &Body, now_ms: u64) -> Vec<Body> {
+        let out = match body {
+            Body::ParticipantJoined(joined) => {
+                if let Some(p) = &joined.participant {
+                    self.session.participant_joined(p.id, &p.user);
+                }
+                self.session.poll(now_ms)
+            }
+            Body::ParticipantLeft(left) => {
+                self.session.participant_left(left.participant_id);
+                self.session.poll(now_ms)
+            }
+            Body::Handshake(handshake) => self.session.handshake(handshake, now_ms),
+            Body::HandshakeRefused(refusal) => self.session.refused_by_relay(refusal, now_ms),
+            _ => Vec::new(),
+        };
+        bodies(out)
+    }
+
+    /// What is due by now (offers, a founding, a commit); call now and then (every few
+    /// hundred milliseconds).
+    pub fn poll(&mut self, now_ms: u64) -> Vec<Body> {
+        bodies(self.session.poll(now_ms))
+    }
+
+    /// Seals an outgoing media frame or chat message in place; other messages pass as they
+    /// are. Not in the group yet: [`E2eeError::NoGroup`], and the message must not be sent.
+    pub fn seal(&mut self, body: &mut Body) -> Result<(), E2eeError> {
+        let member = self.session.member_mut();
+        let sealed = match body {
+            Body::Media(media) => seal_media(member, media),
+            Body::Data(message) => seal_chat(member, message),
+            _ => return Ok(()),
+        };
+        match sealed {
+            Ok(()) => self.counters.sealed += 1,
+            Err(E2eeError::NoGroup) => self.counters.held_back += 1,
+            Err(_) => {}
+        }
+        sealed
+    }
+
+    /// Opens an incoming media frame or chat message; other messages pass as they are.
+    /// `None`: it did not open (or came in clear) and is dropped.
+    pub fn open(&mut self, body: Body) -> Option<Body> {
+        let member = self.session.member_mut();
+        let opened = match body {
+            Body::Media(mut media) => open_media(member, &mut media).map(|_| Body::Media(media)),
+            Body::Data(mut message) => {
+                if message.topic != crate::SEALED_TOPIC {
+                    self.counters.clear_refused += 1;
+                    return None;
+                }
+                open_chat(member, &mut message).map(|_| Body::Data(message))
+            }
+            other => return Some(other),
+        };
+        match opened {
+            Ok(body) => {
+                self.counters.opened += 1;
+                Some(body)
+            }
+            Err(_) => {
+                self.counters.unopened += 1;
+                None
+            }
+        }
+    }
+
+    /// The next thing that happened to the group (for the user interface).
+    pub fn next_event(&mut self) -> Option<GroupEvent> {
+        self.session.next_event()
+    }
+
+    /// What was sealed, held back, opened and dropped.
+    pub fn counters(&self) -> EncryptionCounters {
+        self.counters
+    }
+
+    /// The group session: phase, member (epoch, roster, codes).
+    pub fn session(&mut self) -> &mut GroupSession {
+        &mut self.session
+    }
+}

@@ -36,6 +36,8 @@ pub struct Setup {
     /// Participants the meeting will have: the control plane puts an equal share of them
     /// on each relay.
     pub participants: usize,
+    /// The meeting is end-to-end encrypted (the relays take only sealed media and chat).
+    pub e2ee: bool,
 }
 
 /// A relay process and what it advertised.
@@ -49,6 +51,8 @@ enum Joining {
     Direct {
         issuer: TokenIssuer,
         address: RelayAddress,
+        /// Tokens of an end-to-end encrypted meeting.
+        e2ee: bool,
     },
     /// Grants from the control plane's `JoinMeeting`, which names the relay.
     ControlPlane {
@@ -87,7 +91,11 @@ impl Deployment {
             let address = address(&relay.info);
             return Ok(Deployment {
                 relays: vec![relay],
-                joining: Joining::Direct { issuer, address },
+                joining: Joining::Direct {
+                    issuer,
+                    address,
+                    e2ee: setup.e2ee,
+                },
                 _dir: dir,
             });
         }
@@ -123,6 +131,7 @@ impl Deployment {
                     id: MEETING.into(),
                     guests_allowed: true,
                     max_participants: u32::try_from(setup.participants + 10)?,
+                    e2ee_required: setup.e2ee,
                     ..Default::default()
                 },
             ))
@@ -144,14 +153,19 @@ impl Deployment {
     pub async fn join(&self, i: usize, transport: Transport) -> anyhow::Result<(Client, Duration)> {
         let started = Instant::now();
         let (address, token) = match &self.joining {
-            Joining::Direct { issuer, address } => {
-                let claims = Claims::new(
+            Joining::Direct {
+                issuer,
+                address,
+                e2ee,
+            } => {
+                let mut claims = Claims::new(
                     &format!("p{i}"),
                     &format!("P{i}"),
                     MEETING,
                     Grants::default(),
                     Duration::from_secs(3600),
                 );
+                claims.e2ee = *e2ee;
                 let token = issuer.issue(&claims).map_err(|e| anyhow::anyhow!("{e}"))?;
                 (address.clone(), token)
             }

@@ -139,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
             relays: 1,
             nats_url: cli.nats_url,
             participants,
+            e2ee: true,
         };
         return e2ee::run(&setup, participants).await;
     }
@@ -149,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
             relays: 1,
             nats_url: cli.nats_url,
             participants: cli.soak_participants,
+            e2ee: false,
         };
         let soak = soak::Soak {
             duration: Duration::from_secs(minutes * 60),
@@ -186,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
                     relays: relays.max(1),
                     nats_url: cli.nats_url.clone(),
                     participants: scenario.participants,
+                    e2ee: false,
                 };
                 let report =
                     scenario::run(&setup, &scenario, *transport, cli.warmup, cli.seconds).await?;

@@ -21,19 +21,6 @@ pub fn invalid(field: &str, problem: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {problem}"))
 }
 
-/// The meeting's end-to-end encryption option. Nothing encrypts media end to end yet, so
-/// asking for it is refused rather than stored as a promise nobody keeps.
-pub fn e2ee_required(field: &str, value: bool) -> Result<(), Status> {
-    if value {
-        return Err(invalid(
-            field,
-            "end-to-end encryption is not available yet (media is encrypted only between each \
-             client and the relay); leave it false",
-        ));
-    }
-    Ok(())
-}
-
 /// An end-to-end encryption signing key: none, or an Ed25519 public key.
 pub fn e2ee_signature_key(field: &str, key: &[u8]) -> Result<(), Status> {
     if !key.is_empty() && key.len() != 32 {

@@ -137,7 +137,9 @@ async fn lifecycle(db: &Database) {
     let claims = verifier.verify(&grant.token, "standup").unwrap();
     assert_eq!(claims.sub, "alice");
     assert_eq!(claims.max_participants, Some(5));
+    assert!(!claims.e2ee, "a clear meeting's token");
     assert!(grant.e2ee_credential.is_empty(), "no key, no credential");
+    assert!(grant.e2ee_verification_keys.is_none());
 
     // With an end-to-end encryption signing key, the grant carries a credential for it that
     // checks with the same published keys (and is no join token); a guest's is marked.
@@ -163,6 +165,11 @@ async fn lifecycle(db: &Database) {
         ("alice", false)
     );
     assert!(verifier.verify(&signed.e2ee_credential, "standup").is_err());
+    assert_eq!(
+        signed.e2ee_verification_keys.as_ref(),
+        Some(&keys),
+        "the keys that check it come with it"
+    );
     let guest = e2ee_join(None, vec![6; 32]).await.unwrap();
     let credential = verifier
         .verify_credential(&guest.e2ee_credential, "standup", &[6; 32])
@@ -174,6 +181,44 @@ async fn lifecycle(db: &Database) {
         Code::InvalidArgument,
         "e2ee_signature_key:",
     );
+
+    // Once the meeting requires end-to-end encryption, only clients that encrypt are granted a
+    // join, with tokens that say so (the relay then takes only sealed media) and the keys that
+    // check the members' credentials.
+    let set_e2ee = |required: bool| {
+        let mut meetings = api.meetings();
+        let request = req(
+            UpdateMeetingRequest {
+                id: "standup".into(),
+                e2ee_required: Some(required),
+                ..Default::default()
+            },
+            Some(&alice),
+        );
+        async move { meetings.update_meeting(request).await.unwrap().into_inner() }
+    };
+    assert!(set_e2ee(true).await.e2ee_required);
+    assert_status(
+        e2ee_join(None, Vec::new()).await,
+        Code::FailedPrecondition,
+        "is end-to-end encrypted: join with a client that encrypts",
+    );
+    let encrypted = e2ee_join(None, vec![7; 32]).await.unwrap();
+    assert!(encrypted.e2ee_required);
+    let mut from_grant = TokenVerifier::new();
+    for key in &encrypted.e2ee_verification_keys.clone().unwrap().keys {
+        from_grant
+            .add_key_base64(&key.kid, &key.public_key)
+            .unwrap();
+    }
+    assert!(from_grant.verify(&encrypted.token, "standup").unwrap().e2ee);
+    assert!(
+        from_grant
+            .verify_credential(&encrypted.e2ee_credential, "standup", &[7; 32])
+            .unwrap()
+            .guest
+    );
+    assert!(!set_e2ee(false).await.e2ee_required);
 
     // The relay reports alice: the meeting is live.
     api.heartbeat("relay-a", &[("standup", "alice")]).await;
@@ -645,31 +690,49 @@ async fn bad_input(db: &Database) {
         Code::InvalidArgument,
         "allowed_users[1]:",
     );
-    // End-to-end encryption cannot be promised until something encrypts.
-    assert_status(
-        create(CreateMeetingRequest {
-            e2ee_required: true,
-            ..public("ok6")
-        })
-        .await,
-        Code::InvalidArgument,
-        "e2ee_required: end-to-end encryption is not available yet",
-    );
+    // An end-to-end encrypted meeting, created or updated so, grants joins only to clients
+    // that encrypt (a signing key in the request; what they get is in meeting_lifecycle).
+    create(CreateMeetingRequest {
+        e2ee_required: true,
+        ..public("ok6")
+    })
+    .await
+    .unwrap();
     create(public("clear")).await.unwrap();
-    assert_status(
-        api.meetings()
-            .update_meeting(req(
-                UpdateMeetingRequest {
-                    id: "clear".into(),
-                    e2ee_required: Some(true),
+    let updated = api
+        .meetings()
+        .update_meeting(req(
+            UpdateMeetingRequest {
+                id: "clear".into(),
+                e2ee_required: Some(true),
+                ..Default::default()
+            },
+            Some(&alice),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(updated.e2ee_required);
+    for id in ["ok6", "clear"] {
+        let join = |key: Vec<u8>| {
+            let mut meetings = api.meetings();
+            let request = req(
+                JoinMeetingRequest {
+                    meeting_id: id.into(),
+                    display_name: "Guest".into(),
+                    e2ee_signature_key: key,
                     ..Default::default()
                 },
-                Some(&alice),
-            ))
-            .await,
-        Code::InvalidArgument,
-        "e2ee_required:",
-    );
+                None,
+            );
+            async move { meetings.join_meeting(request).await.map(|r| r.into_inner()) }
+        };
+        assert_status(
+            join(Vec::new()).await,
+            Code::FailedPrecondition,
+            "is end-to-end encrypted: join with a client that encrypts",
+        );
+    }
     // An injection attempt in free text is stored as text and harms nothing.
     let sneaky = create(CreateMeetingRequest {
         title: "'); DELETE FROM users; --".into(),
@@ -862,8 +925,11 @@ async fn bad_input(db: &Database) {
         .into_inner();
     let mut ids: Vec<_> = all.meetings.iter().map(|m| m.id.as_str()).collect();
     ids.sort();
-    assert_eq!(ids, ["clear", "sneaky"], "only these were created");
-    assert!(all.meetings.iter().all(|m| !m.e2ee_required));
+    assert_eq!(ids, ["clear", "ok6", "sneaky"], "only these were created");
+    assert!(all
+        .meetings
+        .iter()
+        .all(|m| m.e2ee_required == (m.id != "sneaky")));
     cp.stop().await;
 }
 

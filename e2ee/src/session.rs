@@ -265,7 +265,10 @@ impl GroupSession {
                         Err(e) => self.refused(0, format!("making a key package: {e}")),
                     }
                 }
-                let alone = self.roster.is_empty();
+                // Found at once when nobody else is here, or when the meeting never had a
+                // group (two who found at once: the delivery service's order takes one, and
+                // the other offers); otherwise after waiting long enough to be added.
+                let alone = self.roster.is_empty() || self.head == 0;
                 let stuck = now_ms.saturating_sub(self.waiting_since_ms) >= FOUND_AFTER_MS;
                 let may = self
                     .last_found_ms

@@ -258,6 +258,22 @@ fn participants_joining_one_by_one_end_in_one_group() {
 }
 
 #[test]
+fn a_participant_who_never_encrypts_delays_nobody_in_a_meeting_without_a_group() {
+    let mut relays = Relays::default();
+    // Eve is in the meeting but her client does nothing: the first who encrypts founds at
+    // once (the meeting never had a group), and the next is added.
+    join(&mut relays, "eve");
+    relays.participants[0].frozen = true;
+    join(&mut relays, "alice");
+    relays.settle();
+    assert_eq!(relays.participants[1].session.phase(), Phase::InGroup);
+    join(&mut relays, "bob");
+    relays.settle();
+    assert_eq!(relays.participants[2].session.phase(), Phase::InGroup);
+    assert_eq!(relays.participants[1].session.member().epoch(), Some(1));
+}
+
+#[test]
 fn two_founders_at_once_and_joins_in_a_burst_converge() {
     let mut relays = Relays::default();
     // Both alone as far as they know (on two relays, before either heard of the other): both

@@ -174,11 +174,6 @@ async fn the_crds_register_default_and_refuse_bad_specs() {
             "spec.access",
         ),
         ("Meeting", "spec: {title: no pool}\n", "spec.relayPool"),
-        (
-            "Meeting",
-            "spec: {relayPool: edge, e2eeRequired: true}\n",
-            "spec.e2eeRequired",
-        ),
     ];
     for (kind, spec, field) in refused {
         let yaml = format!(

@@ -98,9 +98,13 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
         println!("end-to-end encrypted: joining the meeting's group (nothing is sent before)");
     }
     let mut names: HashMap<u64, String> = HashMap::new();
+    // Identity -> display name, for the encrypted group's members.
+    let mut users: HashMap<String, String> =
+        HashMap::from([(grant.identity.clone(), grant.display_name.clone())]);
     for p in &client.joined.participants {
         println!("  already here: {}", describe(p));
         names.insert(p.id, p.display_name.clone());
+        users.insert(p.user.clone(), p.display_name.clone());
     }
 
     let stop = CancellationToken::new();
@@ -152,6 +156,7 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
                 Some(Event::Message(Body::ParticipantJoined(j))) => {
                     if let Some(p) = j.participant {
                         println!("+ {}", describe(&p));
+                        users.insert(p.user.clone(), p.display_name.clone());
                         names.insert(p.id, p.display_name);
                     }
                 }
@@ -174,7 +179,7 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
                         // Who is new could not open the frames before.
                         trigger.request();
                     }
-                    println!("{}", describe_group(&client, &event));
+                    println!("{}", describe_group(&client, &event, &users));
                 }
                 Some(Event::Closed { code, reason }) => break Err(anyhow::anyhow!("session closed (code {code}): {reason}")),
                 None => break Err(anyhow::anyhow!("session ended")),
@@ -211,7 +216,7 @@ fn describe(p: &Participant) -> String {
 
 /// A line about the meeting's encrypted group: the epoch and each member with its
 /// verification code (the same on every member's screen for the same key).
-fn describe_group(client: &Client, event: &GroupEvent) -> String {
+fn describe_group(client: &Client, event: &GroupEvent, users: &HashMap<String, String>) -> String {
     match event {
         GroupEvent::Epoch { epoch, members } => {
             let codes: Vec<String> = members
@@ -221,7 +226,8 @@ fn describe_group(client: &Client, event: &GroupEvent) -> String {
                         .with_encryption(|e| e.session().member().verification_code(*leaf))
                         .flatten()
                         .unwrap_or_default();
-                    format!("{user} {code}")
+                    let name = users.get(user).map_or(user.as_str(), String::as_str);
+                    format!("{name} [{code}]")
                 })
                 .collect();
             format!("🔒 epoch {epoch}: {}", codes.join(", "))

@@ -167,7 +167,6 @@ impl MeetingService for MeetingApi {
             None
         };
         let max_participants = self.max_participants("max_participants", req.max_participants)?;
-        validate::e2ee_required("e2ee_required", req.e2ee_required)?;
         let caller = require(caller)?;
         if !caller.is_person() {
             return Err(Status::permission_denied("relays may not create meetings"));
@@ -329,7 +328,6 @@ impl MeetingService for MeetingApi {
             .max_participants
             .map(|n| self.max_participants("max_participants", n))
             .transpose()?;
-        validate::e2ee_required("e2ee_required", req.e2ee_required.unwrap_or(false))?;
         let caller = require(caller)?;
         let current = self.load_managed(&caller, &req.id).await?;
         if current.ended_at_ms.is_some() {

@@ -42,10 +42,6 @@ pub fn spec_problem(meeting: &Meeting) -> Option<String> {
     if spec.access == MeetingAccess::Private && spec.guests_allowed {
         return Some("a Private meeting cannot admit guests".into());
     }
-    if spec.e2ee_required {
-        // The schema refuses it; a Meeting stored under an older schema still says it.
-        return Some("e2eeRequired: end-to-end encryption is not available yet".into());
-    }
     None
 }
 
@@ -379,7 +375,7 @@ mod tests {
     #[test]
     fn specs_the_schema_cannot_refuse_are_named() {
         type Change = fn(&mut MeetingSpec);
-        let cases: [(Change, &str); 3] = [
+        let cases: [(Change, &str); 2] = [
             (|s| s.allowed_users = vec!["not ok".into()], "allowedUsers"),
             (
                 |s| {
@@ -388,7 +384,6 @@ mod tests {
                 },
                 "cannot admit guests",
             ),
-            (|s| s.e2ee_required = true, "e2eeRequired"),
         ];
         for (change, needle) in cases {
             let problem = spec_problem(&meeting(change));

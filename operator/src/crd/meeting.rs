@@ -54,10 +54,10 @@ pub struct MeetingSpec {
     #[serde(default = "default_max_participants")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_participants: i32,
-    /// Clients must encrypt media end to end. Not available yet: only false is accepted
-    /// (media is encrypted between each client and its relay, not end to end).
+    /// Media and chat are encrypted end to end (an MLS group per meeting, SFrame frames):
+    /// the relays forward only sealed media and chat, and only clients that encrypt are
+    /// granted a join (the browser client does not encrypt yet and is refused).
     #[serde(default)]
-    #[schemars(extend("enum" = [false]))]
     pub e2ee_required: bool,
     /// When it opens (RFC 3339); at once when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -153,8 +153,8 @@ async fn terminal_participants_meet_encrypted_and_nothing_passes_in_clear() {
     let last_epoch = |printed: &str| {
         printed
             .lines()
-            .filter(|l| l.starts_with("🔒 epoch"))
-            .last()
+            .rev()
+            .find(|l| l.starts_with("🔒 epoch"))
             .map(str::to_owned)
     };
     assert_eq!(last_epoch(&carol), last_epoch(&dave), "{carol}\n{dave}");

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use std::sync::Arc;
 use tonic::transport::Channel;
 use tonic::Request;
 use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
@@ -16,9 +17,10 @@ use videocall_control_api::v1::relay_service_client::RelayServiceClient;
 use videocall_control_api::v1::{
     CreateMeetingRequest, JoinMeetingRequest, ListRelaysRequest, LoginRequest,
 };
+use videocall_e2ee::{ControlPlaneCredentials, Member, SigningKey};
 use videocall_relay::RelayInfo;
 use videocall_testkit::{http_request, metric_value, wait_for_json, ChildGuard};
-use videocall_token::{Claims, Grants, TokenIssuer};
+use videocall_token::{Claims, E2eeCredential, Grants, TokenIssuer, TokenVerifier};
 
 use crate::measure::cpu_seconds;
 
@@ -195,6 +197,44 @@ impl Deployment {
             .await
             .map_err(|e| anyhow::anyhow!("join p{i}: {e}"))?;
         Ok((client, started.elapsed()))
+    }
+
+    /// Joins participant `i` and starts its end-to-end encryption (a new key, a credential
+    /// signed with the bench's key): the scenarios with `--e2ee`. One relay only (the tokens
+    /// and credentials are the bench's own).
+    pub async fn join_encrypted(
+        &self,
+        i: usize,
+        transport: Transport,
+    ) -> anyhow::Result<(Client, Duration)> {
+        let Joining::Direct { issuer, .. } = &self.joining else {
+            anyhow::bail!("encrypted scenarios run on one relay");
+        };
+        let mut verifier = TokenVerifier::new();
+        verifier
+            .add_key_base64(issuer.kid(), &issuer.public_key_base64())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let check = Arc::new(ControlPlaneCredentials::new(verifier, MEETING));
+        let key = SigningKey::generate()?;
+        let user = format!("p{i}");
+        let credential = issuer
+            .issue_credential(&E2eeCredential::new(
+                &user,
+                &user,
+                MEETING,
+                false,
+                &key.public(),
+                Duration::from_secs(3600),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .into_bytes();
+        let member = Member::new(key, credential, check)?;
+        let (mut client, took) = self.join(i, transport).await?;
+        client
+            .start_encryption(member)
+            .await
+            .map_err(|e| anyhow::anyhow!("p{i} encrypting: {e}"))?;
+        Ok((client, took))
     }
 
     /// Resident memory of every relay, in KiB.

@@ -53,6 +53,10 @@ struct Cli {
     /// The control-plane binary (default: `videocall-control-plane` next to this binary).
     #[arg(long, env = "CONTROL_PLANE_BIN")]
     control_plane_bin: Option<PathBuf>,
+    /// Run the scenarios in an end-to-end encrypted meeting (one relay): every participant
+    /// joins the meeting's group, seals what it publishes and opens what it receives.
+    #[arg(long)]
+    e2ee: bool,
     /// Run the soak for this many minutes instead of the scenarios: one meeting on one
     /// relay, one participant replaced every second, the relay sampled periodically.
     #[arg(long)]
@@ -188,7 +192,7 @@ async fn main() -> anyhow::Result<()> {
                     relays: relays.max(1),
                     nats_url: cli.nats_url.clone(),
                     participants: scenario.participants,
-                    e2ee: false,
+                    e2ee: cli.e2ee,
                 };
                 let report =
                     scenario::run(&setup, &scenario, *transport, cli.warmup, cli.seconds).await?;

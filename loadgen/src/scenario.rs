@@ -137,7 +137,14 @@ pub async fn run(
         let joins: Vec<_> = (batch_start..batch_end)
             .map(|i| {
                 let deployment = deployment.clone();
-                tokio::spawn(async move { deployment.join(i, transport).await })
+                let e2ee = setup.e2ee;
+                tokio::spawn(async move {
+                    if e2ee {
+                        deployment.join_encrypted(i, transport).await
+                    } else {
+                        deployment.join(i, transport).await
+                    }
+                })
             })
             .collect();
         for join in joins {

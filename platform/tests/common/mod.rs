@@ -102,16 +102,18 @@ pub async fn create_test_meetings(info: &PlatformInfo) {
     let mut meetings = MeetingServiceClient::connect(info.api_url.clone())
         .await
         .expect("connect");
-    for (id, guests, max) in [
-        ("full", true, 1),
-        ("private", false, 10),
-        ("over", true, 10),
-        ("shelf", true, 10),
+    for (id, guests, max, e2ee) in [
+        ("full", true, 1, false),
+        ("private", false, 10, false),
+        ("over", true, 10, false),
+        ("shelf", true, 10, false),
+        ("encrypted", true, 10, true),
     ] {
         let mut request = Request::new(CreateMeetingRequest {
             id: id.into(),
             guests_allowed: guests,
             max_participants: max,
+            e2ee_required: e2ee,
             ..Default::default()
         });
         request

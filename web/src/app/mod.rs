@@ -71,6 +71,13 @@ pub fn describe(failure: &Failure) -> (String, String) {
             "This meeting is over or your invitation expired".into(),
             why.clone(),
         ),
+        Failure::NeedsEncryption => (
+            "This meeting is end-to-end encrypted".into(),
+            "Its media and chat are encrypted so that only its participants can read them, and \
+             this browser client does not encrypt yet. Join from the terminal client \
+             (videocall join), or ask the owner for a meeting without end-to-end encryption."
+                .into(),
+        ),
         Failure::Unreachable(why) => (
             "The server cannot be reached".into(),
             format!("Check your connection and try again ({why})."),

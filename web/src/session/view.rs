@@ -70,6 +70,8 @@ pub enum Failure {
     NotFound,
     /// The meeting ended or the grant expired.
     Expired(String),
+    /// The meeting is end-to-end encrypted, which this client does not do yet.
+    NeedsEncryption,
     /// The same person joined again from another window or device.
     Replaced,
     /// The control plane cannot be reached.
@@ -138,6 +140,10 @@ pub fn grant_failure(error: CallError) -> (Failure, bool) {
                 (Failure::NotAllowed(message), false)
             }
             code::NOT_FOUND => (Failure::NotFound, false),
+            // The control plane's words for a meeting only clients that encrypt may join.
+            code::FAILED_PRECONDITION if message.contains("is end-to-end encrypted") => {
+                (Failure::NeedsEncryption, false)
+            }
             code::FAILED_PRECONDITION => (Failure::Expired(message), false),
             code::UNAVAILABLE => (Failure::Unreachable(message), true),
             _ => (Failure::Other(message), false),

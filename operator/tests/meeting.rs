@@ -96,20 +96,22 @@ async fn a_meeting_is_created_kept_once_and_ended_on_delete() {
         .count();
     assert_eq!(created_events, 1, "no duplicate work after a restart");
 
-    // A spec change reaches the control plane.
+    // A spec change reaches the control plane; end-to-end encryption too.
     let mut changed = stored(&api, "standup");
     changed.spec.max_participants = 20;
+    changed.spec.e2ee_required = true;
     reconcile(Arc::new(changed), ctx.clone())
         .await
         .expect("reconcile");
+    let updated = ctx
+        .control_plane
+        .meeting("calls.standup")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        ctx.control_plane
-            .meeting("calls.standup")
-            .await
-            .unwrap()
-            .unwrap()
-            .max_participants,
-        20
+        (updated.max_participants, updated.e2ee_required),
+        (20, true)
     );
 
     // Delete: the finalizer ends and removes the meeting, then lets the object go.

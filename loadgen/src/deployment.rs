@@ -28,6 +28,29 @@ const MEETING: &str = "bench";
 const ADMIN_PASSWORD: &str = "bench-admin-password";
 const RELAY_KEY: (&str, &str) = ("vk_bench_relay", "bench-relay-secret-0123");
 
+/// A member of the bench's meeting named `user`: a new key, and a credential for it signed by
+/// `issuer` (the bench's own control-plane key), which every member checks.
+pub fn bench_member(issuer: &TokenIssuer, user: &str) -> anyhow::Result<Member> {
+    let mut verifier = TokenVerifier::new();
+    verifier
+        .add_key_base64(issuer.kid(), &issuer.public_key_base64())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let check = Arc::new(ControlPlaneCredentials::new(verifier, MEETING));
+    let key = SigningKey::generate()?;
+    let credential = issuer
+        .issue_credential(&E2eeCredential::new(
+            user,
+            user,
+            MEETING,
+            false,
+            &key.public(),
+            Duration::from_secs(3600),
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .into_bytes();
+    Ok(Member::new(key, credential, check)?)
+}
+
 /// Where the servers' binaries are and how the relays are connected.
 pub struct Setup {
     pub relay_bin: PathBuf,
@@ -210,25 +233,7 @@ impl Deployment {
         let Joining::Direct { issuer, .. } = &self.joining else {
             anyhow::bail!("encrypted scenarios run on one relay");
         };
-        let mut verifier = TokenVerifier::new();
-        verifier
-            .add_key_base64(issuer.kid(), &issuer.public_key_base64())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let check = Arc::new(ControlPlaneCredentials::new(verifier, MEETING));
-        let key = SigningKey::generate()?;
-        let user = format!("p{i}");
-        let credential = issuer
-            .issue_credential(&E2eeCredential::new(
-                &user,
-                &user,
-                MEETING,
-                false,
-                &key.public(),
-                Duration::from_secs(3600),
-            ))
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .into_bytes();
-        let member = Member::new(key, credential, check)?;
+        let member = bench_member(issuer, &format!("p{i}"))?;
         let (mut client, took) = self.join(i, transport).await?;
         client
             .start_encryption(member)

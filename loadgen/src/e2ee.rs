@@ -4,16 +4,14 @@
 //! without encryption) and to being in the meeting's MLS group (with it). Then the last one
 //! leaves and the time until everyone left is at the new epoch is the rekey.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use videocall_client::{Client, Event, Transport};
-use videocall_e2ee::{ClientEncryption, ControlPlaneCredentials, Member, SigningKey};
-use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
+use videocall_e2ee::ClientEncryption;
+use videocall_token::TokenIssuer;
 
-use crate::deployment::{Deployment, Setup};
+use crate::deployment::{bench_member, Deployment, Setup};
 
-const MEETING: &str = "bench";
 const WAIT: Duration = Duration::from_secs(30);
 
 struct Party {
@@ -83,29 +81,10 @@ pub async fn run(setup: &Setup, participants: usize) -> anyhow::Result<()> {
     anyhow::ensure!(participants >= 2, "at least two participants");
     let deployment = Deployment::start(setup).await?;
     let authority = TokenIssuer::generate("bench-cp");
-    let mut verifier = TokenVerifier::new();
-    verifier
-        .add_key_base64("bench-cp", &authority.public_key_base64())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let check = Arc::new(ControlPlaneCredentials::new(verifier, MEETING));
     let mut parties: Vec<Party> = Vec::with_capacity(participants);
     let (mut joined, mut grouped, mut everyone) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..participants {
-        let key = SigningKey::generate()?;
-        let user = format!("p{i}");
-        let claims = E2eeCredential::new(
-            &user,
-            &user,
-            MEETING,
-            false,
-            &key.public(),
-            Duration::from_secs(3600),
-        );
-        let credential = authority
-            .issue_credential(&claims)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .into_bytes();
-        let member = Member::new(key, credential, check.clone())?;
+        let member = bench_member(&authority, &format!("p{i}"))?;
         let started = Instant::now();
         let (client, _) = deployment.join(i, Transport::WebSocket).await?;
         joined.push(millis(started.elapsed()));

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use tonic::Request;
 use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
-use videocall_control_api::v1::auth_service_client::AuthServiceClient;
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::{CreateMeetingRequest, JoinMeetingRequest, LoginRequest};
+use videocall_control_api::v1::{CreateMeetingRequest, JoinMeetingRequest};
 use videocall_protocol::wire::{envelope::Body, MediaKind};
 
 mod common;
@@ -19,18 +18,7 @@ use common::{PlatformInfo, BIN};
 const MEETING: &str = "secret";
 
 async fn create_encrypted_meeting(info: &PlatformInfo) {
-    let password = std::fs::read_to_string(&info.admin_password_file).expect("password");
-    let session = AuthServiceClient::connect(info.api_url.clone())
-        .await
-        .expect("connect API")
-        .login(LoginRequest {
-            username: info.admin_user.clone(),
-            password: password.trim().into(),
-        })
-        .await
-        .expect("admin login")
-        .into_inner()
-        .session_token;
+    let authorization = common::admin_authorization(info).await;
     let mut request = Request::new(CreateMeetingRequest {
         id: MEETING.into(),
         title: "Encrypted".into(),
@@ -38,12 +26,9 @@ async fn create_encrypted_meeting(info: &PlatformInfo) {
         e2ee_required: true,
         ..Default::default()
     });
-    request.metadata_mut().insert(
-        "authorization",
-        videocall_control_api::bearer_authorization(&session)
-            .parse()
-            .expect("header"),
-    );
+    request
+        .metadata_mut()
+        .insert("authorization", authorization.parse().expect("header"));
     let meeting = MeetingServiceClient::connect(info.api_url.clone())
         .await
         .expect("connect API")

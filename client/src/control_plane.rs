@@ -1,18 +1,20 @@
 //! Grants from the control plane: `MeetingService.JoinMeeting` over gRPC, naming the relays
 //! to avoid after a loss.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::JoinMeetingRequest;
+use videocall_control_api::v1::{JoinGrant, JoinMeetingRequest};
+use videocall_e2ee::{ControlPlaneCredentials, Member, SigningKey};
 
 use crate::rejoin::{Grant, GrantSource};
 use crate::{ClientError, RelayAddress};
 
 /// Joins `meeting_id` through the control plane at `api_url`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ControlPlaneGrants {
     api_url: String,
     meeting_id: String,
@@ -20,6 +22,7 @@ pub struct ControlPlaneGrants {
     authorization: Option<String>,
     receive_only: bool,
     channel: Option<Channel>,
+    key: Option<SigningKey>,
 }
 
 impl ControlPlaneGrants {
@@ -33,6 +36,7 @@ impl ControlPlaneGrants {
             authorization: None,
             receive_only: false,
             channel: None,
+            key: None,
         }
     }
 
@@ -61,7 +65,19 @@ impl ControlPlaneGrants {
 impl GrantSource for ControlPlaneGrants {
     async fn grant(&mut self, avoid: &[String]) -> Result<Grant, ClientError> {
         let channel = self.channel().await?;
+        // The key of the participant's end-to-end encryption, the same on every rejoin: sent
+        // with every request, so an encrypted meeting's grant carries its credential.
+        let key = match &self.key {
+            Some(key) => key.clone(),
+            None => {
+                let key =
+                    SigningKey::generate().map_err(|e| ClientError::Encryption(e.to_string()))?;
+                self.key = Some(key.clone());
+                key
+            }
+        };
         let mut request = Request::new(JoinMeetingRequest {
+            e2ee_signature_key: key.public(),
             meeting_id: self.meeting_id.clone(),
             display_name: self.display_name.clone(),
             receive_only: self.receive_only,
@@ -83,11 +99,17 @@ impl GrantSource for ControlPlaneGrants {
                 message: format!("{:?}: {}", status.code(), status.message()),
             })?
             .into_inner();
+        let encryption = if grant.e2ee_required {
+            Some(MemberSeed::from_grant(key, &grant)?)
+        } else {
+            None
+        };
         let relay = grant.relay.ok_or_else(|| ClientError::GrantRefused {
             message: "a grant without a relay".into(),
             retry: true,
         })?;
         Ok(Grant {
+            encryption,
             relay_id: relay.relay_id,
             relay: RelayAddress {
                 webtransport_url: relay.webtransport_url,
@@ -131,33 +153,64 @@ async fn connect(api_url: &str) -> Result<Channel, ClientError> {
         .map_err(|e| ClientError::Connect(format!("control plane: {e}")))
 }
 
-/// The member a participant is in its meeting's end-to-end encryption: `key` (whose public half
-/// went into the JoinMeeting request as `e2ee_signature_key`), known to the others by the
-/// grant's credential, checking theirs against the keys the grant names.
-pub fn e2ee_member(
-    key: videocall_e2ee::SigningKey,
-    grant: &videocall_control_api::v1::JoinGrant,
-) -> Result<videocall_e2ee::Member, ClientError> {
-    let encryption = |e: videocall_e2ee::E2eeError| ClientError::Encryption(e.to_string());
-    if grant.e2ee_credential.is_empty() {
-        return Err(ClientError::Encryption(
-            "the grant carries no credential (the request sent no e2ee_signature_key)".into(),
-        ));
+/// What makes a participant's member of its meeting's end-to-end encryption: its key (whose
+/// public half went into the JoinMeeting request as `e2ee_signature_key`), the grant's
+/// credential for it, and the check of everyone's credentials against the keys the grant names.
+#[derive(Clone)]
+pub struct MemberSeed {
+    key: SigningKey,
+    credential: Vec<u8>,
+    check: Arc<ControlPlaneCredentials>,
+}
+
+impl std::fmt::Debug for MemberSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberSeed").finish_non_exhaustive()
     }
-    let keys = grant
-        .e2ee_verification_keys
-        .as_ref()
-        .map(|k| k.keys.as_slice())
-        .unwrap_or_default();
-    let check = videocall_e2ee::ControlPlaneCredentials::from_keys(
-        keys.iter().map(|k| (k.kid.as_str(), k.public_key.as_str())),
-        &grant.meeting_id,
-    )
-    .map_err(encryption)?;
-    videocall_e2ee::Member::new(
-        key,
-        grant.e2ee_credential.clone().into_bytes(),
-        std::sync::Arc::new(check),
-    )
-    .map_err(encryption)
+}
+
+fn encryption_error(e: videocall_e2ee::E2eeError) -> ClientError {
+    ClientError::Encryption(e.to_string())
+}
+
+impl MemberSeed {
+    /// The seed of `grant`, for `key`.
+    pub fn from_grant(key: SigningKey, grant: &JoinGrant) -> Result<Self, ClientError> {
+        if grant.e2ee_credential.is_empty() {
+            return Err(ClientError::Encryption(
+                "the grant carries no credential (the request sent no e2ee_signature_key)".into(),
+            ));
+        }
+        let keys = grant
+            .e2ee_verification_keys
+            .as_ref()
+            .map(|k| k.keys.as_slice())
+            .unwrap_or_default();
+        let check = ControlPlaneCredentials::from_keys(
+            keys.iter().map(|k| (k.kid.as_str(), k.public_key.as_str())),
+            &grant.meeting_id,
+        )
+        .map_err(encryption_error)?;
+        Ok(MemberSeed {
+            key,
+            credential: grant.e2ee_credential.clone().into_bytes(),
+            check: Arc::new(check),
+        })
+    }
+
+    /// A new member (a session's group state starts afresh).
+    pub fn member(&self) -> Result<Member, ClientError> {
+        Member::new(
+            self.key.clone(),
+            self.credential.clone(),
+            self.check.clone(),
+        )
+        .map_err(encryption_error)
+    }
+}
+
+/// The member a participant is in its meeting's end-to-end encryption: `key` with `grant`'s
+/// credential (see [`MemberSeed`]).
+pub fn e2ee_member(key: SigningKey, grant: &JoinGrant) -> Result<Member, ClientError> {
+    MemberSeed::from_grant(key, grant)?.member()
 }

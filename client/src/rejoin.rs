@@ -27,6 +27,9 @@ pub struct Grant {
     pub meeting_id: String,
     /// Join token for that relay's `Join`.
     pub token: String,
+    /// The meeting is end-to-end encrypted: the session encrypts as this member (its key and
+    /// the control plane's credential for it). `None`: a meeting in clear.
+    pub encryption: Option<crate::control_plane::MemberSeed>,
 }
 
 /// Where grants come from: the control plane's `JoinMeeting`, or anything a test provides.
@@ -161,7 +164,7 @@ impl<G: GrantSource> Rejoining<G> {
         give_up_after: Duration,
     ) -> Result<Self, ClientError> {
         let grant = grants.grant(&[]).await?;
-        let client = Client::connect(options(transport, &configure, &grant)).await?;
+        let client = connect(transport, &configure, &grant).await?;
         Ok(Rejoining {
             grants,
             transport,
@@ -254,16 +257,13 @@ impl<G: GrantSource> Rejoining<G> {
             tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;
             let result = match self.grants.grant(self.avoid.as_slice()).await {
-                Ok(grant) => {
-                    let options = options(self.transport, &self.configure, &grant);
-                    match Client::connect(options).await {
-                        Ok(client) => Ok((client, grant.relay_id)),
-                        Err(error) => {
-                            self.avoid.lost(&grant.relay_id);
-                            Err(error)
-                        }
+                Ok(grant) => match connect(self.transport, &self.configure, &grant).await {
+                    Ok(client) => Ok((client, grant.relay_id)),
+                    Err(error) => {
+                        self.avoid.lost(&grant.relay_id);
+                        Err(error)
                     }
-                }
+                },
                 Err(error) => Err(error),
             };
             match result {
@@ -281,6 +281,19 @@ impl<G: GrantSource> Rejoining<G> {
             }
         }
     }
+}
+
+/// Connects with `grant`, encrypting where the meeting requires it.
+async fn connect(
+    transport: Transport,
+    configure: &Configure,
+    grant: &Grant,
+) -> Result<Client, ClientError> {
+    let mut client = Client::connect(options(transport, configure, grant)).await?;
+    if let Some(seed) = &grant.encryption {
+        client.start_encryption(seed.member()?).await?;
+    }
+    Ok(client)
 }
 
 fn options(transport: Transport, configure: &Configure, grant: &Grant) -> ConnectOptions {

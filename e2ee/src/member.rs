@@ -79,7 +79,9 @@ struct Pending {
 }
 
 /// A participant's MLS signing key (Ed25519): made before joining, so that the control plane
-/// can sign it into the participant's credential.
+/// can sign it into the participant's credential. A clone is the same key (a client that
+/// joins again keeps it).
+#[derive(Clone)]
 pub struct SigningKey(SignatureKeyPair);
 
 impl SigningKey {

@@ -57,7 +57,7 @@ async fn viewer(info: &PlatformInfo, meeting: &str) -> (Client, String) {
         .grant(&[])
         .await
         .expect("grant");
-    let client = Client::connect(ConnectOptions::new(
+    let mut client = Client::connect(ConnectOptions::new(
         Transport::WebTransport,
         grant.relay,
         &grant.meeting_id,
@@ -65,6 +65,13 @@ async fn viewer(info: &PlatformInfo, meeting: &str) -> (Client, String) {
     ))
     .await
     .expect("the viewer joins");
+    // An end-to-end encrypted meeting: the viewer joins its group and gets frames opened.
+    if let Some(seed) = &grant.encryption {
+        client
+            .start_encryption(seed.member().expect("member"))
+            .await
+            .expect("the viewer encrypts");
+    }
     (client, grant.relay_id)
 }
 
@@ -190,6 +197,30 @@ async fn a_viewer_decodes_the_test_pattern_and_sigterm_leaves() {
         }
     }
     assert_eq!(child.wait_exit(Duration::from_secs(10)).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_an_encrypted_meeting_the_streamer_seals_and_a_viewer_decodes_what_it_opens() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
+    create_test_meetings(&info).await;
+    let admin: SocketAddr = format!("127.0.0.1:{}", videocall_testkit::free_tcp_port())
+        .parse()
+        .expect("addr");
+    let _child = ChildGuard(
+        streamer(&info, "encrypted", &["--admin-addr", &admin.to_string()])
+            .spawn()
+            .expect("spawn videocall-streamer"),
+    );
+    let (mut viewer, _) = viewer(&info, "encrypted").await;
+    let seen = PatternReader::new()
+        .read(&mut viewer, 30, Duration::from_secs(30))
+        .await;
+    assert!(in_order(&seen), "every picture, in order: {seen:?}");
+    let counters = viewer.encryption_counters().expect("encrypted");
+    assert!(counters.opened >= 30, "{counters:?}");
+    let (_, metrics) = http_request(admin, "GET", "/metrics").await;
+    assert!(metric_value(&metrics, "videocall_streamer_frames_sent_total") >= 30.0);
 }
 
 /// Runs the streamer to its end (it must stop on its own within 30 s).

@@ -75,18 +75,10 @@ impl Slot {
     }
 
     /// Seals a media frame when encryption is on.
-    pub(crate) fn seal_media(&self, media: wire::Media) -> Result<wire::Media, ClientError> {
-        if !self.is_on() {
-            return Ok(media);
-        }
-        let mut body = Body::Media(media);
-        self.seal(&mut body)?;
-        match body {
-            Body::Media(media) => Ok(media),
-            _ => Err(ClientError::Encryption(
-                "sealing changed the message".into(),
-            )),
-        }
+    pub(crate) fn seal_media(&self, media: &mut wire::Media) -> Result<(), ClientError> {
+        self.with(|encryption| encryption.seal_media(media))
+            .unwrap_or(Ok(()))
+            .map_err(error)
     }
 
     /// Takes a message from the relay: what to answer, and the message to hand on (opened;

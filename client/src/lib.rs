@@ -12,6 +12,7 @@
 
 pub mod control_plane;
 mod encrypted;
+pub mod member_seed;
 pub mod rejoin;
 pub mod synthetic;
 pub mod tls;
@@ -157,6 +158,17 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// Whether a publisher should send a keyframe now: the relay asks for one, or the
+    /// encrypted group entered a new epoch (whoever is new could not open the frames before).
+    pub fn asks_for_keyframe(&self) -> bool {
+        matches!(
+            self,
+            Event::Message(Body::KeyframeRequest(_)) | Event::Encryption(GroupEvent::Epoch { .. })
+        )
+    }
+}
+
 /// A joined session.
 pub struct Client {
     /// The relay's welcome: own id and who was already there.
@@ -195,8 +207,8 @@ impl Sender {
 
     /// Publishes a media packet (audio as a datagram on WebTransport, video on its
     /// group-of-pictures stream), sealed when encryption is on.
-    pub async fn send_media(&self, media: wire::Media) -> Result<(), ClientError> {
-        let media = self.encryption.seal_media(media)?;
+    pub async fn send_media(&self, mut media: wire::Media) -> Result<(), ClientError> {
+        self.encryption.seal_media(&mut media)?;
         match &self.inner {
             SenderInner::WebTransport(s) => s.send_media(media).await,
             SenderInner::WebSocket(s) => s.send(Body::Media(media)).await,

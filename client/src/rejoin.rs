@@ -14,6 +14,7 @@ use tokio::time::Instant;
 pub use videocall_protocol::avoid::{AvoidList, MAX_AVOIDED_RELAYS};
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode};
 
+use crate::member_seed::MemberSeed;
 use crate::{Client, ClientError, ConnectOptions, Event, RelayAddress, Sender, Transport};
 
 /// Permission to join a meeting on one relay.
@@ -29,7 +30,7 @@ pub struct Grant {
     pub token: String,
     /// The meeting is end-to-end encrypted: the session encrypts as this member (its key and
     /// the control plane's credential for it). `None`: a meeting in clear.
-    pub encryption: Option<crate::control_plane::MemberSeed>,
+    pub encryption: Option<MemberSeed>,
 }
 
 /// Where grants come from: the control plane's `JoinMeeting`, or anything a test provides.

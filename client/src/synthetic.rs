@@ -142,16 +142,11 @@ pub async fn answer_keyframe_requests(
     keyframes: KeyframeTrigger,
     stop: CancellationToken,
 ) {
-    use videocall_protocol::wire::envelope::Body;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             event = client.next_event() => match event {
-                Some(crate::Event::Message(Body::KeyframeRequest(_))) => keyframes.request(),
-                // A new epoch has members who could not open what came before.
-                Some(crate::Event::Encryption(videocall_e2ee::GroupEvent::Epoch { .. })) => {
-                    keyframes.request()
-                }
+                Some(event) if event.asks_for_keyframe() => keyframes.request(),
                 Some(_) => {}
                 None => return,
             }

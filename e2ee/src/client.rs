@@ -8,7 +8,7 @@
 //! refused ([`E2eeError::NoGroup`]), and nothing that arrives in clear, or does not open, is
 //! handed on.
 
-use videocall_protocol::wire::{envelope::Body, Handshake, Joined};
+use videocall_protocol::wire::{envelope::Body, Handshake, Joined, Media};
 
 use crate::media::{open_chat, open_media, seal_chat, seal_media};
 use crate::session::{GroupEvent, GroupSession};
@@ -96,12 +96,23 @@ impl ClientEncryption {
     /// Seals an outgoing media frame or chat message in place; other messages pass as they
     /// are. Not in the group yet: [`E2eeError::NoGroup`], and the message must not be sent.
     pub fn seal(&mut self, body: &mut Body) -> Result<(), E2eeError> {
-        let member = self.session.member_mut();
-        let sealed = match body {
-            Body::Media(media) => seal_media(member, media),
-            Body::Data(message) => seal_chat(member, message),
-            _ => return Ok(()),
-        };
+        match body {
+            Body::Media(media) => self.seal_media(media),
+            Body::Data(message) => {
+                let sealed = seal_chat(self.session.member_mut(), message);
+                self.count_sealed(sealed)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Seals an outgoing media frame's payload in place (see [`Self::seal`]).
+    pub fn seal_media(&mut self, media: &mut Media) -> Result<(), E2eeError> {
+        let sealed = seal_media(self.session.member_mut(), media);
+        self.count_sealed(sealed)
+    }
+
+    fn count_sealed(&mut self, sealed: Result<(), E2eeError>) -> Result<(), E2eeError> {
         match sealed {
             Ok(()) => self.counters.sealed += 1,
             Err(E2eeError::NoGroup) => self.counters.held_back += 1,

@@ -10,7 +10,6 @@ use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
 use videocall_client::{Client, Event, Transport};
-use videocall_e2ee::GroupEvent;
 use videocall_protocol::wire::envelope::Body;
 
 use crate::deployment::{Deployment, Setup};
@@ -85,9 +84,7 @@ pub async fn receive(
                         .saturating_sub(m.capture_timestamp_us)
                         .max(1),
                 ),
-                Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
-                // A new epoch has members who could not open the frames before it.
-                Some(Event::Encryption(GroupEvent::Epoch { .. })) => trigger.request(),
+                Some(event) if event.asks_for_keyframe() => trigger.request(),
                 Some(Event::Message(_) | Event::Encryption(_)) => {}
                 Some(Event::Closed { .. }) | None => break,
             }

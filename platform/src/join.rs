@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use videocall_client::control_plane::e2ee_member;
+use videocall_client::member_seed::e2ee_member;
 use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
 use videocall_client::{Client, ConnectOptions, Event, RelayAddress, Transport};
 use videocall_e2ee::{GroupEvent, SigningKey};
@@ -147,42 +147,40 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
                     );
                 }
             }
-            event = client.next_event() => match event {
-                Some(Event::Message(Body::Media(m))) => {
-                    let r = rates.entry(m.participant_id).or_default();
-                    if m.kind == MediaKind::Audio as i32 { r.audio += 1 } else { r.video += 1 }
-                    r.bytes += m.payload.len() as u64;
+            event = client.next_event() => {
+                if event.as_ref().is_some_and(Event::asks_for_keyframe) {
+                    trigger.request();
                 }
-                Some(Event::Message(Body::ParticipantJoined(j))) => {
-                    if let Some(p) = j.participant {
-                        println!("+ {}", describe(&p));
-                        users.insert(p.user.clone(), p.display_name.clone());
-                        names.insert(p.id, p.display_name);
+                match event {
+                    Some(Event::Message(Body::Media(m))) => {
+                        let r = rates.entry(m.participant_id).or_default();
+                        if m.kind == MediaKind::Audio as i32 { r.audio += 1 } else { r.video += 1 }
+                        r.bytes += m.payload.len() as u64;
                     }
-                }
-                Some(Event::Message(Body::ParticipantUpdated(u))) => {
-                    if let Some(p) = u.participant {
-                        println!("~ {}", describe(&p));
+                    Some(Event::Message(Body::ParticipantJoined(j))) => {
+                        if let Some(p) = j.participant {
+                            println!("+ {}", describe(&p));
+                            users.insert(p.user.clone(), p.display_name.clone());
+                            names.insert(p.id, p.display_name);
+                        }
                     }
-                }
-                Some(Event::Message(Body::ParticipantLeft(l))) => {
-                    let who = names.remove(&l.participant_id).unwrap_or_else(|| l.participant_id.to_string());
-                    println!("- {who} left");
-                }
-                Some(Event::Message(Body::KeyframeRequest(_))) => trigger.request(),
-                Some(Event::Message(Body::Data(d))) => println!("[chat] {}: {}", d.from_participant_id, d.text),
-                Some(Event::Message(Body::Error(e))) => println!("! relay error {}: {}", e.code, e.message),
-                Some(Event::Message(Body::Draining(_))) => println!("! the relay is draining"),
-                Some(Event::Message(_)) => {}
-                Some(Event::Encryption(event)) => {
-                    if matches!(event, GroupEvent::Epoch { .. }) {
-                        // Who is new could not open the frames before.
-                        trigger.request();
+                    Some(Event::Message(Body::ParticipantUpdated(u))) => {
+                        if let Some(p) = u.participant {
+                            println!("~ {}", describe(&p));
+                        }
                     }
-                    println!("{}", describe_group(&client, &event, &users));
+                    Some(Event::Message(Body::ParticipantLeft(l))) => {
+                        let who = names.remove(&l.participant_id).unwrap_or_else(|| l.participant_id.to_string());
+                        println!("- {who} left");
+                    }
+                    Some(Event::Message(Body::Data(d))) => println!("[chat] {}: {}", d.from_participant_id, d.text),
+                    Some(Event::Message(Body::Error(e))) => println!("! relay error {}: {}", e.code, e.message),
+                    Some(Event::Message(Body::Draining(_))) => println!("! the relay is draining"),
+                    Some(Event::Message(_)) => {}
+                    Some(Event::Encryption(event)) => println!("{}", describe_group(&client, &event, &users)),
+                    Some(Event::Closed { code, reason }) => break Err(anyhow::anyhow!("session closed (code {code}): {reason}")),
+                    None => break Err(anyhow::anyhow!("session ended")),
                 }
-                Some(Event::Closed { code, reason }) => break Err(anyhow::anyhow!("session closed (code {code}): {reason}")),
-                None => break Err(anyhow::anyhow!("session ended")),
             }
         }
     };

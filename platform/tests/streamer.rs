@@ -153,14 +153,7 @@ async fn a_viewer_decodes_the_test_pattern_and_sigterm_leaves() {
     let data = tempfile::tempdir().expect("temp dir");
     let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
     create_test_meetings(&info).await;
-    let admin: SocketAddr = format!("127.0.0.1:{}", videocall_testkit::free_tcp_port())
-        .parse()
-        .expect("addr");
-    let mut child = ChildGuard(
-        streamer(&info, "shelf", &["--admin-addr", &admin.to_string()])
-            .spawn()
-            .expect("spawn videocall-streamer"),
-    );
+    let (mut child, admin) = spawn_streamer(&info, "shelf");
     let (mut viewer, _) = viewer(&info, "shelf").await;
 
     let seen = PatternReader::new()
@@ -204,14 +197,7 @@ async fn in_an_encrypted_meeting_the_streamer_seals_and_a_viewer_decodes_what_it
     let data = tempfile::tempdir().expect("temp dir");
     let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
     create_test_meetings(&info).await;
-    let admin: SocketAddr = format!("127.0.0.1:{}", videocall_testkit::free_tcp_port())
-        .parse()
-        .expect("addr");
-    let _child = ChildGuard(
-        streamer(&info, "encrypted", &["--admin-addr", &admin.to_string()])
-            .spawn()
-            .expect("spawn videocall-streamer"),
-    );
+    let (_child, admin) = spawn_streamer(&info, "encrypted");
     let (mut viewer, _) = viewer(&info, "encrypted").await;
     let seen = PatternReader::new()
         .read(&mut viewer, 30, Duration::from_secs(30))
@@ -221,6 +207,20 @@ async fn in_an_encrypted_meeting_the_streamer_seals_and_a_viewer_decodes_what_it
     assert!(counters.opened >= 30, "{counters:?}");
     let (_, metrics) = http_request(admin, "GET", "/metrics").await;
     assert!(metric_value(&metrics, "videocall_streamer_frames_sent_total") >= 30.0);
+}
+
+/// Starts the streamer into `meeting`, its admin listener on a port of its own; returns it
+/// and that address.
+fn spawn_streamer(info: &PlatformInfo, meeting: &str) -> (ChildGuard, SocketAddr) {
+    let admin: SocketAddr = format!("127.0.0.1:{}", videocall_testkit::free_tcp_port())
+        .parse()
+        .expect("addr");
+    let child = ChildGuard(
+        streamer(info, meeting, &["--admin-addr", &admin.to_string()])
+            .spawn()
+            .expect("spawn videocall-streamer"),
+    );
+    (child, admin)
 }
 
 /// Runs the streamer to its end (it must stop on its own within 30 s).
@@ -294,14 +294,7 @@ async fn the_streamer_rejoins_another_relay_when_its_relay_is_killed() {
     // The viewer takes relay-0's share of `demo`, so the streamer is placed on relay-z.
     let (mut viewer, viewer_relay) = viewer(&info, "demo").await;
     assert_eq!(viewer_relay, "relay-0");
-    let admin: SocketAddr = format!("127.0.0.1:{}", videocall_testkit::free_tcp_port())
-        .parse()
-        .expect("addr");
-    let _streamer = ChildGuard(
-        streamer(&info, "demo", &["--admin-addr", &admin.to_string()])
-            .spawn()
-            .expect("spawn videocall-streamer"),
-    );
+    let (_streamer, admin) = spawn_streamer(&info, "demo");
     let mut reader = PatternReader::new();
     let before = reader.read(&mut viewer, 15, Duration::from_secs(30)).await;
     assert!(in_order(&before), "{before:?}");

@@ -119,8 +119,8 @@ pub enum DropReason {
     /// Media from the bus whose frame is not a media envelope of the publisher and track
     /// its header names (a broken or foreign relay): never handed to anyone.
     MalformedRemote,
-    /// Media of an end-to-end encrypted participant that is not an SFrame ciphertext (sent
-    /// in clear): never handed to anyone.
+    /// Media or chat of an end-to-end encrypted participant that is not sealed (sent in
+    /// clear): never handed to anyone.
     NotEncrypted,
 }
 

@@ -46,8 +46,8 @@ pub enum GroupEvent {
     Epoch {
         /// The epoch.
         epoch: u64,
-        /// Every member's user, by leaf index.
-        members: Vec<(u32, String)>,
+        /// Every member, by leaf index.
+        members: Vec<GroupMember>,
     },
     /// The participant is out of the group (removed, or it was founded afresh) and is
     /// offering its key package again.
@@ -63,6 +63,20 @@ pub enum GroupEvent {
         /// Why.
         reason: String,
     },
+}
+
+/// A member of the group as a participant's screen shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Its leaf index.
+    pub leaf: u32,
+    /// Who its credential says it is (user, name, guest or not).
+    pub identity: Identity,
+    /// Its verification code, for people to compare out of band (the same on every member's
+    /// screen for the same key).
+    pub code: String,
+    /// It is this participant.
+    pub me: bool,
 }
 
 /// A key package offered by a participant who is not (or no longer) in the group.
@@ -96,8 +110,13 @@ pub struct GroupSession {
     member: Member,
     me: u64,
     phase: Phase,
-    /// The sequence of the last commit or founding taken into account (0: none).
+    /// The sequence of the last commit or founding taken into account (0: none): delivered
+    /// to this participant, or the head its `Joined` named. Offers say it as `after`.
     head: u64,
+    /// The head a refusal of this participant's founding named: the order is further on than
+    /// anything delivered yet (the commit that adds this participant may be on its way). A
+    /// founding follows it; offers and the order of what is delivered do not.
+    refused_head: u64,
     /// Participant id -> user, as the relay's roster says (this participant excluded).
     roster: HashMap<u64, String>,
     /// User -> its newest key package not yet added.
@@ -150,6 +169,7 @@ impl GroupSession {
             me: 0,
             phase: Phase::Waiting,
             head: 0,
+            refused_head: 0,
             roster: HashMap::new(),
             offers: BTreeMap::new(),
             added_at: HashMap::new(),
@@ -212,6 +232,7 @@ impl GroupSession {
         self.me = me;
         self.phase = Phase::Waiting;
         self.head = head;
+        self.refused_head = 0;
         self.roster = others.iter().cloned().collect();
         self.offers.clear();
         self.added_at.clear();
@@ -268,18 +289,19 @@ impl GroupSession {
                 // Found at once when nobody else is here, or when the meeting never had a
                 // group (two who found at once: the delivery service's order takes one, and
                 // the other offers); otherwise after waiting long enough to be added.
-                let alone = self.roster.is_empty() || self.head == 0;
+                let known = self.head.max(self.refused_head);
+                let alone = self.roster.is_empty() || known == 0;
                 let stuck = now_ms.saturating_sub(self.waiting_since_ms) >= FOUND_AFTER_MS;
                 let may = self
                     .last_found_ms
                     .is_none_or(|last| now_ms.saturating_sub(last) >= OFFER_INTERVAL_MS);
                 if self.founding.is_none() && may && (alone || stuck) {
-                    self.founding = Some(self.head);
+                    self.founding = Some(known);
                     self.last_found_ms = Some(now_ms);
                     self.waiting_since_ms = now_ms;
                     out.push(handshake(
                         HandshakeKind::Found,
-                        self.head,
+                        known,
                         Vec::new(),
                         Vec::new(),
                     ));
@@ -560,11 +582,17 @@ impl GroupSession {
                 .get(user)
                 .is_none_or(|added| offer.sequence > *added)
         });
+        let own = self.member.own_leaf();
         let members = self
             .member
             .roster()
             .iter()
-            .map(|(leaf, who)| (*leaf, who.user.clone()))
+            .map(|(leaf, identity)| GroupMember {
+                leaf: *leaf,
+                identity: identity.clone(),
+                code: self.member.verification_code(*leaf).unwrap_or_default(),
+                me: Some(*leaf) == own,
+            })
             .collect();
         self.events.push_back(GroupEvent::Epoch {
             epoch: self.member.epoch().unwrap_or_default(),
@@ -601,10 +629,14 @@ impl GroupSession {
             HandshakeKind::Found => {
                 if self.founding == Some(refusal.after) {
                     self.founding = None;
-                    if refusal.head > self.head && self.phase == Phase::Waiting {
+                    if refusal.head > self.head.max(self.refused_head)
+                        && self.phase == Phase::Waiting
+                    {
                         // The group is further on: found after it if still alone, else wait
-                        // to be added (the offer goes again).
-                        self.head = refusal.head;
+                        // to be added (the offer goes again). Not a head this participant has
+                        // seen: the commit that adds it may be on its way, and must still be
+                        // taken when it comes; the offer says what was seen.
+                        self.refused_head = refusal.head;
                         self.last_offer_ms = None;
                         self.last_found_ms = None;
                     }

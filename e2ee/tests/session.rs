@@ -293,6 +293,84 @@ fn two_founders_at_once_and_joins_in_a_burst_converge() {
     relays.assert_one_group();
 }
 
+/// The race the streamer test met under load: bob joins as alice founds (his `Joined` says no
+/// group yet), so he offers and founds at once. Alice adds him from his offer before his
+/// founding reaches the order, which refuses it with the head her commit made; the refusal
+/// reaches bob at once, her commit (with his Welcome) a moment later over the bus. Bob must
+/// still join by that Welcome, and the offer he sends again meanwhile must not look like the
+/// offer of someone who lost his state (alice would remove him and add him again: frames
+/// sealed in between are lost).
+#[test]
+fn a_founding_refused_after_the_commit_that_adds_its_sender_does_not_cost_the_join() {
+    let mut relays = Relays::default();
+    join(&mut relays, "alice");
+    relays.settle();
+    let alice = 0;
+    // Bob's join was admitted before alice's founding was ordered: head 0.
+    relays.next_id += 1;
+    let me = relays.next_id;
+    let others = vec![(relays.participants[alice].id, "alice".to_owned())];
+    let mut session = GroupSession::new("m-1", member("bob"));
+    let mut out: VecDeque<Handshake> = session.joined(me, &others, 0, relays.now_ms).into();
+    relays.participants.push(Participant {
+        id: me,
+        user: "bob".into(),
+        session,
+        inbox: VecDeque::new(),
+        outbox: VecDeque::new(),
+        online: true,
+        frozen: false,
+    });
+    let bob = 1;
+    tell_joins(&mut relays);
+    let offer = out.pop_front().expect("an offer");
+    assert_eq!(offer.kind, HandshakeKind::KeyPackage as i32);
+    let founding = out
+        .pop_front()
+        .expect("a founding: no group as far as bob knows");
+    assert_eq!(founding.kind, HandshakeKind::Found as i32);
+    // His offer is ordered; alice commits the add, and her commit is ordered.
+    relays.order(bob, offer);
+    let now = relays.now_ms;
+    while let Some(Told::Handshake(h)) = relays.participants[alice].inbox.pop_front() {
+        let out = relays.participants[alice].session.handshake(&h, now);
+        relays.participants[alice].outbox.extend(out);
+    }
+    let commit = relays.participants[alice]
+        .outbox
+        .pop_front()
+        .expect("alice adds bob");
+    assert_eq!(commit.kind, HandshakeKind::Commit as i32);
+    relays.order(alice, commit);
+    // Now his founding reaches the order: refused, and the refusal reaches him before the
+    // commit does.
+    relays.order(bob, founding);
+    let refusal = relays.participants[bob]
+        .inbox
+        .pop_back()
+        .expect("the refusal");
+    assert!(matches!(refusal, Told::Refused(_)));
+    let inbox = &mut relays.participants[bob].inbox;
+    let position = inbox
+        .iter()
+        .position(
+            |told| matches!(told, Told::Handshake(h) if h.kind == HandshakeKind::Commit as i32),
+        )
+        .expect("the commit on its way to bob");
+    inbox.insert(position, refusal);
+    relays.settle();
+    relays.assert_one_group();
+    assert_eq!(
+        relays.participants[alice].session.member().epoch(),
+        Some(1),
+        "bob joined by the first commit, and nobody removed him and added him again"
+    );
+    // Time passes: nothing changes.
+    relays.pass(3_000);
+    relays.assert_one_group();
+    assert_eq!(relays.participants[bob].session.member().epoch(), Some(1));
+}
+
 #[test]
 fn a_leave_rekeys_and_the_leaver_cannot_open_what_follows() {
     let mut relays = Relays::default();

@@ -9,7 +9,7 @@ use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
 use videocall_control_api::v1::JoinMeetingRequest;
 use videocall_e2ee::SigningKey;
 
-use crate::member_seed::MemberSeed;
+use crate::member_seed::seed_from_grant;
 use crate::rejoin::{Grant, GrantSource};
 use crate::{ClientError, RelayAddress};
 
@@ -100,7 +100,7 @@ impl GrantSource for ControlPlaneGrants {
             })?
             .into_inner();
         let encryption = if grant.e2ee_required {
-            Some(MemberSeed::from_grant(key, &grant)?)
+            Some(seed_from_grant(key, &grant)?)
         } else {
             None
         };

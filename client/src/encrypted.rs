@@ -87,12 +87,7 @@ impl Slot {
         let Some((mut encryption, now_ms)) = self.lock() else {
             return (Vec::new(), Some(body));
         };
-        let out = encryption.on_message(&body, now_ms);
-        let body = match body {
-            Body::Handshake(_) | Body::HandshakeRefused(_) => None,
-            other => encryption.open(other),
-        };
-        (out, body)
+        encryption.receive(body, now_ms)
     }
 
     /// What is due by now.

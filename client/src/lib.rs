@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use videocall_e2ee::{GroupEvent, Member};
+use videocall_e2ee::Member;
+/// What happens to an encrypted session's group ([`Event::Encryption`]).
+pub use videocall_e2ee::{GroupEvent, GroupMember};
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode};
 use videocall_protocol::ProtocolError;
 

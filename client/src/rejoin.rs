@@ -292,7 +292,10 @@ async fn connect(
 ) -> Result<Client, ClientError> {
     let mut client = Client::connect(options(transport, configure, grant)).await?;
     if let Some(seed) = &grant.encryption {
-        client.start_encryption(seed.member()?).await?;
+        let member = seed
+            .member()
+            .map_err(|e| ClientError::Encryption(e.to_string()))?;
+        client.start_encryption(member).await?;
     }
     Ok(client)
 }

@@ -87,6 +87,18 @@ impl ClientEncryption {
         bodies(out)
     }
 
+    /// Takes any message from the relay: the handshake messages to answer with, and the
+    /// message to hand on (media and chat opened; `None` when it did not open, came in
+    /// clear, or was a handshake message, which is the encryption's alone).
+    pub fn receive(&mut self, body: Body, now_ms: u64) -> (Vec<Body>, Option<Body>) {
+        let out = self.on_message(&body, now_ms);
+        let body = match body {
+            Body::Handshake(_) | Body::HandshakeRefused(_) => None,
+            other => self.open(other),
+        };
+        (out, body)
+    }
+
     /// What is due by now (offers, a founding, a commit); call now and then (every few
     /// hundred milliseconds).
     pub fn poll(&mut self, now_ms: u64) -> Vec<Body> {

@@ -7,6 +7,8 @@
 //!   proposes, and what handshake messages from the delivery service do to it.
 //! - [`CredentialCheck`]: whose key is whose; [`ControlPlaneCredentials`] checks the
 //!   credentials the control plane signs (a user or guest of the meeting holds this key).
+//! - [`MemberSeed`]: what a join grant makes a participant's member of (key, credential,
+//!   the keys that check everyone's), a fresh [`Member`] per session.
 //! - [`GroupSession`]: a participant's encryption in a meeting, driven by what the relay says
 //!   and the time: offers, foundings, who commits, what delivered handshakes do.
 //! - [`ClientEncryption`]: a client's session with the relay's messages in and the sealed and
@@ -27,6 +29,7 @@ mod error;
 mod frames;
 mod media;
 mod member;
+mod seed;
 mod session;
 
 pub use client::{ClientEncryption, EncryptionCounters};
@@ -35,6 +38,8 @@ pub use error::E2eeError;
 pub use frames::{FrameKeys, Opened, KEPT_EPOCHS};
 pub use media::{media_metadata, open_chat, open_media, seal_chat, seal_media, SEALED_TOPIC};
 pub use member::{Handled, Member, Proposed, SigningKey, MAX_MEMBERS};
+pub use seed::MemberSeed;
 pub use session::{
-    GroupEvent, GroupSession, Phase, SessionCounters, FOUND_AFTER_MS, OFFER_INTERVAL_MS,
+    GroupEvent, GroupMember, GroupSession, Phase, SessionCounters, FOUND_AFTER_MS,
+    OFFER_INTERVAL_MS,
 };

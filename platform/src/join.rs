@@ -177,7 +177,7 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
                     Some(Event::Message(Body::Error(e))) => println!("! relay error {}: {}", e.code, e.message),
                     Some(Event::Message(Body::Draining(_))) => println!("! the relay is draining"),
                     Some(Event::Message(_)) => {}
-                    Some(Event::Encryption(event)) => println!("{}", describe_group(&client, &event, &users)),
+                    Some(Event::Encryption(event)) => println!("{}", describe_group(&event, &users)),
                     Some(Event::Closed { code, reason }) => break Err(anyhow::anyhow!("session closed (code {code}): {reason}")),
                     None => break Err(anyhow::anyhow!("session ended")),
                 }
@@ -214,18 +214,15 @@ fn describe(p: &Participant) -> String {
 
 /// A line about the meeting's encrypted group: the epoch and each member with its
 /// verification code (the same on every member's screen for the same key).
-fn describe_group(client: &Client, event: &GroupEvent, users: &HashMap<String, String>) -> String {
+fn describe_group(event: &GroupEvent, users: &HashMap<String, String>) -> String {
     match event {
         GroupEvent::Epoch { epoch, members } => {
             let codes: Vec<String> = members
                 .iter()
-                .map(|(leaf, user)| {
-                    let code = client
-                        .with_encryption(|e| e.session().member().verification_code(*leaf))
-                        .flatten()
-                        .unwrap_or_default();
+                .map(|member| {
+                    let user = &member.identity.user;
                     let name = users.get(user).map_or(user.as_str(), String::as_str);
-                    format!("{name} [{code}]")
+                    format!("{name} [{}]", member.code)
                 })
                 .collect();
             format!("🔒 epoch {epoch}: {}", codes.join(", "))

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
-use videocall_control_plane::store::{Access, NewMeeting};
+use videocall_control_plane::store::{Access, MeetingUpdate, NewMeeting};
 use videocall_control_plane::ControlPlaneConfig;
 use videocall_relay::RelayConfig;
 use videocall_token::TokenVerifier;
@@ -103,6 +103,11 @@ struct UpArgs {
     /// before new joiners go to the next (unset: fill a relay first).
     #[arg(long, env = "CONTROL_PLANE_MEETING_SHARE_PER_RELAY")]
     meeting_share_per_relay: Option<u32>,
+    /// The demo meeting is end-to-end encrypted: every client (the browser, `videocall join`,
+    /// the streamer) encrypts its media and chat, and the relay forwards only what is sealed.
+    /// Set or cleared on every start.
+    #[arg(long, env = "VIDEOCALL_DEMO_E2EE")]
+    demo_e2ee: bool,
     #[command(flatten)]
     relay: RelayConfig,
 }
@@ -201,7 +206,7 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
     let control_plane = videocall_control_plane::open(config)
         .await
         .context("starting the control plane")?;
-    ensure_demo_meeting(&control_plane, &admin_user).await?;
+    ensure_demo_meeting(&control_plane, &admin_user, args.demo_e2ee).await?;
     let api = videocall_control_plane::router(control_plane.clone()).await?;
     let metrics_listener = tokio::net::TcpListener::bind(args.control_plane_metrics_addr)
         .await
@@ -411,13 +416,22 @@ fn gateway_config(
     }
 }
 
-/// A public meeting `demo` that admits guests, so a newcomer can join with no account.
+/// A public meeting `demo` that admits guests, so a newcomer can join with no account;
+/// end-to-end encrypted when `e2ee` says so (a demo meeting of an earlier run follows it).
 async fn ensure_demo_meeting(
     control_plane: &videocall_control_plane::service::ControlPlane,
     owner: &str,
+    e2ee: bool,
 ) -> anyhow::Result<()> {
     let store = &control_plane.store;
-    if store.meeting(DEMO_MEETING).await?.is_some() {
+    if let Some(demo) = store.meeting(DEMO_MEETING).await? {
+        if demo.e2ee_required != e2ee {
+            let update = MeetingUpdate {
+                e2ee_required: Some(e2ee),
+                ..Default::default()
+            };
+            store.update_meeting(DEMO_MEETING, &update).await?;
+        }
         return Ok(());
     }
     let created = store
@@ -430,7 +444,7 @@ async fn ensure_demo_meeting(
                 password_hash: None,
                 guests_allowed: true,
                 max_participants: control_plane.config.default_max_participants,
-                e2ee_required: false,
+                e2ee_required: e2ee,
                 allowed_users: Vec::new(),
             },
             videocall_control_plane::store::now_ms(),

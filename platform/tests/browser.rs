@@ -6,7 +6,10 @@
 //! counter read off the canvas.
 //! Screenshots and figures land in the cargo target's tmp directory.
 //!
-//! A second test has Firefox (Debian's firefox-esr, over WebDriver BiDi) meet Chromium.
+//! A second test has Firefox (Debian's firefox-esr, over WebDriver BiDi) meet Chromium, then
+//! both meet two native participants (the streamer, `videocall join`) in an end-to-end
+//! encrypted meeting: everyone opens everyone's media, the verification codes agree on all
+//! three kinds of client, and a chat line arrives sealed.
 //! Others put two Chromium participants on two relays of one meeting, and kill one of those
 //! relays (a separate `videocall-relay` process) under its participant, who rejoins.
 //!
@@ -36,17 +39,17 @@ fn assert_client_built() {
     );
 }
 
-/// `videocall-streamer` publishing its test pattern into `shelf` (a guest named `pi`), as a
+/// `videocall-streamer` publishing its test pattern into `meeting` (a guest named `pi`), as a
 /// Pi on a shelf would: H.264 from openh264, a keyframe when a viewer asks, and the Opus test
 /// tone (`--audio`). 320x240 at 15 fps
 /// unless `STREAMER_RESOLUTION`, `STREAMER_FPS` or `STREAMER_BITRATE_KBPS` say otherwise (the
 /// glass-to-glass benchmark in BENCHMARKS.md sets them, with `VIDEOCALL_STREAMER_BIN`).
-fn streamer(api_url: &str) -> ChildGuard {
+fn streamer(api_url: &str, meeting: &str) -> ChildGuard {
     let setting =
         |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
     let child = common::streamer_command()
         .args(["stream", "--control-plane-url", api_url])
-        .args(["--meeting-id", "shelf", "--user-id", "pi"])
+        .args(["--meeting-id", meeting, "--user-id", "pi"])
         .args(["--audio", "--audio-device", "test-tone"])
         .env(
             "STREAMER_RESOLUTION",
@@ -81,7 +84,7 @@ async fn a_meeting_in_headless_chromium() {
     let http_addr = format!("127.0.0.1:{}", videocall_testkit::free_tcp_port());
     let (mut platform, info) = up(data.path(), &http_addr, &[]).await;
     common::create_test_meetings(&info).await;
-    let _streamer = streamer(&info.api_url);
+    let _streamer = streamer(&info.api_url, "shelf");
 
     // A platform whose relay advertises an address nobody listens on: every transport fails.
     let blocked_data = tempfile::tempdir().expect("temp dir");
@@ -144,7 +147,7 @@ async fn firefox_and_chromium_meet() {
     let data = tempfile::tempdir().expect("temp dir");
     let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
     common::create_test_meetings(&info).await;
-    let _streamer = streamer(&info.api_url);
+    let _streamer = streamer(&info.api_url, "shelf");
     // Firefox's AudioContext runs only with a sound server: PulseAudio with a null sink
     // stands in for the sound card this machine lacks.
     let runtime = tempfile::tempdir().expect("temp dir");
@@ -171,6 +174,20 @@ async fn firefox_and_chromium_meet() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(socket.exists(), "PulseAudio did not start");
+    // The encrypted meeting's native participants: the streamer publishes sealed media, carol
+    // (`videocall join`) opens what the browsers send and prints it with her group's codes.
+    let _encrypted_streamer = streamer(&info.api_url, "encrypted");
+    let carol = ChildGuard(
+        std::process::Command::new(common::BIN)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["join", "--meeting", "encrypted", "--user", "carol"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn videocall join"),
+    );
 
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     let output = tokio::time::timeout(
@@ -192,11 +209,56 @@ async fn firefox_and_chromium_meet() {
         out.display(),
         String::from_utf8_lossy(&output.stderr)
     );
-    let figures = String::from_utf8_lossy(&output.stdout);
-    println!("firefox figures: {}", figures.trim());
-    let figures: serde_json::Value =
-        serde_json::from_str(figures.trim().lines().last().unwrap_or("{}")).expect("figures");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let figures = printed.trim().lines().last().unwrap_or("{}");
+    println!("firefox figures: {figures}");
+    let figures: serde_json::Value = serde_json::from_str(figures).expect("figures");
     assert!(figures["firefox_transport"].is_string());
+
+    // Carol, native, opened what both browsers sent, saw the chat line, and shows the same
+    // code for every member as the browsers do.
+    carol.signal("INT");
+    let carol = tokio::task::spawn_blocking(move || {
+        let mut carol = carol;
+        let mut stdout = String::new();
+        if let Some(mut pipe) = carol.0.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stdout);
+        }
+        stdout
+    })
+    .await
+    .expect("carol's output");
+    let codes: serde_json::Map<String, serde_json::Value> = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("CODES "))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .expect("the browsers' codes");
+    let epoch_line = carol
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("🔒 epoch") && line.contains("alice ["))
+        .unwrap_or_else(|| panic!("carol's group with alice in it:\n{carol}"));
+    for (name, code) in &codes {
+        let code = code.as_str().expect("a code");
+        assert!(
+            epoch_line.contains(&format!("{name} [{code}]")),
+            "{name}'s code {code} in Chromium and Firefox, in carol's group: {epoch_line}"
+        );
+    }
+    for browser in ["alice", "fox"] {
+        assert!(
+            carol
+                .lines()
+                .any(|line| line.contains(&format!("from {browser}:"))
+                    && !line.contains(" 0 video frames/s")
+                    && !line.contains(" 0 audio packets/s")),
+            "carol opens {browser}'s video and audio:\n{carol}"
+        );
+    }
+    assert!(
+        carol.contains("the password is pomegranate"),
+        "carol opens alice's chat line:\n{carol}"
+    );
 }
 
 /// Two Chromium participants on the two relays of `up --relays 2` (one of the meeting per

@@ -156,3 +156,32 @@ async fn terminal_participants_meet_encrypted_and_nothing_passes_in_clear() {
         "{dave}"
     );
 }
+
+/// `videocall up --demo-e2ee`: the demo meeting is end-to-end encrypted (a newcomer can try it
+/// with two commands), and a start without the flag makes it clear again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_meeting_is_encrypted_when_up_says_so() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let demo_e2ee = |info: PlatformInfo| async move {
+        MeetingServiceClient::connect(info.api_url.clone())
+            .await
+            .expect("connect API")
+            .get_meeting(videocall_control_api::v1::GetMeetingRequest { id: "demo".into() })
+            .await
+            .expect("the demo meeting")
+            .into_inner()
+            .e2ee_required
+    };
+    {
+        let (_platform, info) = common::up(data.path(), "127.0.0.1:0", &["--demo-e2ee"]).await;
+        assert!(
+            demo_e2ee(info).await,
+            "--demo-e2ee: the demo meeting is encrypted"
+        );
+    }
+    let (_platform, info) = common::up(data.path(), "127.0.0.1:0", &[]).await;
+    assert!(
+        !demo_e2ee(info).await,
+        "without the flag the demo meeting is clear again"
+    );
+}

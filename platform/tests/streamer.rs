@@ -106,8 +106,14 @@ impl PatternReader {
                 .await
                 .unwrap_or_else(|_| panic!("{count} decoded pictures within {within:?}: {seen:?}"))
                 .expect("the viewer's session goes on");
-            let Event::Message(Body::Media(media)) = event else {
-                continue;
+            let media = match event {
+                Event::Message(Body::Media(media)) => media,
+                // Shown when the test fails: what the viewer's group went through.
+                Event::Encryption(group) => {
+                    println!("{:?} viewer: {group:?}", Instant::now());
+                    continue;
+                }
+                _ => continue,
             };
             if media.kind() != MediaKind::Video {
                 continue;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use videocall_client::control_plane::{login, ControlPlaneGrants};
 use videocall_client::rejoin::{worth_retrying, Configure, RejoinEvent, Rejoining};
 use videocall_client::tls::{read_ca_file, CaFileError};
-use videocall_client::{ClientError, ConnectOptions, Transport};
+use videocall_client::{ClientError, ConnectOptions, GroupEvent, Transport};
 use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind, Track};
 
 use crate::audio::capture::AudioPacket;
@@ -362,7 +362,26 @@ pub async fn run(
             }
             Some(RejoinEvent::Message(_)) => {}
             // The group changed: whoever is new could not open the frames before.
-            Some(RejoinEvent::Encryption(_)) => control.ask_keyframe(),
+            Some(RejoinEvent::Encryption(event)) => {
+                match &event {
+                    GroupEvent::Epoch { epoch, members } => {
+                        let members: Vec<String> = members
+                            .iter()
+                            .map(|m| format!("{} [{}]", m.identity.name, m.code))
+                            .collect();
+                        tracing::info!(epoch, members = %members.join(", "), "end-to-end encrypted");
+                    }
+                    GroupEvent::Left { reason } => {
+                        tracing::warn!(%reason, "out of the encrypted group; nothing is sent until back in");
+                    }
+                    GroupEvent::Refused { from, reason } => {
+                        tracing::warn!(from, %reason, "refused from another participant");
+                    }
+                }
+                if matches!(event, GroupEvent::Epoch { .. }) {
+                    control.ask_keyframe();
+                }
+            }
             Some(RejoinEvent::Lost { relay_id, reason }) => {
                 tracing::warn!(relay = %relay_id, %reason, "the relay was lost; rejoining");
                 metrics.relay_losses.inc();

@@ -2,8 +2,12 @@
 // BiDi, fake camera and microphone) and Debian's chromium (playwright-core) join one meeting of
 // the platform at <base-url>; each must decode the other's video and audio. Firefox has no
 // MediaStreamTrackProcessor, so its page captures from a <video> element and an AudioWorklet.
+// Then both join the end-to-end encrypted meeting `encrypted` beside two native participants the
+// test starts (the streamer as pi, `videocall join` as carol): everyone opens everyone's media,
+// both browsers show the same verification codes (printed as `CODES {name: code}` for the test
+// to hold against carol's), and a chat line arrives sealed.
 //   node firefox.mjs <base-url> <out-dir>
-// Prints one JSON line of figures; exits non-zero with the failed check's message.
+// Prints one JSON line of figures last; exits non-zero with the failed check's message.
 import puppeteer from "puppeteer-core";
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -51,9 +55,10 @@ async function until(page, what, predicate, argument, timeout = 30000) {
 
 let fox;
 let alice;
+let context;
 try {
   step("alice joins in Chromium");
-  const context = await chrome.newContext({ permissions: ["camera", "microphone"] });
+  context = await chrome.newContext({ permissions: ["camera", "microphone"] });
   alice = await context.newPage();
   await alice.goto(`${base}/meeting/alice/demo`);
   await alice.waitForSelector("#join:not([disabled])", { timeout: 20000 });
@@ -121,6 +126,79 @@ try {
   figures.firefox_streamer_counter_per_s = later.counter - strip.counter;
   figures.firefox_streamer_picture_age_ms = later.now - later.capturedMs;
   await viewer.screenshot({ path: path(out, "firefox-sees-the-streamer.png") });
+  await viewer.close();
+  await fox.close();
+  await alice.close();
+
+  // The same people in an end-to-end encrypted meeting, with native participants: the streamer
+  // (pi, publishing sealed H.264 and Opus) and `videocall join` (carol, who opens what the
+  // browsers send and prints it). Every frame and chat line is sealed before it leaves.
+  step("alice (Chromium) and fox (Firefox) join the encrypted meeting");
+  alice = await context.newPage();
+  await alice.goto(`${base}/meeting/alice/encrypted`);
+  await alice.waitForSelector("#join:not([disabled])", { timeout: 20000 });
+  await alice.click("#join");
+  await alice.waitForSelector("#leave", { timeout: 20000 });
+  fox = await firefox.newPage();
+  fox.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warn") console.error(`  [fox] ${m.type()}: ${m.text()}`);
+  });
+  await fox.goto(`${base}/meeting/fox/encrypted`);
+  await fox.waitForSelector("#join:not([disabled])", { timeout: 20000 });
+  await fox.click("#join");
+  await fox.waitForSelector("#leave", { timeout: 20000 });
+
+  step("each opens and decodes the others' video and audio, the streamer's too");
+  const encryptedStart = Date.now();
+  for (const [page, name, peer] of [[alice, "Chromium", "fox"], [fox, "Firefox", "alice"], [alice, "Chromium", "pi"], [fox, "Firefox", "pi"]]) {
+    await until(page, `encrypted frames from ${peer} in ${name}`, (p) => (window.__videocall?.framesByPeer?.[p] ?? 0) >= 30, peer);
+    await until(page, `encrypted audio from ${peer} in ${name}`, (p) => (window.__videocall?.audioByPeer?.[p] ?? 0) >= 25, peer);
+  }
+  figures.encrypted_all_decoding_ms = Date.now() - encryptedStart;
+  await alice.waitForSelector('[data-testid="e2ee"][data-epoch]', { timeout: 10000 });
+  await fox.waitForSelector('[data-testid="e2ee"][data-epoch]', { timeout: 10000 });
+
+  step("the same verification codes on both screens, for all four members");
+  const members = (page) => page.evaluate(() => JSON.stringify(window.__videocall?.e2ee?.members ?? {}));
+  await until(alice, "four members in Chromium's group", () => Object.keys(window.__videocall?.e2ee?.members ?? {}).length === 4);
+  await until(fox, "four members in Firefox's group", () => Object.keys(window.__videocall?.e2ee?.members ?? {}).length === 4);
+  const codes = await members(alice);
+  if (codes !== (await members(fox))) {
+    throw new Error(`verification codes differ: Chromium ${codes}, Firefox ${await members(fox)}`);
+  }
+  await alice.click("#people");
+  await alice.waitForSelector('[data-testid="e2ee-members"] li', { timeout: 5000 });
+  await alice.screenshot({ path: path(out, "encrypted-alice-codes.png") });
+  await alice.click("#people");
+  console.log(`CODES ${codes}`);
+
+  step("chat, sealed: Chromium → Firefox and the native participant");
+  await alice.click("#chat");
+  await alice.fill("#chat-input", "the password is pomegranate");
+  await alice.press("#chat-input", "Enter");
+  await fox.click("#chat");
+  await until(fox, "alice's sealed chat line in Firefox", () => document.querySelector(".chat")?.textContent.includes("the password is pomegranate"));
+
+  step("glass to glass in the encrypted meeting, and the cost of sealing and opening");
+  await alice.waitForFunction(() => (window.__videocall?.framesByPeer?.fox ?? 0) >= 200, undefined, { timeout: 30000 });
+  const p50 = (values) => {
+    const recent = values.slice(-30).sort((a, b) => a - b);
+    return Math.round(recent[Math.floor(recent.length / 2)]);
+  };
+  figures.encrypted_firefox_to_chromium_glass_to_glass_p50_ms = p50(await alice.evaluate(() => window.__videocall.glassToGlassMs));
+  figures.encrypted_chromium_to_firefox_glass_to_glass_p50_ms = p50(await fox.evaluate(() => window.__videocall.glassToGlassMs));
+  for (const [name, page] of [["chromium", alice], ["firefox", fox]]) {
+    const e2ee = await page.evaluate(() => window.__videocall.e2ee);
+    if (!(e2ee.sealed > 100 && e2ee.opened > 100)) throw new Error(`${name} sealed/opened: ${JSON.stringify(e2ee)}`);
+    if (e2ee.refusals !== 0) throw new Error(`${name} refused something: ${JSON.stringify(e2ee)}`);
+    figures[`encrypted_${name}_seal_us_per_frame`] = Number(e2ee.sealUsPerFrame.toFixed(1));
+    figures[`encrypted_${name}_open_us_per_frame`] = Number(e2ee.openUsPerFrame.toFixed(1));
+    figures[`encrypted_${name}_sealed_bytes_per_frame`] = Math.round(e2ee.sealedBytes / e2ee.sealed);
+    figures[`encrypted_${name}_unopened`] = e2ee.unopened;
+    figures[`encrypted_${name}_join_to_first_frame_ms`] = Math.round(await page.evaluate(() => window.__videocall.joinToFirstFrameMs));
+  }
+  await fox.screenshot({ path: path(out, "encrypted-firefox.png") });
+  await alice.screenshot({ path: path(out, "encrypted-chromium.png") });
   console.log(JSON.stringify(figures));
 } catch (error) {
   for (const [name, page] of [["fox", fox], ["alice", alice]]) {

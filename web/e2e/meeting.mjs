@@ -288,15 +288,13 @@ try {
   await close(alice);
   await close(bob);
 
-  step("clear screens: full, not allowed, over, no such meeting, end-to-end encrypted, unreachable, blocked");
+  step("clear screens: full, not allowed, over, no such meeting, unreachable, blocked");
   const first = await join("first", "", "full");
   await expectScreen("second", "full", "This meeting is full");
   await close(first);
   await expectScreen("guest", "private", "You are not allowed into this meeting");
   await expectScreen("guest", "over", "This meeting is over");
   await expectScreen("guest", "nosuch", "There is no such meeting");
-  // An end-to-end encrypted meeting: this client does not encrypt yet, and says so.
-  await expectScreen("guest", "encrypted", "This meeting is end-to-end encrypted");
   await expectScreen("guest", "demo", "The server cannot be reached", {
     prepare: (page) => page.route("**/JoinMeeting", (route) => route.abort("connectionrefused")),
   });

@@ -9,16 +9,20 @@ use crate::js;
 use videocall_grpc_web::{self as grpc_web, CallError};
 
 /// `MeetingService.JoinMeeting` as a guest named `display_name`, placed on a relay other
-/// than those in `avoid` (relays just lost or unreachable) when another can take us.
+/// than those in `avoid` (relays just lost or unreachable) when another can take us, with the
+/// public half of this person's end-to-end encryption key (an encrypted meeting's grant then
+/// carries its credential).
 pub async fn join_meeting(
     meeting_id: &str,
     display_name: &str,
     avoid: &[String],
+    e2ee_signature_key: Vec<u8>,
 ) -> Result<JoinGrant, CallError> {
     let request = JoinMeetingRequest {
         meeting_id: meeting_id.to_owned(),
         display_name: display_name.to_owned(),
         avoid_relay_ids: avoid.to_vec(),
+        e2ee_signature_key,
         ..Default::default()
     };
     unary(

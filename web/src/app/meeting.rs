@@ -15,7 +15,7 @@ use crate::media::video_recv::canvas_id;
 use crate::media::{Stats, CAMERA_TRACK, SCREEN_TRACK};
 use crate::route::{CaptureChoice, TransportChoice};
 use crate::session::{
-    self, Command, ConnectionView, MeetingSignals, PeerView, Phase, SessionParams,
+    self, Command, ConnectionView, EncryptionView, MeetingSignals, PeerView, Phase, SessionParams,
 };
 
 /// `/meeting/<user>/<meeting>`: the lobby, then the meeting.
@@ -35,6 +35,7 @@ pub fn MeetingPage(
         connection: use_signal(ConnectionView::default),
         speaking: use_signal(|| false),
         sharing: use_signal(|| None),
+        encryption: use_signal(EncryptionView::default),
     };
     let mut commands: Signal<Option<UnboundedSender<Command>>> = use_signal(|| None);
     let meeting_id = meeting.clone();
@@ -163,6 +164,7 @@ fn InMeeting(
     let peers = (signals.peers)();
     let sharing = (signals.sharing)().is_some();
     let speaking = (signals.speaking)();
+    let encryption = (signals.encryption)();
     let tiles = 1 + peers.len() + peers.iter().filter(|p| p.screen).count() + usize::from(sharing);
     let columns = (tiles as f64).sqrt().ceil().max(1.0) as usize;
     rsx! {
@@ -173,6 +175,11 @@ fn InMeeting(
                     if connection.transport.is_empty() { "connecting…" } else { "{connection.transport}" }
                 }
                 span { class: "count", "{peers.len() + 1} in the meeting" }
+                EncryptionBadge { view: encryption.clone() }
+            }
+            if let Some(refused) = encryption.refusals.last() {
+                p { class: "banner warning", role: "alert", "data-testid": "e2ee-refused",
+                    "Encryption refused something from another participant: {refused}" }
             }
             match &phase {
                 Phase::Reconnecting(why) => rsx! {
@@ -234,6 +241,9 @@ fn InMeeting(
                                     li { "{peer.name}" if peer.audio_muted { " · muted" } if peer.video_muted { " · camera off" } }
                                 }
                             }
+                            if encryption.required {
+                                EncryptionMembers { view: encryption.clone() }
+                            }
                         }
                     },
                     Panel::Connection => rsx! { ConnectionPanel { view: connection.clone() } },
@@ -261,6 +271,52 @@ fn InMeeting(
                 PanelButton { id: "stats", label: "connection", current: panel, which: Panel::Connection }
                 button { id: "leave", class: "leave", "aria-label": "leave the meeting",
                     onclick: move |_| commands.send(Command::Leave), "Leave" }
+            }
+        }
+    }
+}
+
+/// The meeting's encryption state in the header: encrypted (with its epoch), or joining the
+/// encrypted group (nothing is sent meanwhile).
+#[component]
+fn EncryptionBadge(view: EncryptionView) -> Element {
+    if !view.required {
+        return rsx! {};
+    }
+    match view.epoch {
+        Some(epoch) => rsx! {
+            span { class: "badge e2ee", "data-testid": "e2ee", "data-epoch": "{epoch}",
+                title: "Media and chat are encrypted end to end: only the participants can read them (epoch {epoch}). The participants panel shows everyone's verification code.",
+                "🔒 End-to-end encrypted"
+            }
+        },
+        None => rsx! {
+            span { class: "badge e2ee waiting", "data-testid": "e2ee", role: "status",
+                title: view.waiting_reason.clone().unwrap_or_default(),
+                "🔒 Joining the encrypted group…"
+            }
+        },
+    }
+}
+
+/// Every member of the encrypted group with its verification code, for people to compare
+/// out of band.
+#[component]
+fn EncryptionMembers(view: EncryptionView) -> Element {
+    rsx! {
+        h3 { "End-to-end encryption" }
+        p { class: "hint",
+            "Read your code to the others: everyone sees the same code for the same person. A code that differs means someone else holds that key."
+        }
+        ul { "data-testid": "e2ee-members",
+            for member in view.members.iter() {
+                li { key: "{member.code}", "data-code": "{member.code}",
+                    "{member.name}"
+                    if member.me { " (you)" }
+                    if member.guest { " · guest" }
+                    " · "
+                    code { "{member.code}" }
+                }
             }
         }
     }

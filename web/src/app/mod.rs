@@ -71,12 +71,12 @@ pub fn describe(failure: &Failure) -> (String, String) {
             "This meeting is over or your invitation expired".into(),
             why.clone(),
         ),
-        Failure::NeedsEncryption => (
-            "This meeting is end-to-end encrypted".into(),
-            "Its media and chat are encrypted so that only its participants can read them, and \
-             this browser client does not encrypt yet. Join from the terminal client \
-             (videocall join), or ask the owner for a meeting without end-to-end encryption."
-                .into(),
+        Failure::Encryption(why) => (
+            "This meeting's end-to-end encryption could not start".into(),
+            format!(
+                "Its media and chat are encrypted so that only its participants can read them, \
+                 and this browser could not take part ({why}). Nothing was sent."
+            ),
         ),
         Failure::Unreachable(why) => (
             "The server cannot be reached".into(),

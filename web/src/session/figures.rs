@@ -66,5 +66,52 @@ pub(super) fn publish_test_figures(session: &Session) {
     if let Some(rtt) = stats.rtt_ms {
         js::set(&object, "rttMs", &rtt.into());
     }
+    if let Some(e2ee) = encryption_figures(session) {
+        js::set(&object, "e2ee", &e2ee);
+    }
     js::set(&js_sys::global(), "__videocall", &object);
+}
+
+/// `window.__videocall.e2ee`, in an encrypted meeting: the epoch, every member's code, what
+/// was sealed, opened and dropped, and the microseconds a frame took to seal and to open.
+fn encryption_figures(session: &Session) -> Option<js_sys::Object> {
+    let view = session.signals.encryption.peek();
+    if !view.required {
+        return None;
+    }
+    let object = js_sys::Object::new();
+    if let Some(epoch) = view.epoch {
+        js::set(&object, "epoch", &(epoch as f64).into());
+    }
+    let members = js_sys::Object::new();
+    for member in &view.members {
+        js::set(&members, &member.name, &member.code.as_str().into());
+    }
+    js::set(&object, "members", &members);
+    js::set(&object, "refusals", &(view.refusals.len() as f64).into());
+    if let Some((counters, time)) = session.encryption.figures() {
+        for (name, value) in [
+            ("sealed", counters.sealed),
+            ("heldBack", counters.held_back),
+            ("opened", counters.opened),
+            ("unopened", counters.unopened),
+            ("clearRefused", counters.clear_refused),
+            ("sealedBytes", time.sealed_bytes),
+            ("openedBytes", time.opened_bytes),
+        ] {
+            js::set(&object, name, &(value as f64).into());
+        }
+        let per_frame_us = |ms: f64, count: u64| ms * 1000.0 / count.max(1) as f64;
+        js::set(
+            &object,
+            "sealUsPerFrame",
+            &per_frame_us(time.seal_ms, time.sealed).into(),
+        );
+        js::set(
+            &object,
+            "openUsPerFrame",
+            &per_frame_us(time.open_ms, time.opened).into(),
+        );
+    }
+    Some(object)
 }

@@ -17,11 +17,17 @@ use videocall_protocol::wire::{
 };
 use web_sys::{AudioContext, MediaStream, MediaStreamTrack};
 
+mod encryption;
 mod figures;
 mod local_media;
 mod view;
 
-pub use view::{ChatLine, ConnectionView, Failure, MeetingSignals, PeerView, Phase};
+pub use view::{
+    ChatLine, ConnectionView, EncryptionView, Failure, MeetingSignals, PeerView, Phase,
+};
+
+use encryption::Encryption;
+use videocall_e2ee::{E2eeError, GroupEvent, SigningKey};
 
 use figures::publish_test_figures;
 use view::{grant_failure, peer_view, relay_failure};
@@ -84,6 +90,8 @@ const JOIN_TIMEOUT_MS: f64 = 5000.0;
 const PING_INTERVAL_MS: f64 = 2000.0;
 const RECOVER_AFTER_MS: f64 = 3000.0;
 const KEYFRAME_REQUEST_INTERVAL_MS: f64 = 500.0;
+/// The topic of chat lines (sealed under `videocall.e2ee` in an encrypted meeting).
+const CHAT_TOPIC: &str = "chat";
 /// Both sides ping every 2 s: this long without a word means the relay is gone, even when the
 /// transport has not noticed (a QUIC peer that died sends no close; idle timeouts are long).
 const SILENCE_TIMEOUT_MS: f64 = 6000.0;
@@ -115,6 +123,12 @@ struct Session {
     /// Relays lost or unreachable since the last successful join: the control plane places
     /// the next attempt elsewhere (a killed relay looks alive until its heartbeat is stale).
     avoid: AvoidList,
+    /// This person's end-to-end encryption key, the same on every rejoin: its public half
+    /// goes with every JoinMeeting request, so an encrypted meeting's grant carries its
+    /// credential.
+    key: Option<SigningKey>,
+    /// The connection's end-to-end encryption, where the meeting requires it.
+    encryption: Encryption,
 }
 
 /// Runs the session until the person leaves or it fails; the UI follows through `signals`.
@@ -145,6 +159,8 @@ pub async fn run(
         left: false,
         relay_id: String::new(),
         avoid: AvoidList::default(),
+        key: None,
+        encryption: Encryption::default(),
     };
     let mut attempt = 0;
     // Only a meeting that was going is retried; a first join that fails says why at once.
@@ -202,13 +218,34 @@ impl Session {
         inbox: &mut UnboundedReceiver<Incoming>,
     ) -> Result<(), (Failure, bool)> {
         self.relay_id.clear();
+        let key = match &self.key {
+            Some(key) => key.clone(),
+            None => {
+                let key = SigningKey::generate()
+                    .map_err(|e| (Failure::Encryption(e.to_string()), false))?;
+                self.key = Some(key.clone());
+                key
+            }
+        };
         let grant = api::join_meeting(
             &self.params.meeting,
             &self.params.name,
             self.avoid.as_slice(),
+            key.public(),
         )
         .await
         .map_err(grant_failure)?;
+        // A credential that does not check is said at once: nothing would ever be sent.
+        let seed = encryption::seed_of(&key, &grant)
+            .map_err(|e| (Failure::Encryption(e.to_string()), false))?;
+        let member = seed
+            .map(|seed| seed.member())
+            .transpose()
+            .map_err(|e| (Failure::Encryption(e.to_string()), false))?;
+        self.signals.encryption.set(EncryptionView {
+            required: member.is_some(),
+            ..Default::default()
+        });
         self.relay_id = grant
             .relay
             .as_ref()
@@ -251,6 +288,11 @@ impl Session {
         self.signals
             .peers
             .set(joined.participants.iter().map(peer_view).collect());
+        if let Some(member) = member {
+            for body in self.encryption.start(member, &joined) {
+                self.send(body);
+            }
+        }
         let fallback_reason = (self.params.transport == TransportChoice::Auto
             && kind == transport::TransportKind::WebSocket)
             .then(|| "WebTransport unavailable or blocked".to_owned());
@@ -330,7 +372,16 @@ impl Session {
     }
 
     fn handle(&mut self, body: Option<Body>) -> Option<(String, Option<Failure>)> {
-        match body? {
+        let mut body = body?;
+        if self.encryption.is_on() {
+            let (out, opened) = self.encryption.receive(body);
+            for answer in out {
+                self.send(answer);
+            }
+            self.group_events();
+            body = opened?;
+        }
+        match body {
             Body::ParticipantJoined(joined) => {
                 if let Some(peer) = joined.participant {
                     let view = peer_view(&peer);
@@ -405,7 +456,7 @@ impl Session {
                 let rtt = js::now_ms() - pong.sent_at_us as f64 / 1000.0;
                 self.params.stats.borrow_mut().rtt_ms = Some(rtt.max(0.0));
             }
-            Body::Data(data) if data.topic == "chat" => {
+            Body::Data(data) if data.topic == CHAT_TOPIC => {
                 let from = self
                     .signals
                     .peers
@@ -497,13 +548,26 @@ impl Session {
                 if text.is_empty() {
                     return;
                 }
-                self.send(Body::Data(DataMessage {
-                    topic: "chat".into(),
+                let mut message = Body::Data(DataMessage {
+                    topic: CHAT_TOPIC.into(),
                     text: text.clone(),
                     sent_at_ms: js::now_ms() as u64,
                     ..Default::default()
-                }));
-                let from = format!("{} (you)", self.params.name);
+                });
+                // Never in clear where the meeting is encrypted: not in the group yet, not sent.
+                let from = match self.encryption.seal(&mut message) {
+                    Ok(()) => {
+                        self.send(message);
+                        format!("{} (you)", self.params.name)
+                    }
+                    Err(E2eeError::NoGroup) => {
+                        format!(
+                            "{} (you, not sent: not in the encrypted group yet)",
+                            self.params.name
+                        )
+                    }
+                    Err(e) => format!("{} (you, not sent: {e})", self.params.name),
+                };
                 self.signals
                     .chat
                     .with_mut(|chat| chat.push(ChatLine { from, text }));
@@ -523,6 +587,10 @@ impl Session {
     }
 
     fn tick(&mut self) {
+        for body in self.encryption.poll() {
+            self.send(body);
+        }
+        self.group_events();
         let now = js::now_ms();
         if now - self.last_ping_ms >= PING_INTERVAL_MS {
             self.last_ping_ms = now;
@@ -578,7 +646,31 @@ impl Session {
         publish_test_figures(self);
     }
 
+    /// Shows what happened to the encrypted group; a new epoch is one the others have no
+    /// frame of yet: the senders start it with a keyframe.
+    fn group_events(&mut self) {
+        while let Some(event) = self.encryption.next_event() {
+            if matches!(event, GroupEvent::Epoch { .. }) {
+                for sender in [self.camera.as_ref(), self.screen.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    sender.request_keyframe();
+                }
+            }
+            if let GroupEvent::Refused { from, reason } = &event {
+                web_sys::console::warn_1(
+                    &format!("encryption: refused from participant {from}: {reason}").into(),
+                );
+            }
+            self.signals
+                .encryption
+                .with_mut(|view| encryption::apply(view, event));
+        }
+    }
+
     fn disconnect(&mut self) {
+        self.encryption.stop();
         if let Some(connection) = self.link.borrow_mut().take() {
             connection.close();
         }

@@ -59,6 +59,35 @@ pub struct ConnectionView {
     pub video_kbps: u32,
 }
 
+/// The meeting's end-to-end encryption as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EncryptionView {
+    /// The meeting is end-to-end encrypted (its grant says so).
+    pub required: bool,
+    /// In the encrypted group: its epoch. `None` while joining it (nothing is sent meanwhile).
+    pub epoch: Option<u64>,
+    /// Every member of the group, this participant included.
+    pub members: Vec<MemberView>,
+    /// Why this participant is (again) out of the group, while it is.
+    pub waiting_reason: Option<String>,
+    /// What was refused lately (a credential that does not check, a forged key package),
+    /// newest last.
+    pub refusals: Vec<String>,
+}
+
+/// A member of the encrypted group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberView {
+    /// The name its credential carries.
+    pub name: String,
+    /// Its verification code (the same on every member's screen for the same key).
+    pub code: String,
+    /// A guest.
+    pub guest: bool,
+    /// This participant.
+    pub me: bool,
+}
+
 /// Why the meeting cannot go on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
@@ -70,8 +99,9 @@ pub enum Failure {
     NotFound,
     /// The meeting ended or the grant expired.
     Expired(String),
-    /// The meeting is end-to-end encrypted, which this client does not do yet.
-    NeedsEncryption,
+    /// The meeting is end-to-end encrypted and this browser's encryption could not start
+    /// (the grant's credential does not check).
+    Encryption(String),
     /// The same person joined again from another window or device.
     Replaced,
     /// The control plane cannot be reached.
@@ -112,6 +142,8 @@ pub struct MeetingSignals {
     pub speaking: Signal<bool>,
     /// Sharing the screen.
     pub sharing: Signal<Option<MediaStream>>,
+    /// The meeting's end-to-end encryption.
+    pub encryption: Signal<EncryptionView>,
 }
 
 /// A participant as the relay describes them.
@@ -140,10 +172,6 @@ pub fn grant_failure(error: CallError) -> (Failure, bool) {
                 (Failure::NotAllowed(message), false)
             }
             code::NOT_FOUND => (Failure::NotFound, false),
-            // The control plane's words for a meeting only clients that encrypt may join.
-            code::FAILED_PRECONDITION if message.contains("is end-to-end encrypted") => {
-                (Failure::NeedsEncryption, false)
-            }
             code::FAILED_PRECONDITION => (Failure::Expired(message), false),
             code::UNAVAILABLE => (Failure::Unreachable(message), true),
             _ => (Failure::Other(message), false),

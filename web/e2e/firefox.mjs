@@ -44,9 +44,16 @@ const chrome = await chromium.launch({
   ],
 });
 
+// Waits in a Firefox (puppeteer) or Chromium (playwright) page: their waitForFunction take the
+// argument and the options in opposite orders.
 async function until(page, what, predicate, argument, timeout = 30000) {
+  const playwright = typeof page.context === "function";
   try {
-    await page.waitForFunction(predicate, { timeout, polling: 100 }, argument);
+    if (playwright) {
+      await page.waitForFunction(predicate, argument, { timeout, polling: 100 });
+    } else {
+      await page.waitForFunction(predicate, { timeout, polling: 100 }, argument);
+    }
   } catch {
     const state = await page.evaluate(() => JSON.stringify(window.__videocall ?? null));
     throw new Error(`${what}: not within ${timeout} ms (state ${String(state).slice(0, 400)})`);

@@ -15,7 +15,7 @@ use videocall_control_api::v1::auth_service_client::AuthServiceClient;
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
 use videocall_control_api::v1::relay_service_client::RelayServiceClient;
 use videocall_control_api::v1::{
-    CreateMeetingRequest, JoinMeetingRequest, ListRelaysRequest, LoginRequest,
+    CreateMeetingRequest, JoinGrant, JoinMeetingRequest, ListRelaysRequest, LoginRequest,
 };
 use videocall_e2ee::{ControlPlaneCredentials, Member, SigningKey};
 use videocall_relay::RelayInfo;
@@ -176,7 +176,42 @@ impl Deployment {
     /// Joins participant `i` over `transport`; returns it and how long joining took (the
     /// control plane's grant included).
     pub async fn join(&self, i: usize, transport: Transport) -> anyhow::Result<(Client, Duration)> {
+        let (client, took, _) = self.join_keyed(i, transport, None).await?;
+        Ok((client, took))
+    }
+
+    /// Joins participant `i` as a member of the meeting's end-to-end encryption: the client
+    /// (not encrypting yet), how long joining took, and its member. On one relay its
+    /// credential is signed with the bench's key; through the control plane it is the grant's,
+    /// for a new key sent with the request.
+    pub async fn join_member(
+        &self,
+        i: usize,
+        transport: Transport,
+    ) -> anyhow::Result<(Client, Duration, Member)> {
+        let key = SigningKey::generate()?;
+        let (client, took, grant) = self.join_keyed(i, transport, Some(&key)).await?;
+        let member = match (&self.joining, grant) {
+            (Joining::Direct { issuer, .. }, _) => bench_member(issuer, &format!("p{i}"))?,
+            (Joining::ControlPlane { .. }, Some(grant)) => {
+                videocall_client::member_seed::e2ee_member(key, &grant)
+                    .map_err(|e| anyhow::anyhow!("p{i}'s member: {e}"))?
+            }
+            (Joining::ControlPlane { .. }, None) => anyhow::bail!("p{i} got no grant"),
+        };
+        Ok((client, took, member))
+    }
+
+    /// Joins participant `i`; through the control plane with `e2ee_key` in the request, and
+    /// then the grant too.
+    async fn join_keyed(
+        &self,
+        i: usize,
+        transport: Transport,
+        e2ee_key: Option<&SigningKey>,
+    ) -> anyhow::Result<(Client, Duration, Option<JoinGrant>)> {
         let started = Instant::now();
+        let mut kept_grant = None;
         let (address, token) = match &self.joining {
             Joining::Direct {
                 issuer,
@@ -200,18 +235,21 @@ impl Deployment {
                     .join_meeting(JoinMeetingRequest {
                         meeting_id: MEETING.into(),
                         display_name: format!("P{i}"),
+                        e2ee_signature_key: e2ee_key.map(SigningKey::public).unwrap_or_default(),
                         ..Default::default()
                     })
                     .await
                     .with_context(|| format!("grant for p{i}"))?
                     .into_inner();
-                let relay = grant.relay.context("a grant without a relay")?;
+                let relay = grant.relay.clone().context("a grant without a relay")?;
+                let token = grant.token.clone();
+                kept_grant = Some(grant);
                 let address = RelayAddress {
                     webtransport_url: relay.webtransport_url,
                     websocket_url: relay.websocket_url,
                     certificate_sha256: relay.certificate_sha256.first().cloned(),
                 };
-                (address, grant.token)
+                (address, token)
             }
         };
         let mut options = ConnectOptions::new(transport, address, MEETING, &token);
@@ -219,22 +257,17 @@ impl Deployment {
         let client = Client::connect(options)
             .await
             .map_err(|e| anyhow::anyhow!("join p{i}: {e}"))?;
-        Ok((client, started.elapsed()))
+        Ok((client, started.elapsed(), kept_grant))
     }
 
-    /// Joins participant `i` and starts its end-to-end encryption (a new key, a credential
-    /// signed with the bench's key): the scenarios with `--e2ee`. One relay only (the tokens
-    /// and credentials are the bench's own).
+    /// Joins participant `i` and starts its end-to-end encryption (see
+    /// [`Deployment::join_member`]): the scenarios with `--e2ee`.
     pub async fn join_encrypted(
         &self,
         i: usize,
         transport: Transport,
     ) -> anyhow::Result<(Client, Duration)> {
-        let Joining::Direct { issuer, .. } = &self.joining else {
-            anyhow::bail!("encrypted scenarios run on one relay");
-        };
-        let member = bench_member(issuer, &format!("p{i}"))?;
-        let (mut client, took) = self.join(i, transport).await?;
+        let (mut client, took, member) = self.join_member(i, transport).await?;
         client
             .start_encryption(member)
             .await

@@ -1,5 +1,6 @@
-//! `relay-bench --e2ee-participants N`: what end-to-end encryption costs a join and a leave
-//! through a real relay. N participants join one after another (each waits for the previous to
+//! `relay-bench --e2ee-participants N [--relays 2]`: what end-to-end encryption costs a join
+//! and a leave through a real relay, or relays sharing the meeting over NATS (joined through
+//! the control plane, which signs every member's credential). N participants join one after another (each waits for the previous to
 //! be in the group); for each, the time from connecting to `Joined` (what a join costs
 //! without encryption) and to being in the meeting's MLS group (with it). Then the last one
 //! leaves and the time until everyone left is at the new epoch is the rekey.
@@ -8,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use videocall_client::{Client, Event, Transport};
 use videocall_e2ee::ClientEncryption;
-use videocall_token::TokenIssuer;
 
-use crate::deployment::{bench_member, Deployment, Setup};
+use crate::deployment::{Deployment, Setup};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -80,13 +80,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub async fn run(setup: &Setup, participants: usize) -> anyhow::Result<()> {
     anyhow::ensure!(participants >= 2, "at least two participants");
     let deployment = Deployment::start(setup).await?;
-    let authority = TokenIssuer::generate("bench-cp");
     let mut parties: Vec<Party> = Vec::with_capacity(participants);
     let (mut joined, mut grouped, mut everyone) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..participants {
-        let member = bench_member(&authority, &format!("p{i}"))?;
         let started = Instant::now();
-        let (client, _) = deployment.join(i, Transport::WebSocket).await?;
+        let (client, _, member) = deployment.join_member(i, Transport::WebSocket).await?;
         joined.push(millis(started.elapsed()));
         let (encryption, out) = ClientEncryption::start(member, &client.joined, 0);
         for body in out {
@@ -134,7 +132,15 @@ pub async fn run(setup: &Setup, participants: usize) -> anyhow::Result<()> {
         into_group(&everyone),
     );
     println!(
-        "e2ee through one relay, {participants} participants joining one at a time (WebSocket)"
+        "e2ee through {}, {participants} participants joining one at a time (WebSocket)",
+        if setup.relays > 1 {
+            format!(
+                "{} relays sharing the meeting over NATS, joined through the control plane",
+                setup.relays
+            )
+        } else {
+            "one relay".to_owned()
+        }
     );
     println!(
         "  join to Joined (no encryption)   median {:.2} ms  p95 {:.2} ms",

@@ -53,7 +53,7 @@ struct Cli {
     /// The control-plane binary (default: `videocall-control-plane` next to this binary).
     #[arg(long, env = "CONTROL_PLANE_BIN")]
     control_plane_bin: Option<PathBuf>,
-    /// Run the scenarios in an end-to-end encrypted meeting (one relay): every participant
+    /// Run the scenarios in an end-to-end encrypted meeting: every participant
     /// joins the meeting's group, seals what it publishes and opens what it receives.
     #[arg(long)]
     e2ee: bool,
@@ -62,7 +62,7 @@ struct Cli {
     #[arg(long)]
     soak_minutes: Option<u64>,
     /// Measure end-to-end encryption's join and rekey times with this many participants
-    /// through one relay instead of the scenarios.
+    /// instead of the scenarios: through one relay, or as many as `--relays` says.
     #[arg(long)]
     e2ee_participants: Option<usize>,
     /// The soak's meeting size.
@@ -140,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         let setup = Setup {
             relay_bin,
             control_plane_bin,
-            relays: 1,
+            relays: cli.relays.iter().copied().max().unwrap_or(1).max(1),
             nats_url: cli.nats_url,
             participants,
             e2ee: true,

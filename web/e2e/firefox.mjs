@@ -204,6 +204,15 @@ try {
     figures[`encrypted_${name}_unopened`] = e2ee.unopened;
     figures[`encrypted_${name}_join_to_first_frame_ms`] = Math.round(await page.evaluate(() => window.__videocall.joinToFirstFrameMs));
   }
+  step("what sealing and opening a frame costs in each browser's wasm (window.videocallE2eeBench)");
+  for (const [name, page] of [["chromium", alice], ["firefox", fox]]) {
+    const bench = await page.evaluate(() => [160, 1200, 4000, 12000, 60000].map((bytes) => {
+      const frames = Math.max(50, Math.round(4_000_000 / (bytes + 200)));
+      const { sealUs, openUs } = window.videocallE2eeBench(bytes, frames);
+      return `${bytes} B: seal ${sealUs.toFixed(1)} µs, open ${openUs.toFixed(1)} µs`;
+    }));
+    figures[`wasm_frame_cost_${name}`] = bench;
+  }
   await fox.screenshot({ path: path(out, "encrypted-firefox.png") });
   await alice.screenshot({ path: path(out, "encrypted-chromium.png") });
   console.log(JSON.stringify(figures));

@@ -21,6 +21,12 @@ pub fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
+/// Milliseconds on the page's monotonic clock (`performance.now()`, finer than [`now_ms`]):
+/// for durations.
+pub fn monotonic_ms() -> f64 {
+    window().performance().map_or_else(now_ms, |p| p.now())
+}
+
 /// Resolves after `ms` milliseconds.
 pub async fn sleep(ms: i32) {
     let promise = Promise::new(&mut |resolve, _| {

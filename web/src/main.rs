@@ -18,6 +18,8 @@ mod api;
 #[cfg(target_arch = "wasm32")]
 mod app;
 #[cfg(target_arch = "wasm32")]
+mod bench;
+#[cfg(target_arch = "wasm32")]
 mod js;
 #[cfg(target_arch = "wasm32")]
 mod media;
@@ -28,6 +30,7 @@ mod transport;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
+    bench::install();
     dioxus::launch(app::App);
 }
 

@@ -101,9 +101,9 @@ impl Encryption {
     pub fn seal_media(&self, media: &mut Media) -> Result<(), E2eeError> {
         self.with(|running, _| {
             let bytes = media.payload.len() as u64;
-            let start = js::now_ms();
+            let start = js::monotonic_ms();
             let sealed = running.encryption.seal_media(media);
-            running.time.seal_ms += js::now_ms() - start;
+            running.time.seal_ms += js::monotonic_ms() - start;
             running.time.sealed += 1;
             running.time.sealed_bytes += bytes;
             sealed
@@ -129,10 +129,10 @@ impl Encryption {
                 Body::Media(media) => Some(media.payload.len() as u64),
                 _ => None,
             };
-            let start = js::now_ms();
+            let start = js::monotonic_ms();
             let received = running.encryption.receive(body, now_ms);
             if let Some(bytes) = bytes {
-                running.time.open_ms += js::now_ms() - start;
+                running.time.open_ms += js::monotonic_ms() - start;
                 running.time.opened += 1;
                 running.time.opened_bytes += bytes;
             }

@@ -63,24 +63,29 @@ async function until(page, what, predicate, argument, timeout = 30000) {
 let fox;
 let alice;
 let context;
+
+// Opens `/meeting/<name>/<meeting>` in a new page of `opener` (a Chromium context or the
+// Firefox browser) and joins from the lobby; Firefox's warnings go to stderr.
+async function joinIn(opener, name, meeting) {
+  const page = await opener.newPage();
+  if (opener === firefox) {
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warn") console.error(`  [${name}] ${m.type()}: ${m.text()}`);
+    });
+  }
+  await page.goto(`${base}/meeting/${name}/${meeting}`);
+  await page.waitForSelector("#join:not([disabled])", { timeout: 20000 });
+  await page.click("#join");
+  await page.waitForSelector("#leave", { timeout: 20000 });
+  return page;
+}
 try {
   step("alice joins in Chromium");
   context = await chrome.newContext({ permissions: ["camera", "microphone"] });
-  alice = await context.newPage();
-  await alice.goto(`${base}/meeting/alice/demo`);
-  await alice.waitForSelector("#join:not([disabled])", { timeout: 20000 });
-  await alice.click("#join");
-  await alice.waitForSelector("#leave", { timeout: 20000 });
+  alice = await joinIn(context, "alice", "demo");
 
   step("fox joins in Firefox");
-  fox = await firefox.newPage();
-  fox.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warn") console.error(`  [fox] ${m.type()}: ${m.text()}`);
-  });
-  await fox.goto(`${base}/meeting/fox/demo`);
-  await fox.waitForSelector("#join:not([disabled])", { timeout: 20000 });
-  await fox.click("#join");
-  await fox.waitForSelector("#leave", { timeout: 20000 });
+  fox = await joinIn(firefox, "fox", "demo");
 
   step("each decodes the other's video and audio");
   await until(fox, "frames from alice in Firefox", () => (window.__videocall?.framesByPeer?.alice ?? 0) >= 30);
@@ -118,11 +123,7 @@ try {
   };
 
   step("Firefox decodes videocall-streamer's H.264 test pattern, its burned-in counter advancing");
-  const viewer = await firefox.newPage();
-  await viewer.goto(`${base}/meeting/viewer/shelf`);
-  await viewer.waitForSelector("#join:not([disabled])", { timeout: 20000 });
-  await viewer.click("#join");
-  await viewer.waitForSelector("#leave", { timeout: 20000 });
+  const viewer = await joinIn(firefox, "viewer", "shelf");
   await until(viewer, "frames from the streamer in Firefox", () => (window.__videocall?.framesByPeer?.pi ?? 0) >= 30);
   const strip = await readStrip(viewer, '[data-peer="pi"] canvas');
   await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -141,19 +142,8 @@ try {
   // (pi, publishing sealed H.264 and Opus) and `videocall join` (carol, who opens what the
   // browsers send and prints it). Every frame and chat line is sealed before it leaves.
   step("alice (Chromium) and fox (Firefox) join the encrypted meeting");
-  alice = await context.newPage();
-  await alice.goto(`${base}/meeting/alice/encrypted`);
-  await alice.waitForSelector("#join:not([disabled])", { timeout: 20000 });
-  await alice.click("#join");
-  await alice.waitForSelector("#leave", { timeout: 20000 });
-  fox = await firefox.newPage();
-  fox.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warn") console.error(`  [fox] ${m.type()}: ${m.text()}`);
-  });
-  await fox.goto(`${base}/meeting/fox/encrypted`);
-  await fox.waitForSelector("#join:not([disabled])", { timeout: 20000 });
-  await fox.click("#join");
-  await fox.waitForSelector("#leave", { timeout: 20000 });
+  alice = await joinIn(context, "alice", "encrypted");
+  fox = await joinIn(firefox, "fox", "encrypted");
 
   step("each opens and decodes the others' video and audio, the streamer's too");
   const encryptedStart = Date.now();

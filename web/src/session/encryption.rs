@@ -7,12 +7,15 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use dioxus::prelude::*;
+
 use videocall_e2ee::{
     ClientEncryption, E2eeError, EncryptionCounters, GroupEvent, Member, MemberSeed, SigningKey,
 };
 use videocall_protocol::wire::{envelope::Body, Joined, Media};
 
 use super::view::{EncryptionView, MemberView};
+use super::Session;
 use crate::control::JoinGrant;
 use crate::js;
 
@@ -188,6 +191,29 @@ pub fn apply(view: &mut EncryptionView, event: GroupEvent) {
                 view.refusals.remove(0);
             }
             view.refusals.push(reason);
+        }
+    }
+}
+
+impl Session {
+    /// Shows what happened to the encrypted group; a new epoch is one the others have no
+    /// frame of yet: the senders start it with a keyframe.
+    pub(super) fn group_events(&mut self) {
+        while let Some(event) = self.encryption.next_event() {
+            if matches!(event, GroupEvent::Epoch { .. }) {
+                for sender in [self.camera.as_ref(), self.screen.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    sender.request_keyframe();
+                }
+            }
+            if let GroupEvent::Refused { from, reason } = &event {
+                web_sys::console::warn_1(
+                    &format!("encryption: refused from participant {from}: {reason}").into(),
+                );
+            }
+            self.signals.encryption.with_mut(|view| apply(view, event));
         }
     }
 }

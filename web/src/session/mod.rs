@@ -27,7 +27,7 @@ pub use view::{
 };
 
 use encryption::Encryption;
-use videocall_e2ee::{E2eeError, GroupEvent, SigningKey};
+use videocall_e2ee::{E2eeError, SigningKey};
 
 use figures::publish_test_figures;
 use view::{grant_failure, peer_view, relay_failure};
@@ -644,29 +644,6 @@ impl Session {
             connection.codec = codec;
         });
         publish_test_figures(self);
-    }
-
-    /// Shows what happened to the encrypted group; a new epoch is one the others have no
-    /// frame of yet: the senders start it with a keyframe.
-    fn group_events(&mut self) {
-        while let Some(event) = self.encryption.next_event() {
-            if matches!(event, GroupEvent::Epoch { .. }) {
-                for sender in [self.camera.as_ref(), self.screen.as_ref()]
-                    .into_iter()
-                    .flatten()
-                {
-                    sender.request_keyframe();
-                }
-            }
-            if let GroupEvent::Refused { from, reason } = &event {
-                web_sys::console::warn_1(
-                    &format!("encryption: refused from participant {from}: {reason}").into(),
-                );
-            }
-            self.signals
-                .encryption
-                .with_mut(|view| encryption::apply(view, event));
-        }
     }
 
     fn disconnect(&mut self) {

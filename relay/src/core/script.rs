@@ -21,6 +21,7 @@ use prost::Message as _;
 use videocall_protocol::decode_envelope;
 use videocall_protocol::envelope::{encode_envelope, envelope};
 use videocall_protocol::mesh::{mesh_event, MeshEvent, RemoteParticipant};
+use videocall_protocol::sealed::{is_sealed_chat, is_sealed_media};
 use videocall_protocol::wire::{self, envelope::Body};
 use videocall_token::{Claims, Grants, TokenIssuer, TokenVerifier};
 
@@ -72,7 +73,9 @@ pub enum Step {
         user: u8,
         /// Which meeting (of a fixed few).
         meeting: u8,
-        /// Grants: bit 0 publish, bit 1 subscribe, bit 2 admin.
+        /// Grants: bit 0 publish, bit 1 subscribe, bit 2 admin; 8 to 15: and the token says
+        /// the participant encrypts end to end (one join in 32 of random input, so the
+        /// corpus grown before keeps reaching as deep).
         grants: u8,
         /// WebTransport rather than WebSocket.
         webtransport: bool,
@@ -167,7 +170,8 @@ pub enum Said {
         track: u8,
         /// Kind number.
         kind: u8,
-        /// Sequence number.
+        /// Sequence number; its top bit marks the frame sealed (end-to-end encrypted; the
+        /// payload may or may not look so).
         sequence: u16,
         /// Starts a group of pictures.
         keyframe: bool,
@@ -336,6 +340,7 @@ impl Tokens {
         let mut made = super::lock(&self.made);
         made.entry((user, meeting, grants))
             .or_insert_with(|| {
+                let e2ee = grants & 8 != 0;
                 let grants = Grants {
                     publish: grants & 1 != 0,
                     subscribe: grants & 2 != 0,
@@ -343,7 +348,9 @@ impl Tokens {
                 };
                 // Valid for as long as a fuzzing campaign could run.
                 let ttl = Duration::from_secs(30 * 24 * 3600);
-                let claims = Claims::new(USERS[user], USERS[user], MEETINGS[meeting], grants, ttl);
+                let mut claims =
+                    Claims::new(USERS[user], USERS[user], MEETINGS[meeting], grants, ttl);
+                claims.e2ee = e2ee;
                 self.issuer
                     .issue(&claims)
                     .unwrap_or_else(|e| panic!("the script cannot sign a token: {e}"))
@@ -547,6 +554,20 @@ impl Script {
         }
     }
 
+    /// Media and control frames handed to every open session but `sender`.
+    fn delivered_to_others(&self, sender: usize) -> (usize, usize) {
+        self.open
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != sender)
+            .fold((0, 0), |(media, control), (_, open)| {
+                (
+                    media + open.wire.media.load(Ordering::Relaxed),
+                    control + open.wire.control.load(Ordering::Relaxed),
+                )
+            })
+    }
+
     fn session(&self, who: u8) -> Option<&Session> {
         (!self.open.is_empty()).then(|| &self.open[usize::from(who) % self.open.len()].session)
     }
@@ -564,8 +585,10 @@ impl Script {
                     usize::from(user) % USERS.len(),
                     usize::from(meeting) % MEETINGS.len(),
                 );
+                // Bit 3 of a token's grants: the participant encrypts.
+                let encrypts = if grants & 0xf8 == 8 { 8 } else { 0 };
                 let join = wire::Join {
-                    token: tokens().token(user, meeting, grants % 8),
+                    token: tokens().token(user, meeting, (grants % 8) | encrypts),
                     meeting_id: MEETINGS[meeting].into(),
                     client: "script".into(),
                 };
@@ -584,8 +607,27 @@ impl Script {
             }
             Step::Send { who, message } => {
                 let body = self.said(message);
-                if let Some(session) = self.session(who) {
-                    session.handle_frame(encode_envelope(&envelope(body)), now);
+                if self.open.is_empty() {
+                    return;
+                }
+                let sender = usize::from(who) % self.open.len();
+                // What an encrypting participant sends in clear reaches nobody.
+                let clear = self.open[sender].session.me.e2ee
+                    && match &body {
+                        Body::Media(media) => !is_sealed_media(media),
+                        Body::Data(message) => !is_sealed_chat(message),
+                        _ => false,
+                    };
+                let before = self.delivered_to_others(sender);
+                self.open[sender]
+                    .session
+                    .handle_frame(encode_envelope(&envelope(body)), now);
+                if clear {
+                    assert_eq!(
+                        self.delivered_to_others(sender),
+                        before,
+                        "clear media or chat of an encrypting participant reached others"
+                    );
                 }
             }
             Step::Later { ms } => {
@@ -691,6 +733,7 @@ impl Script {
                 kind: i32::from(kind % 5),
                 sequence: u64::from(sequence),
                 keyframe,
+                sealed: sequence >= 0x8000,
                 payload: payload.into(),
                 ..Default::default()
             }),
@@ -896,6 +939,59 @@ mod tests {
         ]);
         assert_eq!(summary.admitted, 2, "{summary:?}");
         assert_eq!(summary.media_frames, 1, "{summary:?}");
+    }
+
+    #[test]
+    fn an_encrypting_participants_clear_media_reaches_nobody_and_its_sealed_media_does() {
+        let join = |user, grants| Step::Join {
+            user,
+            meeting: 0,
+            grants,
+            webtransport: false,
+        };
+        let media = |sealed: bool| Step::Send {
+            who: 0,
+            message: Said::Media {
+                track: 1,
+                kind: 1,
+                sequence: if sealed { 0x8000 } else { 1 },
+                keyframe: true,
+                // A config byte of 0 (key id and counter 0), then at least a tag: SFrame's shape.
+                payload: vec![0; 40],
+            },
+        };
+        let summary = run_steps(vec![
+            // Publishes, subscribes, and encrypts end to end.
+            join(0, 8 | 1 | 2),
+            join(1, 8 | 1 | 2),
+            Step::Send {
+                who: 0,
+                message: Said::Update {
+                    tracks: vec![(1, 1)],
+                    announce_tracks: true,
+                    audio_muted: false,
+                    video_muted: false,
+                    speaking: false,
+                    display_name: String::new(),
+                },
+            },
+            // Not marked sealed: the script's check holds that nobody gets it.
+            media(false),
+            media(true),
+            Step::Send {
+                who: 0,
+                message: Said::Data {
+                    to: Vec::new(),
+                    text: "in clear".into(),
+                },
+            },
+            Step::Later { ms: 100 },
+        ]);
+        assert_eq!(summary.admitted, 2, "{summary:?}");
+        assert_eq!(
+            summary.media_frames, 1,
+            "only the sealed frame: {summary:?}"
+        );
     }
 
     #[test]

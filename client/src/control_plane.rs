@@ -70,8 +70,7 @@ impl GrantSource for ControlPlaneGrants {
         let key = match &self.key {
             Some(key) => key.clone(),
             None => {
-                let key =
-                    SigningKey::generate().map_err(|e| ClientError::Encryption(e.to_string()))?;
+                let key = SigningKey::generate()?;
                 self.key = Some(key.clone());
                 key
             }

@@ -6,7 +6,7 @@
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use videocall_e2ee::{ClientEncryption, E2eeError, EncryptionCounters, GroupEvent, Member};
+use videocall_e2ee::{ClientEncryption, EncryptionCounters, GroupEvent, Member};
 use videocall_protocol::wire::{self, envelope::Body, Joined};
 
 use crate::ClientError;
@@ -22,13 +22,6 @@ struct Running {
 /// Where a session's encryption lives once it is started.
 #[derive(Default)]
 pub(crate) struct Slot(OnceLock<Running>);
-
-fn error(e: E2eeError) -> ClientError {
-    match e {
-        E2eeError::NoGroup => ClientError::NotInGroup,
-        other => ClientError::Encryption(other.to_string()),
-    }
-}
 
 impl Slot {
     /// Starts `member`'s encryption for the meeting `joined` welcomed it to; returns the
@@ -71,14 +64,14 @@ impl Slot {
     pub(crate) fn seal(&self, body: &mut Body) -> Result<(), ClientError> {
         self.with(|encryption| encryption.seal(body))
             .unwrap_or(Ok(()))
-            .map_err(error)
+            .map_err(ClientError::from)
     }
 
     /// Seals a media frame when encryption is on.
     pub(crate) fn seal_media(&self, media: &mut wire::Media) -> Result<(), ClientError> {
         self.with(|encryption| encryption.seal_media(media))
             .unwrap_or(Ok(()))
-            .map_err(error)
+            .map_err(ClientError::from)
     }
 
     /// Takes a message from the relay: what to answer, and the message to hand on (opened;

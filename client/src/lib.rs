@@ -143,6 +143,15 @@ impl From<ProtocolError> for ClientError {
     }
 }
 
+impl From<videocall_e2ee::E2eeError> for ClientError {
+    fn from(e: videocall_e2ee::E2eeError) -> Self {
+        match e {
+            videocall_e2ee::E2eeError::NoGroup => ClientError::NotInGroup,
+            other => ClientError::Encryption(other.to_string()),
+        }
+    }
+}
+
 /// What the relay sends.
 #[derive(Debug, Clone)]
 pub enum Event {

@@ -8,10 +8,6 @@ pub use videocall_e2ee::MemberSeed;
 
 use crate::ClientError;
 
-fn encryption_error(e: videocall_e2ee::E2eeError) -> ClientError {
-    ClientError::Encryption(e.to_string())
-}
-
 /// The seed of `grant` for `key` (whose public half went into the JoinMeeting request as
 /// `e2ee_signature_key`).
 pub fn seed_from_grant(key: SigningKey, grant: &JoinGrant) -> Result<MemberSeed, ClientError> {
@@ -26,13 +22,11 @@ pub fn seed_from_grant(key: SigningKey, grant: &JoinGrant) -> Result<MemberSeed,
         keys.iter().map(|k| (k.kid.as_str(), k.public_key.as_str())),
         &grant.meeting_id,
     )
-    .map_err(encryption_error)
+    .map_err(ClientError::from)
 }
 
 /// The member a participant is in its meeting's end-to-end encryption: `key` with `grant`'s
 /// credential (see [`MemberSeed`]).
 pub fn e2ee_member(key: SigningKey, grant: &JoinGrant) -> Result<Member, ClientError> {
-    seed_from_grant(key, grant)?
-        .member()
-        .map_err(encryption_error)
+    Ok(seed_from_grant(key, grant)?.member()?)
 }

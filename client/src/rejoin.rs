@@ -292,10 +292,7 @@ async fn connect(
 ) -> Result<Client, ClientError> {
     let mut client = Client::connect(options(transport, configure, grant)).await?;
     if let Some(seed) = &grant.encryption {
-        let member = seed
-            .member()
-            .map_err(|e| ClientError::Encryption(e.to_string()))?;
-        client.start_encryption(member).await?;
+        client.start_encryption(seed.member()?).await?;
     }
     Ok(client)
 }

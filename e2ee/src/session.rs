@@ -79,6 +79,18 @@ pub struct GroupMember {
     pub me: bool,
 }
 
+impl GroupMember {
+    /// The name to show: the one its credential carries (signed by the control plane), else
+    /// its user.
+    pub fn shown_name(&self) -> &str {
+        if self.identity.name.is_empty() {
+            &self.identity.user
+        } else {
+            &self.identity.name
+        }
+    }
+}
+
 /// A key package offered by a participant who is not (or no longer) in the group.
 #[derive(Debug, Clone)]
 struct Offer {

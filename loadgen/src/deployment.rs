@@ -189,16 +189,16 @@ impl Deployment {
         i: usize,
         transport: Transport,
     ) -> anyhow::Result<(Client, Duration, Member)> {
+        if let Joining::Direct { issuer, .. } = &self.joining {
+            let member = bench_member(issuer, &format!("p{i}"))?;
+            let (client, took) = self.join(i, transport).await?;
+            return Ok((client, took, member));
+        }
         let key = SigningKey::generate()?;
         let (client, took, grant) = self.join_keyed(i, transport, Some(&key)).await?;
-        let member = match (&self.joining, grant) {
-            (Joining::Direct { issuer, .. }, _) => bench_member(issuer, &format!("p{i}"))?,
-            (Joining::ControlPlane { .. }, Some(grant)) => {
-                videocall_client::member_seed::e2ee_member(key, &grant)
-                    .map_err(|e| anyhow::anyhow!("p{i}'s member: {e}"))?
-            }
-            (Joining::ControlPlane { .. }, None) => anyhow::bail!("p{i} got no grant"),
-        };
+        let grant = grant.with_context(|| format!("p{i} got no grant"))?;
+        let member = videocall_client::member_seed::e2ee_member(key, &grant)
+            .map_err(|e| anyhow::anyhow!("p{i}'s member: {e}"))?;
         Ok((client, took, member))
     }
 

@@ -1,9 +1,10 @@
 //! `relay-bench --e2ee-participants N [--relays 2]`: what end-to-end encryption costs a join
 //! and a leave through a real relay, or relays sharing the meeting over NATS (joined through
-//! the control plane, which signs every member's credential). N participants join one after another (each waits for the previous to
-//! be in the group); for each, the time from connecting to `Joined` (what a join costs
-//! without encryption) and to being in the meeting's MLS group (with it). Then the last one
-//! leaves and the time until everyone left is at the new epoch is the rekey.
+//! the control plane, which signs every member's credential). N participants join one after
+//! another (each waits for the previous to be in the group); for each, the time from
+//! connecting to `Joined` (what a join costs without encryption) and to being in the
+//! meeting's MLS group (with it). Then the last one leaves and the time until everyone left
+//! is at the new epoch is the rekey.
 
 use std::time::{Duration, Instant};
 

@@ -98,13 +98,9 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
         println!("end-to-end encrypted: joining the meeting's group (nothing is sent before)");
     }
     let mut names: HashMap<u64, String> = HashMap::new();
-    // Identity -> display name, for the encrypted group's members.
-    let mut users: HashMap<String, String> =
-        HashMap::from([(grant.identity.clone(), grant.display_name.clone())]);
     for p in &client.joined.participants {
         println!("  already here: {}", describe(p));
         names.insert(p.id, p.display_name.clone());
-        users.insert(p.user.clone(), p.display_name.clone());
     }
 
     let stop = CancellationToken::new();
@@ -160,7 +156,6 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
                     Some(Event::Message(Body::ParticipantJoined(j))) => {
                         if let Some(p) = j.participant {
                             println!("+ {}", describe(&p));
-                            users.insert(p.user.clone(), p.display_name.clone());
                             names.insert(p.id, p.display_name);
                         }
                     }
@@ -177,7 +172,7 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
                     Some(Event::Message(Body::Error(e))) => println!("! relay error {}: {}", e.code, e.message),
                     Some(Event::Message(Body::Draining(_))) => println!("! the relay is draining"),
                     Some(Event::Message(_)) => {}
-                    Some(Event::Encryption(event)) => println!("{}", describe_group(&event, &users)),
+                    Some(Event::Encryption(event)) => println!("{}", describe_group(&event)),
                     Some(Event::Closed { code, reason }) => break Err(anyhow::anyhow!("session closed (code {code}): {reason}")),
                     None => break Err(anyhow::anyhow!("session ended")),
                 }
@@ -214,16 +209,12 @@ fn describe(p: &Participant) -> String {
 
 /// A line about the meeting's encrypted group: the epoch and each member with its
 /// verification code (the same on every member's screen for the same key).
-fn describe_group(event: &GroupEvent, users: &HashMap<String, String>) -> String {
+fn describe_group(event: &GroupEvent) -> String {
     match event {
         GroupEvent::Epoch { epoch, members } => {
             let codes: Vec<String> = members
                 .iter()
-                .map(|member| {
-                    let user = &member.identity.user;
-                    let name = users.get(user).map_or(user.as_str(), String::as_str);
-                    format!("{name} [{}]", member.code)
-                })
+                .map(|member| format!("{} [{}]", member.shown_name(), member.code))
                 .collect();
             format!("🔒 epoch {epoch}: {}", codes.join(", "))
         }

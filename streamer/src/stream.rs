@@ -367,7 +367,7 @@ pub async fn run(
                     GroupEvent::Epoch { epoch, members } => {
                         let members: Vec<String> = members
                             .iter()
-                            .map(|m| format!("{} [{}]", m.identity.name, m.code))
+                            .map(|m| format!("{} [{}]", m.shown_name(), m.code))
                             .collect();
                         tracing::info!(epoch, members = %members.join(", "), "end-to-end encrypted");
                     }

@@ -903,6 +903,21 @@ mod tests {
 
     use super::*;
 
+    /// Session `who` announces track 1 as video.
+    fn announces_a_camera(who: u8) -> Step {
+        Step::Send {
+            who,
+            message: Said::Update {
+                tracks: vec![(1, 1)],
+                announce_tracks: true,
+                audio_muted: false,
+                video_muted: false,
+                speaking: false,
+                display_name: String::new(),
+            },
+        }
+    }
+
     #[test]
     fn a_written_script_moves_media_between_two_people() {
         let join = |user| Step::Join {
@@ -914,17 +929,7 @@ mod tests {
         let summary = run_steps(vec![
             join(0),
             join(1),
-            Step::Send {
-                who: 0,
-                message: Said::Update {
-                    tracks: vec![(1, 1)],
-                    announce_tracks: true,
-                    audio_muted: false,
-                    video_muted: false,
-                    speaking: false,
-                    display_name: String::new(),
-                },
-            },
+            announces_a_camera(0),
             Step::Send {
                 who: 0,
                 message: Said::Media {
@@ -964,17 +969,7 @@ mod tests {
             // Publishes, subscribes, and encrypts end to end.
             join(0, 8 | 1 | 2),
             join(1, 8 | 1 | 2),
-            Step::Send {
-                who: 0,
-                message: Said::Update {
-                    tracks: vec![(1, 1)],
-                    announce_tracks: true,
-                    audio_muted: false,
-                    video_muted: false,
-                    speaking: false,
-                    display_name: String::new(),
-                },
-            },
+            announces_a_camera(0),
             // Not marked sealed: the script's check holds that nobody gets it.
             media(false),
             media(true),

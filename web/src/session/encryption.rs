@@ -22,20 +22,20 @@ use crate::js;
 /// How many refusals the UI keeps.
 const KEPT_REFUSALS: usize = 5;
 
-/// Time spent sealing and opening, for the figures.
+/// Time spent sealing and opening media frames, for the figures.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CryptoTime {
-    /// Frames and messages sealed, and the milliseconds it took.
+    /// Media frames offered for sealing (held back ones included).
     pub sealed: u64,
-    /// Milliseconds sealing.
+    /// Milliseconds sealing them.
     pub seal_ms: f64,
-    /// Bytes sealed.
+    /// Their bytes.
     pub sealed_bytes: u64,
-    /// Frames and messages opened (or tried).
+    /// Media frames received (whether they opened or not).
     pub opened: u64,
-    /// Milliseconds opening.
+    /// Milliseconds opening them.
     pub open_ms: f64,
-    /// Bytes opened.
+    /// Their bytes.
     pub opened_bytes: u64,
 }
 
@@ -87,11 +87,6 @@ impl Encryption {
         self.0.borrow_mut().take();
     }
 
-    /// Whether the session encrypts.
-    pub fn is_on(&self) -> bool {
-        self.0.borrow().is_some()
-    }
-
     fn with<T>(&self, f: impl FnOnce(&mut Running, u64) -> T) -> Option<T> {
         let mut running = self.0.borrow_mut();
         let running = running.as_mut()?;
@@ -121,27 +116,26 @@ impl Encryption {
     }
 
     /// Takes a message from the relay: what to answer, and what to hand on (opened; `None`
-    /// when it did not open, came in clear, or was the encryption's own).
+    /// when it did not open, came in clear, or was the encryption's own). Off: the message
+    /// as it came.
     pub fn receive(&self, body: Body) -> (Vec<Body>, Option<Body>) {
-        let mut body = Some(body);
-        self.with(|running, now_ms| {
-            let Some(body) = body.take() else {
-                return (Vec::new(), None);
-            };
-            let bytes = match &body {
-                Body::Media(media) => Some(media.payload.len() as u64),
-                _ => None,
-            };
-            let start = js::monotonic_ms();
-            let received = running.encryption.receive(body, now_ms);
-            if let Some(bytes) = bytes {
-                running.time.open_ms += js::monotonic_ms() - start;
-                running.time.opened += 1;
-                running.time.opened_bytes += bytes;
-            }
-            received
-        })
-        .unwrap_or_else(|| (Vec::new(), body.take()))
+        let mut running = self.0.borrow_mut();
+        let Some(running) = running.as_mut() else {
+            return (Vec::new(), Some(body));
+        };
+        let now_ms = (js::now_ms() - running.started_ms).max(0.0) as u64;
+        let bytes = match &body {
+            Body::Media(media) => Some(media.payload.len() as u64),
+            _ => None,
+        };
+        let start = js::monotonic_ms();
+        let received = running.encryption.receive(body, now_ms);
+        if let Some(bytes) = bytes {
+            running.time.open_ms += js::monotonic_ms() - start;
+            running.time.opened += 1;
+            running.time.opened_bytes += bytes;
+        }
+        received
     }
 
     /// What is due by now (offers, a founding, a commit).
@@ -170,11 +164,7 @@ pub fn apply(view: &mut EncryptionView, event: GroupEvent) {
             view.members = members
                 .into_iter()
                 .map(|member| MemberView {
-                    name: if member.identity.name.is_empty() {
-                        member.identity.user
-                    } else {
-                        member.identity.name
-                    },
+                    name: member.shown_name().to_owned(),
                     code: member.code,
                     guest: member.identity.guest,
                     me: member.me,

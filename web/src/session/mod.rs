@@ -218,11 +218,11 @@ impl Session {
         inbox: &mut UnboundedReceiver<Incoming>,
     ) -> Result<(), (Failure, bool)> {
         self.relay_id.clear();
+        let encryption_failed = |e: E2eeError| (Failure::Encryption(e.to_string()), false);
         let key = match &self.key {
             Some(key) => key.clone(),
             None => {
-                let key = SigningKey::generate()
-                    .map_err(|e| (Failure::Encryption(e.to_string()), false))?;
+                let key = SigningKey::generate().map_err(encryption_failed)?;
                 self.key = Some(key.clone());
                 key
             }
@@ -236,12 +236,11 @@ impl Session {
         .await
         .map_err(grant_failure)?;
         // A credential that does not check is said at once: nothing would ever be sent.
-        let seed = encryption::seed_of(&key, &grant)
-            .map_err(|e| (Failure::Encryption(e.to_string()), false))?;
+        let seed = encryption::seed_of(&key, &grant).map_err(encryption_failed)?;
         let member = seed
             .map(|seed| seed.member())
             .transpose()
-            .map_err(|e| (Failure::Encryption(e.to_string()), false))?;
+            .map_err(encryption_failed)?;
         self.signals.encryption.set(EncryptionView {
             required: member.is_some(),
             ..Default::default()
@@ -372,16 +371,12 @@ impl Session {
     }
 
     fn handle(&mut self, body: Option<Body>) -> Option<(String, Option<Failure>)> {
-        let mut body = body?;
-        if self.encryption.is_on() {
-            let (out, opened) = self.encryption.receive(body);
-            for answer in out {
-                self.send(answer);
-            }
-            self.group_events();
-            body = opened?;
+        let (out, body) = self.encryption.receive(body?);
+        for answer in out {
+            self.send(answer);
         }
-        match body {
+        self.group_events();
+        match body? {
             Body::ParticipantJoined(joined) => {
                 if let Some(peer) = joined.participant {
                     let view = peer_view(&peer);

@@ -11,9 +11,9 @@
 //! or handed on in clear.
 
 pub mod control_plane;
-mod encrypted;
 pub mod member_seed;
 pub mod rejoin;
+mod shared;
 pub mod synthetic;
 pub mod tls;
 mod websocket;
@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use videocall_client_core::{JoinRequest, JoinStep, Joining, SessionError, SessionOptions};
 use videocall_e2ee::Member;
 /// What happens to an encrypted session's group ([`Event::Encryption`]).
 pub use videocall_e2ee::{GroupEvent, GroupMember};
@@ -143,6 +144,15 @@ impl From<ProtocolError> for ClientError {
     }
 }
 
+impl From<SessionError> for ClientError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Encryption(e) => e.into(),
+            other => ClientError::Encryption(other.to_string()),
+        }
+    }
+}
+
 impl From<videocall_e2ee::E2eeError> for ClientError {
     fn from(e: videocall_e2ee::E2eeError) -> Self {
         match e {
@@ -182,7 +192,8 @@ impl Event {
 
 /// A joined session.
 pub struct Client {
-    /// The relay's welcome: own id and who was already there.
+    /// The relay's welcome: own id and who was already there (who is there now:
+    /// [`Self::participants`]).
     pub joined: wire::Joined,
     sender: Sender,
     events: mpsc::Receiver<Event>,
@@ -193,7 +204,7 @@ pub struct Client {
 #[derive(Clone)]
 pub struct Sender {
     inner: SenderInner,
-    encryption: Arc<encrypted::Slot>,
+    session: Arc<shared::SharedSession>,
 }
 
 #[derive(Clone)]
@@ -205,7 +216,7 @@ pub(crate) enum SenderInner {
 impl Sender {
     /// Sends a control message (a chat or data message sealed when encryption is on).
     pub async fn send(&self, mut body: Body) -> Result<(), ClientError> {
-        self.encryption.seal(&mut body)?;
+        self.session.seal(&mut body)?;
         self.send_as_is(body).await
     }
 
@@ -219,7 +230,7 @@ impl Sender {
     /// Publishes a media packet (audio as a datagram on WebTransport, video on its
     /// group-of-pictures stream), sealed when encryption is on.
     pub async fn send_media(&self, mut media: wire::Media) -> Result<(), ClientError> {
-        self.encryption.seal_media(&mut media)?;
+        self.session.seal_media(&mut media)?;
         match &self.inner {
             SenderInner::WebTransport(s) => s.send_media(media).await,
             SenderInner::WebSocket(s) => s.send(Body::Media(media)).await,
@@ -259,44 +270,66 @@ impl Sender {
 impl Client {
     /// Connects and joins.
     pub async fn connect(options: ConnectOptions) -> Result<Client, ClientError> {
-        let timeout = options.join_timeout;
-        let joining = async {
+        let clock = shared::Clock::start();
+        let timeout_ms = options.join_timeout.as_millis() as u64;
+        let (joining, join) = Joining::start(
+            JoinRequest {
+                token: options.token.clone(),
+                meeting_id: options.meeting_id.clone(),
+                client: options.client_name.clone(),
+            },
+            clock.now_ms(),
+            timeout_ms,
+        );
+        let connecting = async {
             match options.transport {
-                Transport::WebTransport => webtransport::connect(&options).await,
-                Transport::WebSocket => websocket::connect(&options).await,
+                Transport::WebTransport => webtransport::connect(&options, join).await,
+                Transport::WebSocket => websocket::connect(&options, join).await,
             }
         };
-        let (inner, mut events) = tokio::time::timeout(timeout, joining)
+        let (inner, mut events) = tokio::time::timeout(options.join_timeout, connecting)
             .await
             .map_err(|_| ClientError::Timeout)??;
         let joined = loop {
-            match tokio::time::timeout(timeout, events.recv()).await {
+            let remaining = Duration::from_millis(joining.remaining_ms(clock.now_ms()));
+            match tokio::time::timeout(remaining, events.recv()).await {
                 Err(_) => return Err(ClientError::Timeout),
                 Ok(None) => {
                     return Err(ClientError::Connect(
                         "connection ended before Joined".into(),
                     ))
                 }
-                Ok(Some(Event::Message(Body::Joined(joined)))) => break joined,
-                Ok(Some(Event::Message(Body::Error(error)))) => {
-                    return Err(ClientError::Refused {
-                        code: ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Unspecified),
-                        message: error.message,
-                    })
-                }
+                Ok(Some(Event::Message(body))) => match joining.receive(body) {
+                    JoinStep::Joined(joined) => break joined,
+                    JoinStep::Refused { code, message } => {
+                        return Err(ClientError::Refused { code, message })
+                    }
+                    // Media of others may overtake Joined on WebTransport; nothing to keep
+                    // before joining (and encryption starts after).
+                    JoinStep::Waiting => continue,
+                },
                 Ok(Some(Event::Closed { code, reason })) => {
                     return Err(ClientError::Closed { code, reason })
                 }
-                // Media of others may overtake Joined on WebTransport; nothing to keep before
-                // joining (and encryption starts after).
-                Ok(Some(Event::Message(_) | Event::Encryption(_))) => continue,
+                Ok(Some(Event::Encryption(_))) => continue,
             }
         };
+        // The transports answer the relay's pings as they read (an application slow to take
+        // events must not look dead); QUIC and WebSocket keep the connection alive.
+        let session = videocall_client_core::Session::new(
+            joined.clone(),
+            SessionOptions {
+                answer_pings: options.answer_pings,
+                ping_interval_ms: None,
+                ..SessionOptions::default()
+            },
+            clock.now_ms(),
+        );
         let sender = Sender {
             inner,
-            encryption: Arc::default(),
+            session: Arc::new(shared::SharedSession::new(session, clock)),
         };
-        let mut poll = tokio::time::interval(encrypted::POLL_INTERVAL);
+        let mut poll = tokio::time::interval(shared::POLL_INTERVAL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok(Client {
             joined,
@@ -313,7 +346,7 @@ impl Client {
     /// dropped), and [`Self::next_event`] answers the meeting's handshake messages and tells
     /// what happens to the group as [`Event::Encryption`]. Senders taken before encrypt too.
     pub async fn start_encryption(&mut self, member: Member) -> Result<(), ClientError> {
-        let out = self.sender.encryption.start(member, &self.joined)?;
+        let out = self.sender.session.start_encryption(member)?;
         for body in out {
             self.sender.send_as_is(body).await?;
         }
@@ -322,7 +355,9 @@ impl Client {
 
     /// What the session's encryption counted; `None` when it is not encrypted.
     pub fn encryption_counters(&self) -> Option<videocall_e2ee::EncryptionCounters> {
-        self.sender.encryption.counters()
+        self.sender
+            .session
+            .with(|session| session.encryption_counters())
     }
 
     /// The session's encryption, when it is on: epoch, members, verification codes.
@@ -330,7 +365,17 @@ impl Client {
         &self,
         f: impl FnOnce(&mut videocall_e2ee::ClientEncryption) -> T,
     ) -> Option<T> {
-        self.sender.encryption.with(f)
+        self.sender
+            .session
+            .with(|session| session.encryption().map(f))
+    }
+
+    /// Who else is in the meeting now (the welcome's list, then every join, update and leave
+    /// read through [`Self::next_event`]), in the order they came.
+    pub fn participants(&self) -> Vec<wire::Participant> {
+        self.sender
+            .session
+            .with(|session| session.participants().to_vec())
     }
 
     /// Own participant id.
@@ -347,22 +392,20 @@ impl Client {
     /// encryption on, media and chat come opened, handshake messages are answered here (so
     /// keep calling it), and what happens to the group comes as [`Event::Encryption`].
     pub async fn next_event(&mut self) -> Option<Event> {
-        if !self.sender.encryption.is_on() {
-            return self.events.recv().await;
-        }
         loop {
-            if let Some(event) = self.sender.encryption.next_group_event() {
+            if let Some(event) = self.sender.session.with(|s| s.next_group_event()) {
                 return Some(Event::Encryption(event));
             }
+            let encrypts = self.sender.session.with(|s| s.encrypts());
             let (out, event) = tokio::select! {
                 event = self.events.recv() => match event {
                     Some(Event::Message(body)) => {
-                        let (out, body) = self.sender.encryption.receive(body);
-                        (out, body.map(Event::Message))
+                        let received = self.sender.session.receive(body);
+                        (received.answers, received.body.map(Event::Message))
                     }
                     other => return other,
                 },
-                _ = self.poll.tick() => (self.sender.encryption.poll(), None),
+                _ = self.poll.tick(), if encrypts => (self.sender.session.poll(), None),
             };
             for body in out {
                 // A send that fails ends the session, which the next event tells.
@@ -389,15 +432,6 @@ pub fn unix_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// The `Join` every transport sends first.
-pub(crate) fn join_body(options: &ConnectOptions) -> Body {
-    Body::Join(wire::Join {
-        token: options.token.clone(),
-        meeting_id: options.meeting_id.clone(),
-        client: options.client_name.clone(),
-    })
-}
-
 /// Wraps a body in an envelope of this protocol version.
 pub(crate) fn envelope(body: Body) -> wire::Envelope {
     videocall_protocol::envelope::envelope(body)
@@ -421,10 +455,7 @@ pub(crate) async fn deliver(
     match envelope.body {
         Some(Body::Ping(ping)) => {
             if answer_pings {
-                pong(Body::Pong(wire::Pong {
-                    nonce: ping.nonce,
-                    sent_at_us: ping.sent_at_us,
-                }));
+                pong(videocall_client_core::pong(&ping));
             }
             true
         }

@@ -7,7 +7,7 @@ use tokio_tungstenite::tungstenite::Message;
 use videocall_protocol::encode_envelope;
 use videocall_protocol::wire::envelope::Body;
 
-use crate::{deliver, envelope, join_body, ClientError, ConnectOptions, Event, SenderInner};
+use crate::{deliver, envelope, ClientError, ConnectOptions, Event, SenderInner};
 
 /// Outgoing messages queued for the socket writer.
 const OUTGOING_QUEUE: usize = 1024;
@@ -33,8 +33,10 @@ impl WsSender {
     }
 }
 
+/// Connects to the relay and sends `join` first.
 pub(crate) async fn connect(
     options: &ConnectOptions,
+    join: Body,
 ) -> Result<(SenderInner, mpsc::Receiver<Event>), ClientError> {
     // Nagle off: small media frames must leave at once.
     let (socket, _) = tokio_tungstenite::connect_async_with_config(
@@ -56,7 +58,7 @@ pub(crate) async fn connect(
     ));
 
     let sender = WsSender { tx };
-    sender.send(join_body(options)).await?;
+    sender.send(join).await?;
     Ok((SenderInner::WebSocket(sender), events))
 }
 

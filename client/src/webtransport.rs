@@ -16,7 +16,7 @@ use wtransport::error::ConnectionError;
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint, SendStream};
 
-use crate::{deliver, envelope, join_body, ClientError, ConnectOptions, Event, SenderInner};
+use crate::{deliver, envelope, ClientError, ConnectOptions, Event, SenderInner};
 
 /// Control messages queued for the control stream writer.
 const CONTROL_QUEUE: usize = 1024;
@@ -108,8 +108,10 @@ fn spawn_track_writer(connection: Connection, audio: bool) -> mpsc::Sender<Track
     tx
 }
 
+/// Connects to the relay and sends `join` first.
 pub(crate) async fn connect(
     options: &ConnectOptions,
+    join: Body,
 ) -> Result<(SenderInner, mpsc::Receiver<Event>), ClientError> {
     let builder = ClientConfig::builder().with_bind_default();
     let mut config = match &options.relay.certificate_sha256 {
@@ -238,7 +240,7 @@ pub(crate) async fn connect(
         control: control_tx,
         tracks: Arc::new(Mutex::new(HashMap::new())),
     };
-    sender.send_control(join_body(options)).await?;
+    sender.send_control(join).await?;
     Ok((SenderInner::WebTransport(sender), events))
 }
 

@@ -100,6 +100,11 @@ pub fn spawn(
                 encoder.ask_keyframe();
             }
             let Some(encoded) = encoder.encode(&picture)? else {
+                // Rate control skipped it (after a keyframe asked for on top of another, say).
+                metrics
+                    .frames_dropped
+                    .with_label_values(&["encoder_skipped"])
+                    .inc();
                 continue;
             };
             metrics.frames_encoded.inc();

@@ -17,7 +17,7 @@ pub struct Metrics {
     /// Encoded frames handed to the relay.
     pub frames_sent: IntCounter,
     /// Frames lost, by reason (`send_queue_full`, `not_connected`, `source_late`,
-    /// `audio_queue_full`, `audio_not_connected`).
+    /// `encoder_skipped`, `audio_queue_full`, `audio_not_connected`).
     pub frames_dropped: IntCounterVec,
     /// Keyframes encoded.
     pub keyframes: IntCounter,

@@ -89,7 +89,7 @@ fn encryption_figures(session: &Session) -> Option<js_sys::Object> {
     }
     js::set(&object, "members", &members);
     js::set(&object, "refusals", &(view.refusals.len() as f64).into());
-    if let Some((counters, time)) = session.encryption.figures() {
+    if let Some((counters, time)) = session.core.figures() {
         for (name, value) in [
             ("sealed", counters.sealed),
             ("heldBack", counters.held_back),

@@ -43,12 +43,12 @@ impl Session {
     pub(super) fn media_out(&self) -> MediaOut {
         let link = self.link.clone();
         let stats = self.params.stats.clone();
-        let encryption = self.encryption.clone();
+        let core = self.core.clone();
         Rc::new(move |mut message| {
             // Sealed where the meeting is encrypted; before the group has this participant,
             // nothing leaves (the first frame after is a keyframe).
             if let Some(Body::Media(media)) = message.body.as_mut() {
-                if encryption.seal_media(media).is_err() {
+                if core.seal_media(media).is_err() {
                     return;
                 }
             }

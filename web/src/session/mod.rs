@@ -10,13 +10,13 @@ use std::rc::Rc;
 use dioxus::prelude::*;
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use futures_util::{select, FutureExt, StreamExt};
+use videocall_client_core::{JoinRequest, JoinStep, Joining};
 use videocall_protocol::avoid::AvoidList;
 use videocall_protocol::envelope::envelope;
-use videocall_protocol::wire::{
-    envelope::Body, DataMessage, Join, KeyframeRequest, MediaKind, Ping, Pong,
-};
+use videocall_protocol::wire::{envelope::Body, MediaKind};
 use web_sys::{AudioContext, MediaStream, MediaStreamTrack};
 
+mod core_session;
 mod encryption;
 mod figures;
 mod local_media;
@@ -26,7 +26,7 @@ pub use view::{
     ChatLine, ConnectionView, EncryptionView, Failure, MeetingSignals, PeerView, Phase,
 };
 
-use encryption::Encryption;
+use core_session::CoreSession;
 use videocall_e2ee::{E2eeError, SigningKey};
 
 use figures::publish_test_figures;
@@ -86,15 +86,8 @@ type Link = Rc<RefCell<Option<Connection>>>;
 const CAMERA_BITRATE: u32 = 1_000_000;
 const SCREEN_BITRATE: u32 = 1_500_000;
 const RECONNECT_ATTEMPTS: u32 = 15;
-const JOIN_TIMEOUT_MS: f64 = 5000.0;
-const PING_INTERVAL_MS: f64 = 2000.0;
+const JOIN_TIMEOUT_MS: u64 = 5000;
 const RECOVER_AFTER_MS: f64 = 3000.0;
-const KEYFRAME_REQUEST_INTERVAL_MS: f64 = 500.0;
-/// The topic of chat lines (sealed under `videocall.e2ee` in an encrypted meeting).
-const CHAT_TOPIC: &str = "chat";
-/// Both sides ping every 2 s: this long without a word means the relay is gone, even when the
-/// transport has not noticed (a QUIC peer that died sends no close; idle timeouts are long).
-const SILENCE_TIMEOUT_MS: f64 = 6000.0;
 
 /// The channel the UI sends commands on.
 pub fn commands() -> (UnboundedSender<Command>, UnboundedReceiver<Command>) {
@@ -111,11 +104,9 @@ struct Session {
     microphone: Option<AudioSender>,
     videos: HashMap<(u64, u32), VideoReceiver>,
     audios: HashMap<u64, AudioReceiver>,
-    keyframe_asked: HashMap<(u64, u32), f64>,
     muted: bool,
     camera_off: bool,
     speaking: bool,
-    last_ping_ms: f64,
     last_congestion_ms: f64,
     left: bool,
     /// The relay of the latest grant.
@@ -127,8 +118,9 @@ struct Session {
     /// goes with every JoinMeeting request, so an encrypted meeting's grant carries its
     /// credential.
     key: Option<SigningKey>,
-    /// The connection's end-to-end encryption, where the meeting requires it.
-    encryption: Encryption,
+    /// The connection's client core: roster, pings and silence, keyframe requests, chat and,
+    /// where the meeting requires it, end-to-end encryption.
+    core: CoreSession,
 }
 
 /// Runs the session until the person leaves or it fails; the UI follows through `signals`.
@@ -150,17 +142,15 @@ pub async fn run(
         microphone: None,
         videos: HashMap::new(),
         audios: HashMap::new(),
-        keyframe_asked: HashMap::new(),
         muted,
         camera_off,
         speaking: false,
-        last_ping_ms: 0.0,
         last_congestion_ms: 0.0,
         left: false,
         relay_id: String::new(),
         avoid: AvoidList::default(),
         key: None,
-        encryption: Encryption::default(),
+        core: CoreSession::default(),
     };
     let mut attempt = 0;
     // Only a meeting that was going is retried; a first join that fails says why at once.
@@ -254,27 +244,33 @@ impl Session {
             .await
             .map_err(|reason| (Failure::TransportsBlocked(reason), true))?;
         let kind = connection.kind();
-        connection.send(&envelope(Body::Join(Join {
-            token: grant.token.clone(),
-            meeting_id: grant.meeting_id.clone(),
-            client: "web/0.1".into(),
-        })));
+        let (joining, join) = Joining::start(
+            JoinRequest {
+                token: grant.token.clone(),
+                meeting_id: grant.meeting_id.clone(),
+                client: "web/0.1".into(),
+            },
+            js::now_ms() as u64,
+            JOIN_TIMEOUT_MS,
+        );
+        connection.send(&envelope(join));
         *self.link.borrow_mut() = Some(connection);
-        let deadline = js::now_ms() + JOIN_TIMEOUT_MS;
         let joined = loop {
-            let remaining = (deadline - js::now_ms()).max(0.0) as i32;
+            let remaining = joining.remaining_ms(js::now_ms() as u64) as i32;
             let next = select! {
                 message = inbox.next() => message,
                 _ = js::sleep(remaining).fuse() => None,
             };
             match next {
-                Some(Incoming::Envelope(message, _)) => match message.body {
-                    Some(Body::Joined(joined)) => break joined,
-                    Some(Body::Error(error)) => {
-                        return Err(relay_failure(error.code(), &error.message))
+                Some(Incoming::Envelope(message, _)) => {
+                    match message.body.map(|body| joining.receive(body)) {
+                        Some(JoinStep::Joined(joined)) => break joined,
+                        Some(JoinStep::Refused { code, message }) => {
+                            return Err(relay_failure(code, &message))
+                        }
+                        Some(JoinStep::Waiting) | None => {}
                     }
-                    _ => {}
-                },
+                }
                 Some(Incoming::Closed(reason)) => return Err((Failure::Other(reason), true)),
                 None => {
                     return Err((
@@ -287,8 +283,13 @@ impl Session {
         self.signals
             .peers
             .set(joined.participants.iter().map(peer_view).collect());
+        self.core.open(joined.clone());
         if let Some(member) = member {
-            for body in self.encryption.start(member, &joined) {
+            let out = self
+                .core
+                .start_encryption(member)
+                .map_err(|e| (Failure::Encryption(e.to_string()), false))?;
+            for body in out {
                 self.send(body);
             }
         }
@@ -327,13 +328,11 @@ impl Session {
     ) -> (String, Option<Failure>) {
         // One timer across iterations: media arrives far more often than it fires.
         let mut tick = Box::pin(js::sleep(500).fuse());
-        let mut last_heard_ms = js::now_ms();
         loop {
             select! {
                 message = inbox.next() => match message {
                     Some(Incoming::Envelope(message, size)) => {
-                        last_heard_ms = js::now_ms();
-                        self.params.stats.borrow_mut().received.add(last_heard_ms, size);
+                        self.params.stats.borrow_mut().received.add(js::now_ms(), size);
                         if let Some(end) = self.handle(message.body) {
                             return end;
                         }
@@ -356,7 +355,9 @@ impl Session {
                 _ = tick => {
                     tick = Box::pin(js::sleep(500).fuse());
                     self.tick();
-                    if js::now_ms() - last_heard_ms > SILENCE_TIMEOUT_MS {
+                    // Both sides ping every 2 s: silence means the relay is gone, even when
+                    // the transport has not noticed (a QUIC peer that died sends no close).
+                    if self.core.silent() {
                         return ("no word from the relay for 6 s".into(), None);
                     }
                 }
@@ -371,12 +372,12 @@ impl Session {
     }
 
     fn handle(&mut self, body: Option<Body>) -> Option<(String, Option<Failure>)> {
-        let (out, body) = self.encryption.receive(body?);
-        for answer in out {
+        let received = self.core.receive(body?);
+        for answer in received.answers {
             self.send(answer);
         }
         self.group_events();
-        match body? {
+        match received.body? {
             Body::ParticipantJoined(joined) => {
                 if let Some(peer) = joined.participant {
                     let view = peer_view(&peer);
@@ -443,15 +444,7 @@ impl Session {
                     sender.request_keyframe();
                 }
             }
-            Body::Ping(ping) => self.send(Body::Pong(Pong {
-                nonce: ping.nonce,
-                sent_at_us: ping.sent_at_us,
-            })),
-            Body::Pong(pong) => {
-                let rtt = js::now_ms() - pong.sent_at_us as f64 / 1000.0;
-                self.params.stats.borrow_mut().rtt_ms = Some(rtt.max(0.0));
-            }
-            Body::Data(data) if data.topic == CHAT_TOPIC => {
+            Body::Data(data) if data.topic == videocall_client_core::CHAT_TOPIC => {
                 let from = self
                     .signals
                     .peers
@@ -495,16 +488,9 @@ impl Session {
     }
 
     fn ask_keyframe(&mut self, peer: u64, track: u32) {
-        let now = js::now_ms();
-        let last = self.keyframe_asked.entry((peer, track)).or_insert(0.0);
-        if now - *last < KEYFRAME_REQUEST_INTERVAL_MS {
-            return;
+        if let Some(request) = self.core.ask_keyframe(peer, track) {
+            self.send(request);
         }
-        *last = now;
-        self.send(Body::KeyframeRequest(KeyframeRequest {
-            participant_id: peer,
-            track_id: track,
-        }));
     }
 
     async fn command(&mut self, command: Command) {
@@ -543,15 +529,9 @@ impl Session {
                 if text.is_empty() {
                     return;
                 }
-                let mut message = Body::Data(DataMessage {
-                    topic: CHAT_TOPIC.into(),
-                    text: text.clone(),
-                    sent_at_ms: js::now_ms() as u64,
-                    ..Default::default()
-                });
                 // Never in clear where the meeting is encrypted: not in the group yet, not sent.
-                let from = match self.encryption.seal(&mut message) {
-                    Ok(()) => {
+                let from = match self.core.chat(&text) {
+                    Ok(message) => {
                         self.send(message);
                         format!("{} (you)", self.params.name)
                     }
@@ -582,17 +562,13 @@ impl Session {
     }
 
     fn tick(&mut self) {
-        for body in self.encryption.poll() {
+        for body in self.core.poll() {
             self.send(body);
         }
         self.group_events();
         let now = js::now_ms();
-        if now - self.last_ping_ms >= PING_INTERVAL_MS {
-            self.last_ping_ms = now;
-            self.send(Body::Ping(Ping {
-                nonce: now as u64,
-                sent_at_us: (now * 1000.0) as u64,
-            }));
+        if let Some(rtt) = self.core.rtt_ms() {
+            self.params.stats.borrow_mut().rtt_ms = Some(rtt as f64);
         }
         if now - self.last_congestion_ms >= RECOVER_AFTER_MS {
             for sender in [self.camera.as_ref(), self.screen.as_ref()]
@@ -642,13 +618,12 @@ impl Session {
     }
 
     fn disconnect(&mut self) {
-        self.encryption.stop();
+        self.core.close();
         if let Some(connection) = self.link.borrow_mut().take() {
             connection.close();
         }
         self.videos.clear();
         self.audios.clear();
-        self.keyframe_asked.clear();
         self.signals.peers.set(Vec::new());
     }
 

@@ -1,0 +1,32 @@
+//! The client side of a meeting without I/O: the native client (`videocall-client`) and the
+//! browser (`videocall-web`) both run it, each with its own transports, clock and tasks around
+//! it, so what a client says and does with what it hears is written and tested once.
+//!
+//! - [`Joining`]: the join handshake (the `Join` to send, what the relay's answer means, the
+//!   deadline).
+//! - [`Session`]: one joined connection: what the relay says goes in with the time, the
+//!   answers to send and the message to hand on come out; who is there ([`Roster`]), pings
+//!   and silence ([`Keepalive`]), keyframe requests held to one per track per interval
+//!   ([`KeyframeAsks`]), chat, and end-to-end encryption (a
+//!   [`videocall_e2ee::ClientEncryption`] once started: media and chat sealed before they
+//!   leave and opened as they arrive, nothing in clear).
+//!
+//! Time is always an argument (milliseconds on any clock the caller keeps, the same for
+//! every call of one session), never read here.
+
+mod chat;
+mod error;
+mod join;
+mod keepalive;
+mod keyframes;
+mod roster;
+mod session;
+
+pub use chat::CHAT_TOPIC;
+pub use error::SessionError;
+pub use join::{JoinRequest, JoinStep, Joining};
+pub use keepalive::pong;
+pub use keepalive::Keepalive;
+pub use keyframes::KeyframeAsks;
+pub use roster::{Roster, RosterChange};
+pub use session::{Received, Session, SessionOptions};

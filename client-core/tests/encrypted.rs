@@ -1,0 +1,234 @@
+//! Two core sessions in one encrypted meeting, their messages carried by a delivery service
+//! that orders handshakes as the relays do (one order, a commit or founding taken only when it
+//! follows the last one): both reach the same epoch, a chat line sealed by one opens for the
+//! other and carries no plaintext on the way, and nothing is sent or handed on in clear.
+
+use std::time::Duration;
+
+use videocall_client_core::{Session, SessionError, SessionOptions, CHAT_TOPIC};
+use videocall_e2ee::{
+    ControlPlaneCredentials, E2eeError, GroupEvent, Member, SigningKey, SEALED_TOPIC,
+};
+use videocall_protocol::wire::{
+    envelope::Body, DataMessage, Handshake, HandshakeKind, HandshakeRefused, Joined, Media,
+    Participant, ParticipantJoined,
+};
+use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
+
+const MEETING: &str = "m-1";
+
+/// A member of the meeting with a fresh key and the control plane's credential for it.
+fn member(issuer: &TokenIssuer, user: &str) -> Member {
+    let key = SigningKey::generate().expect("key");
+    let claims = E2eeCredential::new(
+        user,
+        user,
+        MEETING,
+        false,
+        &key.public(),
+        Duration::from_secs(600),
+    );
+    let credential = issuer.issue_credential(&claims).expect("credential");
+    let mut verifier = TokenVerifier::new();
+    verifier
+        .add_key_base64("cp-1", &issuer.public_key_base64())
+        .expect("key");
+    let check = std::sync::Arc::new(ControlPlaneCredentials::new(verifier, MEETING));
+    Member::new(key, credential.into_bytes(), check).expect("member")
+}
+
+fn person(id: u64, user: &str) -> Participant {
+    Participant {
+        id,
+        user: user.into(),
+        display_name: user.into(),
+        ..Default::default()
+    }
+}
+
+/// The meeting's order of handshakes, as the relays keep it.
+#[derive(Default)]
+struct Delivery {
+    next_sequence: u64,
+    head: u64,
+}
+
+impl Delivery {
+    /// What `handshake` from `from` becomes: delivered to everyone, or refused to its sender.
+    fn order(&mut self, from: u64, mut handshake: Handshake) -> Result<Handshake, Body> {
+        handshake.from_participant_id = from;
+        let kind = HandshakeKind::try_from(handshake.kind).expect("kind");
+        if kind != HandshakeKind::KeyPackage && handshake.after != self.head {
+            return Err(Body::HandshakeRefused(HandshakeRefused {
+                kind: handshake.kind,
+                after: handshake.after,
+                head: self.head,
+                reason: "another commit follows that one already".into(),
+            }));
+        }
+        self.next_sequence += 1;
+        handshake.sequence = self.next_sequence;
+        if kind != HandshakeKind::KeyPackage {
+            self.head = self.next_sequence;
+        }
+        Ok(handshake)
+    }
+}
+
+/// Carries every handshake `sessions` send until nothing moves, the clock going on.
+fn settle(
+    delivery: &mut Delivery,
+    sessions: &mut [&mut Session],
+    mut out: Vec<(usize, Body)>,
+    now: &mut u64,
+) {
+    for _ in 0..100 {
+        *now += 250;
+        for (i, session) in sessions.iter_mut().enumerate() {
+            out.extend(session.poll(*now).into_iter().map(|b| (i, b)));
+        }
+        if out.is_empty() {
+            continue;
+        }
+        for (from, body) in std::mem::take(&mut out) {
+            let Body::Handshake(handshake) = body else {
+                continue; // pings
+            };
+            let sender = sessions[from].participant_id();
+            match delivery.order(sender, handshake) {
+                Ok(ordered) => {
+                    for (i, session) in sessions.iter_mut().enumerate() {
+                        let received = session.receive(Body::Handshake(ordered.clone()), *now);
+                        assert!(received.body.is_none(), "handshakes are the session's own");
+                        out.extend(received.answers.into_iter().map(|b| (i, b)));
+                    }
+                }
+                Err(refusal) => {
+                    let received = sessions[from].receive(refusal, *now);
+                    out.extend(received.answers.into_iter().map(|b| (from, b)));
+                }
+            }
+        }
+    }
+}
+
+fn epoch_of(session: &mut Session) -> Option<(u64, usize)> {
+    let mut last = None;
+    while let Some(event) = session.next_group_event() {
+        if let GroupEvent::Epoch { epoch, members } = event {
+            last = Some((epoch, members.len()));
+        }
+    }
+    last
+}
+
+#[test]
+fn two_sessions_share_a_group_and_chat_opens_only_for_members() {
+    let issuer = TokenIssuer::generate("cp-1");
+    let mut delivery = Delivery::default();
+    let mut now = 0;
+    let mut ann = Session::new(
+        Joined {
+            participant_id: 1,
+            meeting_id: MEETING.into(),
+            ..Default::default()
+        },
+        SessionOptions::default(),
+        now,
+    );
+    let first = ann
+        .start_encryption(member(&issuer, "ann"), now)
+        .expect("starts");
+    assert!(matches!(
+        ann.start_encryption(member(&issuer, "ann"), now),
+        Err(SessionError::AlreadyEncrypted)
+    ));
+    // Not in the group yet: nothing leaves, in clear or otherwise.
+    assert!(matches!(
+        ann.chat("too early", now),
+        Err(E2eeError::NoGroup)
+    ));
+    let mut frame = Media {
+        payload: b"picture".to_vec().into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        ann.seal_media(&mut frame),
+        Err(E2eeError::NoGroup)
+    ));
+    let out = first.into_iter().map(|b| (0, b)).collect();
+    settle(&mut delivery, &mut [&mut ann], out, &mut now);
+    assert_eq!(epoch_of(&mut ann).map(|e| e.1), Some(1), "ann founds alone");
+
+    let mut bob = Session::new(
+        Joined {
+            participant_id: 2,
+            meeting_id: MEETING.into(),
+            participants: vec![person(1, "ann")],
+            handshake_head: delivery.head,
+            ..Default::default()
+        },
+        SessionOptions::default(),
+        now,
+    );
+    let told = ann.receive(
+        Body::ParticipantJoined(ParticipantJoined {
+            participant: Some(person(2, "bob")),
+        }),
+        now,
+    );
+    assert!(told.body.is_some(), "the join is handed on");
+    let mut out: Vec<(usize, Body)> = told.answers.into_iter().map(|b| (0, b)).collect();
+    out.extend(
+        bob.start_encryption(member(&issuer, "bob"), now)
+            .expect("starts")
+            .into_iter()
+            .map(|b| (1, b)),
+    );
+    settle(&mut delivery, &mut [&mut ann, &mut bob], out, &mut now);
+    let ann_epoch = epoch_of(&mut ann).expect("ann's group changed");
+    assert_eq!(ann_epoch.1, 2);
+    assert_eq!(epoch_of(&mut bob), Some(ann_epoch), "one group, one epoch");
+
+    // A chat line: sealed on the way, opened for the other member.
+    let line = ann
+        .chat("the password is pomegranate", now)
+        .expect("sealed");
+    let Body::Data(sealed) = &line else {
+        panic!("a data message: {line:?}");
+    };
+    assert_eq!(sealed.topic, SEALED_TOPIC);
+    let on_the_wire = format!("{sealed:?}");
+    assert!(!on_the_wire.contains("pomegranate"), "{on_the_wire}");
+    let opened = bob.receive(line, now).body;
+    let Some(Body::Data(opened)) = opened else {
+        panic!("opened: {opened:?}");
+    };
+    assert_eq!(opened.topic, CHAT_TOPIC);
+    assert_eq!(opened.text, "the password is pomegranate");
+
+    // A chat line that comes in clear is not handed on, and is counted.
+    let clear = Body::Data(DataMessage {
+        topic: CHAT_TOPIC.into(),
+        text: "in clear".into(),
+        from_participant_id: 1,
+        ..Default::default()
+    });
+    assert!(bob.receive(clear, now).body.is_none());
+    let counters = bob.encryption_counters().expect("encrypts");
+    assert_eq!((counters.opened, counters.clear_refused), (1, 1));
+
+    // Media: sealed by one, opened by the other.
+    let mut frame = Media {
+        participant_id: 2,
+        payload: b"a picture".to_vec().into(),
+        ..Default::default()
+    };
+    bob.seal_media(&mut frame).expect("sealed");
+    assert_ne!(frame.payload.as_ref(), b"a picture");
+    let opened = ann.receive(Body::Media(frame), now).body;
+    let Some(Body::Media(opened)) = opened else {
+        panic!("opened: {opened:?}");
+    };
+    assert_eq!(opened.payload.as_ref(), b"a picture");
+}

@@ -87,6 +87,8 @@ struct Seen {
 struct PatternReader {
     decoder: Decoder,
     synced: Option<u64>,
+    /// Every video frame that came, and what became of it (shown when a test fails).
+    arrivals: Vec<String>,
 }
 
 impl PatternReader {
@@ -94,6 +96,7 @@ impl PatternReader {
         PatternReader {
             decoder: Decoder::new().expect("decoder"),
             synced: None,
+            arrivals: Vec::new(),
         }
     }
 
@@ -118,6 +121,12 @@ impl PatternReader {
             if media.kind() != MediaKind::Video {
                 continue;
             }
+            self.arrivals.push(format!(
+                "seq {} {}{} B",
+                media.sequence,
+                if media.keyframe { "key " } else { "" },
+                media.payload.len()
+            ));
             if self.synced != Some(media.participant_id) {
                 if !media.keyframe {
                     continue;
@@ -134,6 +143,7 @@ impl PatternReader {
                 let code = pattern::read_code(picture.y(), picture.strides().0, width, height)
                     .expect("the burned-in strip reads");
                 assert_eq!(media.capture_timestamp_us / 1000, code.captured_ms);
+                self.arrivals.push(format!("  → counter {}", code.counter));
                 seen.push(Seen {
                     counter: code.counter,
                     age_ms: (videocall_client::unix_micros() / 1000)
@@ -147,10 +157,19 @@ impl PatternReader {
 }
 
 /// Every picture the streamer sent came, in order. A gap in the counter is a frame the
-/// encoder's rate control skipped (it holds the bitrate that way, after two keyframes in a
-/// row, say), which the streamer counts: more gaps than that are pictures lost on the way.
-async fn assert_every_sent_picture_came(seen: &[Seen], admin: SocketAddr) {
+/// encoder's rate control skipped (it may, to hold the bitrate), which the streamer counts:
+/// more gaps than that are pictures lost on the way. A failure shows what arrived and the
+/// streamer's counts of frames it did not send.
+async fn assert_every_sent_picture_came(reader: &PatternReader, seen: &[Seen], admin: SocketAddr) {
     let (_, metrics) = http_request(admin, "GET", "/metrics").await;
+    let dropped: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("videocall_streamer_frames_dropped_total"))
+        .collect();
+    println!(
+        "streamer: {dropped:?}; the viewer got {:#?}",
+        reader.arrivals
+    );
     let skipped = metric_value(
         &metrics,
         "videocall_streamer_frames_dropped_total{reason=\"encoder_skipped\"}",
@@ -160,6 +179,7 @@ async fn assert_every_sent_picture_came(seen: &[Seen], admin: SocketAddr) {
         assert!(pair[1].counter > pair[0].counter, "in order: {seen:?}");
         missing += pair[1].counter - pair[0].counter - 1;
     }
+    println!("{missing} pictures missing, {skipped} skipped by the encoder");
     assert!(
         missing <= skipped,
         "{missing} pictures missing, {skipped} skipped by the encoder: {seen:?}"
@@ -178,10 +198,9 @@ async fn a_viewer_decodes_the_test_pattern_and_sigterm_leaves() {
     let (mut child, admin) = spawn_streamer(&info, "shelf");
     let (mut viewer, _) = viewer(&info, "shelf").await;
 
-    let seen = PatternReader::new()
-        .read(&mut viewer, 30, Duration::from_secs(30))
-        .await;
-    assert_every_sent_picture_came(&seen, admin).await;
+    let mut reader = PatternReader::new();
+    let seen = reader.read(&mut viewer, 30, Duration::from_secs(30)).await;
+    assert_every_sent_picture_came(&reader, &seen, admin).await;
     let mut ages: Vec<u64> = seen.iter().map(|s| s.age_ms).collect();
     ages.sort_unstable();
     let median = ages[ages.len() / 2];
@@ -221,11 +240,11 @@ async fn in_an_encrypted_meeting_the_streamer_seals_and_a_viewer_decodes_what_it
     create_test_meetings(&info).await;
     let (_child, admin) = spawn_streamer(&info, "encrypted");
     let (mut viewer, _) = viewer(&info, "encrypted").await;
-    let seen = PatternReader::new()
-        .read(&mut viewer, 30, Duration::from_secs(30))
-        .await;
-    assert_every_sent_picture_came(&seen, admin).await;
+    let mut reader = PatternReader::new();
+    let seen = reader.read(&mut viewer, 30, Duration::from_secs(30)).await;
     let counters = viewer.encryption_counters().expect("encrypted");
+    println!("the viewer's encryption: {counters:?}");
+    assert_every_sent_picture_came(&reader, &seen, admin).await;
     assert!(counters.opened >= 30, "{counters:?}");
     assert!(frames_sent(admin, 30.0).await >= 30.0);
 }
@@ -332,7 +351,7 @@ async fn the_streamer_rejoins_another_relay_when_its_relay_is_killed() {
     let (_streamer, admin) = spawn_streamer(&info, "demo");
     let mut reader = PatternReader::new();
     let before = reader.read(&mut viewer, 15, Duration::from_secs(30)).await;
-    assert_every_sent_picture_came(&before, admin).await;
+    assert_every_sent_picture_came(&reader, &before, admin).await;
     assert_eq!(ready(admin).await, 200);
     let (_, metrics) = http_request(admin, "GET", "/metrics").await;
     assert_eq!(
@@ -370,7 +389,7 @@ async fn the_streamer_rejoins_another_relay_when_its_relay_is_killed() {
         .filter(|s| s.participant != lost)
         .collect();
     assert!(after.len() >= 10, "pictures of a new session: {after:?}");
-    assert_every_sent_picture_came(&after, admin).await;
+    assert_every_sent_picture_came(&reader, &after, admin).await;
     assert!(
         after[0].counter > before[before.len() - 1].counter,
         "the same capture goes on: {before:?} then {after:?}"

@@ -3,39 +3,14 @@
 //! follows the last one): both reach the same epoch, a chat line sealed by one opens for the
 //! other and carries no plaintext on the way, and nothing is sent or handed on in clear.
 
-use std::time::Duration;
-
 use videocall_client_core::{Session, SessionError, SessionOptions, CHAT_TOPIC};
-use videocall_e2ee::{
-    ControlPlaneCredentials, E2eeError, GroupEvent, Member, SigningKey, SEALED_TOPIC,
-};
+use videocall_e2ee::{E2eeError, GroupEvent, TestAuthority, SEALED_TOPIC};
 use videocall_protocol::wire::{
     envelope::Body, DataMessage, Handshake, HandshakeKind, HandshakeRefused, Joined, Media,
     Participant, ParticipantJoined,
 };
-use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
 
 const MEETING: &str = "m-1";
-
-/// A member of the meeting with a fresh key and the control plane's credential for it.
-fn member(issuer: &TokenIssuer, user: &str) -> Member {
-    let key = SigningKey::generate().expect("key");
-    let claims = E2eeCredential::new(
-        user,
-        user,
-        MEETING,
-        false,
-        &key.public(),
-        Duration::from_secs(600),
-    );
-    let credential = issuer.issue_credential(&claims).expect("credential");
-    let mut verifier = TokenVerifier::new();
-    verifier
-        .add_key_base64("cp-1", &issuer.public_key_base64())
-        .expect("key");
-    let check = std::sync::Arc::new(ControlPlaneCredentials::new(verifier, MEETING));
-    Member::new(key, credential.into_bytes(), check).expect("member")
-}
 
 fn person(id: u64, user: &str) -> Participant {
     Participant {
@@ -124,7 +99,8 @@ fn epoch_of(session: &mut Session) -> Option<(u64, usize)> {
 
 #[test]
 fn two_sessions_share_a_group_and_chat_opens_only_for_members() {
-    let issuer = TokenIssuer::generate("cp-1");
+    let authority = TestAuthority::new(MEETING);
+    let member = |user: &str| authority.member(user).expect("member");
     let mut delivery = Delivery::default();
     let mut now = 0;
     let mut ann = Session::new(
@@ -136,11 +112,9 @@ fn two_sessions_share_a_group_and_chat_opens_only_for_members() {
         SessionOptions::default(),
         now,
     );
-    let first = ann
-        .start_encryption(member(&issuer, "ann"), now)
-        .expect("starts");
+    let first = ann.start_encryption(member("ann"), now).expect("starts");
     assert!(matches!(
-        ann.start_encryption(member(&issuer, "ann"), now),
+        ann.start_encryption(member("ann"), now),
         Err(SessionError::AlreadyEncrypted)
     ));
     // Not in the group yet: nothing leaves, in clear or otherwise.
@@ -180,7 +154,7 @@ fn two_sessions_share_a_group_and_chat_opens_only_for_members() {
     assert!(told.body.is_some(), "the join is handed on");
     let mut out: Vec<(usize, Body)> = told.answers.into_iter().map(|b| (0, b)).collect();
     out.extend(
-        bob.start_encryption(member(&issuer, "bob"), now)
+        bob.start_encryption(member("bob"), now)
             .expect("starts")
             .into_iter()
             .map(|b| (1, b)),

@@ -4,37 +4,18 @@
 //!
 //! `cargo bench -p videocall-e2ee --bench e2ee` (prints figures; BENCHMARKS.md).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use videocall_e2ee::{ControlPlaneCredentials, Handled, Member, SigningKey};
-use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
+use videocall_e2ee::{Handled, Member, TestAuthority};
 
 /// A member of the meeting "bench" holding a credential of the control plane's.
 fn member(user: &str) -> Member {
-    static CONTROL_PLANE: OnceLock<(TokenIssuer, Arc<ControlPlaneCredentials>)> = OnceLock::new();
-    let (issuer, check) = CONTROL_PLANE.get_or_init(|| {
-        let issuer = TokenIssuer::generate("cp");
-        let mut verifier = TokenVerifier::new();
-        verifier
-            .add_key_base64("cp", &issuer.public_key_base64())
-            .unwrap();
-        (
-            issuer,
-            Arc::new(ControlPlaneCredentials::new(verifier, "bench")),
-        )
-    });
-    let key = SigningKey::generate().unwrap();
-    let claims = E2eeCredential::new(
-        user,
-        user,
-        "bench",
-        false,
-        &key.public(),
-        Duration::from_secs(3600),
-    );
-    let credential = issuer.issue_credential(&claims).unwrap().into_bytes();
-    Member::new(key, credential, check.clone()).unwrap()
+    static CONTROL_PLANE: OnceLock<TestAuthority> = OnceLock::new();
+    CONTROL_PLANE
+        .get_or_init(|| TestAuthority::new("bench"))
+        .member(user)
+        .unwrap()
 }
 
 fn per_op(total: Duration, n: u32) -> f64 {

@@ -15,6 +15,7 @@
 //!   opened media and chat out; the native client and the browser both run it.
 //! - [`seal_media`], [`open_media`], [`seal_chat`], [`open_chat`]: the wire's frames and chat
 //!   messages sealed, with what the relay routes by authenticated.
+//! - `TestAuthority` (feature `testing`): members with real credentials for tests and benches.
 //! - [`FrameKeys`]: the SFrame keys of the epochs a member holds: it seals its own frames and
 //!   opens everyone else's, refusing tampered, replayed and unknown-epoch frames.
 //!
@@ -31,6 +32,8 @@ mod media;
 mod member;
 mod seed;
 mod session;
+#[cfg(feature = "testing")]
+mod testing;
 
 pub use client::{ClientEncryption, EncryptionCounters};
 pub use credentials::{ControlPlaneCredentials, CredentialCheck, Identity};
@@ -43,3 +46,5 @@ pub use session::{
     GroupEvent, GroupMember, GroupSession, Phase, SessionCounters, FOUND_AFTER_MS,
     OFFER_INTERVAL_MS,
 };
+#[cfg(feature = "testing")]
+pub use testing::TestAuthority;

@@ -332,13 +332,14 @@ fn credentials_that_do_not_check_are_refused_and_nothing_is_applied() {
     let authority = authority();
     // Forged by another key, for another meeting, and naming another key (someone else's
     // credential with a key of one's own).
-    let forger = TokenIssuer::generate("cp-1");
+    // The control plane's key id, another key.
+    let forger = TokenIssuer::generate("cp-test");
     let cases = [
         ("forged", &forger, "m-1", None),
-        ("another meeting", &authority.issuer, "m-2", None),
+        ("another meeting", authority.issuer(), "m-2", None),
         (
             "another key",
-            &authority.issuer,
+            authority.issuer(),
             "m-1",
             Some([9u8; 32].to_vec()),
         ),
@@ -350,7 +351,7 @@ fn credentials_that_do_not_check_are_refused_and_nothing_is_applied() {
         // Its holder cannot even make a member of it: its own check refuses it ...
         assert!(
             matches!(
-                Member::new(key, bad.clone(), authority.check.clone()),
+                Member::new(key, bad.clone(), authority.check()),
                 Err(E2eeError::CredentialRefused { .. })
             ),
             "{what}"
@@ -378,7 +379,7 @@ fn credentials_that_do_not_check_are_refused_and_nothing_is_applied() {
     ));
     // A commit that adds mallory, made by a member who checks nothing, is applied by nobody.
     let key = SigningKey::generate().unwrap();
-    let careless_credential = credential(&authority.issuer, "carl", "m-1", false, &key.public());
+    let careless_credential = credential(authority.issuer(), "carl", "m-1", false, &key.public());
     let mut careless = Member::new(key, careless_credential, Arc::new(Anything)).unwrap();
     let welcome = meeting.host_adds(&careless.key_package().unwrap());
     let epoch = meeting.member("alice").epoch().unwrap();
@@ -407,13 +408,13 @@ fn guests_are_marked_and_verification_codes_agree_per_key() {
     let mut meeting = Meeting::start("alice");
     let key = SigningKey::generate().unwrap();
     let guest_credential = credential(
-        &authority().issuer,
+        authority().issuer(),
         "guest-1f2e3d",
         "m-1",
         true,
         &key.public(),
     );
-    let mut guest = Member::new(key, guest_credential, authority().check.clone()).unwrap();
+    let mut guest = Member::new(key, guest_credential, authority().check()).unwrap();
     let welcome = meeting.host_adds(&guest.key_package().unwrap());
     guest.join(&welcome).unwrap();
     let alice = meeting.member("alice");

@@ -13,49 +13,23 @@ use common::*;
 use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
 use videocall_client::{Client, Event, Transport};
 use videocall_e2ee::{
-    open_media, seal_media, ClientEncryption, ControlPlaneCredentials, GroupEvent, GroupSession,
-    Member, SigningKey,
+    open_media, seal_media, ClientEncryption, GroupEvent, GroupSession, Member, TestAuthority,
 };
 use videocall_protocol::wire::{self, envelope::Body, MediaKind};
 use videocall_testkit::nats::{unique_prefix, SHARED_NATS};
-use videocall_token::{E2eeCredential, TokenIssuer, TokenVerifier};
 
 const WAIT: Duration = Duration::from_secs(20);
 const MEETING: &str = "secret";
 /// A payload pattern to look for in what the relay forwards.
 const PLAINTEXT: &[u8] = b"PLAINTEXT-PATTERN-videocall-e2ee-";
 
-/// The control plane's credential key (members trust its public half).
-fn authority() -> &'static (TokenIssuer, Arc<ControlPlaneCredentials>) {
-    static AUTHORITY: OnceLock<(TokenIssuer, Arc<ControlPlaneCredentials>)> = OnceLock::new();
-    AUTHORITY.get_or_init(|| {
-        let issuer = TokenIssuer::generate("cp");
-        let mut verifier = TokenVerifier::new();
-        verifier
-            .add_key_base64("cp", &issuer.public_key_base64())
-            .expect("key");
-        let check = Arc::new(ControlPlaneCredentials::new(verifier, MEETING));
-        (issuer, check)
-    })
-}
-
 /// `user` with a new key and the control plane's credential for it.
 fn member(user: &str) -> Member {
-    let key = SigningKey::generate().expect("key");
-    let claims = E2eeCredential::new(
-        user,
-        user,
-        MEETING,
-        false,
-        &key.public(),
-        Duration::from_secs(600),
-    );
-    let (issuer, check) = authority();
-    let credential = issuer
-        .issue_credential(&claims)
-        .expect("credential")
-        .into_bytes();
-    Member::new(key, credential, check.clone()).expect("member")
+    static AUTHORITY: OnceLock<TestAuthority> = OnceLock::new();
+    AUTHORITY
+        .get_or_init(|| TestAuthority::new(MEETING))
+        .member(user)
+        .expect("member")
 }
 
 /// A participant: its session on a relay and its encryption.

@@ -9,15 +9,17 @@
 use std::time::{Duration, Instant};
 
 use videocall_client::{Client, Event, Transport};
-use videocall_e2ee::ClientEncryption;
+use videocall_client_core::{Session, SessionOptions};
 
 use crate::deployment::{Deployment, Setup};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A participant: its connection, and the client core's session run on it here (a pump per
+/// participant in one task, rather than a task each waiting on `next_event`).
 struct Party {
     client: Client,
-    encryption: ClientEncryption,
+    session: Session,
     started: Instant,
     online: bool,
 }
@@ -35,10 +37,12 @@ impl Party {
         let mut out = Vec::new();
         while let Some(event) = self.client.try_next_event() {
             if let Event::Message(body) = event {
-                out.extend(self.encryption.on_message(&body, self.now_ms()));
+                let now_ms = self.now_ms();
+                out.extend(self.session.receive(body, now_ms).answers);
             }
         }
-        out.extend(self.encryption.poll(self.now_ms()));
+        let now_ms = self.now_ms();
+        out.extend(self.session.poll(now_ms));
         for body in out {
             self.client.sender().send(body).await?;
         }
@@ -46,7 +50,7 @@ impl Party {
     }
 
     fn epoch(&mut self) -> Option<u64> {
-        self.encryption.session().epoch()
+        self.session.encryption()?.session().epoch()
     }
 }
 
@@ -87,13 +91,18 @@ pub async fn run(setup: &Setup, participants: usize) -> anyhow::Result<()> {
         let started = Instant::now();
         let (client, _, member) = deployment.join_member(i, Transport::WebSocket).await?;
         joined.push(millis(started.elapsed()));
-        let (encryption, out) = ClientEncryption::start(member, &client.joined, 0);
-        for body in out {
+        // The transports answer the relay's pings; the session pings nobody.
+        let options = SessionOptions {
+            ping_interval_ms: None,
+            ..SessionOptions::default()
+        };
+        let mut session = Session::new(client.joined.clone(), options, 0);
+        for body in session.start_encryption(member, 0)? {
             client.sender().send(body).await?;
         }
         parties.push(Party {
             client,
-            encryption,
+            session,
             started: Instant::now(),
             online: true,
         });

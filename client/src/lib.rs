@@ -3,7 +3,10 @@
 //!
 //! Used by the tests, the load generator and the streamer. It speaks the same mapping as
 //! the browser client (ARCHITECTURE.md, "Wire protocol"): a control stream, one stream
-//! per video group of pictures, audio in datagrams.
+//! per video group of pictures, audio in datagrams. What it says and does with what it hears
+//! (the join handshake, the roster, keyframe-request pacing, encryption) is the client core's
+//! ([`videocall_client_core`]), the same code the browser runs; this crate adds the
+//! transports and tokio.
 //!
 //! With [`Client::start_encryption`] the session is end-to-end encrypted
 //! ([`videocall_e2ee::ClientEncryption`]): media and chat are sealed before they leave and

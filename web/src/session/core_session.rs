@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use videocall_client_core::{Received, Session, SessionError, SessionOptions};
 use videocall_e2ee::{E2eeError, EncryptionCounters, GroupEvent, Member};
-use videocall_protocol::wire::{envelope::Body, Joined, Media};
+use videocall_protocol::wire::{envelope::Body, Joined, Media, Participant};
 
 use crate::js;
 
@@ -133,6 +133,12 @@ impl CoreSession {
     /// The latest round trip to the relay.
     pub fn rtt_ms(&self) -> Option<u64> {
         self.with(|running| running.session.rtt_ms()).flatten()
+    }
+
+    /// Who else is there, in the order they came (nobody without a connection).
+    pub fn participants(&self) -> Vec<Participant> {
+        self.with(|running| running.session.participants().to_vec())
+            .unwrap_or_default()
     }
 
     /// The keyframe request for `participant`'s `track`, unless one went out just now.

@@ -280,10 +280,8 @@ impl Session {
                 }
             }
         };
-        self.signals
-            .peers
-            .set(joined.participants.iter().map(peer_view).collect());
         self.core.open(joined.clone());
+        self.show_peers();
         if let Some(member) = member {
             let out = self
                 .core
@@ -377,37 +375,22 @@ impl Session {
             self.send(answer);
         }
         self.group_events();
+        // Who is there is the core's roster; the UI shows it.
+        if received.roster.is_some() {
+            self.show_peers();
+        }
         match received.body? {
-            Body::ParticipantJoined(joined) => {
-                if let Some(peer) = joined.participant {
-                    let view = peer_view(&peer);
-                    self.signals.peers.with_mut(|peers| {
-                        peers.retain(|p| p.id != view.id);
-                        peers.push(view);
-                    });
-                }
-            }
             Body::ParticipantUpdated(updated) => {
                 if let Some(peer) = updated.participant {
-                    let view = peer_view(&peer);
-                    if !view.screen {
-                        self.videos.remove(&(view.id, SCREEN_TRACK));
+                    if !peer_view(&peer).screen {
+                        self.videos.remove(&(peer.id, SCREEN_TRACK));
                     }
-                    self.signals.peers.with_mut(|peers| {
-                        match peers.iter_mut().find(|p| p.id == view.id) {
-                            Some(existing) => *existing = view,
-                            None => peers.push(view),
-                        }
-                    });
                 }
             }
             Body::ParticipantLeft(left) => {
                 let id = left.participant_id;
                 self.videos.retain(|(peer, _), _| *peer != id);
                 self.audios.remove(&id);
-                self.signals
-                    .peers
-                    .with_mut(|peers| peers.retain(|p| p.id != id));
             }
             Body::Media(media) => {
                 let peer = media.participant_id;
@@ -485,6 +468,12 @@ impl Session {
             _ => {}
         }
         None
+    }
+
+    /// The UI's participants: the core's roster.
+    fn show_peers(&mut self) {
+        let peers = self.core.participants().iter().map(peer_view).collect();
+        self.signals.peers.set(peers);
     }
 
     fn ask_keyframe(&mut self, peer: u64, track: u32) {

@@ -8,7 +8,8 @@ use videocall_protocol::wire::{envelope::Body, Ping, Pong};
 /// Pings sent and heard of one connection.
 #[derive(Debug, Clone)]
 pub struct Keepalive {
-    interval_ms: u64,
+    /// `None`: this side never pings.
+    interval_ms: Option<u64>,
     silence_ms: u64,
     last_ping_ms: Option<u64>,
     /// The nonce of the latest ping sent, until its pong comes.
@@ -18,9 +19,9 @@ pub struct Keepalive {
 }
 
 impl Keepalive {
-    /// Pings every `interval_ms`; the relay counts as gone after `silence_ms` without a
-    /// word. Starts at `now_ms` as if just heard.
-    pub fn new(interval_ms: u64, silence_ms: u64, now_ms: u64) -> Self {
+    /// Pings every `interval_ms` (`None`: never); the relay counts as gone after
+    /// `silence_ms` without a word. Starts at `now_ms` as if just heard.
+    pub fn new(interval_ms: Option<u64>, silence_ms: u64, now_ms: u64) -> Self {
         Keepalive {
             interval_ms,
             silence_ms,
@@ -39,9 +40,10 @@ impl Keepalive {
     /// The ping due at `now_ms`, if one is. Its `sent_at_us` is `now_ms` on the caller's
     /// clock, which the pong brings back.
     pub fn due(&mut self, now_ms: u64) -> Option<Body> {
+        let interval_ms = self.interval_ms?;
         if self
             .last_ping_ms
-            .is_some_and(|last| now_ms.saturating_sub(last) < self.interval_ms)
+            .is_some_and(|last| now_ms.saturating_sub(last) < interval_ms)
         {
             return None;
         }
@@ -89,7 +91,7 @@ mod tests {
 
     #[test]
     fn pings_once_per_interval_from_the_first_poll() {
-        let mut keepalive = Keepalive::new(2000, 6000, 0);
+        let mut keepalive = Keepalive::new(Some(2000), 6000, 0);
         assert!(keepalive.due(10).is_some());
         assert!(keepalive.due(1500).is_none());
         assert!(keepalive.due(2009).is_none());
@@ -98,7 +100,7 @@ mod tests {
 
     #[test]
     fn the_pong_gives_the_round_trip() {
-        let mut keepalive = Keepalive::new(2000, 6000, 0);
+        let mut keepalive = Keepalive::new(Some(2000), 6000, 0);
         let Some(Body::Ping(ping)) = keepalive.due(100) else {
             panic!("a ping is due");
         };
@@ -114,7 +116,7 @@ mod tests {
 
     #[test]
     fn a_pong_of_another_ping_is_not_taken() {
-        let mut keepalive = Keepalive::new(2000, 6000, 0);
+        let mut keepalive = Keepalive::new(Some(2000), 6000, 0);
         keepalive.due(100);
         let other = Pong {
             nonce: 12345,
@@ -126,7 +128,7 @@ mod tests {
 
     #[test]
     fn silence_counts_from_the_last_word() {
-        let mut keepalive = Keepalive::new(2000, 6000, 0);
+        let mut keepalive = Keepalive::new(Some(2000), 6000, 0);
         assert!(!keepalive.silent(6000));
         assert!(keepalive.silent(6001));
         keepalive.heard(5000);

@@ -67,21 +67,12 @@ impl Session {
     pub fn new(joined: Joined, options: SessionOptions, now_ms: u64) -> Self {
         Session {
             roster: Roster::new(&joined.participants),
-            keepalive: Keepalive::new(
-                options.ping_interval_ms.unwrap_or(u64::MAX),
-                options.silence_timeout_ms,
-                now_ms,
-            ),
+            keepalive: Keepalive::new(options.ping_interval_ms, options.silence_timeout_ms, now_ms),
             keyframes: KeyframeAsks::new(options.keyframe_request_interval_ms),
             joined,
             options,
             encryption: None,
         }
-    }
-
-    /// The relay's welcome.
-    pub fn joined(&self) -> &Joined {
-        &self.joined
     }
 
     /// Own participant id.
@@ -162,9 +153,7 @@ impl Session {
             Some(encryption) => encryption.poll(now_ms),
             None => Vec::new(),
         };
-        if self.options.ping_interval_ms.is_some() {
-            out.extend(self.keepalive.due(now_ms));
-        }
+        out.extend(self.keepalive.due(now_ms));
         out
     }
 
@@ -177,11 +166,6 @@ impl Session {
     /// The latest round trip to the relay, from this session's pings.
     pub fn rtt_ms(&self) -> Option<u64> {
         self.keepalive.rtt_ms()
-    }
-
-    /// Who else is there.
-    pub fn roster(&self) -> &Roster {
-        &self.roster
     }
 
     /// The others, in the order they came.

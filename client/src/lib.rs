@@ -396,10 +396,13 @@ impl Client {
     /// keep calling it), and what happens to the group comes as [`Event::Encryption`].
     pub async fn next_event(&mut self) -> Option<Event> {
         loop {
-            if let Some(event) = self.sender.session.with(|s| s.next_group_event()) {
+            let (group_event, encrypts) = self
+                .sender
+                .session
+                .with(|s| (s.next_group_event(), s.encrypts()));
+            if let Some(event) = group_event {
                 return Some(Event::Encryption(event));
             }
-            let encrypts = self.sender.session.with(|s| s.encrypts());
             let (out, event) = tokio::select! {
                 event = self.events.recv() => match event {
                     Some(Event::Message(body)) => {

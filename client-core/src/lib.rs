@@ -9,7 +9,8 @@
 //!   and silence ([`Keepalive`]), keyframe requests held to one per track per interval
 //!   ([`KeyframeAsks`]), chat, and end-to-end encryption (a
 //!   [`videocall_e2ee::ClientEncryption`] once started: media and chat sealed before they
-//!   leave and opened as they arrive, nothing in clear).
+//!   leave and opened as they arrive, nothing in clear), the frames' AES-GCM done in the
+//!   session or, as prepared jobs, by the caller ([`FrameCipher`]: the browser's WebCrypto).
 //!
 //! Time is always an argument (milliseconds on any clock the caller keeps, the same for
 //! every call of one session), never read here.
@@ -29,4 +30,4 @@ pub use keepalive::pong;
 pub use keepalive::Keepalive;
 pub use keyframes::KeyframeAsks;
 pub use roster::{Roster, RosterChange};
-pub use session::{Received, Session, SessionOptions};
+pub use session::{FrameCipher, Received, Session, SessionOptions, ToOpen};

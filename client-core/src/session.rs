@@ -4,7 +4,9 @@
 //! per interval, and, once encryption is started, seals media and chat before they leave,
 //! opens them as they arrive and answers the meeting's handshake messages: nothing in clear.
 
-use videocall_e2ee::{ClientEncryption, E2eeError, EncryptionCounters, GroupEvent, Member};
+use videocall_e2ee::{
+    ClientEncryption, E2eeError, EncryptionCounters, GroupEvent, Member, OpenJob, SealJob,
+};
 use videocall_protocol::wire::{envelope::Body, Joined, Media, Participant};
 
 use crate::chat::chat_line;
@@ -12,6 +14,19 @@ use crate::keepalive::{pong, Keepalive};
 use crate::keyframes::KeyframeAsks;
 use crate::roster::{Roster, RosterChange};
 use crate::SessionError;
+
+/// Where an encrypted session's media frames are sealed and opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameCipher {
+    /// In the session, at once ([`Session::seal_media`]; media arrives opened).
+    #[default]
+    InSession,
+    /// By the caller's AES-GCM (the browser's WebCrypto, off the page's main thread):
+    /// [`Session::prepare_seal_media`] gives the job of a frame to send, and a received frame
+    /// comes out as [`Received::to_open`], its cipher's answer going to
+    /// [`Session::finish_open`]. Chat is still sealed and opened in the session.
+    Outside,
+}
 
 /// How a client runs its sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +40,8 @@ pub struct SessionOptions {
     pub silence_timeout_ms: u64,
     /// At most one keyframe request per publisher's track this often.
     pub keyframe_request_interval_ms: u64,
+    /// Where media frames are sealed and opened when encrypting.
+    pub frame_cipher: FrameCipher,
 }
 
 impl Default for SessionOptions {
@@ -35,6 +52,7 @@ impl Default for SessionOptions {
             ping_interval_ms: Some(2000),
             silence_timeout_ms: 6000,
             keyframe_request_interval_ms: 500,
+            frame_cipher: FrameCipher::InSession,
         }
     }
 }
@@ -50,6 +68,18 @@ pub struct Received {
     pub body: Option<Body>,
     /// What it did to the roster.
     pub roster: Option<RosterChange>,
+    /// A sealed media frame for the caller's cipher to open ([`FrameCipher::Outside`]); its
+    /// answer goes to [`Session::finish_open`].
+    pub to_open: Option<ToOpen>,
+}
+
+/// A received media frame (payload still sealed) and the job that opens it.
+#[derive(Debug)]
+pub struct ToOpen {
+    /// The frame as it came.
+    pub media: Media,
+    /// What the cipher needs to open it.
+    pub job: OpenJob,
 }
 
 /// One joined connection.
@@ -132,9 +162,20 @@ impl Session {
             }
             other => other,
         };
-        let (answers, body) = match &mut self.encryption {
-            Some(encryption) => encryption.receive(body, now_ms),
-            None => (Vec::new(), Some(body)),
+        let (answers, body) = match (&mut self.encryption, body) {
+            (Some(encryption), Body::Media(media))
+                if self.options.frame_cipher == FrameCipher::Outside =>
+            {
+                let to_open = encryption
+                    .prepare_open_media(&media)
+                    .map(|job| ToOpen { media, job });
+                return Received {
+                    to_open,
+                    ..Received::default()
+                };
+            }
+            (Some(encryption), body) => encryption.receive(body, now_ms),
+            (None, body) => (Vec::new(), Some(body)),
         };
         let roster = body.as_ref().and_then(|body| self.roster.apply(body));
         if let Some(RosterChange::Left(id)) = roster {
@@ -144,6 +185,27 @@ impl Session {
             answers,
             body,
             roster,
+            to_open: None,
+        }
+    }
+
+    /// What the caller's cipher made of a frame it was given to open: the frame opened, or
+    /// `None` (it did not authenticate, a copy opened first, its epoch is gone, or the
+    /// session stopped encrypting), dropped and counted.
+    pub fn finish_open(&mut self, to_open: ToOpen, plaintext: Option<Vec<u8>>) -> Option<Media> {
+        self.encryption
+            .as_mut()?
+            .finish_open_media(to_open.media, to_open.job, plaintext)
+    }
+
+    /// The job of sealing `media` in the caller's cipher when encrypting (`None`: the session
+    /// does not encrypt, send it as it is); [`videocall_e2ee::finish_seal_media`] puts the
+    /// cipher's output in the frame. Not in the group yet: [`E2eeError::NoGroup`], and the
+    /// frame must not be sent.
+    pub fn prepare_seal_media(&mut self, media: &Media) -> Result<Option<SealJob>, E2eeError> {
+        match &mut self.encryption {
+            Some(encryption) => encryption.prepare_seal_media(media).map(Some),
+            None => Ok(None),
         }
     }
 

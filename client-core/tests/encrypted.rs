@@ -3,7 +3,7 @@
 //! follows the last one): both reach the same epoch, a chat line sealed by one opens for the
 //! other and carries no plaintext on the way, and nothing is sent or handed on in clear.
 
-use videocall_client_core::{Session, SessionError, SessionOptions, CHAT_TOPIC};
+use videocall_client_core::{FrameCipher, Session, SessionError, SessionOptions, CHAT_TOPIC};
 use videocall_e2ee::{E2eeError, GroupEvent, TestAuthority, SEALED_TOPIC};
 use videocall_protocol::wire::{
     envelope::Body, DataMessage, Handshake, HandshakeKind, HandshakeRefused, Joined, Media,
@@ -205,4 +205,153 @@ fn two_sessions_share_a_group_and_chat_opens_only_for_members() {
         panic!("opened: {opened:?}");
     };
     assert_eq!(opened.payload.as_ref(), b"a picture");
+}
+
+/// Ann and bob in one group (bob's session with `bob_options`), the clock where it ended.
+fn two_in_a_group(bob_options: SessionOptions) -> (Session, Session, u64) {
+    let authority = TestAuthority::new(MEETING);
+    let member = |user: &str| authority.member(user).expect("member");
+    let mut delivery = Delivery::default();
+    let mut now = 0;
+    let joined = |id, participants| Joined {
+        participant_id: id,
+        meeting_id: MEETING.into(),
+        participants,
+        ..Default::default()
+    };
+    let mut ann = Session::new(joined(1, vec![]), SessionOptions::default(), now);
+    let out = ann.start_encryption(member("ann"), now).expect("starts");
+    let out = out.into_iter().map(|b| (0, b)).collect();
+    settle(&mut delivery, &mut [&mut ann], out, &mut now);
+    let mut bob = Session::new(
+        Joined {
+            handshake_head: delivery.head,
+            ..joined(2, vec![person(1, "ann")])
+        },
+        bob_options,
+        now,
+    );
+    let told = ann.receive(
+        Body::ParticipantJoined(ParticipantJoined {
+            participant: Some(person(2, "bob")),
+        }),
+        now,
+    );
+    let mut out: Vec<(usize, Body)> = told.answers.into_iter().map(|b| (0, b)).collect();
+    let started = bob.start_encryption(member("bob"), now).expect("starts");
+    out.extend(started.into_iter().map(|b| (1, b)));
+    settle(&mut delivery, &mut [&mut ann, &mut bob], out, &mut now);
+    let epoch = epoch_of(&mut ann).expect("ann's group changed");
+    assert_eq!(epoch_of(&mut bob), Some(epoch), "one group, one epoch");
+    (ann, bob, now)
+}
+
+/// AES-128-GCM outside the session, as the browser's WebCrypto does it.
+fn aes_gcm(key: &[u8], nonce: &[u8; 12], aad: &[u8], data: &[u8], seal: bool) -> Option<Vec<u8>> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let cipher = aes_gcm::Aes128Gcm::new_from_slice(key).ok()?;
+    let payload = Payload { msg: data, aad };
+    let nonce = (*nonce).into();
+    if seal {
+        cipher.encrypt(&nonce, payload).ok()
+    } else {
+        cipher.decrypt(&nonce, payload).ok()
+    }
+}
+
+#[test]
+fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
+    let outside = SessionOptions {
+        frame_cipher: FrameCipher::Outside,
+        ..SessionOptions::default()
+    };
+    let (mut ann, mut bob, now) = two_in_a_group(outside);
+    let picture = |payload: &[u8]| Media {
+        participant_id: 1,
+        track_id: 1,
+        sequence: 7,
+        payload: payload.to_vec().into(),
+        ..Default::default()
+    };
+
+    // Ann seals in her session; bob's frame comes out for his cipher, not opened.
+    let mut frame = picture(b"ann's picture");
+    ann.seal_media(&mut frame).expect("sealed");
+    let received = bob.receive(Body::Media(frame.clone()), now);
+    assert!(received.body.is_none(), "handed on only once opened");
+    let to_open = received.to_open.expect("a frame to open");
+    let job = &to_open.job;
+    let plaintext = aes_gcm(job.key(), job.nonce(), job.aad(), job.ciphertext(), false);
+    let opened = bob.finish_open(to_open, plaintext).expect("opens");
+    assert_eq!(opened.payload.as_ref(), b"ann's picture");
+    assert!(!opened.sealed);
+
+    // The same frame again: refused before any cipher sees it.
+    assert!(bob.receive(Body::Media(frame), now).to_open.is_none());
+    // A frame whose routing the relay changed: the cipher refuses it, it is dropped.
+    let mut frame = picture(b"another");
+    ann.seal_media(&mut frame).expect("sealed");
+    frame.sequence += 1;
+    let to_open = bob
+        .receive(Body::Media(frame), now)
+        .to_open
+        .expect("to open");
+    let job = &to_open.job;
+    let plaintext = aes_gcm(job.key(), job.nonce(), job.aad(), job.ciphertext(), false);
+    assert!(plaintext.is_none());
+    assert!(bob.finish_open(to_open, plaintext).is_none());
+    // In clear: dropped at once.
+    let received = bob.receive(Body::Media(picture(b"in clear")), now);
+    assert!(received.body.is_none() && received.to_open.is_none());
+
+    // Bob seals through his cipher; ann opens in her session.
+    let mut frame = picture(b"bob's picture");
+    frame.participant_id = 2;
+    let job = bob
+        .prepare_seal_media(&frame)
+        .expect("in the group")
+        .expect("encrypting");
+    let sealed = aes_gcm(job.key(), job.nonce(), job.aad(), &frame.payload, true).expect("seals");
+    videocall_e2ee::finish_seal_media(&mut frame, &job, &sealed);
+    assert!(frame.sealed);
+    let opened = ann.receive(Body::Media(frame), now).body;
+    let Some(Body::Media(opened)) = opened else {
+        panic!("opened: {opened:?}");
+    };
+    assert_eq!(opened.payload.as_ref(), b"bob's picture");
+
+    // Chat is still sealed and opened in the session.
+    let line = bob.chat("still sealed", now).expect("sealed");
+    let Some(Body::Data(opened)) = ann.receive(line, now).body else {
+        panic!("chat opens");
+    };
+    assert_eq!(opened.text, "still sealed");
+
+    let counters = bob.encryption_counters().expect("encrypts");
+    assert_eq!((counters.opened, counters.unopened), (1, 3));
+    assert_eq!(counters.sealed, 2);
+}
+
+#[test]
+fn without_encryption_a_cipher_outside_has_nothing_to_do() {
+    let mut session = Session::new(
+        Joined {
+            participant_id: 1,
+            meeting_id: MEETING.into(),
+            ..Default::default()
+        },
+        SessionOptions {
+            frame_cipher: FrameCipher::Outside,
+            ..SessionOptions::default()
+        },
+        0,
+    );
+    let frame = Media {
+        payload: b"clear".to_vec().into(),
+        ..Default::default()
+    };
+    assert!(matches!(session.prepare_seal_media(&frame), Ok(None)));
+    let received = session.receive(Body::Media(frame), 0);
+    assert!(received.to_open.is_none());
+    assert!(matches!(received.body, Some(Body::Media(_))));
 }

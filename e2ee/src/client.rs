@@ -10,7 +10,11 @@
 
 use videocall_protocol::wire::{envelope::Body, Handshake, Joined, Media};
 
-use crate::media::{open_chat, open_media, seal_chat, seal_media};
+use crate::frame_jobs::{OpenJob, SealJob};
+use crate::media::{
+    finish_open_media, open_chat, open_media, prepare_open_media, prepare_seal_media, seal_chat,
+    seal_media,
+};
 use crate::session::{GroupEvent, GroupSession};
 use crate::{E2eeError, Member};
 
@@ -112,7 +116,8 @@ impl ClientEncryption {
             Body::Media(media) => self.seal_media(media),
             Body::Data(message) => {
                 let sealed = seal_chat(self.session.member_mut(), message);
-                self.count_sealed(sealed)
+                self.count_sealed(&sealed);
+                sealed
             }
             _ => Ok(()),
         }
@@ -121,16 +126,55 @@ impl ClientEncryption {
     /// Seals an outgoing media frame's payload in place (see [`Self::seal`]).
     pub fn seal_media(&mut self, media: &mut Media) -> Result<(), E2eeError> {
         let sealed = seal_media(self.session.member_mut(), media);
-        self.count_sealed(sealed)
+        self.count_sealed(&sealed);
+        sealed
     }
 
-    fn count_sealed(&mut self, sealed: Result<(), E2eeError>) -> Result<(), E2eeError> {
+    /// An outgoing media frame prepared for sealing in a cipher outside (see [`SealJob`];
+    /// [`crate::finish_seal_media`] puts the result in the frame). Counted as [`Self::seal_media`]
+    /// counts.
+    pub fn prepare_seal_media(&mut self, media: &Media) -> Result<SealJob, E2eeError> {
+        let job = prepare_seal_media(self.session.member_mut(), media);
+        self.count_sealed(&job);
+        job
+    }
+
+    /// An incoming media frame prepared for opening in a cipher outside; `None`: it was sent
+    /// in clear, or cannot open here (no key of its epoch, seen before), and is dropped.
+    pub fn prepare_open_media(&mut self, media: &Media) -> Option<OpenJob> {
+        let job = prepare_open_media(self.session.member_mut(), media).ok();
+        if job.is_none() {
+            self.counters.unopened += 1;
+        }
+        job
+    }
+
+    /// What the cipher outside made of `job`, `media`'s: the frame opened, or `None` when it
+    /// did not (tampered, a copy opened meanwhile, its epoch forgotten), dropped.
+    pub fn finish_open_media(
+        &mut self,
+        mut media: Media,
+        job: OpenJob,
+        plaintext: Option<Vec<u8>>,
+    ) -> Option<Media> {
+        match finish_open_media(self.session.member_mut(), &mut media, job, plaintext) {
+            Ok(_) => {
+                self.counters.opened += 1;
+                Some(media)
+            }
+            Err(_) => {
+                self.counters.unopened += 1;
+                None
+            }
+        }
+    }
+
+    fn count_sealed<T>(&mut self, sealed: &Result<T, E2eeError>) {
         match sealed {
-            Ok(()) => self.counters.sealed += 1,
+            Ok(_) => self.counters.sealed += 1,
             Err(E2eeError::NoGroup) => self.counters.held_back += 1,
             Err(_) => {}
         }
-        sealed
     }
 
     /// Opens an incoming media frame or chat message; other messages pass as they are.

@@ -9,13 +9,16 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
-use sframe::frame::validation::{ReplayAttackProtectionStore, Tolerance};
-use sframe::frame::{EncryptedFrameView, MediaFrameView, MonotonicCounter};
-use sframe::header::KeyId;
+use sframe::frame::validation::{
+    FrameValidation, ReplayAttackProtectionStore, Tolerance, UnvalidatedFrame,
+};
+use sframe::frame::{EncryptedFrameView, FrameCounter, MediaFrameView, MonotonicCounter};
+use sframe::header::{KeyId, SframeHeader};
 use sframe::key::{DecryptionKey, EncryptionKey};
 use sframe::mls::{MlsKeyId, MlsKeyIdBitRange};
 use sframe::{error::SframeError, CipherSuite};
 
+use crate::frame_jobs::{FrameSecret, OpenJob, SealJob};
 use crate::E2eeError;
 
 /// The MLS exporter label of SFrame's base key (RFC 9605 section 5.2).
@@ -47,12 +50,22 @@ struct Epoch {
     base_key: Vec<u8>,
 }
 
+struct Sending {
+    key: EncryptionKey,
+    secret: FrameSecret,
+    counter: MonotonicCounter,
+}
+
 /// One member's SFrame keys: its sending key of the newest epoch and the receiving keys of the
-/// kept epochs, with a replay window per sender.
+/// kept epochs, with a replay window per sender. Frames seal and open here (the `sframe`
+/// crate's AES-GCM) or, prepared as jobs, in a cipher outside ([`Self::prepare_seal`],
+/// [`Self::prepare_open`]); both share the counter and the replay window.
 pub struct FrameKeys {
     epochs: VecDeque<Epoch>,
-    sending: Option<(EncryptionKey, MonotonicCounter)>,
+    sending: Option<Sending>,
     receiving: HashMap<KeyId, DecryptionKey>,
+    /// The receiving keys' key and salt, for jobs.
+    secrets: HashMap<KeyId, FrameSecret>,
     replay: ReplayAttackProtectionStore,
 }
 
@@ -98,6 +111,7 @@ impl FrameKeys {
             epochs: VecDeque::new(),
             sending: None,
             receiving: HashMap::new(),
+            secrets: HashMap::new(),
             replay: ReplayAttackProtectionStore::new(Tolerance::new(REPLAY_WINDOW)),
         }
     }
@@ -120,9 +134,13 @@ impl FrameKeys {
         own_index: u32,
         base_key: Vec<u8>,
     ) -> Result<(), E2eeError> {
-        let sending = EncryptionKey::derive_from(SUITE, key_id(epoch, own_index)?, &base_key)
-            .map_err(E2eeError::crypto)?;
-        self.sending = Some((sending, MonotonicCounter::default()));
+        let kid = key_id(epoch, own_index)?;
+        let key = EncryptionKey::derive_from(SUITE, kid, &base_key).map_err(E2eeError::crypto)?;
+        self.sending = Some(Sending {
+            key,
+            secret: FrameSecret::derive(SUITE, &base_key, kid)?,
+            counter: MonotonicCounter::default(),
+        });
         self.epochs.push_back(Epoch {
             number: epoch,
             base_key,
@@ -154,6 +172,7 @@ impl FrameKeys {
         let kept: Vec<u64> = self.epochs.iter().map(|e| epoch_lsb(e.number)).collect();
         let held = |kid: KeyId| kept.contains(&MlsKeyId::from_key_id(kid, range).epoch_lsb());
         self.receiving.retain(|kid, _| held(*kid));
+        self.secrets.retain(|kid, _| held(*kid));
         self.replay.retain(held);
     }
 
@@ -161,10 +180,10 @@ impl FrameKeys {
     /// must read: track, kind, keyframe, sequence) is authenticated, not encrypted, and is not
     /// part of the result: the receiver passes the same metadata to [`FrameKeys::open`].
     pub fn seal(&mut self, metadata: &[u8], payload: &[u8]) -> Result<Vec<u8>, E2eeError> {
-        let (key, counter) = self.sending.as_mut().ok_or(E2eeError::NoGroup)?;
-        let frame = MediaFrameView::try_with_meta_data(counter, payload, metadata)
+        let sending = self.sending.as_mut().ok_or(E2eeError::NoGroup)?;
+        let frame = MediaFrameView::try_with_meta_data(&mut sending.counter, payload, metadata)
             .map_err(E2eeError::crypto)?;
-        let sealed = frame.encrypt(key).map_err(E2eeError::crypto)?;
+        let sealed = frame.encrypt(&sending.key).map_err(E2eeError::crypto)?;
         Ok(sealed.sframe_cipher_text().to_vec())
     }
 
@@ -173,17 +192,7 @@ impl FrameKeys {
         let view = EncryptedFrameView::try_with_meta_data(&frame, &metadata)
             .map_err(|e| E2eeError::malformed("frame", e))?;
         let kid = view.header().key_id();
-        let mls = MlsKeyId::from_key_id(kid, bit_range());
-        if mls.context_id() != 0 {
-            return Err(E2eeError::UnknownKey(kid));
-        }
-        let lsb = mls.epoch_lsb();
-        let epoch = self
-            .epochs
-            .iter()
-            .rev()
-            .find(|e| epoch_lsb(e.number) == lsb)
-            .ok_or(E2eeError::UnknownKey(kid))?;
+        let (epoch, sender) = sender_of(&self.epochs, kid)?;
         let number = epoch.number;
         if let Entry::Vacant(slot) = self.receiving.entry(kid) {
             slot.insert(
@@ -200,10 +209,84 @@ impl FrameKeys {
                 other => E2eeError::malformed("frame", other),
             })?;
         Ok(Opened {
-            // The index field is INDEX_BITS wide.
-            sender: mls.member_index() as u32,
+            sender,
             epoch: number,
             payload: opened.payload().to_vec(),
+        })
+    }
+}
+
+/// The kept epoch of key id `kid`, and the sender's leaf index in it.
+fn sender_of(epochs: &VecDeque<Epoch>, kid: KeyId) -> Result<(&Epoch, u32), E2eeError> {
+    let mls = MlsKeyId::from_key_id(kid, bit_range());
+    if mls.context_id() != 0 {
+        return Err(E2eeError::UnknownKey(kid));
+    }
+    let lsb = mls.epoch_lsb();
+    let epoch = epochs
+        .iter()
+        .rev()
+        .find(|e| epoch_lsb(e.number) == lsb)
+        .ok_or(E2eeError::UnknownKey(kid))?;
+    // The index field is INDEX_BITS wide.
+    Ok((epoch, mls.member_index() as u32))
+}
+
+impl FrameKeys {
+    /// The next frame to seal under this member's key of the newest epoch, for a cipher
+    /// outside: what [`Self::seal`] does, the AES-GCM step left to the caller.
+    pub fn prepare_seal(&mut self, metadata: &[u8]) -> Result<SealJob, E2eeError> {
+        let sending = self.sending.as_mut().ok_or(E2eeError::NoGroup)?;
+        let counter = sending.counter.try_next().map_err(E2eeError::crypto)?;
+        Ok(SealJob::new(
+            &sending.secret,
+            sending.key.key_id(),
+            counter,
+            metadata,
+        ))
+    }
+
+    /// A received frame to open in a cipher outside: what [`Self::open`] checks before the
+    /// AES-GCM step (a kept epoch's key id, not seen before). The cipher's answer goes to
+    /// [`Self::finish_open`].
+    pub fn prepare_open(&mut self, metadata: &[u8], frame: &[u8]) -> Result<OpenJob, E2eeError> {
+        let header =
+            SframeHeader::deserialize(frame).map_err(|e| E2eeError::malformed("frame", e))?;
+        let kid = header.key_id();
+        let (epoch, sender) = sender_of(&self.epochs, kid)?;
+        let number = epoch.number;
+        if !self.secrets.contains_key(&kid) {
+            let secret = FrameSecret::derive(SUITE, &epoch.base_key, kid)?;
+            self.secrets.insert(kid, secret);
+        }
+        let secret = self.secrets.get(&kid).ok_or(E2eeError::UnknownKey(kid))?;
+        let job = OpenJob::new(secret, &header, metadata, frame, (sender, number))?;
+        self.replay
+            .screen(UnvalidatedFrame::new(&header, metadata))
+            .map_err(|_| E2eeError::Replayed)?;
+        Ok(job)
+    }
+
+    /// What the cipher made of `job`: its plaintext, or `None` when the frame did not
+    /// authenticate. A frame opens once (a copy opened meanwhile makes this one a replay) and
+    /// only while its epoch is still kept.
+    pub fn finish_open(
+        &mut self,
+        job: OpenJob,
+        plaintext: Option<Vec<u8>>,
+    ) -> Result<Opened, E2eeError> {
+        let payload = plaintext.ok_or(E2eeError::Tampered)?;
+        sender_of(&self.epochs, job.kid)?;
+        let header = SframeHeader::new(job.kid, job.counter);
+        let token = self
+            .replay
+            .screen(UnvalidatedFrame::new(&header, &[]))
+            .map_err(|_| E2eeError::Replayed)?;
+        self.replay.record(token);
+        Ok(Opened {
+            sender: job.sender,
+            epoch: job.epoch,
+            payload,
         })
     }
 }
@@ -292,6 +375,121 @@ mod tests {
         assert_eq!(bob.open(b"", &fresh).unwrap().sender, 2);
         bob.forget_all();
         assert!(matches!(bob.seal(b"", b"x"), Err(E2eeError::NoGroup)));
+    }
+
+    /// AES-128-GCM outside `FrameKeys`: what the browser's WebCrypto does with a job.
+    fn seal_outside(job: &SealJob, payload: &[u8]) -> Vec<u8> {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let cipher = aes_gcm::Aes128Gcm::new_from_slice(job.key()).unwrap();
+        let sealed = cipher
+            .encrypt(
+                &(*job.nonce()).into(),
+                Payload {
+                    msg: payload,
+                    aad: job.aad(),
+                },
+            )
+            .unwrap();
+        job.frame(&sealed)
+    }
+
+    fn open_outside(job: &OpenJob) -> Option<Vec<u8>> {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let cipher = aes_gcm::Aes128Gcm::new_from_slice(job.key()).unwrap();
+        cipher
+            .decrypt(
+                &(*job.nonce()).into(),
+                Payload {
+                    msg: job.ciphertext(),
+                    aad: job.aad(),
+                },
+            )
+            .ok()
+    }
+
+    #[test]
+    fn a_frame_sealed_outside_is_the_crates_byte_for_byte_and_opens_either_way() {
+        // Two copies of one sender: one seals with the crate, the other through jobs.
+        let (mut by_crate, mut by_job) = (keys(3, 0, 7), keys(3, 0, 7));
+        let (mut bob, mut carol) = (keys(3, 1, 7), keys(3, 2, 7));
+        for (size, metadata) in [(0, &b""[..]), (1, b"m"), (160, b"track 1"), (60_000, b"kf")] {
+            let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let sealed = by_crate.seal(metadata, &payload).unwrap();
+            let job = by_job.prepare_seal(metadata).unwrap();
+            assert_eq!(seal_outside(&job, &payload), sealed, "{size} bytes");
+            // The crate opens the job's frame; the job path opens the crate's.
+            assert_eq!(bob.open(metadata, &sealed).unwrap().payload, payload);
+            let job = carol.prepare_open(metadata, &sealed).unwrap();
+            let plaintext = open_outside(&job);
+            let opened = carol.finish_open(job, plaintext).unwrap();
+            assert_eq!((opened.sender, opened.epoch), (0, 3));
+            assert_eq!(opened.payload, payload);
+        }
+    }
+
+    #[test]
+    fn frames_opened_outside_are_refused_as_the_crate_refuses_them() {
+        let (mut alice, mut bob) = (keys(3, 0, 7), keys(3, 1, 7));
+        let sealed = alice.seal(b"m", b"hello").unwrap();
+        // Other metadata, or a flipped bit: the cipher says no.
+        let job = bob.prepare_open(b"other", &sealed).unwrap();
+        let answer = open_outside(&job);
+        assert!(matches!(
+            bob.finish_open(job, answer),
+            Err(E2eeError::Tampered)
+        ));
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        let job = bob.prepare_open(b"m", &flipped).unwrap();
+        let answer = open_outside(&job);
+        assert!(matches!(
+            bob.finish_open(job, answer),
+            Err(E2eeError::Tampered)
+        ));
+        // Two copies in flight at once: the first to finish opens, the second is a replay;
+        // once opened, a copy is refused before any cipher sees it.
+        let (first, second) = (
+            bob.prepare_open(b"m", &sealed).unwrap(),
+            bob.prepare_open(b"m", &sealed).unwrap(),
+        );
+        let (a, b) = (open_outside(&first), open_outside(&second));
+        assert_eq!(bob.finish_open(first, a).unwrap().payload, b"hello");
+        assert!(matches!(
+            bob.finish_open(second, b),
+            Err(E2eeError::Replayed)
+        ));
+        assert!(matches!(
+            bob.prepare_open(b"m", &sealed),
+            Err(E2eeError::Replayed)
+        ));
+        // The crate's own path shares the window.
+        assert!(matches!(bob.open(b"m", &sealed), Err(E2eeError::Replayed)));
+        // Too short for a tag, or no header at all.
+        assert!(matches!(
+            bob.prepare_open(b"m", &sealed[..sealed.len() - 20]),
+            Err(E2eeError::Malformed { .. })
+        ));
+        assert!(matches!(
+            bob.prepare_open(b"m", &[]),
+            Err(E2eeError::Malformed { .. })
+        ));
+        // An epoch bob never held; one forgotten while its frame was with the cipher.
+        let mut later = keys(4, 0, 7);
+        assert!(matches!(
+            bob.prepare_open(b"", &later.seal(b"", b"x").unwrap()),
+            Err(E2eeError::UnknownKey(_))
+        ));
+        let job = bob
+            .prepare_open(b"m", &alice.seal(b"m", b"late").unwrap())
+            .unwrap();
+        let answer = open_outside(&job);
+        bob.forget_all();
+        assert!(matches!(
+            bob.finish_open(job, answer),
+            Err(E2eeError::UnknownKey(_))
+        ));
+        assert!(matches!(bob.prepare_seal(b""), Err(E2eeError::NoGroup)));
     }
 
     #[test]

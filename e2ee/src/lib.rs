@@ -18,6 +18,8 @@
 //! - `TestAuthority` (feature `testing`): members with real credentials for tests and benches.
 //! - [`FrameKeys`]: the SFrame keys of the epochs a member holds: it seals its own frames and
 //!   opens everyone else's, refusing tampered, replayed and unknown-epoch frames.
+//! - [`SealJob`], [`OpenJob`]: a frame prepared for an AES-GCM outside (the browser's
+//!   WebCrypto, off the page's main thread), the same SFrame byte for byte.
 //!
 //! Who may read what: a frame sealed in an epoch opens only for members of that epoch (and, for
 //! frames still in flight when a commit lands, of the epoch before). A member removed by a
@@ -27,6 +29,7 @@
 mod client;
 mod credentials;
 mod error;
+mod frame_jobs;
 mod frames;
 mod media;
 mod member;
@@ -38,8 +41,12 @@ mod testing;
 pub use client::{ClientEncryption, EncryptionCounters};
 pub use credentials::{ControlPlaneCredentials, CredentialCheck, Identity};
 pub use error::E2eeError;
+pub use frame_jobs::{OpenJob, SealJob, KEY_LEN, NONCE_LEN, TAG_LEN};
 pub use frames::{FrameKeys, Opened, KEPT_EPOCHS};
-pub use media::{media_metadata, open_chat, open_media, seal_chat, seal_media, SEALED_TOPIC};
+pub use media::{
+    finish_open_media, finish_seal_media, media_metadata, open_chat, open_media,
+    prepare_open_media, prepare_seal_media, seal_chat, seal_media, SEALED_TOPIC,
+};
 pub use member::{Handled, Member, Proposed, SigningKey, MAX_MEMBERS};
 pub use seed::MemberSeed;
 pub use session::{

@@ -7,6 +7,7 @@
 
 use videocall_protocol::wire::{DataMessage, Media};
 
+use crate::frame_jobs::{OpenJob, SealJob};
 use crate::frames::Opened;
 use crate::member::Member;
 use crate::E2eeError;
@@ -44,6 +45,45 @@ pub fn open_media(member: &mut Member, media: &mut Media) -> Result<(u32, u64), 
         sender,
         epoch,
     } = member.open(&media_metadata(media), &media.payload)?;
+    media.payload = payload.into();
+    media.sealed = false;
+    Ok((sender, epoch))
+}
+
+/// `media`'s payload prepared for sealing in a cipher outside (see [`SealJob`]); the
+/// cipher's output goes to [`finish_seal_media`].
+pub fn prepare_seal_media(member: &mut Member, media: &Media) -> Result<SealJob, E2eeError> {
+    member.prepare_seal(&media_metadata(media))
+}
+
+/// Puts the sealed frame of `job` (the cipher's ciphertext and tag) in `media`'s payload.
+pub fn finish_seal_media(media: &mut Media, job: &SealJob, ciphertext_and_tag: &[u8]) {
+    media.payload = job.frame(ciphertext_and_tag).into();
+    media.sealed = true;
+}
+
+/// A received frame prepared for opening in a cipher outside (see [`OpenJob`]); refused as
+/// [`open_media`] refuses it.
+pub fn prepare_open_media(member: &mut Member, media: &Media) -> Result<OpenJob, E2eeError> {
+    if !media.sealed {
+        return Err(E2eeError::malformed("media", "sent in clear"));
+    }
+    member.prepare_open(&media_metadata(media), &media.payload)
+}
+
+/// Puts what the cipher made of `job` in `media` (its payload opened) once the frame checks
+/// against the replay window; returns the sender's leaf and epoch.
+pub fn finish_open_media(
+    member: &mut Member,
+    media: &mut Media,
+    job: OpenJob,
+    plaintext: Option<Vec<u8>>,
+) -> Result<(u32, u64), E2eeError> {
+    let Opened {
+        payload,
+        sender,
+        epoch,
+    } = member.finish_open(job, plaintext)?;
     media.payload = payload.into();
     media.sealed = false;
     Ok((sender, epoch))

@@ -24,6 +24,7 @@ use openmls_traits::types::HashType;
 use openmls_traits::OpenMlsProvider as _;
 
 use crate::credentials::{CredentialCheck, Identity};
+use crate::frame_jobs::{OpenJob, SealJob};
 use crate::frames::{FrameKeys, Opened, BASE_KEY_LABEL, INDEX_BITS};
 use crate::E2eeError;
 
@@ -606,6 +607,25 @@ impl Member {
     /// Opens a frame sealed by a member of the current (or previous) epoch.
     pub fn open(&mut self, metadata: &[u8], frame: &[u8]) -> Result<Opened, E2eeError> {
         self.keys.open(metadata, frame)
+    }
+
+    /// The next frame to seal, for a cipher outside ([`FrameKeys::prepare_seal`]).
+    pub fn prepare_seal(&mut self, metadata: &[u8]) -> Result<SealJob, E2eeError> {
+        self.keys.prepare_seal(metadata)
+    }
+
+    /// A received frame to open in a cipher outside ([`FrameKeys::prepare_open`]).
+    pub fn prepare_open(&mut self, metadata: &[u8], frame: &[u8]) -> Result<OpenJob, E2eeError> {
+        self.keys.prepare_open(metadata, frame)
+    }
+
+    /// What the cipher outside made of `job` ([`FrameKeys::finish_open`]).
+    pub fn finish_open(
+        &mut self,
+        job: OpenJob,
+        plaintext: Option<Vec<u8>>,
+    ) -> Result<Opened, E2eeError> {
+        self.keys.finish_open(job, plaintext)
     }
 
     /// Forgets the previous epoch's keys (once its frames can no longer be in flight).

@@ -21,11 +21,24 @@ pub enum FrameCipher {
     /// In the session, at once ([`Session::seal_media`]; media arrives opened).
     #[default]
     InSession,
-    /// By the caller's AES-GCM (the browser's WebCrypto, off the page's main thread):
-    /// [`Session::prepare_seal_media`] gives the job of a frame to send, and a received frame
-    /// comes out as [`Received::to_open`], its cipher's answer going to
-    /// [`Session::finish_open`]. Chat is still sealed and opened in the session.
-    Outside,
+    /// Frames whose payload (as it travels: plain when sent, sealed when received) has at
+    /// least `from_bytes` by the caller's AES-GCM (the browser's
+    /// WebCrypto, off the page's main thread, where a call costs about as much as sealing a
+    /// small frame in place): [`Session::seal_or_prepare`] gives the job of such a frame to
+    /// send, and such a received frame comes out as [`Received::to_open`], its cipher's
+    /// answer going to [`Session::finish_open`]. Smaller frames and chat are sealed and
+    /// opened in the session.
+    Outside {
+        /// The smallest payload handed out.
+        from_bytes: usize,
+    },
+}
+
+impl FrameCipher {
+    /// Whether a payload of `bytes` goes to the caller's cipher.
+    fn outside(self, bytes: usize) -> bool {
+        matches!(self, FrameCipher::Outside { from_bytes } if bytes >= from_bytes)
+    }
 }
 
 /// How a client runs its sessions.
@@ -164,7 +177,7 @@ impl Session {
         };
         let (answers, body) = match (&mut self.encryption, body) {
             (Some(encryption), Body::Media(media))
-                if self.options.frame_cipher == FrameCipher::Outside =>
+                if self.options.frame_cipher.outside(media.payload.len()) =>
             {
                 let to_open = encryption
                     .prepare_open_media(&media)
@@ -198,13 +211,16 @@ impl Session {
             .finish_open_media(to_open.media, to_open.job, plaintext)
     }
 
-    /// The job of sealing `media` in the caller's cipher when encrypting (`None`: the session
-    /// does not encrypt, send it as it is); [`videocall_e2ee::finish_seal_media`] puts the
-    /// cipher's output in the frame. Not in the group yet: [`E2eeError::NoGroup`], and the
-    /// frame must not be sent.
-    pub fn prepare_seal_media(&mut self, media: &Media) -> Result<Option<SealJob>, E2eeError> {
+    /// Seals `media` in place when encrypting, as [`Self::seal_media`] does; or, where
+    /// [`FrameCipher::Outside`] takes a frame of its size, leaves it as it is and returns the
+    /// job for the caller's cipher ([`videocall_e2ee::finish_seal_media`] puts the cipher's
+    /// output in the frame). `Ok(None)`: ready to send. Not in the group yet:
+    /// [`E2eeError::NoGroup`], and the frame must not be sent.
+    pub fn seal_or_prepare(&mut self, media: &mut Media) -> Result<Option<SealJob>, E2eeError> {
+        let outside = self.options.frame_cipher.outside(media.payload.len());
         match &mut self.encryption {
-            Some(encryption) => encryption.prepare_seal_media(media).map(Some),
+            Some(encryption) if outside => encryption.prepare_seal_media(media).map(Some),
+            Some(encryption) => encryption.seal_media(media).map(|()| None),
             None => Ok(None),
         }
     }

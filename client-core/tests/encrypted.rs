@@ -262,7 +262,7 @@ fn aes_gcm(key: &[u8], nonce: &[u8; 12], aad: &[u8], data: &[u8], seal: bool) ->
 #[test]
 fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
     let outside = SessionOptions {
-        frame_cipher: FrameCipher::Outside,
+        frame_cipher: FrameCipher::Outside { from_bytes: 32 },
         ..SessionOptions::default()
     };
     let (mut ann, mut bob, now) = two_in_a_group(outside);
@@ -275,7 +275,7 @@ fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
     };
 
     // Ann seals in her session; bob's frame comes out for his cipher, not opened.
-    let mut frame = picture(b"ann's picture");
+    let mut frame = picture(b"ann's picture, thirty-two bytes or more");
     ann.seal_media(&mut frame).expect("sealed");
     let received = bob.receive(Body::Media(frame.clone()), now);
     assert!(received.body.is_none(), "handed on only once opened");
@@ -283,13 +283,16 @@ fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
     let job = &to_open.job;
     let plaintext = aes_gcm(job.key(), job.nonce(), job.aad(), job.ciphertext(), false);
     let opened = bob.finish_open(to_open, plaintext).expect("opens");
-    assert_eq!(opened.payload.as_ref(), b"ann's picture");
+    assert_eq!(
+        opened.payload.as_ref(),
+        b"ann's picture, thirty-two bytes or more"
+    );
     assert!(!opened.sealed);
 
     // The same frame again: refused before any cipher sees it.
     assert!(bob.receive(Body::Media(frame), now).to_open.is_none());
     // A frame whose routing the relay changed: the cipher refuses it, it is dropped.
-    let mut frame = picture(b"another");
+    let mut frame = picture(b"another picture of thirty-two bytes");
     ann.seal_media(&mut frame).expect("sealed");
     frame.sequence += 1;
     let to_open = bob
@@ -301,16 +304,19 @@ fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
     assert!(plaintext.is_none());
     assert!(bob.finish_open(to_open, plaintext).is_none());
     // In clear: dropped at once.
-    let received = bob.receive(Body::Media(picture(b"in clear")), now);
+    let received = bob.receive(
+        Body::Media(picture(b"in clear, thirty-two bytes and more")),
+        now,
+    );
     assert!(received.body.is_none() && received.to_open.is_none());
 
     // Bob seals through his cipher; ann opens in her session.
-    let mut frame = picture(b"bob's picture");
+    let mut frame = picture(b"bob's picture, thirty-two bytes or more");
     frame.participant_id = 2;
     let job = bob
-        .prepare_seal_media(&frame)
+        .seal_or_prepare(&mut frame)
         .expect("in the group")
-        .expect("encrypting");
+        .expect("for the cipher outside");
     let sealed = aes_gcm(job.key(), job.nonce(), job.aad(), &frame.payload, true).expect("seals");
     videocall_e2ee::finish_seal_media(&mut frame, &job, &sealed);
     assert!(frame.sealed);
@@ -318,7 +324,26 @@ fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
     let Some(Body::Media(opened)) = opened else {
         panic!("opened: {opened:?}");
     };
-    assert_eq!(opened.payload.as_ref(), b"bob's picture");
+    assert_eq!(
+        opened.payload.as_ref(),
+        b"bob's picture, thirty-two bytes or more"
+    );
+
+    // A frame smaller than the cipher outside takes (as it travels: sealed, 20 bytes more):
+    // sealed and opened in the session.
+    let mut small = picture(b"tiny");
+    small.participant_id = 2;
+    assert!(bob.seal_or_prepare(&mut small).expect("sealed").is_none());
+    assert!(small.sealed);
+    let Some(Body::Media(opened)) = ann.receive(Body::Media(small), now).body else {
+        panic!("ann opens it");
+    };
+    let mut small = picture(b"tiny");
+    ann.seal_media(&mut small).expect("sealed");
+    let received = bob.receive(Body::Media(small), now);
+    assert!(received.to_open.is_none(), "opened in the session");
+    assert!(matches!(received.body, Some(Body::Media(m)) if m.payload.as_ref() == b"tiny"));
+    assert_eq!(opened.payload.as_ref(), b"tiny");
 
     // Chat is still sealed and opened in the session.
     let line = bob.chat("still sealed", now).expect("sealed");
@@ -328,8 +353,8 @@ fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
     assert_eq!(opened.text, "still sealed");
 
     let counters = bob.encryption_counters().expect("encrypts");
-    assert_eq!((counters.opened, counters.unopened), (1, 3));
-    assert_eq!(counters.sealed, 2);
+    assert_eq!((counters.opened, counters.unopened), (2, 3));
+    assert_eq!(counters.sealed, 3);
 }
 
 #[test]
@@ -341,16 +366,17 @@ fn without_encryption_a_cipher_outside_has_nothing_to_do() {
             ..Default::default()
         },
         SessionOptions {
-            frame_cipher: FrameCipher::Outside,
+            frame_cipher: FrameCipher::Outside { from_bytes: 1 },
             ..SessionOptions::default()
         },
         0,
     );
-    let frame = Media {
+    let mut frame = Media {
         payload: b"clear".to_vec().into(),
         ..Default::default()
     };
-    assert!(matches!(session.prepare_seal_media(&frame), Ok(None)));
+    assert!(matches!(session.seal_or_prepare(&mut frame), Ok(None)));
+    assert!(!frame.sealed);
     let received = session.receive(Body::Media(frame), 0);
     assert!(received.to_open.is_none());
     assert!(matches!(received.body, Some(Body::Media(_))));

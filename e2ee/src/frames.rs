@@ -255,11 +255,10 @@ impl FrameKeys {
         let kid = header.key_id();
         let (epoch, sender) = sender_of(&self.epochs, kid)?;
         let number = epoch.number;
-        if !self.secrets.contains_key(&kid) {
-            let secret = FrameSecret::derive(SUITE, &epoch.base_key, kid)?;
-            self.secrets.insert(kid, secret);
-        }
-        let secret = self.secrets.get(&kid).ok_or(E2eeError::UnknownKey(kid))?;
+        let secret = match self.secrets.entry(kid) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => slot.insert(FrameSecret::derive(SUITE, &epoch.base_key, kid)?),
+        };
         let job = OpenJob::new(secret, &header, metadata, frame, (sender, number))?;
         self.replay
             .screen(UnvalidatedFrame::new(&header, metadata))

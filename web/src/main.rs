@@ -27,6 +27,8 @@ mod media;
 mod session;
 #[cfg(target_arch = "wasm32")]
 mod transport;
+#[cfg(target_arch = "wasm32")]
+mod webcrypto;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {

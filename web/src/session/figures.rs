@@ -73,7 +73,10 @@ pub(super) fn publish_test_figures(session: &Session) {
 }
 
 /// `window.__videocall.e2ee`, in an encrypted meeting: the epoch, every member's code, what
-/// was sealed, opened and dropped, and the microseconds a frame took to seal and to open.
+/// was sealed, opened and dropped, where frames are ciphered (`cipher`: `webcrypto` or
+/// `wasm`; with WebCrypto, frames of 2 kB and more go there, counted in `sealedInWebCrypto`
+/// and `openedInWebCrypto`), the microseconds of the page's main thread a frame took to seal
+/// and to open, and, for WebCrypto's frames, the microseconds from a frame's start to its end.
 fn encryption_figures(session: &Session) -> Option<js_sys::Object> {
     let view = session.signals.encryption.peek();
     if !view.required {
@@ -98,6 +101,8 @@ fn encryption_figures(session: &Session) -> Option<js_sys::Object> {
             ("clearRefused", counters.clear_refused),
             ("sealedBytes", time.sealed_bytes),
             ("openedBytes", time.opened_bytes),
+            ("sealedInWebCrypto", time.sealed_outside),
+            ("openedInWebCrypto", time.opened_outside),
         ] {
             js::set(&object, name, &(value as f64).into());
         }
@@ -112,6 +117,17 @@ fn encryption_figures(session: &Session) -> Option<js_sys::Object> {
             "openUsPerFrame",
             &per_frame_us(time.open_ms, time.opened).into(),
         );
+        js::set(
+            &object,
+            "sealWaitUsPerFrame",
+            &per_frame_us(time.seal_wait_ms, time.sealed_outside).into(),
+        );
+        js::set(
+            &object,
+            "openWaitUsPerFrame",
+            &per_frame_us(time.open_wait_ms, time.opened_outside).into(),
+        );
     }
+    js::set(&object, "cipher", &session.core.cipher_name().into());
     Some(object)
 }

@@ -7,11 +7,13 @@ use dioxus::prelude::*;
 use videocall_protocol::wire::{envelope::Body, MediaKind, Track, UpdateState};
 use web_sys::MediaStreamTrack;
 
-use super::{Command, Session, CAMERA_BITRATE, SCREEN_BITRATE};
+use super::core_session::Soon;
+use super::send_lane::SendLane;
+use super::{Command, Link, Session, CAMERA_BITRATE, SCREEN_BITRATE};
 use crate::js;
 use crate::media::audio_send::AudioSender;
 use crate::media::video_send::VideoSender;
-use crate::media::{MediaOut, AUDIO_TRACK, CAMERA_TRACK, SCREEN_TRACK};
+use crate::media::{MediaOut, SharedStats, AUDIO_TRACK, CAMERA_TRACK, SCREEN_TRACK};
 use crate::route::CaptureChoice;
 
 impl Session {
@@ -40,18 +42,30 @@ impl Session {
             announce_tracks: true,
         }));
     }
+    /// Where the encoders' frames go: sealed where the meeting is encrypted (before the group
+    /// has this participant nothing leaves; the first frame after is a keyframe), then sent
+    /// in the order they were made.
     pub(super) fn media_out(&self) -> MediaOut {
-        let link = self.link.clone();
-        let stats = self.params.stats.clone();
         let core = self.core.clone();
+        let lane = self.send_lane.clone();
         Rc::new(move |mut message| {
-            // Sealed where the meeting is encrypted; before the group has this participant,
-            // nothing leaves (the first frame after is a keyframe).
-            if let Some(Body::Media(media)) = message.body.as_mut() {
-                if core.seal_media(media).is_err() {
-                    return;
+            let frame = match message.body.take() {
+                Some(Body::Media(media)) => core.seal_media(media).map(move |media| {
+                    message.body = Some(Body::Media(media));
+                    message
+                }),
+                other => {
+                    message.body = other;
+                    Soon::Now(Some(message))
                 }
-            }
+            };
+            lane.send(frame);
+        })
+    }
+
+    /// The lane the local tracks' frames leave by: on the connection of the moment.
+    pub(super) fn send_lane(link: Link, stats: SharedStats) -> SendLane {
+        SendLane::start(Rc::new(move |message| {
             if let Some(connection) = link.borrow().as_ref() {
                 stats
                     .borrow_mut()
@@ -59,7 +73,7 @@ impl Session {
                     .add(js::now_ms(), prost::Message::encoded_len(&message));
                 connection.send_media(&message);
             }
-        })
+        }))
     }
 
     /// Starts the camera and microphone senders once; they outlive reconnects.

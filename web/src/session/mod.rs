@@ -9,6 +9,8 @@ use std::rc::Rc;
 
 use dioxus::prelude::*;
 use futures_channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures_util::future::LocalBoxFuture;
+use futures_util::stream::FuturesOrdered;
 use futures_util::{select, FutureExt, StreamExt};
 use videocall_client_core::{JoinRequest, JoinStep, Joining};
 use videocall_protocol::avoid::AvoidList;
@@ -20,13 +22,15 @@ mod core_session;
 mod encryption;
 mod figures;
 mod local_media;
+mod send_lane;
 mod view;
 
 pub use view::{
     ChatLine, ConnectionView, EncryptionView, Failure, MeetingSignals, PeerView, Phase,
 };
 
-use core_session::CoreSession;
+use core_session::{CoreSession, Soon};
+use send_lane::SendLane;
 use videocall_e2ee::{E2eeError, SigningKey};
 
 use figures::publish_test_figures;
@@ -121,7 +125,12 @@ struct Session {
     /// The connection's client core: roster, pings and silence, keyframe requests, chat and,
     /// where the meeting requires it, end-to-end encryption.
     core: CoreSession,
+    /// Where the local tracks' frames leave, in order.
+    send_lane: SendLane,
 }
+
+/// Messages from the relay being opened (WebCrypto), handed on in the order they came.
+type Opening = FuturesOrdered<LocalBoxFuture<'static, Option<Body>>>;
 
 /// Runs the session until the person leaves or it fails; the UI follows through `signals`.
 pub async fn run(
@@ -132,10 +141,12 @@ pub async fn run(
 ) {
     let muted = params.muted;
     let camera_off = params.camera_off;
+    let link: Link = Rc::new(RefCell::new(None));
+    let send_lane = Session::send_lane(link.clone(), params.stats.clone());
     let mut session = Session {
         params,
         signals,
-        link: Rc::new(RefCell::new(None)),
+        link,
         commands_tx,
         camera: None,
         screen: None,
@@ -150,7 +161,8 @@ pub async fn run(
         relay_id: String::new(),
         avoid: AvoidList::default(),
         key: None,
-        core: CoreSession::default(),
+        core: CoreSession::new(),
+        send_lane,
     };
     let mut attempt = 0;
     // Only a meeting that was going is retried; a first join that fails says why at once.
@@ -326,17 +338,23 @@ impl Session {
     ) -> (String, Option<Failure>) {
         // One timer across iterations: media arrives far more often than it fires.
         let mut tick = Box::pin(js::sleep(500).fuse());
+        let mut opening = Opening::new();
         loop {
             select! {
                 message = inbox.next() => match message {
                     Some(Incoming::Envelope(message, size)) => {
                         self.params.stats.borrow_mut().received.add(js::now_ms(), size);
-                        if let Some(end) = self.handle(message.body) {
+                        if let Some(end) = self.receive(message.body, &mut opening) {
                             return end;
                         }
                     }
                     Some(Incoming::Closed(reason)) => return (reason, None),
                     None => return ("connection lost".into(), None),
+                },
+                opened = opening.select_next_some() => {
+                    if let Some(end) = opened.and_then(|body| self.handle(body)) {
+                        return end;
+                    }
                 },
                 command = commands.next() => match command {
                     Some(command) => {
@@ -369,17 +387,35 @@ impl Session {
         }
     }
 
-    fn handle(&mut self, body: Option<Body>) -> Option<(String, Option<Failure>)> {
-        let received = self.core.receive(body?);
-        for answer in received.answers {
+    /// Takes a message from the relay: answers at once, the roster shown at once, and the
+    /// message handed on in the order messages came (now, unless one before it, or it, is
+    /// still being opened).
+    fn receive(
+        &mut self,
+        body: Option<Body>,
+        opening: &mut Opening,
+    ) -> Option<(String, Option<Failure>)> {
+        let arrived = self.core.receive(body?);
+        for answer in arrived.answers {
             self.send(answer);
         }
         self.group_events();
         // Who is there is the core's roster; the UI shows it.
-        if received.roster.is_some() {
+        if arrived.roster.is_some() {
             self.show_peers();
         }
-        match received.body? {
+        match arrived.body {
+            Soon::Now(body) if opening.is_empty() => self.handle(body?),
+            body => {
+                opening.push_back(body.into_future());
+                None
+            }
+        }
+    }
+
+    /// Acts on a message from the relay (opened where it was sealed).
+    fn handle(&mut self, body: Body) -> Option<(String, Option<Failure>)> {
+        match body {
             Body::ParticipantUpdated(updated) => {
                 if let Some(peer) = updated.participant {
                     if !peer_view(&peer).screen {

@@ -189,7 +189,7 @@ try {
     const e2ee = await page.evaluate(() => window.__videocall.e2ee);
     if (!(e2ee.sealed > 100 && e2ee.opened > 100)) throw new Error(`${name} sealed/opened: ${JSON.stringify(e2ee)}`);
     if (e2ee.refusals !== 0) throw new Error(`${name} refused something: ${JSON.stringify(e2ee)}`);
-    // Frames of 2 kB and more are ciphered by the browser's WebCrypto, off the page's main
+    // Frames of 1 kB and more are ciphered by the browser's WebCrypto, off the page's main
     // thread (which frames are that large depends on the encoder: below, across both).
     if (e2ee.cipher !== "webcrypto") throw new Error(`${name} ciphers frames in ${e2ee.cipher}: ${JSON.stringify(e2ee)}`);
     inWebCrypto.sealed += e2ee.sealedInWebCrypto;

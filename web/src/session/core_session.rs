@@ -4,7 +4,7 @@
 //! every frame before it leaves. The page's wasm has one thread, so a `RefCell` holds it. Its
 //! time is the page's clock in milliseconds.
 //!
-//! Where the page has WebCrypto (every secure context), media frames of 2 kB and more are
+//! Where the page has WebCrypto (every secure context), media frames of 1 kB and more are
 //! sealed and opened there ([`WebCrypto`]: native AES-GCM, off the main thread), so sealing
 //! and opening are futures ([`Soon`]); the callers keep them in order. Smaller frames, chat,
 //! and every frame where the page has no WebCrypto, go through the core's own wasm cipher at
@@ -23,10 +23,11 @@ use videocall_protocol::wire::{envelope::Body, Joined, Media, Participant};
 use crate::js;
 use crate::webcrypto::WebCrypto;
 
-/// The smallest frame sealed or opened in WebCrypto: a call costs the main thread about what
-/// sealing 2 kB in wasm does (BENCHMARKS.md, the browsers' frame costs), so smaller frames
-/// (audio, most small video frames) stay in wasm and larger ones, where it costs, leave it.
-const WEBCRYPTO_FROM_BYTES: usize = 2048;
+/// The smallest frame sealed or opened in WebCrypto: starting a call costs the main thread
+/// about what sealing 0.5–1 kB in wasm does (10 µs in Chromium, 20 µs in Firefox; BENCHMARKS.md,
+/// `web/e2e/e2ee-bench.mjs`), so smaller frames (audio) stay in wasm and larger ones, where it
+/// costs (a 60 kB keyframe: 0.8–0.9 ms of wasm), leave it.
+const WEBCRYPTO_FROM_BYTES: usize = 1024;
 
 /// Time spent sealing and opening media frames, for the figures: on the page's main thread,
 /// and (with WebCrypto) from the start of a frame's cipher call to its end.

@@ -74,7 +74,7 @@ pub(super) fn publish_test_figures(session: &Session) {
 
 /// `window.__videocall.e2ee`, in an encrypted meeting: the epoch, every member's code, what
 /// was sealed, opened and dropped, where frames are ciphered (`cipher`: `webcrypto` or
-/// `wasm`; with WebCrypto, frames of 2 kB and more go there, counted in `sealedInWebCrypto`
+/// `wasm`; with WebCrypto, frames of 1 kB and more go there, counted in `sealedInWebCrypto`
 /// and `openedInWebCrypto`), the microseconds of the page's main thread a frame took to seal
 /// and to open, and, for WebCrypto's frames, the microseconds from a frame's start to its end.
 fn encryption_figures(session: &Session) -> Option<js_sys::Object> {

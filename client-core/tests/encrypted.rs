@@ -4,7 +4,7 @@
 //! other and carries no plaintext on the way, and nothing is sent or handed on in clear.
 
 use videocall_client_core::{FrameCipher, Session, SessionError, SessionOptions, CHAT_TOPIC};
-use videocall_e2ee::{E2eeError, GroupEvent, TestAuthority, SEALED_TOPIC};
+use videocall_e2ee::{AesGcmInput, E2eeError, GroupEvent, TestAuthority, SEALED_TOPIC};
 use videocall_protocol::wire::{
     envelope::Body, DataMessage, Handshake, HandshakeKind, HandshakeRefused, Joined, Media,
     Participant, ParticipantJoined,
@@ -247,11 +247,14 @@ fn two_in_a_group(bob_options: SessionOptions) -> (Session, Session, u64) {
 }
 
 /// AES-128-GCM outside the session, as the browser's WebCrypto does it.
-fn aes_gcm(key: &[u8], nonce: &[u8; 12], aad: &[u8], data: &[u8], seal: bool) -> Option<Vec<u8>> {
+fn aes_gcm(input: &AesGcmInput, data: &[u8], seal: bool) -> Option<Vec<u8>> {
     use aes_gcm::aead::{Aead, KeyInit, Payload};
-    let cipher = aes_gcm::Aes128Gcm::new_from_slice(key).ok()?;
-    let payload = Payload { msg: data, aad };
-    let nonce = (*nonce).into();
+    let cipher = aes_gcm::Aes128Gcm::new_from_slice(input.key()).ok()?;
+    let payload = Payload {
+        msg: data,
+        aad: input.aad(),
+    };
+    let nonce = (*input.nonce()).into();
     if seal {
         cipher.encrypt(&nonce, payload).ok()
     } else {
@@ -281,7 +284,7 @@ fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
     assert!(received.body.is_none(), "handed on only once opened");
     let to_open = received.to_open.expect("a frame to open");
     let job = &to_open.job;
-    let plaintext = aes_gcm(job.key(), job.nonce(), job.aad(), job.ciphertext(), false);
+    let plaintext = aes_gcm(job.input(), job.ciphertext(), false);
     let opened = bob.finish_open(to_open, plaintext).expect("opens");
     assert_eq!(
         opened.payload.as_ref(),
@@ -300,7 +303,7 @@ fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
         .to_open
         .expect("to open");
     let job = &to_open.job;
-    let plaintext = aes_gcm(job.key(), job.nonce(), job.aad(), job.ciphertext(), false);
+    let plaintext = aes_gcm(job.input(), job.ciphertext(), false);
     assert!(plaintext.is_none());
     assert!(bob.finish_open(to_open, plaintext).is_none());
     // In clear: dropped at once.
@@ -317,7 +320,7 @@ fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
         .seal_or_prepare(&mut frame)
         .expect("in the group")
         .expect("for the cipher outside");
-    let sealed = aes_gcm(job.key(), job.nonce(), job.aad(), &frame.payload, true).expect("seals");
+    let sealed = aes_gcm(job.input(), &frame.payload, true).expect("seals");
     videocall_e2ee::finish_seal_media(&mut frame, &job, &sealed);
     assert!(frame.sealed);
     let opened = ann.receive(Body::Media(frame), now).body;

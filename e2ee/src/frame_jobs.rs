@@ -64,38 +64,31 @@ impl FrameSecret {
     }
 }
 
-/// The header and authenticated data of frame `counter` of `kid`: `header | metadata`.
-fn header_and_aad(kid: KeyId, counter: Counter, metadata: &[u8]) -> (usize, Vec<u8>) {
-    let header = Vec::from(&SframeHeader::new(kid, counter));
-    let header_len = header.len();
-    let mut aad = header;
-    aad.extend_from_slice(metadata);
-    (header_len, aad)
-}
-
-/// A frame to seal with AES-128-GCM: encrypt the payload with [`Self::key`], [`Self::nonce`]
-/// and [`Self::aad`] as authenticated data (a 128-bit tag appended, as WebCrypto and the
-/// `aes-gcm` crate do), then [`Self::frame`] makes the SFrame of it.
+/// What AES-128-GCM needs for one frame, sealing or opening: key, nonce and the
+/// authenticated data (the SFrame header, then the metadata); the tag is 128 bits, appended to
+/// the ciphertext (as WebCrypto and the `aes-gcm` crate do).
 #[derive(Debug, Clone)]
-pub struct SealJob {
+pub struct AesGcmInput {
     key: [u8; KEY_LEN],
     nonce: [u8; NONCE_LEN],
-    header_len: usize,
     aad: Vec<u8>,
 }
 
-impl SealJob {
-    pub(crate) fn new(secret: &FrameSecret, kid: KeyId, counter: Counter, metadata: &[u8]) -> Self {
-        let (header_len, aad) = header_and_aad(kid, counter, metadata);
-        SealJob {
+impl AesGcmInput {
+    /// The input of frame `counter` of `kid` under `secret`, with the header's length.
+    fn new(secret: &FrameSecret, kid: KeyId, counter: Counter, metadata: &[u8]) -> (Self, usize) {
+        let mut aad = Vec::from(&SframeHeader::new(kid, counter));
+        let header_len = aad.len();
+        aad.extend_from_slice(metadata);
+        let input = AesGcmInput {
             key: secret.key,
             nonce: secret.nonce(counter),
-            header_len,
             aad,
-        }
+        };
+        (input, header_len)
     }
 
-    /// The AES-128-GCM key (the sender's in the epoch: the same for all its frames).
+    /// The sender's key in its epoch (the same for all its frames).
     pub fn key(&self) -> &[u8; KEY_LEN] {
         &self.key
     }
@@ -109,29 +102,47 @@ impl SealJob {
     pub fn aad(&self) -> &[u8] {
         &self.aad
     }
+}
+
+/// A frame to seal with AES-128-GCM: encrypt the payload with [`Self::input`], then
+/// [`Self::frame`] makes the SFrame of the result.
+#[derive(Debug, Clone)]
+pub struct SealJob {
+    input: AesGcmInput,
+    header_len: usize,
+}
+
+impl SealJob {
+    pub(crate) fn new(secret: &FrameSecret, kid: KeyId, counter: Counter, metadata: &[u8]) -> Self {
+        let (input, header_len) = AesGcmInput::new(secret, kid, counter, metadata);
+        SealJob { input, header_len }
+    }
+
+    /// Key, nonce and authenticated data.
+    pub fn input(&self) -> &AesGcmInput {
+        &self.input
+    }
 
     /// The SFrame: the header, then the cipher's output (ciphertext and tag).
     pub fn frame(&self, ciphertext_and_tag: &[u8]) -> Vec<u8> {
         let mut frame = Vec::with_capacity(self.header_len + ciphertext_and_tag.len());
-        frame.extend_from_slice(&self.aad[..self.header_len]);
+        frame.extend_from_slice(&self.input.aad[..self.header_len]);
         frame.extend_from_slice(ciphertext_and_tag);
         frame
     }
 }
 
 /// A received frame to open with AES-128-GCM: decrypt [`Self::ciphertext`] (ciphertext and
-/// tag) with [`Self::key`], [`Self::nonce`] and [`Self::aad`], then hand the plaintext (or the
-/// failure) to [`FrameKeys::finish_open`](crate::FrameKeys::finish_open), which records the
-/// frame against replays.
+/// tag) with [`Self::input`], then hand the plaintext (or the failure) to
+/// [`FrameKeys::finish_open`](crate::FrameKeys::finish_open), which records the frame against
+/// replays.
 #[derive(Debug, Clone)]
 pub struct OpenJob {
     pub(crate) kid: KeyId,
     pub(crate) counter: Counter,
     pub(crate) sender: u32,
     pub(crate) epoch: u64,
-    key: [u8; KEY_LEN],
-    nonce: [u8; NONCE_LEN],
-    aad: Vec<u8>,
+    input: AesGcmInput,
     ciphertext: Vec<u8>,
 }
 
@@ -149,32 +160,20 @@ impl OpenJob {
             .get(header.len()..)
             .filter(|rest| rest.len() >= TAG_LEN)
             .ok_or_else(|| E2eeError::malformed("frame", "shorter than its header and tag"))?;
-        let (_, aad) = header_and_aad(header.key_id(), header.counter(), metadata);
+        let (input, _) = AesGcmInput::new(secret, header.key_id(), header.counter(), metadata);
         Ok(OpenJob {
             kid: header.key_id(),
             counter: header.counter(),
             sender,
             epoch,
-            key: secret.key,
-            nonce: secret.nonce(header.counter()),
-            aad,
+            input,
             ciphertext: ciphertext.to_vec(),
         })
     }
 
-    /// The sender's AES-128-GCM key in its epoch.
-    pub fn key(&self) -> &[u8; KEY_LEN] {
-        &self.key
-    }
-
-    /// The frame's nonce.
-    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
-        &self.nonce
-    }
-
-    /// The authenticated data: the frame's header, then the metadata it came with.
-    pub fn aad(&self) -> &[u8] {
-        &self.aad
+    /// Key, nonce and authenticated data (the frame's header, then the metadata it came with).
+    pub fn input(&self) -> &AesGcmInput {
+        &self.input
     }
 
     /// What to decrypt: the ciphertext with its tag at the end.

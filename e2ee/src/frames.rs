@@ -379,13 +379,13 @@ mod tests {
     /// AES-128-GCM outside `FrameKeys`: what the browser's WebCrypto does with a job.
     fn seal_outside(job: &SealJob, payload: &[u8]) -> Vec<u8> {
         use aes_gcm::aead::{Aead, KeyInit, Payload};
-        let cipher = aes_gcm::Aes128Gcm::new_from_slice(job.key()).unwrap();
+        let cipher = aes_gcm::Aes128Gcm::new_from_slice(job.input().key()).unwrap();
         let sealed = cipher
             .encrypt(
-                &(*job.nonce()).into(),
+                &(*job.input().nonce()).into(),
                 Payload {
                     msg: payload,
-                    aad: job.aad(),
+                    aad: job.input().aad(),
                 },
             )
             .unwrap();
@@ -394,13 +394,13 @@ mod tests {
 
     fn open_outside(job: &OpenJob) -> Option<Vec<u8>> {
         use aes_gcm::aead::{Aead, KeyInit, Payload};
-        let cipher = aes_gcm::Aes128Gcm::new_from_slice(job.key()).unwrap();
+        let cipher = aes_gcm::Aes128Gcm::new_from_slice(job.input().key()).unwrap();
         cipher
             .decrypt(
-                &(*job.nonce()).into(),
+                &(*job.input().nonce()).into(),
                 Payload {
                     msg: job.ciphertext(),
-                    aad: job.aad(),
+                    aad: job.input().aad(),
                 },
             )
             .ok()

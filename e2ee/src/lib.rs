@@ -41,7 +41,7 @@ mod testing;
 pub use client::{ClientEncryption, EncryptionCounters};
 pub use credentials::{ControlPlaneCredentials, CredentialCheck, Identity};
 pub use error::E2eeError;
-pub use frame_jobs::{OpenJob, SealJob, KEY_LEN, NONCE_LEN, TAG_LEN};
+pub use frame_jobs::{AesGcmInput, OpenJob, SealJob, KEY_LEN, NONCE_LEN, TAG_LEN};
 pub use frames::{FrameKeys, Opened, KEPT_EPOCHS};
 pub use media::{
     finish_open_media, finish_seal_media, media_metadata, open_chat, open_media,

@@ -61,36 +61,33 @@ async function measure(evaluate) {
   });
 }
 
-const rows = [];
-const chrome = await chromium.launch({
-  executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
-});
-try {
-  const tab = await chrome.newPage();
-  await tab.goto(page);
-  await tab.waitForFunction(() => typeof window.videocallE2eeBench === "function");
-  rows.push(["Chromium", await measure((f, a) => tab.evaluate(f, a))]);
-} finally {
-  await chrome.close();
-}
-const firefox = await puppeteer.launch({
-  browser: "firefox",
-  executablePath: process.env.VIDEOCALL_FIREFOX || "/usr/bin/firefox-esr",
-  headless: true,
-  protocol: "webDriverBiDi",
-  extraPrefsFirefox: { "media.navigator.streams.fake": true, "media.navigator.permission.disabled": true },
-});
-try {
-  const tab = await firefox.newPage();
-  await tab.goto(page);
-  await tab.waitForFunction(() => typeof window.videocallE2eeBench === "function");
-  rows.push(["Firefox", await measure((f, a) => tab.evaluate(f, a))]);
-} finally {
-  await firefox.close();
+// The figures of one browser, launched by `launch` and closed after.
+async function inBrowser(launch) {
+  const browser = await launch();
+  try {
+    const tab = await browser.newPage();
+    await tab.goto(page);
+    await tab.waitForFunction(() => typeof window.videocallE2eeBench === "function");
+    return await measure((f, a) => tab.evaluate(f, a));
+  } finally {
+    await browser.close();
+  }
 }
 
+const rows = [
+  ["Chromium", await inBrowser(() => chromium.launch({
+    executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+  }))],
+  ["Firefox", await inBrowser(() => puppeteer.launch({
+    browser: "firefox",
+    executablePath: process.env.VIDEOCALL_FIREFOX || "/usr/bin/firefox-esr",
+    headless: true,
+    protocol: "webDriverBiDi",
+    extraPrefsFirefox: { "media.navigator.streams.fake": true, "media.navigator.permission.disabled": true },
+  }))],
+];
 server.close();
 
 const f = (x) => x.toFixed(1);

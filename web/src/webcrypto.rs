@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Array, ArrayBuffer, Promise, Uint8Array};
-use videocall_e2ee::{OpenJob, SealJob, KEY_LEN, NONCE_LEN};
+use videocall_e2ee::{AesGcmInput, OpenJob, SealJob, KEY_LEN};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AesGcmParams, CryptoKey, SubtleCrypto};
@@ -60,20 +60,14 @@ impl WebCrypto {
         job: &SealJob,
         payload: &[u8],
     ) -> impl std::future::Future<Output = Result<Vec<u8>, JsValue>> {
-        let started = self.run(job.key(), job.nonce(), job.aad(), payload, Direction::Seal);
+        let started = self.run(job.input(), payload, Direction::Seal);
         async move { started?.await }
     }
 
     /// Opens `job`'s ciphertext; resolves to the plaintext, or `None` when it does not
     /// authenticate.
     pub fn open(&self, job: &OpenJob) -> impl std::future::Future<Output = Option<Vec<u8>>> {
-        let started = self.run(
-            job.key(),
-            job.nonce(),
-            job.aad(),
-            job.ciphertext(),
-            Direction::Open,
-        );
+        let started = self.run(job.input(), job.ciphertext(), Direction::Open);
         async move { started.ok()?.await.ok() }
     }
 
@@ -81,21 +75,20 @@ impl WebCrypto {
     /// the key is imported.
     fn run(
         &self,
-        key: &[u8; KEY_LEN],
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
+        input: &AesGcmInput,
         data: &[u8],
         direction: Direction,
     ) -> Result<impl std::future::Future<Output = Result<Vec<u8>, JsValue>>, JsValue> {
-        let params = AesGcmParams::new_with_u8_array("AES-GCM", &Uint8Array::from(&nonce[..]));
-        params.set_additional_data_u8_array(&Uint8Array::from(aad));
+        let params =
+            AesGcmParams::new_with_u8_array("AES-GCM", &Uint8Array::from(&input.nonce()[..]));
+        params.set_additional_data_u8_array(&Uint8Array::from(input.aad()));
         params.set_tag_length(TAG_BITS);
         let subtle = self.subtle.clone();
         let call = move |key: &CryptoKey, data: &[u8]| match direction {
             Direction::Seal => subtle.encrypt_with_object_and_u8_array(&params, key, data),
             Direction::Open => subtle.decrypt_with_object_and_u8_array(&params, key, data),
         };
-        let pending = match self.key(key)? {
+        let pending = match self.key(input.key())? {
             Key::Ready(key) => Pending::Started(JsFuture::from(call(&key, data)?)),
             Key::Importing(import) => Pending::AfterImport(import, data.to_vec(), Box::new(call)),
         };

@@ -120,6 +120,10 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
     let mut report = tokio::time::interval(Duration::from_secs(1));
     let mut rates: HashMap<u64, Rates> = HashMap::new();
     let mut last_report = Instant::now();
+    // One listener for the whole meeting: a fresh `ctrl_c()` per turn of the loop misses a
+    // signal that arrives while a turn is busy (an event being handled), and never stops.
+    let stop_signal = videocall_process::stop_signal();
+    tokio::pin!(stop_signal);
     let result = loop {
         let until_deadline = async {
             match deadline {
@@ -128,7 +132,7 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = &mut stop_signal => break Ok(()),
             _ = until_deadline => break Ok(()),
             _ = report.tick() => {
                 let secs = last_report.elapsed().as_secs_f64().max(0.001);

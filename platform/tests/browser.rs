@@ -218,16 +218,24 @@ async fn firefox_and_chromium_meet() {
     // Carol, native, opened what both browsers sent, saw the chat line, and shows the same
     // code for every member as the browsers do.
     carol.signal("INT");
-    let carol = tokio::task::spawn_blocking(move || {
+    let carol_pid = carol.0.id();
+    let reading = tokio::task::spawn_blocking(move || {
         let mut carol = carol;
         let mut stdout = String::new();
         if let Some(mut pipe) = carol.0.stdout.take() {
             let _ = std::io::Read::read_to_string(&mut pipe, &mut stdout);
         }
         stdout
-    })
-    .await
-    .expect("carol's output");
+    });
+    let carol = match tokio::time::timeout(Duration::from_secs(15), reading).await {
+        Ok(output) => output.expect("carol's output"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &carol_pid.to_string()])
+                .status();
+            panic!("`videocall join` (carol) did not stop within 15 s of SIGINT");
+        }
+    };
     let codes: serde_json::Map<String, serde_json::Value> = printed
         .lines()
         .find_map(|line| line.strip_prefix("CODES "))

@@ -104,6 +104,22 @@ fn key_id(epoch: u64, sender: u32) -> Result<KeyId, E2eeError> {
         })
 }
 
+/// The kept epoch of key id `kid`, and the sender's leaf index in it.
+fn sender_of(epochs: &VecDeque<Epoch>, kid: KeyId) -> Result<(&Epoch, u32), E2eeError> {
+    let mls = MlsKeyId::from_key_id(kid, bit_range());
+    if mls.context_id() != 0 {
+        return Err(E2eeError::UnknownKey(kid));
+    }
+    let lsb = mls.epoch_lsb();
+    let epoch = epochs
+        .iter()
+        .rev()
+        .find(|e| epoch_lsb(e.number) == lsb)
+        .ok_or(E2eeError::UnknownKey(kid))?;
+    // The index field is INDEX_BITS wide.
+    Ok((epoch, mls.member_index() as u32))
+}
+
 impl FrameKeys {
     /// No keys yet: nothing seals or opens until the first epoch.
     pub fn new() -> Self {
@@ -214,25 +230,6 @@ impl FrameKeys {
             payload: opened.payload().to_vec(),
         })
     }
-}
-
-/// The kept epoch of key id `kid`, and the sender's leaf index in it.
-fn sender_of(epochs: &VecDeque<Epoch>, kid: KeyId) -> Result<(&Epoch, u32), E2eeError> {
-    let mls = MlsKeyId::from_key_id(kid, bit_range());
-    if mls.context_id() != 0 {
-        return Err(E2eeError::UnknownKey(kid));
-    }
-    let lsb = mls.epoch_lsb();
-    let epoch = epochs
-        .iter()
-        .rev()
-        .find(|e| epoch_lsb(e.number) == lsb)
-        .ok_or(E2eeError::UnknownKey(kid))?;
-    // The index field is INDEX_BITS wide.
-    Ok((epoch, mls.member_index() as u32))
-}
-
-impl FrameKeys {
     /// The next frame to seal under this member's key of the newest epoch, for a cipher
     /// outside: what [`Self::seal`] does, the AES-GCM step left to the caller.
     pub fn prepare_seal(&mut self, metadata: &[u8]) -> Result<SealJob, E2eeError> {

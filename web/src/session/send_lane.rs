@@ -13,7 +13,7 @@ use videocall_protocol::wire::Envelope;
 use super::core_session::Soon;
 
 /// Sends an envelope on the current connection.
-pub type Send = Rc<dyn Fn(Envelope)>;
+pub type SendEnvelope = Rc<dyn Fn(Envelope)>;
 
 /// The lane; clones share it. Its task ends once every clone is gone and the frames in
 /// flight are sent.
@@ -21,12 +21,12 @@ pub type Send = Rc<dyn Fn(Envelope)>;
 pub struct SendLane {
     queue: UnboundedSender<Soon<Envelope>>,
     in_flight: Rc<Cell<usize>>,
-    send: Send,
+    send: SendEnvelope,
 }
 
 impl SendLane {
     /// Starts the lane's task; frames go out through `send`.
-    pub fn start(send: Send) -> Self {
+    pub fn start(send: SendEnvelope) -> Self {
         let (queue, mut frames) = unbounded::<Soon<Envelope>>();
         let in_flight = Rc::new(Cell::new(0usize));
         let (count, out) = (in_flight.clone(), send.clone());

@@ -193,7 +193,8 @@ impl Event {
     }
 }
 
-/// A joined session.
+/// A joined session. Dropping it ends the connection at once (the relay sees the participant
+/// disconnect; [`Sender::leave`] first says it left): its [`Sender`]s then fail.
 pub struct Client {
     /// The relay's welcome: own id and who was already there (who is there now:
     /// [`Self::participants`]).

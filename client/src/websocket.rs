@@ -74,6 +74,12 @@ async fn drive(
 ) {
     let closed = loop {
         tokio::select! {
+            // The application dropped the client: the session ends now (answering pings
+            // here would keep the relay waiting for a participant who is gone).
+            _ = events_tx.closed() => {
+                let _ = socket.close(None).await;
+                return;
+            }
             message = outgoing.recv() => match message {
                 Some(message) => {
                     if let Err(error) = socket.send(message).await {

@@ -14,7 +14,7 @@ use videocall_protocol::{
 };
 use wtransport::error::ConnectionError;
 use wtransport::tls::Sha256Digest;
-use wtransport::{ClientConfig, Connection, Endpoint, SendStream};
+use wtransport::{ClientConfig, Connection, Endpoint, SendStream, VarInt};
 
 use crate::{deliver, envelope, ClientError, ConnectOptions, Event, SenderInner};
 
@@ -22,6 +22,10 @@ use crate::{deliver, envelope, ClientError, ConnectOptions, Event, SenderInner};
 const CONTROL_QUEUE: usize = 1024;
 /// Video packets queued per track before `send_media` waits.
 const TRACK_QUEUE: usize = 256;
+/// The close code of a connection whose client the application dropped.
+const CLIENT_GONE: u32 = 0;
+/// How long a dropped client's close may take to reach the relay.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A frame for a track writer, with its keyframe flag.
 type TrackFrame = (Bytes, bool);
@@ -226,11 +230,21 @@ pub(crate) async fn connect(
         });
     }
 
-    // The endpoint must outlive the connection.
+    // The endpoint must outlive the connection. The connection ends when the application
+    // drops the client (the events' receiver) too: the tasks above hold it open, and pings
+    // answered here would keep the relay waiting for a participant who is gone.
     {
         let connection = connection.clone();
+        let events_tx = events_tx.clone();
         tokio::spawn(async move {
-            connection.closed().await;
+            tokio::select! {
+                _ = connection.closed() => {}
+                _ = events_tx.closed() => {
+                    connection.close(VarInt::from_u32(CLIENT_GONE), b"client dropped");
+                    // Its close reaches the relay before the endpoint goes.
+                    let _ = tokio::time::timeout(CLOSE_WAIT, endpoint.wait_idle()).await;
+                }
+            }
             drop(endpoint);
         });
     }

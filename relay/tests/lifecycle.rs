@@ -72,6 +72,33 @@ async fn heartbeat_timeout_is_configurable() {
     assert_eq!(relay.metric("videocall_relay_participants").await, 1.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_client_leaves_at_once_though_its_transport_still_answers_pings() {
+    // Pings every 100 ms: a dropped client that went on answering them would never time out.
+    let relay = RelayProcess::start(&["--heartbeat-interval-ms", "100"]).await;
+    for transport in TRANSPORTS {
+        let meeting = format!("dropped-{transport:?}");
+        let mut watcher = relay.join(Transport::WebSocket, &meeting, "watcher").await;
+        let leaver = relay.join(transport, &meeting, "leaver").await;
+        let leaver_id = leaver.participant_id();
+        // Some pings answered first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        drop(leaver);
+        let left = wait_for_message(&mut watcher, WAIT, |m| match m {
+            Body::ParticipantLeft(l) if l.participant_id == leaver_id => Some(l.reason),
+            _ => None,
+        })
+        .await;
+        assert_eq!(left, Some(LeaveReason::Disconnected as i32), "{transport:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{transport:?}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 async fn drain_keeps_the_live_meeting_until_it_empties(start_drain: impl FnOnce(&RelayProcess)) {
     let mut relay = RelayProcess::start(&[]).await;
     let mut alice = relay.join(Transport::WebTransport, "live", "alice").await;

@@ -90,7 +90,11 @@ async fn a_dropped_client_leaves_at_once_though_its_transport_still_answers_ping
             _ => None,
         })
         .await;
-        assert_eq!(left, Some(LeaveReason::Disconnected as i32), "{transport:?}");
+        assert_eq!(
+            left,
+            Some(LeaveReason::Disconnected as i32),
+            "{transport:?}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "{transport:?}: took {:?}",

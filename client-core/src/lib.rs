@@ -10,12 +10,14 @@
 //!   ([`KeyframeAsks`]), chat, and end-to-end encryption (a
 //!   [`videocall_e2ee::ClientEncryption`] once started: media and chat sealed before they
 //!   leave and opened as they arrive, nothing in clear), the frames' AES-GCM done in the
-//!   session or, as prepared jobs, by the caller ([`FrameCipher`]: the browser's WebCrypto).
+//!   session or, as prepared jobs, by the caller ([`FrameCipher`]: the browser's WebCrypto),
+//!   for every frame from a size up or for those that wait less there ([`CipherChoice`]).
 //!
 //! Time is always an argument (milliseconds on any clock the caller keeps, the same for
 //! every call of one session), never read here.
 
 mod chat;
+mod cipher_choice;
 mod error;
 mod join;
 mod keepalive;
@@ -24,6 +26,7 @@ mod roster;
 mod session;
 
 pub use chat::CHAT_TOPIC;
+pub use cipher_choice::{CipherChoice, CipherTook, BUSY_SHARE, BUSY_WINDOW_MS, PROBE_EVERY};
 pub use error::SessionError;
 pub use join::{JoinRequest, JoinStep, Joining};
 pub use keepalive::pong;

@@ -10,6 +10,7 @@ use videocall_e2ee::{
 use videocall_protocol::wire::{envelope::Body, Joined, Media, Participant};
 
 use crate::chat::chat_line;
+use crate::cipher_choice::{CipherChoice, CipherTook};
 use crate::keepalive::{pong, Keepalive};
 use crate::keyframes::KeyframeAsks;
 use crate::roster::{Roster, RosterChange};
@@ -22,23 +23,21 @@ pub enum FrameCipher {
     #[default]
     InSession,
     /// Frames whose payload (as it travels: plain when sent, sealed when received) has at
-    /// least `from_bytes` by the caller's AES-GCM (the browser's
-    /// WebCrypto, off the page's main thread, where a call costs about as much as sealing a
-    /// small frame in place): [`Session::seal_or_prepare`] gives the job of such a frame to
-    /// send, and such a received frame comes out as [`Received::to_open`], its cipher's
-    /// answer going to [`Session::finish_open`]. Smaller frames and chat are sealed and
-    /// opened in the session.
+    /// least `from_bytes` by the caller's AES-GCM (the browser's WebCrypto, off the page's
+    /// main thread, where a call costs about as much as sealing a small frame in place):
+    /// [`Session::seal_or_prepare`] gives the job of such a frame to send, and such a
+    /// received frame comes out as [`Received::to_open`], its cipher's answer going to
+    /// [`Session::finish_open`]. Smaller frames and chat are sealed and opened in the session.
     Outside {
         /// The smallest payload handed out.
         from_bytes: usize,
     },
-}
-
-impl FrameCipher {
-    /// Whether a payload of `bytes` goes to the caller's cipher.
-    fn outside(self, bytes: usize) -> bool {
-        matches!(self, FrameCipher::Outside { from_bytes } if bytes >= from_bytes)
-    }
+    /// As [`FrameCipher::Outside`], for the frames of `from_bytes` or more that wait less
+    /// there: a [`CipherChoice`] learns from what frames took ([`Session::cipher_took`]).
+    Fastest {
+        /// The smallest payload that may be handed out.
+        from_bytes: usize,
+    },
 }
 
 /// How a client runs its sessions.
@@ -103,6 +102,26 @@ pub struct Session {
     keepalive: Keepalive,
     keyframes: KeyframeAsks,
     encryption: Option<ClientEncryption>,
+    /// Where the next frame goes; `None`: in the session.
+    choice: Option<Choice>,
+}
+
+/// The session's frame-cipher choice: a fixed line or a learned one.
+enum Choice {
+    Line(usize),
+    Learned(CipherChoice),
+}
+
+impl Choice {
+    fn of(cipher: FrameCipher) -> Option<Self> {
+        match cipher {
+            FrameCipher::InSession => None,
+            FrameCipher::Outside { from_bytes } => Some(Choice::Line(from_bytes)),
+            FrameCipher::Fastest { from_bytes } => {
+                Some(Choice::Learned(CipherChoice::new(from_bytes)))
+            }
+        }
+    }
 }
 
 impl Session {
@@ -113,8 +132,34 @@ impl Session {
             keepalive: Keepalive::new(options.ping_interval_ms, options.silence_timeout_ms, now_ms),
             keyframes: KeyframeAsks::new(options.keyframe_request_interval_ms),
             joined,
+            choice: Choice::of(options.frame_cipher),
             options,
             encryption: None,
+        }
+    }
+
+    /// Whether an encrypted media frame of `bytes` goes to the caller's cipher.
+    fn outside(&mut self, bytes: usize, now_ms: u64) -> bool {
+        match &mut self.choice {
+            None => false,
+            Some(Choice::Line(from_bytes)) => bytes >= *from_bytes,
+            Some(Choice::Learned(choice)) => choice.outside(bytes, now_ms),
+        }
+    }
+
+    /// What an encrypted media frame's cipher took, as the caller measured it: the
+    /// [`FrameCipher::Fastest`] choice learns from it (the others ignore it).
+    pub fn cipher_took(&mut self, took: CipherTook) {
+        if let Some(Choice::Learned(choice)) = &mut self.choice {
+            choice.took(took);
+        }
+    }
+
+    /// The learned choice, when [`FrameCipher::Fastest`]: its line and estimates.
+    pub fn cipher_choice(&self) -> Option<&CipherChoice> {
+        match &self.choice {
+            Some(Choice::Learned(choice)) => Some(choice),
+            _ => None,
         }
     }
 
@@ -175,10 +220,12 @@ impl Session {
             }
             other => other,
         };
+        let outside = match (&self.encryption, &body) {
+            (Some(_), Body::Media(media)) => self.outside(media.payload.len(), now_ms),
+            _ => false,
+        };
         let (answers, body) = match (&mut self.encryption, body) {
-            (Some(encryption), Body::Media(media))
-                if self.options.frame_cipher.outside(media.payload.len()) =>
-            {
+            (Some(encryption), Body::Media(media)) if outside => {
                 let to_open = encryption
                     .prepare_open_media(&media)
                     .map(|job| ToOpen { media, job });
@@ -216,8 +263,12 @@ impl Session {
     /// job for the caller's cipher ([`videocall_e2ee::finish_seal_media`] puts the cipher's
     /// output in the frame). `Ok(None)`: ready to send. Not in the group yet:
     /// [`E2eeError::NoGroup`], and the frame must not be sent.
-    pub fn seal_or_prepare(&mut self, media: &mut Media) -> Result<Option<SealJob>, E2eeError> {
-        let outside = self.options.frame_cipher.outside(media.payload.len());
+    pub fn seal_or_prepare(
+        &mut self,
+        media: &mut Media,
+        now_ms: u64,
+    ) -> Result<Option<SealJob>, E2eeError> {
+        let outside = self.encryption.is_some() && self.outside(media.payload.len(), now_ms);
         match &mut self.encryption {
             Some(encryption) if outside => encryption.prepare_seal_media(media).map(Some),
             Some(encryption) => encryption.seal_media(media).map(|()| None),

@@ -3,7 +3,9 @@
 //! follows the last one): both reach the same epoch, a chat line sealed by one opens for the
 //! other and carries no plaintext on the way, and nothing is sent or handed on in clear.
 
-use videocall_client_core::{FrameCipher, Session, SessionError, SessionOptions, CHAT_TOPIC};
+use videocall_client_core::{
+    CipherTook, FrameCipher, Session, SessionError, SessionOptions, CHAT_TOPIC, PROBE_EVERY,
+};
 use videocall_e2ee::{AesGcmInput, E2eeError, GroupEvent, TestAuthority, SEALED_TOPIC};
 use videocall_protocol::wire::{
     envelope::Body, DataMessage, Handshake, HandshakeKind, HandshakeRefused, Joined, Media,
@@ -317,7 +319,7 @@ fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
     let mut frame = picture(b"bob's picture, thirty-two bytes or more");
     frame.participant_id = 2;
     let job = bob
-        .seal_or_prepare(&mut frame)
+        .seal_or_prepare(&mut frame, now)
         .expect("in the group")
         .expect("for the cipher outside");
     let sealed = aes_gcm(job.input(), &frame.payload, true).expect("seals");
@@ -336,7 +338,10 @@ fn frames_ciphered_outside_the_session_meet_frames_ciphered_in_it() {
     // sealed and opened in the session.
     let mut small = picture(b"tiny");
     small.participant_id = 2;
-    assert!(bob.seal_or_prepare(&mut small).expect("sealed").is_none());
+    assert!(bob
+        .seal_or_prepare(&mut small, now)
+        .expect("sealed")
+        .is_none());
     assert!(small.sealed);
     let Some(Body::Media(opened)) = ann.receive(Body::Media(small), now).body else {
         panic!("ann opens it");
@@ -378,9 +383,62 @@ fn without_encryption_a_cipher_outside_has_nothing_to_do() {
         payload: b"clear".to_vec().into(),
         ..Default::default()
     };
-    assert!(matches!(session.seal_or_prepare(&mut frame), Ok(None)));
+    assert!(matches!(session.seal_or_prepare(&mut frame, 0), Ok(None)));
     assert!(!frame.sealed);
     let received = session.receive(Body::Media(frame), 0);
     assert!(received.to_open.is_none());
     assert!(matches!(received.body, Some(Body::Media(_))));
+}
+
+#[test]
+fn the_fastest_cipher_learns_where_frames_wait_less() {
+    let fastest = SessionOptions {
+        frame_cipher: FrameCipher::Fastest { from_bytes: 1024 },
+        ..SessionOptions::default()
+    };
+    let (mut ann, mut bob, mut now) = two_in_a_group(fastest);
+    let frame = |bytes: usize| Media {
+        participant_id: 2,
+        track_id: 1,
+        payload: vec![7; bytes].into(),
+        ..Default::default()
+    };
+    // Where each of `frames` frames of `bytes` went, bob's cipher outside answering in
+    // `outside_ms` and his session taking 14 ns a byte.
+    let mut send = |bob: &mut Session, frames: usize, bytes: usize, outside_ms: f64| {
+        let mut went_outside = 0;
+        for _ in 0..frames {
+            now += 33;
+            let mut media = frame(bytes);
+            match bob.seal_or_prepare(&mut media, now).expect("in the group") {
+                Some(job) => {
+                    went_outside += 1;
+                    let sealed = aes_gcm(job.input(), &media.payload, true).expect("seals");
+                    videocall_e2ee::finish_seal_media(&mut media, &job, &sealed);
+                    bob.cipher_took(CipherTook::Outside { ms: outside_ms });
+                }
+                None => bob.cipher_took(CipherTook::Inside {
+                    bytes,
+                    ms: bytes as f64 * 14e-6,
+                }),
+            }
+            // Every frame, whichever way it was sealed, opens for ann.
+            let opened = ann.receive(Body::Media(media), now).body;
+            assert!(
+                matches!(&opened, Some(Body::Media(m)) if m.payload.len() == bytes),
+                "{opened:?}"
+            );
+        }
+        went_outside
+    };
+    // A slow cipher outside (Firefox's answers wait for its busy page): only probes go there.
+    let outside = send(&mut bob, 300, 60_000, 3.0);
+    assert!(outside <= 300 / PROBE_EVERY as usize + 3, "{outside}");
+    assert!(bob.cipher_choice().expect("learned").line() > 60_000);
+    // A quick one (Chromium's): keyframes go outside, 4 kB frames mostly stay.
+    send(&mut bob, 900, 4_000, 0.25);
+    assert!(send(&mut bob, 30, 60_000, 0.25) >= 29);
+    assert!(send(&mut bob, 300, 4_000, 0.25) <= 11);
+    // Audio never leaves the session.
+    assert_eq!(send(&mut bob, 100, 160, 0.0), 0);
 }

@@ -1,5 +1,6 @@
 //! What the address bar asks for: `/meeting/<username>/<meeting-id>` with optional
-//! `?transport=websocket|webtransport` and `?capture=element|processor` (tests force paths).
+//! `?transport=websocket|webtransport`, `?capture=element|processor` and
+//! `?frames=wasm|webcrypto|fastest` (tests and benchmarks force paths).
 
 use videocall_grpc_web::percent_decode;
 use videocall_protocol::ids::{validate_meeting_id, validate_user};
@@ -26,6 +27,19 @@ pub enum CaptureChoice {
     Element,
 }
 
+/// Where an encrypted meeting's media frames are sealed and opened (where the page has
+/// WebCrypto; without it, always in wasm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FramesChoice {
+    /// Each frame of 1 kB or more where it waits less, learned as frames go.
+    #[default]
+    Fastest,
+    /// Every frame in wasm, on the page's main thread.
+    Wasm,
+    /// Every frame of 1 kB or more in WebCrypto.
+    WebCrypto,
+}
+
 /// A parsed address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -41,6 +55,8 @@ pub enum Route {
         capture: CaptureChoice,
         /// Camera size to ask for (`?video=1280x720`), 640×480 by default.
         video_size: (u32, u32),
+        /// Where encrypted frames are ciphered.
+        frames: FramesChoice,
     },
     /// Anything else: the page explains the URL shape.
     Home,
@@ -65,11 +81,15 @@ pub fn parse(path: &str, query: &str) -> Route {
     let mut transport = TransportChoice::Auto;
     let mut capture = CaptureChoice::Auto;
     let mut video_size = (640, 480);
+    let mut frames = FramesChoice::Fastest;
     for pair in query.split('&') {
         match pair.split_once('=') {
             Some(("transport", "websocket")) => transport = TransportChoice::WebSocket,
             Some(("transport", "webtransport")) => transport = TransportChoice::WebTransport,
             Some(("capture", "element")) => capture = CaptureChoice::Element,
+            Some(("frames", "wasm")) => frames = FramesChoice::Wasm,
+            Some(("frames", "webcrypto")) => frames = FramesChoice::WebCrypto,
+            Some(("frames", "fastest")) => frames = FramesChoice::Fastest,
             Some(("video", size)) => {
                 if let Some((w, h)) = size.split_once('x') {
                     if let (Ok(w), Ok(h)) = (w.parse::<u32>(), h.parse::<u32>()) {
@@ -88,6 +108,7 @@ pub fn parse(path: &str, query: &str) -> Route {
         transport,
         capture,
         video_size,
+        frames,
     }
 }
 
@@ -105,12 +126,13 @@ mod tests {
                 transport: TransportChoice::Auto,
                 capture: CaptureChoice::Auto,
                 video_size: (640, 480),
+                frames: FramesChoice::Fastest,
             }
         );
         assert_eq!(
             parse(
                 "/meeting/bob/standup/",
-                "transport=websocket&capture=element&video=1280x720"
+                "transport=websocket&capture=element&video=1280x720&frames=wasm"
             ),
             Route::Meeting {
                 user: "bob".into(),
@@ -118,6 +140,7 @@ mod tests {
                 transport: TransportChoice::WebSocket,
                 capture: CaptureChoice::Element,
                 video_size: (1280, 720),
+                frames: FramesChoice::Wasm,
             }
         );
     }
@@ -138,5 +161,16 @@ mod tests {
             panic!("a meeting");
         };
         assert_eq!(video_size, (640, 480), "out-of-range sizes are ignored");
+        let frames = |query| match parse("/meeting/a/b", query) {
+            Route::Meeting { frames, .. } => frames,
+            other => panic!("a meeting: {other:?}"),
+        };
+        assert_eq!(frames("frames=webcrypto"), FramesChoice::WebCrypto);
+        assert_eq!(frames("frames=fastest"), FramesChoice::Fastest);
+        assert_eq!(
+            frames("frames=aes"),
+            FramesChoice::Fastest,
+            "unknown: the default"
+        );
     }
 }

@@ -13,7 +13,7 @@ use super::{describe, Notice};
 use crate::js;
 use crate::media::video_recv::canvas_id;
 use crate::media::{Stats, CAMERA_TRACK, SCREEN_TRACK};
-use crate::route::{CaptureChoice, TransportChoice};
+use crate::route::{CaptureChoice, FramesChoice, TransportChoice};
 use crate::session::{
     self, Command, ConnectionView, EncryptionView, MeetingSignals, PeerView, Phase, SessionParams,
 };
@@ -26,6 +26,7 @@ pub fn MeetingPage(
     transport: TransportChoice,
     capture: CaptureChoice,
     video_size: (u32, u32),
+    frames: FramesChoice,
 ) -> Element {
     let mut joined: Signal<Option<LobbyChoice>> = use_signal(|| None);
     let signals = MeetingSignals {
@@ -59,6 +60,7 @@ pub fn MeetingPage(
             name: choice.name.clone(),
             transport,
             capture,
+            frames,
             local: choice.stream.clone(),
             audio,
             muted: choice.muted,

@@ -18,8 +18,8 @@ pub fn App() -> Element {
     let route = route::parse(&path, query.trim_start_matches('?'));
     rsx! {
         match route {
-            Route::Meeting { user, meeting, transport, capture, video_size } => rsx! {
-                meeting::MeetingPage { user, meeting, transport, capture, video_size }
+            Route::Meeting { user, meeting, transport, capture, video_size, frames } => rsx! {
+                meeting::MeetingPage { user, meeting, transport, capture, video_size, frames }
             },
             Route::Invalid(reason) => rsx! {
                 Notice { title: "This meeting address is not valid", detail: reason }

@@ -4,27 +4,31 @@
 //! every frame before it leaves. The page's wasm has one thread, so a `RefCell` holds it. Its
 //! time is the page's clock in milliseconds.
 //!
-//! Where the page has WebCrypto (every secure context), media frames of 1 kB and more are
+//! Where the page has WebCrypto (every secure context), media frames of 1 kB and more may be
 //! sealed and opened there ([`WebCrypto`]: native AES-GCM, off the main thread), so sealing
-//! and opening are futures ([`Soon`]); the callers keep them in order. Smaller frames, chat,
-//! and every frame where the page has no WebCrypto, go through the core's own wasm cipher at
-//! once.
+//! and opening are futures ([`Soon`]); the callers keep them in order. Which frames do is
+//! the core's [`FrameCipher::Fastest`] choice: those that wait less there than in wasm (the
+//! large ones where the browser answers quickly, every one when ciphering them in wasm would
+//! take a noticeable share of the main thread), learned from the times measured here; or, as
+//! the address says (`?frames=`), all of them or none. Smaller frames, chat, and every frame
+//! where the page has no WebCrypto, go through the core's own wasm cipher at once.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures_util::future::{self, FutureExt, LocalBoxFuture};
 use videocall_client_core::{
-    FrameCipher, RosterChange, Session, SessionError, SessionOptions, ToOpen,
+    CipherTook, FrameCipher, RosterChange, Session, SessionError, SessionOptions, ToOpen,
 };
 use videocall_e2ee::{E2eeError, EncryptionCounters, GroupEvent, Member};
 use videocall_protocol::wire::{envelope::Body, Joined, Media, Participant};
 
 use crate::js;
+use crate::route::FramesChoice;
 use crate::webcrypto::WebCrypto;
 
-/// The smallest frame sealed or opened in WebCrypto: starting a call costs the main thread
-/// about what sealing 0.5–1 kB in wasm does (10 µs in Chromium, 20 µs in Firefox; BENCHMARKS.md,
+/// The smallest frame that may be sealed or opened in WebCrypto: starting a call costs the
+/// main thread about what sealing 0.5–1 kB in wasm does (10 µs in Chromium, 20 µs in Firefox; BENCHMARKS.md,
 /// `web/e2e/e2ee-bench.mjs`), so smaller frames (audio) stay in wasm and larger ones, where it
 /// costs (a 60 kB keyframe: 0.8–0.9 ms of wasm), leave it.
 const WEBCRYPTO_FROM_BYTES: usize = 1024;
@@ -105,6 +109,7 @@ impl<T: 'static> Soon<T> {
 pub struct CoreSession {
     running: Rc<RefCell<Option<Running>>>,
     cipher: Option<WebCrypto>,
+    frames: FramesChoice,
     connections: Rc<std::cell::Cell<u64>>,
 }
 
@@ -113,21 +118,28 @@ fn now() -> u64 {
 }
 
 impl CoreSession {
-    /// No session yet; frames will be ciphered in WebCrypto where the page has it.
-    pub fn new() -> Self {
+    /// No session yet; frames will be ciphered as `frames` says, in wasm where the page has
+    /// no WebCrypto.
+    pub fn new(frames: FramesChoice) -> Self {
+        let cipher = match frames {
+            FramesChoice::Wasm => None,
+            FramesChoice::Fastest | FramesChoice::WebCrypto => WebCrypto::new(),
+        };
         CoreSession {
             running: Rc::default(),
-            cipher: WebCrypto::new(),
+            cipher,
+            frames,
             connections: Rc::default(),
         }
     }
 
-    /// Where media frames are sealed and opened: `"webcrypto"` or `"wasm"`.
+    /// Where media frames are sealed and opened: `"fastest"` (each where it waits less),
+    /// `"webcrypto"` (from 1 kB) or `"wasm"`.
     pub fn cipher_name(&self) -> &'static str {
-        if self.cipher.is_some() {
-            "webcrypto"
-        } else {
-            "wasm"
+        match (&self.cipher, self.frames) {
+            (None, _) | (Some(_), FramesChoice::Wasm) => "wasm",
+            (Some(_), FramesChoice::WebCrypto) => "webcrypto",
+            (Some(_), FramesChoice::Fastest) => "fastest",
         }
     }
 
@@ -135,11 +147,14 @@ impl CoreSession {
     pub fn open(&self, joined: Joined) {
         let connection = self.connections.get() + 1;
         self.connections.set(connection);
-        let frame_cipher = match self.cipher {
-            Some(_) => FrameCipher::Outside {
+        let frame_cipher = match (&self.cipher, self.frames) {
+            (None, _) | (Some(_), FramesChoice::Wasm) => FrameCipher::InSession,
+            (Some(_), FramesChoice::WebCrypto) => FrameCipher::Outside {
                 from_bytes: WEBCRYPTO_FROM_BYTES,
             },
-            None => FrameCipher::InSession,
+            (Some(_), FramesChoice::Fastest) => FrameCipher::Fastest {
+                from_bytes: WEBCRYPTO_FROM_BYTES,
+            },
         };
         let options = SessionOptions {
             frame_cipher,
@@ -185,11 +200,16 @@ impl CoreSession {
             if !running.session.encrypts() {
                 return Ok(None);
             }
+            let bytes = media.payload.len();
             running.time.sealed += 1;
-            running.time.sealed_bytes += media.payload.len() as u64;
-            let job = running.session.seal_or_prepare(&mut media);
+            running.time.sealed_bytes += bytes as u64;
+            let job = running.session.seal_or_prepare(&mut media, now());
             if !matches!(job, Ok(Some(_))) {
-                running.time.seal_ms += js::monotonic_ms() - start;
+                let ms = js::monotonic_ms() - start;
+                running.time.seal_ms += ms;
+                running
+                    .session
+                    .cipher_took(CipherTook::Inside { bytes, ms });
             }
             job.map(|job| job.map(|job| (running.connection, job)))
         });
@@ -229,6 +249,9 @@ impl CoreSession {
                 core.with_connection(connection, |running| {
                     videocall_e2ee::finish_seal_media(&mut media, &job, &sealed);
                     running.time.seal_wait_ms += done - start;
+                    running
+                        .session
+                        .cipher_took(CipherTook::Outside { ms: done - start });
                     running.time.seal_ms += js::monotonic_ms() - done;
                 })?;
                 Some(media)
@@ -270,7 +293,17 @@ impl CoreSession {
                 running.time.opened_outside += 1;
                 Soon::Later(self.open_later(running.connection, to_open, cipher, start))
             }
-            _ => Soon::Now(received.body),
+            (to_open, _) => {
+                // Opened here (or refused): what wasm took, for the choice.
+                if let (Some(bytes), None) = (media_bytes, to_open) {
+                    let ms = js::monotonic_ms() - start;
+                    running.session.cipher_took(CipherTook::Inside {
+                        bytes: bytes as usize,
+                        ms,
+                    });
+                }
+                Soon::Now(received.body)
+            }
         };
         if media_bytes.is_some() {
             running.time.open_ms += js::monotonic_ms() - start;
@@ -297,6 +330,9 @@ impl CoreSession {
             core.with_connection(connection, |running| {
                 let opened = running.session.finish_open(to_open, plaintext);
                 running.time.open_wait_ms += done - start;
+                running
+                    .session
+                    .cipher_took(CipherTook::Outside { ms: done - start });
                 running.time.open_ms += js::monotonic_ms() - done;
                 opened.map(Body::Media)
             })
@@ -345,6 +381,16 @@ impl CoreSession {
         self.with(|running| {
             let counters = running.session.encryption_counters()?;
             Some((counters, running.time))
+        })
+        .flatten()
+    }
+
+    /// What the learned choice of cipher holds now (`?frames=fastest`): the smallest frame
+    /// that goes to WebCrypto, and WebCrypto's round trip in milliseconds as estimated.
+    pub fn cipher_choice(&self) -> Option<(usize, f64)> {
+        self.with(|running| {
+            let choice = running.session.cipher_choice()?;
+            Some((choice.line(), choice.outside_estimate_ms()))
         })
         .flatten()
     }

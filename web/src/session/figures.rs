@@ -128,6 +128,10 @@ fn encryption_figures(session: &Session) -> Option<js_sys::Object> {
             &per_frame_us(time.open_wait_ms, time.opened_outside).into(),
         );
     }
+    if let Some((line, round_trip_ms)) = session.core.cipher_choice() {
+        js::set(&object, "webCryptoFromBytes", &(line as f64).into());
+        js::set(&object, "webCryptoRoundTripMs", &round_trip_ms.into());
+    }
     js::set(&object, "cipher", &session.core.cipher_name().into());
     Some(object)
 }

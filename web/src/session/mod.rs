@@ -43,7 +43,7 @@ use crate::media::audio_send::AudioSender;
 use crate::media::video_recv::{Decoded, VideoReceiver};
 use crate::media::video_send::VideoSender;
 use crate::media::{SharedStats, SCREEN_TRACK};
-use crate::route::{CaptureChoice, TransportChoice};
+use crate::route::{CaptureChoice, FramesChoice, TransportChoice};
 use crate::transport::{self, Connection, Incoming};
 
 /// What the UI asks of the session.
@@ -73,6 +73,8 @@ pub struct SessionParams {
     pub transport: TransportChoice,
     /// Capture override.
     pub capture: CaptureChoice,
+    /// Where encrypted frames are ciphered.
+    pub frames: FramesChoice,
     /// Camera and microphone (from the lobby).
     pub local: MediaStream,
     /// Created on the Join click (browsers start audio only after a gesture).
@@ -141,6 +143,7 @@ pub async fn run(
 ) {
     let muted = params.muted;
     let camera_off = params.camera_off;
+    let core = CoreSession::new(params.frames);
     let link: Link = Rc::new(RefCell::new(None));
     let send_lane = Session::send_lane(link.clone(), params.stats.clone());
     let mut session = Session {
@@ -161,7 +164,7 @@ pub async fn run(
         relay_id: String::new(),
         avoid: AvoidList::default(),
         key: None,
-        core: CoreSession::new(),
+        core,
         send_lane,
     };
     let mut attempt = 0;

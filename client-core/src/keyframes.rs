@@ -33,6 +33,7 @@ impl KeyframeAsks {
         Some(Body::KeyframeRequest(KeyframeRequest {
             participant_id: participant,
             track_id: track,
+            layer: 0,
         }))
     }
 

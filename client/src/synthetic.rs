@@ -93,6 +93,7 @@ pub fn track(id: u32, kind: MediaKind) -> Track {
         id,
         kind: kind as i32,
         codec: codec(kind) as i32,
+        layers: Vec::new(),
     }
 }
 

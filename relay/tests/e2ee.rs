@@ -143,6 +143,7 @@ async fn publish_sealed(party: &mut Party, sequence: u64) -> Vec<u8> {
             id: 1,
             kind: MediaKind::Video as i32,
             codec: wire::Codec::H264 as i32,
+            layers: Vec::new(),
         }])
         .await
         .expect("announce");

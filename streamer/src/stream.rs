@@ -176,12 +176,14 @@ fn tracks(audio: bool) -> Vec<Track> {
         id: VIDEO_TRACK,
         kind: MediaKind::Video as i32,
         codec: Codec::H264 as i32,
+        layers: Vec::new(),
     }];
     if audio {
         tracks.push(Track {
             id: AUDIO_TRACK,
             kind: MediaKind::Audio as i32,
             codec: Codec::Opus as i32,
+            layers: Vec::new(),
         });
     }
     tracks

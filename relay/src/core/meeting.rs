@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
+use super::layers;
 use super::mesh::{Mesh, RemoteOutlet, MESH_SUBSCRIBER};
 use super::participant::Participant;
 use super::sync::{lock, read, write};
@@ -26,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::reason::Refusal;
 use videocall_bus::{Appended, MemoryLog};
 use videocall_protocol::mesh::RemoteParticipant;
-use videocall_protocol::wire::{envelope::Body, Codec, ErrorCode, MediaKind, Track};
+use videocall_protocol::wire::{envelope::Body, ErrorCode, MediaKind, Track};
 
 /// One meeting on this relay.
 pub struct Meeting {
@@ -218,18 +219,20 @@ impl Meeting {
                 next.insert(kept.id, kept.clone());
                 continue;
             }
-            let kind = MediaKind::try_from(wanted.kind).unwrap_or(MediaKind::Unspecified);
-            let codec = Codec::try_from(wanted.codec).unwrap_or(Codec::Unspecified);
-            let audio = kind == MediaKind::Audio;
+            let audio = wanted.kind == MediaKind::Audio as i32;
             let mut downs: Vec<_> = participants
                 .values()
                 .filter(|s| s.id != publisher.id && s.grants.subscribe && !s.is_remote())
-                .map(|s| self.down_track_for(s, audio))
+                .map(|s| {
+                    let view = s.view_of(publisher.id, wanted.id);
+                    let target = layers::layer_for_view(&wanted.layers, view);
+                    self.down_track_for(s, audio, target)
+                })
                 .collect();
             if to_mesh {
                 downs.push(self.mesh_down_track(publisher.id, wanted.id, audio));
             }
-            let track = Arc::new(PublishedTrack::new(wanted.id, kind, codec, downs));
+            let track = Arc::new(PublishedTrack::new(wanted, downs));
             next.insert(track.id, track.clone());
             announced.added.push(track);
         }
@@ -247,6 +250,7 @@ impl Meeting {
         Arc::new(DownTrack::new(
             MESH_SUBSCRIBER,
             audio,
+            Some(0),
             self.mesh.media_sink(&self.id, publisher, track, audio),
             self.metrics.queue_depth(TransportKind::Mesh),
         ))
@@ -271,10 +275,17 @@ impl Meeting {
         }
     }
 
-    fn down_track_for(&self, subscriber: &Participant, audio: bool) -> Arc<DownTrack> {
+    /// `subscriber`'s copy of a track, to get layer `target` (`None`: not shown).
+    fn down_track_for(
+        &self,
+        subscriber: &Participant,
+        audio: bool,
+        target: Option<u32>,
+    ) -> Arc<DownTrack> {
         Arc::new(DownTrack::new(
             subscriber.id,
             audio,
+            target,
             subscriber.outlet().media_sink(audio),
             self.metrics.queue_depth(subscriber.transport),
         ))
@@ -424,7 +435,8 @@ impl Meetings {
             for publisher in &others {
                 for track in publisher.tracks() {
                     let audio = track.is_audio();
-                    track.add_down_track(meeting.down_track_for(&newcomer, audio));
+                    let target = track.layer_for(newcomer.view_of(publisher.id, track.id));
+                    track.add_down_track(meeting.down_track_for(&newcomer, audio, target));
                     if !audio {
                         awaiting_keyframes.push((publisher.clone(), track));
                     }
@@ -506,6 +518,9 @@ impl Meetings {
                         track.remove_subscriber(id);
                     }
                 }
+            }
+            for other in participants.values() {
+                other.forget_views_of(id);
             }
         }
         if !participants.values().any(|p| !p.is_remote()) {

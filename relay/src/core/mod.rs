@@ -1,5 +1,5 @@
 //! The relay's core: meetings, participants, published and down tracks, admission, the
-//! keyframe gate, byte budgets, keyframe-request coalescing and drop accounting, with no
+//! simulcast layer and keyframe gate, byte budgets, keyframe-request coalescing and drop accounting, with no
 //! I/O. Frames and the time come in; everything that goes out goes through the [`Outlet`]
 //! and [`MediaSink`] of the participant it is for. Transports and the bus are adapters
 //! around it (see `crate::driver`).
@@ -9,6 +9,7 @@ mod budget;
 mod clock;
 mod handshake;
 mod join_budget;
+mod layers;
 mod meeting;
 mod mesh;
 mod participant;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
+use super::layers::View;
 use super::sink::Outlet;
 use super::sync::{lock, read, write};
 use super::track::PublishedTrack;
@@ -45,10 +46,15 @@ pub struct Participant {
     pub home: Option<String>,
     state: Mutex<MutableState>,
     tracks: RwLock<HashMap<u32, Arc<PublishedTrack>>>,
+    /// How it shows others' tracks (publisher, track) → tile, from its `ViewTracks`.
+    views: Mutex<HashMap<(ParticipantId, u32), (u32, u32)>>,
     outlet: Box<dyn Outlet>,
     close_reason: Mutex<Option<CloseReason>>,
     last_heard_ms: AtomicU64,
 }
+
+/// Views a subscriber may hold at once (tracks it said how it shows).
+pub const MAX_VIEWS: usize = 1024;
 
 /// A participant's new state, from an `UpdateState` the core has checked.
 pub struct StateChange {
@@ -85,6 +91,7 @@ impl Participant {
                 ..Default::default()
             }),
             tracks: RwLock::new(HashMap::new()),
+            views: Mutex::new(HashMap::new()),
             outlet,
             close_reason: Mutex::new(None),
             last_heard_ms: AtomicU64::new(now_ms),
@@ -119,10 +126,32 @@ impl Participant {
                 speaking: described.speaking,
             }),
             tracks: RwLock::new(HashMap::new()),
+            views: Mutex::new(HashMap::new()),
             outlet,
             close_reason: Mutex::new(None),
             last_heard_ms: AtomicU64::new(now_ms),
         })
+    }
+
+    /// How it shows `publisher`'s `track` (`None`: it never said).
+    pub fn view_of(&self, publisher: ParticipantId, track: u32) -> View {
+        lock(&self.views).get(&(publisher, track)).copied()
+    }
+
+    /// Records how it shows `publisher`'s `track`. False (nothing recorded) when it already
+    /// holds [`MAX_VIEWS`] views of other tracks.
+    pub fn set_view(&self, publisher: ParticipantId, track: u32, tile: (u32, u32)) -> bool {
+        let mut views = lock(&self.views);
+        if views.len() >= MAX_VIEWS && !views.contains_key(&(publisher, track)) {
+            return false;
+        }
+        views.insert((publisher, track), tile);
+        true
+    }
+
+    /// Forgets its views of `publisher`'s tracks (the publisher left).
+    pub fn forget_views_of(&self, publisher: ParticipantId) {
+        lock(&self.views).retain(|(p, _), _| *p != publisher);
     }
 
     /// Whether another relay hosts the participant.

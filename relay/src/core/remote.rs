@@ -11,7 +11,7 @@ use super::clock::Now;
 use super::meeting::Meeting;
 use super::participant::Participant;
 use super::relay::Relay;
-use super::session::{fan_out, request_keyframe};
+use super::session::{fan_out, request_keyframe, request_wanted_keyframes};
 use super::sink::unprefixed;
 use crate::ids::ParticipantId;
 use crate::reason::{CloseReason, DropReason};
@@ -168,14 +168,13 @@ pub fn on_media(
         return dropped(DropReason::UnannouncedTrack);
     };
     // Subscribers get these bytes as they are: they must be what the header says.
-    let is_its_media = matches!(
-        envelope_in(relay, frame),
-        Some(Body::Media(m)) if m.participant_id == publisher.id && m.track_id == track.id
-    );
-    if !is_its_media {
-        return dropped(DropReason::MalformedRemote);
-    }
-    fan_out(relay, &publisher, &track, frame, keyframe, now);
+    let layer = match envelope_in(relay, frame) {
+        Some(Body::Media(m)) if m.participant_id == publisher.id && m.track_id == track.id => {
+            m.layer
+        }
+        _ => return dropped(DropReason::MalformedRemote),
+    };
+    fan_out(relay, &publisher, &track, frame, keyframe, layer, now);
     RemoteMedia::Forwarded
 }
 
@@ -250,11 +249,10 @@ fn mirror(relay: &Relay, meeting: &Meeting, origin: &str, remote: &RemotePartici
             })));
         meeting.broadcast(0, &frame);
     }
-    // Local subscribers of its new video tracks wait for a keyframe.
+    // Local subscribers of its new video tracks wait for a keyframe of the layers they are
+    // to get.
     for track in &joined.announced.added {
-        if !track.is_audio() && !track.down_tracks().is_empty() {
-            request_keyframe(relay, &joined.participant, track, now);
-        }
+        request_wanted_keyframes(relay, &joined.participant, track, now);
     }
 }
 
@@ -298,7 +296,7 @@ fn deliver_to(relay: &Relay, p: &Participant, frame: Bytes, now: Now) {
     match envelope_in(relay, &frame) {
         Some(Body::KeyframeRequest(request)) => {
             if let Some(track) = p.track(request.track_id) {
-                request_keyframe(relay, p, &track, now);
+                request_keyframe(relay, p, &track, request.layer, now);
             }
         }
         Some(_) => p.send_frame(frame),

@@ -483,6 +483,7 @@ fn tracks(list: &[(u8, u8)]) -> Vec<wire::Track> {
             id: u32::from(id % 8),
             kind: i32::from(kind % 5),
             codec: i32::from(kind / 5 % 6),
+            layers: Vec::new(),
         })
         .collect()
 }
@@ -741,6 +742,7 @@ impl Script {
                 Body::KeyframeRequest(wire::KeyframeRequest {
                     participant_id: self.participant_id(participant),
                     track_id: u32::from(track % 8),
+                    layer: 0,
                 })
             }
             Said::Ping(nonce) => Body::Ping(wire::Ping {

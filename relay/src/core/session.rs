@@ -13,10 +13,10 @@ use super::handshake::{
 };
 use super::join_budget::JoinBudget;
 use super::meeting::Meeting;
-use super::participant::{Participant, StateChange};
+use super::participant::{Participant, StateChange, MAX_VIEWS};
 use super::relay::Relay;
 use super::sync::lock;
-use super::track::{Delivery, PublishedTrack};
+use super::track::{Delivery, PublishedTrack, MAX_LAYERS};
 use crate::reason::{CloseReason, DropReason};
 use videocall_protocol::decode_envelope;
 use videocall_protocol::encode_length_prefixed;
@@ -113,10 +113,16 @@ impl Session {
             Body::KeyframeRequest(req) => {
                 if let Some(publisher) = self.meeting.participant(req.participant_id) {
                     if let Some(track) = publisher.track(req.track_id) {
-                        self.request_keyframe(&publisher, &track, now);
+                        // Of the layer it gets, or is to get.
+                        let layer = track
+                            .down_track_of(self.me.id)
+                            .and_then(|down| down.target())
+                            .unwrap_or(0);
+                        request_keyframe(&self.relay, &publisher, &track, layer, now);
                     }
                 }
             }
+            Body::ViewTracks(views) => self.on_views(views, now),
             Body::Ping(ping) => self.me.send(Body::Pong(wire::Pong {
                 nonce: ping.nonce,
                 sent_at_us: ping.sent_at_us,
@@ -175,9 +181,7 @@ impl Session {
             if let Some(announced) = self.meeting.announce(&self.me, &update.tracks) {
                 for track in &announced.added {
                     // Subscribers start waiting for a keyframe; the first may be gone already.
-                    if !track.is_audio() && !track.down_tracks().is_empty() {
-                        self.request_keyframe(&self.me, track, now);
-                    }
+                    request_wanted_keyframes(&self.relay, &self.me, track, now);
                 }
             }
         }
@@ -298,12 +302,68 @@ impl Session {
         counters.packets.inc();
         counters.bytes.inc_by(media.payload.len() as u64);
 
+        let announced = if track.layers.is_empty() {
+            media.layer == 0
+        } else {
+            track.layers.iter().any(|l| l.id == media.layer)
+        };
+        if !announced {
+            self.reject(
+                ErrorCode::Malformed,
+                format!(
+                    "layer {} of track {} is not announced: announce the track's layers first",
+                    media.layer, track.id
+                ),
+            );
+            return;
+        }
         media.participant_id = self.me.id;
         media.kind = track.kind as i32;
-        let keyframe = media.keyframe;
+        let (keyframe, layer) = (media.keyframe, media.layer);
         // Encoded once; every subscriber gets a reference to the same buffer.
         let frame = encode_length_prefixed(&envelope(Body::Media(media)));
-        fan_out(&self.relay, &self.me, &track, &frame, keyframe, now);
+        fan_out(&self.relay, &self.me, &track, &frame, keyframe, layer, now);
+    }
+
+    /// How the participant shows others' tracks: each view sets the layer it gets of that
+    /// track (a keyframe of it asked for when it is a layer it is not getting yet) and is
+    /// kept for tracks published later.
+    fn on_views(&self, views: wire::ViewTracks, now: Now) {
+        if views.views.len() > MAX_VIEWS {
+            self.reject(
+                ErrorCode::Malformed,
+                format!(
+                    "{} views in one message; at most {MAX_VIEWS}",
+                    views.views.len()
+                ),
+            );
+            return;
+        }
+        for view in views.views {
+            let tile = (view.width, view.height);
+            if !self.me.set_view(view.participant_id, view.track_id, tile) {
+                self.reject(
+                    ErrorCode::Malformed,
+                    format!("more than {MAX_VIEWS} tracks viewed; views of gone tracks are forgotten with their publishers"),
+                );
+                return;
+            }
+            let Some(publisher) = self.meeting.participant(view.participant_id) else {
+                continue;
+            };
+            let Some(track) = publisher.track(view.track_id) else {
+                continue;
+            };
+            let Some(down) = track.down_track_of(self.me.id) else {
+                continue;
+            };
+            let target = track.layer_for(Some(tile));
+            if down.set_target(target) {
+                if let Some(layer) = target {
+                    request_keyframe(&self.relay, &publisher, &track, layer, now);
+                }
+            }
+        }
     }
 
     /// Media of a track that is not published: dropped and counted, never published. A
@@ -375,9 +435,15 @@ impl Session {
         }
     }
 
-    /// Asks `publisher` for a keyframe of `track`, at most once per configured interval.
+    /// Asks `publisher` for a keyframe of the layer of `track` this participant is to get,
+    /// at most once per configured interval.
     pub fn request_keyframe(&self, publisher: &Participant, track: &PublishedTrack, now: Now) {
-        request_keyframe(&self.relay, publisher, track, now);
+        let layer = track
+            .down_track_of(self.me.id)
+            .and_then(|down| down.target());
+        if let Some(layer) = layer {
+            request_keyframe(&self.relay, publisher, track, layer, now);
+        }
     }
 
     fn announce_update(&self) {
@@ -446,53 +512,90 @@ impl Session {
     }
 }
 
-/// Offers one encoded media frame of `publisher`'s `track` to every down track. A drop makes
-/// video wait for a keyframe (and asks for one) and is summed into a congestion notice for
-/// the publisher; for a remote publisher both travel to its relay.
+/// Offers one encoded media frame of `publisher`'s `track` (of simulcast `layer`) to every
+/// down track. A drop makes video wait for a keyframe (and asks for one) and is summed into a
+/// congestion notice for the publisher; a subscriber waiting to move to another layer asks
+/// for that layer's keyframe. For a remote publisher requests and notices travel to its relay.
 pub(super) fn fan_out(
     relay: &Relay,
     publisher: &Participant,
     track: &PublishedTrack,
     frame: &Bytes,
     keyframe: bool,
+    layer: u32,
     now: Now,
 ) {
     let metrics = &relay.metrics;
     let downs = track.down_tracks();
     for down in downs.iter() {
-        if let Delivery::Dropped(reason) = down.offer(frame, now.at, keyframe) {
-            metrics.drop_packet(reason);
-            if reason == DropReason::SubscriberGone {
-                continue;
+        match down.offer(frame, now.at, keyframe, layer) {
+            Delivery::Queued => {}
+            Delivery::Skipped { ask_keyframe } => {
+                if let Some(wanted) = ask_keyframe {
+                    request_keyframe(relay, publisher, track, wanted, now);
+                }
             }
-            if !track.is_audio() {
-                request_keyframe(relay, publisher, track, now);
+            Delivery::Dropped(DropReason::SubscriberGone) => {
+                metrics.drop_packet(DropReason::SubscriberGone);
             }
-            if let Some(dropped) = track.record_drop(relay.ms(now), CONGESTION_WINDOW_MS) {
-                publisher.send(Body::Congestion(wire::CongestionNotice {
-                    track_id: track.id,
-                    dropped_packets: dropped,
-                    window_ms: CONGESTION_WINDOW_MS as u32,
-                }));
+            Delivery::Dropped(reason) => {
+                metrics.drop_packet(reason);
+                if !track.is_audio() {
+                    let wanted = down.target().unwrap_or(layer);
+                    request_keyframe(relay, publisher, track, wanted, now);
+                }
+                if let Some(dropped) = track.record_drop(relay.ms(now), CONGESTION_WINDOW_MS) {
+                    publisher.send(Body::Congestion(wire::CongestionNotice {
+                        track_id: track.id,
+                        dropped_packets: dropped,
+                        window_ms: CONGESTION_WINDOW_MS as u32,
+                    }));
+                }
             }
         }
     }
 }
 
-/// Asks `publisher` for a keyframe of `track`, at most once per configured interval. A
-/// remote publisher's request travels to its relay, which coalesces again.
-pub(super) fn request_keyframe(
+/// Asks `publisher` for a keyframe of each layer of its video `track` that a subscriber is
+/// to get (a new track: they all wait for one).
+pub(super) fn request_wanted_keyframes(
     relay: &Relay,
     publisher: &Participant,
     track: &PublishedTrack,
     now: Now,
 ) {
+    if track.is_audio() {
+        return;
+    }
+    let mut wanted: Vec<u32> = track
+        .down_tracks()
+        .iter()
+        .filter_map(|d| d.target())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    for layer in wanted {
+        request_keyframe(relay, publisher, track, layer, now);
+    }
+}
+
+/// Asks `publisher` for a keyframe of `track`'s `layer`, at most once per layer per
+/// configured interval. A remote publisher's request travels to its relay, which coalesces
+/// again.
+pub(super) fn request_keyframe(
+    relay: &Relay,
+    publisher: &Participant,
+    track: &PublishedTrack,
+    layer: u32,
+    now: Now,
+) {
     let interval = relay.config.timing.keyframe_request_interval_ms;
-    if track.claim_keyframe_request(relay.ms(now), interval) {
+    if track.claim_keyframe_request(layer, relay.ms(now), interval) {
         relay.metrics.keyframe_requests.inc();
         publisher.send(Body::KeyframeRequest(wire::KeyframeRequest {
             participant_id: publisher.id,
             track_id: track.id,
+            layer,
         }));
     }
 }
@@ -517,6 +620,37 @@ pub fn check_announcement(tracks: &[Track]) -> Result<(), String> {
         }
         if !seen.insert(track.id) {
             return Err(format!("track {} is announced twice", track.id));
+        }
+        check_layers(track)?;
+    }
+    Ok(())
+}
+
+/// Checks a track's simulcast layers: video or screen only, at most [`MAX_LAYERS`], ids
+/// below it, no id twice.
+fn check_layers(track: &Track) -> Result<(), String> {
+    if track.layers.is_empty() {
+        return Ok(());
+    }
+    if track.kind == MediaKind::Audio as i32 {
+        return Err(format!("track {}: audio has no simulcast layers", track.id));
+    }
+    if track.layers.len() > MAX_LAYERS {
+        return Err(format!(
+            "track {}: {} layers; at most {MAX_LAYERS}",
+            track.id,
+            track.layers.len()
+        ));
+    }
+    let mut ids = HashSet::with_capacity(track.layers.len());
+    for layer in &track.layers {
+        if layer.id as usize >= MAX_LAYERS || !ids.insert(layer.id) {
+            return Err(format!(
+                "track {}: layer ids are 0 to {} and each once (got {})",
+                track.id,
+                MAX_LAYERS - 1,
+                layer.id
+            ));
         }
     }
     Ok(())

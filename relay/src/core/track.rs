@@ -1,19 +1,26 @@
 //! Tracks: what a publisher announced ([`PublishedTrack`]) and each subscriber's copy
-//! ([`DownTrack`]), with the keyframe gate, keyframe-request coalescing and the congestion
-//! window that turns drops into a notice for the publisher.
+//! ([`DownTrack`]), with the layer and keyframe gate ([`super::layers`]), keyframe-request
+//! coalescing per layer and the congestion window that turns drops into a notice for the
+//! publisher.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
+use super::layers::{self, View};
 use super::mesh::MESH_SUBSCRIBER;
 use super::sink::{MediaSink, Offer, Outgoing};
 use crate::ids::ParticipantId;
 use crate::reason::DropReason;
-use videocall_protocol::wire::{Codec, MediaKind, Track};
+use videocall_protocol::wire::{Codec, Layer, MediaKind, Track};
+
+/// Simulcast layers a track may have: ids 0 to `MAX_LAYERS - 1`.
+pub const MAX_LAYERS: usize = 4;
+/// A layer field that holds no layer (not shown; nothing being forwarded).
+const NO_LAYER: u32 = u32::MAX;
 
 /// One announced media track of a publisher, with the subscribers it fans out to.
 pub struct PublishedTrack {
@@ -23,26 +30,29 @@ pub struct PublishedTrack {
     pub kind: MediaKind,
     /// Codec from the announcement.
     pub codec: Codec,
+    /// Its simulcast layers (empty: one, layer 0).
+    pub layers: Vec<Layer>,
     /// One entry per subscriber; replaced whole when someone joins or leaves so the
     /// fan-out reads a snapshot without taking a lock.
     down_tracks: ArcSwap<Vec<Arc<DownTrack>>>,
-    /// Relay-clock milliseconds of the last keyframe request sent to the publisher
-    /// (`u64::MAX`: never).
-    last_keyframe_request_ms: AtomicU64,
+    /// Relay-clock milliseconds of the last keyframe request of each layer sent to the
+    /// publisher (`u64::MAX`: never).
+    last_keyframe_request_ms: [AtomicU64; MAX_LAYERS],
     /// Drops since the last congestion notice, and when that window started.
     drops_in_window: AtomicU32,
     window_start_ms: AtomicU64,
 }
 
 impl PublishedTrack {
-    /// A track with its initial subscribers.
-    pub fn new(id: u32, kind: MediaKind, codec: Codec, down_tracks: Vec<Arc<DownTrack>>) -> Self {
+    /// The track `announced` (checked) describes, with its initial subscribers.
+    pub fn new(announced: &Track, down_tracks: Vec<Arc<DownTrack>>) -> Self {
         PublishedTrack {
-            id,
-            kind,
-            codec,
+            id: announced.id,
+            kind: MediaKind::try_from(announced.kind).unwrap_or(MediaKind::Unspecified),
+            codec: Codec::try_from(announced.codec).unwrap_or(Codec::Unspecified),
+            layers: announced.layers.clone(),
             down_tracks: ArcSwap::from_pointee(down_tracks),
-            last_keyframe_request_ms: AtomicU64::new(u64::MAX),
+            last_keyframe_request_ms: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
             drops_in_window: AtomicU32::new(0),
             window_start_ms: AtomicU64::new(0),
         }
@@ -59,14 +69,30 @@ impl PublishedTrack {
             id: self.id,
             kind: self.kind as i32,
             codec: self.codec as i32,
+            layers: self.layers.clone(),
         }
     }
 
-    /// Whether `announced` describes this very track (same id, kind and codec).
+    /// Whether `announced` describes this very track (same id, kind, codec and layers).
     pub fn matches(&self, announced: &Track) -> bool {
         self.id == announced.id
             && self.kind as i32 == announced.kind
             && self.codec as i32 == announced.codec
+            && self.layers == announced.layers
+    }
+
+    /// The layer a subscriber showing this track in `view` should get (`None`: none).
+    pub fn layer_for(&self, view: View) -> Option<u32> {
+        layers::layer_for_view(&self.layers, view)
+    }
+
+    /// `subscriber`'s copy of this track, if it has one.
+    pub fn down_track_of(&self, subscriber: ParticipantId) -> Option<Arc<DownTrack>> {
+        self.down_tracks
+            .load()
+            .iter()
+            .find(|d| d.subscriber == subscriber)
+            .cloned()
     }
 
     /// Current subscribers.
@@ -94,14 +120,17 @@ impl PublishedTrack {
         }
     }
 
-    /// True when a keyframe request may go out now (at most one per `interval_ms`);
-    /// records it as sent.
-    pub fn claim_keyframe_request(&self, now_ms: u64, interval_ms: u64) -> bool {
-        let last = self.last_keyframe_request_ms.load(Ordering::Relaxed);
+    /// True when a keyframe request for `layer` may go out now (at most one per layer per
+    /// `interval_ms`; a layer out of range never); records it as sent.
+    pub fn claim_keyframe_request(&self, layer: u32, now_ms: u64, interval_ms: u64) -> bool {
+        let Some(last_sent) = self.last_keyframe_request_ms.get(layer as usize) else {
+            return false;
+        };
+        let last = last_sent.load(Ordering::Relaxed);
         if last != u64::MAX && now_ms.saturating_sub(last) < interval_ms {
             return false;
         }
-        self.last_keyframe_request_ms
+        last_sent
             .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
@@ -131,6 +160,12 @@ impl PublishedTrack {
 pub enum Delivery {
     /// On its way.
     Queued,
+    /// Not for this subscriber (another layer than it gets, or a track it does not show);
+    /// `ask_keyframe`: it waits for a keyframe of that layer (its target) to move to it.
+    Skipped {
+        /// The layer whose keyframe is wanted.
+        ask_keyframe: Option<u32>,
+    },
     /// Not delivered; for video the subscriber now waits for a keyframe.
     Dropped(DropReason),
 }
@@ -140,39 +175,105 @@ pub struct DownTrack {
     /// The subscriber.
     pub subscriber: ParticipantId,
     audio: bool,
-    /// Video only: deltas are useless until the next keyframe after a drop or a late join.
-    awaiting_keyframe: AtomicBool,
+    /// Video: the layer the subscriber should get ([`NO_LAYER`]: it does not show the track).
+    target: AtomicU32,
+    /// Video: the layer it is getting; [`NO_LAYER`] at the start and after a drop, until a
+    /// keyframe of the target (deltas are useless until then).
+    getting: AtomicU32,
     sink: Box<dyn MediaSink>,
     queue_depth: prometheus::Histogram,
 }
 
+fn layer_field(layer: Option<u32>) -> u32 {
+    layer.unwrap_or(NO_LAYER)
+}
+
+fn field_layer(field: u32) -> Option<u32> {
+    (field != NO_LAYER).then_some(field)
+}
+
 impl DownTrack {
-    /// A subscriber's copy; video starts waiting for a keyframe so it begins decodable.
+    /// A subscriber's copy that should get layer `target` (`None`: not shown); video starts
+    /// waiting for a keyframe so it begins decodable.
     pub fn new(
         subscriber: ParticipantId,
         audio: bool,
+        target: Option<u32>,
         sink: Box<dyn MediaSink>,
         queue_depth: prometheus::Histogram,
     ) -> Self {
         DownTrack {
             subscriber,
             audio,
-            awaiting_keyframe: AtomicBool::new(!audio),
+            target: AtomicU32::new(layer_field(target)),
+            getting: AtomicU32::new(NO_LAYER),
             sink,
             queue_depth,
         }
     }
 
     /// Whether the subscriber waits for a keyframe before it gets video again.
+    #[cfg(test)]
     pub fn awaiting_keyframe(&self) -> bool {
-        !self.audio && self.awaiting_keyframe.load(Ordering::Relaxed)
+        !self.audio && self.getting.load(Ordering::Relaxed) == NO_LAYER
     }
 
-    /// Offers one packet without waiting.
-    pub fn offer(&self, frame: &Bytes, received_at: Instant, keyframe: bool) -> Delivery {
-        let waiting = self.awaiting_keyframe();
-        if waiting && !keyframe {
-            return Delivery::Dropped(DropReason::AwaitingKeyframe);
+    /// The layer it should get (`None`: it does not show the track).
+    pub fn target(&self) -> Option<u32> {
+        field_layer(self.target.load(Ordering::Relaxed))
+    }
+
+    /// The layer it is getting (`None`: none yet).
+    pub fn getting(&self) -> Option<u32> {
+        field_layer(self.getting.load(Ordering::Relaxed))
+    }
+
+    /// It should get `target` from now on; returns whether that is a layer it is not getting
+    /// yet (a keyframe of it is wanted).
+    pub fn set_target(&self, target: Option<u32>) -> bool {
+        self.target.store(layer_field(target), Ordering::Relaxed);
+        target.is_some() && target != self.getting()
+    }
+
+    /// Offers one packet of `layer` without waiting. Audio passes whatever its layer; the
+    /// bus's copy takes every layer (the other relays choose for their subscribers).
+    pub fn offer(
+        &self,
+        frame: &Bytes,
+        received_at: Instant,
+        keyframe: bool,
+        layer: u32,
+    ) -> Delivery {
+        let gated = !self.audio && self.subscriber != MESH_SUBSCRIBER;
+        let mut waiting = false;
+        if gated {
+            let getting = self.getting();
+            let decision = layers::pass(self.target(), getting, layer, keyframe);
+            if !decision.forward {
+                if decision.getting != getting {
+                    self.getting
+                        .store(layer_field(decision.getting), Ordering::Relaxed);
+                }
+                // A delta of the very layer it waits for: lost to the subscriber (counted as
+                // before simulcast); anything else is simply not its layer.
+                if getting.is_none() && decision.ask_keyframe.is_some() {
+                    return Delivery::Dropped(DropReason::AwaitingKeyframe);
+                }
+                return Delivery::Skipped {
+                    ask_keyframe: decision.ask_keyframe,
+                };
+            }
+            waiting = decision.getting != getting;
+            if waiting {
+                self.getting
+                    .store(layer_field(decision.getting), Ordering::Relaxed);
+            }
+        } else if !self.audio {
+            // The bus: after a drop, nothing until a keyframe.
+            waiting = self.getting.load(Ordering::Relaxed) == NO_LAYER;
+            if waiting && !keyframe {
+                return Delivery::Dropped(DropReason::AwaitingKeyframe);
+            }
         }
         let out = Outgoing {
             frame: frame.clone(),
@@ -184,20 +285,20 @@ impl DownTrack {
         match self.sink.offer(out) {
             Offer::Accepted { depth } => {
                 self.queue_depth.observe(depth as f64);
-                if waiting {
-                    self.awaiting_keyframe.store(false, Ordering::Relaxed);
+                if !gated && waiting {
+                    self.getting.store(0, Ordering::Relaxed);
                 }
                 Delivery::Queued
             }
             Offer::Full if self.subscriber == MESH_SUBSCRIBER => {
                 if !self.audio {
-                    self.awaiting_keyframe.store(true, Ordering::Relaxed);
+                    self.getting.store(NO_LAYER, Ordering::Relaxed);
                 }
                 Delivery::Dropped(DropReason::BusQueueFull)
             }
             Offer::Full if self.audio => Delivery::Dropped(DropReason::AudioQueueFull),
             Offer::Full => {
-                self.awaiting_keyframe.store(true, Ordering::Relaxed);
+                self.getting.store(NO_LAYER, Ordering::Relaxed);
                 Delivery::Dropped(DropReason::VideoQueueFull)
             }
             Offer::Closed => Delivery::Dropped(DropReason::SubscriberGone),
@@ -212,7 +313,15 @@ mod tests {
     use super::*;
 
     fn video_track() -> PublishedTrack {
-        PublishedTrack::new(1, MediaKind::Video, Codec::H264, Vec::new())
+        PublishedTrack::new(
+            &Track {
+                id: 1,
+                kind: MediaKind::Video as i32,
+                codec: Codec::H264 as i32,
+                layers: Vec::new(),
+            },
+            Vec::new(),
+        )
     }
 
     /// Accepts until `room` runs out, then answers `Full`.
@@ -232,20 +341,31 @@ mod tests {
     fn down(audio: bool, room: usize) -> DownTrack {
         let histogram = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("d", "d"))
             .expect("histogram");
-        DownTrack::new(7, audio, Box::new(Room(Mutex::new(room))), histogram)
+        DownTrack::new(
+            7,
+            audio,
+            Some(0),
+            Box::new(Room(Mutex::new(room))),
+            histogram,
+        )
     }
 
     #[test]
     fn keyframe_requests_are_coalesced_per_interval() {
         let track = video_track();
-        assert!(track.claim_keyframe_request(1_000, 500));
-        assert!(!track.claim_keyframe_request(1_001, 500));
-        assert!(!track.claim_keyframe_request(1_499, 500));
-        assert!(track.claim_keyframe_request(1_500, 500));
+        assert!(track.claim_keyframe_request(0, 1_000, 500));
+        assert!(!track.claim_keyframe_request(0, 1_001, 500));
+        // Each layer on its own.
+        assert!(track.claim_keyframe_request(2, 1_001, 500));
+        assert!(!track.claim_keyframe_request(2, 1_002, 500));
+        assert!(!track.claim_keyframe_request(0, 1_499, 500));
+        assert!(track.claim_keyframe_request(0, 1_500, 500));
+        // No such layer: never.
+        assert!(!track.claim_keyframe_request(MAX_LAYERS as u32, 1_500, 500));
         // Time 0 is a real time, not "never".
         let fresh = video_track();
-        assert!(fresh.claim_keyframe_request(0, 500));
-        assert!(!fresh.claim_keyframe_request(100, 500));
+        assert!(fresh.claim_keyframe_request(0, 0, 500));
+        assert!(!fresh.claim_keyframe_request(0, 100, 500));
     }
 
     #[test]
@@ -265,28 +385,67 @@ mod tests {
         let frame = Bytes::from_static(&[0, 0, 0, 1, 9]);
         let video = down(false, 2);
         assert_eq!(
-            video.offer(&frame, now, false),
+            video.offer(&frame, now, false, 0),
             Delivery::Dropped(DropReason::AwaitingKeyframe)
         );
-        assert_eq!(video.offer(&frame, now, true), Delivery::Queued);
-        assert_eq!(video.offer(&frame, now, false), Delivery::Queued);
+        assert_eq!(video.offer(&frame, now, true, 0), Delivery::Queued);
+        assert_eq!(video.offer(&frame, now, false, 0), Delivery::Queued);
         // The queue is full: the delta is lost, so the next deltas are useless.
         assert_eq!(
-            video.offer(&frame, now, false),
+            video.offer(&frame, now, false, 0),
             Delivery::Dropped(DropReason::VideoQueueFull)
         );
         assert!(video.awaiting_keyframe());
         assert_eq!(
-            video.offer(&frame, now, false),
+            video.offer(&frame, now, false, 0),
             Delivery::Dropped(DropReason::AwaitingKeyframe)
         );
         // Audio has no gate.
         let audio = down(true, 1);
-        assert_eq!(audio.offer(&frame, now, false), Delivery::Queued);
+        assert_eq!(audio.offer(&frame, now, false, 0), Delivery::Queued);
         assert_eq!(
-            audio.offer(&frame, now, false),
+            audio.offer(&frame, now, false, 0),
             Delivery::Dropped(DropReason::AudioQueueFull)
         );
         assert!(!audio.awaiting_keyframe());
+    }
+
+    #[test]
+    fn a_subscriber_gets_one_layer_and_moves_at_the_targets_keyframe() {
+        let now = Instant::now();
+        let frame = Bytes::from_static(&[0, 0, 0, 1, 9]);
+        let video = down(false, usize::MAX);
+        assert!(video.set_target(Some(2)));
+        assert_eq!(
+            video.offer(&frame, now, true, 0),
+            Delivery::Skipped { ask_keyframe: None }
+        );
+        assert_eq!(
+            video.offer(&frame, now, false, 2),
+            Delivery::Dropped(DropReason::AwaitingKeyframe)
+        );
+        assert_eq!(video.offer(&frame, now, true, 2), Delivery::Queued);
+        assert_eq!(video.getting(), Some(2));
+        // The tile shrank: layer 2 goes on until layer 0's keyframe.
+        assert!(video.set_target(Some(0)));
+        assert_eq!(video.offer(&frame, now, false, 2), Delivery::Queued);
+        assert_eq!(
+            video.offer(&frame, now, false, 0),
+            Delivery::Skipped {
+                ask_keyframe: Some(0)
+            }
+        );
+        assert_eq!(video.offer(&frame, now, true, 0), Delivery::Queued);
+        assert_eq!(
+            video.offer(&frame, now, false, 2),
+            Delivery::Skipped { ask_keyframe: None }
+        );
+        // Hidden: nothing, and no keyframe wanted.
+        assert!(!video.set_target(None));
+        assert_eq!(
+            video.offer(&frame, now, true, 0),
+            Delivery::Skipped { ask_keyframe: None }
+        );
+        assert!(video.awaiting_keyframe());
     }
 }

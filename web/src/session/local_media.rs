@@ -177,6 +177,7 @@ fn track(id: u32, kind: MediaKind, codec: videocall_protocol::wire::Codec) -> Tr
         id,
         kind: kind as i32,
         codec: codec as i32,
+        layers: Vec::new(),
     }
 }
 

@@ -142,6 +142,7 @@ impl Joined {
                         id,
                         kind: kind as i32,
                         codec: Codec::Vp8 as i32,
+                        layers: Vec::new(),
                     })
                     .collect(),
                 announce_tracks: true,
@@ -410,6 +411,7 @@ fn a_late_joiner_waits_for_a_keyframe_and_the_requests_are_coalesced() {
         Body::KeyframeRequest(wire::KeyframeRequest {
             participant_id: publisher.id(),
             track_id: 1,
+            layer: 0,
         }),
         now.later(100),
     );
@@ -418,6 +420,7 @@ fn a_late_joiner_waits_for_a_keyframe_and_the_requests_are_coalesced() {
         Body::KeyframeRequest(wire::KeyframeRequest {
             participant_id: publisher.id(),
             track_id: 1,
+            layer: 0,
         }),
         now.later(600),
     );

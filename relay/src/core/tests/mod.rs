@@ -20,6 +20,7 @@ use crate::ids::TransportKind;
 use crate::metrics::Metrics;
 use crate::reason::{DropReason, Refusal};
 
+mod layers;
 mod mesh;
 
 #[derive(Parser)]

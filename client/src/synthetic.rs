@@ -1,14 +1,15 @@
-//! A synthetic publisher: video at a frame rate and bitrate with periodic keyframes,
+//! A synthetic publisher: video at a frame rate and bitrate with periodic keyframes (or, with
+//! simulcast, one frame per layer at each layer's bitrate, each layer with its keyframes),
 //! and 20 ms audio packets, each stamped with its capture time. It answers keyframe
-//! requests, as a real encoder would.
+//! requests (of the layer asked for), as a real encoder would.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use videocall_protocol::wire::{Codec, Media, MediaKind, Track};
+use videocall_protocol::wire::{Codec, Layer, Media, MediaKind, Track};
 
 use crate::{unix_micros, ClientError, Sender};
 
@@ -22,8 +23,10 @@ pub const AUDIO_TRACK: u32 = 2;
 pub struct MediaPattern {
     /// Video frames per second (0: no video).
     pub video_fps: u32,
-    /// Video bitrate in bits per second.
+    /// Video bitrate in bits per second (without layers).
     pub video_bitrate_bps: u64,
+    /// Simulcast: the video's layers, each sent at its own bitrate (empty: one encoding).
+    pub video_layers: Vec<Layer>,
     /// A keyframe every this many frames (keyframe requests add more).
     pub keyframe_interval: u32,
     /// Audio packets per second (0: no audio).
@@ -38,32 +41,122 @@ impl MediaPattern {
         MediaPattern {
             video_fps: 30,
             video_bitrate_bps: 500_000,
+            video_layers: Vec::new(),
             keyframe_interval: 60,
             audio_pps: 50,
             audio_bytes: 80,
         }
     }
 
-    fn video_frame_bytes(&self) -> usize {
+    /// The same with three simulcast layers: 320x180 at 150, 640x360 at 500 and 1280x720 at
+    /// 1500 kbit/s.
+    pub fn simulcast() -> Self {
+        let layer = |id, width, height, bitrate_kbps| Layer {
+            id,
+            width,
+            height,
+            bitrate_kbps,
+        };
+        MediaPattern {
+            video_layers: vec![
+                layer(0, 320, 180, 150),
+                layer(1, 640, 360, 500),
+                layer(2, 1280, 720, 1500),
+            ],
+            ..Self::conference()
+        }
+    }
+
+    fn video_frame_bytes(&self, bitrate_bps: u64) -> usize {
         if self.video_fps == 0 {
             return 0;
         }
-        (self.video_bitrate_bps / 8 / self.video_fps as u64).max(16) as usize
+        (bitrate_bps / 8 / self.video_fps as u64).max(16) as usize
+    }
+
+    /// Each layer sent: id and frame bytes (one, layer 0, without simulcast).
+    fn video_encodings(&self) -> Vec<(u32, usize)> {
+        if self.video_layers.is_empty() {
+            return vec![(0, self.video_frame_bytes(self.video_bitrate_bps))];
+        }
+        self.video_layers
+            .iter()
+            .map(|l| {
+                let bytes = self.video_frame_bytes(u64::from(l.bitrate_kbps) * 1000);
+                (l.id, bytes)
+            })
+            .collect()
     }
 }
 
-/// Set by whoever reads the publisher's events when a keyframe request arrives.
-#[derive(Clone, Default)]
-pub struct KeyframeTrigger(Arc<AtomicBool>);
+/// Set by whoever reads the publisher's events: keyframes asked for (a bit per layer) and,
+/// with simulcast, the layers the relay says someone gets (dynacast: the others are not sent;
+/// one that comes back starts with a keyframe). Every layer until the relay says otherwise.
+#[derive(Clone)]
+pub struct KeyframeTrigger {
+    asked: Arc<AtomicU32>,
+    wanted: Arc<AtomicU32>,
+}
+
+impl Default for KeyframeTrigger {
+    fn default() -> Self {
+        KeyframeTrigger {
+            asked: Arc::default(),
+            wanted: Arc::new(AtomicU32::new(u32::MAX)),
+        }
+    }
+}
 
 impl KeyframeTrigger {
-    /// Asks for a keyframe with the next video frame.
+    /// Asks for a keyframe of every layer with the next video frame.
     pub fn request(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.asked.store(u32::MAX, Ordering::Relaxed);
     }
 
-    fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+    /// Asks for a keyframe of `layer` with its next frame (a layer past 31: every layer).
+    pub fn request_layer(&self, layer: u32) {
+        let bit = 1u32.checked_shl(layer).unwrap_or(u32::MAX);
+        self.asked.fetch_or(bit, Ordering::Relaxed);
+    }
+
+    /// Sends only `layers` of the video from now on; a layer that comes back starts with a
+    /// keyframe.
+    pub fn want_layers(&self, layers: &[u32]) {
+        let mask = layers
+            .iter()
+            .filter_map(|&l| 1u32.checked_shl(l))
+            .fold(0, |mask, bit| mask | bit);
+        let before = self.wanted.swap(mask, Ordering::Relaxed);
+        self.asked.fetch_or(mask & !before, Ordering::Relaxed);
+    }
+
+    /// Whether `layer` is sent now.
+    pub fn wanted(&self, layer: u32) -> bool {
+        1u32.checked_shl(layer)
+            .is_some_and(|bit| self.wanted.load(Ordering::Relaxed) & bit != 0)
+    }
+
+    /// Takes what `event` says: a keyframe of the layer the relay names, of every layer (a
+    /// new epoch of the encrypted group), or the layers of the video someone gets. Returns
+    /// whether it was one of those.
+    pub fn answer(&self, event: &crate::Event) -> bool {
+        use videocall_protocol::wire::envelope::Body;
+        match event {
+            crate::Event::Message(Body::KeyframeRequest(request)) => {
+                self.request_layer(request.layer)
+            }
+            crate::Event::Message(Body::LayerDemand(demand)) if demand.track_id == VIDEO_TRACK => {
+                self.want_layers(&demand.layers)
+            }
+            event if event.asks_for_keyframe() => self.request(),
+            _ => return false,
+        }
+        true
+    }
+
+    fn take(&self, layer: u32) -> bool {
+        let bit = 1u32.checked_shl(layer).unwrap_or(0);
+        self.asked.fetch_and(!bit, Ordering::Relaxed) & bit != 0
     }
 }
 
@@ -76,6 +169,8 @@ pub struct PublishStats {
     pub audio_sent: AtomicU64,
     /// Keyframes sent.
     pub keyframes_sent: AtomicU64,
+    /// Video frames of layers nobody got, not sent (dynacast).
+    pub paused_frames: AtomicU64,
 }
 
 /// The codec the synthetic publisher uses for `kind`.
@@ -147,8 +242,9 @@ pub async fn answer_keyframe_requests(
         tokio::select! {
             _ = stop.cancelled() => return,
             event = client.next_event() => match event {
-                Some(event) if event.asks_for_keyframe() => keyframes.request(),
-                Some(_) => {}
+                Some(event) => {
+                    keyframes.answer(&event);
+                }
                 None => return,
             }
         }
@@ -174,12 +270,14 @@ pub async fn publish(
     ));
     video_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let frame_bytes = pattern.video_frame_bytes();
+    let encodings = pattern.video_encodings();
     let interval = pattern.keyframe_interval.max(1) as u64;
     let (mut video_seq, mut audio_seq) = (0u64, 0u64);
     let mut tracks = Vec::new();
     if video {
-        tracks.push(track(VIDEO_TRACK, MediaKind::Video));
+        let mut video = track(VIDEO_TRACK, MediaKind::Video);
+        video.layers = pattern.video_layers.clone();
+        tracks.push(video);
     }
     if audio {
         tracks.push(track(AUDIO_TRACK, MediaKind::Audio));
@@ -191,18 +289,24 @@ pub async fn publish(
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = video_tick.tick(), if video => {
-                let keyframe = video_seq % interval == 0 || keyframes.take();
-                let sent = sender
-                    .send_media(packet(VIDEO_TRACK, MediaKind::Video, video_seq, keyframe, frame_bytes))
-                    .await;
+                for &(layer, bytes) in &encodings {
+                    if !keyframes.wanted(layer) {
+                        stats.paused_frames.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let keyframe = video_seq % interval == 0 || keyframes.take(layer);
+                    let mut frame = packet(VIDEO_TRACK, MediaKind::Video, video_seq, keyframe, bytes);
+                    frame.layer = layer;
+                    let sent = sender.send_media(frame).await;
+                    if held_back(sent, &keyframes)? {
+                        continue;
+                    }
+                    stats.video_sent.fetch_add(1, Ordering::Relaxed);
+                    if keyframe {
+                        stats.keyframes_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 video_seq += 1;
-                if held_back(sent, &keyframes)? {
-                    continue;
-                }
-                stats.video_sent.fetch_add(1, Ordering::Relaxed);
-                if keyframe {
-                    stats.keyframes_sent.fetch_add(1, Ordering::Relaxed);
-                }
             }
             _ = audio_tick.tick(), if audio => {
                 let sent = sender

@@ -63,6 +63,12 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         .metrics()
         .runtime_tasks
         .set(i64::try_from(tasks).unwrap_or(i64::MAX));
+    let paused = state.relay.core.paused_layers();
+    state
+        .relay
+        .metrics()
+        .paused_layers
+        .set(i64::try_from(paused).unwrap_or(i64::MAX));
     (
         [(
             axum::http::header::CONTENT_TYPE,

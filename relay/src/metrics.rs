@@ -60,9 +60,18 @@ pub struct Metrics {
     handshakes: IntCounterVec,
     /// Video bytes waiting in subscriber queues.
     pub queued_bytes: IntGauge,
+    /// Simulcast: subscribers moved to another layer (at its keyframe).
+    pub layer_switches: IntCounter,
+    /// Simulcast: video packets queued for subscribers, by layer (which layers are chosen).
+    layer_packets: [IntCounter; MAX_LAYER_LABELS],
+    /// Dynacast: layers of this relay's publishers that nobody gets now (not encoded).
+    pub paused_layers: IntGauge,
     /// The bus to the other relays.
     pub bus: BusMetrics,
 }
+
+/// Layers counted apart in `layer_packets_total` (the relay takes at most this many).
+const MAX_LAYER_LABELS: usize = 4;
 
 /// Metrics of the relay's bus connection (the relay mesh).
 #[derive(Clone)]
@@ -366,6 +375,25 @@ impl Metrics {
             "Video bytes waiting in subscriber queues (bounded per subscriber)",
         )?;
         registry.register(Box::new(queued_bytes.clone()))?;
+        let layer_switches = IntCounter::new(
+            "layer_switches_total",
+            "Subscribers moved to another simulcast layer (at a keyframe of it)",
+        )?;
+        registry.register(Box::new(layer_switches.clone()))?;
+        let layer_packets = IntCounterVec::new(
+            Opts::new(
+                "layer_packets_total",
+                "Video packets queued for subscribers, by simulcast layer",
+            ),
+            &["layer"],
+        )?;
+        registry.register(Box::new(layer_packets.clone()))?;
+        let paused_layers = IntGauge::new(
+            "paused_layers",
+            "Simulcast layers of this relay's publishers that nobody gets now (dynacast: not \
+             encoded)",
+        )?;
+        registry.register(Box::new(paused_layers.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(meetings.clone()))?;
         registry.register(Box::new(participants.clone()))?;
@@ -414,6 +442,11 @@ impl Metrics {
             sessions_replaced,
             handshakes,
             queued_bytes,
+            layer_switches,
+            layer_packets: std::array::from_fn(|layer| {
+                layer_packets.with_label_values(&[layer.to_string().as_str()])
+            }),
+            paused_layers,
         })
     }
 
@@ -458,6 +491,13 @@ impl Metrics {
         counters.bytes.inc_by(bytes as u64);
         self.fanout_latency
             .observe(received_at.elapsed().as_secs_f64());
+    }
+
+    /// Counts a video packet of simulcast `layer` queued for a subscriber.
+    pub fn layer_packet(&self, layer: u32) {
+        if let Some(counter) = self.layer_packets.get(layer as usize) {
+            counter.inc();
+        }
     }
 
     /// Counts one undelivered packet.

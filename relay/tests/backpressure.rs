@@ -76,6 +76,7 @@ async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
     let pattern = MediaPattern {
         video_fps: 40,
         video_bitrate_bps: 48_000_000,
+        video_layers: Vec::new(),
         keyframe_interval: 20,
         audio_pps: 50,
         audio_bytes: 80,

@@ -12,7 +12,7 @@ use super::clock::Now;
 use super::meeting::Capacity;
 use super::participant::Participant;
 use super::relay::Relay;
-use super::session::Session;
+use super::session::{update_demand, Session};
 use super::sink::Outlet;
 use crate::ids::TransportKind;
 use crate::reason::{CloseReason, Refusal};
@@ -137,6 +137,7 @@ pub fn admit(
         ));
     }
     for (publisher, track) in admitted.awaiting_keyframes {
+        update_demand(&publisher, &track);
         session.request_keyframe(&publisher, &track, now);
     }
     tracing::info!(

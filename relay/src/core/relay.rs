@@ -211,6 +211,17 @@ impl Relay {
         true
     }
 
+    /// Dynacast: layers of this relay's publishers' simulcast tracks that nobody gets now.
+    pub fn paused_layers(&self) -> usize {
+        self.meetings
+            .all()
+            .iter()
+            .flat_map(|meeting| meeting.local_participants())
+            .flat_map(|publisher| publisher.tracks())
+            .map(|track| track.paused_layers())
+            .sum()
+    }
+
     /// Closes every session with `reason` (a drain's deadline, a shutdown).
     pub fn close_everyone(&self, reason: &CloseReason) {
         for meeting in self.meetings.all() {

@@ -11,7 +11,7 @@ use super::clock::Now;
 use super::meeting::Meeting;
 use super::participant::Participant;
 use super::relay::Relay;
-use super::session::{fan_out, request_keyframe, request_wanted_keyframes};
+use super::session::{fan_out, request_keyframe, request_wanted_keyframes, update_meeting_demand};
 use super::sink::unprefixed;
 use crate::ids::ParticipantId;
 use crate::reason::{CloseReason, DropReason};
@@ -254,6 +254,8 @@ fn mirror(relay: &Relay, meeting: &Meeting, origin: &str, remote: &RemotePartici
     for track in &joined.announced.added {
         request_wanted_keyframes(relay, &joined.participant, track, now);
     }
+    // A remote subscriber may have started the bus's copies of the local tracks.
+    update_meeting_demand(meeting);
 }
 
 /// Removes remote participant `id` of relay `origin` and tells the local participants.
@@ -274,6 +276,7 @@ fn forget(
             reason: reason as i32,
         })));
         meeting.broadcast(0, &frame);
+        update_meeting_demand(meeting);
     }
 }
 

@@ -145,6 +145,7 @@ impl Session {
             | Body::ParticipantUpdated(_)
             | Body::Congestion(_)
             | Body::HandshakeRefused(_)
+            | Body::LayerDemand(_)
             | Body::Draining(_) => self.reject(
                 ErrorCode::UnknownMessage,
                 "that message is sent by the relay, not by clients".into(),
@@ -181,6 +182,7 @@ impl Session {
             if let Some(announced) = self.meeting.announce(&self.me, &update.tracks) {
                 for track in &announced.added {
                     // Subscribers start waiting for a keyframe; the first may be gone already.
+                    update_demand(&self.me, track);
                     request_wanted_keyframes(&self.relay, &self.me, track, now);
                 }
             }
@@ -358,7 +360,10 @@ impl Session {
                 continue;
             };
             let target = track.layer_for(Some(tile));
-            if down.set_target(target) {
+            let wants_keyframe = down.set_target(target);
+            // A layer that comes back is asked for before its keyframe.
+            update_demand(&publisher, &track);
+            if wants_keyframe {
                 if let Some(layer) = target {
                     request_keyframe(&self.relay, &publisher, &track, layer, now);
                 }
@@ -495,6 +500,7 @@ impl Session {
             };
             let frame = encode_length_prefixed(&envelope(Body::ParticipantLeft(left)));
             self.meeting.broadcast(self.me.id, &frame);
+            update_meeting_demand(&self.meeting);
             self.meeting
                 .mesh()
                 .publish(&self.meeting.id, mesh_event::Body::Left(left));
@@ -527,9 +533,18 @@ pub(super) fn fan_out(
 ) {
     let metrics = &relay.metrics;
     let downs = track.down_tracks();
+    let video = !track.is_audio();
     for down in downs.iter() {
         match down.offer(frame, now.at, keyframe, layer) {
-            Delivery::Queued => {}
+            Delivery::Queued => {
+                if video {
+                    metrics.layer_packet(layer);
+                }
+            }
+            Delivery::Moved => {
+                metrics.layer_switches.inc();
+                metrics.layer_packet(layer);
+            }
             Delivery::Skipped { ask_keyframe } => {
                 if let Some(wanted) = ask_keyframe {
                     request_keyframe(relay, publisher, track, wanted, now);
@@ -552,6 +567,35 @@ pub(super) fn fan_out(
                     }));
                 }
             }
+        }
+    }
+    // Subscribers move between layers only at keyframes: what is wanted may have changed.
+    if keyframe {
+        update_demand(publisher, track);
+    }
+}
+
+/// Dynacast: tells `publisher` (hosted here) which layers of its simulcast `track` someone
+/// gets or is moving to, when that changed since it was last told. Another relay's
+/// publisher is told by its own relay.
+pub(super) fn update_demand(publisher: &Participant, track: &PublishedTrack) {
+    if publisher.is_remote() {
+        return;
+    }
+    if let Some(layers) = track.claim_demand_change() {
+        publisher.send(Body::LayerDemand(wire::LayerDemand {
+            track_id: track.id,
+            layers,
+        }));
+    }
+}
+
+/// [`update_demand`] for every simulcast track of `meeting`'s publishers hosted here (after
+/// someone joined or left: a subscriber or the bus's copy came or went).
+pub(super) fn update_meeting_demand(meeting: &Meeting) {
+    for publisher in meeting.local_participants() {
+        for track in publisher.tracks() {
+            update_demand(&publisher, &track);
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct PublishedTrack {
     /// Relay-clock milliseconds of the last keyframe request of each layer sent to the
     /// publisher (`u64::MAX`: never).
     last_keyframe_request_ms: [AtomicU64; MAX_LAYERS],
+    /// Dynacast: the layers (a bit each) the publisher was last told someone gets; until
+    /// told, every layer.
+    demanded: AtomicU32,
     /// Drops since the last congestion notice, and when that window started.
     drops_in_window: AtomicU32,
     window_start_ms: AtomicU64,
@@ -51,6 +54,7 @@ impl PublishedTrack {
             kind: MediaKind::try_from(announced.kind).unwrap_or(MediaKind::Unspecified),
             codec: Codec::try_from(announced.codec).unwrap_or(Codec::Unspecified),
             layers: announced.layers.clone(),
+            demanded: AtomicU32::new(layer_mask(announced.layers.iter().map(|l| l.id))),
             down_tracks: ArcSwap::from_pointee(down_tracks),
             last_keyframe_request_ms: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
             drops_in_window: AtomicU32::new(0),
@@ -84,6 +88,42 @@ impl PublishedTrack {
     /// The layer a subscriber showing this track in `view` should get (`None`: none).
     pub fn layer_for(&self, view: View) -> Option<u32> {
         layers::layer_for_view(&self.layers, view)
+    }
+
+    /// Dynacast: the layers someone gets or is moving to now (a bit each; the bus's copy
+    /// wants every layer), if that is not what the publisher was last told; records it as
+    /// told. `None` for a track without layers or when nothing changed.
+    pub fn claim_demand_change(&self) -> Option<Vec<u32>> {
+        if self.layers.is_empty() {
+            return None;
+        }
+        let all = layer_mask(self.layers.iter().map(|l| l.id));
+        let mut wanted = 0;
+        for down in self.down_tracks.load().iter() {
+            if down.subscriber == MESH_SUBSCRIBER {
+                wanted = all;
+                break;
+            }
+            wanted |= layer_mask(down.target().into_iter().chain(down.getting()));
+        }
+        let wanted = wanted & all;
+        if self.demanded.swap(wanted, Ordering::AcqRel) == wanted {
+            return None;
+        }
+        Some(
+            (0..MAX_LAYERS as u32)
+                .filter(|l| wanted & (1 << l) != 0)
+                .collect(),
+        )
+    }
+
+    /// Dynacast: announced layers the publisher was told nobody gets.
+    pub fn paused_layers(&self) -> usize {
+        let demanded = self.demanded.load(Ordering::Relaxed);
+        self.layers
+            .iter()
+            .filter(|l| demanded & (1 << l.id) == 0)
+            .count()
     }
 
     /// `subscriber`'s copy of this track, if it has one.
@@ -160,6 +200,9 @@ impl PublishedTrack {
 pub enum Delivery {
     /// On its way.
     Queued,
+    /// On its way: the keyframe at which the subscriber moved to this packet's layer from
+    /// another one.
+    Moved,
     /// Not for this subscriber (another layer than it gets, or a track it does not show);
     /// `ask_keyframe`: it waits for a keyframe of that layer (its target) to move to it.
     Skipped {
@@ -182,6 +225,14 @@ pub struct DownTrack {
     getting: AtomicU32,
     sink: Box<dyn MediaSink>,
     queue_depth: prometheus::Histogram,
+}
+
+/// A bit per layer of `layers` (ids from 0 to [`MAX_LAYERS`]` - 1`; others are left out).
+fn layer_mask(layers: impl IntoIterator<Item = u32>) -> u32 {
+    layers
+        .into_iter()
+        .filter(|&l| (l as usize) < MAX_LAYERS)
+        .fold(0, |mask, l| mask | 1 << l)
 }
 
 fn layer_field(layer: Option<u32>) -> u32 {
@@ -246,6 +297,7 @@ impl DownTrack {
     ) -> Delivery {
         let gated = !self.audio && self.subscriber != MESH_SUBSCRIBER;
         let mut waiting = false;
+        let mut moved = false;
         if gated {
             let getting = self.getting();
             let decision = layers::pass(self.target(), getting, layer, keyframe);
@@ -264,6 +316,7 @@ impl DownTrack {
                 };
             }
             waiting = decision.getting != getting;
+            moved = waiting && getting.is_some();
             if waiting {
                 self.getting
                     .store(layer_field(decision.getting), Ordering::Relaxed);
@@ -288,7 +341,11 @@ impl DownTrack {
                 if !gated && waiting {
                     self.getting.store(0, Ordering::Relaxed);
                 }
-                Delivery::Queued
+                if moved {
+                    Delivery::Moved
+                } else {
+                    Delivery::Queued
+                }
             }
             Offer::Full if self.subscriber == MESH_SUBSCRIBER => {
                 if !self.audio {
@@ -435,7 +492,7 @@ mod tests {
                 ask_keyframe: Some(0)
             }
         );
-        assert_eq!(video.offer(&frame, now, true, 0), Delivery::Queued);
+        assert_eq!(video.offer(&frame, now, true, 0), Delivery::Moved);
         assert_eq!(
             video.offer(&frame, now, false, 2),
             Delivery::Skipped { ask_keyframe: None }

@@ -206,6 +206,23 @@ try {
   await framesFrom(alice, "carol", 30);
   await carol.screenshot({ path: path(out, "carol-websocket.png") });
 
+  step("a tile carol does not show gets her none of alice's video (bob still gets it); shown, it resumes");
+  // The page tells the relay how large it shows each video (ViewTracks) on its 0.5 s tick.
+  const aliceFrames = (page) => figure(page, () => window.__videocall.framesByPeer.alice ?? 0);
+  await carol.evaluate(() => { document.querySelector('[data-peer="alice"] canvas').style.display = "none"; });
+  await carol.waitForTimeout(1500);
+  const [carolBefore, bobBefore] = [await aliceFrames(carol), await aliceFrames(bob)];
+  await carol.waitForTimeout(2000);
+  const carolHidden = (await aliceFrames(carol)) - carolBefore;
+  const bobMeanwhile = (await aliceFrames(bob)) - bobBefore;
+  if (carolHidden > 1) throw new Error(`carol decoded ${carolHidden} frames of a tile she does not show`);
+  if (bobMeanwhile < 20) throw new Error(`bob decoded only ${bobMeanwhile} frames of alice meanwhile`);
+  figures.hidden_tile_frames_in_2s = carolHidden;
+  await carol.evaluate(() => { document.querySelector('[data-peer="alice"] canvas').style.display = ""; });
+  const shownAt = Date.now();
+  await framesFrom(carol, "alice", carolBefore + carolHidden + 15, 10000);
+  figures.shown_tile_15_frames_ms = Date.now() - shownAt;
+
   step("a closed tab disappears for the others within 10 s");
   const closedAt = Date.now();
   await close(carol);

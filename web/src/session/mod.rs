@@ -15,7 +15,7 @@ use futures_util::{select, FutureExt, StreamExt};
 use videocall_client_core::{JoinRequest, JoinStep, Joining};
 use videocall_protocol::avoid::AvoidList;
 use videocall_protocol::envelope::envelope;
-use videocall_protocol::wire::{envelope::Body, MediaKind};
+use videocall_protocol::wire::{envelope::Body, MediaKind, ViewTracks};
 use web_sys::{AudioContext, MediaStream, MediaStreamTrack};
 
 mod core_session;
@@ -24,6 +24,7 @@ mod figures;
 mod local_media;
 mod send_lane;
 mod view;
+mod views;
 
 pub use view::{
     ChatLine, ConnectionView, EncryptionView, Failure, MeetingSignals, PeerView, Phase,
@@ -33,6 +34,7 @@ use core_session::{CoreSession, Soon};
 use send_lane::SendLane;
 use videocall_e2ee::{E2eeError, SigningKey};
 
+use crate::tile_views::TileViews;
 use figures::publish_test_figures;
 use view::{grant_failure, peer_view, relay_failure};
 
@@ -109,6 +111,8 @@ struct Session {
     screen: Option<VideoSender>,
     microphone: Option<AudioSender>,
     videos: HashMap<(u64, u32), VideoReceiver>,
+    /// How large the page shows others' video, as the relay was told.
+    views: TileViews,
     audios: HashMap<u64, AudioReceiver>,
     muted: bool,
     camera_off: bool,
@@ -155,6 +159,7 @@ pub async fn run(
         screen: None,
         microphone: None,
         videos: HashMap::new(),
+        views: TileViews::default(),
         audios: HashMap::new(),
         muted,
         camera_off,
@@ -593,6 +598,7 @@ impl Session {
         for body in self.core.poll() {
             self.send(body);
         }
+        self.tell_views();
         self.group_events();
         let now = js::now_ms();
         if let Some(rtt) = self.core.rtt_ms() {
@@ -645,8 +651,28 @@ impl Session {
         publish_test_figures(self);
     }
 
+    /// Tells the relay how large the page shows each remote video now, where that changed.
+    fn tell_views(&mut self) {
+        let mut measured = Vec::new();
+        for peer in self.core.participants() {
+            for track in &peer.tracks {
+                if !matches!(track.kind(), MediaKind::Video | MediaKind::Screen) {
+                    continue;
+                }
+                if let Some((width, height)) = views::measure(peer.id, track.id) {
+                    measured.push((peer.id, track.id, width, height));
+                }
+            }
+        }
+        let changes = self.views.changes(&measured);
+        if !changes.is_empty() {
+            self.send(Body::ViewTracks(ViewTracks { views: changes }));
+        }
+    }
+
     fn disconnect(&mut self) {
         self.core.close();
+        self.views.reset();
         if let Some(connection) = self.link.borrow_mut().take() {
             connection.close();
         }

@@ -5,7 +5,7 @@
 // Protocol on stdio: prints MET once alice (relay-0) and bob (the relay to be killed) see and
 // hear each other, and waits for KILLED (the test has sent SIGKILL); measures until media is
 // back both ways and prints BACK <json>; waits for CHECKED; prints one JSON line of figures.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./browsers.mjs";
 import { mkdirSync } from "node:fs";
 import { join as path } from "node:path";
 import { createInterface } from "node:readline";
@@ -23,20 +23,7 @@ const expectLine = async (word) => {
   if (done || value.trim() !== word) throw new Error(`expected ${word} from the test, got ${value}`);
 };
 
-const browser = await chromium.launch({
-  executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
+const browser = await launchChromium();
 
 async function join(name) {
   const context = await browser.newContext({ permissions: ["camera", "microphone"] });

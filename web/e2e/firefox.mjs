@@ -10,8 +10,7 @@
 // VIDEOCALL_FRAMES=wasm|webcrypto|fastest (the default) says where the encrypted meeting's
 // frames are ciphered (`?frames=`).
 // Prints one JSON line of figures last; exits non-zero with the failed check's message.
-import puppeteer from "puppeteer-core";
-import { chromium } from "playwright-core";
+import { launchChromium, launchFirefox } from "./browsers.mjs";
 import { mkdirSync } from "node:fs";
 import { join as path } from "node:path";
 import { readStrip } from "./strip.mjs";
@@ -24,27 +23,8 @@ if (!base || !out) {
 mkdirSync(out, { recursive: true });
 const step = (what) => console.error(`· ${what}`);
 
-const firefox = await puppeteer.launch({
-  browser: "firefox",
-  executablePath: process.env.VIDEOCALL_FIREFOX || "/usr/bin/firefox-esr",
-  headless: true,
-  protocol: "webDriverBiDi",
-  extraPrefsFirefox: {
-    "media.navigator.streams.fake": true,
-    "media.navigator.permission.disabled": true,
-    "media.autoplay.default": 0,
-    "media.autoplay.block-webaudio": false,
-  },
-});
-const chrome = await chromium.launch({
-  executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-  ],
-});
+const firefox = await launchFirefox();
+const chrome = await launchChromium();
 
 // Waits in a Firefox (puppeteer) or Chromium (playwright) page: their waitForFunction take the
 // argument and the options in opposite orders.

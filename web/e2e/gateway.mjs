@@ -3,24 +3,14 @@
 // Run by gateway/tests/chromium.rs:
 //   node gateway.mjs <page-url> <webtransport-url> <certificate-sha256-hex> <join-frame-hex>
 // Prints one JSON line: {"reply": "<hex of the relay's first control frame>"}.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./browsers.mjs";
 
 const [pageUrl, url, hash, join] = process.argv.slice(2);
 if (!join) {
   console.error("usage: node gateway.mjs <page-url> <webtransport-url> <sha256-hex> <join-hex>");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   const response = await page.goto(pageUrl);

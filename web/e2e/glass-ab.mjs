@@ -10,8 +10,7 @@
 // `scripts/glass-ab.sh` starts both platforms and runs it. Prints a line per sitting and a
 // summary: per way, the median over rounds of each direction's median, and of the encrypted
 // ways' differences from the clear sitting of the same round.
-import puppeteer from "puppeteer-core";
-import { chromium } from "playwright-core";
+import { launchChromium, launchFirefox } from "./browsers.mjs";
 
 const [clearBase, encryptedBase, roundsArg, framesArg] = process.argv.slice(2);
 if (!clearBase || !encryptedBase) {
@@ -29,27 +28,8 @@ const ways = [
   { name: "e2ee webcrypto", base: encryptedBase, query: "?frames=webcrypto" },
 ];
 
-const firefox = await puppeteer.launch({
-  browser: "firefox",
-  executablePath: process.env.VIDEOCALL_FIREFOX || "/usr/bin/firefox-esr",
-  headless: true,
-  protocol: "webDriverBiDi",
-  extraPrefsFirefox: {
-    "media.navigator.streams.fake": true,
-    "media.navigator.permission.disabled": true,
-    "media.autoplay.default": 0,
-    "media.autoplay.block-webaudio": false,
-  },
-});
-const chrome = await chromium.launch({
-  executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-  ],
-});
+const firefox = await launchFirefox();
+const chrome = await launchChromium();
 const context = await chrome.newContext({ permissions: ["camera", "microphone"] });
 
 async function join(opener, name, url) {

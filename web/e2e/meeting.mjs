@@ -4,7 +4,7 @@
 // where the second platform's relay advertises an address nobody listens on. When it prints
 // RESTART the test kills and restarts the first platform and answers RESTARTED on stdin.
 // Prints one JSON line of figures last; exits non-zero with the failed check's message.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./browsers.mjs";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join as path } from "node:path";
 import { createInterface } from "node:readline";
@@ -19,21 +19,7 @@ mkdirSync(out, { recursive: true });
 const figures = {};
 const step = (what) => console.error(`· ${what}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--auto-select-desktop-capture-source=Entire screen",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
+const browser = await launchChromium(["--auto-select-desktop-capture-source=Entire screen"]);
 
 const stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const pages = [];

@@ -5,7 +5,7 @@
 //   node relays.mjs <base-url> <out-dir>
 // Prints MET once both see and hear each other, then waits for a line on stdin (the test
 // checks where they are meanwhile) and leaves; prints one JSON line of figures last.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./browsers.mjs";
 import { mkdirSync } from "node:fs";
 import { join as path } from "node:path";
 import { createInterface } from "node:readline";
@@ -18,20 +18,7 @@ if (!base || !out) {
 mkdirSync(out, { recursive: true });
 const step = (what) => console.error(`· ${what}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
+const browser = await launchChromium();
 
 async function join(name) {
   const context = await browser.newContext({ permissions: ["camera", "microphone"] });

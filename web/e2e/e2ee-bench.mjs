@@ -5,8 +5,7 @@
 // context: WebCrypto is there); needs the client built (scripts/web-build.sh, which also
 // installs the browser tools). Nothing else should run beside it.
 //   node web/e2e/e2ee-bench.mjs
-import puppeteer from "puppeteer-core";
-import { chromium } from "playwright-core";
+import { launchChromium, launchFirefox } from "./browsers.mjs";
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
@@ -75,18 +74,8 @@ async function inBrowser(launch) {
 }
 
 const rows = [
-  ["Chromium", await inBrowser(() => chromium.launch({
-    executablePath: process.env.VIDEOCALL_CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
-  }))],
-  ["Firefox", await inBrowser(() => puppeteer.launch({
-    browser: "firefox",
-    executablePath: process.env.VIDEOCALL_FIREFOX || "/usr/bin/firefox-esr",
-    headless: true,
-    protocol: "webDriverBiDi",
-    extraPrefsFirefox: { "media.navigator.streams.fake": true, "media.navigator.permission.disabled": true },
-  }))],
+  ["Chromium", await inBrowser(() => launchChromium())],
+  ["Firefox", await inBrowser(() => launchFirefox())],
 ];
 server.close();
 

@@ -33,6 +33,8 @@ pub struct MediaPattern {
     pub audio_pps: u32,
     /// Bytes per audio packet.
     pub audio_bytes: usize,
+    /// Each audio packet's `audio_level` (127 - dBov; 0: not measured).
+    pub audio_level: u32,
 }
 
 impl MediaPattern {
@@ -45,6 +47,7 @@ impl MediaPattern {
             keyframe_interval: 60,
             audio_pps: 50,
             audio_bytes: 80,
+            audio_level: 0,
         }
     }
 
@@ -208,6 +211,7 @@ pub fn packet(track_id: u32, kind: MediaKind, sequence: u64, keyframe: bool, siz
         layer: 0,
         payload: Bytes::from(payload),
         sealed: false,
+        audio_level: 0,
     }
 }
 
@@ -309,9 +313,9 @@ pub async fn publish(
                 video_seq += 1;
             }
             _ = audio_tick.tick(), if audio => {
-                let sent = sender
-                    .send_media(packet(AUDIO_TRACK, MediaKind::Audio, audio_seq, false, pattern.audio_bytes))
-                    .await;
+                let mut audio = packet(AUDIO_TRACK, MediaKind::Audio, audio_seq, false, pattern.audio_bytes);
+                audio.audio_level = pattern.audio_level;
+                let sent = sender.send_media(audio).await;
                 audio_seq += 1;
                 if held_back(sent, &keyframes)? {
                     continue;

@@ -80,6 +80,7 @@ async fn a_stalled_subscriber_neither_delays_others_nor_grows_relay_memory() {
         keyframe_interval: 20,
         audio_pps: 50,
         audio_bytes: 80,
+        audio_level: 0,
     };
     let stop = CancellationToken::new();
     let stats = synthetic::spawn_publisher(alice, pattern, stop.clone());

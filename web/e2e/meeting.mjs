@@ -143,6 +143,10 @@ try {
   step("speaking rings show from the audio level");
   await alice.waitForSelector('[data-peer="bob"].speaking', { timeout: 10000 });
 
+  step("the relay names the active speaker from the packets' audio levels; the page shows it larger");
+  await waitFor(alice, "bob as the active speaker", () => window.__videocall?.activeSpeaker === "bob", undefined, 10000);
+  await alice.waitForSelector('[data-peer="bob"].active', { timeout: 5000 });
+
   step("mute propagates (and the controls work from the keyboard)");
   await bob.focus("#mute");
   await bob.keyboard.press("Enter");

@@ -88,6 +88,17 @@ pub fn rms(samples: &[f32]) -> f32 {
     (samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32).sqrt()
 }
 
+/// How loud samples of RMS `rms` (full scale 1.0) are, as `Media.audio_level` carries it:
+/// 127 minus their level in -dBov (RFC 6464), so 127 at full scale and 1 at -126 dBov or
+/// quieter (0 means "not measured" on the wire).
+pub fn audio_level(rms: f32) -> u32 {
+    if rms.is_nan() || rms <= 0.0 {
+        return 1;
+    }
+    let dbov = 20.0 * rms.min(1.0).log10();
+    (127.0 + dbov).round().clamp(1.0, 127.0) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +142,16 @@ mod tests {
         assert_eq!(detector.update(0.0, 500.0), None);
         assert_eq!(detector.update(0.0, 600.0), Some(false));
         assert_eq!(rms(&[0.5, -0.5]), 0.5);
+    }
+
+    #[test]
+    fn audio_levels_as_the_wire_carries_them() {
+        assert_eq!(audio_level(1.0), 127);
+        assert_eq!(audio_level(2.0), 127, "clipped at full scale");
+        assert_eq!(audio_level(0.1), 107, "-20 dBov");
+        assert_eq!(audio_level(0.001), 67, "-60 dBov");
+        assert_eq!(audio_level(0.0), 1);
+        assert_eq!(audio_level(1e-9), 1);
+        assert_eq!(audio_level(f32::NAN), 1);
     }
 }

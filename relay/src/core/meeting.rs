@@ -20,14 +20,17 @@ use bytes::Bytes;
 use super::layers;
 use super::mesh::{Mesh, RemoteOutlet, MESH_SUBSCRIBER};
 use super::participant::Participant;
+use super::speakers::SpeakerRanking;
 use super::sync::{lock, read, write};
 use super::track::{DownTrack, PublishedTrack};
 use crate::ids::{ParticipantId, TransportKind};
 use crate::metrics::Metrics;
 use crate::reason::Refusal;
 use videocall_bus::{Appended, MemoryLog};
+use videocall_protocol::encode_length_prefixed;
+use videocall_protocol::envelope::envelope;
 use videocall_protocol::mesh::RemoteParticipant;
-use videocall_protocol::wire::{envelope::Body, ErrorCode, MediaKind, Track};
+use videocall_protocol::wire::{envelope::Body, ActiveSpeakers, ErrorCode, MediaKind, Track};
 
 /// One meeting on this relay.
 pub struct Meeting {
@@ -45,6 +48,8 @@ pub struct Meeting {
     /// An end-to-end encrypted participant joined here: the relay follows the meeting's
     /// handshake log (until the meeting closes here).
     encrypted: AtomicBool,
+    /// Who is speaking, from the audio this relay forwards.
+    speakers: Mutex<SpeakerRanking>,
 }
 
 /// Another relay of a meeting, as last heard.
@@ -122,6 +127,22 @@ impl Meeting {
             if p.id != except {
                 p.send_frame(frame.clone());
             }
+        }
+    }
+
+    /// An audio packet of `publisher` at `level` (`Media.audio_level`), forwarded at `now_ms`:
+    /// the local participants are told who is speaking when that changed.
+    pub fn heard_speaker(&self, publisher: ParticipantId, level: u32, now_ms: u64) {
+        let said = {
+            let mut speakers = lock(&self.speakers);
+            speakers.heard(publisher, level);
+            speakers.due(now_ms)
+        };
+        if let Some(participant_ids) = said {
+            let frame = encode_length_prefixed(&envelope(Body::ActiveSpeakers(ActiveSpeakers {
+                participant_ids,
+            })));
+            self.broadcast(0, &frame);
         }
     }
 
@@ -380,6 +401,7 @@ impl Meetings {
                     local_handshakes: Mutex::new(MemoryLog::new()),
                     handshake_head: AtomicU64::new(0),
                     encrypted: AtomicBool::new(false),
+                    speakers: Mutex::new(SpeakerRanking::default()),
                 });
                 meetings.insert(meeting_id.to_owned(), m.clone());
                 self.metrics.meetings.set(meetings.len() as i64);
@@ -522,6 +544,7 @@ impl Meetings {
             for other in participants.values() {
                 other.forget_views_of(id);
             }
+            lock(&meeting.speakers).forget(id);
         }
         if !participants.values().any(|p| !p.is_remote()) {
             // Only remove the registry entry if it is still this meeting object.

@@ -18,6 +18,7 @@ mod remote;
 pub mod script;
 mod session;
 mod sink;
+mod speakers;
 mod sync;
 mod track;
 

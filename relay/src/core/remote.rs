@@ -168,12 +168,15 @@ pub fn on_media(
         return dropped(DropReason::UnannouncedTrack);
     };
     // Subscribers get these bytes as they are: they must be what the header says.
-    let layer = match envelope_in(relay, frame) {
+    let (layer, audio_level) = match envelope_in(relay, frame) {
         Some(Body::Media(m)) if m.participant_id == publisher.id && m.track_id == track.id => {
-            m.layer
+            (m.layer, m.audio_level)
         }
         _ => return dropped(DropReason::MalformedRemote),
     };
+    if track.is_audio() {
+        meeting.heard_speaker(publisher.id, audio_level, relay.ms(now));
+    }
     fan_out(relay, &publisher, &track, frame, keyframe, layer, now);
     RemoteMedia::Forwarded
 }

@@ -146,6 +146,7 @@ impl Session {
             | Body::Congestion(_)
             | Body::HandshakeRefused(_)
             | Body::LayerDemand(_)
+            | Body::ActiveSpeakers(_)
             | Body::Draining(_) => self.reject(
                 ErrorCode::UnknownMessage,
                 "that message is sent by the relay, not by clients".into(),
@@ -321,6 +322,10 @@ impl Session {
         }
         media.participant_id = self.me.id;
         media.kind = track.kind as i32;
+        if track.is_audio() {
+            self.meeting
+                .heard_speaker(self.me.id, media.audio_level, self.relay.ms(now));
+        }
         let (keyframe, layer) = (media.keyframe, media.layer);
         // Encoded once; every subscriber gets a reference to the same buffer.
         let frame = encode_length_prefixed(&envelope(Body::Media(media)));

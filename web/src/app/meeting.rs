@@ -205,7 +205,7 @@ fn InMeeting(
                         }
                     }
                     for peer in peers.iter() {
-                        RemoteTile { key: "{peer.id}-camera", peer: peer.clone() }
+                        RemoteTile { key: "{peer.id}-camera", peer: peer.clone(), enlarge: peer.active && columns >= 2 }
                         if peer.screen {
                             div { key: "{peer.id}-screen", class: "tile screen", "data-peer": "{peer.name}",
                                 canvas { id: canvas_id(peer.id, SCREEN_TRACK), "aria-label": "{peer.name}'s screen" }
@@ -347,12 +347,15 @@ fn TileLabel(name: String, audio_muted: bool) -> Element {
     }
 }
 
+/// A remote participant's camera; `enlarge`: the active speaker, shown over two columns and
+/// rows (the page then tells the relay it shows it larger).
 #[component]
-fn RemoteTile(peer: PeerView) -> Element {
-    let class = if peer.speaking && !peer.audio_muted {
-        "tile speaking"
-    } else {
-        "tile"
+fn RemoteTile(peer: PeerView, enlarge: bool) -> Element {
+    let class = match (peer.speaking && !peer.audio_muted, enlarge) {
+        (true, true) => "tile speaking active",
+        (true, false) => "tile speaking",
+        (false, true) => "tile active",
+        (false, false) => "tile",
     };
     let hidden = peer.video_muted || !peer.camera;
     let initial = peer

@@ -21,7 +21,7 @@ use web_sys::{
 
 use super::{EncoderCallbacks, MediaOut, AUDIO_TRACK};
 use crate::js::{self, StreamReader};
-use crate::playout::{rms, SpeakingDetector};
+use crate::playout::{audio_level, rms, SpeakingDetector};
 
 const SAMPLE_RATE: u32 = 48_000;
 const FRAME_SAMPLES: usize = 960; // 20 ms
@@ -45,6 +45,8 @@ struct AudioState {
     muted: Cell<bool>,
     stopped: Cell<bool>,
     detector: RefCell<SpeakingDetector>,
+    /// The last input's level, as `Media.audio_level` carries it.
+    level: Rc<Cell<u32>>,
     on_speaking: Box<dyn Fn(bool)>,
     worklet: RefCell<Option<Worklet>>,
     _closures: EncoderCallbacks,
@@ -60,6 +62,8 @@ impl AudioSender {
         on_speaking: Box<dyn Fn(bool)>,
     ) -> Result<Self, String> {
         let sequence = Cell::new(0u64);
+        let level = Rc::new(Cell::new(0u32));
+        let packet_level = level.clone();
         let on_output =
             Closure::<dyn FnMut(JsValue, JsValue)>::new(move |chunk: JsValue, _meta| {
                 let Ok(chunk) = chunk.dyn_into::<EncodedAudioChunk>() else {
@@ -81,6 +85,7 @@ impl AudioSender {
                     layer: 0,
                     payload: Bytes::from(payload),
                     sealed: false,
+                    audio_level: packet_level.get(),
                 })));
             });
         let on_error = Closure::<dyn FnMut(JsValue)>::new(move |error: JsValue| {
@@ -103,6 +108,7 @@ impl AudioSender {
             muted: Cell::new(false),
             stopped: Cell::new(false),
             detector: RefCell::new(SpeakingDetector::default()),
+            level,
             on_speaking,
             worklet: RefCell::new(None),
             _closures: (on_error, on_output),
@@ -139,10 +145,9 @@ impl AudioSender {
 
 impl AudioState {
     fn level(&self, samples: &[f32]) {
-        let changed = self
-            .detector
-            .borrow_mut()
-            .update(rms(samples), js::now_ms());
+        let rms = rms(samples);
+        self.level.set(audio_level(rms));
+        let changed = self.detector.borrow_mut().update(rms, js::now_ms());
         if let Some(speaking) = changed {
             (self.on_speaking)(speaking);
         }

@@ -139,6 +139,7 @@ impl VideoSender {
                     layer: 0,
                     payload: Bytes::from(payload),
                     sealed: false,
+                    audio_level: 0,
                 };
                 sent_stats.borrow_mut().encoded.add(now, 0);
                 out(envelope(Body::Media(media)));

@@ -357,6 +357,11 @@ impl CoreSession {
         self.with(|running| running.session.rtt_ms()).flatten()
     }
 
+    /// Own participant id on the current connection.
+    pub fn participant_id(&self) -> Option<u64> {
+        self.with(|running| running.session.participant_id())
+    }
+
     /// Who else is there, in the order they came (nobody without a connection).
     pub fn participants(&self) -> Vec<Participant> {
         self.with(|running| running.session.participants().to_vec())

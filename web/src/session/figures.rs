@@ -44,6 +44,9 @@ pub(super) fn publish_test_figures(session: &Session) {
         &(stats.frames_decoded as f64).into(),
     );
     js::set(&object, "framesByPeer", &by_name(&stats.frames_by_peer));
+    if let Some(active) = peers.iter().find(|p| p.active) {
+        js::set(&object, "activeSpeaker", &active.name.as_str().into());
+    }
     js::set(
         &object,
         "audioFramesDecoded",

@@ -113,6 +113,8 @@ struct Session {
     videos: HashMap<(u64, u32), VideoReceiver>,
     /// How large the page shows others' video, as the relay was told.
     views: TileViews,
+    /// Who speaks now, loudest first, as the relay last said (this participant among them).
+    active_speakers: Vec<u64>,
     audios: HashMap<u64, AudioReceiver>,
     muted: bool,
     camera_off: bool,
@@ -160,6 +162,7 @@ pub async fn run(
         microphone: None,
         videos: HashMap::new(),
         views: TileViews::default(),
+        active_speakers: Vec::new(),
         audios: HashMap::new(),
         muted,
         camera_off,
@@ -431,6 +434,10 @@ impl Session {
                     }
                 }
             }
+            Body::ActiveSpeakers(speakers) => {
+                self.active_speakers = speakers.participant_ids;
+                self.show_peers();
+            }
             Body::ParticipantLeft(left) => {
                 let id = left.participant_id;
                 self.videos.retain(|(peer, _), _| *peer != id);
@@ -516,7 +523,17 @@ impl Session {
 
     /// The UI's participants: the core's roster.
     fn show_peers(&mut self) {
-        let peers = self.core.participants().iter().map(peer_view).collect();
+        let me = self.core.participant_id();
+        let loudest_other = self.active_speakers.iter().find(|&&id| Some(id) != me);
+        let peers = self
+            .core
+            .participants()
+            .iter()
+            .map(|peer| PeerView {
+                active: loudest_other == Some(&peer.id),
+                ..peer_view(peer)
+            })
+            .collect();
         self.signals.peers.set(peers);
     }
 

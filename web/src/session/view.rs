@@ -23,6 +23,8 @@ pub struct PeerView {
     pub camera: bool,
     /// Shares a screen.
     pub screen: bool,
+    /// The loudest of the others speaking now, as the relay ranks them (shown larger).
+    pub active: bool,
 }
 
 /// One chat line.
@@ -160,6 +162,7 @@ pub fn peer_view(peer: &Participant) -> PeerView {
         speaking: peer.speaking,
         camera: peer.tracks.iter().any(|t| t.kind() == MediaKind::Video),
         screen: peer.tracks.iter().any(|t| t.kind() == MediaKind::Screen),
+        active: false,
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Session {
     bad_frames: AtomicU32,
     told_not_publisher: AtomicBool,
     told_unannounced: AtomicBool,
+    /// Whether the participant was told about media of a layer its track does not have.
+    told_unannounced_layer: AtomicBool,
     told_not_encrypted: AtomicBool,
     /// Every track id this participant ever announced: media of a track it removed is
     /// dropped quietly (packets in flight), media of one it never announced is an error.
@@ -66,6 +68,7 @@ impl Session {
             bad_frames: AtomicU32::new(0),
             told_not_publisher: AtomicBool::new(false),
             told_unannounced: AtomicBool::new(false),
+            told_unannounced_layer: AtomicBool::new(false),
             told_not_encrypted: AtomicBool::new(false),
             ever_announced: Mutex::new(HashSet::new()),
             handshake_budget: Mutex::new(JoinBudget::new(HANDSHAKE_RATE_PER_SEC, HANDSHAKE_BURST)),
@@ -311,13 +314,18 @@ impl Session {
             track.layers.iter().any(|l| l.id == media.layer)
         };
         if !announced {
-            self.reject(
-                ErrorCode::Malformed,
-                format!(
-                    "layer {} of track {} is not announced: announce the track's layers first",
-                    media.layer, track.id
-                ),
-            );
+            // Counted each time; told once (an error per packet would fill its control queue).
+            if self.told_unannounced_layer.swap(true, Ordering::Relaxed) {
+                metrics.bad_frame(ErrorCode::Malformed);
+            } else {
+                self.reject(
+                    ErrorCode::Malformed,
+                    format!(
+                        "layer {} of track {} is not announced: announce the track's layers first",
+                        media.layer, track.id
+                    ),
+                );
+            }
             return;
         }
         media.participant_id = self.me.id;

@@ -237,6 +237,10 @@ fn bad_layers_are_refused_and_the_meeting_goes_on() {
     frames(&publisher, 1, true, now);
     assert_eq!(malformed(&publisher), 1, "layer 2 was never announced");
     assert_eq!(layers_got(&viewer), vec![1], "the largest, 1, of the two");
+    // Told once, not per packet (counted each time).
+    frames(&publisher, 2, false, now);
+    assert_eq!(malformed(&publisher), 0);
+    assert_eq!(layers_got(&viewer), vec![1]);
 
     // Too many views in one message.
     viewer.send(
@@ -247,6 +251,6 @@ fn bad_layers_are_refused_and_the_meeting_goes_on() {
     );
     assert_eq!(malformed(&viewer), 1);
     // Still served.
-    frames(&publisher, 2, false, now);
+    frames(&publisher, 3, false, now);
     assert_eq!(layers_got(&viewer), vec![1]);
 }

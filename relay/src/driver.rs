@@ -5,12 +5,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::client_address::ClientKey;
-use crate::core::{admit, Now, Outlet, Session};
+use crate::core::{admit, Now, Outlet, Session, SAMPLE_INTERVAL_MS};
 use crate::ids::TransportKind;
 use crate::reason::{CloseReason, Refusal};
 use crate::state::RelayState;
@@ -98,10 +99,13 @@ pub(crate) async fn drive<L: ClientLink>(state: Arc<RelayState>, mut link: L) {
 
     let mut heartbeat = tokio::time::interval(state.config().timing.heartbeat_interval());
     heartbeat.tick().await;
+    let mut estimate = tokio::time::interval(Duration::from_millis(SAMPLE_INTERVAL_MS));
+    estimate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = closing.cancelled() => break,
             _ = heartbeat.tick() => session.tick(Now::system()),
+            _ = estimate.tick() => session.estimate_bandwidth(Now::system()),
             inbound = link.next() => match inbound {
                 Inbound::Frame(frame) => session.handle_frame(frame, Now::system()),
                 Inbound::Bad(code, message) => session.reject(code, message),

@@ -66,6 +66,10 @@ pub struct Metrics {
     layer_packets: [IntCounter; MAX_LAYER_LABELS],
     /// Dynacast: layers of this relay's publishers that nobody gets now (not encoded).
     pub paused_layers: IntGauge,
+    /// Bandwidth estimates of subscribers whose link is a limit, sampled every estimate.
+    pub estimated_bandwidth: Histogram,
+    /// Congested intervals seen on subscribers' links, by cause.
+    congestion: IntCounterVec,
     /// The bus to the other relays.
     pub bus: BusMetrics,
 }
@@ -394,6 +398,25 @@ impl Metrics {
              encoded)",
         )?;
         registry.register(Box::new(paused_layers.clone()))?;
+        let estimated_bandwidth = Histogram::with_opts(
+            HistogramOpts::new(
+                "estimated_bandwidth_bps",
+                "Bandwidth estimates of subscribers whose link limits what they get (one \
+                 observation per subscriber per estimate; unlimited links are not observed)",
+            )
+            .buckets(vec![
+                64e3, 128e3, 256e3, 512e3, 1e6, 2e6, 4e6, 8e6, 16e6, 32e6, 64e6,
+            ]),
+        )?;
+        registry.register(Box::new(estimated_bandwidth.clone()))?;
+        let congestion = IntCounterVec::new(
+            Opts::new(
+                "congestion_total",
+                "Congested estimate intervals on subscribers' links, by cause",
+            ),
+            &["cause"],
+        )?;
+        registry.register(Box::new(congestion.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(meetings.clone()))?;
         registry.register(Box::new(participants.clone()))?;
@@ -447,6 +470,8 @@ impl Metrics {
                 layer_packets.with_label_values(&[layer.to_string().as_str()])
             }),
             paused_layers,
+            estimated_bandwidth,
+            congestion,
         })
     }
 
@@ -491,6 +516,16 @@ impl Metrics {
         counters.bytes.inc_by(bytes as u64);
         self.fanout_latency
             .observe(received_at.elapsed().as_secs_f64());
+    }
+
+    /// Counts a congested interval on a subscriber's link.
+    pub fn congestion(&self, cause: crate::core::Congestion) {
+        let label = match cause {
+            crate::core::Congestion::Loss => "loss",
+            crate::core::Congestion::Delay => "delay",
+            crate::core::Congestion::Backlog => "backlog",
+        };
+        self.congestion.with_label_values(&[label]).inc();
     }
 
     /// Counts a video packet of simulcast `layer` queued for a subscriber.

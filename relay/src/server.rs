@@ -331,6 +331,10 @@ fn local_addr(
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
+/// Unsent bytes a WebSocket connection's kernel buffer takes before writes wait.
+#[cfg(target_os = "linux")]
+const NOTSENT_LOWAT: u32 = 16 * 1024;
+
 async fn serve_http(
     listener: tokio::net::TcpListener,
     router: axum::Router,
@@ -342,6 +346,13 @@ async fn serve_http(
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+        // Little unsent data in the kernel: what a slow link cannot take waits in the
+        // relay's queues, where bandwidth estimation sees it and video can be dropped
+        // instead of delayed.
+        #[cfg(target_os = "linux")]
+        if let Err(error) = socket2::SockRef::from(&*tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+            tracing::debug!(%error, "could not set TCP_NOTSENT_LOWAT");
         }
     });
     // The peer's address reaches the handlers (the per-address limits).

@@ -1,9 +1,12 @@
 //! Support for integration tests: child processes stopped by PID, files they write,
-//! plain HTTP requests, Prometheus values and waiting on client events; a test PKI (`pki`).
+//! plain HTTP requests, Prometheus values and waiting on client events; a test PKI (`pki`);
+//! slow links on loopback (`shaped_udp`, `shaped_tcp`).
 
 pub mod nats;
 pub mod pki;
 pub mod raw_join;
+pub mod shaped_tcp;
+pub mod shaped_udp;
 
 use std::path::Path;
 use std::process::Child;

@@ -43,6 +43,11 @@ impl QueueBudget {
         }
     }
 
+    /// Bytes queued now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
     /// Returns `bytes` once they left the queue.
     pub fn release(&self, bytes: usize) {
         self.used.fetch_sub(bytes, Ordering::AcqRel);

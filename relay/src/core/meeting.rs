@@ -90,6 +90,16 @@ impl Meeting {
             .collect()
     }
 
+    /// Every participant, local or remote.
+    pub fn participants(&self) -> Vec<Arc<Participant>> {
+        read(&self.participants).values().cloned().collect()
+    }
+
+    /// The active speakers last said, loudest first.
+    pub fn active_speakers(&self) -> Vec<ParticipantId> {
+        lock(&self.speakers).said().to_vec()
+    }
+
     /// One participant, local or remote.
     pub fn participant(&self, id: ParticipantId) -> Option<Arc<Participant>> {
         read(&self.participants).get(&id).cloned()

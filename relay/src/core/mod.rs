@@ -5,6 +5,8 @@
 //! around it (see `crate::driver`).
 
 mod admission;
+mod allocation;
+mod bandwidth;
 mod budget;
 mod clock;
 mod handshake;
@@ -26,6 +28,7 @@ mod track;
 mod tests;
 
 pub use admission::admit;
+pub use bandwidth::{Congestion, LinkSample, SAMPLE_INTERVAL_MS};
 pub use budget::QueueBudget;
 pub use clock::Now;
 pub use handshake::{

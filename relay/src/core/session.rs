@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use super::allocation::{allocate, Shown};
+use super::bandwidth::Estimator;
 use super::clock::Now;
 use super::handshake::{
     self, COMMIT_BURST, COMMIT_RATE_PER_SEC, HANDSHAKE_BURST, HANDSHAKE_RATE_PER_SEC,
@@ -57,6 +59,11 @@ pub struct Session {
     handshake_budget: Mutex<JoinBudget>,
     /// Commits the participant may still send.
     commit_budget: Mutex<JoinBudget>,
+    /// What its link carries.
+    bandwidth: Mutex<Estimator>,
+    /// Its link was a limit at the last estimate: its layers follow the estimate, not only
+    /// its tiles.
+    limited: AtomicBool,
 }
 
 impl Session {
@@ -73,6 +80,8 @@ impl Session {
             ever_announced: Mutex::new(HashSet::new()),
             handshake_budget: Mutex::new(JoinBudget::new(HANDSHAKE_RATE_PER_SEC, HANDSHAKE_BURST)),
             commit_budget: Mutex::new(JoinBudget::new(COMMIT_RATE_PER_SEC, COMMIT_BURST)),
+            bandwidth: Mutex::new(Estimator::default()),
+            limited: AtomicBool::new(false),
         }
     }
 
@@ -354,6 +363,7 @@ impl Session {
             );
             return;
         }
+        let limited = self.limited.load(Ordering::Relaxed);
         for view in views.views {
             let tile = (view.width, view.height);
             if !self.me.set_view(view.participant_id, view.track_id, tile) {
@@ -362,6 +372,10 @@ impl Session {
                     format!("more than {MAX_VIEWS} tracks viewed; views of gone tracks are forgotten with their publishers"),
                 );
                 return;
+            }
+            if limited {
+                // Shared out below, with the rest of its bandwidth.
+                continue;
             }
             let Some(publisher) = self.meeting.participant(view.participant_id) else {
                 continue;
@@ -379,6 +393,103 @@ impl Session {
             if wants_keyframe {
                 if let Some(layer) = target {
                     request_keyframe(&self.relay, &publisher, &track, layer, now);
+                }
+            }
+        }
+        if limited {
+            let estimate = lock(&self.bandwidth).estimate_bps();
+            self.share_bandwidth(estimate, now);
+        }
+    }
+
+    /// Bandwidth estimation: samples the participant's link (through its transport) and, when
+    /// the estimate is a limit or just stopped being one, shares it among the video tracks it
+    /// shows ([`allocate`]: audio first, then speakers).
+    pub fn estimate_bandwidth(&self, now: Now) {
+        let Some(mut sample) = self.me.outlet().link_sample() else {
+            return;
+        };
+        sample.at_ms = self.relay.ms(now);
+        let (congestion, estimate) = {
+            let mut estimator = lock(&self.bandwidth);
+            let congestion = estimator.sample(sample);
+            (congestion, estimator.estimate_bps())
+        };
+        let metrics = &self.relay.metrics;
+        if let Some(cause) = congestion {
+            metrics.congestion(cause);
+            tracing::debug!(
+                participant = self.me.id,
+                ?cause,
+                ?sample,
+                ?estimate,
+                "congested"
+            );
+        }
+        if let Some(bps) = estimate {
+            metrics.estimated_bandwidth.observe(bps as f64);
+        }
+        let was_limited = self.limited.swap(estimate.is_some(), Ordering::Relaxed);
+        if estimate.is_some() != was_limited {
+            tracing::debug!(
+                participant = self.me.id,
+                estimate_bps = estimate,
+                ?congestion,
+                "link limit changed"
+            );
+        }
+        if estimate.is_some() || was_limited {
+            self.share_bandwidth(estimate, now);
+        }
+    }
+
+    /// Sets the layer of every video track the participant gets from `estimate_bps` (`None`:
+    /// its tiles alone decide), asking for keyframes of layers it moves to.
+    fn share_bandwidth(&self, estimate_bps: Option<u64>, now: Now) {
+        let speakers = self.meeting.active_speakers();
+        let mut audio_tracks = 0;
+        let mut video = Vec::new();
+        for publisher in self.meeting.participants() {
+            if publisher.id == self.me.id {
+                continue;
+            }
+            for track in publisher.tracks() {
+                let Some(down) = track.down_track_of(self.me.id) else {
+                    continue;
+                };
+                if track.is_audio() {
+                    audio_tracks += 1;
+                } else {
+                    video.push((publisher.clone(), track, down));
+                }
+            }
+        }
+        let shown: Vec<Shown> = video
+            .iter()
+            .map(|(publisher, track, _)| Shown {
+                layers: track.layers(),
+                wanted: track.layer_for(self.me.view_of(publisher.id, track.id)),
+                speaker: speakers.contains(&publisher.id),
+            })
+            .collect();
+        let targets = allocate(estimate_bps, audio_tracks, &shown);
+        for ((publisher, track, down), target) in video.iter().zip(targets) {
+            if down.target() == target {
+                continue;
+            }
+            tracing::debug!(
+                participant = self.me.id,
+                publisher = publisher.id,
+                track = track.id,
+                ?target,
+                estimate_bps,
+                "layer for the link"
+            );
+            let wants_keyframe = down.set_target(target);
+            update_demand(publisher, track);
+            if wants_keyframe {
+                if let Some(layer) = target {
+                    request_keyframe(&self.relay, publisher, track, layer, now);
                 }
             }
         }

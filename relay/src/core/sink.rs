@@ -7,6 +7,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use videocall_protocol::LENGTH_PREFIX_BYTES;
 
+use super::bandwidth::LinkSample;
+
 /// A media frame on its way to one subscriber.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -68,4 +70,10 @@ pub trait Outlet: Send + Sync {
     fn media_sink(&self, audio: bool) -> Box<dyn MediaSink>;
     /// The session must end: the transport stops reading and writing, then closes.
     fn close(&self);
+    /// What the transport knows of its link to the participant now, for bandwidth estimation
+    /// (`at_ms` is the core's to set); `None` when it knows nothing (no estimate is made).
+    /// Never waits.
+    fn link_sample(&self) -> Option<LinkSample> {
+        None
+    }
 }

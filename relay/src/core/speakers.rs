@@ -57,6 +57,11 @@ impl SpeakerRanking {
         window.loud_packets += 1;
     }
 
+    /// The list last said, loudest first.
+    pub fn said(&self) -> &[ParticipantId] {
+        &self.said
+    }
+
     /// Forgets `participant` (it left); the next list will not name it.
     pub fn forget(&mut self, participant: ParticipantId) {
         self.current.remove(&participant);

@@ -85,6 +85,11 @@ impl PublishedTrack {
             && self.layers == announced.layers
     }
 
+    /// The simulcast layers announced (none: one layer, 0).
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
     /// The layer a subscriber showing this track in `view` should get (`None`: none).
     pub fn layer_for(&self, view: View) -> Option<u32> {
         layers::layer_for_view(&self.layers, view)

@@ -3,6 +3,7 @@
 //! what a lagging socket loses.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use super::queue::{send_control, QueueSink};
 use crate::client_address::{websocket_client, ClientKey};
 use crate::core::{
-    unprefixed, ControlQueueFull, MediaSink, Outgoing, Outlet, Participant, QueueBudget, Session,
+    unprefixed, ControlQueueFull, LinkSample, MediaSink, Outgoing, Outlet, Participant,
+    QueueBudget, Session,
 };
 use crate::driver::{drive, ClientLink, FirstFrame, Inbound};
 use crate::ids::TransportKind;
@@ -78,6 +80,8 @@ struct SocketQueues {
     audio: mpsc::Receiver<Outgoing>,
     video: mpsc::Receiver<Outgoing>,
     budget: Arc<QueueBudget>,
+    /// Bytes written and flushed to the socket so far.
+    delivered: Arc<AtomicU64>,
 }
 
 /// One WebSocket connection.
@@ -95,6 +99,7 @@ struct SocketOutlet {
     audio: mpsc::Sender<Outgoing>,
     video: mpsc::Sender<Outgoing>,
     budget: Arc<QueueBudget>,
+    delivered: Arc<AtomicU64>,
     closing: CancellationToken,
 }
 
@@ -119,6 +124,16 @@ impl Outlet for SocketOutlet {
 
     fn close(&self) {
         self.closing.cancel();
+    }
+
+    fn link_sample(&self) -> Option<LinkSample> {
+        // What the writer got into the socket, and the video still waiting for it: the
+        // socket's own buffer is kept small (`TCP_NOTSENT_LOWAT`), so a slow link shows here.
+        Some(LinkSample {
+            delivered_bytes: self.delivered.load(Ordering::Relaxed),
+            backlog_bytes: self.budget.used() as u64,
+            ..LinkSample::default()
+        })
     }
 }
 
@@ -156,17 +171,20 @@ impl ClientLink for SocketLink {
         let (control_tx, control) = mpsc::channel(limits.control_queue_messages.max(1));
         let (audio_tx, audio) = mpsc::channel(limits.audio_queue_packets.max(1));
         let (video_tx, video) = mpsc::channel(limits.socket_queue_packets.max(1));
+        let delivered = Arc::new(AtomicU64::new(0));
         self.queues = Some(SocketQueues {
             control,
             audio,
             video,
             budget: budget.clone(),
+            delivered: delivered.clone(),
         });
         Box::new(SocketOutlet {
             control: control_tx,
             audio: audio_tx,
             video: video_tx,
             budget,
+            delivered,
             closing: closing.clone(),
         })
     }
@@ -282,6 +300,7 @@ async fn write_batch(
     written: &mut Vec<Outgoing>,
 ) -> Result<(), axum::Error> {
     let (message, media) = first;
+    let mut bytes = message_len(&message);
     sink.feed(message).await?;
     written.extend(media);
     for _ in 1..WRITE_BATCH {
@@ -295,10 +314,20 @@ async fn write_batch(
         } else {
             break;
         };
+        bytes += message_len(&message);
         sink.feed(message).await?;
         written.extend(media);
     }
-    sink.flush().await
+    sink.flush().await?;
+    queues.delivered.fetch_add(bytes, Ordering::Relaxed);
+    Ok(())
+}
+
+fn message_len(message: &Message) -> u64 {
+    match message {
+        Message::Binary(bytes) => bytes.len() as u64,
+        _ => 0,
+    }
 }
 
 /// Why a message could not be read: a frame or message beyond the limit (the WebSocket

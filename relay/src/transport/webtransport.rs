@@ -21,7 +21,7 @@ use super::lane::Lane;
 use super::queue::send_control;
 use crate::client_address::{webtransport_client, ClientKey};
 use crate::core::{
-    ControlQueueFull, MediaSink, Now, Offer, Outgoing, Outlet, QueueBudget, Session,
+    ControlQueueFull, LinkSample, MediaSink, Now, Offer, Outgoing, Outlet, QueueBudget, Session,
 };
 use crate::driver::{drive, ClientLink, FirstFrame, Inbound};
 use crate::ids::TransportKind;
@@ -138,6 +138,22 @@ impl Outlet for StreamsOutlet {
 
     fn close(&self) {
         self.closing.cancel();
+    }
+
+    fn link_sample(&self) -> Option<LinkSample> {
+        // QUIC's own figures: what left and what of it was lost, and the round trip; and the
+        // video waiting in this relay's lanes.
+        let stats = self.connection.quic_connection().stats();
+        let path = stats.path;
+        Some(LinkSample {
+            at_ms: 0,
+            delivered_bytes: stats.udp_tx.bytes.saturating_sub(path.lost_bytes),
+            sent_bytes: stats.udp_tx.bytes,
+            lost_bytes: path.lost_bytes,
+            backlog_bytes: self.budget.used() as u64,
+            rtt_ms: Some(path.rtt.as_secs_f64() * 1000.0),
+            min_rtt_ms: Some(path.min_rtt.as_secs_f64() * 1000.0),
+        })
     }
 }
 

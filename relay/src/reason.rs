@@ -122,11 +122,15 @@ pub enum DropReason {
     /// Media or chat of an end-to-end encrypted participant that is not sealed (sent in
     /// clear): never handed to anyone.
     NotEncrypted,
+    /// Video still queued for a subscriber when a keyframe that starts its track again came
+    /// behind it (a move to another layer, or a restart after a drop): late, and of no use
+    /// to a decoder that starts at that keyframe.
+    Superseded,
 }
 
 impl DropReason {
     /// Every reason, in the order of their metric series.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::VideoQueueFull,
         DropReason::AudioQueueFull,
         DropReason::AwaitingKeyframe,
@@ -136,6 +140,7 @@ impl DropReason {
         DropReason::UnknownPublisher,
         DropReason::MalformedRemote,
         DropReason::NotEncrypted,
+        DropReason::Superseded,
     ];
 
     /// Metric label.
@@ -150,6 +155,7 @@ impl DropReason {
             DropReason::UnknownPublisher => "unknown_publisher",
             DropReason::MalformedRemote => "malformed_remote",
             DropReason::NotEncrypted => "not_encrypted",
+            DropReason::Superseded => "superseded",
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Bounded queues: the control queue, and a media queue as a [`MediaSink`]: a WebSocket's shared audio or video queue, or a
-//! WebTransport lane's. Video also draws on the subscriber's byte budget.
+//! WebTransport lane's. Video also draws on the subscriber's byte budget. A WebSocket's video
+//! queue is shared by its tracks, so each queued frame says which start of its track it
+//! belongs to ([`QueuedVideo`]): the writer skips frames a later keyframe superseded.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -16,6 +19,62 @@ pub(crate) struct QueueSink {
 impl MediaSink for QueueSink {
     fn offer(&self, out: Outgoing) -> Offer {
         offer_queue(&self.tx, self.budget.as_deref(), out)
+    }
+}
+
+/// A video frame in a queue shared by a subscriber's tracks, with the start of its track it
+/// follows.
+pub(crate) struct QueuedVideo {
+    pub(crate) out: Outgoing,
+    starts: Arc<AtomicU32>,
+    start: u32,
+}
+
+impl QueuedVideo {
+    /// A keyframe that starts the track again (after a move or a drop) was queued behind
+    /// this frame: the subscriber's decoder starts there, and this one is only late.
+    pub(crate) fn superseded(&self) -> bool {
+        self.starts.load(Ordering::Relaxed) != self.start
+    }
+}
+
+/// One video track's way into a subscriber's shared video queue.
+pub(crate) struct SharedVideoSink {
+    pub(crate) tx: mpsc::Sender<QueuedVideo>,
+    pub(crate) budget: Arc<QueueBudget>,
+    /// Keyframes queued so far that start the track again.
+    pub(crate) starts: Arc<AtomicU32>,
+}
+
+impl MediaSink for SharedVideoSink {
+    fn offer(&self, out: Outgoing) -> Offer {
+        let bytes = out.frame.len();
+        let depth = self.tx.max_capacity() - self.tx.capacity();
+        if !self.budget.reserve(bytes) {
+            return Offer::Full;
+        }
+        // A restart supersedes what is queued even when it does not fit: the track then
+        // waits for the next keyframe, and what is queued is as late.
+        let start = if out.keyframe && out.after_gap {
+            self.starts.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+        } else {
+            self.starts.load(Ordering::Relaxed)
+        };
+        let queued = QueuedVideo {
+            out,
+            starts: self.starts.clone(),
+            start,
+        };
+        match self.tx.try_send(queued) {
+            Ok(()) => Offer::Accepted { depth },
+            Err(error) => {
+                self.budget.release(bytes);
+                match error {
+                    mpsc::error::TrySendError::Full(_) => Offer::Full,
+                    mpsc::error::TrySendError::Closed(_) => Offer::Closed,
+                }
+            }
+        }
     }
 }
 
@@ -83,5 +142,37 @@ mod tests {
         assert_eq!(offer_queue(&tx, Some(&budget), out()), Offer::Full);
         assert_eq!(gauge.get(), 8, "the refused frame's bytes were given back");
         assert_eq!(out().unprefixed().as_ref(), &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_keyframe_that_restarts_a_track_supersedes_its_queued_frames_only() {
+        let gauge = prometheus::IntGauge::new("queued", "test").expect("gauge");
+        let budget = QueueBudget::new(1_000_000, gauge);
+        let (tx, mut rx) = mpsc::channel(16);
+        let sink = |budget: &Arc<QueueBudget>| SharedVideoSink {
+            tx: tx.clone(),
+            budget: budget.clone(),
+            starts: Arc::default(),
+        };
+        let (one, other) = (sink(&budget), sink(&budget));
+        let frame = |keyframe, after_gap| Outgoing {
+            frame: Bytes::from_static(&[0, 0, 0, 1, 9]),
+            received_at: Instant::now(),
+            keyframe,
+            after_gap,
+            audio: false,
+        };
+        for out in [frame(true, true), frame(false, false)] {
+            one.offer(out);
+        }
+        other.offer(frame(false, false));
+        // A keyframe of the same GOP goes on; one after a move starts the track again.
+        one.offer(frame(true, false));
+        one.offer(frame(true, true));
+        one.offer(frame(false, false));
+        let superseded: Vec<bool> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|q| q.superseded())
+            .collect();
+        assert_eq!(superseded, vec![true, true, false, true, false, false]);
     }
 }

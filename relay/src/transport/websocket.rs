@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::queue::{send_control, QueueSink};
+use super::queue::{send_control, QueueSink, QueuedVideo, SharedVideoSink};
 use crate::client_address::{websocket_client, ClientKey};
 use crate::core::{
     unprefixed, ControlQueueFull, LinkSample, MediaSink, Outgoing, Outlet, Participant,
@@ -27,7 +27,7 @@ use crate::core::{
 use crate::driver::{drive, ClientLink, FirstFrame, Inbound};
 use crate::ids::TransportKind;
 use crate::metrics::Metrics;
-use crate::reason::{CloseReason, Refusal};
+use crate::reason::{CloseReason, DropReason, Refusal};
 use crate::state::RelayState;
 use videocall_protocol::envelope::{encode_envelope, envelope};
 use videocall_protocol::wire::{self, envelope::Body, ErrorCode, LeaveReason};
@@ -78,7 +78,7 @@ pub(crate) async fn upgrade(
 struct SocketQueues {
     control: mpsc::Receiver<Bytes>,
     audio: mpsc::Receiver<Outgoing>,
-    video: mpsc::Receiver<Outgoing>,
+    video: mpsc::Receiver<QueuedVideo>,
     budget: Arc<QueueBudget>,
     /// Bytes written and flushed to the socket so far.
     delivered: Arc<AtomicU64>,
@@ -97,7 +97,7 @@ struct SocketLink {
 struct SocketOutlet {
     control: mpsc::Sender<Bytes>,
     audio: mpsc::Sender<Outgoing>,
-    video: mpsc::Sender<Outgoing>,
+    video: mpsc::Sender<QueuedVideo>,
     budget: Arc<QueueBudget>,
     delivered: Arc<AtomicU64>,
     closing: CancellationToken,
@@ -109,17 +109,18 @@ impl Outlet for SocketOutlet {
     }
 
     fn media_sink(&self, audio: bool) -> Box<dyn MediaSink> {
-        Box::new(if audio {
-            QueueSink {
+        if audio {
+            Box::new(QueueSink {
                 tx: self.audio.clone(),
                 budget: None,
-            }
+            })
         } else {
-            QueueSink {
+            Box::new(SharedVideoSink {
                 tx: self.video.clone(),
-                budget: Some(self.budget.clone()),
-            }
-        })
+                budget: self.budget.clone(),
+                starts: Arc::default(),
+            })
+        }
     }
 
     fn close(&self) {
@@ -252,14 +253,16 @@ async fn write(
             _ = closing.cancelled() => break,
             Some(frame) = queues.control.recv() => (Message::Binary(unprefixed(&frame)), None),
             Some(out) = queues.audio.recv() => (Message::Binary(out.unprefixed()), Some(out)),
-            Some(out) = queues.video.recv() => {
-                queues.budget.release(out.frame.len());
+            Some(queued) = queues.video.recv() => {
+                let Some(out) = take_video(queued, &queues.budget, &metrics) else {
+                    continue;
+                };
                 (Message::Binary(out.unprefixed()), Some(out))
             }
             else => break,
         };
         let sent = tokio::select! {
-            sent = write_batch(&mut sink, &mut queues, first, &mut written) => sent,
+            sent = write_batch(&mut sink, &mut queues, first, &mut written, &metrics) => sent,
             _ = closing.cancelled() => break,
         };
         if sent.is_err() {
@@ -271,8 +274,8 @@ async fn write(
         }
     }
     queues.video.close();
-    while let Ok(out) = queues.video.try_recv() {
-        queues.budget.release(out.frame.len());
+    while let Ok(queued) = queues.video.try_recv() {
+        queues.budget.release(queued.out.frame.len());
     }
     // Last words: pending control messages (the final error among them), then the close frame.
     let reason = me.close_reason();
@@ -298,6 +301,7 @@ async fn write_batch(
     queues: &mut SocketQueues,
     first: (Message, Option<Outgoing>),
     written: &mut Vec<Outgoing>,
+    metrics: &Metrics,
 ) -> Result<(), axum::Error> {
     let (message, media) = first;
     let mut bytes = message_len(&message);
@@ -308,8 +312,10 @@ async fn write_batch(
             (Message::Binary(unprefixed(&frame)), None)
         } else if let Ok(out) = queues.audio.try_recv() {
             (Message::Binary(out.unprefixed()), Some(out))
-        } else if let Ok(out) = queues.video.try_recv() {
-            queues.budget.release(out.frame.len());
+        } else if let Ok(queued) = queues.video.try_recv() {
+            let Some(out) = take_video(queued, &queues.budget, metrics) else {
+                continue;
+            };
             (Message::Binary(out.unprefixed()), Some(out))
         } else {
             break;
@@ -321,6 +327,17 @@ async fn write_batch(
     sink.flush().await?;
     queues.delivered.fetch_add(bytes, Ordering::Relaxed);
     Ok(())
+}
+
+/// A video frame out of the queue, its bytes given back to the budget; `None` (counted) when
+/// a keyframe behind it superseded it.
+fn take_video(queued: QueuedVideo, budget: &QueueBudget, metrics: &Metrics) -> Option<Outgoing> {
+    budget.release(queued.out.frame.len());
+    if queued.superseded() {
+        metrics.drop_packet(DropReason::Superseded);
+        return None;
+    }
+    Some(queued.out)
 }
 
 fn message_len(message: &Message) -> u64 {

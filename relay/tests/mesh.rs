@@ -408,3 +408,82 @@ async fn a_frame_larger_than_natss_max_payload_crosses_whole() {
             == 0.0
     );
 }
+
+/// A's bytes to the bus per second, over `window`.
+async fn bus_out_per_second(relay: &RelayProcess, window: Duration) -> f64 {
+    let metric = "videocall_relay_bus_bytes_total{direction=\"out\"}";
+    let before = relay.metric(metric).await;
+    tokio::time::sleep(window).await;
+    (relay.metric(metric).await - before) / window.as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_carries_only_the_simulcast_layers_another_relays_subscribers_get() {
+    use videocall_client::synthetic::{self, MediaPattern, VIDEO_TRACK};
+    use videocall_protocol::wire::{TrackView, ViewTracks};
+    let prefix = unique_prefix("layers");
+    let relays = pool(2, SHARED_NATS, &prefix, &[]).await;
+    let publisher = relays[0]
+        .join(Transport::WebTransport, MEETING, "pub")
+        .await;
+    let publisher_id = publisher.participant_id();
+    let mut viewer = relays[1]
+        .join(Transport::WebSocket, MEETING, "viewer")
+        .await;
+    let view = |width, height| {
+        Body::ViewTracks(ViewTracks {
+            views: vec![TrackView {
+                participant_id: publisher_id,
+                track_id: VIDEO_TRACK,
+                width,
+                height,
+            }],
+        })
+    };
+    viewer.sender().send(view(320, 180)).await.expect("view");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let pattern = MediaPattern {
+        keyframe_interval: 300,
+        ..MediaPattern::simulcast()
+    };
+    synthetic::spawn_publisher(publisher, pattern, stop.clone());
+    let small = wait_for_message(&mut viewer, WAIT, |m| match m {
+        Body::Media(media)
+            if media.participant_id == publisher_id && media.kind == MediaKind::Video as i32 =>
+        {
+            Some(media.layer)
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(small, Some(0));
+    // Layer 0 is 150 kbit/s and audio 4 kB/s: about 23 kB/s cross, not the 270 of every layer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let one_layer = bus_out_per_second(&relays[0], Duration::from_secs(2)).await;
+
+    // The viewer enlarges the tile: layer 2 crosses and reaches it within a second and a half.
+    let asked = Instant::now();
+    viewer.sender().send(view(1280, 720)).await.expect("view");
+    let large = wait_for_message(&mut viewer, WAIT, |m| match m {
+        Body::Media(media) if media.participant_id == publisher_id && media.layer == 2 => {
+            Some(media.keyframe)
+        }
+        _ => None,
+    })
+    .await;
+    let took = asked.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let top_layer = bus_out_per_second(&relays[0], Duration::from_secs(2)).await;
+    stop.cancel();
+    println!("bus out: {one_layer:.0} B/s with layer 0 wanted, {top_layer:.0} B/s with layer 2; moved in {took:?}");
+    assert!(
+        one_layer < 60_000.0,
+        "{one_layer:.0} B/s crossed for layer 0"
+    );
+    assert_eq!(large, Some(true), "layer 2 from its keyframe");
+    assert!(took < Duration::from_millis(1500), "moved after {took:?}");
+    assert!(
+        (150_000.0..300_000.0).contains(&top_layer),
+        "{top_layer:.0} B/s crossed for layer 2 (about 190 kB/s with audio)"
+    );
+}

@@ -216,7 +216,6 @@ impl Meeting {
     }
 
     /// The other relays heard in this meeting.
-    #[cfg(test)]
     pub fn remote_relays(&self) -> Vec<String> {
         let mut ids: Vec<_> = lock(&self.remote_relays).keys().cloned().collect();
         ids.sort();

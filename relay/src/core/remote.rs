@@ -11,7 +11,9 @@ use super::clock::Now;
 use super::meeting::Meeting;
 use super::participant::Participant;
 use super::relay::Relay;
-use super::session::{fan_out, request_keyframe, request_wanted_keyframes, update_meeting_demand};
+use super::session::{
+    fan_out, request_keyframe, request_wanted_keyframes, update_demand, update_meeting_demand,
+};
 use super::sink::unprefixed;
 use crate::ids::ParticipantId;
 use crate::reason::{CloseReason, DropReason};
@@ -35,7 +37,10 @@ pub fn on_event(relay: &Relay, meeting_id: &str, event: MeshEvent, now: Now) {
         return;
     };
     let now_ms = relay.ms(now);
-    meeting.heard_from(&origin, now_ms);
+    if meeting.heard_from(&origin, now_ms) {
+        // A new relay has not said which layers it wants: the bus carries them all.
+        refresh_mesh_layers(&meeting);
+    }
     tracing::trace!(relay = %relay.config.relay_id, %origin, meeting = %meeting_id, event = ?body, "mesh event");
     match body {
         MeshBody::Joined(remote) => mirror(relay, &meeting, &origin, &remote, now),
@@ -69,7 +74,7 @@ pub fn on_event(relay: &Relay, meeting_id: &str, event: MeshEvent, now: Now) {
         }
         MeshBody::Deliver(deliver) => {
             if let Some(p) = local(&meeting, deliver.participant_id) {
-                deliver_to(relay, &p, deliver.frame, now);
+                deliver_to(relay, &meeting, &origin, &p, deliver.frame, now);
             }
         }
         MeshBody::Remove(remove) => {
@@ -197,12 +202,28 @@ pub fn tick(relay: &Relay, now: Now, hearing: bool) {
             meeting.touch_relays(now_ms);
             continue;
         }
-        for silent in meeting.forget_silent_relays(now_ms, timeout) {
-            let gone = meeting.participants_of(&silent);
+        let silent = meeting.forget_silent_relays(now_ms, timeout);
+        for silent in &silent {
+            let gone = meeting.participants_of(silent);
             tracing::warn!(meeting = %meeting.id, relay = %silent, participants = gone.len(), "relay silent: its participants are gone");
             for p in gone {
-                forget(relay, &meeting, &silent, p.id, LeaveReason::Timeout);
+                forget(relay, &meeting, silent, p.id, LeaveReason::Timeout);
             }
+        }
+        if !silent.is_empty() {
+            refresh_mesh_layers(&meeting);
+        }
+    }
+}
+
+/// Recomputes what the bus carries of each simulcast track of the meeting's local publishers
+/// (the set of other relays changed), telling the publishers what changed.
+fn refresh_mesh_layers(meeting: &Meeting) {
+    let relays = meeting.remote_relays();
+    for publisher in meeting.local_participants() {
+        for track in publisher.tracks() {
+            track.refresh_mesh_layers(&relays);
+            update_demand(&publisher, &track);
         }
     }
 }
@@ -298,11 +319,27 @@ fn envelope_in(relay: &Relay, frame: &Bytes) -> Option<Body> {
         .body
 }
 
-fn deliver_to(relay: &Relay, p: &Participant, frame: Bytes, now: Now) {
+fn deliver_to(
+    relay: &Relay,
+    meeting: &Meeting,
+    origin: &str,
+    p: &Participant,
+    frame: Bytes,
+    now: Now,
+) {
     match envelope_in(relay, &frame) {
         Some(Body::KeyframeRequest(request)) => {
             if let Some(track) = p.track(request.track_id) {
                 request_keyframe(relay, p, &track, request.layer, now);
+            }
+        }
+        // Which layers relay `origin`'s subscribers get: the bus carries those (with the
+        // other relays'), and the publisher hears what everyone wants.
+        Some(Body::LayerDemand(demand)) => {
+            if let Some(track) = p.track(demand.track_id) {
+                track.set_remote_demand(origin, &demand.layers);
+                track.refresh_mesh_layers(&meeting.remote_relays());
+                update_demand(p, &track);
             }
         }
         Some(_) => p.send_frame(frame),

@@ -15,6 +15,7 @@ use super::handshake::{
 };
 use super::join_budget::JoinBudget;
 use super::meeting::Meeting;
+use super::mesh::MESH_SUBSCRIBER;
 use super::participant::{Participant, StateChange, MAX_VIEWS};
 use super::relay::Relay;
 use super::sync::lock;
@@ -659,6 +660,10 @@ pub(super) fn fan_out(
     let downs = track.down_tracks();
     let video = !track.is_audio();
     for down in downs.iter() {
+        // The bus carries only the layers another relay's subscribers get.
+        if down.subscriber == MESH_SUBSCRIBER && video && !track.mesh_wants(layer) {
+            continue;
+        }
         match down.offer(frame, now.at, keyframe, layer) {
             Delivery::Queued => {
                 if video {
@@ -699,13 +704,11 @@ pub(super) fn fan_out(
     }
 }
 
-/// Dynacast: tells `publisher` (hosted here) which layers of its simulcast `track` someone
-/// gets or is moving to, when that changed since it was last told. Another relay's
-/// publisher is told by its own relay.
+/// Dynacast: tells `publisher` which layers of its simulcast `track` someone gets or is
+/// moving to, when that changed since it was last told. Another relay's publisher is told
+/// through its relay (the message travels as a delivery), which adds what its own
+/// subscribers and the other relays want, and carries only those layers over the bus.
 pub(super) fn update_demand(publisher: &Participant, track: &PublishedTrack) {
-    if publisher.is_remote() {
-        return;
-    }
     if let Some(layers) = track.claim_demand_change() {
         publisher.send(Body::LayerDemand(wire::LayerDemand {
             track_id: track.id,
@@ -714,10 +717,10 @@ pub(super) fn update_demand(publisher: &Participant, track: &PublishedTrack) {
     }
 }
 
-/// [`update_demand`] for every simulcast track of `meeting`'s publishers hosted here (after
-/// someone joined or left: a subscriber or the bus's copy came or went).
+/// [`update_demand`] for every simulcast track of `meeting`'s publishers, here and on other
+/// relays (after someone joined or left: a subscriber or the bus's copy came or went).
 pub(super) fn update_meeting_demand(meeting: &Meeting) {
-    for publisher in meeting.local_participants() {
+    for publisher in meeting.participants() {
         for track in publisher.tracks() {
             update_demand(&publisher, &track);
         }

@@ -41,6 +41,11 @@ pub struct PublishedTrack {
     /// Dynacast: the layers (a bit each) the publisher was last told someone gets; until
     /// told, every layer.
     demanded: AtomicU32,
+    /// Mesh: the layers each other relay said its subscribers get or move to (a bit each).
+    remote_demand: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// What the bus's copy carries: the union of the meeting's other relays' demands (a
+    /// relay that has not said wants every layer).
+    mesh_layers: AtomicU32,
     /// Drops since the last congestion notice, and when that window started.
     drops_in_window: AtomicU32,
     window_start_ms: AtomicU64,
@@ -55,6 +60,8 @@ impl PublishedTrack {
             codec: Codec::try_from(announced.codec).unwrap_or(Codec::Unspecified),
             layers: announced.layers.clone(),
             demanded: AtomicU32::new(layer_mask(announced.layers.iter().map(|l| l.id))),
+            remote_demand: Default::default(),
+            mesh_layers: AtomicU32::new(layer_mask(announced.layers.iter().map(|l| l.id))),
             down_tracks: ArcSwap::from_pointee(down_tracks),
             last_keyframe_request_ms: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
             drops_in_window: AtomicU32::new(0),
@@ -105,11 +112,11 @@ impl PublishedTrack {
         let all = layer_mask(self.layers.iter().map(|l| l.id));
         let mut wanted = 0;
         for down in self.down_tracks.load().iter() {
-            if down.subscriber == MESH_SUBSCRIBER {
-                wanted = all;
-                break;
-            }
-            wanted |= layer_mask(down.target().into_iter().chain(down.getting()));
+            wanted |= if down.subscriber == MESH_SUBSCRIBER {
+                self.mesh_layers.load(Ordering::Relaxed)
+            } else {
+                layer_mask(down.target().into_iter().chain(down.getting()))
+            };
         }
         let wanted = wanted & all;
         if self.demanded.swap(wanted, Ordering::AcqRel) == wanted {
@@ -120,6 +127,32 @@ impl PublishedTrack {
                 .filter(|l| wanted & (1 << l) != 0)
                 .collect(),
         )
+    }
+
+    /// Mesh: relay `relay` said its subscribers get or move to `layers` of this track.
+    pub fn set_remote_demand(&self, relay: &str, layers: &[u32]) {
+        let mask = layer_mask(layers.iter().copied());
+        crate::core::lock(&self.remote_demand).insert(relay.to_owned(), mask);
+    }
+
+    /// Mesh: what the bus's copy carries from now on, given the meeting's other relays
+    /// `relays` (demands of relays no longer among them are forgotten).
+    pub fn refresh_mesh_layers(&self, relays: &[String]) {
+        let all = layer_mask(self.layers.iter().map(|l| l.id));
+        let mut demand = crate::core::lock(&self.remote_demand);
+        demand.retain(|relay, _| relays.contains(relay));
+        let wanted = relays
+            .iter()
+            .map(|relay| demand.get(relay).copied().unwrap_or(all))
+            .fold(0, |acc, mask| acc | mask);
+        self.mesh_layers.store(wanted & all, Ordering::Relaxed);
+    }
+
+    /// Mesh: whether the bus's copy carries packets of `layer` (a track without layers:
+    /// always).
+    pub fn mesh_wants(&self, layer: u32) -> bool {
+        self.layers.is_empty()
+            || (layer < 32 && self.mesh_layers.load(Ordering::Relaxed) & (1 << layer) != 0)
     }
 
     /// Dynacast: announced layers the publisher was told nobody gets.
@@ -509,5 +542,46 @@ mod tests {
             Delivery::Skipped { ask_keyframe: None }
         );
         assert!(video.awaiting_keyframe());
+    }
+
+    #[test]
+    fn the_bus_carries_the_union_of_the_relays_demands_and_all_for_a_relay_that_has_not_said() {
+        let layer = |id| Layer {
+            id,
+            width: 0,
+            height: 0,
+            bitrate_kbps: 0,
+        };
+        let track = PublishedTrack::new(
+            &Track {
+                id: 1,
+                kind: MediaKind::Video as i32,
+                codec: Codec::Vp8 as i32,
+                layers: vec![layer(0), layer(1), layer(2)],
+            },
+            Vec::new(),
+        );
+        let carried =
+            |track: &PublishedTrack| (0..4).filter(|&l| track.mesh_wants(l)).collect::<Vec<_>>();
+        assert_eq!(carried(&track), vec![0, 1, 2], "before anyone said");
+        let relays = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        track.set_remote_demand("b", &[0]);
+        track.refresh_mesh_layers(&relays(&["b", "c"]));
+        assert_eq!(carried(&track), vec![0, 1, 2], "c has not said");
+        track.set_remote_demand("c", &[]);
+        track.refresh_mesh_layers(&relays(&["b", "c"]));
+        assert_eq!(carried(&track), vec![0]);
+        // B is gone: its demand with it; a layer id past any mask is never carried.
+        track.refresh_mesh_layers(&relays(&["c"]));
+        assert_eq!(carried(&track), Vec::<u32>::new());
+        track.refresh_mesh_layers(&relays(&["b", "c"]));
+        assert_eq!(
+            carried(&track),
+            vec![0, 1, 2],
+            "b forgot, and must say again"
+        );
+        assert!(!track.mesh_wants(40));
+        // Without layers: always.
+        assert!(video_track().mesh_wants(0));
     }
 }

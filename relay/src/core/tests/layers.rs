@@ -14,7 +14,7 @@ use crate::core::unprefixed;
 
 const TRACK: u32 = 1;
 
-fn three_layers() -> Vec<Layer> {
+pub(super) fn three_layers() -> Vec<Layer> {
     [(0, 320, 180, 150), (1, 640, 360, 500), (2, 1280, 720, 1500)]
         .into_iter()
         .map(|(id, width, height, bitrate_kbps)| Layer {
@@ -26,7 +26,7 @@ fn three_layers() -> Vec<Layer> {
         .collect()
 }
 
-fn announce_layers(publisher: &Joined, layers: Vec<Layer>, now: Now) {
+pub(super) fn announce_layers(publisher: &Joined, layers: Vec<Layer>, now: Now) {
     publisher.send(
         Body::UpdateState(UpdateState {
             tracks: vec![Track {
@@ -43,7 +43,7 @@ fn announce_layers(publisher: &Joined, layers: Vec<Layer>, now: Now) {
 }
 
 /// One frame of each layer (keyframes or deltas), numbered `sequence`.
-fn frames(publisher: &Joined, sequence: u64, keyframe: bool, now: Now) {
+pub(super) fn frames(publisher: &Joined, sequence: u64, keyframe: bool, now: Now) {
     for layer in 0..3 {
         publisher.send(
             Body::Media(Media {
@@ -61,7 +61,7 @@ fn frames(publisher: &Joined, sequence: u64, keyframe: bool, now: Now) {
     }
 }
 
-fn view(subscriber: &Joined, publisher: u64, width: u32, height: u32, now: Now) {
+pub(super) fn view(subscriber: &Joined, publisher: u64, width: u32, height: u32, now: Now) {
     subscriber.send(
         Body::ViewTracks(ViewTracks {
             views: vec![TrackView {
@@ -76,7 +76,7 @@ fn view(subscriber: &Joined, publisher: u64, width: u32, height: u32, now: Now) 
 }
 
 /// The layers of the media a subscriber was sent, taken.
-fn layers_got(subscriber: &Joined) -> Vec<u32> {
+pub(super) fn layers_got(subscriber: &Joined) -> Vec<u32> {
     std::mem::take(&mut *subscriber.inbox.media.lock().unwrap())
         .into_iter()
         .filter_map(

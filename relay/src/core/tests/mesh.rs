@@ -768,3 +768,87 @@ fn a_relay_follows_a_meeting_s_handshake_log_once_an_encrypted_participant_joins
     let _carol = a.join_encrypted("carol");
     assert_eq!(*a.wire.followed.lock().unwrap(), vec!["m".to_owned()]);
 }
+
+/// The layers of the media that crossed from `node`, taken from its wire (not carried).
+fn layers_on_wire(node: &Node) -> Vec<u32> {
+    std::mem::take(&mut *node.wire.media.lock().unwrap())
+        .into_iter()
+        .filter_map(|m| {
+            match videocall_protocol::decode_envelope(crate::core::unprefixed(&m.frame), 1 << 20)
+                .ok()?
+                .body?
+            {
+                Body::Media(media) => Some(media.layer),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The layer lists of the `LayerDemand`s a publisher was sent, taken.
+fn demands(publisher: &Joined) -> Vec<Vec<u32>> {
+    publisher
+        .inbox
+        .take()
+        .into_iter()
+        .filter_map(|b| match b {
+            Body::LayerDemand(d) => Some(d.layers),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_bus_carries_only_the_layers_another_relays_subscribers_get() {
+    use super::layers::{announce_layers, frames, layers_got, three_layers, view};
+    let a = Node::new("a", 1);
+    let b = Node::new("b", 2);
+    let now = a.world.start;
+    let alice = a.join("alice");
+    let bob = b.join("bob");
+    pump(&[&a, &b]);
+    // Bob (on B) shows alice's track small before it exists.
+    view(&bob, alice.id(), 320, 180, now);
+    announce_layers(&alice, three_layers(), now);
+    pump(&[&a, &b]);
+    // B said which layer its subscriber gets; alice (nobody on A watches) hears it.
+    assert_eq!(demands(&alice).last(), Some(&vec![0]));
+    frames(&alice, 1, true, now);
+    frames(&alice, 2, false, now);
+    assert_eq!(layers_on_wire(&a), vec![0, 0], "only layer 0 crosses");
+
+    // Bob enlarges the tile: layer 2 crosses (from its keyframe on), and once he moved,
+    // layer 0 no longer does.
+    frames(&alice, 1, true, now);
+    pump(&[&a, &b]);
+    bob.inbox.take_media();
+    view(&bob, alice.id(), 1280, 720, now);
+    pump(&[&a, &b]);
+    assert_eq!(demands(&alice).last(), Some(&vec![0, 2]));
+    frames(&alice, 3, false, now);
+    frames(&alice, 4, true, now);
+    assert_eq!(layers_on_wire(&a), vec![0, 2, 0, 2]);
+    // B carries on (the wire was taken: hand B the keyframe round again).
+    frames(&alice, 5, true, now);
+    pump(&[&a, &b]);
+    assert_eq!(layers_got(&bob).last(), Some(&2));
+    assert_eq!(demands(&alice).last(), Some(&vec![2]));
+    frames(&alice, 6, false, now);
+    assert_eq!(layers_on_wire(&a), vec![2]);
+
+    // Another relay joins; its subscriber never said how it shows the track (the largest).
+    let c = Node::new("c", 3);
+    let carol = c.join("carol");
+    pump(&[&a, &b, &c]);
+    frames(&alice, 7, false, now);
+    assert_eq!(layers_on_wire(&a), vec![2]);
+    // Carol shows it small: both relays' layers cross; hidden: only B's again.
+    view(&carol, alice.id(), 320, 180, now);
+    pump(&[&a, &b, &c]);
+    frames(&alice, 8, false, now);
+    assert_eq!(layers_on_wire(&a), vec![0, 2]);
+    view(&carol, alice.id(), 0, 0, now);
+    pump(&[&a, &b, &c]);
+    frames(&alice, 9, false, now);
+    assert_eq!(layers_on_wire(&a), vec![2]);
+}

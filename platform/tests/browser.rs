@@ -11,7 +11,9 @@
 //! encrypted meeting: everyone opens everyone's media, the verification codes agree on all
 //! three kinds of client, and a chat line arrives sealed.
 //! Others put two Chromium participants on two relays of one meeting, and kill one of those
-//! relays (a separate `videocall-relay` process) under its participant, who rejoins.
+//! relays (a separate `videocall-relay` process) under its participant, who rejoins; and
+//! send a Chromium camera in three simulcast layers to two viewers with tiles of different
+//! sizes (`web/e2e/simulcast.mjs`).
 //!
 //! Needs `scripts/web-build.sh` (web/dist and web/node_modules), /usr/bin/chromium and
 //! /usr/bin/firefox-esr; `scripts/test.sh` and `.ci/run` provide them.
@@ -413,3 +415,44 @@ async fn chromium_rejoins_through_the_control_plane_when_its_relay_is_killed() {
         "media back {back} ms after the kill (target: under 3 s)"
     );
 }
+
+/// Runs `web/e2e/<script>` with `args`; its last line of output (JSON figures).
+async fn run_node(script: &str, args: &[&str], within: Duration) -> serde_json::Value {
+    let out = tokio::time::timeout(
+        within,
+        tokio::process::Command::new("node")
+            .arg(root().join("web/e2e").join(script))
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{script} finishes within {within:?}"))
+    .unwrap_or_else(|e| panic!("node runs {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default().to_owned();
+    println!("{script} figures: {last}");
+    assert!(out.status.success(), "{script} failed");
+    serde_json::from_str(&last).expect("figures JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chromium_camera_in_three_layers_reaches_each_viewer_in_the_layer_of_its_tile() {
+    let _one_at_a_time = BROWSERS.lock().await;
+    assert_client_built();
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_platform, info) = up(data.path(), "127.0.0.1:0", &[]).await;
+    common::create_test_meetings(&info).await;
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("simulcast");
+    let out = out.to_string_lossy();
+    let figures = run_node(
+        "simulcast.mjs",
+        &[info.http_url.trim_end_matches('/'), &out],
+        Duration::from_secs(240),
+    )
+    .await;
+    assert!(figures["enlargeToTopLayerMs"].as_f64().is_some());
+}
+

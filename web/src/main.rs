@@ -12,6 +12,7 @@ mod control;
 mod meter;
 mod playout;
 mod route;
+mod simulcast;
 mod tile_views;
 
 #[cfg(target_arch = "wasm32")]

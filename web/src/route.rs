@@ -1,6 +1,6 @@
 //! What the address bar asks for: `/meeting/<username>/<meeting-id>` with optional
 //! `?transport=websocket|webtransport`, `?capture=element|processor` and
-//! `?frames=wasm|webcrypto|fastest` (tests and benchmarks force paths).
+//! `?frames=wasm|webcrypto|fastest` and `?simulcast=on|off` (tests and benchmarks force paths).
 
 use videocall_grpc_web::percent_decode;
 use videocall_protocol::ids::{validate_meeting_id, validate_user};
@@ -40,6 +40,19 @@ pub enum FramesChoice {
     WebCrypto,
 }
 
+/// Whether the camera is sent in simulcast layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimulcastChoice {
+    /// Where the page captures frames with `MediaStreamTrackProcessor` (Chromium): its
+    /// encoders scale the frames to each layer's size.
+    #[default]
+    Auto,
+    /// Three layers (two, one for small captures).
+    On,
+    /// One layer.
+    Off,
+}
+
 /// A parsed address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -57,6 +70,8 @@ pub enum Route {
         video_size: (u32, u32),
         /// Where encrypted frames are ciphered.
         frames: FramesChoice,
+        /// Simulcast override.
+        simulcast: SimulcastChoice,
     },
     /// Anything else: the page explains the URL shape.
     Home,
@@ -82,6 +97,7 @@ pub fn parse(path: &str, query: &str) -> Route {
     let mut capture = CaptureChoice::Auto;
     let mut video_size = (640, 480);
     let mut frames = FramesChoice::Fastest;
+    let mut simulcast = SimulcastChoice::Auto;
     for pair in query.split('&') {
         match pair.split_once('=') {
             Some(("transport", "websocket")) => transport = TransportChoice::WebSocket,
@@ -90,6 +106,8 @@ pub fn parse(path: &str, query: &str) -> Route {
             Some(("frames", "wasm")) => frames = FramesChoice::Wasm,
             Some(("frames", "webcrypto")) => frames = FramesChoice::WebCrypto,
             Some(("frames", "fastest")) => frames = FramesChoice::Fastest,
+            Some(("simulcast", "on")) => simulcast = SimulcastChoice::On,
+            Some(("simulcast", "off")) => simulcast = SimulcastChoice::Off,
             Some(("video", size)) => {
                 if let Some((w, h)) = size.split_once('x') {
                     if let (Ok(w), Ok(h)) = (w.parse::<u32>(), h.parse::<u32>()) {
@@ -109,6 +127,7 @@ pub fn parse(path: &str, query: &str) -> Route {
         capture,
         video_size,
         frames,
+        simulcast,
     }
 }
 
@@ -127,12 +146,13 @@ mod tests {
                 capture: CaptureChoice::Auto,
                 video_size: (640, 480),
                 frames: FramesChoice::Fastest,
+                simulcast: SimulcastChoice::Auto,
             }
         );
         assert_eq!(
             parse(
                 "/meeting/bob/standup/",
-                "transport=websocket&capture=element&video=1280x720&frames=wasm"
+                "transport=websocket&capture=element&video=1280x720&frames=wasm&simulcast=off"
             ),
             Route::Meeting {
                 user: "bob".into(),
@@ -141,6 +161,7 @@ mod tests {
                 capture: CaptureChoice::Element,
                 video_size: (1280, 720),
                 frames: FramesChoice::Wasm,
+                simulcast: SimulcastChoice::Off,
             }
         );
     }

@@ -13,7 +13,7 @@ use super::{describe, Notice};
 use crate::js;
 use crate::media::video_recv::canvas_id;
 use crate::media::{Stats, CAMERA_TRACK, SCREEN_TRACK};
-use crate::route::{CaptureChoice, FramesChoice, TransportChoice};
+use crate::route::{CaptureChoice, FramesChoice, SimulcastChoice, TransportChoice};
 use crate::session::{
     self, Command, ConnectionView, EncryptionView, MeetingSignals, PeerView, Phase, SessionParams,
 };
@@ -27,6 +27,7 @@ pub fn MeetingPage(
     capture: CaptureChoice,
     video_size: (u32, u32),
     frames: FramesChoice,
+    simulcast: SimulcastChoice,
 ) -> Element {
     let mut joined: Signal<Option<LobbyChoice>> = use_signal(|| None);
     let signals = MeetingSignals {
@@ -61,6 +62,13 @@ pub fn MeetingPage(
             transport,
             capture,
             frames,
+            simulcast: match simulcast {
+                SimulcastChoice::On => true,
+                SimulcastChoice::Off => false,
+                SimulcastChoice::Auto => {
+                    capture != CaptureChoice::Element && js::has_global("MediaStreamTrackProcessor")
+                }
+            },
             local: choice.stream.clone(),
             audio,
             muted: choice.muted,

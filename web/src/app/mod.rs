@@ -18,8 +18,8 @@ pub fn App() -> Element {
     let route = route::parse(&path, query.trim_start_matches('?'));
     rsx! {
         match route {
-            Route::Meeting { user, meeting, transport, capture, video_size, frames } => rsx! {
-                meeting::MeetingPage { user, meeting, transport, capture, video_size, frames }
+            Route::Meeting { user, meeting, transport, capture, video_size, frames, simulcast } => rsx! {
+                meeting::MeetingPage { user, meeting, transport, capture, video_size, frames, simulcast }
             },
             Route::Invalid(reason) => rsx! {
                 Notice { title: "This meeting address is not valid", detail: reason }

@@ -53,6 +53,12 @@ pub struct Stats {
     pub audio_by_peer: HashMap<u64, u64>,
     /// Frames the encoders or decoders skipped.
     pub dropped_frames: u64,
+    /// Video frames encoded per simulcast layer.
+    pub encoded_by_layer: [u64; crate::simulcast::MAX_LAYERS],
+    /// Frames not encoded in a layer nobody gets (dynacast).
+    pub paused_layer_frames: u64,
+    /// The simulcast layer of the last camera frame received per participant.
+    pub layer_by_peer: HashMap<u64, u32>,
     /// Capture → rendered, milliseconds, the last few thousand frames.
     pub glass_to_glass_ms: Vec<f64>,
     /// When Join was clicked (wall clock, ms).

@@ -1,6 +1,12 @@
-//! Camera or screen → `VideoEncoder` → `Media` envelopes. H.264 (baseline, Annex B, as the
+//! Camera or screen → `VideoEncoder`s → `Media` envelopes. H.264 (baseline, Annex B, as the
 //! streamer sends) where the browser can encode it, VP8 otherwise. Frames come from a
 //! `MediaStreamTrackProcessor` where there is one, else from a `<video>` element (Firefox).
+//!
+//! Simulcast: a camera is encoded in up to three layers ([`crate::simulcast`]), one encoder
+//! each, every captured frame given to each (the encoder scales it to its layer's size). A
+//! layer the relay says nobody gets (`LayerDemand`) is not encoded until someone does, and then
+//! starts with a keyframe. The relay picks a layer per subscriber, so congestion notices do not
+//! lower a simulcast track's bitrate (they do a single layer's).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -8,7 +14,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use js_sys::Object;
 use videocall_protocol::envelope::envelope;
-use videocall_protocol::wire::{envelope::Body, Codec, Media, MediaKind};
+use videocall_protocol::wire::{envelope::Body, Codec, Layer, Media, MediaKind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::spawn_local;
@@ -21,6 +27,7 @@ use web_sys::{
 use super::{EncoderCallbacks, MediaOut, SharedStats};
 use crate::bitrate::BitrateControl;
 use crate::js::{self, StreamReader};
+use crate::simulcast::{camera_layers, demanded, even, LayerPlan, CAMERA_FPS, SCREEN_FPS};
 
 /// H.264 constrained baseline, level 3.1 (up to 1280×720 at 30 fps).
 pub const H264_CODEC: &str = "avc1.42e01f";
@@ -40,32 +47,51 @@ pub struct VideoSender {
 
 struct SenderState {
     track: MediaStreamTrack,
-    encoder: VideoEncoder,
     codec: Rc<Cell<Codec>>,
     vp8_supported: bool,
     too_slow: Rc<Cell<bool>>,
-    configured: Cell<(u32, u32)>,
+    /// The capture size the layers were sized for.
+    captured: Cell<(u32, u32)>,
+    layers: Vec<LayerEncoder>,
+    /// The single layer's bitrate under congestion notices (simulcast: unused).
     bitrate: Cell<BitrateControl>,
-    keyframe_wanted: Cell<bool>,
-    last_keyframe_ms: Cell<f64>,
+    /// Frames per second taken from the capture.
+    fps: f64,
+    last_frame_ms: Cell<f64>,
     paused: Cell<bool>,
     stopped: Cell<bool>,
     stats: SharedStats,
+}
+
+/// One layer's encoder.
+struct LayerEncoder {
+    plan: Cell<LayerPlan>,
+    encoder: VideoEncoder,
+    keyframe_wanted: Cell<bool>,
+    last_keyframe_ms: Cell<f64>,
+    /// Someone gets this layer (dynacast); until the relay says, everyone.
+    demanded: Cell<bool>,
     _closures: EncoderCallbacks,
 }
 
 async fn supported(codec: &str, width: u32, height: u32) -> bool {
-    let config = encoder_config(codec, width, height, 1_000_000);
+    let config = encoder_config(codec, width, height, 1_000_000, CAMERA_FPS);
     js::wait(VideoEncoder::is_config_supported(&config))
         .await
         .map(|support| js::get(&support, "supported").as_bool() == Some(true))
         .unwrap_or(false)
 }
 
-fn encoder_config(codec: &str, width: u32, height: u32, bitrate: u32) -> VideoEncoderConfig {
+fn encoder_config(
+    codec: &str,
+    width: u32,
+    height: u32,
+    bitrate: u32,
+    fps: f64,
+) -> VideoEncoderConfig {
     let config = VideoEncoderConfig::new(codec, height, width);
     config.set_bitrate(bitrate);
-    config.set_framerate(30.0);
+    config.set_framerate(fps);
     config.set_latency_mode(LatencyMode::Realtime);
     if codec.starts_with("avc1") {
         let avc = Object::new();
@@ -75,39 +101,31 @@ fn encoder_config(codec: &str, width: u32, height: u32, bitrate: u32) -> VideoEn
     config
 }
 
-/// Frame size rounded down to even numbers (H.264 wants them).
-fn even(value: u32) -> u32 {
-    (value & !1).max(2)
+fn codec_name(codec: Codec) -> &'static str {
+    if codec == Codec::H264 {
+        H264_CODEC
+    } else {
+        VP8_CODEC
+    }
 }
 
-impl VideoSender {
-    /// Starts sending `track` as `track_id` of `kind` through `out`.
-    pub async fn start(
-        track: MediaStreamTrack,
-        track_id: u32,
-        kind: MediaKind,
-        element_capture: bool,
-        max_bitrate: u32,
-        out: MediaOut,
-        stats: SharedStats,
-    ) -> Result<Self, String> {
-        let settings = track.get_settings();
-        let width = even(js::get(&settings, "width").as_f64().unwrap_or(640.0) as u32);
-        let height = even(js::get(&settings, "height").as_f64().unwrap_or(480.0) as u32);
-        let vp8_supported = supported(VP8_CODEC, width, height).await;
-        let (codec, codec_name) = if supported(H264_CODEC, width, height).await {
-            (Codec::H264, H264_CODEC)
-        } else if vp8_supported {
-            (Codec::Vp8, VP8_CODEC)
-        } else {
-            return Err("this browser can encode neither H.264 nor VP8".into());
-        };
-        let codec = Rc::new(Cell::new(codec));
-        let too_slow = Rc::new(Cell::new(false));
-        let sequence = Cell::new(0u64);
+/// Everything a layer's output callback needs.
+#[derive(Clone)]
+struct OutputContext {
+    track_id: u32,
+    kind: MediaKind,
+    codec: Rc<Cell<Codec>>,
+    too_slow: Rc<Cell<bool>>,
+    sequence: Rc<Cell<u64>>,
+    out: MediaOut,
+    stats: SharedStats,
+}
+
+impl LayerEncoder {
+    fn start(plan: LayerPlan, fps: f64, context: OutputContext) -> Result<Self, String> {
         let slow_frames = Cell::new(0u32);
-        let sent_stats = stats.clone();
-        let (output_codec, output_too_slow) = (codec.clone(), too_slow.clone());
+        let layer = plan.id;
+        let codec = codec_name(context.codec.get());
         let on_output =
             Closure::<dyn FnMut(JsValue, JsValue)>::new(move |chunk: JsValue, _meta| {
                 let Ok(chunk) = chunk.dyn_into::<EncodedVideoChunk>() else {
@@ -122,53 +140,145 @@ impl VideoSender {
                 if now - chunk.timestamp() / 1000.0 > SLOW_ENCODER_MS {
                     slow_frames.set(slow_frames.get() + 1);
                     if slow_frames.get() >= SLOW_FRAMES_TO_SWITCH {
-                        output_too_slow.set(true);
+                        context.too_slow.set(true);
                     }
                 } else {
                     slow_frames.set(0);
                 }
-                sequence.set(sequence.get() + 1);
+                context.sequence.set(context.sequence.get() + 1);
                 let media = Media {
                     participant_id: 0,
-                    track_id,
-                    kind: kind as i32,
-                    codec: output_codec.get() as i32,
-                    sequence: sequence.get(),
+                    track_id: context.track_id,
+                    kind: context.kind as i32,
+                    codec: context.codec.get() as i32,
+                    sequence: context.sequence.get(),
                     capture_timestamp_us: chunk.timestamp() as u64,
                     keyframe: chunk.type_() == EncodedVideoChunkType::Key,
-                    layer: 0,
+                    layer,
                     payload: Bytes::from(payload),
                     sealed: false,
                     audio_level: 0,
                 };
-                sent_stats.borrow_mut().encoded.add(now, 0);
-                out(envelope(Body::Media(media)));
+                {
+                    let mut stats = context.stats.borrow_mut();
+                    stats.encoded.add(now, 0);
+                    if let Some(count) = stats.encoded_by_layer.get_mut(layer as usize) {
+                        *count += 1;
+                    }
+                }
+                (context.out)(envelope(Body::Media(media)));
             });
         let on_error = Closure::<dyn FnMut(JsValue)>::new(move |error: JsValue| {
-            web_sys::console::warn_1(&format!("video encoder: {}", js::error_text(&error)).into());
+            web_sys::console::warn_1(
+                &format!("video encoder (layer {layer}): {}", js::error_text(&error)).into(),
+            );
         });
         let init = VideoEncoderInit::new(
             on_error.as_ref().unchecked_ref(),
             on_output.as_ref().unchecked_ref(),
         );
         let encoder = VideoEncoder::new(&init).map_err(|e| js::error_text(&e))?;
-        encoder
-            .configure(&encoder_config(codec_name, width, height, max_bitrate))
-            .map_err(|e| js::error_text(&e))?;
-        let state = Rc::new(SenderState {
-            track: track.clone(),
+        let layer = LayerEncoder {
+            plan: Cell::new(plan),
             encoder,
-            codec,
-            vp8_supported,
-            too_slow,
-            configured: Cell::new((width, height)),
-            bitrate: Cell::new(BitrateControl::new(max_bitrate)),
             keyframe_wanted: Cell::new(true),
             last_keyframe_ms: Cell::new(0.0),
+            demanded: Cell::new(true),
+            _closures: (on_error, on_output),
+        };
+        layer.configure(plan, codec, fps)?;
+        Ok(layer)
+    }
+
+    fn configure(&self, plan: LayerPlan, codec: &str, fps: f64) -> Result<(), String> {
+        self.plan.set(plan);
+        self.keyframe_wanted.set(true);
+        self.encoder
+            .configure(&encoder_config(
+                codec,
+                plan.width,
+                plan.height,
+                plan.bitrate,
+                fps,
+            ))
+            .map_err(|e| js::error_text(&e))
+    }
+
+    /// Encodes `frame` (not closed here) if this layer is wanted and keeps up.
+    fn encode(&self, frame: &VideoFrame, now: f64, stats: &SharedStats) {
+        if !self.demanded.get() {
+            stats.borrow_mut().paused_layer_frames += 1;
+            return;
+        }
+        if self.encoder.encode_queue_size() > MAX_QUEUED_FRAMES {
+            stats.borrow_mut().dropped_frames += 1;
+            return;
+        }
+        let keyframe =
+            self.keyframe_wanted.get() || now - self.last_keyframe_ms.get() >= KEYFRAME_INTERVAL_MS;
+        let options = VideoEncoderEncodeOptions::new();
+        options.set_key_frame(keyframe);
+        if self.encoder.encode_with_options(frame, &options).is_ok() && keyframe {
+            self.keyframe_wanted.set(false);
+            self.last_keyframe_ms.set(now);
+        }
+    }
+}
+
+impl VideoSender {
+    /// Starts sending `track` as `track_id` of `kind` through `out`: a camera in simulcast
+    /// layers when `simulcast`, a screen as one layer at a low frame rate.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        track: MediaStreamTrack,
+        track_id: u32,
+        kind: MediaKind,
+        element_capture: bool,
+        max_bitrate: u32,
+        simulcast: bool,
+        out: MediaOut,
+        stats: SharedStats,
+    ) -> Result<Self, String> {
+        let settings = track.get_settings();
+        let width = even(js::get(&settings, "width").as_f64().unwrap_or(640.0) as u32);
+        let height = even(js::get(&settings, "height").as_f64().unwrap_or(480.0) as u32);
+        let vp8_supported = supported(VP8_CODEC, width, height).await;
+        let codec = if supported(H264_CODEC, width, height).await {
+            Codec::H264
+        } else if vp8_supported {
+            Codec::Vp8
+        } else {
+            return Err("this browser can encode neither H.264 nor VP8".into());
+        };
+        let screen = kind == MediaKind::Screen;
+        let fps = if screen { SCREEN_FPS } else { CAMERA_FPS };
+        let plans = camera_layers(width, height, max_bitrate, simulcast && !screen);
+        let context = OutputContext {
+            track_id,
+            kind,
+            codec: Rc::new(Cell::new(codec)),
+            too_slow: Rc::new(Cell::new(false)),
+            sequence: Rc::new(Cell::new(0)),
+            out,
+            stats: stats.clone(),
+        };
+        let layers = plans
+            .into_iter()
+            .map(|plan| LayerEncoder::start(plan, fps, context.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let state = Rc::new(SenderState {
+            track: track.clone(),
+            codec: context.codec,
+            vp8_supported,
+            too_slow: context.too_slow,
+            captured: Cell::new((width, height)),
+            layers,
+            bitrate: Cell::new(BitrateControl::new(max_bitrate)),
+            fps,
+            last_frame_ms: Cell::new(0.0),
             paused: Cell::new(false),
             stopped: Cell::new(false),
             stats,
-            _closures: (on_error, on_output),
         });
         if element_capture || !js::has_global("MediaStreamTrackProcessor") {
             spawn_local(pump_from_element(state.clone()));
@@ -183,20 +293,54 @@ impl VideoSender {
         self.state.codec.get()
     }
 
-    /// A subscriber needs a keyframe.
-    pub fn request_keyframe(&self) {
-        self.state.keyframe_wanted.set(true);
+    /// The layers to announce (none for a single layer: it is layer 0).
+    pub fn layers(&self) -> Vec<Layer> {
+        if self.state.layers.len() < 2 {
+            return Vec::new();
+        }
+        self.state
+            .layers
+            .iter()
+            .map(|l| l.plan.get().announced())
+            .collect()
     }
 
-    /// Stops sending frames (camera off) without releasing the encoder.
-    pub fn set_paused(&self, paused: bool) {
-        self.state.paused.set(paused);
-        if !paused {
-            self.state.keyframe_wanted.set(true);
+    /// A subscriber needs a keyframe of `layer` (`None`: of every layer).
+    pub fn request_keyframe(&self, layer: Option<u32>) {
+        for encoder in &self.state.layers {
+            if layer.is_none_or(|l| l == encoder.plan.get().id) || self.state.layers.len() == 1 {
+                encoder.keyframe_wanted.set(true);
+            }
         }
     }
 
-    /// Subscribers lose packets: lower the bitrate.
+    /// Dynacast: the layers someone gets; the others stop being encoded, and one that comes
+    /// back starts with a keyframe.
+    pub fn set_demand(&self, layers: &[u32]) {
+        if self.state.layers.len() < 2 {
+            return;
+        }
+        let plans: Vec<LayerPlan> = self.state.layers.iter().map(|l| l.plan.get()).collect();
+        let mask = demanded(&plans, Some(layers));
+        for encoder in &self.state.layers {
+            let wanted = mask & (1 << encoder.plan.get().id) != 0;
+            if wanted && !encoder.demanded.get() {
+                encoder.keyframe_wanted.set(true);
+            }
+            encoder.demanded.set(wanted);
+        }
+    }
+
+    /// Stops sending frames (camera off) without releasing the encoders.
+    pub fn set_paused(&self, paused: bool) {
+        self.state.paused.set(paused);
+        if !paused {
+            self.request_keyframe(None);
+        }
+    }
+
+    /// Subscribers lose packets: lower the bitrate (a single layer only: with simulcast the
+    /// relay gives them a lower layer).
     pub fn congested(&self) {
         self.change_bitrate(BitrateControl::congested);
     }
@@ -206,17 +350,23 @@ impl VideoSender {
         self.change_bitrate(BitrateControl::quiet);
     }
 
-    /// The bitrate now.
+    /// The bitrate now (all layers).
     pub fn bitrate(&self) -> u32 {
-        self.state.bitrate.get().current()
+        if self.state.layers.len() == 1 {
+            return self.state.bitrate.get().current();
+        }
+        self.state.layers.iter().map(|l| l.plan.get().bitrate).sum()
     }
 
     fn change_bitrate(&self, change: fn(&mut BitrateControl) -> u32) {
+        if self.state.layers.len() != 1 {
+            return;
+        }
         let mut control = self.state.bitrate.get();
         let before = control.current();
         if change(&mut control) != before {
             self.state.bitrate.set(control);
-            self.state.reconfigure(self.state.configured.get());
+            self.state.reconfigure(self.state.captured.get());
         }
     }
 
@@ -224,38 +374,45 @@ impl VideoSender {
     pub fn stop(&self) {
         self.state.stopped.set(true);
         self.state.track.stop();
-        let _ = self.state.encoder.close();
+        for layer in &self.state.layers {
+            let _ = layer.encoder.close();
+        }
     }
 }
 
 impl SenderState {
+    /// Sizes every layer for a capture of `width`×`height` (the same number of layers, as
+    /// announced) and applies the codec and bitrate of the moment.
     fn reconfigure(&self, (width, height): (u32, u32)) {
-        let name = if self.codec.get() == Codec::H264 {
-            H264_CODEC
-        } else {
-            VP8_CODEC
-        };
-        self.configured.set((width, height));
-        let _ = self.encoder.configure(&encoder_config(
-            name,
-            width,
-            height,
-            self.bitrate.get().current(),
-        ));
-        self.keyframe_wanted.set(true);
+        self.captured.set((width, height));
+        let top = self.layers.len().saturating_sub(1) as u32;
+        let name = codec_name(self.codec.get());
+        for layer in &self.layers {
+            let mut plan = layer.plan.get();
+            let halvings = top - plan.id.min(top);
+            plan.width = even(width >> halvings);
+            plan.height = even(height >> halvings);
+            if self.layers.len() == 1 {
+                plan.bitrate = self.bitrate.get().current();
+            }
+            if let Err(error) = layer.configure(plan, name, self.fps) {
+                web_sys::console::warn_1(&format!("video encoder: {error}").into());
+            }
+        }
     }
 
-    /// Encodes `frame` (and closes it), stamped with the wall clock so receivers can measure
-    /// glass-to-glass latency.
+    /// Encodes `frame` in every wanted layer (and closes it), stamped with the wall clock so
+    /// receivers can measure glass-to-glass latency.
     fn encode(&self, frame: VideoFrame) {
         let now = js::now_ms();
-        if self.paused.get() || self.encoder.encode_queue_size() > MAX_QUEUED_FRAMES {
-            if !self.paused.get() {
-                self.stats.borrow_mut().dropped_frames += 1;
-            }
+        // A screen is taken at its low frame rate (a little early is on time).
+        let too_soon =
+            self.fps < CAMERA_FPS && now - self.last_frame_ms.get() < 1000.0 / self.fps - 5.0;
+        if self.paused.get() || too_soon {
             frame.close();
             return;
         }
+        self.last_frame_ms.set(now);
         let size = (even(frame.display_width()), even(frame.display_height()));
         if self.too_slow.get() && self.codec.get() == Codec::H264 && self.vp8_supported {
             // Some browsers' H.264 encoders (Firefox's, through x264) look ahead ~1.4 s even
@@ -265,7 +422,7 @@ impl SenderState {
             );
             self.codec.set(Codec::Vp8);
             self.reconfigure(size);
-        } else if size != self.configured.get() {
+        } else if size != self.captured.get() {
             self.reconfigure(size);
         }
         let init = VideoFrameInit::new();
@@ -275,13 +432,8 @@ impl SenderState {
         let Ok(stamped) = stamped else {
             return;
         };
-        let keyframe =
-            self.keyframe_wanted.get() || now - self.last_keyframe_ms.get() >= KEYFRAME_INTERVAL_MS;
-        let options = VideoEncoderEncodeOptions::new();
-        options.set_key_frame(keyframe);
-        if self.encoder.encode_with_options(&stamped, &options).is_ok() && keyframe {
-            self.keyframe_wanted.set(false);
-            self.last_keyframe_ms.set(now);
+        for layer in &self.layers {
+            layer.encode(&stamped, now, &self.stats);
         }
         stamped.close();
     }

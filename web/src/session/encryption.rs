@@ -70,7 +70,7 @@ impl Session {
                     .into_iter()
                     .flatten()
                 {
-                    sender.request_keyframe();
+                    sender.request_keyframe(None);
                 }
             }
             if let GroupEvent::Refused { from, reason } = &event {

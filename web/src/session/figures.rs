@@ -44,6 +44,22 @@ pub(super) fn publish_test_figures(session: &Session) {
         &(stats.frames_decoded as f64).into(),
     );
     js::set(&object, "framesByPeer", &by_name(&stats.frames_by_peer));
+    let layers: HashMap<u64, u64> = stats
+        .layer_by_peer
+        .iter()
+        .map(|(&peer, &layer)| (peer, u64::from(layer)))
+        .collect();
+    js::set(&object, "layerByPeer", &by_name(&layers));
+    let encoded = js_sys::Array::new();
+    for count in stats.encoded_by_layer {
+        encoded.push(&(count as f64).into());
+    }
+    js::set(&object, "encodedByLayer", &encoded);
+    js::set(
+        &object,
+        "pausedLayerFrames",
+        &(stats.paused_layer_frames as f64).into(),
+    );
     if let Some(active) = peers.iter().find(|p| p.active) {
         js::set(&object, "activeSpeaker", &active.name.as_str().into());
     }

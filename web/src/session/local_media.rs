@@ -24,13 +24,24 @@ impl Session {
                 AUDIO_TRACK,
                 MediaKind::Audio,
                 videocall_protocol::wire::Codec::Opus,
+                Vec::new(),
             ));
         }
         if let Some(camera) = &self.camera {
-            tracks.push(track(CAMERA_TRACK, MediaKind::Video, camera.codec()));
+            tracks.push(track(
+                CAMERA_TRACK,
+                MediaKind::Video,
+                camera.codec(),
+                camera.layers(),
+            ));
         }
         if let Some(screen) = &self.screen {
-            tracks.push(track(SCREEN_TRACK, MediaKind::Screen, screen.codec()));
+            tracks.push(track(
+                SCREEN_TRACK,
+                MediaKind::Screen,
+                screen.codec(),
+                screen.layers(),
+            ));
         }
         self.send(Body::UpdateState(UpdateState {
             audio_muted: self.muted,
@@ -87,6 +98,7 @@ impl Session {
                     MediaKind::Video,
                     element,
                     CAMERA_BITRATE,
+                    self.params.simulcast,
                     self.media_out(),
                     self.params.stats.clone(),
                 )
@@ -119,7 +131,7 @@ impl Session {
             }
         }
         if let Some(camera) = &self.camera {
-            camera.request_keyframe();
+            camera.request_keyframe(None);
             self.signals.connection.with_mut(|view| {
                 view.codec = format!("{:?}", camera.codec());
             });
@@ -151,6 +163,7 @@ impl Session {
             MediaKind::Screen,
             element,
             SCREEN_BITRATE,
+            false,
             self.media_out(),
             self.params.stats.clone(),
         )
@@ -172,12 +185,17 @@ impl Session {
     }
 }
 
-fn track(id: u32, kind: MediaKind, codec: videocall_protocol::wire::Codec) -> Track {
+fn track(
+    id: u32,
+    kind: MediaKind,
+    codec: videocall_protocol::wire::Codec,
+    layers: Vec<videocall_protocol::wire::Layer>,
+) -> Track {
     Track {
         id,
         kind: kind as i32,
         codec: codec as i32,
-        layers: Vec::new(),
+        layers,
     }
 }
 

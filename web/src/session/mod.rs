@@ -44,7 +44,7 @@ use crate::media::audio_recv::AudioReceiver;
 use crate::media::audio_send::AudioSender;
 use crate::media::video_recv::{Decoded, VideoReceiver};
 use crate::media::video_send::VideoSender;
-use crate::media::{SharedStats, SCREEN_TRACK};
+use crate::media::{SharedStats, CAMERA_TRACK, SCREEN_TRACK};
 use crate::route::{CaptureChoice, FramesChoice, TransportChoice};
 use crate::transport::{self, Connection, Incoming};
 
@@ -77,6 +77,8 @@ pub struct SessionParams {
     pub capture: CaptureChoice,
     /// Where encrypted frames are ciphered.
     pub frames: FramesChoice,
+    /// The camera is sent in simulcast layers.
+    pub simulcast: bool,
     /// Camera and microphone (from the lobby).
     pub local: MediaStream,
     /// Created on the Join click (browsers start audio only after a gesture).
@@ -459,6 +461,9 @@ impl Session {
                     }
                 } else {
                     let stats = self.params.stats.clone();
+                    if media.track_id == CAMERA_TRACK {
+                        stats.borrow_mut().layer_by_peer.insert(peer, media.layer);
+                    }
                     let decoded = self
                         .videos
                         .entry((peer, media.track_id))
@@ -475,7 +480,16 @@ impl Session {
                     _ => self.camera.as_ref(),
                 };
                 if let Some(sender) = sender {
-                    sender.request_keyframe();
+                    sender.request_keyframe(Some(request.layer));
+                }
+            }
+            Body::LayerDemand(demand) => {
+                let sender = match demand.track_id {
+                    SCREEN_TRACK => self.screen.as_ref(),
+                    _ => self.camera.as_ref(),
+                };
+                if let Some(sender) = sender {
+                    sender.set_demand(&demand.layers);
                 }
             }
             Body::Data(data) if data.topic == videocall_client_core::CHAT_TOPIC => {

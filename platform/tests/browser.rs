@@ -455,4 +455,3 @@ async fn a_chromium_camera_in_three_layers_reaches_each_viewer_in_the_layer_of_i
     .await;
     assert!(figures["enlargeToTopLayerMs"].as_f64().is_some());
 }
-

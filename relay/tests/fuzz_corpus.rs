@@ -36,6 +36,7 @@ fn the_session_corpus_and_regressions_replay_cleanly_and_reach_deep_states() {
         total.control_frames += summary.control_frames;
         total.media_frames += summary.media_frames;
     }
+    println!("{total:?}");
     assert!(total.admitted > 100, "{total:?}");
     assert!(total.refused > 10, "{total:?}");
     assert!(total.media_frames > 10, "{total:?}");

@@ -25,6 +25,7 @@ use videocall_protocol::sealed::{is_sealed_chat, is_sealed_media};
 use videocall_protocol::wire::{self, envelope::Body};
 use videocall_token::{Claims, Grants, TokenIssuer, TokenVerifier};
 
+use super::bandwidth::LinkSample;
 use super::clock::Now;
 use super::mesh::NoMesh;
 use super::relay::Relay;
@@ -96,7 +97,9 @@ pub enum Step {
         /// The message.
         message: Said,
     },
-    /// Time passes; then the heartbeat of every session and the mesh's presence beat.
+    /// Time passes; then the heartbeat and the bandwidth estimate of every session (its link
+    /// delivered what its sinks took; while they take nothing, video waits) and the mesh's
+    /// presence beat.
     Later {
         /// Milliseconds.
         ms: u16,
@@ -178,7 +181,9 @@ pub enum Said {
         /// Payload.
         payload: Vec<u8>,
     },
-    /// A keyframe request to a participant (see [`Step::Remote`] for ids).
+    /// A keyframe request to a participant (see [`Step::Remote`] for ids); with a track byte
+    /// from 128 up, a `ViewTracks` of that track in a tile of (byte & 63) × 40 by × 22 (0:
+    /// hidden) instead (folded in here so that the corpus keeps its meaning).
     KeyframeRequest {
         /// Whose track.
         participant: u8,
@@ -367,6 +372,8 @@ struct Cli {
 
 /// What one participant's transport was handed, checked as it arrives.
 struct Wire {
+    /// Media bytes its sinks took.
+    media_bytes: AtomicUsize,
     owner: AtomicUsize,
     closed: AtomicBool,
     media_room: AtomicUsize,
@@ -378,6 +385,7 @@ struct Wire {
 impl Wire {
     fn new() -> Arc<Self> {
         Arc::new(Wire {
+            media_bytes: AtomicUsize::new(0),
             owner: AtomicUsize::new(usize::MAX),
             closed: AtomicBool::new(false),
             media_room: AtomicUsize::new(usize::MAX),
@@ -436,6 +444,9 @@ impl MediaSink for ScriptSink {
             "a participant got its own media"
         );
         self.0.media.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .media_bytes
+            .fetch_add(out.frame.len(), Ordering::Relaxed);
         Offer::Accepted { depth: 0 }
     }
 }
@@ -457,6 +468,15 @@ impl Outlet for ScriptOutlet {
     fn close(&self) {
         self.0.closed.store(true, Ordering::Relaxed);
     }
+
+    fn link_sample(&self) -> Option<LinkSample> {
+        let full = self.0.media_room.load(Ordering::Relaxed) == 0;
+        Some(LinkSample {
+            delivered_bytes: self.0.media_bytes.load(Ordering::Relaxed) as u64,
+            backlog_bytes: if full { 64 * 1024 } else { 0 },
+            ..LinkSample::default()
+        })
+    }
 }
 
 struct Open {
@@ -477,15 +497,30 @@ fn pick<T: Copy>(items: &[T], n: u8) -> T {
     items[usize::from(n) % items.len()]
 }
 
+/// Tracks as (id, kind number); a kind number from 128 up also gives the track three
+/// simulcast layers (from 192 up, sized so the relay's checks refuse them: ids repeated).
 fn tracks(list: &[(u8, u8)]) -> Vec<wire::Track> {
     list.iter()
         .map(|&(id, kind)| wire::Track {
             id: u32::from(id % 8),
             kind: i32::from(kind % 5),
             codec: i32::from(kind / 5 % 6),
-            layers: Vec::new(),
+            layers: match kind {
+                0..128 => Vec::new(),
+                128..192 => (0..3).map(|l| layer(l, 320 << l, 180 << l)).collect(),
+                _ => vec![layer(1, 640, 360), layer(1, 1280, 720)],
+            },
         })
         .collect()
+}
+
+fn layer(id: u32, width: u32, height: u32) -> wire::Layer {
+    wire::Layer {
+        id,
+        width,
+        height,
+        bitrate_kbps: width / 2,
+    }
 }
 
 impl Script {
@@ -607,11 +642,19 @@ impl Script {
                 }
             }
             Step::Send { who, message } => {
-                let body = self.said(message);
+                let mut body = self.said(message);
                 if self.open.is_empty() {
                     return;
                 }
                 let sender = usize::from(who) % self.open.len();
+                // Layers only on tracks announced with them (layer 3, which none has, is
+                // refused there): the corpus grown before layers keeps its media flowing.
+                if let Body::Media(media) = &mut body {
+                    let track = self.open[sender].session.me.track(media.track_id);
+                    if track.is_none_or(|t| t.layers().is_empty()) {
+                        media.layer = 0;
+                    }
+                }
                 // What an encrypting participant sends in clear reaches nobody.
                 let clear = self.open[sender].session.me.e2ee
                     && match &body {
@@ -636,6 +679,7 @@ impl Script {
                 let now = self.now();
                 for open in &self.open {
                     open.session.tick(now);
+                    open.session.estimate_bandwidth(now);
                 }
                 mesh_tick(&self.relay, now, true);
             }
@@ -735,14 +779,29 @@ impl Script {
                 sequence: u64::from(sequence),
                 keyframe,
                 sealed: sequence >= 0x8000,
+                // Bits 13 and 14 of the sequence: the simulcast layer (see `Step::Send`).
+                layer: u32::from(sequence >> 13 & 3),
+                audio_level: u32::from(sequence & 0x7f),
                 payload: payload.into(),
                 ..Default::default()
             }),
+            // A track byte from 128 up: how the participant shows that track instead.
+            Said::KeyframeRequest { participant, track } if track >= 128 => {
+                let size = u32::from(track & 63);
+                Body::ViewTracks(wire::ViewTracks {
+                    views: vec![wire::TrackView {
+                        participant_id: self.participant_id(participant),
+                        track_id: u32::from(track % 8),
+                        width: size * 40,
+                        height: size * 22,
+                    }],
+                })
+            }
             Said::KeyframeRequest { participant, track } => {
                 Body::KeyframeRequest(wire::KeyframeRequest {
                     participant_id: self.participant_id(participant),
                     track_id: u32::from(track % 8),
-                    layer: 0,
+                    layer: u32::from(track >> 3 & 3),
                 })
             }
             Said::Ping(nonce) => Body::Ping(wire::Ping {

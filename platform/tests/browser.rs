@@ -424,13 +424,13 @@ async fn run_node(script: &str, args: &[&str], within: Duration) -> serde_json::
             .arg(root().join("web/e2e").join(script))
             .args(args)
             .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .output(),
     )
     .await
     .unwrap_or_else(|_| panic!("{script} finishes within {within:?}"))
     .unwrap_or_else(|e| panic!("node runs {script}: {e}"));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default().to_owned();
     println!("{script} figures: {last}");

@@ -54,6 +54,9 @@ async function join(name, viewport, query, into = browser) {
   await page.waitForSelector("#join:not([disabled])", { timeout: 20000 });
   await page.click("#join");
   await page.waitForSelector("#leave", { timeout: 20000 });
+  // Muted: the fake microphones' beeps would make speakers of everyone, and the page shows the
+  // active speaker's tile larger (a tile that changes size changes layer).
+  await page.click("#mute");
   return page;
 }
 

@@ -19,7 +19,7 @@ use super::mesh::MESH_SUBSCRIBER;
 use super::participant::{Participant, StateChange, MAX_VIEWS};
 use super::relay::Relay;
 use super::sync::lock;
-use super::track::{Delivery, PublishedTrack, MAX_LAYERS};
+use super::track::{Delivery, DownTrack, PublishedTrack, MAX_LAYERS};
 use crate::reason::{CloseReason, DropReason};
 use videocall_protocol::decode_envelope;
 use videocall_protocol::encode_length_prefixed;
@@ -388,14 +388,7 @@ impl Session {
                 continue;
             };
             let target = track.layer_for(Some(tile));
-            let wants_keyframe = down.set_target(target);
-            // A layer that comes back is asked for before its keyframe.
-            update_demand(&publisher, &track);
-            if wants_keyframe {
-                if let Some(layer) = target {
-                    request_keyframe(&self.relay, &publisher, &track, layer, now);
-                }
-            }
+            set_target(&self.relay, &publisher, &track, &down, target, now);
         }
         if limited {
             let estimate = lock(&self.bandwidth).estimate_bps();
@@ -486,13 +479,7 @@ impl Session {
                 estimate_bps,
                 "layer for the link"
             );
-            let wants_keyframe = down.set_target(target);
-            update_demand(publisher, track);
-            if wants_keyframe {
-                if let Some(layer) = target {
-                    request_keyframe(&self.relay, publisher, track, layer, now);
-                }
-            }
+            set_target(&self.relay, publisher, track, down, target, now);
         }
     }
 
@@ -701,6 +688,24 @@ pub(super) fn fan_out(
     // Subscribers move between layers only at keyframes: what is wanted may have changed.
     if keyframe {
         update_demand(publisher, track);
+    }
+}
+
+/// Moves `down` (a subscriber's copy of `publisher`'s `track`) to `target`: the publisher
+/// hears the new demand first (a layer that comes back is asked for before its keyframe),
+/// then is asked for a keyframe of a layer the subscriber is not getting yet.
+fn set_target(
+    relay: &Relay,
+    publisher: &Participant,
+    track: &PublishedTrack,
+    down: &DownTrack,
+    target: Option<u32>,
+    now: Now,
+) {
+    let wants_keyframe = down.set_target(target);
+    update_demand(publisher, track);
+    if let (true, Some(layer)) = (wants_keyframe, target) {
+        request_keyframe(relay, publisher, track, layer, now);
     }
 }
 

@@ -48,11 +48,6 @@ pub(crate) struct SharedVideoSink {
 
 impl MediaSink for SharedVideoSink {
     fn offer(&self, out: Outgoing) -> Offer {
-        let bytes = out.frame.len();
-        let depth = self.tx.max_capacity() - self.tx.capacity();
-        if !self.budget.reserve(bytes) {
-            return Offer::Full;
-        }
         // A restart supersedes what is queued even when it does not fit: the track then
         // waits for the next keyframe, and what is queued is as late.
         let start = if out.keyframe && out.after_gap {
@@ -60,21 +55,13 @@ impl MediaSink for SharedVideoSink {
         } else {
             self.starts.load(Ordering::Relaxed)
         };
+        let bytes = out.frame.len();
         let queued = QueuedVideo {
             out,
             starts: self.starts.clone(),
             start,
         };
-        match self.tx.try_send(queued) {
-            Ok(()) => Offer::Accepted { depth },
-            Err(error) => {
-                self.budget.release(bytes);
-                match error {
-                    mpsc::error::TrySendError::Full(_) => Offer::Full,
-                    mpsc::error::TrySendError::Closed(_) => Offer::Closed,
-                }
-            }
-        }
+        offer_item(&self.tx, Some(&self.budget), bytes, queued)
     }
 }
 
@@ -95,14 +82,25 @@ pub(crate) fn offer_queue(
     budget: Option<&QueueBudget>,
     out: Outgoing,
 ) -> Offer {
-    let depth = tx.max_capacity() - tx.capacity();
     let bytes = out.frame.len();
+    offer_item(tx, budget, bytes, out)
+}
+
+/// Offers `item` (of `bytes` media bytes) to `tx`, reserving them from `budget` first and
+/// giving them back when the queue does not take it.
+fn offer_item<T>(
+    tx: &mpsc::Sender<T>,
+    budget: Option<&QueueBudget>,
+    bytes: usize,
+    item: T,
+) -> Offer {
+    let depth = tx.max_capacity() - tx.capacity();
     if let Some(budget) = budget {
         if !budget.reserve(bytes) {
             return Offer::Full;
         }
     }
-    let result = tx.try_send(out);
+    let result = tx.try_send(item);
     if result.is_err() {
         if let Some(budget) = budget {
             budget.release(bytes);

@@ -166,8 +166,11 @@ impl KeyframeTrigger {
 /// Counters of a running publisher.
 #[derive(Default, Debug)]
 pub struct PublishStats {
-    /// Video frames sent.
+    /// Video frames sent (one per layer sent at a tick).
     pub video_sent: AtomicU64,
+    /// Video frames captured: one a tick, whatever its layers (the frames a subscriber of one
+    /// layer should get).
+    pub video_frames: AtomicU64,
     /// Audio packets sent.
     pub audio_sent: AtomicU64,
     /// Keyframes sent.
@@ -310,6 +313,7 @@ pub async fn publish(
                         stats.keyframes_sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                stats.video_frames.fetch_add(1, Ordering::Relaxed);
                 video_seq += 1;
             }
             _ = audio_tick.tick(), if audio => {

@@ -11,6 +11,7 @@
 
 mod deployment;
 mod e2ee;
+mod layout;
 mod measure;
 mod scenario;
 mod soak;
@@ -88,6 +89,11 @@ enum ScenarioName {
     Fanout500,
     /// One publisher at 1 Mbit/s video (and audio) to 1,000 subscribers.
     Fanout1000,
+    /// Ten participants publishing three simulcast layers each, each showing three of the
+    /// others (one large, two thumbnails); publishers stop the layers nobody gets (dynacast).
+    Simulcast10,
+    /// The same with publishers that send every layer whatever the relay says.
+    Simulcast10Nodynacast,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -105,6 +111,8 @@ impl ScenarioName {
             ScenarioName::Fanout100 => Scenario::fanout(100),
             ScenarioName::Fanout500 => Scenario::fanout(500),
             ScenarioName::Fanout1000 => Scenario::fanout_at(1000, 1_000_000),
+            ScenarioName::Simulcast10 => Scenario::simulcast(10, 3, true),
+            ScenarioName::Simulcast10Nodynacast => Scenario::simulcast(10, 3, false),
         }
     }
 }

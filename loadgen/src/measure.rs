@@ -39,8 +39,8 @@ pub struct Report {
 impl Report {
     pub fn header() -> String {
         format!(
-            "{:<11} {:<12} {:>6} {:>5} {:>4} {:>10} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>9} {:>11} {:>9} {:>9} {:>12}",
-            "scenario", "transport", "relays", "parts", "pubs", "fwd pkt/s", "Mbit/s", "cpu %", "gen %", "p50 ms", "p99 ms",
+            "{:<13} {:<12} {:>6} {:>5} {:>4} {:>10} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>9} {:>11} {:>9} {:>9} {:>12}",
+            "scenario", "transport", "relays", "parts", "pubs", "fwd pkt/s", "Mbit/s", "in Mb/s", "cpu %", "µs/pkt", "gen %", "p50 ms", "p99 ms",
             "max ms", "drops", "delivered", "RSS MiB", "KiB/part", "relay p50/99", "bus/fwd", "bus/pub", "join p50/99"
         )
     }
@@ -56,7 +56,7 @@ impl Report {
             "-".into()
         };
         format!(
-            "{:<11} {:<12} {:>6} {:>5} {:>4} {:>10.0} {:>8.1} {:>7.1} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>7.0} {:>9} {:>8.1} {:>9.1} {:>11} {:>9} {:>9} {:>12}",
+            "{:<13} {:<12} {:>6} {:>5} {:>4} {:>10.0} {:>8.1} {:>7.1} {:>7.1} {:>7} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>7.0} {:>9} {:>8.1} {:>9.1} {:>11} {:>9} {:>9} {:>12}",
             self.scenario,
             self.transport,
             self.relays,
@@ -64,7 +64,9 @@ impl Report {
             self.publishers,
             self.forwarded_packets / self.seconds,
             self.forwarded_bytes * 8.0 / 1e6 / self.seconds,
+            self.published_bytes * 8.0 / 1e6 / self.seconds,
             100.0 * self.relay_cpu_seconds / self.seconds,
+            ratio(self.relay_cpu_seconds * 1e6, self.forwarded_packets, 2),
             100.0 * self.loadgen_cpu_seconds / self.seconds,
             ms(0.5),
             ms(0.99),

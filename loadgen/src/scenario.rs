@@ -1,6 +1,7 @@
 //! One benchmark scenario: relay processes (one, or a pool behind a control plane),
-//! participants joined over one transport, publishers sending a conference pattern, and a
-//! measured window after a warm-up.
+//! participants joined over one transport, publishers sending a conference pattern (or
+//! simulcast layers, to viewers who show a few of them: `layout`), and a measured window after
+//! a warm-up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 use videocall_client::synthetic::{self, KeyframeTrigger, MediaPattern, PublishStats};
 use videocall_client::{Client, Event, Transport};
 use videocall_protocol::wire::envelope::Body;
+use videocall_protocol::wire::{TrackView, ViewTracks};
 
 use crate::deployment::{Deployment, Setup};
+use crate::layout;
 use crate::measure::{bucket_quantile, cpu_seconds, Report};
 
 /// Participants joined at once while setting up.
@@ -24,6 +27,18 @@ pub struct Scenario {
     pub participants: usize,
     pub publishers: usize,
     pub pattern: MediaPattern,
+    /// What the viewers show (`None`: they never say, and get every track's largest layer).
+    pub views: Option<Views>,
+}
+
+/// Tiles of a simulcast scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Views {
+    /// Others each viewer shows (`layout::tiles`); the rest are hidden.
+    pub on_screen: usize,
+    /// Publishers stop the layers nobody gets when the relay says (dynacast); without, they
+    /// send every layer and the relay drops what nobody gets.
+    pub dynacast: bool,
 }
 
 impl Scenario {
@@ -34,9 +49,40 @@ impl Scenario {
             participants: n,
             publishers: n,
             pattern: MediaPattern::conference(),
+            views: None,
         }
     }
 
+    /// `n` participants, all publishing three simulcast layers (150, 500 and 1500 kbit/s) and
+    /// audio; each shows `on_screen` of the others (one large, the rest thumbnails).
+    pub fn simulcast(n: usize, on_screen: usize, dynacast: bool) -> Self {
+        let mode = if dynacast { "" } else { "-nodc" };
+        Scenario {
+            name: format!("sim-{n}/{on_screen}{mode}"),
+            participants: n,
+            publishers: n,
+            pattern: MediaPattern::simulcast(),
+            views: Some(Views {
+                on_screen,
+                dynacast,
+            }),
+        }
+    }
+
+    /// Media deliveries a window should see when each publisher sent `audio` packets and
+    /// captured `video_frames` (one per tick, whatever its layers): audio to everyone, and
+    /// without views every frame to everyone; with views, one layer's frame to each tile.
+    fn expected_deliveries(&self, publisher: usize, audio: u64, video_frames: u64) -> f64 {
+        let others = self.participants.saturating_sub(1) as f64;
+        let viewers = match self.views {
+            None => others,
+            Some(views) => layout::viewers_of(publisher, self.participants, views.on_screen) as f64,
+        };
+        audio as f64 * others + video_frames as f64 * viewers
+    }
+}
+
+impl Scenario {
     /// One publisher of `video_bps` video (and the conference's audio) and `n` subscribers.
     pub fn fanout_at(n: usize, video_bps: u64) -> Self {
         Scenario {
@@ -47,6 +93,7 @@ impl Scenario {
                 video_bitrate_bps: video_bps,
                 ..MediaPattern::conference()
             },
+            views: None,
         }
     }
 
@@ -57,6 +104,7 @@ impl Scenario {
             participants: n + 1,
             publishers: 1,
             pattern: MediaPattern::conference(),
+            views: None,
         }
     }
 }
@@ -70,8 +118,20 @@ struct ReceiverResult {
 /// every media packet (capture to now, in µs) to `on_media` and turning keyframe requests
 /// into keyframes of its own publisher; then leaves.
 pub async fn receive(
+    client: Client,
+    trigger: KeyframeTrigger,
+    stop: CancellationToken,
+    on_media: impl FnMut(u64) + Send,
+) {
+    receive_with(client, trigger, false, stop, on_media).await
+}
+
+/// [`receive`], and with `dynacast` the publisher sends only the layers the relay says
+/// someone gets.
+async fn receive_with(
     mut client: Client,
     trigger: KeyframeTrigger,
+    dynacast: bool,
     stop: CancellationToken,
     mut on_media: impl FnMut(u64) + Send,
 ) {
@@ -84,7 +144,8 @@ pub async fn receive(
                         .saturating_sub(m.capture_timestamp_us)
                         .max(1),
                 ),
-                Some(event) if event.asks_for_keyframe() => trigger.request(),
+                Some(Event::Message(Body::LayerDemand(_))) if !dynacast => {}
+                Some(event) if trigger.answer(&event) => {}
                 Some(Event::Message(_) | Event::Encryption(_)) => {}
                 Some(Event::Closed { .. }) | None => break,
             }
@@ -96,6 +157,7 @@ pub async fn receive(
 async fn measure(
     client: Client,
     trigger: KeyframeTrigger,
+    dynacast: bool,
     measuring: Arc<AtomicBool>,
     stop: CancellationToken,
 ) -> ReceiverResult {
@@ -104,7 +166,7 @@ async fn measure(
             .unwrap_or_else(|_| unreachable!("static bounds")),
         received: 0,
     };
-    receive(client, trigger, stop, |latency| {
+    receive_with(client, trigger, dynacast, stop, |latency| {
         if measuring.load(Ordering::Relaxed) {
             result.received += 1;
             let _ = result.latency_us.record(latency);
@@ -112,6 +174,27 @@ async fn measure(
     })
     .await;
     result
+}
+
+/// Tells the relay the tiles each participant shows the others' video in.
+async fn say_views(clients: &[Client], views: Views) -> anyhow::Result<()> {
+    let ids: Vec<u64> = clients.iter().map(Client::participant_id).collect();
+    for (viewer, client) in clients.iter().enumerate() {
+        let views = layout::tiles(viewer, clients.len(), views.on_screen)
+            .into_iter()
+            .map(|(publisher, (width, height))| TrackView {
+                participant_id: ids[publisher],
+                track_id: synthetic::VIDEO_TRACK,
+                width,
+                height,
+            })
+            .collect();
+        client
+            .sender()
+            .send(Body::ViewTracks(ViewTracks { views }))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Runs `scenario` over `transport` against the servers `setup` describes, and measures it.
@@ -155,6 +238,10 @@ pub async fn run(
         }
     }
 
+    if let Some(views) = scenario.views {
+        say_views(&clients, views).await?;
+    }
+    let dynacast = scenario.views.is_some_and(|v| v.dynacast);
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = CancellationToken::new();
     let mut publishers = Vec::new();
@@ -175,15 +262,22 @@ pub async fn run(
         receivers.push(tokio::spawn(measure(
             client,
             trigger,
+            dynacast,
             measuring.clone(),
             stop.clone(),
         )));
     }
-    let sent = |publishers: &[Arc<PublishStats>]| -> u64 {
+    // Per publisher: (audio packets sent, video frames captured).
+    let sent = |publishers: &[Arc<PublishStats>]| -> Vec<(u64, u64)> {
         publishers
             .iter()
-            .map(|s| s.video_sent.load(Ordering::Relaxed) + s.audio_sent.load(Ordering::Relaxed))
-            .sum()
+            .map(|s| {
+                (
+                    s.audio_sent.load(Ordering::Relaxed),
+                    s.video_frames.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     };
 
     tokio::time::sleep(Duration::from_secs(warmup)).await;
@@ -195,7 +289,7 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
-    let sent_during = sent(&publishers) - sent_before;
+    let sent_after = sent(&publishers);
     let after = deployment.snapshot().await;
     let loadgen_cpu = cpu_seconds(std::process::id()) - loadgen_cpu_before;
     let rss_kib = deployment.rss_kib();
@@ -208,8 +302,14 @@ pub async fn run(
         latency_us.add(&result.latency_us)?;
         received += result.received;
     }
-    // Every packet of a publisher goes to every other participant.
-    let expected = sent_during as f64 * (scenario.participants - 1) as f64;
+    let expected: f64 = sent_after
+        .iter()
+        .zip(&sent_before)
+        .enumerate()
+        .map(|(p, (after, before))| {
+            scenario.expected_deliveries(p, after.0 - before.0, after.1 - before.1)
+        })
+        .sum();
     Ok(Report {
         scenario: scenario.name.clone(),
         transport: format!("{transport:?}").to_lowercase(),

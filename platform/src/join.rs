@@ -32,6 +32,11 @@ pub struct JoinArgs {
     /// Publish synthetic video (30 fps, 500 kbit/s) and audio.
     #[arg(long)]
     pub publish: bool,
+    /// Publish the video in three simulcast layers instead (320x180, 640x360 and 1280x720 at
+    /// 150, 500 and 1500 kbit/s): each viewer gets the one its tile needs, and a layer nobody
+    /// gets is not sent.
+    #[arg(long, requires = "publish")]
+    pub simulcast: bool,
     /// Leave after this many seconds (0: stay until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub seconds: u64,
@@ -106,14 +111,22 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let trigger = KeyframeTrigger::default();
     if args.publish {
+        let (pattern, video) = if args.simulcast {
+            (
+                MediaPattern::simulcast(),
+                "in three layers (320x180, 640x360, 1280x720; 150, 500, 1500 kbit/s)",
+            )
+        } else {
+            (MediaPattern::conference(), "(500 kbit/s)")
+        };
         tokio::spawn(synthetic::publish(
             client.sender(),
-            MediaPattern::conference(),
+            pattern,
             trigger.clone(),
             Arc::new(PublishStats::default()),
             stop.clone(),
         ));
-        println!("publishing synthetic video (30 fps, 500 kbit/s) and audio (50 packets/s)");
+        println!("publishing synthetic video at 30 fps {video} and audio (50 packets/s)");
     }
     let deadline =
         (args.seconds > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(args.seconds));
@@ -148,8 +161,9 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
                 }
             }
             event = client.next_event() => {
-                if event.as_ref().is_some_and(Event::asks_for_keyframe) {
-                    trigger.request();
+                // Keyframe requests (of a layer), and which layers anyone gets.
+                if let Some(event) = &event {
+                    trigger.answer(event);
                 }
                 match event {
                     Some(Event::Message(Body::Media(m))) => {
@@ -175,6 +189,9 @@ pub async fn run(data: &DataDir, args: JoinArgs) -> anyhow::Result<()> {
                     Some(Event::Message(Body::Data(d))) => println!("[chat] {}: {}", d.from_participant_id, d.text),
                     Some(Event::Message(Body::Error(e))) => println!("! relay error {}: {}", e.code, e.message),
                     Some(Event::Message(Body::Draining(_))) => println!("! the relay is draining"),
+                    Some(Event::Message(Body::LayerDemand(d))) if args.simulcast && d.track_id == synthetic::VIDEO_TRACK => {
+                        println!("sending video layers {:?}: the others are not sent, nobody gets them", d.layers);
+                    }
                     Some(Event::Message(_)) => {}
                     Some(Event::Encryption(event)) => println!("{}", describe_group(&event)),
                     Some(Event::Closed { code, reason }) => break Err(anyhow::anyhow!("session closed (code {code}): {reason}")),

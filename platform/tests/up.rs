@@ -14,14 +14,14 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
-use videocall_client::synthetic::packet;
+use videocall_client::synthetic::{packet, VIDEO_TRACK};
 use videocall_client::{Client, ConnectOptions, RelayAddress, Transport};
 use videocall_control_api::v1::auth_service_client::AuthServiceClient;
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
 use videocall_control_api::v1::{
     GetMeetingRequest, JoinGrant, JoinMeetingRequest, LoginRequest, Role,
 };
-use videocall_protocol::wire::{envelope::Body, MediaKind};
+use videocall_protocol::wire::{envelope::Body, MediaKind, TrackView, ViewTracks};
 use videocall_testkit::{http_request, wait_for_message, ChildGuard};
 
 mod common;
@@ -249,7 +249,9 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
     .await;
     assert_eq!(got, Some(2000));
 
-    // The terminal participant joins the same meeting and publishes.
+    // The terminal participant joins the same meeting and publishes three simulcast layers;
+    // bob shows it in a thumbnail and alice not at all: bob gets the lowest layer only, and
+    // the terminal sends only that one.
     let join = Command::new(BIN)
         .arg("--data-dir")
         .arg(data.path())
@@ -260,30 +262,71 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
             "--user",
             "carol",
             "--publish",
+            "--simulcast",
             "--seconds",
-            "3",
+            "5",
         ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn join");
-    let carol_media = wait_for_message(bob, Duration::from_secs(10), |m| match m {
-        Body::Media(media) if media.participant_id != alice.participant_id() && media.keyframe => {
-            Some(())
+    let carol = wait_for_message(bob, Duration::from_secs(10), |m| match m {
+        Body::ParticipantJoined(joined) => joined.participant.as_ref().map(|p| p.id),
+        _ => None,
+    })
+    .await
+    .expect("carol joins");
+    for (viewer, (width, height)) in [(&*alice, (0, 0)), (&*bob, (320, 180))] {
+        viewer
+            .sender()
+            .send(Body::ViewTracks(ViewTracks {
+                views: vec![TrackView {
+                    participant_id: carol,
+                    track_id: VIDEO_TRACK,
+                    width,
+                    height,
+                }],
+            }))
+            .await
+            .expect("views");
+    }
+    let carol_video = |m: &Body| match m {
+        Body::Media(media)
+            if media.participant_id == carol && media.kind == MediaKind::Video as i32 =>
+        {
+            Some((media.layer, media.keyframe))
         }
         _ => None,
+    };
+    let first = wait_for_message(bob, Duration::from_secs(10), |m| {
+        carol_video(m).filter(|&(layer, keyframe)| layer == 0 && keyframe)
     })
     .await;
     assert!(
-        carol_media.is_some(),
-        "no media from `videocall join --publish`"
+        first.is_some(),
+        "no keyframe of layer 0 from `videocall join --publish --simulcast`"
     );
+    for _ in 0..20 {
+        let next = wait_for_message(bob, Duration::from_secs(5), carol_video).await;
+        assert!(
+            matches!(next, Some((0, _))),
+            "bob shows carol in a thumbnail, got {next:?}"
+        );
+    }
     let output = join.wait_with_output().expect("join output");
     assert!(output.status.success());
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(printed.contains("joined demo as carol"), "{printed}");
     assert!(printed.contains("already here"), "{printed}");
+    // What the relay said last: only the thumbnail's layer.
+    let demand = printed
+        .lines()
+        .rfind(|l| l.starts_with("sending video layers"));
+    assert!(
+        demand.is_some_and(|l| l.starts_with("sending video layers [0]:")),
+        "{printed}"
+    );
 
     // SIGTERM drains and stops the platform.
     platform.signal("TERM");

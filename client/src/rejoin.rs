@@ -110,6 +110,8 @@ pub fn rejoin_helps(code: u32) -> bool {
             | ErrorCode::AlreadyJoined
             | ErrorCode::MeetingEnded
             | ErrorCode::NotEncrypted
+            // A host locked the meeting: it stays locked for a new grant too.
+            | ErrorCode::MeetingLocked
             // Another session of the same identity took this one's place: rejoining would
             // take it back, and the two would trade places for ever.
             | ErrorCode::Replaced,
@@ -329,6 +331,7 @@ mod tests {
             ErrorCode::TokenInvalid,
             ErrorCode::MeetingFull,
             ErrorCode::Replaced,
+            ErrorCode::MeetingLocked,
         ] {
             assert!(!rejoin_helps(code as u32), "{code:?}");
         }

@@ -320,6 +320,7 @@ async fn scenario(db: &Database) {
         .send(Body::RemoveParticipant(wire::RemoveParticipant {
             participant_id: alice_client.participant_id(),
             reason: String::new(),
+            ban: false,
         }))
         .await
         .unwrap();
@@ -337,6 +338,7 @@ async fn scenario(db: &Database) {
         .send(Body::RemoveParticipant(wire::RemoveParticipant {
             participant_id: bob_client.participant_id(),
             reason: "test".into(),
+            ban: false,
         }))
         .await
         .unwrap();

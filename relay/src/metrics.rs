@@ -70,6 +70,7 @@ pub struct Metrics {
     pub estimated_bandwidth: Histogram,
     /// Congested intervals seen on subscribers' links, by cause.
     congestion: IntCounterVec,
+    host_actions: IntCounterVec,
     /// The bus to the other relays.
     pub bus: BusMetrics,
 }
@@ -417,6 +418,17 @@ impl Metrics {
             &["cause"],
         )?;
         registry.register(Box::new(congestion.clone()))?;
+        let host_actions = IntCounterVec::new(
+            Opts::new(
+                "host_actions_total",
+                "Host actions carried out on this relay's participants or meetings, by action",
+            ),
+            &["action"],
+        )?;
+        registry.register(Box::new(host_actions.clone()))?;
+        for action in crate::core::HOST_ACTION_LABELS {
+            host_actions.with_label_values(&[action]);
+        }
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(meetings.clone()))?;
         registry.register(Box::new(participants.clone()))?;
@@ -472,7 +484,13 @@ impl Metrics {
             paused_layers,
             estimated_bandwidth,
             congestion,
+            host_actions,
         })
+    }
+
+    /// Counts a host action (`core::moderation`'s label) carried out here.
+    pub fn host_action(&self, action: &str) {
+        self.host_actions.with_label_values(&[action]).inc();
     }
 
     /// Gauge of open connections over `transport`.

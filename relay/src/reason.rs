@@ -126,11 +126,13 @@ pub enum DropReason {
     /// behind it (a move to another layer, or a restart after a drop): late, and of no use
     /// to a decoder that starts at that keyframe.
     Superseded,
+    /// Media a host turned off (a muted microphone, a stopped camera) that came anyway.
+    HeldByHost,
 }
 
 impl DropReason {
     /// Every reason, in the order of their metric series.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::VideoQueueFull,
         DropReason::AudioQueueFull,
         DropReason::AwaitingKeyframe,
@@ -141,6 +143,7 @@ impl DropReason {
         DropReason::MalformedRemote,
         DropReason::NotEncrypted,
         DropReason::Superseded,
+        DropReason::HeldByHost,
     ];
 
     /// Metric label.
@@ -156,6 +159,7 @@ impl DropReason {
             DropReason::MalformedRemote => "malformed_remote",
             DropReason::NotEncrypted => "not_encrypted",
             DropReason::Superseded => "superseded",
+            DropReason::HeldByHost => "held_by_host",
         }
     }
 }

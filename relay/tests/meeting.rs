@@ -267,6 +267,7 @@ async fn limits_and_grants_are_enforced_with_clear_errors() {
             publish: false,
             subscribe: true,
             admin: false,
+            role: None,
         },
         Duration::from_secs(60),
     );
@@ -314,6 +315,7 @@ async fn a_publish_only_participant_is_sent_no_media() {
             publish: true,
             subscribe: false,
             admin: false,
+            role: None,
         },
         Duration::from_secs(60),
     );

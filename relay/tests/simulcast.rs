@@ -27,6 +27,26 @@ async fn view(client: &Client, publisher: u64, width: u32, height: u32) {
         .expect("send views");
 }
 
+/// Waits until the relay has read everything `client` sent so far (its answer to a ping
+/// comes after): views sent before are applied.
+async fn applied(client: &mut Client) {
+    let nonce = 0x5eed;
+    client
+        .sender()
+        .send(Body::Ping(videocall_protocol::wire::Ping {
+            nonce,
+            sent_at_us: 0,
+        }))
+        .await
+        .expect("ping");
+    let pong = videocall_testkit::wait_for_message(client, Duration::from_secs(5), |m| match m {
+        Body::Pong(p) if p.nonce == nonce => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(pong.is_some(), "no pong");
+}
+
 /// The layers of the next `frames` video frames `client` gets within 3 s, after frames of
 /// layer `after` (`None`: none yet); whether the first of each run of a layer was a keyframe.
 async fn next_layers(client: &mut Client, frames: usize, after: Option<u32>) -> (Vec<u32>, bool) {
@@ -84,6 +104,7 @@ async fn each_subscriber_gets_the_layer_of_its_tile_and_moves_at_a_keyframe() {
         let mut small = relay.join(transport, &meeting, "small").await;
         let mut large = relay.join(transport, &meeting, "large").await;
         view(&small, publisher_id, 320, 180).await;
+        applied(&mut small).await;
         // Keyframes every 10 s unless asked: every move below is served by a request.
         let pattern = MediaPattern {
             keyframe_interval: 300,
@@ -145,6 +166,8 @@ async fn a_layer_nobody_gets_is_paused_at_the_publisher_and_resumes_when_wanted(
     let publisher_id = publisher.participant_id();
     let mut viewer = relay.join(Transport::WebSocket, meeting, "viewer").await;
     view(&viewer, publisher_id, 320, 180).await;
+    // Before the publisher starts: its first frames go by the view.
+    applied(&mut viewer).await;
     let pattern = MediaPattern {
         keyframe_interval: 300,
         ..MediaPattern::simulcast()

@@ -27,9 +27,13 @@ pub struct Grants {
     pub publish: bool,
     /// May receive media.
     pub subscribe: bool,
-    /// May moderate (end the meeting, remove people).
+    /// May moderate (end the meeting, remove people): a host. Kept for tokens without a
+    /// `role`; [`Grants::role`] is what counts.
     #[serde(default)]
     pub admin: bool,
+    /// The participant's role in the meeting (absent: host with `admin`, else participant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 impl Default for Grants {
@@ -38,7 +42,40 @@ impl Default for Grants {
             publish: true,
             subscribe: true,
             admin: false,
+            role: None,
         }
+    }
+}
+
+impl Grants {
+    /// The role these grants give: `role` when set, else host with `admin`, else participant.
+    pub fn role(&self) -> Role {
+        self.role.unwrap_or(if self.admin {
+            Role::Host
+        } else {
+            Role::Participant
+        })
+    }
+}
+
+/// What a participant may do in a meeting, most first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Moderates, changes roles, ends the meeting for all.
+    Host,
+    /// Moderates (mute, remove, lock, lower hands) but changes no roles and ends nothing.
+    Cohost,
+    /// Takes part.
+    Participant,
+    /// Takes part without an account; never promoted.
+    Guest,
+}
+
+impl Role {
+    /// Whether the role moderates (host or co-host).
+    pub fn moderates(self) -> bool {
+        matches!(self, Role::Host | Role::Cohost)
     }
 }
 
@@ -331,6 +368,30 @@ mod tests {
         let got = verifier.verify(&token, "demo").expect("valid");
         assert_eq!(got.sub, "alice");
         assert!(got.grants.publish && got.grants.subscribe);
+    }
+
+    #[test]
+    fn the_role_travels_in_the_token_and_older_tokens_get_one_from_admin() {
+        let (issuer, verifier) = setup();
+        let mut cohost = claims("demo", Duration::from_secs(60));
+        cohost.grants.role = Some(Role::Cohost);
+        let token = issuer.issue(&cohost).expect("sign");
+        let got = verifier.verify(&token, "demo").expect("valid");
+        assert_eq!(got.grants.role(), Role::Cohost);
+        assert!(got.grants.role().moderates());
+        let old: Grants = serde_json::from_str(r#"{"publish":true,"subscribe":true,"admin":true}"#)
+            .expect("json");
+        assert_eq!(old.role(), Role::Host);
+        let plain: Grants =
+            serde_json::from_str(r#"{"publish":true,"subscribe":true}"#).expect("json");
+        assert_eq!(plain.role(), Role::Participant);
+        assert!(!Role::Guest.moderates() && Role::Host < Role::Guest);
+        let guest = serde_json::to_string(&Grants {
+            role: Some(Role::Guest),
+            ..Grants::default()
+        })
+        .expect("json");
+        assert!(guest.contains(r#""role":"guest""#), "{guest}");
     }
 
     #[test]

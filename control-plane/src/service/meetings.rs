@@ -7,7 +7,7 @@ use base64::Engine;
 use tonic::{Request, Response, Status};
 use videocall_control_api::v1::meeting_service_server::MeetingService;
 use videocall_control_api::v1::*;
-use videocall_token::{Claims, E2eeCredential, Grants};
+use videocall_token::{Claims, E2eeCredential, Grants, Role};
 
 use super::{key_status, peer_key, store_status, ControlPlane};
 use crate::auth::{authenticate, hash_password, random_hex, require, verify_password, Principal};
@@ -529,10 +529,18 @@ impl MeetingService for MeetingApi {
             self.0.metrics.placed(decision);
         }
         let (meeting, relay) = placed.map_err(store_status)?;
+        // The owner and admins host; a guest is always one (hosts named per meeting come
+        // with the meeting's own host list).
+        let role = match (&caller, privileged) {
+            (_, true) => Role::Host,
+            (None, false) => Role::Guest,
+            (Some(_), false) => Role::Participant,
+        };
         let grants = Grants {
             publish: !req.receive_only,
             subscribe: true,
             admin: privileged,
+            role: Some(role),
         };
         let mut claims = Claims::new(
             &identity,

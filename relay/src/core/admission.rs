@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::clock::Now;
 use super::meeting::Capacity;
+use super::moderation::role_to_wire;
 use super::participant::Participant;
 use super::relay::Relay;
 use super::session::{update_demand, Session};
@@ -58,6 +59,7 @@ pub fn admit(
             "this meeting has ended; ask for a new join grant",
         ));
     }
+    relay.rules_admit(&join.meeting_id, &claims.sub, claims.grants.role())?;
     if !claims.grants.publish && !claims.grants.subscribe {
         return Err(Refusal::new(
             ErrorCode::Forbidden,
@@ -107,6 +109,8 @@ pub fn admit(
             heartbeat_interval_ms: relay.config.timing.heartbeat_interval_ms as u32,
             relay_id: relay.config.relay_id.clone(),
             handshake_head: meeting.handshake_head(),
+            role: role_to_wire(me.role()) as i32,
+            locked: relay.is_locked(&join.meeting_id),
         })
     };
     let admitted = relay

@@ -10,10 +10,12 @@ mod bandwidth;
 mod budget;
 mod clock;
 mod handshake;
+mod host;
 mod join_budget;
 mod layers;
 mod meeting;
 mod mesh;
+mod moderation;
 mod participant;
 mod relay;
 mod remote;
@@ -35,6 +37,7 @@ pub use handshake::{
     deliver as deliver_handshake, kind_label as handshake_kind_label, refused as handshake_refused,
 };
 pub use mesh::{HandshakeOrdering, Mesh, NoMesh};
+pub use moderation::ACTION_LABELS as HOST_ACTION_LABELS;
 pub use participant::Participant;
 pub use relay::Relay;
 pub use remote::{on_event as on_mesh_event, on_media as on_mesh_media, tick as mesh_tick};

@@ -1,12 +1,13 @@
 //! A participant: identity, mutable state, announced tracks and the [`Outlet`] that reaches it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
 use super::layers::View;
+use super::moderation::{role_from_wire, role_to_wire, Muted};
 use super::sink::Outlet;
 use super::sync::{lock, read, write};
 use super::track::PublishedTrack;
@@ -15,15 +16,36 @@ use crate::reason::CloseReason;
 use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
 use videocall_protocol::mesh::RemoteParticipant;
-use videocall_protocol::wire::{self, envelope::Body, ErrorCode, LeaveReason};
-use videocall_token::Grants;
+use videocall_protocol::wire::{self, envelope::Body, ErrorCode, LeaveReason, MediaKind};
+use videocall_token::{Grants, Role};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct MutableState {
     display_name: String,
     audio_muted: bool,
     video_muted: bool,
     speaking: bool,
+    role: Role,
+    /// When its hand went up (Unix ms); 0: down.
+    hand_raised_at_ms: i64,
+    /// A host turned it off and does not let it turn it on again.
+    audio_locked: bool,
+    video_locked: bool,
+}
+
+impl MutableState {
+    fn new(display_name: String, role: Role) -> Self {
+        MutableState {
+            display_name,
+            audio_muted: false,
+            video_muted: false,
+            speaking: false,
+            role,
+            hand_raised_at_ms: 0,
+            audio_locked: false,
+            video_locked: false,
+        }
+    }
 }
 
 /// One person (or device) in a meeting, as the relay sees it.
@@ -51,7 +73,14 @@ pub struct Participant {
     outlet: Box<dyn Outlet>,
     close_reason: Mutex<Option<CloseReason>>,
     last_heard_ms: AtomicU64,
+    /// What a host turned off and it has not turned on again ([`HELD_AUDIO`], [`HELD_VIDEO`]):
+    /// the relay forwards none of it. Read for every packet, so outside the state's lock;
+    /// written under it. A remote participant's own relay holds its media back.
+    held: AtomicU8,
 }
+
+const HELD_AUDIO: u8 = 1;
+const HELD_VIDEO: u8 = 2;
 
 /// Views a subscriber may hold at once (tracks it said how it shows).
 pub const MAX_VIEWS: usize = 1024;
@@ -66,6 +95,32 @@ pub struct StateChange {
     pub speaking: bool,
     /// New display name, if one was given.
     pub display_name: Option<String>,
+    /// The hand raised (true) or lowered (false), if it said; with the time now (Unix ms).
+    pub hand_raised: Option<(bool, i64)>,
+}
+
+/// What [`Participant::apply`] did not take: a microphone or camera turned on that a host
+/// turned off and does not let it turn on (it stays off).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// The microphone stays off.
+    pub audio: bool,
+    /// The camera stays off.
+    pub video: bool,
+}
+
+/// The state another relay describes its participant in.
+fn described_state(described: &wire::Participant) -> MutableState {
+    MutableState {
+        display_name: described.display_name.clone(),
+        audio_muted: described.audio_muted,
+        video_muted: described.video_muted,
+        speaking: described.speaking,
+        role: role_from_wire(described.role).unwrap_or(Role::Participant),
+        hand_raised_at_ms: described.hand_raised_at_ms,
+        audio_locked: described.audio_locked,
+        video_locked: described.video_locked,
+    }
 }
 
 impl Participant {
@@ -86,15 +141,13 @@ impl Participant {
             transport,
             joined_at_unix_ms: unix_ms,
             home: None,
-            state: Mutex::new(MutableState {
-                display_name: claims.name.clone(),
-                ..Default::default()
-            }),
+            state: Mutex::new(MutableState::new(claims.name.clone(), claims.grants.role())),
             tracks: RwLock::new(HashMap::new()),
             views: Mutex::new(HashMap::new()),
             outlet,
             close_reason: Mutex::new(None),
             last_heard_ms: AtomicU64::new(now_ms),
+            held: AtomicU8::new(0),
         }
     }
 
@@ -113,23 +166,19 @@ impl Participant {
             grants: Grants {
                 publish: described.can_publish,
                 subscribe: remote.subscribes,
-                admin: false,
+                ..Grants::default()
             },
             e2ee: false,
             transport: TransportKind::Mesh,
             joined_at_unix_ms: remote.joined_at_unix_ms,
             home: Some(home.to_owned()),
-            state: Mutex::new(MutableState {
-                display_name: described.display_name.clone(),
-                audio_muted: described.audio_muted,
-                video_muted: described.video_muted,
-                speaking: described.speaking,
-            }),
+            state: Mutex::new(described_state(described)),
             tracks: RwLock::new(HashMap::new()),
             views: Mutex::new(HashMap::new()),
             outlet,
             close_reason: Mutex::new(None),
             last_heard_ms: AtomicU64::new(now_ms),
+            held: AtomicU8::new(0),
         })
     }
 
@@ -171,11 +220,7 @@ impl Participant {
 
     /// Takes the state another relay reported for its participant.
     pub fn apply_described(&self, described: &wire::Participant) {
-        let mut state = lock(&self.state);
-        state.display_name = described.display_name.clone();
-        state.audio_muted = described.audio_muted;
-        state.video_muted = described.video_muted;
-        state.speaking = described.speaking;
+        *lock(&self.state) = described_state(described);
     }
 
     /// The wire description others see; tracks in id order.
@@ -192,7 +237,62 @@ impl Participant {
             speaking: state.speaking,
             tracks,
             can_publish: self.grants.publish,
+            role: role_to_wire(state.role) as i32,
+            hand_raised_at_ms: state.hand_raised_at_ms,
+            audio_locked: state.audio_locked,
+            video_locked: state.video_locked,
         }
+    }
+
+    /// Its role now.
+    pub fn role(&self) -> Role {
+        lock(&self.state).role
+    }
+
+    /// A host gave it `role`.
+    pub fn set_role(&self, role: Role) {
+        lock(&self.state).role = role;
+    }
+
+    /// A host lowered its hand.
+    pub fn lower_hand(&self) {
+        lock(&self.state).hand_raised_at_ms = 0;
+    }
+
+    /// A host turned `what` off; with `locked` it may not turn it on again itself.
+    pub fn host_mute(&self, what: Muted, locked: bool) {
+        let mut state = lock(&self.state);
+        match what {
+            Muted::Audio => {
+                state.audio_muted = true;
+                state.audio_locked |= locked;
+                self.held.fetch_or(HELD_AUDIO, Ordering::Relaxed);
+            }
+            Muted::Video => {
+                state.video_muted = true;
+                state.video_locked |= locked;
+                self.held.fetch_or(HELD_VIDEO, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A host lets it turn `what` on again (and asks it to).
+    pub fn allow_unmute(&self, what: Muted) {
+        let mut state = lock(&self.state);
+        match what {
+            Muted::Audio => state.audio_locked = false,
+            Muted::Video => state.video_locked = false,
+        }
+    }
+
+    /// Whether a host holds its media of `kind` back (turned off, not on again since).
+    pub fn held_by_host(&self, kind: MediaKind) -> bool {
+        let bit = match kind {
+            MediaKind::Audio => HELD_AUDIO,
+            MediaKind::Video | MediaKind::Screen => HELD_VIDEO,
+            MediaKind::Unspecified => 0,
+        };
+        self.held.load(Ordering::Relaxed) & bit != 0
     }
 
     /// The name shown to others now.
@@ -200,15 +300,32 @@ impl Participant {
         lock(&self.state).display_name.clone()
     }
 
-    /// Applies mute flags, speaking and the display name.
-    pub fn apply(&self, change: StateChange) {
+    /// Applies mute flags, speaking, the hand and the display name; a microphone or camera
+    /// a host turned off and locked stays off (returned). Turning one on that a host turned
+    /// off (unlocked) ends the hold.
+    pub fn apply(&self, change: StateChange) -> Refused {
         let mut state = lock(&self.state);
-        state.audio_muted = change.audio_muted;
-        state.video_muted = change.video_muted;
+        let refused = Refused {
+            audio: state.audio_locked && !change.audio_muted,
+            video: state.video_locked && !change.video_muted,
+        };
+        state.audio_muted = change.audio_muted || refused.audio;
+        state.video_muted = change.video_muted || refused.video;
+        let on = (if state.audio_muted { 0 } else { HELD_AUDIO })
+            | (if state.video_muted { 0 } else { HELD_VIDEO });
+        self.held.fetch_and(!on, Ordering::Relaxed);
         state.speaking = change.speaking;
         if let Some(name) = change.display_name {
             state.display_name = name;
         }
+        match change.hand_raised {
+            Some((true, now_ms)) if state.hand_raised_at_ms == 0 => {
+                state.hand_raised_at_ms = now_ms.max(1)
+            }
+            Some((false, _)) => state.hand_raised_at_ms = 0,
+            _ => {}
+        }
+        refused
     }
 
     /// Sends one message; a participant whose control queue is full is disconnected.

@@ -13,17 +13,18 @@ use super::clock::Now;
 use super::join_budget::{ClientBudgets, JoinBudget};
 use super::meeting::Meetings;
 use super::mesh::Mesh;
+use super::moderation::Rules;
 use super::sync::lock;
 use crate::client_address::ClientKey;
 use crate::config::RelayConfig;
 use crate::ids::ParticipantId;
 use crate::metrics::Metrics;
-use crate::reason::CloseReason;
+use crate::reason::{CloseReason, Refusal};
 use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
-use videocall_protocol::mesh::{mesh_event, Ended};
+use videocall_protocol::mesh::{mesh_event, Ended, MeetingRules};
 use videocall_protocol::wire::{envelope::Body, Draining, ErrorCode, LeaveReason};
-use videocall_token::TokenVerifier;
+use videocall_token::{Role, TokenVerifier};
 
 /// One relay's meetings and policies.
 pub struct Relay {
@@ -40,8 +41,11 @@ pub struct Relay {
     draining: AtomicBool,
     /// Meeting id -> when it ended (Unix seconds), from the control plane.
     ended: Mutex<HashMap<String, u64>>,
-    /// Meeting id -> when it ended, from another relay, until the control plane lists it.
+    /// Meeting id -> when it ended, from another relay or a host, until the control plane
+    /// lists it.
     ended_by_mesh: Mutex<HashMap<String, u64>>,
+    /// Meeting id -> who may join it, as its hosts decided (a lock, bans).
+    rules: Mutex<HashMap<String, Rules>>,
     join_budget: Mutex<JoinBudget>,
     /// Joins per identity (token subject).
     identity_budgets: Mutex<ClientBudgets<String>>,
@@ -77,6 +81,7 @@ impl Relay {
             verifier: ArcSwap::from_pointee(verifier),
             ended: Mutex::new(HashMap::new()),
             ended_by_mesh: Mutex::new(HashMap::new()),
+            rules: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             join_budget: Mutex::new(JoinBudget::new(
                 config.limits.join_rate_per_sec,
@@ -143,10 +148,53 @@ impl Relay {
             .is_some_and(|at| issued_at <= at)
     }
 
+    /// Whether `user` with `role` may join `meeting` by its hosts' rules (a lock, bans).
+    pub fn rules_admit(&self, meeting: &str, user: &str, role: Role) -> Result<(), Refusal> {
+        match lock(&self.rules).get(meeting) {
+            Some(rules) => rules.admits(user, role),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a host locked `meeting`.
+    pub fn is_locked(&self, meeting: &str) -> bool {
+        lock(&self.rules).get(meeting).is_some_and(Rules::locked)
+    }
+
+    /// Changes `meeting`'s rules.
+    pub fn change_rules<T>(&self, meeting: &str, change: impl FnOnce(&mut Rules) -> T) -> T {
+        let mut all = lock(&self.rules);
+        let rules = all.entry(meeting.to_owned()).or_default();
+        let result = change(rules);
+        if rules.is_default() {
+            all.remove(meeting);
+        }
+        result
+    }
+
+    /// `meeting`'s rules as the other relays get them.
+    pub fn rules_of(&self, meeting: &str) -> MeetingRules {
+        lock(&self.rules)
+            .get(meeting)
+            .map(Rules::to_wire)
+            .unwrap_or_default()
+    }
+
+    /// A host ended `meeting` for all at `ended_at` (Unix seconds): its participants here are
+    /// disconnected and tokens issued before refused, as when another relay says it ended.
+    pub fn end_by_host(&self, meeting: &str, ended_at: u64) -> usize {
+        self.end_meeting_from_mesh(meeting, ended_at)
+    }
+
     /// Records the meetings the control plane says have ended (replacing the last list)
     /// and disconnects everyone still in them; the other relays of such a meeting are told
     /// at once. Returns how many were disconnected.
     pub fn end_meetings(&self, ended: HashMap<String, u64>) -> usize {
+        // Recorded before anyone is disconnected: a participant who sees its session end and
+        // joins again at once with its old grant must find the meeting ended.
+        // Meetings another relay said have ended stay ended until the control plane lists them.
+        lock(&self.ended_by_mesh).retain(|id, _| !ended.contains_key(id));
+        *lock(&self.ended) = ended.clone();
         let mut closed = 0;
         for (id, &ended_at) in &ended {
             let here = self.end_here(id);
@@ -156,9 +204,6 @@ impl Relay {
             }
             closed += here;
         }
-        // Meetings another relay said have ended stay ended until the control plane lists them.
-        lock(&self.ended_by_mesh).retain(|id, _| !ended.contains_key(id));
-        *lock(&self.ended) = ended;
         closed
     }
 

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 
 use super::clock::Now;
+use super::host;
 use super::meeting::Meeting;
 use super::participant::Participant;
 use super::relay::Relay;
@@ -87,6 +88,12 @@ pub fn on_event(relay: &Relay, meeting_id: &str, event: MeshEvent, now: Now) {
                 ));
             }
         }
+        MeshBody::Moderate(moderate) => {
+            // The host's relay checked its role.
+            if let Some(action) = moderate.action.and_then(|a| a.action) {
+                host::act(relay, &meeting, moderate.by_participant_id, &action, now);
+            }
+        }
         MeshBody::Ended(ended) => {
             let closed = relay.end_meeting_from_mesh(meeting_id, ended.ended_at);
             tracing::info!(meeting = %meeting_id, by_relay = %origin, closed, "meeting ended");
@@ -97,11 +104,19 @@ pub fn on_event(relay: &Relay, meeting_id: &str, event: MeshEvent, now: Now) {
                 .iter()
                 .map(|p| p.describe_for_mesh())
                 .collect();
-            meeting
-                .mesh()
-                .publish(&meeting.id, MeshBody::Roster(Roster { participants }));
+            let rules = Some(relay.rules_of(&meeting.id));
+            meeting.mesh().publish(
+                &meeting.id,
+                MeshBody::Roster(Roster {
+                    participants,
+                    rules,
+                }),
+            );
         }
         MeshBody::Roster(roster) => {
+            if let Some(rules) = &roster.rules {
+                relay.change_rules(&meeting.id, |known| known.merge(rules));
+            }
             let listed: Vec<ParticipantId> = roster
                 .participants
                 .iter()

@@ -201,7 +201,10 @@ pub enum Said {
     },
     /// Leave.
     Leave,
-    /// Remove a participant (an admin's).
+    /// Remove a participant (an admin's); with a participant byte from 128 up, a host action
+    /// instead: bits 4–6 pick it (mute, mute all, remove and ban, lock, end, set role,
+    /// lower hand, ask to unmute), bits 0–3 its participant (as for keyframe requests), an
+    /// odd-length reason its flag (disallow unmuting, ban, locked, video, co-host).
     Remove {
         /// Whom.
         participant: u8,
@@ -350,6 +353,7 @@ impl Tokens {
                     publish: grants & 1 != 0,
                     subscribe: grants & 2 != 0,
                     admin: grants & 4 != 0,
+                    role: None,
                 };
                 // Valid for as long as a fuzzing campaign could run.
                 let ttl = Duration::from_secs(30 * 24 * 3600);
@@ -563,6 +567,53 @@ impl Script {
 
     /// A participant id as another relay would name it: one of its own (even `n`) or, to
     /// try confusion, one of this relay's (odd `n`).
+    /// The host action a `Remove` with a participant byte from 128 up stands for.
+    fn host_action(&self, byte: u8, reason: &str) -> wire::HostAction {
+        use wire::host_action::Action;
+        let target = self.participant_id(byte & 15);
+        let flag = reason.len() % 2 == 1;
+        let kind = if flag {
+            wire::MediaKind::Video
+        } else {
+            wire::MediaKind::Audio
+        } as i32;
+        let action = match (byte >> 4) & 7 {
+            0 => Action::Mute(wire::MuteParticipant {
+                participant_id: target,
+                kind,
+                disallow_unmute: flag,
+            }),
+            1 => Action::MuteAll(wire::MuteAll {
+                disallow_unmute: flag,
+            }),
+            2 => Action::Remove(wire::RemoveParticipant {
+                participant_id: target,
+                reason: reason.to_owned(),
+                ban: flag,
+            }),
+            3 => Action::Lock(wire::LockMeeting { locked: flag }),
+            4 => Action::End(wire::EndForAll {}),
+            5 => Action::SetRole(wire::SetRole {
+                participant_id: target,
+                role: if flag {
+                    wire::Role::Cohost
+                } else {
+                    wire::Role::Host
+                } as i32,
+            }),
+            6 => Action::LowerHand(wire::LowerHand {
+                participant_id: target,
+            }),
+            _ => Action::AskToUnmute(wire::AskToUnmute {
+                participant_id: target,
+                kind,
+            }),
+        };
+        wire::HostAction {
+            action: Some(action),
+        }
+    }
+
     fn participant_id(&self, n: u8) -> u64 {
         if n.is_multiple_of(2) || self.open.is_empty() {
             REMOTE_ID_BASE + u64::from(n % 8)
@@ -766,6 +817,7 @@ impl Script {
                 tracks: tracks(&list),
                 display_name,
                 announce_tracks,
+                hand_raised: None,
             }),
             Said::Media {
                 track,
@@ -817,9 +869,14 @@ impl Script {
             Said::Remove {
                 participant,
                 reason,
+            } if participant >= 128 => Body::HostAction(self.host_action(participant, &reason)),
+            Said::Remove {
+                participant,
+                reason,
             } => Body::RemoveParticipant(wire::RemoveParticipant {
                 participant_id: self.participant_id(participant),
                 reason,
+                ban: false,
             }),
             Said::Join => Body::Join(wire::Join::default()),
             Said::RelayOnly(n) => match n % 4 {
@@ -894,6 +951,7 @@ impl Script {
                     .iter()
                     .map(|&n| self.remote_participant(n, &[(1, 1), (2, 2)], true))
                     .collect(),
+                rules: None,
             }),
             Heard::Presence(ids) => B::Presence(mesh::Presence {
                 participant_ids: ids.iter().map(|&n| self.participant_id(n)).collect(),

@@ -13,9 +13,11 @@ use super::clock::Now;
 use super::handshake::{
     self, COMMIT_BURST, COMMIT_RATE_PER_SEC, HANDSHAKE_BURST, HANDSHAKE_RATE_PER_SEC,
 };
+use super::host;
 use super::join_budget::JoinBudget;
 use super::meeting::Meeting;
 use super::mesh::MESH_SUBSCRIBER;
+use super::moderation::{self, Party};
 use super::participant::{Participant, StateChange, MAX_VIEWS};
 use super::relay::Relay;
 use super::sync::lock;
@@ -24,11 +26,11 @@ use crate::reason::{CloseReason, DropReason};
 use videocall_protocol::decode_envelope;
 use videocall_protocol::encode_length_prefixed;
 use videocall_protocol::envelope::envelope;
-use videocall_protocol::mesh::{mesh_event, Remove};
+use videocall_protocol::mesh::{mesh_event, Moderate};
 use videocall_protocol::sealed;
 use videocall_protocol::wire::{
-    self, envelope::Body, ErrorCode, LeaveReason, MediaKind, ParticipantLeft, ParticipantUpdated,
-    Track,
+    self, envelope::Body, host_action::Action as HostActionKind, ErrorCode, LeaveReason, MediaKind,
+    ParticipantLeft, Track,
 };
 
 /// Window over which drops are summed into one congestion notice.
@@ -143,7 +145,13 @@ impl Session {
             Body::Pong(_) => {}
             Body::Data(data) => self.on_data(data, now),
             Body::Leave(_) => self.me.close(CloseReason::left()),
-            Body::RemoveParticipant(remove) => self.on_remove(remove),
+            Body::RemoveParticipant(remove) => self.on_host_action(
+                wire::HostAction {
+                    action: Some(HostActionKind::Remove(remove)),
+                },
+                now,
+            ),
+            Body::HostAction(action) => self.on_host_action(action, now),
             Body::Handshake(handshake) => self.on_handshake(handshake, now),
             Body::Join(_) => self.reject(
                 ErrorCode::AlreadyJoined,
@@ -160,6 +168,8 @@ impl Session {
             | Body::HandshakeRefused(_)
             | Body::LayerDemand(_)
             | Body::ActiveSpeakers(_)
+            | Body::MeetingUpdated(_)
+            | Body::HostNotice(_)
             | Body::Draining(_) => self.reject(
                 ErrorCode::UnknownMessage,
                 "that message is sent by the relay, not by clients".into(),
@@ -185,12 +195,24 @@ impl Session {
             }
         }
         let name = update.display_name.trim();
-        self.me.apply(StateChange {
+        let refused = self.me.apply(StateChange {
             audio_muted: update.audio_muted,
             video_muted: update.video_muted,
             speaking: update.speaking,
             display_name: (!name.is_empty()).then(|| name.chars().take(MAX_DISPLAY_NAME).collect()),
+            hand_raised: update.hand_raised.map(|up| (up, now.unix_ms() as i64)),
         });
+        if refused.audio || refused.video {
+            let what = if refused.audio {
+                "microphone"
+            } else {
+                "camera"
+            };
+            self.reject(
+                ErrorCode::Forbidden,
+                format!("a host turned your {what} off and does not let you turn it on; raise your hand to ask"),
+            );
+        }
         if announces {
             lock(&self.ever_announced).extend(update.tracks.iter().map(|t| t.id));
             if let Some(announced) = self.meeting.announce(&self.me, &update.tracks) {
@@ -248,43 +270,35 @@ impl Session {
         handshake::submit(&self.relay, &self.meeting, &self.me, kind, handshake);
     }
 
-    fn on_remove(&self, remove: wire::RemoveParticipant) {
-        if !self.me.grants.admin {
-            self.reject(
-                ErrorCode::Forbidden,
-                "only a meeting admin (token grant `admin`) may remove participants".into(),
-            );
+    /// A host action: carried out here once the sender's role allows it, and by every other
+    /// relay of the meeting when they hear it.
+    fn on_host_action(&self, action: wire::HostAction, now: Now) {
+        let Some(action) = action.action else {
+            self.reject(ErrorCode::Malformed, "a host action names no action".into());
+            return;
+        };
+        let party = |p: &Participant| Party {
+            id: p.id,
+            role: p.role(),
+        };
+        let target = moderation::target_of(&action)
+            .and_then(|id| self.meeting.participant(id))
+            .map(|p| party(&p));
+        if let Err(refusal) = moderation::permit(party(&self.me), &action, target) {
+            self.reject(refusal.code, refusal.message);
             return;
         }
-        let Some(target) = self.meeting.participant(remove.participant_id) else {
-            self.reject(
-                ErrorCode::Malformed,
-                format!("no participant {} in this meeting", remove.participant_id),
-            );
-            return;
-        };
-        tracing::info!(meeting = %self.meeting.id, by = self.me.id, removed = target.id, "participant removed by an admin");
-        let reason = if remove.reason.is_empty() {
-            "removed by a meeting admin".to_owned()
-        } else {
-            remove.reason.chars().take(200).collect()
-        };
-        if target.is_remote() {
-            // Its own relay closes it and tells everyone.
-            self.meeting.mesh().publish(
-                &self.meeting.id,
-                mesh_event::Body::Remove(Remove {
-                    participant_id: target.id,
-                    reason,
+        tracing::info!(meeting = %self.meeting.id, by = self.me.id, action = moderation::action_label(&action), target = ?target.map(|t| t.id), "host action");
+        host::act(&self.relay, &self.meeting, self.me.id, &action, now);
+        self.meeting.mesh().publish(
+            &self.meeting.id,
+            mesh_event::Body::Moderate(Moderate {
+                by_participant_id: self.me.id,
+                action: Some(wire::HostAction {
+                    action: Some(action),
                 }),
-            );
-            return;
-        }
-        target.close(CloseReason::error(
-            LeaveReason::Kicked,
-            ErrorCode::Forbidden,
-            reason,
-        ));
+            }),
+        );
     }
 
     fn on_media(&self, mut media: wire::Media, now: Now) {
@@ -314,6 +328,11 @@ impl Session {
             self.unannounced(media.track_id);
             return;
         };
+        if self.me.held_by_host(track.kind) {
+            // A client that kept sending after a host turned it off (ours stop at once).
+            metrics.drop_packet(DropReason::HeldByHost);
+            return;
+        }
         let counters = metrics.media_in(track.kind);
         counters.packets.inc();
         counters.bytes.inc_by(media.payload.len() as u64);
@@ -564,15 +583,7 @@ impl Session {
     }
 
     fn announce_update(&self) {
-        let described = self.me.describe();
-        let frame =
-            encode_length_prefixed(&envelope(Body::ParticipantUpdated(ParticipantUpdated {
-                participant: Some(described.clone()),
-            })));
-        self.meeting.broadcast(self.me.id, &frame);
-        self.meeting
-            .mesh()
-            .publish(&self.meeting.id, mesh_event::Body::Updated(described));
+        host::announce_update(&self.meeting, &self.me);
     }
 
     /// Heartbeat: pings the participant, or ends the session if it has been silent too long.

@@ -189,9 +189,10 @@ pub fn relay_failure(code: ErrorCode, message: &str) -> (Failure, bool) {
     let message = message.to_owned();
     match code {
         ErrorCode::MeetingFull => (Failure::MeetingFull, false),
-        ErrorCode::Forbidden | ErrorCode::TokenInvalid | ErrorCode::TokenWrongMeeting => {
-            (Failure::NotAllowed(message), false)
-        }
+        ErrorCode::Forbidden
+        | ErrorCode::TokenInvalid
+        | ErrorCode::TokenWrongMeeting
+        | ErrorCode::MeetingLocked => (Failure::NotAllowed(message), false),
         ErrorCode::MeetingEnded => (Failure::Expired(message), false),
         // Rejoining would take the place back from the newer session, which would do the same.
         ErrorCode::Replaced => (Failure::Replaced, false),

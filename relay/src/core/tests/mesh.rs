@@ -285,6 +285,7 @@ fn only_remote_subscribers_draw_media_across() {
                 publish: true,
                 subscribe: false,
                 admin: false,
+                role: None,
             },
         )
         .expect("admitted");
@@ -363,6 +364,7 @@ fn chat_removal_and_the_meetings_end_cross_relays() {
                 publish: true,
                 subscribe: true,
                 admin: true,
+                role: None,
             },
         )
         .expect("admitted");
@@ -418,6 +420,7 @@ fn chat_removal_and_the_meetings_end_cross_relays() {
         Body::RemoveParticipant(wire::RemoveParticipant {
             participant_id: bob.id(),
             reason: "off topic".into(),
+            ban: false,
         }),
         a.world.start,
     );
@@ -851,4 +854,100 @@ fn the_bus_carries_only_the_layers_another_relays_subscribers_get() {
     pump(&[&a, &b, &c]);
     frames(&alice, 9, false, now);
     assert_eq!(layers_on_wire(&a), vec![2]);
+}
+
+#[test]
+fn a_host_on_one_relay_mutes_locks_and_bans_across_the_meeting() {
+    use videocall_protocol::wire::{
+        host_action::Action, HostAction, LockMeeting, MuteAll, MuteParticipant, RemoveParticipant,
+    };
+    let a = Node::new("a", 1);
+    let b = Node::new("b", 2);
+    let host = a
+        .world
+        .try_join(
+            "host",
+            "m",
+            Grants {
+                role: Some(videocall_token::Role::Host),
+                ..Grants::default()
+            },
+        )
+        .expect("host");
+    pump(&[&a, &b]);
+    let bob = b.join("bob");
+    let carol = b.join("carol");
+    pump(&[&a, &b]);
+    bob.announce(&[(2, MediaKind::Audio)], b.world.start);
+    pump(&[&a, &b]);
+    let act = |action: Action| {
+        host.send(
+            Body::HostAction(HostAction {
+                action: Some(action),
+            }),
+            a.world.start,
+        );
+        pump(&[&a, &b]);
+    };
+
+    // Bob's microphone, muted from A, is held back at B: neither carol (on B) nor the host
+    // (on A) hears it.
+    act(Action::Mute(MuteParticipant {
+        participant_id: bob.id(),
+        kind: MediaKind::Audio as i32,
+        disallow_unmute: true,
+    }));
+    assert!(bob.session.me.held_by_host(MediaKind::Audio));
+    assert!(bob
+        .inbox
+        .take()
+        .iter()
+        .any(|m| matches!(m, Body::HostNotice(n) if n.by_participant_id == host.id())));
+    host.inbox.take_media();
+    carol.inbox.take_media();
+    bob.media(2, MediaKind::Audio, 1, false, b.world.start);
+    assert_eq!(pump(&[&a, &b]), 0, "nothing crosses the bus");
+    assert!(carol.inbox.take_media().is_empty());
+    assert!(host.inbox.take_media().is_empty());
+    // The host sees it muted and locked (B said so over the bus).
+    let seen = host.inbox.take();
+    assert!(
+        seen.iter().any(|m| matches!(m, Body::ParticipantUpdated(u)
+            if u.participant.as_ref().is_some_and(|p| p.id == bob.id() && p.audio_muted && p.audio_locked))),
+        "{seen:?}"
+    );
+
+    // Mute all reaches B's participants.
+    act(Action::MuteAll(MuteAll {
+        disallow_unmute: false,
+    }));
+    assert!(carol.session.me.held_by_host(MediaKind::Audio));
+
+    // A lock made on A keeps newcomers out of B too; a relay new to the meeting learns it.
+    act(Action::Lock(LockMeeting { locked: true }));
+    let refused = b
+        .world
+        .try_join("mallory", "m", Grants::default())
+        .err()
+        .expect("locked");
+    assert_eq!(refused.code, wire::ErrorCode::MeetingLocked);
+    let c = Node::new("c", 3);
+    let dave = c.join("dave");
+    pump(&[&a, &b, &c]);
+    assert!(c.world.relay.is_locked("m"), "the roster brought the rules");
+    drop(dave);
+
+    // A ban on A holds on B.
+    act(Action::Remove(RemoveParticipant {
+        participant_id: carol.id(),
+        reason: String::new(),
+        ban: true,
+    }));
+    assert_eq!(carol.session.finish().leave, LeaveReason::Kicked);
+    let refused = b
+        .world
+        .try_join("carol", "m", Grants::default())
+        .err()
+        .expect("banned");
+    assert_eq!(refused.code, wire::ErrorCode::Forbidden);
 }

@@ -20,6 +20,7 @@ use crate::ids::TransportKind;
 use crate::metrics::Metrics;
 use crate::reason::{DropReason, Refusal};
 
+mod hosts;
 mod layers;
 mod mesh;
 
@@ -530,6 +531,7 @@ fn admission_refuses_with_the_reason_and_admits_no_one() {
         publish: false,
         subscribe: false,
         admin: false,
+        role: None,
     };
     let refused = world.try_join("d", "n", nothing).err().map(|r| r.code);
     assert_eq!(refused, Some(ErrorCode::Forbidden));
@@ -704,6 +706,7 @@ fn a_silent_participant_times_out_and_an_admin_may_remove_others() {
                 publish: true,
                 subscribe: true,
                 admin: true,
+                role: None,
             },
         )
         .expect("host");
@@ -714,6 +717,7 @@ fn a_silent_participant_times_out_and_an_admin_may_remove_others() {
         Body::RemoveParticipant(wire::RemoveParticipant {
             participant_id: quiet.id(),
             reason: String::new(),
+            ban: false,
         }),
         world.start,
     );
@@ -722,6 +726,7 @@ fn a_silent_participant_times_out_and_an_admin_may_remove_others() {
         Body::RemoveParticipant(wire::RemoveParticipant {
             participant_id: guest.id(),
             reason: "be nice".into(),
+            ban: false,
         }),
         world.start,
     );
@@ -773,6 +778,7 @@ fn bad_announcements_are_refused_and_change_nothing() {
                 publish: false,
                 subscribe: true,
                 admin: false,
+                role: None,
             },
         )
         .expect("watcher");

@@ -1,0 +1,142 @@
+//! Host actions carried out on this relay's part of a meeting: a muted microphone or stopped
+//! camera held back here, a removal, a ban, a lock, the end, a new role, a lowered hand. The
+//! relay of the host who acted checked its role (`moderation::permit`) and carries the action
+//! out first; every other relay of the meeting does the same on hearing it over the bus. Each
+//! changes only the participants it hosts, and says so to the meeting (`ParticipantUpdated`,
+//! `MeetingUpdated`) and to whoever was acted on (`HostNotice`).
+
+use super::clock::Now;
+use super::meeting::Meeting;
+use super::moderation::{role_from_wire, Muted};
+use super::participant::Participant;
+use super::relay::Relay;
+use crate::ids::ParticipantId;
+use crate::reason::CloseReason;
+use videocall_protocol::encode_length_prefixed;
+use videocall_protocol::envelope::envelope;
+use videocall_protocol::mesh::mesh_event;
+use videocall_protocol::wire::{
+    envelope::Body, host_action::Action, ErrorCode, HostAction, HostNotice, LeaveReason,
+    MeetingUpdated, ParticipantUpdated,
+};
+
+/// Longest removal reason kept, in characters.
+const MAX_REASON_CHARS: usize = 200;
+
+/// Carries `action`, taken by participant `by`, out on this relay's part of `meeting`.
+pub fn act(relay: &Relay, meeting: &Meeting, by: ParticipantId, action: &Action, now: Now) {
+    relay
+        .metrics
+        .host_action(super::moderation::action_label(action));
+    let local = |id: ParticipantId| meeting.participant(id).filter(|p| !p.is_remote());
+    match action {
+        Action::Mute(mute) => {
+            if let (Some(target), Some(what)) =
+                (local(mute.participant_id), Muted::from_wire(mute.kind))
+            {
+                target.host_mute(what, mute.disallow_unmute);
+                announce_update(meeting, &target);
+                notify(&target, by, action);
+            }
+        }
+        Action::MuteAll(all) => {
+            for target in meeting.local_participants() {
+                if target.id != by && !target.role().moderates() {
+                    target.host_mute(Muted::Audio, all.disallow_unmute);
+                    announce_update(meeting, &target);
+                    notify(&target, by, action);
+                }
+            }
+        }
+        Action::Remove(remove) => {
+            let Some(target) = meeting.participant(remove.participant_id) else {
+                return;
+            };
+            if remove.ban {
+                relay.change_rules(&meeting.id, |rules| rules.ban(&target.user));
+            }
+            if !target.is_remote() {
+                let reason = if remove.reason.trim().is_empty() {
+                    "removed by a host".to_owned()
+                } else {
+                    remove.reason.chars().take(MAX_REASON_CHARS).collect()
+                };
+                tracing::info!(meeting = %meeting.id, by, removed = target.id, ban = remove.ban, "participant removed by a host");
+                target.close(CloseReason::error(
+                    LeaveReason::Kicked,
+                    ErrorCode::Forbidden,
+                    reason,
+                ));
+            }
+        }
+        Action::Lock(lock) => {
+            if lock.locked {
+                let present = meeting
+                    .participants()
+                    .iter()
+                    .map(|p| p.user.clone())
+                    .collect::<Vec<_>>();
+                relay.change_rules(&meeting.id, |rules| rules.lock(present));
+            } else {
+                relay.change_rules(&meeting.id, |rules| rules.unlock());
+            }
+            tracing::info!(meeting = %meeting.id, by, locked = lock.locked, "meeting lock changed by a host");
+            let frame = encode_length_prefixed(&envelope(Body::MeetingUpdated(MeetingUpdated {
+                locked: lock.locked,
+            })));
+            meeting.broadcast(0, &frame);
+        }
+        Action::End(_) => {
+            let closed = relay.end_by_host(&meeting.id, now.unix_ms() / 1000);
+            tracing::info!(meeting = %meeting.id, by, closed, "meeting ended for all by a host");
+        }
+        Action::SetRole(set) => {
+            if let (Some(target), Some(role)) =
+                (local(set.participant_id), role_from_wire(set.role))
+            {
+                target.set_role(role);
+                announce_update(meeting, &target);
+                notify(&target, by, action);
+            }
+        }
+        Action::LowerHand(lower) => {
+            if let Some(target) = local(lower.participant_id) {
+                target.lower_hand();
+                announce_update(meeting, &target);
+                notify(&target, by, action);
+            }
+        }
+        Action::AskToUnmute(ask) => {
+            if let (Some(target), Some(what)) =
+                (local(ask.participant_id), Muted::from_wire(ask.kind))
+            {
+                target.allow_unmute(what);
+                announce_update(meeting, &target);
+                notify(&target, by, action);
+            }
+        }
+    }
+}
+
+/// Tells the meeting (the participants here, and the other relays) that `participant`, hosted
+/// here, changed.
+pub(super) fn announce_update(meeting: &Meeting, participant: &Participant) {
+    let described = participant.describe();
+    let frame = encode_length_prefixed(&envelope(Body::ParticipantUpdated(ParticipantUpdated {
+        participant: Some(described.clone()),
+    })));
+    meeting.broadcast(participant.id, &frame);
+    meeting
+        .mesh()
+        .publish(&meeting.id, mesh_event::Body::Updated(described));
+}
+
+/// Tells `target` what host `by` did to it.
+fn notify(target: &Participant, by: ParticipantId, action: &Action) {
+    target.send(Body::HostNotice(HostNotice {
+        by_participant_id: by,
+        action: Some(HostAction {
+            action: Some(action.clone()),
+        }),
+    }));
+}

@@ -276,6 +276,7 @@ mod tests {
             created_at_ms: 0,
             ended_at_ms: None,
             allowed_users: Vec::new(),
+            hosts: Vec::new(),
         }
     }
 

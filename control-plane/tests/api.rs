@@ -19,6 +19,17 @@ on_both_databases! {
     restart_loses_nothing => restart,
 }
 
+/// The role a join token's claims carry (read without checking the signature: the relay does).
+fn role_in(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    claims["grants"]["role"].as_str().map(str::to_owned)
+}
+
 fn public(id: &str) -> CreateMeetingRequest {
     CreateMeetingRequest {
         id: id.into(),
@@ -401,10 +412,72 @@ async fn authorisation(db: &Database) {
     assert!(guest.identity.starts_with("guest-"), "{}", guest.identity);
     assert_eq!(guest.display_name, "Visitor");
     assert!(!guest.admin);
+    assert_eq!(role_in(&guest.token), Some("guest".into()));
     assert_status(
         api.join(None, "open-door", "").await,
         Code::InvalidArgument,
         "display_name",
+    );
+
+    // Hosts the meeting names: their grants carry the host role; the owner's too; others not.
+    api.create_meeting(
+        &alice,
+        CreateMeetingRequest {
+            hosts: vec!["carol".into(), "carol".into()],
+            ..public("hosted")
+        },
+    )
+    .await;
+    let carols = api.join(Some(&carol), "hosted", "").await.unwrap();
+    assert!(carols.admin);
+    assert_eq!(role_in(&carols.token), Some("host".into()));
+    let owners = api.join(Some(&alice), "hosted", "").await.unwrap();
+    assert_eq!(role_in(&owners.token), Some("host".into()));
+    let bobs = api.join(Some(&bob), "hosted", "").await.unwrap();
+    assert!(!bobs.admin);
+    assert_eq!(role_in(&bobs.token), Some("participant".into()));
+    let hosted = api
+        .meetings()
+        .get_meeting(req(
+            GetMeetingRequest {
+                id: "hosted".into(),
+            },
+            Some(&alice),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hosted.hosts, vec!["carol".to_string()]);
+    // The owner hands hosting to bob.
+    api.meetings()
+        .update_meeting(req(
+            UpdateMeetingRequest {
+                id: "hosted".into(),
+                hosts: Some(videocall_control_api::v1::Hosts {
+                    users: vec!["bob".into()],
+                }),
+                ..Default::default()
+            },
+            Some(&alice),
+        ))
+        .await
+        .expect("update hosts");
+    let bobs = api.join(Some(&bob), "hosted", "").await.unwrap();
+    assert_eq!(role_in(&bobs.token), Some("host".into()));
+    let carols = api.join(Some(&carol), "hosted", "").await.unwrap();
+    assert_eq!(role_in(&carols.token), Some("participant".into()));
+    assert_status(
+        api.meetings()
+            .create_meeting(req(
+                CreateMeetingRequest {
+                    hosts: vec!["no such/name".into()],
+                    ..public("bad-hosts")
+                },
+                Some(&alice),
+            ))
+            .await,
+        Code::InvalidArgument,
+        "hosts[0]",
     );
 
     // Private: the allow-list only.

@@ -446,6 +446,7 @@ async fn ensure_demo_meeting(
                 max_participants: control_plane.config.default_max_participants,
                 e2ee_required: e2ee,
                 allowed_users: Vec::new(),
+                hosts: Vec::new(),
             },
             videocall_control_plane::store::now_ms(),
         )

@@ -127,6 +127,7 @@ fn meeting_to_api(meeting: &MeetingRecord, participants: usize, relay_ids: Vec<S
         owner: meeting.owner.clone(),
         access: access_to_api(meeting.access) as i32,
         allowed_users: meeting.allowed_users.clone(),
+        hosts: meeting.hosts.clone(),
         guests_allowed: meeting.guests_allowed,
         max_participants: meeting.max_participants,
         e2ee_required: meeting.e2ee_required,
@@ -155,6 +156,7 @@ impl MeetingService for MeetingApi {
         validate::text("title", &req.title, validate::MAX_TITLE, false)?;
         let access = access_from_api(req.access, "access")?;
         let allowed = allowed_users("allowed_users", &req.allowed_users)?;
+        let hosts = allowed_users("hosts", &req.hosts)?;
         let password_hash = if access == store::Access::Password {
             validate::password("password", &req.password)?;
             Some(req.password)
@@ -185,6 +187,7 @@ impl MeetingService for MeetingApi {
             max_participants,
             e2ee_required: req.e2ee_required,
             allowed_users: allowed,
+            hosts,
         };
         let created = self
             .0
@@ -321,6 +324,11 @@ impl MeetingService for MeetingApi {
             .as_ref()
             .map(|list| allowed_users("allowed_users", &list.users))
             .transpose()?;
+        let hosts = req
+            .hosts
+            .as_ref()
+            .map(|list| allowed_users("hosts", &list.users))
+            .transpose()?;
         if let Some(password) = &req.password {
             validate::password("password", password)?;
         }
@@ -351,6 +359,7 @@ impl MeetingService for MeetingApi {
             title: req.title.map(|t| t.trim().to_owned()),
             access,
             allowed_users: allowed,
+            hosts,
             password_hash,
             guests_allowed: req.guests_allowed,
             max_participants,
@@ -529,17 +538,29 @@ impl MeetingService for MeetingApi {
             self.0.metrics.placed(decision);
         }
         let (meeting, relay) = placed.map_err(store_status)?;
-        // The owner and admins host; a guest is always one (hosts named per meeting come
-        // with the meeting's own host list).
-        let role = match (&caller, privileged) {
-            (_, true) => Role::Host,
-            (None, false) => Role::Guest,
-            (Some(_), false) => Role::Participant,
+        // The owner, admins and the users the meeting names host; a guest is always one.
+        let role = match &caller {
+            _ if privileged => Role::Host,
+            None => Role::Guest,
+            Some(c) => {
+                let named = c.is_person()
+                    && self
+                        .0
+                        .store
+                        .is_host(&meeting.id, &c.name)
+                        .await
+                        .map_err(store_status)?;
+                if named {
+                    Role::Host
+                } else {
+                    Role::Participant
+                }
+            }
         };
         let grants = Grants {
             publish: !req.receive_only,
             subscribe: true,
-            admin: privileged,
+            admin: role == Role::Host,
             role: Some(role),
         };
         let mut claims = Claims::new(

@@ -63,6 +63,8 @@ pub struct MeetingRecord {
     pub ended_at_ms: Option<i64>,
     /// Private meetings: who may join.
     pub allowed_users: Vec<String>,
+    /// Users the meeting names as hosts besides its owner.
+    pub hosts: Vec<String>,
 }
 
 /// A meeting to create.
@@ -86,6 +88,8 @@ pub struct NewMeeting {
     pub e2ee_required: bool,
     /// Allow-list.
     pub allowed_users: Vec<String>,
+    /// Hosts besides the owner.
+    pub hosts: Vec<String>,
 }
 
 /// Changes to a meeting; `None` keeps a field.
@@ -97,6 +101,8 @@ pub struct MeetingUpdate {
     pub access: Option<Access>,
     /// New allow-list.
     pub allowed_users: Option<Vec<String>>,
+    /// New list of hosts besides the owner.
+    pub hosts: Option<Vec<String>>,
     /// New password hash.
     pub password_hash: Option<String>,
     /// Guests allowed.
@@ -154,6 +160,7 @@ fn meeting_from(row: &AnyRow) -> Result<MeetingRecord, sqlx::Error> {
         created_at_ms: get(row, "created_at_ms")?,
         ended_at_ms: get(row, "ended_at_ms")?,
         allowed_users: Vec::new(),
+        hosts: Vec::new(),
     })
 }
 
@@ -200,6 +207,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        for user in &meeting.hosts {
+            sqlx::query("INSERT INTO meeting_hosts (meeting_id, username) VALUES ($1, $2)")
+                .bind(&meeting.id)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         self.meeting(&meeting.id)
             .await?
@@ -232,7 +246,34 @@ impl Store {
         if always_allow_list || meeting.access == Access::Private {
             meeting.allowed_users = self.allowed_users(id).await?;
         }
+        if always_allow_list {
+            meeting.hosts = self.hosts(id).await?;
+        }
         Ok(Some(meeting))
+    }
+
+    async fn hosts(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT username FROM meeting_hosts WHERE meeting_id = $1 ORDER BY username",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| get(row, "username").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Whether meeting `id` names `username` as a host (besides its owner).
+    pub async fn is_host(&self, id: &str, username: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT username FROM meeting_hosts WHERE meeting_id = $1 AND username = $2",
+        )
+        .bind(id)
+        .bind(username)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
     }
 
     async fn allowed_users(&self, id: &str) -> Result<Vec<String>, StoreError> {
@@ -296,6 +337,7 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         for meeting in &mut meetings {
             meeting.allowed_users = self.allowed_users(&meeting.id).await?;
+            meeting.hosts = self.hosts(&meeting.id).await?;
         }
         Ok(meetings)
     }
@@ -339,6 +381,19 @@ impl Store {
                 .bind(user)
                 .execute(&mut *tx)
                 .await?;
+            }
+        }
+        if let Some(hosts) = &update.hosts {
+            sqlx::query("DELETE FROM meeting_hosts WHERE meeting_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            for user in hosts {
+                sqlx::query("INSERT INTO meeting_hosts (meeting_id, username) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;

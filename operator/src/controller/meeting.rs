@@ -39,6 +39,11 @@ pub fn spec_problem(meeting: &Meeting) -> Option<String> {
             return Some(format!("allowedUsers: {user:?} is not a valid user name"));
         }
     }
+    for user in &spec.hosts {
+        if videocall_protocol::ids::validate_user(user).is_err() {
+            return Some(format!("hosts: {user:?} is not a valid user name"));
+        }
+    }
     if spec.access == MeetingAccess::Private && spec.guests_allowed {
         return Some("a Private meeting cannot admit guests".into());
     }
@@ -305,6 +310,7 @@ pub fn create_request(meeting: &Meeting, id: &str) -> api::CreateMeetingRequest 
         title: spec.title.clone(),
         access: access(meeting) as i32,
         allowed_users: spec.allowed_users.clone(),
+        hosts: spec.hosts.clone(),
         password: String::new(),
         guests_allowed: spec.guests_allowed,
         max_participants: u32::try_from(spec.max_participants).unwrap_or(1),
@@ -322,6 +328,9 @@ pub fn update_request(meeting: &Meeting, id: &str) -> api::UpdateMeetingRequest 
         allowed_users: Some(api::AllowedUsers {
             users: spec.allowed_users.clone(),
         }),
+        hosts: Some(api::Hosts {
+            users: spec.hosts.clone(),
+        }),
         password: None,
         guests_allowed: Some(spec.guests_allowed),
         max_participants: Some(u32::try_from(spec.max_participants).unwrap_or(1)),
@@ -338,9 +347,17 @@ pub fn differs(existing: &api::Meeting, wanted: &api::UpdateMeetingRequest) -> b
         .unwrap_or_default();
     allowed.sort();
     allowed.dedup();
+    let mut hosts = wanted
+        .hosts
+        .as_ref()
+        .map(|h| h.users.clone())
+        .unwrap_or_default();
+    hosts.sort();
+    hosts.dedup();
     wanted.title.as_deref() != Some(existing.title.as_str())
         || wanted.access != Some(existing.access)
         || allowed != existing.allowed_users
+        || hosts != existing.hosts
         || wanted.guests_allowed != Some(existing.guests_allowed)
         || wanted.max_participants != Some(existing.max_participants)
         || wanted.e2ee_required != Some(existing.e2ee_required)
@@ -357,6 +374,7 @@ mod tests {
             relay_pool: "edge".into(),
             access: MeetingAccess::Public,
             allowed_users: Vec::new(),
+            hosts: Vec::new(),
             guests_allowed: true,
             max_participants: 10,
             e2ee_required: false,
@@ -375,8 +393,9 @@ mod tests {
     #[test]
     fn specs_the_schema_cannot_refuse_are_named() {
         type Change = fn(&mut MeetingSpec);
-        let cases: [(Change, &str); 2] = [
+        let cases: [(Change, &str); 3] = [
             (|s| s.allowed_users = vec!["not ok".into()], "allowedUsers"),
+            (|s| s.hosts = vec!["no/slash".into()], "hosts"),
             (
                 |s| {
                     s.access = MeetingAccess::Private;
@@ -392,5 +411,26 @@ mod tests {
                 "{needle}: {problem:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_hosts_of_a_meeting_reach_the_control_plane_and_a_change_is_seen() {
+        let hosted = meeting(|s| s.hosts = vec!["carol".into()]);
+        assert_eq!(
+            create_request(&hosted, "calls.standup").hosts,
+            vec!["carol"]
+        );
+        let wanted = update_request(&hosted, "calls.standup");
+        let mut existing = api::Meeting {
+            title: "Standup".into(),
+            access: api::Access::Public as i32,
+            guests_allowed: true,
+            max_participants: 10,
+            hosts: vec!["carol".into()],
+            ..Default::default()
+        };
+        assert!(!differs(&existing, &wanted));
+        existing.hosts = vec!["bob".into()];
+        assert!(differs(&existing, &wanted));
     }
 }

@@ -47,6 +47,10 @@ pub struct MeetingSpec {
     #[serde(default)]
     #[schemars(length(max = 1000))]
     pub allowed_users: Vec<String>,
+    /// Usernames who host the meeting besides its owner (mute, remove, lock, end for all).
+    #[serde(default)]
+    #[schemars(length(max = 1000))]
+    pub hosts: Vec<String>,
     /// Guests (a display name only) may join.
     #[serde(default)]
     pub guests_allowed: bool,

@@ -327,6 +327,7 @@ pub fn meeting(name: &str, pool: &str) -> videocall_operator::crd::Meeting {
             relay_pool: pool.into(),
             access: Default::default(),
             allowed_users: Vec::new(),
+            hosts: Vec::new(),
             guests_allowed: true,
             max_participants: 10,
             e2ee_required: false,

@@ -51,6 +51,8 @@ impl Session {
             display_name: String::new(),
             // The whole list, even when empty: the relay forwards only announced tracks.
             announce_tracks: true,
+            // The hand stays as it is.
+            hand_raised: None,
         }));
     }
     /// Where the encoders' frames go: sealed where the meeting is encrypted (before the group

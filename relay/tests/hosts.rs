@@ -67,6 +67,17 @@ async fn audio_from(client: &mut Client, from: u64, window: Duration) -> usize {
     count
 }
 
+/// The participant turns its microphone on.
+async fn unmute(sender: &videocall_client::Sender) {
+    sender
+        .send(Body::UpdateState(UpdateState {
+            audio_muted: false,
+            ..Default::default()
+        }))
+        .await
+        .expect("update");
+}
+
 async fn error_code(client: &mut Client) -> Option<i32> {
     wait_for_message(client, Duration::from_secs(3), |m| match m {
         Body::Error(e) if !e.fatal => Some(e.code),
@@ -115,13 +126,7 @@ async fn a_hosts_mute_holds_a_microphone_back_at_the_relay_until_it_is_asked_bac
         let heard = audio_from(&mut carol, bob_id, Duration::from_secs(1)).await;
         assert_eq!(heard, 0, "{transport:?}: {heard} packets after the mute");
         // Unmuting itself is refused: still nothing.
-        bob_sender
-            .send(Body::UpdateState(UpdateState {
-                audio_muted: false,
-                ..Default::default()
-            }))
-            .await
-            .expect("update");
+        unmute(&bob_sender).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             audio_from(&mut carol, bob_id, Duration::from_millis(500)).await,
@@ -138,13 +143,7 @@ async fn a_hosts_mute_holds_a_microphone_back_at_the_relay_until_it_is_asked_bac
         )
         .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        bob_sender
-            .send(Body::UpdateState(UpdateState {
-                audio_muted: false,
-                ..Default::default()
-            }))
-            .await
-            .expect("update");
+        unmute(&bob_sender).await;
         assert!(audio_from(&mut carol, bob_id, Duration::from_secs(1)).await > 10);
         stop.cancel();
     }

@@ -42,7 +42,8 @@ fn access_to_api(access: store::Access) -> Access {
     }
 }
 
-fn allowed_users(field: &str, users: &[String]) -> Result<Vec<String>, Status> {
+/// A list of usernames (an allow-list, hosts), checked, sorted and without repeats.
+fn usernames(field: &str, users: &[String]) -> Result<Vec<String>, Status> {
     if users.len() > validate::MAX_ALLOWED_USERS {
         return Err(validate::invalid(
             field,
@@ -155,8 +156,8 @@ impl MeetingService for MeetingApi {
         };
         validate::text("title", &req.title, validate::MAX_TITLE, false)?;
         let access = access_from_api(req.access, "access")?;
-        let allowed = allowed_users("allowed_users", &req.allowed_users)?;
-        let hosts = allowed_users("hosts", &req.hosts)?;
+        let allowed = usernames("allowed_users", &req.allowed_users)?;
+        let hosts = usernames("hosts", &req.hosts)?;
         let password_hash = if access == store::Access::Password {
             validate::password("password", &req.password)?;
             Some(req.password)
@@ -322,12 +323,12 @@ impl MeetingService for MeetingApi {
         let allowed = req
             .allowed_users
             .as_ref()
-            .map(|list| allowed_users("allowed_users", &list.users))
+            .map(|list| usernames("allowed_users", &list.users))
             .transpose()?;
         let hosts = req
             .hosts
             .as_ref()
-            .map(|list| allowed_users("hosts", &list.users))
+            .map(|list| usernames("hosts", &list.users))
             .transpose()?;
         if let Some(password) = &req.password {
             validate::password("password", password)?;

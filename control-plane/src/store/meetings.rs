@@ -169,6 +169,25 @@ const LIVE_COUNT: &str = "(SELECT COUNT(*) FROM live_participants lp \
      JOIN relays r ON r.relay_id = lp.relay_id \
      WHERE lp.meeting_id = m.id AND r.last_heartbeat_ms >= {fresh})";
 
+/// Adds `users` to meeting `id`'s list in `table` (`meeting_allowed_users`, `meeting_hosts`).
+async fn insert_usernames(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &'static str,
+    id: &str,
+    users: &[String],
+) -> Result<(), StoreError> {
+    for user in users {
+        sqlx::query(audited(format!(
+            "INSERT INTO {table} (meeting_id, username) VALUES ($1, $2)"
+        )))
+        .bind(id)
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Creates a meeting; `AlreadyExists` when the id is taken.
     pub async fn create_meeting(
@@ -200,20 +219,14 @@ impl Store {
                 e.into()
             }
         })?;
-        for user in &meeting.allowed_users {
-            sqlx::query("INSERT INTO meeting_allowed_users (meeting_id, username) VALUES ($1, $2)")
-                .bind(&meeting.id)
-                .bind(user)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for user in &meeting.hosts {
-            sqlx::query("INSERT INTO meeting_hosts (meeting_id, username) VALUES ($1, $2)")
-                .bind(&meeting.id)
-                .bind(user)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_usernames(
+            &mut tx,
+            "meeting_allowed_users",
+            &meeting.id,
+            &meeting.allowed_users,
+        )
+        .await?;
+        insert_usernames(&mut tx, "meeting_hosts", &meeting.id, &meeting.hosts).await?;
         tx.commit().await?;
         self.meeting(&meeting.id)
             .await?
@@ -253,15 +266,7 @@ impl Store {
     }
 
     async fn hosts(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT username FROM meeting_hosts WHERE meeting_id = $1 ORDER BY username",
-        )
-        .bind(id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| get(row, "username").map_err(StoreError::from))
-            .collect()
+        self.usernames("meeting_hosts", id).await
     }
 
     /// Whether meeting `id` names `username` as a host (besides its owner).
@@ -277,9 +282,15 @@ impl Store {
     }
 
     async fn allowed_users(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT username FROM meeting_allowed_users WHERE meeting_id = $1 ORDER BY username",
-        )
+        self.usernames("meeting_allowed_users", id).await
+    }
+
+    /// The usernames a per-meeting list (`table`: `meeting_allowed_users`, `meeting_hosts`)
+    /// holds for meeting `id`, in order.
+    async fn usernames(&self, table: &'static str, id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(audited(format!(
+            "SELECT username FROM {table} WHERE meeting_id = $1 ORDER BY username"
+        )))
         .bind(id)
         .fetch_all(self.pool())
         .await?;
@@ -368,32 +379,18 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("meeting {id}")));
         }
-        if let Some(users) = &update.allowed_users {
-            sqlx::query("DELETE FROM meeting_allowed_users WHERE meeting_id = $1")
+        for (table, users) in [
+            ("meeting_allowed_users", &update.allowed_users),
+            ("meeting_hosts", &update.hosts),
+        ] {
+            if let Some(users) = users {
+                sqlx::query(audited(format!(
+                    "DELETE FROM {table} WHERE meeting_id = $1"
+                )))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            for user in users {
-                sqlx::query(
-                    "INSERT INTO meeting_allowed_users (meeting_id, username) VALUES ($1, $2)",
-                )
-                .bind(id)
-                .bind(user)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        if let Some(hosts) = &update.hosts {
-            sqlx::query("DELETE FROM meeting_hosts WHERE meeting_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            for user in hosts {
-                sqlx::query("INSERT INTO meeting_hosts (meeting_id, username) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(user)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_usernames(&mut tx, table, id, users).await?;
             }
         }
         tx.commit().await?;

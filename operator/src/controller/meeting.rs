@@ -34,14 +34,15 @@ pub fn spec_problem(meeting: &Meeting) -> Option<String> {
             return Some("endTime must be after startTime".into());
         }
     }
-    for user in &spec.allowed_users {
-        if videocall_protocol::ids::validate_user(user).is_err() {
-            return Some(format!("allowedUsers: {user:?} is not a valid user name"));
-        }
-    }
-    for user in &spec.hosts {
-        if videocall_protocol::ids::validate_user(user).is_err() {
-            return Some(format!("hosts: {user:?} is not a valid user name"));
+    for (field, users) in [
+        ("allowedUsers", &spec.allowed_users),
+        ("hosts", &spec.hosts),
+    ] {
+        if let Some(user) = users
+            .iter()
+            .find(|u| videocall_protocol::ids::validate_user(u).is_err())
+        {
+            return Some(format!("{field}: {user:?} is not a valid user name"));
         }
     }
     if spec.access == MeetingAccess::Private && spec.guests_allowed {
@@ -340,20 +341,15 @@ pub fn update_request(meeting: &Meeting, id: &str) -> api::UpdateMeetingRequest 
 
 /// Whether the control plane's meeting differs from what `wanted` sets.
 pub fn differs(existing: &api::Meeting, wanted: &api::UpdateMeetingRequest) -> bool {
-    let mut allowed = wanted
-        .allowed_users
-        .as_ref()
-        .map(|a| a.users.clone())
-        .unwrap_or_default();
-    allowed.sort();
-    allowed.dedup();
-    let mut hosts = wanted
-        .hosts
-        .as_ref()
-        .map(|h| h.users.clone())
-        .unwrap_or_default();
-    hosts.sort();
-    hosts.dedup();
+    // The control plane keeps user lists sorted and without repeats.
+    let as_kept = |users: Option<&Vec<String>>| {
+        let mut users = users.cloned().unwrap_or_default();
+        users.sort();
+        users.dedup();
+        users
+    };
+    let allowed = as_kept(wanted.allowed_users.as_ref().map(|a| &a.users));
+    let hosts = as_kept(wanted.hosts.as_ref().map(|h| &h.users));
     wanted.title.as_deref() != Some(existing.title.as_str())
         || wanted.access != Some(existing.access)
         || allowed != existing.allowed_users

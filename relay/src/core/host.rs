@@ -28,23 +28,25 @@ pub fn act(relay: &Relay, meeting: &Meeting, by: ParticipantId, action: &Action,
     relay
         .metrics
         .host_action(super::moderation::action_label(action));
+    // A change to one participant hosted here: made, told to the meeting and to it.
+    let change = |target: &Participant, make: &dyn Fn(&Participant)| {
+        make(target);
+        announce_update(meeting, target);
+        notify(target, by, action);
+    };
     let local = |id: ParticipantId| meeting.participant(id).filter(|p| !p.is_remote());
     match action {
         Action::Mute(mute) => {
             if let (Some(target), Some(what)) =
                 (local(mute.participant_id), Muted::from_wire(mute.kind))
             {
-                target.host_mute(what, mute.disallow_unmute);
-                announce_update(meeting, &target);
-                notify(&target, by, action);
+                change(&target, &|t| t.host_mute(what, mute.disallow_unmute));
             }
         }
         Action::MuteAll(all) => {
             for target in meeting.local_participants() {
                 if target.id != by && !target.role().moderates() {
-                    target.host_mute(Muted::Audio, all.disallow_unmute);
-                    announce_update(meeting, &target);
-                    notify(&target, by, action);
+                    change(&target, &|t| t.host_mute(Muted::Audio, all.disallow_unmute));
                 }
             }
         }
@@ -71,11 +73,11 @@ pub fn act(relay: &Relay, meeting: &Meeting, by: ParticipantId, action: &Action,
         }
         Action::Lock(lock) => {
             if lock.locked {
-                let present = meeting
+                let present: Vec<String> = meeting
                     .participants()
                     .iter()
                     .map(|p| p.user.clone())
-                    .collect::<Vec<_>>();
+                    .collect();
                 relay.change_rules(&meeting.id, |rules| rules.lock(present));
             } else {
                 relay.change_rules(&meeting.id, |rules| rules.unlock());
@@ -87,32 +89,26 @@ pub fn act(relay: &Relay, meeting: &Meeting, by: ParticipantId, action: &Action,
             meeting.broadcast(0, &frame);
         }
         Action::End(_) => {
-            let closed = relay.end_by_host(&meeting.id, now.unix_ms() / 1000);
+            let closed = relay.end_meeting_from_elsewhere(&meeting.id, now.unix_ms() / 1000);
             tracing::info!(meeting = %meeting.id, by, closed, "meeting ended for all by a host");
         }
         Action::SetRole(set) => {
             if let (Some(target), Some(role)) =
                 (local(set.participant_id), role_from_wire(set.role))
             {
-                target.set_role(role);
-                announce_update(meeting, &target);
-                notify(&target, by, action);
+                change(&target, &|t| t.set_role(role));
             }
         }
         Action::LowerHand(lower) => {
             if let Some(target) = local(lower.participant_id) {
-                target.lower_hand();
-                announce_update(meeting, &target);
-                notify(&target, by, action);
+                change(&target, &|t| t.lower_hand());
             }
         }
         Action::AskToUnmute(ask) => {
             if let (Some(target), Some(what)) =
                 (local(ask.participant_id), Muted::from_wire(ask.kind))
             {
-                target.allow_unmute(what);
-                announce_update(meeting, &target);
-                notify(&target, by, action);
+                change(&target, &|t| t.allow_unmute(what));
             }
         }
     }

@@ -86,7 +86,12 @@ pub enum Muted {
 impl Muted {
     /// What `kind` (a wire `MediaKind`) names; none for unspecified or unknown kinds.
     pub fn from_wire(kind: i32) -> Option<Muted> {
-        match MediaKind::try_from(kind).ok()? {
+        Muted::of(MediaKind::try_from(kind).ok()?)
+    }
+
+    /// What turns media of `kind` off; none for unspecified media.
+    pub fn of(kind: MediaKind) -> Option<Muted> {
+        match kind {
             MediaKind::Audio => Some(Muted::Audio),
             MediaKind::Video | MediaKind::Screen => Some(Muted::Video),
             MediaKind::Unspecified => None,

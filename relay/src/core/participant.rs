@@ -82,6 +82,14 @@ pub struct Participant {
 const HELD_AUDIO: u8 = 1;
 const HELD_VIDEO: u8 = 2;
 
+/// The bit of [`Participant::held`] for `what`.
+fn held_bit(what: Muted) -> u8 {
+    match what {
+        Muted::Audio => HELD_AUDIO,
+        Muted::Video => HELD_VIDEO,
+    }
+}
+
 /// Views a subscriber may hold at once (tracks it said how it shows).
 pub const MAX_VIEWS: usize = 1024;
 
@@ -261,19 +269,15 @@ impl Participant {
 
     /// A host turned `what` off; with `locked` it may not turn it on again itself.
     pub fn host_mute(&self, what: Muted, locked: bool) {
-        let mut state = lock(&self.state);
-        match what {
-            Muted::Audio => {
-                state.audio_muted = true;
-                state.audio_locked |= locked;
-                self.held.fetch_or(HELD_AUDIO, Ordering::Relaxed);
-            }
-            Muted::Video => {
-                state.video_muted = true;
-                state.video_locked |= locked;
-                self.held.fetch_or(HELD_VIDEO, Ordering::Relaxed);
-            }
-        }
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        let (muted, locked_now) = match what {
+            Muted::Audio => (&mut state.audio_muted, &mut state.audio_locked),
+            Muted::Video => (&mut state.video_muted, &mut state.video_locked),
+        };
+        *muted = true;
+        *locked_now |= locked;
+        self.held.fetch_or(held_bit(what), Ordering::Relaxed);
     }
 
     /// A host lets it turn `what` on again (and asks it to).
@@ -287,12 +291,7 @@ impl Participant {
 
     /// Whether a host holds its media of `kind` back (turned off, not on again since).
     pub fn held_by_host(&self, kind: MediaKind) -> bool {
-        let bit = match kind {
-            MediaKind::Audio => HELD_AUDIO,
-            MediaKind::Video | MediaKind::Screen => HELD_VIDEO,
-            MediaKind::Unspecified => 0,
-        };
-        self.held.load(Ordering::Relaxed) & bit != 0
+        Muted::of(kind).is_some_and(|what| self.held.load(Ordering::Relaxed) & held_bit(what) != 0)
     }
 
     /// The name shown to others now.

@@ -180,12 +180,6 @@ impl Relay {
             .unwrap_or_default()
     }
 
-    /// A host ended `meeting` for all at `ended_at` (Unix seconds): its participants here are
-    /// disconnected and tokens issued before refused, as when another relay says it ended.
-    pub fn end_by_host(&self, meeting: &str, ended_at: u64) -> usize {
-        self.end_meeting_from_mesh(meeting, ended_at)
-    }
-
     /// Records the meetings the control plane says have ended (replacing the last list)
     /// and disconnects everyone still in them; the other relays of such a meeting are told
     /// at once. Returns how many were disconnected.
@@ -207,10 +201,10 @@ impl Relay {
         closed
     }
 
-    /// Another relay of `meeting` says it ended at `ended_at` (Unix seconds): disconnects
-    /// this relay's participants of it and refuses tokens issued before. Returns how many
-    /// were disconnected.
-    pub fn end_meeting_from_mesh(&self, meeting: &str, ended_at: u64) -> usize {
+    /// Another relay of `meeting`, or a host, says it ended at `ended_at` (Unix seconds):
+    /// disconnects this relay's participants of it and refuses tokens issued before, until
+    /// the control plane lists it. Returns how many were disconnected.
+    pub fn end_meeting_from_elsewhere(&self, meeting: &str, ended_at: u64) -> usize {
         lock(&self.ended_by_mesh).insert(meeting.to_owned(), ended_at);
         self.end_here(meeting)
     }

@@ -95,7 +95,7 @@ pub fn on_event(relay: &Relay, meeting_id: &str, event: MeshEvent, now: Now) {
             }
         }
         MeshBody::Ended(ended) => {
-            let closed = relay.end_meeting_from_mesh(meeting_id, ended.ended_at);
+            let closed = relay.end_meeting_from_elsewhere(meeting_id, ended.ended_at);
             tracing::info!(meeting = %meeting_id, by_relay = %origin, closed, "meeting ended");
         }
         MeshBody::Hello(_) => {

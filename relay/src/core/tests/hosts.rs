@@ -15,6 +15,13 @@ fn with_role(role: Role) -> Grants {
     }
 }
 
+/// Joins meeting "m" as `user` with `role`.
+fn join_as(world: &World, user: &str, role: Role) -> Joined {
+    world
+        .try_join(user, "m", with_role(role))
+        .expect("admitted")
+}
+
 fn act(who: &Joined, action: Action, now: Now) {
     who.send(
         Body::HostAction(HostAction {
@@ -64,9 +71,7 @@ fn set_mic(who: &Joined, muted: bool, now: Now) {
 fn a_muted_microphone_is_held_back_at_the_relay_until_a_host_lets_it_back() {
     let world = World::new(&[]);
     let now = world.start;
-    let host = world
-        .try_join("host", "m", with_role(Role::Host))
-        .expect("host");
+    let host = join_as(&world, "host", Role::Host);
     let bob = world.join("bob", "m");
     let carol = world.join("carol", "m");
     bob.announce(&[(1, MediaKind::Audio)], now);
@@ -132,9 +137,7 @@ fn a_muted_microphone_is_held_back_at_the_relay_until_a_host_lets_it_back() {
 fn a_mute_that_allows_unmuting_ends_when_the_participant_unmutes() {
     let world = World::new(&[]);
     let now = world.start;
-    let host = world
-        .try_join("host", "m", with_role(Role::Cohost))
-        .expect("cohost");
+    let host = join_as(&world, "host", Role::Cohost);
     let bob = world.join("bob", "m");
     let carol = world.join("carol", "m");
     bob.announce(&[(2, MediaKind::Video)], now);
@@ -160,16 +163,10 @@ fn a_mute_that_allows_unmuting_ends_when_the_participant_unmutes() {
 fn mute_all_mutes_everyone_but_hosts_and_cohosts() {
     let world = World::new(&[]);
     let now = world.start;
-    let host = world
-        .try_join("host", "m", with_role(Role::Host))
-        .expect("host");
-    let cohost = world
-        .try_join("co", "m", with_role(Role::Cohost))
-        .expect("co");
+    let host = join_as(&world, "host", Role::Host);
+    let cohost = join_as(&world, "co", Role::Cohost);
     let bob = world.join("bob", "m");
-    let guest = world
-        .try_join("guest-1", "m", with_role(Role::Guest))
-        .expect("guest");
+    let guest = join_as(&world, "guest-1", Role::Guest);
     act(
         &cohost,
         Action::MuteAll(MuteAll {
@@ -188,9 +185,7 @@ fn mute_all_mutes_everyone_but_hosts_and_cohosts() {
 fn a_locked_meeting_takes_nobody_new_but_who_was_there_and_hosts() {
     let world = World::new(&[]);
     let now = world.start;
-    let host = world
-        .try_join("host", "m", with_role(Role::Host))
-        .expect("host");
+    let host = join_as(&world, "host", Role::Host);
     let bob = world.join("bob", "m");
     act(&host, Action::Lock(LockMeeting { locked: true }), now);
     assert!(bob
@@ -213,9 +208,7 @@ fn a_locked_meeting_takes_nobody_new_but_who_was_there_and_hosts() {
     assert!(
         matches!(&again.inbox.take()[0], Body::Joined(j) if j.locked && j.role == WireRole::Participant as i32)
     );
-    let second = world
-        .try_join("owner", "m", with_role(Role::Host))
-        .expect("host");
+    let second = join_as(&world, "owner", Role::Host);
     assert!(matches!(&second.inbox.take()[0], Body::Joined(j) if j.role == WireRole::Host as i32));
     act(&host, Action::Lock(LockMeeting { locked: false }), now);
     assert!(world.try_join("mallory", "m", Grants::default()).is_ok());
@@ -225,9 +218,7 @@ fn a_locked_meeting_takes_nobody_new_but_who_was_there_and_hosts() {
 fn a_removed_and_banned_identity_does_not_get_back_in() {
     let world = World::new(&[]);
     let now = world.start;
-    let host = world
-        .try_join("host", "m", with_role(Role::Host))
-        .expect("host");
+    let host = join_as(&world, "host", Role::Host);
     let bob = world.join("bob", "m");
     let carol = world.join("carol", "m");
     let remove = |id, ban| {
@@ -249,9 +240,7 @@ fn a_removed_and_banned_identity_does_not_get_back_in() {
         .expect("banned");
     assert_eq!(refused.code, ErrorCode::Forbidden);
     // A co-host may not remove a host, nor a host itself.
-    let cohost = world
-        .try_join("co", "m", with_role(Role::Cohost))
-        .expect("co");
+    let cohost = join_as(&world, "co", Role::Cohost);
     act(&cohost, remove(host.id(), true), now);
     act(&host, remove(host.id(), false), now);
     assert_eq!(errors(&cohost.inbox.take()).len(), 1);
@@ -264,12 +253,8 @@ fn a_removed_and_banned_identity_does_not_get_back_in() {
 fn a_host_ends_the_meeting_for_all_and_older_grants_stop_working() {
     let world = World::new(&[]);
     let now = world.start;
-    let cohost = world
-        .try_join("co", "m", with_role(Role::Cohost))
-        .expect("co");
-    let host = world
-        .try_join("host", "m", with_role(Role::Host))
-        .expect("host");
+    let cohost = join_as(&world, "co", Role::Cohost);
+    let host = join_as(&world, "host", Role::Host);
     let bob = world.join("bob", "m");
     let old_token = world.token("bob", "m", Grants::default());
     act(&cohost, Action::End(EndForAll {}), now);
@@ -298,14 +283,10 @@ fn a_host_ends_the_meeting_for_all_and_older_grants_stop_working() {
 fn a_host_makes_a_participant_a_cohost_who_may_then_moderate() {
     let world = World::new(&[]);
     let now = world.start;
-    let host = world
-        .try_join("host", "m", with_role(Role::Host))
-        .expect("host");
+    let host = join_as(&world, "host", Role::Host);
     let bob = world.join("bob", "m");
     let carol = world.join("carol", "m");
-    let guest = world
-        .try_join("guest-2", "m", with_role(Role::Guest))
-        .expect("guest");
+    let guest = join_as(&world, "guest-2", Role::Guest);
     let set = |id, role: WireRole| {
         Action::SetRole(SetRole {
             participant_id: id,
@@ -339,9 +320,7 @@ fn a_host_makes_a_participant_a_cohost_who_may_then_moderate() {
 fn hands_go_up_in_order_and_a_host_lowers_them() {
     let world = World::new(&[]);
     let now = world.start;
-    let host = world
-        .try_join("host", "m", with_role(Role::Host))
-        .expect("host");
+    let host = join_as(&world, "host", Role::Host);
     let bob = world.join("bob", "m");
     let carol = world.join("carol", "m");
     let hand = |who: &Joined, up: bool, at: Now| {
@@ -391,9 +370,7 @@ fn hands_go_up_in_order_and_a_host_lowers_them() {
 fn bad_host_actions_get_a_clear_error_and_the_session_goes_on() {
     let world = World::new(&[]);
     let now = world.start;
-    let host = world
-        .try_join("host", "m", with_role(Role::Host))
-        .expect("host");
+    let host = join_as(&world, "host", Role::Host);
     let bob = world.join("bob", "m");
     host.inbox.take();
     host.send(Body::HostAction(HostAction { action: None }), now);

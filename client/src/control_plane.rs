@@ -1,12 +1,16 @@
 //! Grants from the control plane: `MeetingService.JoinMeeting` over gRPC, naming the relays
-//! to avoid after a loss.
+//! to avoid after a loss; where the meeting has a waiting room, waiting (`CheckAdmission`
+//! once a second) until a host lets the participant in, and rejoining with the ticket it was
+//! admitted with.
 
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::JoinMeetingRequest;
+use videocall_control_api::v1::{
+    AdmissionState, CheckAdmissionRequest, JoinGrant, JoinMeetingRequest,
+};
 use videocall_e2ee::SigningKey;
 
 use crate::member_seed::seed_from_grant;
@@ -23,7 +27,12 @@ pub struct ControlPlaneGrants {
     receive_only: bool,
     channel: Option<Channel>,
     key: Option<SigningKey>,
+    /// The ticket a host admitted this participant with (sent on every rejoin).
+    admission_ticket: String,
 }
+
+/// How often a waiting participant asks whether it was let in.
+const ADMISSION_POLL: Duration = Duration::from_secs(1);
 
 impl ControlPlaneGrants {
     /// A guest (or, with [`Self::with_authorization`], a signed-in user) named
@@ -37,6 +46,7 @@ impl ControlPlaneGrants {
             receive_only: false,
             channel: None,
             key: None,
+            admission_ticket: String::new(),
         }
     }
 
@@ -62,6 +72,70 @@ impl ControlPlaneGrants {
     }
 }
 
+/// A refusal from the control plane, to retry where it is passing.
+fn refused(status: tonic::Status) -> ClientError {
+    ClientError::GrantRefused {
+        // No relay free yet, the database or the network briefly away: ask again.
+        retry: matches!(
+            status.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Internal
+        ),
+        message: format!("{:?}: {}", status.code(), status.message()),
+    }
+}
+
+impl ControlPlaneGrants {
+    /// Asks once a second until a host lets this participant in (the grant) or turns it away.
+    async fn wait_for_admission(
+        &mut self,
+        client: &mut MeetingServiceClient<Channel>,
+        ticket: String,
+        avoid: &[String],
+    ) -> Result<JoinGrant, ClientError> {
+        let mut told = 0;
+        loop {
+            let admission = client
+                .check_admission(CheckAdmissionRequest {
+                    meeting_id: self.meeting_id.clone(),
+                    ticket: ticket.clone(),
+                    avoid_relay_ids: avoid.to_vec(),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            match AdmissionState::try_from(admission.state) {
+                Ok(AdmissionState::Admitted) => {
+                    let grant = admission.grant.ok_or_else(|| ClientError::GrantRefused {
+                        message: "admitted without a grant".into(),
+                        retry: true,
+                    })?;
+                    tracing::info!(meeting = %self.meeting_id, "a host let you in");
+                    self.admission_ticket = ticket;
+                    return Ok(grant);
+                }
+                Ok(AdmissionState::Rejected) => {
+                    let why = if admission.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", admission.reason)
+                    };
+                    return Err(ClientError::GrantRefused {
+                        message: format!("a host did not let you in{why}"),
+                        retry: false,
+                    });
+                }
+                _ => {
+                    if admission.position != told {
+                        told = admission.position;
+                        tracing::info!(meeting = %self.meeting_id, position = told, "waiting for a host to let you in");
+                    }
+                }
+            }
+            tokio::time::sleep(ADMISSION_POLL).await;
+        }
+    }
+}
+
 impl GrantSource for ControlPlaneGrants {
     async fn grant(&mut self, avoid: &[String]) -> Result<Grant, ClientError> {
         let channel = self.channel().await?;
@@ -81,23 +155,21 @@ impl GrantSource for ControlPlaneGrants {
             display_name: self.display_name.clone(),
             receive_only: self.receive_only,
             avoid_relay_ids: avoid.to_vec(),
+            admission_ticket: self.admission_ticket.clone(),
             ..Default::default()
         });
         if let Some(value) = self.authorization.as_deref().and_then(|a| a.parse().ok()) {
             request.metadata_mut().insert("authorization", value);
         }
-        let grant = MeetingServiceClient::new(channel)
+        let mut client = MeetingServiceClient::new(channel);
+        let mut grant = client
             .join_meeting(request)
             .await
-            .map_err(|status| ClientError::GrantRefused {
-                // No relay free yet, the database or the network briefly away: ask again.
-                retry: matches!(
-                    status.code(),
-                    Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Internal
-                ),
-                message: format!("{:?}: {}", status.code(), status.message()),
-            })?
+            .map_err(refused)?
             .into_inner();
+        if let Some(waiting) = grant.waiting.take() {
+            grant = self.wait_for_admission(&mut client, waiting.ticket, avoid).await?;
+        }
         let encryption = if grant.e2ee_required {
             Some(seed_from_grant(key, &grant)?)
         } else {

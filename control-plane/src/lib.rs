@@ -4,11 +4,13 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod keys;
 pub mod metrics;
+pub mod moderation;
 pub mod placement;
 pub mod server;
 pub mod service;

@@ -277,6 +277,8 @@ mod tests {
             ended_at_ms: None,
             allowed_users: Vec::new(),
             hosts: Vec::new(),
+            waiting_room: Default::default(),
+            locked: false,
         }
     }
 

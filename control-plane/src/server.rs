@@ -12,6 +12,7 @@ use tonic_web::GrpcWebLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_layer::Layer;
 use videocall_control_api::v1::auth_service_server::AuthServiceServer;
+use videocall_control_api::v1::host_service_server::HostServiceServer;
 use videocall_control_api::v1::meeting_service_server::MeetingServiceServer;
 use videocall_control_api::v1::relay_service_server::RelayServiceServer;
 
@@ -20,6 +21,7 @@ use crate::config::ControlPlaneConfig;
 use crate::metrics::{Metrics, RelayStates, RpcMetricsLayer};
 use crate::service::auth::AuthApi;
 use crate::service::meetings::MeetingApi;
+use crate::service::hosts::HostApi;
 use crate::service::relays::RelayApi;
 use crate::service::ControlPlane;
 use crate::store::{redact, Store};
@@ -86,6 +88,7 @@ pub async fn router(control_plane: Arc<ControlPlane>) -> Result<axum::Router, St
         .set_serving::<MeetingServiceServer<MeetingApi>>()
         .await;
     health.set_serving::<RelayServiceServer<RelayApi>>().await;
+    health.set_serving::<HostServiceServer<HostApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(videocall_control_api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -106,6 +109,7 @@ pub async fn router(control_plane: Arc<ControlPlane>) -> Result<axum::Router, St
         web.layer(counted.layer(MeetingServiceServer::new(MeetingApi(control_plane.clone())))),
     )
     .add_service(web.layer(counted.layer(RelayServiceServer::new(RelayApi(control_plane.clone())))))
+    .add_service(web.layer(counted.layer(HostServiceServer::new(HostApi(control_plane.clone())))))
     .add_service(web.layer(health_service))
     .add_service(reflection)
     .add_service(reflection_alpha);

@@ -13,6 +13,14 @@ pub const MIN_PASSWORD: usize = 8;
 pub const MAX_PASSWORD: usize = 256;
 /// Longest allow-list.
 pub const MAX_ALLOWED_USERS: usize = 1000;
+/// Most waiters one DecideWaiting names.
+pub const MAX_WAITER_IDS: usize = 1000;
+/// Longest reason a host gives (turning someone away, removing them).
+pub const MAX_REASON: usize = 200;
+/// Most host actions one heartbeat reports.
+pub const MAX_REPORTED_HOST_ACTIONS: usize = 1000;
+/// Most commands one heartbeat reports done.
+pub const MAX_DONE_COMMANDS: usize = 1000;
 /// Most relays a join may ask placement to avoid.
 pub const MAX_AVOID_RELAYS: usize = videocall_protocol::avoid::MAX_AVOIDED_RELAYS;
 
@@ -85,6 +93,45 @@ pub fn lookup_id(field: &str, value: &str) -> Result<(), Status> {
             "must be 1 to 128 letters, digits, '-', '_' or '.'",
         ))
     }
+}
+
+/// Relays a client asks to be kept off: at most [`MAX_AVOID_RELAYS`] relay ids.
+pub fn avoid_relay_ids(field: &str, ids: &[String]) -> Result<(), Status> {
+    if ids.len() > MAX_AVOID_RELAYS {
+        return Err(invalid(
+            field,
+            format!("at most {MAX_AVOID_RELAYS} relays"),
+        ));
+    }
+    for id in ids {
+        lookup_id(field, id)?;
+    }
+    Ok(())
+}
+
+/// A waiting-room ticket as JoinMeeting hands them out (random URL-safe base64).
+pub fn ticket(field: &str, value: &str) -> Result<(), Status> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(field, "not a ticket from JoinMeeting"))
+    }
+}
+
+/// Ids of waiters (WaitingPerson.id): at most [`MAX_WAITER_IDS`].
+pub fn waiter_ids(field: &str, ids: &[String]) -> Result<(), Status> {
+    if ids.len() > MAX_WAITER_IDS {
+        return Err(invalid(field, format!("at most {MAX_WAITER_IDS} ids")));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        lookup_id(&format!("{field}[{i}]"), id)?;
+    }
+    Ok(())
 }
 
 /// An absolute URL with one of `schemes`.

@@ -545,6 +545,7 @@ async fn authorisation(db: &Database) {
                 receive_only: true,
                 avoid_relay_ids: Vec::new(),
                 e2ee_signature_key: Vec::new(),
+                admission_ticket: String::new(),
             },
             Some(&bob),
         )

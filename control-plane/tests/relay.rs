@@ -1,6 +1,8 @@
 //! A real relay with a real control plane: registration, heartbeats, grants verified by
 //! the relay (valid, expired, other meeting, unknown key, rotated key), the participant
-//! limit and admin grant at the relay, and ending a meeting through the relays.
+//! limit and admin grant at the relay, and ending a meeting through the relays; hosts: a
+//! waiting guest admitted into the meeting, host actions through the API carried out by the
+//! relay, and host actions in the meeting kept by the control plane (record, lock, ban, end).
 
 mod common;
 
@@ -18,6 +20,7 @@ use videocall_token::{Claims, Grants, TokenIssuer};
 on_both_databases! {
     relay_admits_only_what_the_control_plane_grants => scenario,
     relay_serves_before_the_control_plane_and_registers_when_it_comes => late_control_plane,
+    hosts_act_through_the_api_and_the_control_plane_keeps_what_hosts_did_in_the_meeting => hosts,
 }
 
 #[derive(Parser)]
@@ -359,6 +362,292 @@ async fn scenario(db: &Database) {
     assert_eq!(
         refused(connect(&alice_again, Transport::WebSocket).await),
         Some(ErrorCode::MeetingEnded)
+    );
+
+    relay.shutdown();
+    relay.stopped().await;
+    cp.stop().await;
+}
+
+/// Polls `check` every 50 ms until it holds (within 10 s).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn live_ids(api: &Api, auth: &str, meeting: &str) -> Vec<(String, u64, i32)> {
+    api.meetings()
+        .list_participants(req(
+            ListParticipantsRequest {
+                meeting_id: meeting.into(),
+            },
+            Some(auth),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .participants
+        .into_iter()
+        .map(|p| (p.identity, p.participant_id, p.role))
+        .collect()
+}
+
+async fn hosts(db: &Database) {
+    let cp = ControlPlane::start(db, &["--heartbeat-interval-ms", "200"]).await;
+    let api = cp.api().await;
+    let relay = start_relay(&cp.url).await;
+    let admin = api.admin().await;
+    let alice = api.user(&admin, "alice").await;
+    let bob = api.user(&admin, "bob").await;
+    let carol = api.user(&admin, "carol").await;
+    registered(&api, &admin, "relay-it", Duration::from_secs(10)).await;
+    api.create_meeting(
+        &alice,
+        CreateMeetingRequest {
+            id: "hosted".into(),
+            access: Access::Private as i32,
+            allowed_users: vec!["bob".into(), "carol".into()],
+            guests_allowed: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let alice_grant = grant_for(&api, Some(&alice), "hosted", "").await;
+    let mut alice_client = connect(&alice_grant, Transport::WebTransport)
+        .await
+        .expect("alice joins");
+    let bob_grant = grant_for(&api, Some(&bob), "hosted", "").await;
+    let mut bob_client = connect(&bob_grant, Transport::WebSocket)
+        .await
+        .expect("bob joins");
+
+    // A guest waits, the owner admits them, and their grant gets them into the meeting.
+    let asked = api.join(None, "hosted", "Gail").await.expect("gail asks");
+    let ticket = asked.waiting.expect("gail waits").ticket;
+    let queue = api
+        .hosts()
+        .list_waiting(req(
+            ListWaitingRequest {
+                meeting_id: "hosted".into(),
+            },
+            Some(&alice),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .waiting;
+    api.hosts()
+        .decide_waiting(req(
+            DecideWaitingRequest {
+                meeting_id: "hosted".into(),
+                ids: vec![queue[0].id.clone()],
+                admit: true,
+                ..Default::default()
+            },
+            Some(&alice),
+        ))
+        .await
+        .expect("admit gail");
+    let admission = api
+        .meetings()
+        .check_admission(req(
+            CheckAdmissionRequest {
+                meeting_id: "hosted".into(),
+                ticket,
+                avoid_relay_ids: Vec::new(),
+            },
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let gail_grant = admission.grant.expect("gail's grant");
+    let gail_client = connect(&gail_grant, Transport::WebSocket)
+        .await
+        .expect("gail joins");
+    assert!(gail_client.participant_id() != 0);
+
+    // The relay reports who is there, with their roles.
+    eventually("three participants reported", || {
+        let api = api.clone();
+        let alice = alice.clone();
+        async move { live_ids(&api, &alice, "hosted").await.len() == 3 }
+    })
+    .await;
+    let ids = live_ids(&api, &alice, "hosted").await;
+    let role_of = |who: &str| ids.iter().find(|(i, _, _)| i == who).map(|(_, _, r)| *r);
+    assert_eq!(role_of("alice"), Some(MeetingRole::Host as i32));
+    assert_eq!(role_of("bob"), Some(MeetingRole::Participant as i32));
+    assert_eq!(role_of(&gail_grant.identity), Some(MeetingRole::Guest as i32));
+
+    // Through the API the owner mutes bob for good: the relay tells bob, from "a host".
+    let bob_id = bob_client.participant_id();
+    api.hosts()
+        .moderate_meeting(req(
+            ModerateMeetingRequest {
+                meeting_id: "hosted".into(),
+                action: Some(moderate_meeting_request::Action::Mute(MuteAction {
+                    participant_id: bob_id,
+                    media: HostMedia::Audio as i32,
+                    disallow_unmute: true,
+                })),
+            },
+            Some(&alice),
+        ))
+        .await
+        .expect("mute bob");
+    let notice = videocall_testkit::wait_for_message(&mut bob_client, Duration::from_secs(5), |b| match b {
+        Body::HostNotice(n) => Some(n.clone()),
+        _ => None,
+    })
+    .await
+    .expect("bob hears of it");
+    assert_eq!(notice.by_participant_id, 0);
+    let locked = videocall_testkit::wait_for_message(&mut alice_client, Duration::from_secs(5), |b| match b {
+        Body::ParticipantUpdated(u) => u
+            .participant
+            .as_ref()
+            .filter(|p| p.id == bob_id && p.audio_locked)
+            .map(|_| ()),
+        _ => None,
+    })
+    .await;
+    assert!(locked.is_some(), "the meeting sees bob's microphone held");
+
+    // In the meeting alice makes bob a co-host: the control plane hears it, and bob may
+    // then see the waiting room through the API.
+    alice_client
+        .sender()
+        .send(Body::HostAction(wire::HostAction {
+            action: Some(wire::host_action::Action::SetRole(wire::SetRole {
+                participant_id: bob_id,
+                role: wire::Role::Cohost as i32,
+            })),
+        }))
+        .await
+        .unwrap();
+    eventually("bob reported as co-host", || {
+        let api = api.clone();
+        let bob = bob.clone();
+        async move {
+            api.hosts()
+                .list_waiting(req(
+                    ListWaitingRequest {
+                        meeting_id: "hosted".into(),
+                    },
+                    Some(&bob),
+                ))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+
+    // Alice locks the meeting in it: the control plane keeps the lock, carol is refused.
+    alice_client
+        .sender()
+        .send(Body::HostAction(wire::HostAction {
+            action: Some(wire::host_action::Action::Lock(wire::LockMeeting { locked: true })),
+        }))
+        .await
+        .unwrap();
+    eventually("the lock reaches the control plane", || {
+        let api = api.clone();
+        let carol = carol.clone();
+        async move {
+            matches!(api.join(Some(&carol), "hosted", "").await, Err(s) if s.code() == Code::FailedPrecondition)
+        }
+    })
+    .await;
+
+    // Through the API alice removes the guest with a ban: the relay closes it.
+    let mut gail_client = gail_client;
+    api.hosts()
+        .moderate_meeting(req(
+            ModerateMeetingRequest {
+                meeting_id: "hosted".into(),
+                action: Some(moderate_meeting_request::Action::Remove(RemoveAction {
+                    participant_id: gail_client.participant_id(),
+                    ban: true,
+                    reason: "testing".into(),
+                })),
+            },
+            Some(&alice),
+        ))
+        .await
+        .expect("remove gail");
+    assert!(
+        ends_with(&mut gail_client, ErrorCode::Forbidden).await,
+        "gail was removed"
+    );
+    // Her old grant no longer works at the relay, nor her ticket at the control plane.
+    assert_eq!(
+        refused(connect(&gail_grant, Transport::WebSocket).await),
+        Some(ErrorCode::Forbidden)
+    );
+
+    // Alice ends it for all in the meeting: the control plane ends it too.
+    alice_client
+        .sender()
+        .send(Body::HostAction(wire::HostAction {
+            action: Some(wire::host_action::Action::End(wire::EndForAll {})),
+        }))
+        .await
+        .unwrap();
+    assert!(ends_with(&mut bob_client, ErrorCode::MeetingEnded).await);
+    eventually("the end reaches the control plane", || {
+        let api = api.clone();
+        let alice = alice.clone();
+        async move {
+            api.meetings()
+                .get_meeting(req(
+                    GetMeetingRequest {
+                        id: "hosted".into(),
+                    },
+                    Some(&alice),
+                ))
+                .await
+                .is_ok_and(|m| m.into_inner().state == MeetingState::Ended as i32)
+        }
+    })
+    .await;
+
+    // The record: what was done in the meeting and through the API, newest first.
+    let record = api
+        .hosts()
+        .list_host_actions(req(
+            ListHostActionsRequest {
+                meeting_id: "hosted".into(),
+                ..Default::default()
+            },
+            Some(&alice),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .actions;
+    let summary: Vec<_> = record
+        .iter()
+        .map(|a| (a.action.as_str(), a.via.as_str(), a.target_display_name.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("end", "meeting", ""),
+            ("remove", "api", "Gail"),
+            ("lock", "meeting", ""),
+            ("set_role", "meeting", "BOB"),
+            ("mute", "api", "BOB"),
+            ("admit", "api", "Gail"),
+        ],
+        "{record:#?}"
     );
 
     relay.shutdown();

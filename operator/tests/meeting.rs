@@ -279,3 +279,80 @@ async fn a_meeting_waits_for_its_start_and_ends_at_its_end_time() {
     assert!(event_reasons(&api).iter().any(|r| r == "Ended"));
     cp.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiting_room_and_lock_reach_the_control_plane_and_status_counts_the_queue() {
+    use videocall_control_api::v1 as api;
+    use videocall_operator::crd::MeetingWaitingRoom;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cp = control_plane(dir.path()).await;
+    let url = format!("http://{}", cp.addr);
+    let mut lobby = meeting("lobby", "edge");
+    lobby.spec.waiting_room = Some(MeetingWaitingRoom::Everyone);
+    let objects = HashMap::from([
+        (POOL.to_owned(), serde_json::to_value(pool(&url)).unwrap()),
+        (
+            format!("{MEETINGS}/lobby"),
+            serde_json::to_value(&lobby).unwrap(),
+        ),
+    ]);
+    let (kube, api) = fake_kube(objects);
+    let ctx = context(kube.clone(), &url);
+    reconcile(Arc::new(lobby), ctx.clone()).await.expect("reconcile");
+    reconcile(Arc::new(stored(&api, "lobby")), ctx.clone())
+        .await
+        .expect("reconcile");
+    let created = ctx
+        .control_plane
+        .meeting("calls.lobby")
+        .await
+        .unwrap()
+        .expect("created");
+    assert_eq!(created.waiting_room, api::WaitingRoom::Everyone as i32);
+    assert!(!created.locked);
+
+    // A guest asks to join: it waits, and the status counts it.
+    let mut meetings = api::meeting_service_client::MeetingServiceClient::connect(url.clone())
+        .await
+        .unwrap();
+    let asked = meetings
+        .join_meeting(api::JoinMeetingRequest {
+            meeting_id: "calls.lobby".into(),
+            display_name: "Gail".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("gail asks")
+        .into_inner();
+    assert!(asked.waiting.is_some());
+    reconcile(Arc::new(stored(&api, "lobby")), ctx.clone())
+        .await
+        .expect("reconcile");
+    let status = stored(&api, "lobby").status.expect("status");
+    assert_eq!((status.waiting, status.locked), (1, false));
+
+    // The spec locks it.
+    let mut locked = stored(&api, "lobby");
+    locked.spec.locked = Some(true);
+    reconcile(Arc::new(locked), ctx.clone()).await.expect("reconcile");
+    assert!(ctx.control_plane.meeting("calls.lobby").await.unwrap().unwrap().locked);
+    let status = stored(&api, "lobby").status.expect("status");
+    assert_eq!((status.locked, status.applied_locked), (true, Some(true)));
+
+    // A host unlocks it in the meeting (here: through the API): the operator leaves it be.
+    ctx.control_plane
+        .update_meeting(api::UpdateMeetingRequest {
+            id: "calls.lobby".into(),
+            locked: Some(false),
+            ..Default::default()
+        })
+        .await
+        .expect("unlock");
+    reconcile(Arc::new(stored(&api, "lobby")), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert!(!ctx.control_plane.meeting("calls.lobby").await.unwrap().unwrap().locked);
+    assert!(!stored(&api, "lobby").status.expect("status").locked);
+    cp.stop().await;
+}

@@ -1,8 +1,9 @@
-//! The relay's side of the control plane: register, heartbeat load and who is connected,
-//! keep token verification keys current, and act on what the answers say (drain, meetings
-//! that ended). The relay keeps serving when the control plane is away; it retries.
+//! The relay's side of the control plane: register, heartbeat load and who is connected
+//! (with their roles) and what hosts did here, keep token verification keys current, and act
+//! on what the answers say (drain, meetings that ended, host actions from the API). The relay
+//! keeps serving when the control plane is away; it retries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,11 +12,14 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 use videocall_control_api::v1::relay_service_client::RelayServiceClient;
 use videocall_control_api::v1::{
-    GetVerificationKeysRequest, HeartbeatRequest, LiveParticipant, MeetingLoad,
-    RegisterRelayRequest, RelayEndpoints, VerificationKeys,
+    self as api, moderate_meeting_request, GetVerificationKeysRequest, HeartbeatRequest,
+    HostActionRecord, LiveParticipant, MeetingLoad, MeetingRole, RegisterRelayRequest,
+    RelayCommand, RelayEndpoints, VerificationKeys,
 };
-use videocall_token::TokenVerifier;
+use videocall_protocol::wire::{self, host_action::Action, MediaKind};
+use videocall_token::{Role, TokenVerifier};
 
+use crate::core::{act_for_control_plane, HostActionReport, Now};
 use crate::info::RelayInfo;
 use crate::state::RelayState;
 
@@ -23,6 +27,9 @@ use crate::state::RelayState;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Heartbeat interval until the control plane says otherwise.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Command ids remembered as done (the control plane sends a command again until it hears
+/// it was done; one sent again is not carried out twice).
+const REMEMBERED_COMMANDS: usize = 1024;
 
 /// Why the control-plane link could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +50,10 @@ pub struct ControlPlaneLink {
     info: RelayInfo,
     keys_version: String,
     last_bytes_in: (Instant, u64),
+    /// Commands carried out since the last heartbeat that got through.
+    done: Vec<String>,
+    /// The last commands carried out, oldest first.
+    remembered: VecDeque<String>,
 }
 
 impl ControlPlaneLink {
@@ -70,6 +81,8 @@ impl ControlPlaneLink {
             info,
             keys_version: String::new(),
             last_bytes_in: (Instant::now(), bytes),
+            done: Vec::new(),
+            remembered: VecDeque::new(),
         })
     }
 
@@ -172,6 +185,7 @@ impl ControlPlaneLink {
                             display_name: p.display_name(),
                             relay_id: String::new(),
                             joined_at_ms: p.joined_at_unix_ms,
+                            role: role_to_api(p.role()) as i32,
                         })
                         .collect(),
                 }
@@ -183,6 +197,7 @@ impl ControlPlaneLink {
         let secs = now.duration_since(then).as_secs_f64().max(0.001);
         let bitrate_bps = (bytes.saturating_sub(before) as f64 * 8.0 / secs) as u64;
         self.last_bytes_in = (now, bytes);
+        let reports = self.state.core.host_actions.take();
         let request = self.request(HeartbeatRequest {
             relay_id: self.info.relay_id.clone(),
             participants,
@@ -190,8 +205,20 @@ impl ControlPlaneLink {
             bitrate_bps,
             draining: self.state.is_draining(),
             meeting_loads,
+            host_actions: reports.iter().map(report_to_api).collect(),
+            done_command_ids: self.done.clone(),
         });
-        let response = self.client.heartbeat(request).await?.into_inner();
+        let response = match self.client.heartbeat(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                self.state.core.host_actions.put_back(reports);
+                return Err(status);
+            }
+        };
+        self.done.clear();
+        for command in response.commands {
+            self.carry_out(command);
+        }
         if response.drain && self.state.start_drain() {
             tracing::info!("control plane asked this relay to drain");
         }
@@ -219,6 +246,36 @@ impl ControlPlaneLink {
         Ok(())
     }
 
+    /// Carries out a host action from the API, once however often it is sent.
+    fn carry_out(&mut self, command: RelayCommand) {
+        if !self.remembered.contains(&command.id) {
+            let Some(request) = command.action else {
+                return;
+            };
+            match request.action.and_then(wire_action) {
+                Some(action) => {
+                    let done = act_for_control_plane(
+                        &self.state.core,
+                        &request.meeting_id,
+                        action,
+                        Now::system(),
+                    );
+                    if !done {
+                        tracing::info!(command = %command.id, meeting = %request.meeting_id, "host action from the control plane: the meeting or participant is not here");
+                    }
+                }
+                None => {
+                    tracing::warn!(command = %command.id, "host action from the control plane this relay does not know")
+                }
+            }
+            if self.remembered.len() >= REMEMBERED_COMMANDS {
+                self.remembered.pop_front();
+            }
+            self.remembered.push_back(command.id.clone());
+        }
+        self.done.push(command.id);
+    }
+
     fn install_keys(&mut self, keys: VerificationKeys) {
         // Keys given on the command line stay trusted beside the control plane's.
         let mut verifier = TokenVerifier::new();
@@ -236,4 +293,74 @@ impl ControlPlaneLink {
         self.state.core.verifier.store(Arc::new(verifier));
         self.keys_version = keys.version;
     }
+}
+
+fn role_to_api(role: Role) -> MeetingRole {
+    match role {
+        Role::Host => MeetingRole::Host,
+        Role::Cohost => MeetingRole::Cohost,
+        Role::Participant => MeetingRole::Participant,
+        Role::Guest => MeetingRole::Guest,
+    }
+}
+
+fn report_to_api(report: &HostActionReport) -> HostActionRecord {
+    HostActionRecord {
+        at_ms: report.at_ms,
+        meeting_id: report.meeting_id.clone(),
+        by_identity: report.by_identity.clone(),
+        by_display_name: report.by_display_name.clone(),
+        action: report.action.to_owned(),
+        target_identity: report.target_identity.clone(),
+        target_display_name: report.target_display_name.clone(),
+        detail: report.detail.clone(),
+        via: "meeting".into(),
+        ban: report.ban,
+        locked: report.locked,
+    }
+}
+
+fn media_to_wire(media: i32) -> Option<i32> {
+    match api::HostMedia::try_from(media).ok()? {
+        api::HostMedia::Audio => Some(MediaKind::Audio as i32),
+        api::HostMedia::Video => Some(MediaKind::Video as i32),
+        api::HostMedia::Unspecified => None,
+    }
+}
+
+/// The wire's host action for one from the API (none for actions this relay cannot take).
+fn wire_action(action: moderate_meeting_request::Action) -> Option<Action> {
+    use moderate_meeting_request::Action as Api;
+    Some(match action {
+        Api::Mute(m) => Action::Mute(wire::MuteParticipant {
+            participant_id: m.participant_id,
+            kind: media_to_wire(m.media)?,
+            disallow_unmute: m.disallow_unmute,
+        }),
+        Api::MuteAll(m) => Action::MuteAll(wire::MuteAll {
+            disallow_unmute: m.disallow_unmute,
+        }),
+        Api::Remove(r) => Action::Remove(wire::RemoveParticipant {
+            participant_id: r.participant_id,
+            reason: r.reason,
+            ban: r.ban,
+        }),
+        Api::Lock(l) => Action::Lock(wire::LockMeeting { locked: l.locked }),
+        Api::SetRole(s) => Action::SetRole(wire::SetRole {
+            participant_id: s.participant_id,
+            role: match MeetingRole::try_from(s.role).ok()? {
+                MeetingRole::Host => wire::Role::Host,
+                MeetingRole::Cohost => wire::Role::Cohost,
+                MeetingRole::Participant => wire::Role::Participant,
+                MeetingRole::Guest | MeetingRole::Unspecified => return None,
+            } as i32,
+        }),
+        Api::LowerHand(l) => Action::LowerHand(wire::LowerHand {
+            participant_id: l.participant_id,
+        }),
+        Api::AskToUnmute(a) => Action::AskToUnmute(wire::AskToUnmute {
+            participant_id: a.participant_id,
+            kind: media_to_wire(a.media)?,
+        }),
+    })
 }

@@ -4,7 +4,7 @@ use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
 use web_sys::{Headers, RequestInit, Response};
 
-use crate::control::{JoinGrant, JoinMeetingRequest};
+use crate::control::{Admission, CheckAdmissionRequest, JoinGrant, JoinMeetingRequest};
 use crate::js;
 use videocall_grpc_web::{self as grpc_web, CallError};
 
@@ -17,16 +17,36 @@ pub async fn join_meeting(
     display_name: &str,
     avoid: &[String],
     e2ee_signature_key: Vec<u8>,
+    admission_ticket: &str,
 ) -> Result<JoinGrant, CallError> {
     let request = JoinMeetingRequest {
         meeting_id: meeting_id.to_owned(),
         display_name: display_name.to_owned(),
         avoid_relay_ids: avoid.to_vec(),
         e2ee_signature_key,
+        admission_ticket: admission_ticket.to_owned(),
         ..Default::default()
     };
     unary(
         "/videocall.control.v1.MeetingService/JoinMeeting",
+        grpc_web::request_body(&request),
+    )
+    .await
+}
+
+/// Whether a host let this waiting person in (then with the grant) or turned them away.
+pub async fn check_admission(
+    meeting_id: &str,
+    ticket: &str,
+    avoid: &[String],
+) -> Result<Admission, CallError> {
+    let request = CheckAdmissionRequest {
+        meeting_id: meeting_id.to_owned(),
+        ticket: ticket.to_owned(),
+        avoid_relay_ids: avoid.to_vec(),
+    };
+    unary(
+        "/videocall.control.v1.MeetingService/CheckAdmission",
         grpc_web::request_body(&request),
     )
     .await

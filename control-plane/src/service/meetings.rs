@@ -2,18 +2,23 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use tonic::{Request, Response, Status};
 use videocall_control_api::v1::meeting_service_server::MeetingService;
 use videocall_control_api::v1::*;
-use videocall_token::{Claims, E2eeCredential, Grants, Role};
+use videocall_token::Role;
 
-use super::{key_status, peer_key, store_status, ControlPlane};
-use crate::auth::{authenticate, hash_password, random_hex, require, verify_password, Principal};
-use crate::placement::{choose_relay_avoiding, Decision};
+use super::grant::{self, GrantRequest};
+use super::{peer_key, store_status, ControlPlane};
+use crate::admission::{self, Applicant, Door, Entry, Refusal};
+use crate::auth::{
+    authenticate, hash_password, random_hex, random_token, require, sha256_hex, verify_password,
+    Principal,
+};
 use crate::store::{
-    self, now_ms, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, SeatRequest, StateFilter,
+    self, now_ms, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, NewWaiter, StateFilter,
+    WaiterState,
 };
 use crate::validate;
 
@@ -31,6 +36,25 @@ fn access_from_api(value: i32, field: &str) -> Result<store::Access, Status> {
         Ok(Access::Private) => Ok(store::Access::Private),
         Ok(Access::Password) => Ok(store::Access::Password),
         Err(_) => Err(validate::invalid(field, "unknown access")),
+    }
+}
+
+fn waiting_room_from_api(value: i32, field: &str) -> Result<store::WaitingRoom, Status> {
+    match WaitingRoom::try_from(value) {
+        Ok(WaitingRoom::Unspecified) => Ok(store::WaitingRoom::Default),
+        Ok(WaitingRoom::Off) => Ok(store::WaitingRoom::Off),
+        Ok(WaitingRoom::Guests) => Ok(store::WaitingRoom::Guests),
+        Ok(WaitingRoom::Everyone) => Ok(store::WaitingRoom::Everyone),
+        Err(_) => Err(validate::invalid(field, "unknown waiting room")),
+    }
+}
+
+fn waiting_room_to_api(value: store::WaitingRoom) -> WaitingRoom {
+    match value {
+        store::WaitingRoom::Default => WaitingRoom::Unspecified,
+        store::WaitingRoom::Off => WaitingRoom::Off,
+        store::WaitingRoom::Guests => WaitingRoom::Guests,
+        store::WaitingRoom::Everyone => WaitingRoom::Everyone,
     }
 }
 
@@ -60,14 +84,14 @@ fn usernames(field: &str, users: &[String]) -> Result<Vec<String>, Status> {
 }
 
 /// May `caller` see (and try to join) `meeting`?
-fn may_see(caller: &Principal, meeting: &MeetingRecord) -> bool {
+pub(super) fn may_see(caller: &Principal, meeting: &MeetingRecord) -> bool {
     caller.is_admin()
         || caller.name == meeting.owner
         || meeting.access != store::Access::Private
         || meeting.allowed_users.contains(&caller.name)
 }
 
-fn may_manage(caller: &Principal, meeting: &MeetingRecord) -> bool {
+pub(super) fn may_manage(caller: &Principal, meeting: &MeetingRecord) -> bool {
     caller.is_person() && (caller.is_admin() || caller.name == meeting.owner)
 }
 
@@ -91,7 +115,18 @@ impl MeetingApi {
         let mut relays: Vec<String> = live.iter().map(|p| p.relay_id.clone()).collect();
         relays.sort();
         relays.dedup();
-        Ok(meeting_to_api(meeting, live.len(), relays))
+        let waiting = self
+            .0
+            .store
+            .waiting_counts(
+                std::slice::from_ref(&meeting.id),
+                self.0.waiters_seen_since_ms(),
+            )
+            .await
+            .map_err(store_status)?
+            .first()
+            .map_or(0, |(_, n)| *n);
+        Ok(meeting_to_api(meeting, live.len(), relays, waiting))
     }
 
     async fn load(&self, id: &str) -> Result<MeetingRecord, Status> {
@@ -114,7 +149,12 @@ impl MeetingApi {
     }
 }
 
-fn meeting_to_api(meeting: &MeetingRecord, participants: usize, relay_ids: Vec<String>) -> Meeting {
+fn meeting_to_api(
+    meeting: &MeetingRecord,
+    participants: usize,
+    relay_ids: Vec<String>,
+    waiting: u32,
+) -> Meeting {
     let state = if meeting.ended_at_ms.is_some() {
         MeetingState::Ended
     } else if participants > 0 {
@@ -137,6 +177,9 @@ fn meeting_to_api(meeting: &MeetingRecord, participants: usize, relay_ids: Vec<S
         relay_ids,
         created_at_ms: meeting.created_at_ms,
         ended_at_ms: meeting.ended_at_ms.unwrap_or(0),
+        waiting_room: waiting_room_to_api(meeting.waiting_room) as i32,
+        locked: meeting.locked,
+        waiting,
     }
 }
 
@@ -158,6 +201,7 @@ impl MeetingService for MeetingApi {
         let access = access_from_api(req.access, "access")?;
         let allowed = usernames("allowed_users", &req.allowed_users)?;
         let hosts = usernames("hosts", &req.hosts)?;
+        let waiting_room = waiting_room_from_api(req.waiting_room, "waiting_room")?;
         let password_hash = if access == store::Access::Password {
             validate::password("password", &req.password)?;
             Some(req.password)
@@ -189,6 +233,8 @@ impl MeetingService for MeetingApi {
             e2ee_required: req.e2ee_required,
             allowed_users: allowed,
             hosts,
+            waiting_room,
+            locked: req.locked,
         };
         let created = self
             .0
@@ -197,7 +243,7 @@ impl MeetingService for MeetingApi {
             .await
             .map_err(store_status)?;
         tracing::info!(meeting = %created.id, owner = %created.owner, "meeting created");
-        Ok(Response::new(meeting_to_api(&created, 0, Vec::new())))
+        Ok(Response::new(meeting_to_api(&created, 0, Vec::new(), 0)))
     }
 
     async fn get_meeting(
@@ -287,13 +333,23 @@ impl MeetingService for MeetingApi {
             .meeting_hosts(&ids, self.0.fresh_since_ms())
             .await
             .map_err(store_status)?;
+        let waiting = self
+            .0
+            .store
+            .waiting_counts(&ids, self.0.waiters_seen_since_ms())
+            .await
+            .map_err(store_status)?;
         let meetings = records
             .iter()
             .map(|m| {
                 let mine: Vec<_> = hosts.iter().filter(|(id, _, _)| id == &m.id).collect();
                 let count: i64 = mine.iter().map(|(_, _, n)| n).sum();
                 let relays = mine.iter().map(|(_, r, _)| r.clone()).collect();
-                meeting_to_api(m, usize::try_from(count).unwrap_or(0), relays)
+                let waiting = waiting
+                    .iter()
+                    .find(|(id, _)| id == &m.id)
+                    .map_or(0, |(_, n)| *n);
+                meeting_to_api(m, usize::try_from(count).unwrap_or(0), relays, waiting)
             })
             .collect();
         let next_page_token = match (more, records.last()) {
@@ -330,6 +386,10 @@ impl MeetingService for MeetingApi {
             .as_ref()
             .map(|list| usernames("hosts", &list.users))
             .transpose()?;
+        let waiting_room = req
+            .waiting_room
+            .map(|w| waiting_room_from_api(w, "waiting_room"))
+            .transpose()?;
         if let Some(password) = &req.password {
             validate::password("password", password)?;
         }
@@ -365,6 +425,9 @@ impl MeetingService for MeetingApi {
             guests_allowed: req.guests_allowed,
             max_participants,
             e2ee_required: req.e2ee_required,
+            waiting_room,
+            // A lock is a host action (below): recorded and carried out by the relays.
+            locked: None,
         };
         let updated = self
             .0
@@ -373,6 +436,13 @@ impl MeetingService for MeetingApi {
             .await
             .map_err(store_status)?;
         tracing::info!(meeting = %updated.id, by = %caller.name, "meeting updated");
+        let updated = match req.locked {
+            Some(locked) if locked != updated.locked => {
+                super::hosts::lock(&self.0, &updated.id, locked, &caller).await?;
+                self.load(&updated.id).await?
+            }
+            _ => updated,
+        };
         Ok(Response::new(self.to_api(&updated).await?))
     }
 
@@ -392,6 +462,14 @@ impl MeetingService for MeetingApi {
             .await
             .map_err(store_status)?;
         tracing::info!(meeting = %ended.id, by = %caller.name, "meeting ended");
+        let record =
+            super::hosts::entry(&self.0, &ended.id, &caller, "end", ("", ""), String::new())
+                .await?;
+        self.0
+            .store
+            .record_host_actions(&[record])
+            .await
+            .map_err(store_status)?;
         Ok(Response::new(self.to_api(&ended).await?))
     }
 
@@ -428,19 +506,16 @@ impl MeetingService for MeetingApi {
         let peer = format!("peer:{}", peer_key(&request));
         let req = request.into_inner();
         validate::meeting_id("meeting_id", &req.meeting_id)?;
-        validate::display_name("display_name", &req.display_name, caller.is_none())?;
+        // A guest names itself, unless it comes back with the ticket it was admitted with.
+        validate::display_name(
+            "display_name",
+            &req.display_name,
+            caller.is_none() && req.admission_ticket.is_empty(),
+        )?;
         if req.password.len() > validate::MAX_PASSWORD * 4 {
             return Err(validate::invalid("password", "too long"));
         }
-        if req.avoid_relay_ids.len() > validate::MAX_AVOID_RELAYS {
-            return Err(validate::invalid(
-                "avoid_relay_ids",
-                format!("at most {} relays", validate::MAX_AVOID_RELAYS),
-            ));
-        }
-        for id in &req.avoid_relay_ids {
-            validate::lookup_id("avoid_relay_ids", id)?;
-        }
+        validate::avoid_relay_ids("avoid_relay_ids", &req.avoid_relay_ids)?;
         validate::e2ee_signature_key("e2ee_signature_key", &req.e2ee_signature_key)?;
         if caller.as_ref().is_some_and(|c| !c.is_person()) {
             return Err(Status::permission_denied("relays do not join meetings"));
@@ -454,7 +529,8 @@ impl MeetingService for MeetingApi {
             .ok_or_else(|| Status::not_found(format!("meeting {} not found", req.meeting_id)))?;
         let privileged = caller.as_ref().is_some_and(|c| may_manage(c, &meeting));
         match &caller {
-            None if !meeting.guests_allowed || meeting.access == store::Access::Private => {
+            // Guests of private meetings get in only through the waiting room (below).
+            None if !meeting.guests_allowed => {
                 return Err(Status::unauthenticated(
                     "this meeting does not admit guests: sign in first",
                 ))
@@ -494,8 +570,36 @@ impl MeetingService for MeetingApi {
                 meeting.id
             )));
         }
-        let (identity, display_name) = match &caller {
-            Some(c) => {
+        // Coming back with an admitted ticket: the same identity, without waiting again.
+        let ticket = if req.admission_ticket.is_empty() {
+            None
+        } else {
+            validate::ticket("admission_ticket", &req.admission_ticket)?;
+            let waiter = self
+                .0
+                .store
+                .waiter_by_ticket(&meeting.id, &sha256_hex(&req.admission_ticket), now_ms())
+                .await
+                .map_err(store_status)?
+                .filter(|w| w.state == WaiterState::Admitted)
+                .filter(|w| caller.as_ref().is_none_or(|c| c.name == w.waiter.identity))
+                .ok_or_else(|| {
+                    Status::permission_denied(
+                        "admission_ticket: not a ticket a host admitted to this meeting",
+                    )
+                })?;
+            Some(waiter)
+        };
+        let (identity, display_name) = match (&caller, &ticket) {
+            (_, Some(admitted)) => (
+                admitted.waiter.identity.clone(),
+                if req.display_name.trim().is_empty() {
+                    admitted.waiter.display_name.clone()
+                } else {
+                    req.display_name.trim().to_owned()
+                },
+            ),
+            (Some(c), None) => {
                 let name = if req.display_name.trim().is_empty() {
                     match self.0.store.user(&c.name).await.map_err(store_status)? {
                         Some(user) => user.display_name,
@@ -506,125 +610,212 @@ impl MeetingService for MeetingApi {
                 };
                 (c.name.clone(), name)
             }
-            None => (
+            (None, None) => (
                 format!("guest-{}", random_hex(6)),
                 req.display_name.trim().to_owned(),
             ),
         };
-        let now = now_ms();
-        let window_ms = i64::try_from(self.0.config.connect_window_secs.saturating_mul(1000))
-            .unwrap_or(i64::MAX / 2);
-        let mut decision = None;
-        let placed = self
-            .0
-            .store
-            .reserve_seat(
-                &SeatRequest {
-                    meeting_id: &meeting.id,
-                    identity: &identity,
-                    now_ms: now,
-                    connect_by_ms: now.saturating_add(window_ms),
-                    fresh_since_ms: self.0.fresh_since_ms(),
-                },
-                |meeting, fresh, hosts| {
-                    let share = self.0.config.meeting_share_per_relay;
-                    let chosen =
-                        choose_relay_avoiding(meeting, fresh, hosts, share, &req.avoid_relay_ids);
-                    decision = Some(Decision::of(meeting, hosts, share, chosen.as_deref()));
-                    chosen
-                },
-            )
-            .await;
-        if let Some(decision) = decision {
-            self.0.metrics.placed(decision);
-        }
-        let (meeting, relay) = placed.map_err(store_status)?;
-        // The owner, admins and the users the meeting names host; a guest is always one.
+        let store = &self.0.store;
+        // Named hosts and bans in one statement; a guest new to the meeting (a fresh identity)
+        // can be neither.
+        let (named_host, banned) = if caller.is_some() || ticket.is_some() {
+            store
+                .standing_in(&meeting.id, &identity)
+                .await
+                .map_err(store_status)?
+        } else {
+            (false, false)
+        };
+        // Hosts: the owner, admins and the users the meeting names; a guest is always one.
         let role = match &caller {
             _ if privileged => Role::Host,
             None => Role::Guest,
-            Some(c) => {
-                let named = c.is_person()
-                    && self
-                        .0
-                        .store
-                        .is_host(&meeting.id, &c.name)
-                        .await
-                        .map_err(store_status)?;
-                if named {
-                    Role::Host
-                } else {
-                    Role::Participant
-                }
+            Some(_) if named_host => Role::Host,
+            Some(_) => Role::Participant,
+        };
+        let applicant = Applicant {
+            guest: caller.is_none(),
+            host: role == Role::Host,
+            // Those who manage the meeting are never kept out of it.
+            banned: !privileged && banned,
+            seated: meeting.locked
+                && store
+                    .has_seat(&meeting.id, &identity)
+                    .await
+                    .map_err(store_status)?,
+            admitted: ticket.is_some(),
+        };
+        let door = Door {
+            access: meeting.access,
+            waiting_room: meeting.waiting_room,
+            locked: meeting.locked,
+        };
+        match admission::decide(door, applicant) {
+            Entry::Join => {}
+            Entry::Refused(refusal) => {
+                tracing::info!(meeting = %meeting.id, %identity, ?refusal, "join refused");
+                return Err(match refusal {
+                    Refusal::Locked => Status::failed_precondition(refusal.message()),
+                    Refusal::GuestsWaitOnly => Status::unauthenticated(refusal.message()),
+                    Refusal::Banned => Status::permission_denied(refusal.message()),
+                });
             }
-        };
-        let grants = Grants {
-            publish: !req.receive_only,
-            subscribe: true,
-            admin: role == Role::Host,
-            role: Some(role),
-        };
-        let mut claims = Claims::new(
-            &identity,
-            &display_name,
-            &meeting.id,
-            grants,
-            self.0.config.token_ttl(),
-        );
-        claims.max_participants = Some(meeting.max_participants);
-        claims.e2ee = meeting.e2ee_required;
-        let keys = self.0.keys.current().await.map_err(key_status)?;
-        let token = keys
-            .issuer
-            .issue(&claims)
-            .map_err(|e| Status::internal(format!("signing the token: {e}")))?;
-        let (e2ee_credential, e2ee_verification_keys) = if req.e2ee_signature_key.is_empty() {
-            (String::new(), None)
-        } else {
-            let credential = E2eeCredential::new(
-                &identity,
-                &display_name,
-                &meeting.id,
-                caller.is_none(),
-                &req.e2ee_signature_key,
-                self.0.config.token_ttl(),
-            );
-            let signed = keys
-                .issuer
-                .issue_credential(&credential)
-                .map_err(|e| Status::internal(format!("signing the credential: {e}")))?;
-            (signed, Some(super::keys_to_api(&keys)))
-        };
-        self.0.metrics.grants.inc();
-        tracing::info!(
-            meeting = %meeting.id,
-            %identity,
-            relay = %relay.relay_id,
-            avoided = ?req.avoid_relay_ids,
-            "join granted"
-        );
-        Ok(Response::new(JoinGrant {
-            token,
-            kid: keys.issuer.kid().to_owned(),
-            expires_at_ms: i64::try_from(claims.exp)
-                .unwrap_or(i64::MAX / 1000)
-                .saturating_mul(1000),
-            relay: Some(RelayEndpoints {
-                relay_id: relay.relay_id.clone(),
-                webtransport_url: relay.webtransport_url.clone(),
-                websocket_url: relay.websocket_url.clone(),
-                certificate_sha256: relay.certificate_sha256.clone(),
-            }),
-            meeting_id: meeting.id.clone(),
-            identity,
-            display_name,
-            publish: grants.publish,
-            subscribe: grants.subscribe,
-            admin: grants.admin,
-            e2ee_required: meeting.e2ee_required,
-            e2ee_credential,
-            e2ee_verification_keys,
-        }))
+            Entry::Wait => {
+                let secret = random_token(24);
+                let waiter = NewWaiter {
+                    id: format!("w-{}", random_hex(6)),
+                    ticket_hash: sha256_hex(&secret),
+                    meeting_id: meeting.id.clone(),
+                    identity: identity.clone(),
+                    display_name: display_name.clone(),
+                    guest: caller.is_none(),
+                    receive_only: req.receive_only,
+                    e2ee_signature_key: STANDARD.encode(&req.e2ee_signature_key),
+                };
+                let now = now_ms();
+                store
+                    .add_waiter(&waiter, now)
+                    .await
+                    .map_err(store_status)?;
+                let ahead = store
+                    .waiters_ahead(&meeting.id, now, &waiter.id, self.0.waiters_seen_since_ms())
+                    .await
+                    .map_err(store_status)?;
+                tracing::info!(meeting = %meeting.id, %identity, waiter = %waiter.id, "waiting to be let in");
+                return Ok(Response::new(JoinGrant {
+                    meeting_id: meeting.id.clone(),
+                    identity,
+                    display_name,
+                    role: grant::role_to_api(role) as i32,
+                    waiting: Some(WaitingTicket {
+                        ticket: secret,
+                        position: ahead.saturating_add(1),
+                    }),
+                    ..Default::default()
+                }));
+            }
+        }
+        let grant = grant::issue(
+            &self.0,
+            GrantRequest {
+                meeting_id: &meeting.id,
+                identity,
+                display_name,
+                role,
+                guest: caller.is_none(),
+                receive_only: req.receive_only,
+                e2ee_signature_key: &req.e2ee_signature_key,
+                avoid_relay_ids: &req.avoid_relay_ids,
+                admission_ticket: if ticket.is_some() {
+                    req.admission_ticket.clone()
+                } else {
+                    String::new()
+                },
+            },
+        )
+        .await?;
+        Ok(Response::new(grant))
+    }
+
+    async fn check_admission(
+        &self,
+        request: Request<CheckAdmissionRequest>,
+    ) -> Result<Response<Admission>, Status> {
+        let req = request.into_inner();
+        validate::meeting_id("meeting_id", &req.meeting_id)?;
+        validate::ticket("ticket", &req.ticket)?;
+        validate::avoid_relay_ids("avoid_relay_ids", &req.avoid_relay_ids)?;
+        let store = &self.0.store;
+        let waiter = store
+            .waiter_by_ticket(&req.meeting_id, &sha256_hex(&req.ticket), now_ms())
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found("no such ticket for this meeting"))?;
+        match waiter.state {
+            WaiterState::Waiting => {
+                let ahead = store
+                    .waiters_ahead(
+                        &req.meeting_id,
+                        waiter.asked_at_ms,
+                        &waiter.waiter.id,
+                        self.0.waiters_seen_since_ms(),
+                    )
+                    .await
+                    .map_err(store_status)?;
+                Ok(Response::new(Admission {
+                    state: AdmissionState::Waiting as i32,
+                    position: ahead.saturating_add(1),
+                    ..Default::default()
+                }))
+            }
+            WaiterState::Rejected => Ok(Response::new(Admission {
+                state: AdmissionState::Rejected as i32,
+                reason: waiter.reason,
+                ..Default::default()
+            })),
+            WaiterState::Admitted => {
+                let meeting = self.load(&req.meeting_id).await?;
+                if meeting.ended_at_ms.is_some() {
+                    return Err(Status::failed_precondition(format!(
+                        "meeting {} has ended",
+                        meeting.id
+                    )));
+                }
+                let identity = waiter.waiter.identity.clone();
+                let applicant = Applicant {
+                    guest: waiter.waiter.guest,
+                    banned: store
+                        .is_banned(&meeting.id, &identity)
+                        .await
+                        .map_err(store_status)?,
+                    seated: meeting.locked
+                        && store
+                            .has_seat(&meeting.id, &identity)
+                            .await
+                            .map_err(store_status)?,
+                    admitted: true,
+                    host: false,
+                };
+                let door = Door {
+                    access: meeting.access,
+                    waiting_room: meeting.waiting_room,
+                    locked: meeting.locked,
+                };
+                if let Entry::Refused(refusal) = admission::decide(door, applicant) {
+                    return Err(match refusal {
+                        Refusal::Locked => Status::failed_precondition(refusal.message()),
+                        _ => Status::permission_denied(refusal.message()),
+                    });
+                }
+                let key = STANDARD
+                    .decode(&waiter.waiter.e2ee_signature_key)
+                    .unwrap_or_default();
+                let grant = grant::issue(
+                    &self.0,
+                    GrantRequest {
+                        meeting_id: &meeting.id,
+                        identity,
+                        display_name: waiter.waiter.display_name.clone(),
+                        role: if waiter.waiter.guest {
+                            Role::Guest
+                        } else {
+                            Role::Participant
+                        },
+                        guest: waiter.waiter.guest,
+                        receive_only: waiter.waiter.receive_only,
+                        e2ee_signature_key: &key,
+                        avoid_relay_ids: &req.avoid_relay_ids,
+                        admission_ticket: req.ticket.clone(),
+                    },
+                )
+                .await?;
+                Ok(Response::new(Admission {
+                    state: AdmissionState::Admitted as i32,
+                    grant: Some(grant),
+                    ..Default::default()
+                }))
+            }
+        }
     }
 
     async fn list_participants(
@@ -654,6 +845,7 @@ impl MeetingService for MeetingApi {
                     display_name: p.display_name,
                     relay_id: p.relay_id,
                     joined_at_ms: p.joined_at_ms,
+                    role: grant::role_to_api(crate::moderation::role_from_report(&p.role)) as i32,
                 })
                 .collect(),
         }))

@@ -2,6 +2,8 @@
 //! caller, then calls the store; store errors map to gRPC codes here.
 
 pub mod auth;
+pub mod grant;
+pub mod hosts;
 pub mod meetings;
 pub mod relays;
 
@@ -15,6 +17,9 @@ use crate::config::ControlPlaneConfig;
 use crate::keys::SigningKeys;
 pub use crate::status::store_status;
 use crate::store::{now_ms, Store};
+
+/// A waiter not heard from (CheckAdmission) for this long leaves the queue.
+pub const WAITER_TIMEOUT_MS: i64 = 30_000;
 
 /// What every service shares.
 pub struct ControlPlane {
@@ -54,6 +59,11 @@ impl ControlPlane {
     /// Relays heard from since this time are fresh (ms).
     pub fn fresh_since_ms(&self) -> i64 {
         now_ms().saturating_sub(self.config.stale_after_ms())
+    }
+
+    /// Waiters who asked for their answer since this time are still in the queue (ms).
+    pub fn waiters_seen_since_ms(&self) -> i64 {
+        now_ms().saturating_sub(WAITER_TIMEOUT_MS)
     }
 }
 

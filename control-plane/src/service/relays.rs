@@ -2,17 +2,23 @@
 
 use std::sync::Arc;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use prost::Message;
 use tonic::{Request, Response, Status};
 use videocall_control_api::v1::relay_service_server::RelayService;
 use videocall_control_api::v1::*;
 
 use super::{key_status, keys_to_api, store_status, ControlPlane};
 use crate::auth::{authenticate, require, require_admin, CallerRole, Principal};
-use crate::store::{now_ms, LiveParticipantRecord, RelayLoad, RelayRecord};
+use crate::store::{now_ms, HostActionEntry, LiveParticipantRecord, RelayLoad, RelayRecord};
 use crate::validate;
 
 /// Most participants one heartbeat may report.
 const MAX_REPORTED_PARTICIPANTS: usize = 100_000;
+
+/// A command not reported done this long after it was queued is dropped (ms).
+const COMMAND_LIFETIME_MS: i64 = 30_000;
 
 /// The relay service.
 pub struct RelayApi(pub Arc<ControlPlane>);
@@ -113,10 +119,75 @@ fn validate_loads(
                 display_name: p.display_name.clone(),
                 relay_id: relay_id.to_owned(),
                 joined_at_ms: p.joined_at_ms,
+                role: crate::moderation::role_to_report(
+                    crate::moderation::role_from_api(p.role).unwrap_or(videocall_token::Role::Participant),
+                )
+                .to_owned(),
             });
         }
     }
     Ok(live)
+}
+
+/// The host actions a relay reports, checked: what the record keeps.
+fn validate_host_actions(actions: &[HostActionRecord]) -> Result<(), Status> {
+    if actions.len() > validate::MAX_REPORTED_HOST_ACTIONS {
+        return Err(validate::invalid(
+            "host_actions",
+            format!("at most {} actions", validate::MAX_REPORTED_HOST_ACTIONS),
+        ));
+    }
+    for (i, a) in actions.iter().enumerate() {
+        let field = |name: &str| format!("host_actions[{i}].{name}");
+        validate::meeting_id(&field("meeting_id"), &a.meeting_id)?;
+        validate::text(&field("by_identity"), &a.by_identity, 128, true)?;
+        validate::text(&field("by_display_name"), &a.by_display_name, 128, false)?;
+        validate::lookup_id(&field("action"), &a.action)?;
+        validate::text(&field("target_identity"), &a.target_identity, 128, false)?;
+        validate::text(&field("target_display_name"), &a.target_display_name, 128, false)?;
+        validate::text(&field("detail"), &a.detail, 4 * validate::MAX_REASON, false)?;
+    }
+    Ok(())
+}
+
+impl RelayApi {
+    /// Keeps what relays report hosts did: the record, and what holds at JoinMeeting (a lock,
+    /// a ban, the end).
+    async fn take_host_actions(&self, relay_id: &str, actions: &[HostActionRecord]) -> Result<(), Status> {
+        let store = &self.0.store;
+        let mut entries = Vec::with_capacity(actions.len());
+        for a in actions {
+            match a.action.as_str() {
+                "lock" => {
+                    store.set_locked(&a.meeting_id, a.locked).await.map_err(store_status)?;
+                }
+                "remove" if a.ban && !a.target_identity.is_empty() => {
+                    store
+                        .ban(&a.meeting_id, &a.target_identity, a.at_ms)
+                        .await
+                        .map_err(store_status)?;
+                }
+                "end" => match store.end_meeting(&a.meeting_id, a.at_ms.min(now_ms())).await {
+                    Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(store_status(e)),
+                },
+                _ => {}
+            }
+            tracing::info!(relay = relay_id, meeting = %a.meeting_id, by = %a.by_identity, action = %a.action, target = %a.target_identity, "host action in a meeting");
+            entries.push(HostActionEntry {
+                at_ms: a.at_ms,
+                meeting_id: a.meeting_id.clone(),
+                by_identity: a.by_identity.clone(),
+                by_display_name: a.by_display_name.clone(),
+                action: a.action.clone(),
+                target_identity: a.target_identity.clone(),
+                target_display_name: a.target_display_name.clone(),
+                detail: a.detail.clone(),
+                via: "meeting".into(),
+            });
+        }
+        store.record_host_actions(&entries).await.map_err(store_status)
+    }
 }
 
 #[tonic::async_trait]
@@ -171,6 +242,16 @@ impl RelayService for RelayApi {
         let req = request.into_inner();
         validate::lookup_id("relay_id", &req.relay_id)?;
         let live = validate_loads(&req.meeting_loads, &req.relay_id)?;
+        validate_host_actions(&req.host_actions)?;
+        if req.done_command_ids.len() > validate::MAX_DONE_COMMANDS {
+            return Err(validate::invalid(
+                "done_command_ids",
+                format!("at most {}", validate::MAX_DONE_COMMANDS),
+            ));
+        }
+        for id in &req.done_command_ids {
+            validate::lookup_id("done_command_ids", id)?;
+        }
         require_relay(caller)?;
         let load = RelayLoad {
             participants: req.participants,
@@ -194,8 +275,31 @@ impl RelayService for RelayApi {
             .meetings_ended_since(now.saturating_sub(ttl_ms).saturating_sub(60_000))
             .await
             .map_err(store_status)?;
+        self.take_host_actions(&req.relay_id, &req.host_actions)
+            .await?;
+        let commands = self
+            .0
+            .store
+            .relay_commands(
+                &req.relay_id,
+                &req.done_command_ids,
+                now.saturating_sub(COMMAND_LIFETIME_MS),
+            )
+            .await
+            .map_err(store_status)?
+            .into_iter()
+            .filter_map(|(id, action)| {
+                let bytes = STANDARD.decode(action).ok()?;
+                let action = ModerateMeetingRequest::decode(bytes.as_slice()).ok()?;
+                Some(RelayCommand {
+                    id,
+                    action: Some(action),
+                })
+            })
+            .collect();
         let keys = self.0.keys.current().await.map_err(key_status)?;
         Ok(Response::new(HeartbeatResponse {
+            commands,
             drain,
             ended_meetings: ended
                 .into_iter()

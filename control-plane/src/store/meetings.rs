@@ -36,6 +36,41 @@ impl Access {
     }
 }
 
+/// Who waits to be let in before joining a meeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitingRoom {
+    /// Guests of private meetings wait; nobody waits in other meetings.
+    #[default]
+    Default,
+    /// Nobody waits.
+    Off,
+    /// Guests wait.
+    Guests,
+    /// Everyone but hosts waits.
+    Everyone,
+}
+
+impl WaitingRoom {
+    /// Stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitingRoom::Default => "default",
+            WaitingRoom::Off => "off",
+            WaitingRoom::Guests => "guests",
+            WaitingRoom::Everyone => "everyone",
+        }
+    }
+
+    fn parse(value: &str) -> WaitingRoom {
+        match value {
+            "off" => WaitingRoom::Off,
+            "guests" => WaitingRoom::Guests,
+            "everyone" => WaitingRoom::Everyone,
+            _ => WaitingRoom::Default,
+        }
+    }
+}
+
 /// A stored meeting with what relays report of it.
 #[derive(Debug, Clone)]
 pub struct MeetingRecord {
@@ -65,6 +100,10 @@ pub struct MeetingRecord {
     pub allowed_users: Vec<String>,
     /// Users the meeting names as hosts besides its owner.
     pub hosts: Vec<String>,
+    /// Who waits to be let in.
+    pub waiting_room: WaitingRoom,
+    /// Nobody new gets in.
+    pub locked: bool,
 }
 
 /// A meeting to create.
@@ -90,6 +129,10 @@ pub struct NewMeeting {
     pub allowed_users: Vec<String>,
     /// Hosts besides the owner.
     pub hosts: Vec<String>,
+    /// Who waits to be let in.
+    pub waiting_room: WaitingRoom,
+    /// Created locked.
+    pub locked: bool,
 }
 
 /// Changes to a meeting; `None` keeps a field.
@@ -111,6 +154,10 @@ pub struct MeetingUpdate {
     pub max_participants: Option<u32>,
     /// End-to-end encryption required.
     pub e2ee_required: Option<bool>,
+    /// Who waits to be let in.
+    pub waiting_room: Option<WaitingRoom>,
+    /// Locked or not.
+    pub locked: Option<bool>,
 }
 
 /// A meeting's state for list filters.
@@ -142,7 +189,7 @@ pub struct MeetingFilter {
 }
 
 const MEETING_COLUMNS: &str = "id, title, owner, access, password_hash, guests_allowed, \
-     max_participants, e2ee_required, relay_id, created_at_ms, ended_at_ms";
+     max_participants, e2ee_required, relay_id, created_at_ms, ended_at_ms, waiting_room, locked";
 
 fn meeting_from(row: &AnyRow) -> Result<MeetingRecord, sqlx::Error> {
     let access: String = get(row, "access")?;
@@ -161,6 +208,8 @@ fn meeting_from(row: &AnyRow) -> Result<MeetingRecord, sqlx::Error> {
         ended_at_ms: get(row, "ended_at_ms")?,
         allowed_users: Vec::new(),
         hosts: Vec::new(),
+        waiting_room: WaitingRoom::parse(&get::<String>(row, "waiting_room")?),
+        locked: flag(row, "locked")?,
     })
 }
 
@@ -198,8 +247,9 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO meetings (id, title, owner, access, password_hash, guests_allowed, \
-             max_participants, e2ee_required, relay_id, created_at_ms, ended_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL)",
+             max_participants, e2ee_required, relay_id, created_at_ms, ended_at_ms, \
+             waiting_room, locked) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, NULL, $10, $11)",
         )
         .bind(&meeting.id)
         .bind(&meeting.title)
@@ -210,6 +260,8 @@ impl Store {
         .bind(i64::from(meeting.max_participants))
         .bind(i64::from(meeting.e2ee_required))
         .bind(now_ms)
+        .bind(meeting.waiting_room.as_str())
+        .bind(i64::from(meeting.locked))
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -365,7 +417,9 @@ impl Store {
              password_hash = COALESCE($4, password_hash), \
              guests_allowed = COALESCE($5, guests_allowed), \
              max_participants = COALESCE($6, max_participants), \
-             e2ee_required = COALESCE($7, e2ee_required) WHERE id = $1",
+             e2ee_required = COALESCE($7, e2ee_required), \
+             waiting_room = COALESCE($8, waiting_room), locked = COALESCE($9, locked) \
+             WHERE id = $1",
         )
         .bind(id)
         .bind(update.title.clone())
@@ -374,6 +428,8 @@ impl Store {
         .bind(update.guests_allowed.map(i64::from))
         .bind(update.max_participants.map(i64::from))
         .bind(update.e2ee_required.map(i64::from))
+        .bind(update.waiting_room.map(|w| w.as_str().to_owned()))
+        .bind(update.locked.map(i64::from))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -1,6 +1,7 @@
 //! Persistence on `sqlx`'s `Any` driver: one set of portable SQL for SQLite (the embedded
 //! default) and PostgreSQL (production). No database is needed at compile time.
 
+mod hosts;
 mod keys;
 mod meetings;
 mod relays;
@@ -13,7 +14,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use keys::SigningKeyRecord;
-pub use meetings::{Access, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, StateFilter};
+pub use hosts::{HostActionEntry, NewWaiter, WaiterRecord, WaiterState};
+pub use meetings::{
+    Access, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, StateFilter, WaitingRoom,
+};
 pub use relays::{LiveParticipantRecord, MeetingHost, RelayLoad, RelayRecord};
 pub use seat::SeatRequest;
 pub use users::{ApiKeyRecord, SessionRecord, UserRecord};

@@ -92,6 +92,8 @@ pub struct LiveParticipantRecord {
     pub relay_id: String,
     /// Join time (ms).
     pub joined_at_ms: i64,
+    /// Role in the meeting now: `host`, `cohost`, `participant`, `guest`.
+    pub role: String,
 }
 
 const RELAY_COLUMNS: &str = "relay_id, webtransport_url, websocket_url, certificate_sha256, \
@@ -134,6 +136,7 @@ fn participant_from(row: &AnyRow) -> Result<LiveParticipantRecord, sqlx::Error> 
         display_name: get(row, "display_name")?,
         relay_id: get(row, "relay_id")?,
         joined_at_ms: get(row, "joined_at_ms")?,
+        role: get(row, "role")?,
     })
 }
 
@@ -196,21 +199,22 @@ impl Store {
         for chunk in load.participants_live.chunks(500) {
             let mut sql = String::from(
                 "INSERT INTO live_participants (relay_id, participant_id, meeting_id, identity, \
-                 display_name, joined_at_ms) VALUES ",
+                 display_name, joined_at_ms, role) VALUES ",
             );
             for i in 0..chunk.len() {
-                let b = i * 6;
+                let b = i * 7;
                 if i > 0 {
                     sql.push(',');
                 }
                 sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
                     b + 1,
                     b + 2,
                     b + 3,
                     b + 4,
                     b + 5,
-                    b + 6
+                    b + 6,
+                    b + 7
                 ));
             }
             // A relay reports each participant once; a repeat would be a relay bug, not a
@@ -224,7 +228,8 @@ impl Store {
                     .bind(&p.meeting_id)
                     .bind(&p.identity)
                     .bind(&p.display_name)
-                    .bind(p.joined_at_ms);
+                    .bind(p.joined_at_ms)
+                    .bind(&p.role);
             }
             query.execute(&mut *tx).await?;
         }
@@ -345,7 +350,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT lp.relay_id AS relay_id, lp.participant_id AS participant_id, \
              lp.meeting_id AS meeting_id, lp.identity AS identity, \
-             lp.display_name AS display_name, lp.joined_at_ms AS joined_at_ms \
+             lp.display_name AS display_name, lp.joined_at_ms AS joined_at_ms, \
+             lp.role AS role \
              FROM live_participants lp JOIN relays r ON r.relay_id = lp.relay_id \
              WHERE lp.meeting_id = $1 AND r.last_heartbeat_ms >= $2 \
              ORDER BY lp.joined_at_ms, lp.participant_id",

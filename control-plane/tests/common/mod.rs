@@ -12,6 +12,7 @@ use sqlx::Connection;
 use tonic::transport::Channel;
 use tonic::Request;
 use videocall_control_api::v1::auth_service_client::AuthServiceClient;
+use videocall_control_api::v1::host_service_client::HostServiceClient;
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
 use videocall_control_api::v1::relay_service_client::RelayServiceClient;
 use videocall_control_api::v1::*;
@@ -209,6 +210,9 @@ impl Api {
     pub fn relays(&self) -> RelayServiceClient<Channel> {
         RelayServiceClient::new(self.channel.clone())
     }
+    pub fn hosts(&self) -> HostServiceClient<Channel> {
+        HostServiceClient::new(self.channel.clone())
+    }
 
     /// Logs in; returns the `authorization` value.
     pub async fn login(&self, username: &str, password: &str) -> String {
@@ -278,14 +282,42 @@ impl Api {
 
     /// A heartbeat reporting `participants` as `(meeting, identity)`.
     pub async fn heartbeat(&self, id: &str, participants: &[(&str, &str)]) -> HeartbeatResponse {
+        let with_roles: Vec<(&str, &str, MeetingRole)> = participants
+            .iter()
+            .map(|(m, i)| (*m, *i, MeetingRole::Participant))
+            .collect();
+        self.heartbeat_with_roles(id, &with_roles).await
+    }
+
+    /// A heartbeat reporting `participants` as `(meeting, identity, role)`; participant ids
+    /// count from 1 in order.
+    pub async fn heartbeat_with_roles(
+        &self,
+        id: &str,
+        participants: &[(&str, &str, MeetingRole)],
+    ) -> HeartbeatResponse {
+        self.heartbeat_request(id, participants, Vec::new(), Vec::new())
+            .await
+            .expect("heartbeat")
+    }
+
+    /// A heartbeat with host actions and done commands too.
+    pub async fn heartbeat_request(
+        &self,
+        id: &str,
+        participants: &[(&str, &str, MeetingRole)],
+        host_actions: Vec<HostActionRecord>,
+        done_command_ids: Vec<String>,
+    ) -> Result<HeartbeatResponse, tonic::Status> {
         let mut loads: Vec<MeetingLoad> = Vec::new();
-        for (i, (meeting, identity)) in participants.iter().enumerate() {
+        for (i, (meeting, identity, role)) in participants.iter().enumerate() {
             let live = LiveParticipant {
                 participant_id: i as u64 + 1,
                 identity: (*identity).into(),
                 display_name: identity.to_uppercase(),
                 relay_id: String::new(),
                 joined_at_ms: 1,
+                role: *role as i32,
             };
             match loads.iter_mut().find(|l| l.meeting_id == *meeting) {
                 Some(load) => load.participants.push(live),
@@ -304,12 +336,13 @@ impl Api {
                     bitrate_bps: 1000,
                     draining: false,
                     meeting_loads: loads,
+                    host_actions,
+                    done_command_ids,
                 },
                 Some(&relay_auth()),
             ))
             .await
-            .expect("heartbeat")
-            .into_inner()
+            .map(|r| r.into_inner())
     }
 
     pub async fn join(
@@ -327,6 +360,7 @@ impl Api {
                     receive_only: false,
                     avoid_relay_ids: Vec::new(),
                     e2ee_signature_key: Vec::new(),
+                    admission_ticket: String::new(),
                 },
                 auth,
             ))

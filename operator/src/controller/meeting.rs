@@ -12,7 +12,9 @@ use kube::{Api, ResourceExt};
 use videocall_control_api::v1 as api;
 
 use super::{apply_status, condition, now, Context, Error};
-use crate::crd::{Meeting, MeetingAccess, MeetingPhase, MeetingStatus, RelayPool};
+use crate::crd::{
+    Meeting, MeetingAccess, MeetingPhase, MeetingStatus, MeetingWaitingRoom, RelayPool,
+};
 
 /// The finalizer that ends the meeting in the control plane on delete.
 pub const FINALIZER: &str = "videocall.dev/end-meeting";
@@ -45,8 +47,14 @@ pub fn spec_problem(meeting: &Meeting) -> Option<String> {
             return Some(format!("{field}: {user:?} is not a valid user name"));
         }
     }
-    if spec.access == MeetingAccess::Private && spec.guests_allowed {
-        return Some("a Private meeting cannot admit guests".into());
+    if spec.access == MeetingAccess::Private
+        && spec.guests_allowed
+        && spec.waiting_room == Some(MeetingWaitingRoom::Off)
+    {
+        return Some(
+            "a Private meeting admits guests only through its waiting room: waitingRoom is Off"
+                .into(),
+        );
     }
     None
 }
@@ -222,7 +230,8 @@ async fn apply(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error
             Some(ended)
         }
         Some(existing) => {
-            let wanted = update_request(&meeting, &id);
+            let mut wanted = update_request(&meeting, &id);
+            wanted.locked = lock_to_apply(&meeting);
             if differs(&existing, &wanted) {
                 Some(ctx.control_plane.update_meeting(wanted).await?)
             } else {
@@ -240,6 +249,10 @@ async fn apply(meeting: Arc<Meeting>, ctx: Arc<Context>) -> Result<Action, Error
             meeting_id: Some(id.clone()),
             participants: i32::try_from(m.participants).unwrap_or(i32::MAX),
             relays: m.relay_ids,
+            waiting: i32::try_from(m.waiting).unwrap_or(i32::MAX),
+            locked: m.locked,
+            // Applied now, or equal to what was applied before.
+            applied_locked: meeting.spec.locked,
             join_url: Some(format!(
                 "{}/meeting/guest/{id}",
                 ctx.public_url.trim_end_matches('/')
@@ -296,6 +309,15 @@ async fn write_status(
     Ok(())
 }
 
+fn waiting_room(meeting: &Meeting) -> api::WaitingRoom {
+    match meeting.spec.waiting_room {
+        None => api::WaitingRoom::Unspecified,
+        Some(MeetingWaitingRoom::Off) => api::WaitingRoom::Off,
+        Some(MeetingWaitingRoom::Guests) => api::WaitingRoom::Guests,
+        Some(MeetingWaitingRoom::Everyone) => api::WaitingRoom::Everyone,
+    }
+}
+
 fn access(meeting: &Meeting) -> api::Access {
     match meeting.spec.access {
         MeetingAccess::Public => api::Access::Public,
@@ -316,6 +338,8 @@ pub fn create_request(meeting: &Meeting, id: &str) -> api::CreateMeetingRequest 
         guests_allowed: spec.guests_allowed,
         max_participants: u32::try_from(spec.max_participants).unwrap_or(1),
         e2ee_required: spec.e2ee_required,
+        waiting_room: waiting_room(meeting) as i32,
+        locked: spec.locked.unwrap_or(false),
     }
 }
 
@@ -336,7 +360,17 @@ pub fn update_request(meeting: &Meeting, id: &str) -> api::UpdateMeetingRequest 
         guests_allowed: Some(spec.guests_allowed),
         max_participants: Some(u32::try_from(spec.max_participants).unwrap_or(1)),
         e2ee_required: Some(spec.e2ee_required),
+        waiting_room: Some(waiting_room(meeting) as i32),
+        // Applied only when the spec's value changes (`lock_to_apply`).
+        locked: None,
     }
+}
+
+/// The lock to set in the control plane: the spec's, when it differs from the one last
+/// applied (hosts may lock and unlock in between; the operator does not undo that).
+pub fn lock_to_apply(meeting: &Meeting) -> Option<bool> {
+    let applied = meeting.status.as_ref().and_then(|s| s.applied_locked);
+    meeting.spec.locked.filter(|&locked| Some(locked) != applied)
 }
 
 /// Whether the control plane's meeting differs from what `wanted` sets.
@@ -357,6 +391,8 @@ pub fn differs(existing: &api::Meeting, wanted: &api::UpdateMeetingRequest) -> b
         || wanted.guests_allowed != Some(existing.guests_allowed)
         || wanted.max_participants != Some(existing.max_participants)
         || wanted.e2ee_required != Some(existing.e2ee_required)
+        || wanted.waiting_room.is_some_and(|w| w != existing.waiting_room)
+        || wanted.locked.is_some_and(|l| l != existing.locked)
 }
 
 #[cfg(test)]
@@ -372,6 +408,8 @@ mod tests {
             allowed_users: Vec::new(),
             hosts: Vec::new(),
             guests_allowed: true,
+            waiting_room: None,
+            locked: None,
             max_participants: 10,
             e2ee_required: false,
             start_time: None,
@@ -396,8 +434,9 @@ mod tests {
                 |s| {
                     s.access = MeetingAccess::Private;
                     s.guests_allowed = true;
+                    s.waiting_room = Some(MeetingWaitingRoom::Off);
                 },
-                "cannot admit guests",
+                "only through its waiting room",
             ),
         ];
         for (change, needle) in cases {
@@ -428,5 +467,72 @@ mod tests {
         assert!(!differs(&existing, &wanted));
         existing.hosts = vec!["bob".into()];
         assert!(differs(&existing, &wanted));
+    }
+}
+
+#[cfg(test)]
+mod waiting_room_and_lock_tests {
+    use super::*;
+    use crate::crd::MeetingSpec;
+
+    fn meeting(change: impl FnOnce(&mut MeetingSpec)) -> Meeting {
+        let mut spec = MeetingSpec {
+            title: "Standup".into(),
+            relay_pool: "edge".into(),
+            access: MeetingAccess::Private,
+            allowed_users: Vec::new(),
+            hosts: Vec::new(),
+            guests_allowed: true,
+            waiting_room: None,
+            locked: None,
+            max_participants: 10,
+            e2ee_required: false,
+            start_time: None,
+            end_time: None,
+        };
+        change(&mut spec);
+        Meeting::new("standup", spec)
+    }
+
+    #[test]
+    fn a_private_meeting_takes_guests_through_its_waiting_room() {
+        assert_eq!(spec_problem(&meeting(|_| {})), None);
+        let everyone = meeting(|s| s.waiting_room = Some(MeetingWaitingRoom::Everyone));
+        assert_eq!(
+            create_request(&everyone, "calls.standup").waiting_room,
+            api::WaitingRoom::Everyone as i32
+        );
+        let wanted = update_request(&everyone, "calls.standup");
+        let existing = api::Meeting {
+            title: "Standup".into(),
+            access: api::Access::Private as i32,
+            guests_allowed: true,
+            max_participants: 10,
+            ..Default::default()
+        };
+        assert!(differs(&existing, &wanted), "the waiting room changed");
+        let same = api::Meeting {
+            waiting_room: api::WaitingRoom::Everyone as i32,
+            ..existing
+        };
+        assert!(!differs(&same, &wanted));
+    }
+
+    #[test]
+    fn the_spec_lock_is_applied_when_it_changes_and_hosts_may_change_it_between() {
+        let unset = meeting(|_| {});
+        assert_eq!(lock_to_apply(&unset), None, "left to the hosts");
+        let mut locked = meeting(|s| s.locked = Some(true));
+        assert!(create_request(&locked, "calls.standup").locked);
+        assert_eq!(lock_to_apply(&locked), Some(true));
+        locked.status = Some(MeetingStatus {
+            applied_locked: Some(true),
+            // A host unlocked it in the meeting since: the operator leaves that be.
+            locked: false,
+            ..Default::default()
+        });
+        assert_eq!(lock_to_apply(&locked), None);
+        locked.spec.locked = Some(false);
+        assert_eq!(lock_to_apply(&locked), Some(false), "the spec changed");
     }
 }

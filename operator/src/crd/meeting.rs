@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
         type_ = "integer",
         json_path = ".status.participants"
     ),
+    printcolumn(name = "Waiting", type_ = "integer", json_path = ".status.waiting"),
+    printcolumn(name = "Locked", type_ = "boolean", json_path = ".status.locked"),
     printcolumn(name = "Relays", type_ = "string", json_path = ".status.relays"),
     printcolumn(name = "Join URL", type_ = "string", json_path = ".status.joinUrl"),
     printcolumn(
@@ -51,9 +53,19 @@ pub struct MeetingSpec {
     #[serde(default)]
     #[schemars(length(max = 1000))]
     pub hosts: Vec<String>,
-    /// Guests (a display name only) may join.
+    /// Guests (a display name only) may join (a Private meeting's only through its waiting
+    /// room).
     #[serde(default)]
     pub guests_allowed: bool,
+    /// Who waits until a host lets them in; unset: guests of a Private meeting wait, nobody
+    /// else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<MeetingWaitingRoom>,
+    /// Locks (true) or unlocks (false) the meeting: nobody new gets in. Hosts in the meeting
+    /// may change it; the operator sets it again only when this field changes. Unset: left
+    /// to the hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
     /// Participant limit.
     #[serde(default = "default_max_participants")]
     #[schemars(range(min = 1, max = 1000))]
@@ -79,6 +91,17 @@ pub enum MeetingAccess {
     Public,
     /// The allow-list only.
     Private,
+}
+
+/// Who waits in a meeting's waiting room.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+pub enum MeetingWaitingRoom {
+    /// Nobody waits (a Private meeting then refuses guests).
+    Off,
+    /// Guests wait.
+    Guests,
+    /// Everyone but the hosts waits.
+    Everyone,
 }
 
 /// Where a meeting is in its life.
@@ -111,6 +134,15 @@ pub struct MeetingStatus {
     /// Relays hosting it.
     #[serde(default)]
     pub relays: Vec<String>,
+    /// People in its waiting room now.
+    #[serde(default)]
+    pub waiting: i32,
+    /// Whether it is locked now (by the spec or by a host).
+    #[serde(default)]
+    pub locked: bool,
+    /// The spec's `locked` the operator last applied (it applies it again only when it changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_locked: Option<bool>,
     /// Where people join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_url: Option<String>,

@@ -5,7 +5,9 @@
 mod meeting;
 mod relay_pool;
 
-pub use meeting::{Meeting, MeetingAccess, MeetingPhase, MeetingSpec, MeetingStatus};
+pub use meeting::{
+    Meeting, MeetingAccess, MeetingPhase, MeetingSpec, MeetingStatus, MeetingWaitingRoom,
+};
 pub use relay_pool::{
     ControlPlaneRef, GatewayRef, NatsRef, RelayLoad, RelayPool, RelayPoolSpec, RelayPoolStatus,
     RelayPorts,

@@ -329,6 +329,8 @@ pub fn meeting(name: &str, pool: &str) -> videocall_operator::crd::Meeting {
             allowed_users: Vec::new(),
             hosts: Vec::new(),
             guests_allowed: true,
+            waiting_room: None,
+            locked: None,
             max_participants: 10,
             e2ee_required: false,
             start_time: None,

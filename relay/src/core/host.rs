@@ -114,6 +114,34 @@ pub fn act(relay: &Relay, meeting: &Meeting, by: ParticipantId, action: &Action,
     }
 }
 
+/// Carries out `action` from the control plane (a host acting through its API, who checked
+/// the host's role) on `meeting_id` as a host on this relay would: here first, then on every
+/// other relay of the meeting over the bus. Whoever is acted on hears it from "a host"
+/// (participant 0). Returns false when the meeting, or the participant the action names, is
+/// not here (anymore).
+pub fn act_for_control_plane(relay: &Relay, meeting_id: &str, action: Action, now: Now) -> bool {
+    let Some(meeting) = relay.meetings.get(meeting_id) else {
+        return false;
+    };
+    if let Some(id) = super::moderation::target_of(&action) {
+        if meeting.participant(id).is_none() {
+            return false;
+        }
+    }
+    tracing::info!(meeting = %meeting.id, action = super::moderation::action_label(&action), "host action from the control plane");
+    act(relay, &meeting, 0, &action, now);
+    meeting.mesh().publish(
+        &meeting.id,
+        mesh_event::Body::Moderate(videocall_protocol::mesh::Moderate {
+            by_participant_id: 0,
+            action: Some(HostAction {
+                action: Some(action),
+            }),
+        }),
+    );
+    true
+}
+
 /// Tells the meeting (the participants here, and the other relays) that `participant`, hosted
 /// here, changed.
 pub(super) fn announce_update(meeting: &Meeting, participant: &Participant) {

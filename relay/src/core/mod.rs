@@ -6,6 +6,7 @@
 
 mod admission;
 mod allocation;
+mod audit;
 mod bandwidth;
 mod budget;
 mod clock;
@@ -30,6 +31,8 @@ mod track;
 mod tests;
 
 pub use admission::admit;
+pub use audit::HostActionReport;
+pub use host::act_for_control_plane;
 pub use bandwidth::{Congestion, LinkSample, SAMPLE_INTERVAL_MS};
 pub use budget::QueueBudget;
 pub use clock::Now;

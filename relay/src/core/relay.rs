@@ -38,6 +38,8 @@ pub struct Relay {
     pub metrics: Metrics,
     /// The way to the other relays (a relay on its own has `NoMesh`).
     pub mesh: Arc<dyn Mesh>,
+    /// Host actions taken here, until the control plane has them.
+    pub host_actions: super::audit::HostActionLog,
     draining: AtomicBool,
     /// Meeting id -> when it ended (Unix seconds), from the control plane.
     ended: Mutex<HashMap<String, u64>>,
@@ -82,6 +84,7 @@ impl Relay {
             ended: Mutex::new(HashMap::new()),
             ended_by_mesh: Mutex::new(HashMap::new()),
             rules: Mutex::new(HashMap::new()),
+            host_actions: Default::default(),
             draining: AtomicBool::new(false),
             join_budget: Mutex::new(JoinBudget::new(
                 config.limits.join_rate_per_sec,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::allocation::{allocate, Shown};
+use super::audit::HostActionReport;
 use super::bandwidth::Estimator;
 use super::clock::Now;
 use super::handshake::{
@@ -281,13 +282,24 @@ impl Session {
             id: p.id,
             role: p.role(),
         };
-        let target = moderation::target_of(&action)
-            .and_then(|id| self.meeting.participant(id))
-            .map(|p| party(&p));
+        let target_participant =
+            moderation::target_of(&action).and_then(|id| self.meeting.participant(id));
+        let target = target_participant.as_ref().map(|p| party(p));
         if let Err(refusal) = moderation::permit(party(&self.me), &action, target) {
             self.reject(refusal.code, refusal.message);
             return;
         }
+        let target_name = target_participant
+            .as_ref()
+            .map(|p| (p.user.clone(), p.display_name()))
+            .unwrap_or_default();
+        self.relay.host_actions.push(HostActionReport::new(
+            &self.meeting.id,
+            (&self.me.user, &self.me.display_name()),
+            &action,
+            (&target_name.0, &target_name.1),
+            i64::try_from(now.unix_ms()).unwrap_or(i64::MAX),
+        ));
         tracing::info!(meeting = %self.meeting.id, by = self.me.id, action = moderation::action_label(&action), target = ?target.map(|t| t.id), "host action");
         host::act(&self.relay, &self.meeting, self.me.id, &action, now);
         self.meeting.mesh().publish(

@@ -196,6 +196,10 @@ fn InMeeting(
                     p { class: "banner", role: "status", "Reconnecting… ({why})" }
                 },
                 Phase::Connecting => rsx! { p { class: "banner", role: "status", "Connecting…" } },
+                Phase::Waiting(position) => rsx! {
+                    p { class: "banner", role: "status", "data-testid": "waiting-room",
+                        "Waiting for a host to let you in (number {position} in line)…" }
+                },
                 _ => rsx! {},
             }
             div { class: "body",

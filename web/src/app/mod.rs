@@ -57,6 +57,14 @@ pub fn describe(failure: &Failure) -> (String, String) {
             "You are not allowed into this meeting".into(),
             format!("The meeting's owner has to let you in ({why})."),
         ),
+        Failure::TurnedAway(why) => (
+            "A host did not let you in".into(),
+            if why.is_empty() {
+                "The meeting's host turned your request away.".into()
+            } else {
+                format!("The host said: {why}")
+            },
+        ),
         Failure::NotFound => (
             "There is no such meeting".into(),
             "Check the meeting id in the address.".into(),

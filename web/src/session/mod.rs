@@ -132,6 +132,9 @@ struct Session {
     /// goes with every JoinMeeting request, so an encrypted meeting's grant carries its
     /// credential.
     key: Option<SigningKey>,
+    /// The ticket a host let this person in with (sent again on every rejoin: no waiting
+    /// twice, the same identity).
+    admission_ticket: String,
     /// The connection's client core: roster, pings and silence, keyframe requests, chat and,
     /// where the meeting requires it, end-to-end encryption.
     core: CoreSession,
@@ -174,6 +177,7 @@ pub async fn run(
         relay_id: String::new(),
         avoid: AvoidList::default(),
         key: None,
+        admission_ticket: String::new(),
         core,
         send_lane,
     };
@@ -225,7 +229,45 @@ pub async fn run(
     publish_test_figures(&session);
 }
 
+/// How often a waiting person asks whether a host let them in.
+const ADMISSION_POLL_MS: i32 = 1000;
+
 impl Session {
+    /// In the waiting room: says so, and asks once a second until a host lets this person in
+    /// (the grant) or turns them away.
+    async fn wait_for_admission(
+        &mut self,
+        waiting: crate::control::WaitingTicket,
+    ) -> Result<crate::control::JoinGrant, (Failure, bool)> {
+        use crate::control::AdmissionState;
+        let mut position = waiting.position;
+        loop {
+            self.signals.phase.set(Phase::Waiting(position.max(1)));
+            js::sleep(ADMISSION_POLL_MS).await;
+            let admission = api::check_admission(
+                &self.params.meeting,
+                &waiting.ticket,
+                self.avoid.as_slice(),
+            )
+            .await
+            .map_err(grant_failure)?;
+            match AdmissionState::try_from(admission.state) {
+                Ok(AdmissionState::Admitted) => {
+                    let grant = admission.grant.ok_or_else(|| {
+                        (Failure::Other("admitted without a grant".into()), true)
+                    })?;
+                    self.admission_ticket = waiting.ticket;
+                    self.signals.phase.set(Phase::Connecting);
+                    return Ok(grant);
+                }
+                Ok(AdmissionState::Rejected) => {
+                    return Err((Failure::TurnedAway(admission.reason), false))
+                }
+                _ => position = admission.position,
+            }
+        }
+    }
+
     /// Grant → connection → Join → Joined. Errors say whether trying again may help.
     async fn join(
         &mut self,
@@ -242,14 +284,18 @@ impl Session {
                 key
             }
         };
-        let grant = api::join_meeting(
+        let mut grant = api::join_meeting(
             &self.params.meeting,
             &self.params.name,
             self.avoid.as_slice(),
             key.public(),
+            &self.admission_ticket,
         )
         .await
         .map_err(grant_failure)?;
+        if let Some(waiting) = grant.waiting.take() {
+            grant = self.wait_for_admission(waiting).await?;
+        }
         // A credential that does not check is said at once: nothing would ever be sent.
         let seed = encryption::seed_of(&key, &grant).map_err(encryption_failed)?;
         let member = seed

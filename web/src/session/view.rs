@@ -97,6 +97,8 @@ pub enum Failure {
     MeetingFull,
     /// This person may not join.
     NotAllowed(String),
+    /// A host did not let this person in from the waiting room (the host's reason, if any).
+    TurnedAway(String),
     /// No such meeting.
     NotFound,
     /// The meeting ended or the grant expired.
@@ -119,6 +121,8 @@ pub enum Failure {
 pub enum Phase {
     /// Joining.
     Connecting,
+    /// In the waiting room: this many in line up to and with this person (1: next).
+    Waiting(u32),
     /// In the meeting.
     Connected,
     /// Lost the relay; trying again.

@@ -398,3 +398,78 @@ fn bad_host_actions_get_a_clear_error_and_the_session_goes_on() {
     act(&host, mute(bob.id(), MediaKind::Audio, false), now);
     assert!(bob.session.me.held_by_host(MediaKind::Audio));
 }
+
+#[test]
+fn what_hosts_do_here_is_kept_for_the_control_plane_and_only_what_was_done() {
+    let world = World::new(&[]);
+    let now = world.start;
+    let host = join_as(&world, "host", Role::Host);
+    let bob = world.join("bob", "m");
+    let carol = world.join("carol", "m");
+    act(&host, mute(bob.id(), MediaKind::Audio, true), now);
+    act(&host, Action::Lock(LockMeeting { locked: true }), now);
+    // Refused: not reported.
+    act(&bob, mute(carol.id(), MediaKind::Audio, false), now);
+    let reports = world.relay.host_actions.take();
+    let summary: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            (
+                r.action,
+                r.by_identity.as_str(),
+                r.target_identity.as_str(),
+                r.detail.as_str(),
+                r.locked,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("mute", "host", "bob", "audio, may not unmute", false),
+            ("lock", "host", "", "locked", true),
+        ]
+    );
+    assert!(reports.iter().all(|r| r.meeting_id == "m"
+        && r.at_ms == i64::try_from(now.unix_ms()).unwrap()));
+}
+
+#[test]
+fn a_host_action_from_the_control_plane_is_carried_out_like_a_hosts_own() {
+    let world = World::new(&[]);
+    let now = world.start;
+    let _host = join_as(&world, "host", Role::Host);
+    let bob = world.join("bob", "m");
+    let carol = world.join("carol", "m");
+    bob.inbox.take();
+    assert!(act_for_control_plane(
+        &world.relay,
+        "m",
+        mute(bob.id(), MediaKind::Audio, true),
+        now
+    ));
+    assert!(bob.session.me.held_by_host(MediaKind::Audio));
+    let told = bob.inbox.take();
+    assert!(
+        told.iter()
+            .any(|b| matches!(b, Body::HostNotice(n) if n.by_participant_id == 0)),
+        "bob hears a host did it: {told:?}"
+    );
+    assert!(described(&carol.inbox.take(), bob.id()).is_some_and(|p| p.audio_locked));
+    // Nothing for the control plane's record: it keeps its own.
+    assert!(world.relay.host_actions.take().is_empty());
+    // A participant or meeting that is not here: nothing done.
+    assert!(!act_for_control_plane(
+        &world.relay,
+        "m",
+        mute(999, MediaKind::Audio, false),
+        now
+    ));
+    assert!(!act_for_control_plane(
+        &world.relay,
+        "elsewhere",
+        Action::Lock(LockMeeting { locked: true }),
+        now
+    ));
+    assert!(world.try_join("mallory", "m", Grants::default()).is_ok());
+}

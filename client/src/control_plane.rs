@@ -168,7 +168,9 @@ impl GrantSource for ControlPlaneGrants {
             .map_err(refused)?
             .into_inner();
         if let Some(waiting) = grant.waiting.take() {
-            grant = self.wait_for_admission(&mut client, waiting.ticket, avoid).await?;
+            grant = self
+                .wait_for_admission(&mut client, waiting.ticket, avoid)
+                .await?;
         }
         let encryption = if grant.e2ee_required {
             Some(seed_from_grant(key, &grant)?)

@@ -154,10 +154,7 @@ mod tests {
     #[test]
     fn a_private_meeting_without_a_waiting_room_refuses_guests() {
         let off = door(Access::Private, WaitingRoom::Off);
-        assert_eq!(
-            decide(off, GUEST),
-            Entry::Refused(Refusal::GuestsWaitOnly)
-        );
+        assert_eq!(decide(off, GUEST), Entry::Refused(Refusal::GuestsWaitOnly));
         assert_eq!(decide(off, USER), Entry::Join);
     }
 

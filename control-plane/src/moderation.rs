@@ -96,7 +96,8 @@ pub fn check(action: &Action) -> Result<(), ModerationError> {
         {
             Err(ModerationError::Invalid {
                 field: "set_role.role",
-                problem: "must be MEETING_ROLE_HOST, MEETING_ROLE_COHOST or MEETING_ROLE_PARTICIPANT",
+                problem:
+                    "must be MEETING_ROLE_HOST, MEETING_ROLE_COHOST or MEETING_ROLE_PARTICIPANT",
             })
         }
         Action::Remove(r) if r.reason.chars().count() > crate::validate::MAX_REASON => {
@@ -219,7 +220,10 @@ mod tests {
 
     #[test]
     fn cohosts_act_on_participants_but_not_on_hosts_nor_roles() {
-        assert_eq!(permit(Role::Cohost, &mute(1), Some(Role::Participant)), Ok(()));
+        assert_eq!(
+            permit(Role::Cohost, &mute(1), Some(Role::Participant)),
+            Ok(())
+        );
         assert_eq!(permit(Role::Cohost, &mute(1), Some(Role::Guest)), Ok(()));
         assert!(permit(Role::Cohost, &mute(1), Some(Role::Host)).is_err());
         assert!(permit(Role::Cohost, &mute(1), Some(Role::Cohost)).is_err());
@@ -230,11 +234,20 @@ mod tests {
         )
         .is_err());
         assert_eq!(
-            permit(Role::Host, &set_role(1, MeetingRole::Cohost), Some(Role::Participant)),
+            permit(
+                Role::Host,
+                &set_role(1, MeetingRole::Cohost),
+                Some(Role::Participant)
+            ),
             Ok(())
         );
         assert!(
-            permit(Role::Host, &set_role(1, MeetingRole::Host), Some(Role::Guest)).is_err(),
+            permit(
+                Role::Host,
+                &set_role(1, MeetingRole::Host),
+                Some(Role::Guest)
+            )
+            .is_err(),
             "a guest stays a guest"
         );
     }
@@ -270,7 +283,10 @@ mod tests {
             })),
             "banned: spam"
         );
-        assert_eq!(detail(&Action::Lock(LockAction { locked: false })), "unlocked");
+        assert_eq!(
+            detail(&Action::Lock(LockAction { locked: false })),
+            "unlocked"
+        );
         assert_eq!(detail(&set_role(2, MeetingRole::Cohost)), "cohost");
         assert_eq!(label(&set_role(2, MeetingRole::Cohost)), "set_role");
     }

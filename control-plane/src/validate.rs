@@ -98,10 +98,7 @@ pub fn lookup_id(field: &str, value: &str) -> Result<(), Status> {
 /// Relays a client asks to be kept off: at most [`MAX_AVOID_RELAYS`] relay ids.
 pub fn avoid_relay_ids(field: &str, ids: &[String]) -> Result<(), Status> {
     if ids.len() > MAX_AVOID_RELAYS {
-        return Err(invalid(
-            field,
-            format!("at most {MAX_AVOID_RELAYS} relays"),
-        ));
+        return Err(invalid(field, format!("at most {MAX_AVOID_RELAYS} relays")));
     }
     for id in ids {
         lookup_id(field, id)?;

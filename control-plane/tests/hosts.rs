@@ -51,7 +51,11 @@ async fn check(api: &Api, meeting: &str, ticket: &str) -> Result<Admission, toni
         .map(|r| r.into_inner())
 }
 
-async fn waiting(api: &Api, auth: Option<&str>, meeting: &str) -> Result<Vec<WaitingPerson>, tonic::Status> {
+async fn waiting(
+    api: &Api,
+    auth: Option<&str>,
+    meeting: &str,
+) -> Result<Vec<WaitingPerson>, tonic::Status> {
     api.hosts()
         .list_waiting(req(
             ListWaitingRequest {
@@ -121,10 +125,7 @@ async fn record(api: &Api, auth: &str, meeting: &str) -> Vec<HostActionRecord> {
 
 async fn get(api: &Api, auth: &str, meeting: &str) -> Meeting {
     api.meetings()
-        .get_meeting(req(
-            GetMeetingRequest { id: meeting.into() },
-            Some(auth),
-        ))
+        .get_meeting(req(GetMeetingRequest { id: meeting.into() }, Some(auth)))
         .await
         .expect("get meeting")
         .into_inner()
@@ -159,14 +160,21 @@ async fn waiting_room(db: &Database) {
     .await;
 
     // By default guests of a private meeting wait, in order; members do not.
-    let first = join_with(&api, None, "private", "Gail", "").await.expect("gail asks");
+    let first = join_with(&api, None, "private", "Gail", "")
+        .await
+        .expect("gail asks");
     let (gail, position) = ticket_of(&first);
     assert_eq!(position, 1);
     assert_eq!(first.role, MeetingRole::Guest as i32);
-    let second = join_with(&api, None, "private", "Gus", "").await.expect("gus asks");
+    let second = join_with(&api, None, "private", "Gus", "")
+        .await
+        .expect("gus asks");
     let (gus, position) = ticket_of(&second);
     assert_eq!(position, 2);
-    let bob_grant = api.join(Some(&bob), "private", "").await.expect("bob joins");
+    let bob_grant = api
+        .join(Some(&bob), "private", "")
+        .await
+        .expect("bob joins");
     assert!(bob_grant.waiting.is_none() && !bob_grant.token.is_empty());
     let gus_check = check(&api, "private", &gus).await.expect("gus checks");
     assert_eq!(gus_check.state, AdmissionState::Waiting as i32);
@@ -175,12 +183,24 @@ async fn waiting_room(db: &Database) {
     assert_eq!(get(&api, &alice, "private").await.waiting, 2);
 
     // Only hosts see the queue.
-    assert_status(waiting(&api, Some(&bob), "private").await, Code::PermissionDenied, "hosts");
-    assert_status(waiting(&api, None, "private").await, Code::Unauthenticated, "");
-    let queue = waiting(&api, Some(&alice), "private").await.expect("alice sees the queue");
+    assert_status(
+        waiting(&api, Some(&bob), "private").await,
+        Code::PermissionDenied,
+        "hosts",
+    );
+    assert_status(
+        waiting(&api, None, "private").await,
+        Code::Unauthenticated,
+        "",
+    );
+    let queue = waiting(&api, Some(&alice), "private")
+        .await
+        .expect("alice sees the queue");
     let names: Vec<_> = queue.iter().map(|w| w.display_name.as_str()).collect();
     assert_eq!(names, ["Gail", "Gus"]);
-    assert!(queue.iter().all(|w| w.guest && w.identity.starts_with("guest-")));
+    assert!(queue
+        .iter()
+        .all(|w| w.guest && w.identity.starts_with("guest-")));
     assert_status(
         decide(&api, &bob, "private", &[&queue[0].id], true, "").await,
         Code::PermissionDenied,
@@ -188,7 +208,12 @@ async fn waiting_room(db: &Database) {
     );
 
     // The owner admits Gail: her next check carries a grant for the identity she waited as.
-    assert_eq!(decide(&api, &alice, "private", &[&queue[0].id], true, "").await.expect("the call succeeds"), 1);
+    assert_eq!(
+        decide(&api, &alice, "private", &[&queue[0].id], true, "")
+            .await
+            .expect("the call succeeds"),
+        1
+    );
     let admitted = check(&api, "private", &gail).await.expect("gail checks");
     assert_eq!(admitted.state, AdmissionState::Admitted as i32);
     let grant = admitted.grant.expect("a grant");
@@ -199,7 +224,9 @@ async fn waiting_room(db: &Database) {
     // Gus moves up.
     assert_eq!(check(&api, "private", &gus).await.unwrap().position, 1);
     // Rejoining with the ticket: no waiting, the same identity.
-    let again = join_with(&api, None, "private", "", &gail).await.expect("gail rejoins");
+    let again = join_with(&api, None, "private", "", &gail)
+        .await
+        .expect("gail rejoins");
     assert!(again.waiting.is_none());
     assert_eq!(again.identity, queue[0].identity);
     assert_eq!(again.display_name, "Gail");
@@ -210,7 +237,12 @@ async fn waiting_room(db: &Database) {
     );
 
     // A named host turns Gus away with a reason; deciding again finds nobody waiting.
-    assert_eq!(decide(&api, &carol, "private", &[&queue[1].id], false, "not today").await.expect("the call succeeds"), 1);
+    assert_eq!(
+        decide(&api, &carol, "private", &[&queue[1].id], false, "not today")
+            .await
+            .expect("the call succeeds"),
+        1
+    );
     let turned = check(&api, "private", &gus).await.expect("gus checks");
     assert_eq!(turned.state, AdmissionState::Rejected as i32);
     assert_eq!(turned.reason, "not today");
@@ -220,7 +252,12 @@ async fn waiting_room(db: &Database) {
         Code::PermissionDenied,
         "admission_ticket",
     );
-    assert_eq!(decide(&api, &alice, "private", &[&queue[1].id], true, "").await.expect("the call succeeds"), 0);
+    assert_eq!(
+        decide(&api, &alice, "private", &[&queue[1].id], true, "")
+            .await
+            .expect("the call succeeds"),
+        0
+    );
     assert_eq!(get(&api, &alice, "private").await.waiting, 0);
 
     // Everyone waits where the meeting says so (hosts do not); "all" decides the whole queue.
@@ -237,11 +274,21 @@ async fn waiting_room(db: &Database) {
     let bob_waits = api.join(Some(&bob), "lobby", "").await.expect("bob asks");
     let (bob_ticket, _) = ticket_of(&bob_waits);
     assert_eq!(bob_waits.identity, "bob");
-    let guest_waits = join_with(&api, None, "lobby", "Gina", "").await.expect("gina asks");
+    let guest_waits = join_with(&api, None, "lobby", "Gina", "")
+        .await
+        .expect("gina asks");
     ticket_of(&guest_waits);
-    let owner = api.join(Some(&alice), "lobby", "").await.expect("alice joins");
+    let owner = api
+        .join(Some(&alice), "lobby", "")
+        .await
+        .expect("alice joins");
     assert!(owner.waiting.is_none() && owner.role == MeetingRole::Host as i32);
-    assert_eq!(decide(&api, &alice, "lobby", &[], true, "").await.expect("the call succeeds"), 2);
+    assert_eq!(
+        decide(&api, &alice, "lobby", &[], true, "")
+            .await
+            .expect("the call succeeds"),
+        2
+    );
     let bob_in = check(&api, "lobby", &bob_ticket).await.unwrap();
     assert_eq!(bob_in.grant.expect("bob's grant").identity, "bob");
     // Another user may not rejoin with bob's ticket.
@@ -270,8 +317,16 @@ async fn waiting_room(db: &Database) {
     );
 
     // Bad fields.
-    assert_status(check(&api, "private", "bad ticket!").await, Code::InvalidArgument, "ticket");
-    assert_status(check(&api, "private", "abcdef").await, Code::NotFound, "ticket");
+    assert_status(
+        check(&api, "private", "bad ticket!").await,
+        Code::InvalidArgument,
+        "ticket",
+    );
+    assert_status(
+        check(&api, "private", "abcdef").await,
+        Code::NotFound,
+        "ticket",
+    );
     assert_status(check(&api, "lobby", &gail).await, Code::NotFound, "ticket");
     assert_status(
         api.hosts()
@@ -318,9 +373,18 @@ async fn waiting_room(db: &Database) {
     let actions = record(&api, &alice, "private").await;
     let summary: Vec<_> = actions
         .iter()
-        .map(|a| (a.action.as_str(), a.by_identity.as_str(), a.target_display_name.as_str()))
+        .map(|a| {
+            (
+                a.action.as_str(),
+                a.by_identity.as_str(),
+                a.target_display_name.as_str(),
+            )
+        })
         .collect();
-    assert_eq!(summary, [("reject", "carol", "Gus"), ("admit", "alice", "Gail")]);
+    assert_eq!(
+        summary,
+        [("reject", "carol", "Gus"), ("admit", "alice", "Gail")]
+    );
     assert_eq!(actions[0].detail, "not today");
     assert!(actions.iter().all(|a| a.via == "api" && a.at_ms > 0));
     cp.stop().await;
@@ -367,7 +431,12 @@ async fn moderation(db: &Database) {
         Code::PermissionDenied,
         "hosts and co-hosts",
     );
-    assert_eq!(moderate(&api, &carol, "room", mute_bob.clone()).await.expect("the call succeeds"), vec!["r1".to_owned()]);
+    assert_eq!(
+        moderate(&api, &carol, "room", mute_bob.clone())
+            .await
+            .expect("the call succeeds"),
+        vec!["r1".to_owned()]
+    );
     assert_status(
         moderate(
             &api,
@@ -454,10 +523,26 @@ async fn moderation(db: &Database) {
     assert!(done.commands.is_empty());
 
     // A lock holds at JoinMeeting (not for hosts, nor for those with a seat).
-    assert_eq!(moderate(&api, &alice, "room", Action::Lock(LockAction { locked: true })).await.expect("the call succeeds"), vec!["r1".to_owned()]);
+    assert_eq!(
+        moderate(
+            &api,
+            &alice,
+            "room",
+            Action::Lock(LockAction { locked: true })
+        )
+        .await
+        .expect("the call succeeds"),
+        vec!["r1".to_owned()]
+    );
     assert!(get(&api, &alice, "room").await.locked);
-    assert_status(api.join(Some(&dave), "room", "").await, Code::FailedPrecondition, "locked");
-    api.join(Some(&alice), "room", "").await.expect("hosts get in");
+    assert_status(
+        api.join(Some(&dave), "room", "").await,
+        Code::FailedPrecondition,
+        "locked",
+    );
+    api.join(Some(&alice), "room", "")
+        .await
+        .expect("hosts get in");
 
     // A removal with a ban keeps bob out, lock or not.
     moderate(
@@ -486,8 +571,14 @@ async fn moderation(db: &Database) {
         .expect("unlock")
         .into_inner();
     assert!(!unlock.locked);
-    assert_status(api.join(Some(&bob), "room", "").await, Code::PermissionDenied, "removed");
-    api.join(Some(&dave), "room", "").await.expect("unlocked: dave gets in");
+    assert_status(
+        api.join(Some(&bob), "room", "").await,
+        Code::PermissionDenied,
+        "removed",
+    );
+    api.join(Some(&dave), "room", "")
+        .await
+        .expect("unlocked: dave gets in");
 
     // What a relay reports hosts did in the meeting: kept, and the lock and ban hold here.
     let now_ms = std::time::SystemTime::now()
@@ -519,12 +610,17 @@ async fn moderation(db: &Database) {
     .await
     .expect("heartbeat with host actions");
     assert!(get(&api, &alice, "room").await.locked);
-    assert_status(api.join(Some(&dave), "room", "").await, Code::PermissionDenied, "removed");
+    assert_status(
+        api.join(Some(&dave), "room", "").await,
+        Code::PermissionDenied,
+        "removed",
+    );
     // A bad report is refused whole, and nothing of it is kept.
     let mut bad = reported("mute", "bob", false, false, now_ms);
     bad.by_identity = String::new();
     assert_status(
-        api.heartbeat_request("r1", &live, vec![bad], Vec::new()).await,
+        api.heartbeat_request("r1", &live, vec![bad], Vec::new())
+            .await,
         Code::InvalidArgument,
         "host_actions[0].by_identity",
     );

@@ -485,7 +485,10 @@ async fn hosts(db: &Database) {
     let role_of = |who: &str| ids.iter().find(|(i, _, _)| i == who).map(|(_, _, r)| *r);
     assert_eq!(role_of("alice"), Some(MeetingRole::Host as i32));
     assert_eq!(role_of("bob"), Some(MeetingRole::Participant as i32));
-    assert_eq!(role_of(&gail_grant.identity), Some(MeetingRole::Guest as i32));
+    assert_eq!(
+        role_of(&gail_grant.identity),
+        Some(MeetingRole::Guest as i32)
+    );
 
     // Through the API the owner mutes bob for good: the relay tells bob, from "a host".
     let bob_id = bob_client.participant_id();
@@ -503,21 +506,26 @@ async fn hosts(db: &Database) {
         ))
         .await
         .expect("mute bob");
-    let notice = videocall_testkit::wait_for_message(&mut bob_client, Duration::from_secs(5), |b| match b {
-        Body::HostNotice(n) => Some(n.clone()),
-        _ => None,
-    })
-    .await
-    .expect("bob hears of it");
+    let notice =
+        videocall_testkit::wait_for_message(&mut bob_client, Duration::from_secs(5), |b| match b {
+            Body::HostNotice(n) => Some(n.clone()),
+            _ => None,
+        })
+        .await
+        .expect("bob hears of it");
     assert_eq!(notice.by_participant_id, 0);
-    let locked = videocall_testkit::wait_for_message(&mut alice_client, Duration::from_secs(5), |b| match b {
-        Body::ParticipantUpdated(u) => u
-            .participant
-            .as_ref()
-            .filter(|p| p.id == bob_id && p.audio_locked)
-            .map(|_| ()),
-        _ => None,
-    })
+    let locked = videocall_testkit::wait_for_message(
+        &mut alice_client,
+        Duration::from_secs(5),
+        |b| match b {
+            Body::ParticipantUpdated(u) => u
+                .participant
+                .as_ref()
+                .filter(|p| p.id == bob_id && p.audio_locked)
+                .map(|_| ()),
+            _ => None,
+        },
+    )
     .await;
     assert!(locked.is_some(), "the meeting sees bob's microphone held");
 
@@ -554,18 +562,33 @@ async fn hosts(db: &Database) {
     alice_client
         .sender()
         .send(Body::HostAction(wire::HostAction {
-            action: Some(wire::host_action::Action::Lock(wire::LockMeeting { locked: true })),
+            action: Some(wire::host_action::Action::Lock(wire::LockMeeting {
+                locked: true,
+            })),
         }))
         .await
         .unwrap();
     eventually("the lock reaches the control plane", || {
         let api = api.clone();
-        let carol = carol.clone();
+        let alice = alice.clone();
         async move {
-            matches!(api.join(Some(&carol), "hosted", "").await, Err(s) if s.code() == Code::FailedPrecondition)
+            api.meetings()
+                .get_meeting(req(
+                    GetMeetingRequest {
+                        id: "hosted".into(),
+                    },
+                    Some(&alice),
+                ))
+                .await
+                .is_ok_and(|m| m.into_inner().locked)
         }
     })
     .await;
+    assert_status(
+        api.join(Some(&carol), "hosted", "").await,
+        Code::FailedPrecondition,
+        "locked",
+    );
 
     // Through the API alice removes the guest with a ban: the relay closes it.
     let mut gail_client = gail_client;
@@ -635,7 +658,13 @@ async fn hosts(db: &Database) {
         .actions;
     let summary: Vec<_> = record
         .iter()
-        .map(|a| (a.action.as_str(), a.via.as_str(), a.target_display_name.as_str()))
+        .map(|a| {
+            (
+                a.action.as_str(),
+                a.via.as_str(),
+                a.target_display_name.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,

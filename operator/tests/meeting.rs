@@ -299,7 +299,9 @@ async fn the_waiting_room_and_lock_reach_the_control_plane_and_status_counts_the
     ]);
     let (kube, api) = fake_kube(objects);
     let ctx = context(kube.clone(), &url);
-    reconcile(Arc::new(lobby), ctx.clone()).await.expect("reconcile");
+    reconcile(Arc::new(lobby), ctx.clone())
+        .await
+        .expect("reconcile");
     reconcile(Arc::new(stored(&api, "lobby")), ctx.clone())
         .await
         .expect("reconcile");
@@ -335,8 +337,17 @@ async fn the_waiting_room_and_lock_reach_the_control_plane_and_status_counts_the
     // The spec locks it.
     let mut locked = stored(&api, "lobby");
     locked.spec.locked = Some(true);
-    reconcile(Arc::new(locked), ctx.clone()).await.expect("reconcile");
-    assert!(ctx.control_plane.meeting("calls.lobby").await.unwrap().unwrap().locked);
+    reconcile(Arc::new(locked), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert!(
+        ctx.control_plane
+            .meeting("calls.lobby")
+            .await
+            .unwrap()
+            .unwrap()
+            .locked
+    );
     let status = stored(&api, "lobby").status.expect("status");
     assert_eq!((status.locked, status.applied_locked), (true, Some(true)));
 
@@ -352,7 +363,14 @@ async fn the_waiting_room_and_lock_reach_the_control_plane_and_status_counts_the
     reconcile(Arc::new(stored(&api, "lobby")), ctx.clone())
         .await
         .expect("reconcile");
-    assert!(!ctx.control_plane.meeting("calls.lobby").await.unwrap().unwrap().locked);
+    assert!(
+        !ctx.control_plane
+            .meeting("calls.lobby")
+            .await
+            .unwrap()
+            .unwrap()
+            .locked
+    );
     assert!(!stored(&api, "lobby").status.expect("status").locked);
     cp.stop().await;
 }

@@ -42,10 +42,13 @@ pub fn role_to_api(role: Role) -> MeetingRole {
 }
 
 /// Takes a seat, places the participant and signs its grant.
-pub async fn issue(cp: &ControlPlane, request: GrantRequest<'_>) -> Result<JoinGrant, tonic::Status> {
+pub async fn issue(
+    cp: &ControlPlane,
+    request: GrantRequest<'_>,
+) -> Result<JoinGrant, tonic::Status> {
     let now = now_ms();
-    let window_ms = i64::try_from(cp.config.connect_window_secs.saturating_mul(1000))
-        .unwrap_or(i64::MAX / 2);
+    let window_ms =
+        i64::try_from(cp.config.connect_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2);
     let mut decision = None;
     let placed = cp
         .store

@@ -215,8 +215,11 @@ impl HostService for HostApi {
         let req = request.get_ref();
         validate::meeting_id("meeting_id", &req.meeting_id)?;
         validate::waiter_ids("ids", &req.ids)?;
-        if req.all == !req.ids.is_empty() {
-            return Err(validate::invalid("ids", "name waiters, or set all (not both)"));
+        if req.all != req.ids.is_empty() {
+            return Err(validate::invalid(
+                "ids",
+                "name waiters, or set all (not both)",
+            ));
         }
         if req.reason.chars().count() > validate::MAX_REASON {
             return Err(validate::invalid(
@@ -349,13 +352,7 @@ impl HostService for HostApi {
             .await
             .map_err(store_status)?;
         tracing::info!(meeting = %meeting.id, by = %caller.name, action = moderation::label(&action), target = target_identity, "host action through the API");
-        let relays = dispatch(
-            &self.0,
-            &meeting.id,
-            action,
-            target.map(|t| t.relay_id),
-        )
-        .await?;
+        let relays = dispatch(&self.0, &meeting.id, action, target.map(|t| t.relay_id)).await?;
         Ok(Response::new(ModerateMeetingResponse { relay_ids: relays }))
     }
 

@@ -673,10 +673,7 @@ impl MeetingService for MeetingApi {
                     e2ee_signature_key: STANDARD.encode(&req.e2ee_signature_key),
                 };
                 let now = now_ms();
-                store
-                    .add_waiter(&waiter, now)
-                    .await
-                    .map_err(store_status)?;
+                store.add_waiter(&waiter, now).await.map_err(store_status)?;
                 let ahead = store
                     .waiters_ahead(&meeting.id, now, &waiter.id, self.0.waiters_seen_since_ms())
                     .await

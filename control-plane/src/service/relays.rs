@@ -120,7 +120,8 @@ fn validate_loads(
                 relay_id: relay_id.to_owned(),
                 joined_at_ms: p.joined_at_ms,
                 role: crate::moderation::role_to_report(
-                    crate::moderation::role_from_api(p.role).unwrap_or(videocall_token::Role::Participant),
+                    crate::moderation::role_from_api(p.role)
+                        .unwrap_or(videocall_token::Role::Participant),
                 )
                 .to_owned(),
             });
@@ -144,7 +145,12 @@ fn validate_host_actions(actions: &[HostActionRecord]) -> Result<(), Status> {
         validate::text(&field("by_display_name"), &a.by_display_name, 128, false)?;
         validate::lookup_id(&field("action"), &a.action)?;
         validate::text(&field("target_identity"), &a.target_identity, 128, false)?;
-        validate::text(&field("target_display_name"), &a.target_display_name, 128, false)?;
+        validate::text(
+            &field("target_display_name"),
+            &a.target_display_name,
+            128,
+            false,
+        )?;
         validate::text(&field("detail"), &a.detail, 4 * validate::MAX_REASON, false)?;
     }
     Ok(())
@@ -153,13 +159,20 @@ fn validate_host_actions(actions: &[HostActionRecord]) -> Result<(), Status> {
 impl RelayApi {
     /// Keeps what relays report hosts did: the record, and what holds at JoinMeeting (a lock,
     /// a ban, the end).
-    async fn take_host_actions(&self, relay_id: &str, actions: &[HostActionRecord]) -> Result<(), Status> {
+    async fn take_host_actions(
+        &self,
+        relay_id: &str,
+        actions: &[HostActionRecord],
+    ) -> Result<(), Status> {
         let store = &self.0.store;
         let mut entries = Vec::with_capacity(actions.len());
         for a in actions {
             match a.action.as_str() {
                 "lock" => {
-                    store.set_locked(&a.meeting_id, a.locked).await.map_err(store_status)?;
+                    store
+                        .set_locked(&a.meeting_id, a.locked)
+                        .await
+                        .map_err(store_status)?;
                 }
                 "remove" if a.ban && !a.target_identity.is_empty() => {
                     store
@@ -167,7 +180,10 @@ impl RelayApi {
                         .await
                         .map_err(store_status)?;
                 }
-                "end" => match store.end_meeting(&a.meeting_id, a.at_ms.min(now_ms())).await {
+                "end" => match store
+                    .end_meeting(&a.meeting_id, a.at_ms.min(now_ms()))
+                    .await
+                {
                     Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {}
                     Err(e) => return Err(store_status(e)),
                 },
@@ -186,7 +202,10 @@ impl RelayApi {
                 via: "meeting".into(),
             });
         }
-        store.record_host_actions(&entries).await.map_err(store_status)
+        store
+            .record_host_actions(&entries)
+            .await
+            .map_err(store_status)
     }
 }
 

@@ -156,17 +156,21 @@ impl Store {
         .bind(identity)
         .fetch_one(self.pool())
         .await?;
-        Ok((get::<i64>(&row, "host")? > 0, get::<i64>(&row, "banned")? > 0))
+        Ok((
+            get::<i64>(&row, "host")? > 0,
+            get::<i64>(&row, "banned")? > 0,
+        ))
     }
 
     /// Whether meeting `id` bans `identity`.
     pub async fn is_banned(&self, id: &str, identity: &str) -> Result<bool, StoreError> {
-        let row =
-            sqlx::query("SELECT identity FROM meeting_bans WHERE meeting_id = $1 AND identity = $2")
-                .bind(id)
-                .bind(identity)
-                .fetch_optional(self.pool())
-                .await?;
+        let row = sqlx::query(
+            "SELECT identity FROM meeting_bans WHERE meeting_id = $1 AND identity = $2",
+        )
+        .bind(id)
+        .bind(identity)
+        .fetch_optional(self.pool())
+        .await?;
         Ok(row.is_some())
     }
 
@@ -234,13 +238,15 @@ impl Store {
     }
 
     /// The waiter holding the ticket with this hash in meeting `id`; its `seen_at_ms` becomes
-    /// `now_ms`.
+    /// `now_ms` (written like heartbeats: waiters ask every second, so a lost write is
+    /// rewritten within one).
     pub async fn waiter_by_ticket(
         &self,
         id: &str,
         ticket_hash: &str,
         now_ms: i64,
     ) -> Result<Option<WaiterRecord>, StoreError> {
+        let _turn = self.write_turn().await;
         let row = sqlx::query(audited(format!(
             "UPDATE waiting SET seen_at_ms = $3 WHERE meeting_id = $1 AND ticket_hash = $2 \
              RETURNING {WAITER_COLUMNS}"
@@ -248,7 +254,7 @@ impl Store {
         .bind(id)
         .bind(ticket_hash)
         .bind(now_ms)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.relaxed_pool())
         .await?;
         row.as_ref()
             .map(waiter_from)
@@ -344,9 +350,9 @@ impl Store {
         } else {
             WaiterState::Rejected
         };
-        let mut sql = format!(
+        let mut sql = String::from(
             "UPDATE waiting SET state = $2, reason = $3 WHERE meeting_id = $1 \
-             AND state = 'waiting' AND seen_at_ms >= $4"
+             AND state = 'waiting' AND seen_at_ms >= $4",
         );
         if let Some(waiter_ids) = waiter_ids {
             if waiter_ids.is_empty() {
@@ -371,9 +377,7 @@ impl Store {
             .iter()
             .map(waiter_from)
             .collect::<Result<Vec<_>, _>>()?;
-        decided.sort_by(|a, b| {
-            (a.asked_at_ms, &a.waiter.id).cmp(&(b.asked_at_ms, &b.waiter.id))
-        });
+        decided.sort_by(|a, b| (a.asked_at_ms, &a.waiter.id).cmp(&(b.asked_at_ms, &b.waiter.id)));
         Ok(decided)
     }
 

@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
-pub use keys::SigningKeyRecord;
 pub use hosts::{HostActionEntry, NewWaiter, WaiterRecord, WaiterState};
+pub use keys::SigningKeyRecord;
 pub use meetings::{
     Access, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, StateFilter, WaitingRoom,
 };

@@ -370,7 +370,10 @@ pub fn update_request(meeting: &Meeting, id: &str) -> api::UpdateMeetingRequest 
 /// applied (hosts may lock and unlock in between; the operator does not undo that).
 pub fn lock_to_apply(meeting: &Meeting) -> Option<bool> {
     let applied = meeting.status.as_ref().and_then(|s| s.applied_locked);
-    meeting.spec.locked.filter(|&locked| Some(locked) != applied)
+    meeting
+        .spec
+        .locked
+        .filter(|&locked| Some(locked) != applied)
 }
 
 /// Whether the control plane's meeting differs from what `wanted` sets.
@@ -391,7 +394,9 @@ pub fn differs(existing: &api::Meeting, wanted: &api::UpdateMeetingRequest) -> b
         || wanted.guests_allowed != Some(existing.guests_allowed)
         || wanted.max_participants != Some(existing.max_participants)
         || wanted.e2ee_required != Some(existing.e2ee_required)
-        || wanted.waiting_room.is_some_and(|w| w != existing.waiting_room)
+        || wanted
+            .waiting_room
+            .is_some_and(|w| w != existing.waiting_room)
         || wanted.locked.is_some_and(|l| l != existing.locked)
 }
 

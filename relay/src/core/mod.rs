@@ -32,13 +32,13 @@ mod tests;
 
 pub use admission::admit;
 pub use audit::HostActionReport;
-pub use host::act_for_control_plane;
 pub use bandwidth::{Congestion, LinkSample, SAMPLE_INTERVAL_MS};
 pub use budget::QueueBudget;
 pub use clock::Now;
 pub use handshake::{
     deliver as deliver_handshake, kind_label as handshake_kind_label, refused as handshake_refused,
 };
+pub use host::act_for_control_plane;
 pub use mesh::{HandshakeOrdering, Mesh, NoMesh};
 pub use moderation::ACTION_LABELS as HOST_ACTION_LABELS;
 pub use participant::Participant;

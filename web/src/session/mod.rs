@@ -244,18 +244,15 @@ impl Session {
         loop {
             self.signals.phase.set(Phase::Waiting(position.max(1)));
             js::sleep(ADMISSION_POLL_MS).await;
-            let admission = api::check_admission(
-                &self.params.meeting,
-                &waiting.ticket,
-                self.avoid.as_slice(),
-            )
-            .await
-            .map_err(grant_failure)?;
+            let admission =
+                api::check_admission(&self.params.meeting, &waiting.ticket, self.avoid.as_slice())
+                    .await
+                    .map_err(grant_failure)?;
             match AdmissionState::try_from(admission.state) {
                 Ok(AdmissionState::Admitted) => {
-                    let grant = admission.grant.ok_or_else(|| {
-                        (Failure::Other("admitted without a grant".into()), true)
-                    })?;
+                    let grant = admission
+                        .grant
+                        .ok_or_else(|| (Failure::Other("admitted without a grant".into()), true))?;
                     self.admission_ticket = waiting.ticket;
                     self.signals.phase.set(Phase::Connecting);
                     return Ok(grant);

@@ -430,8 +430,9 @@ fn what_hosts_do_here_is_kept_for_the_control_plane_and_only_what_was_done() {
             ("lock", "host", "", "locked", true),
         ]
     );
-    assert!(reports.iter().all(|r| r.meeting_id == "m"
-        && r.at_ms == i64::try_from(now.unix_ms()).unwrap()));
+    assert!(reports
+        .iter()
+        .all(|r| r.meeting_id == "m" && r.at_ms == i64::try_from(now.unix_ms()).unwrap()));
 }
 
 #[test]

@@ -45,6 +45,15 @@ pub struct ControlPlaneConfig {
     )]
     pub heartbeat_interval_ms: u32,
 
+    /// Most people in one meeting's waiting room at once; past it, JoinMeeting answers
+    /// RESOURCE_EXHAUSTED to those who would wait.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_MAX_WAITING_PER_MEETING",
+        default_value_t = 1000
+    )]
+    pub max_waiting_per_meeting: u32,
+
     /// A relay silent this long gets no new participants, in milliseconds.
     #[arg(
         long,

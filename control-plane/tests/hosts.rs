@@ -138,7 +138,7 @@ fn ticket_of(grant: &JoinGrant) -> (String, u32) {
 }
 
 async fn waiting_room(db: &Database) {
-    let cp = ControlPlane::start(db, &[]).await;
+    let cp = ControlPlane::start(db, &["--max-waiting-per-meeting", "3"]).await;
     let api = cp.api().await;
     let admin = api.admin().await;
     let alice = api.user(&admin, "alice").await;
@@ -205,6 +205,22 @@ async fn waiting_room(db: &Database) {
         decide(&api, &bob, "private", &[&queue[0].id], true, "").await,
         Code::PermissionDenied,
         "hosts",
+    );
+    // A guest (no credentials) cannot admit anyone, itself included.
+    assert_status(
+        api.hosts()
+            .decide_waiting(req(
+                DecideWaitingRequest {
+                    meeting_id: "private".into(),
+                    all: true,
+                    admit: true,
+                    ..Default::default()
+                },
+                None,
+            ))
+            .await,
+        Code::Unauthenticated,
+        "",
     );
 
     // The owner admits Gail: her next check carries a grant for the identity she waited as.
@@ -278,6 +294,16 @@ async fn waiting_room(db: &Database) {
         .await
         .expect("gina asks");
     ticket_of(&guest_waits);
+    // The waiting room holds at most 3 (`--max-waiting-per-meeting`): a fourth is told so.
+    let third = join_with(&api, None, "lobby", "Gio", "")
+        .await
+        .expect("gio asks");
+    ticket_of(&third);
+    assert_status(
+        join_with(&api, None, "lobby", "Gus", "").await,
+        Code::ResourceExhausted,
+        "waiting room is full",
+    );
     let owner = api
         .join(Some(&alice), "lobby", "")
         .await
@@ -287,7 +313,7 @@ async fn waiting_room(db: &Database) {
         decide(&api, &alice, "lobby", &[], true, "")
             .await
             .expect("the call succeeds"),
-        2
+        3
     );
     let bob_in = check(&api, "lobby", &bob_ticket).await.unwrap();
     assert_eq!(bob_in.grant.expect("bob's grant").identity, "bob");
@@ -624,6 +650,15 @@ async fn moderation(db: &Database) {
         Code::InvalidArgument,
         "host_actions[0].by_identity",
     );
+
+    // Reports about a meeting that is gone (deleted since) are dropped; the heartbeat goes on.
+    let mut gone = reported("remove", "dave", true, false, now_ms);
+    gone.meeting_id = "gone".into();
+    let mut gone_lock = reported("lock", "", false, true, now_ms);
+    gone_lock.meeting_id = "gone".into();
+    api.heartbeat_request("r1", &live, vec![gone, gone_lock], Vec::new())
+        .await
+        .expect("a heartbeat about a meeting that is gone");
 
     // The record, newest first: the relay's reports, then the API's actions.
     let actions = record(&api, &alice, "room").await;

@@ -1,10 +1,13 @@
-//! Getting a join grant from the control plane: as a signed-in user, or as a guest.
+//! Getting a join grant from the control plane: as a signed-in user, or as a guest; where
+//! the meeting's waiting room takes the caller, after a host lets them in.
 
 use anyhow::Context;
 use tonic::Request;
 use videocall_control_api::v1::auth_service_client::AuthServiceClient;
 use videocall_control_api::v1::meeting_service_client::MeetingServiceClient;
-use videocall_control_api::v1::{JoinGrant, JoinMeetingRequest, LoginRequest};
+use videocall_control_api::v1::{
+    AdmissionState, CheckAdmissionRequest, JoinGrant, JoinMeetingRequest, LoginRequest,
+};
 
 /// Who asks for the grant.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,6 +42,7 @@ pub async fn join(
         receive_only,
         avoid_relay_ids: Vec::new(),
         e2ee_signature_key,
+        admission_ticket: String::new(),
     });
     if let Some(password) = &who.password {
         let login = AuthServiceClient::new(channel.clone())
@@ -54,10 +58,53 @@ pub async fn join(
             .metadata_mut()
             .insert("authorization", value.parse().context("session token")?);
     }
-    let grant = MeetingServiceClient::new(channel)
+    let mut meetings = MeetingServiceClient::new(channel);
+    let grant = meetings
         .join_meeting(request)
         .await
         .map_err(|s| anyhow::anyhow!("joining {meeting}: {:?}: {}", s.code(), s.message()))?
         .into_inner();
-    Ok(grant)
+    match grant.waiting {
+        Some(waiting) => wait_for_admission(&mut meetings, meeting, &waiting.ticket).await,
+        None => Ok(grant),
+    }
+}
+
+/// Asks once a second whether a host let this waiter in (the grant) or turned it away.
+async fn wait_for_admission(
+    meetings: &mut MeetingServiceClient<tonic::transport::Channel>,
+    meeting: &str,
+    ticket: &str,
+) -> anyhow::Result<JoinGrant> {
+    let mut told = 0;
+    loop {
+        let admission = meetings
+            .check_admission(CheckAdmissionRequest {
+                meeting_id: meeting.to_owned(),
+                ticket: ticket.to_owned(),
+                avoid_relay_ids: Vec::new(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("waiting to join {meeting}: {}", s.message()))?
+            .into_inner();
+        match AdmissionState::try_from(admission.state) {
+            Ok(AdmissionState::Admitted) => {
+                return admission
+                    .grant
+                    .context("the control plane admitted without a grant")
+            }
+            Ok(AdmissionState::Rejected) => {
+                anyhow::bail!(
+                    "a host did not let you into {meeting}: {}",
+                    admission.reason
+                )
+            }
+            _ if admission.position != told => {
+                told = admission.position;
+                eprintln!("waiting for a host to let you into {meeting} (number {told} in line)");
+            }
+            _ => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

@@ -210,6 +210,16 @@ impl ControlPlaneLink {
         });
         let response = match self.client.heartbeat(request).await {
             Ok(response) => response.into_inner(),
+            // Reports the control plane refuses as malformed would be refused again: dropped
+            // (and said); anything else is passing, and they go with the next heartbeat.
+            Err(status) if status.code() == Code::InvalidArgument && !reports.is_empty() => {
+                tracing::warn!(
+                    dropped = reports.len(),
+                    message = status.message(),
+                    "control plane refused this relay's host action reports; dropping them"
+                );
+                return Err(status);
+            }
             Err(status) => {
                 self.state.core.host_actions.put_back(reports);
                 return Err(status);

@@ -673,7 +673,20 @@ impl MeetingService for MeetingApi {
                     e2ee_signature_key: STANDARD.encode(&req.e2ee_signature_key),
                 };
                 let now = now_ms();
-                store.add_waiter(&waiter, now).await.map_err(store_status)?;
+                store
+                    .add_waiter(
+                        &waiter,
+                        now,
+                        self.0.waiters_seen_since_ms(),
+                        self.0.config.max_waiting_per_meeting,
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        store::StoreError::Full(_) => Status::resource_exhausted(
+                            "the meeting's waiting room is full; try again later",
+                        ),
+                        other => store_status(other),
+                    })?;
                 let ahead = store
                     .waiters_ahead(&meeting.id, now, &waiter.id, self.0.waiters_seen_since_ms())
                     .await

@@ -131,10 +131,11 @@ fn action_from(row: &AnyRow) -> Result<HostActionEntry, sqlx::Error> {
 }
 
 impl Store {
-    /// Bans `identity` from meeting `id` (again is no change).
+    /// Bans `identity` from meeting `id` (again is no change; a meeting that is gone, none).
     pub async fn ban(&self, id: &str, identity: &str, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO meeting_bans (meeting_id, identity, banned_at_ms) VALUES ($1, $2, $3) \
+            "INSERT INTO meeting_bans (meeting_id, identity, banned_at_ms) SELECT $1, $2, $3 \
+             WHERE EXISTS (SELECT 1 FROM meetings WHERE id = $1) \
              ON CONFLICT (meeting_id, identity) DO NOTHING",
         )
         .bind(id)
@@ -216,8 +217,31 @@ impl Store {
             .collect()
     }
 
-    /// Puts `waiter` in its meeting's queue at `now_ms`.
-    pub async fn add_waiter(&self, waiter: &NewWaiter, now_ms: i64) -> Result<(), StoreError> {
+    /// Puts `waiter` in its meeting's queue at `now_ms`, unless `max_waiting` waiters heard
+    /// from since `seen_since_ms` wait there already (`Full`). Waiters gone for longer than
+    /// that are forgotten first.
+    pub async fn add_waiter(
+        &self,
+        waiter: &NewWaiter,
+        now_ms: i64,
+        seen_since_ms: i64,
+        max_waiting: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM waiting WHERE meeting_id = $1 AND state = 'waiting' AND seen_at_ms < $2",
+        )
+        .bind(&waiter.meeting_id)
+        .bind(seen_since_ms)
+        .execute(self.pool())
+        .await?;
+        let waiting = self
+            .waiting_counts(std::slice::from_ref(&waiter.meeting_id), seen_since_ms)
+            .await?
+            .first()
+            .map_or(0, |(_, n)| *n);
+        if waiting >= max_waiting {
+            return Err(StoreError::Full(waiter.meeting_id.clone()));
+        }
         sqlx::query(
             "INSERT INTO waiting (id, ticket_hash, meeting_id, identity, display_name, guest, \
              receive_only, e2ee_signature_key, state, reason, asked_at_ms, seen_at_ms) \

@@ -447,6 +447,8 @@ async fn ensure_demo_meeting(
                 e2ee_required: e2ee,
                 allowed_users: Vec::new(),
                 hosts: Vec::new(),
+                waiting_room: Default::default(),
+                locked: false,
             },
             videocall_control_plane::store::now_ms(),
         )

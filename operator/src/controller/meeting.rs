@@ -473,36 +473,15 @@ mod tests {
         existing.hosts = vec!["bob".into()];
         assert!(differs(&existing, &wanted));
     }
-}
-
-#[cfg(test)]
-mod waiting_room_and_lock_tests {
-    use super::*;
-    use crate::crd::MeetingSpec;
-
-    fn meeting(change: impl FnOnce(&mut MeetingSpec)) -> Meeting {
-        let mut spec = MeetingSpec {
-            title: "Standup".into(),
-            relay_pool: "edge".into(),
-            access: MeetingAccess::Private,
-            allowed_users: Vec::new(),
-            hosts: Vec::new(),
-            guests_allowed: true,
-            waiting_room: None,
-            locked: None,
-            max_participants: 10,
-            e2ee_required: false,
-            start_time: None,
-            end_time: None,
-        };
-        change(&mut spec);
-        Meeting::new("standup", spec)
-    }
 
     #[test]
     fn a_private_meeting_takes_guests_through_its_waiting_room() {
-        assert_eq!(spec_problem(&meeting(|_| {})), None);
-        let everyone = meeting(|s| s.waiting_room = Some(MeetingWaitingRoom::Everyone));
+        let private = |s: &mut MeetingSpec| s.access = MeetingAccess::Private;
+        assert_eq!(spec_problem(&meeting(private)), None);
+        let everyone = meeting(|s| {
+            private(s);
+            s.waiting_room = Some(MeetingWaitingRoom::Everyone);
+        });
         assert_eq!(
             create_request(&everyone, "calls.standup").waiting_room,
             api::WaitingRoom::Everyone as i32

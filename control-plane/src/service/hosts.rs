@@ -3,16 +3,14 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use prost::Message;
 use tonic::{Request, Response, Status};
 use videocall_control_api::v1::host_service_server::HostService;
 use videocall_control_api::v1::moderate_meeting_request::Action;
 use videocall_control_api::v1::*;
 use videocall_token::Role;
 
-use super::meetings::may_manage;
+use super::access::may_manage;
+use super::host_log::{dispatch, entry};
 use super::{store_status, ControlPlane};
 use crate::auth::{authenticate, require, Principal};
 use crate::moderation::{self, ModerationError};
@@ -81,96 +79,6 @@ async fn hosting<T>(
         Status::permission_denied("only the meeting's hosts and co-hosts may do that")
     })?;
     Ok((caller, meeting, role))
-}
-
-/// A record of `caller` taking `action` through the API.
-pub(super) async fn entry(
-    cp: &ControlPlane,
-    meeting_id: &str,
-    caller: &Principal,
-    action: &str,
-    target: (&str, &str),
-    detail: String,
-) -> Result<HostActionEntry, Status> {
-    let by_display_name = match cp.store.user(&caller.name).await.map_err(store_status)? {
-        Some(user) => user.display_name,
-        None => caller.name.clone(),
-    };
-    Ok(HostActionEntry {
-        at_ms: now_ms(),
-        meeting_id: meeting_id.to_owned(),
-        by_identity: caller.name.clone(),
-        by_display_name,
-        action: action.to_owned(),
-        target_identity: target.0.to_owned(),
-        target_display_name: target.1.to_owned(),
-        detail,
-        via: "api".into(),
-    })
-}
-
-/// Sends `action` to `relay_id`, or to one relay the meeting is on (it shares the action
-/// with the meeting's other relays over the bus); returns where it went.
-async fn dispatch(
-    cp: &ControlPlane,
-    meeting_id: &str,
-    action: Action,
-    relay_id: Option<String>,
-) -> Result<Vec<String>, Status> {
-    let relay_id = match relay_id {
-        Some(relay) => Some(relay),
-        None => cp
-            .store
-            .meeting_hosts(&[meeting_id.to_owned()], cp.fresh_since_ms())
-            .await
-            .map_err(store_status)?
-            .into_iter()
-            .max_by_key(|(_, _, n)| *n)
-            .map(|(_, relay, _)| relay),
-    };
-    let Some(relay_id) = relay_id else {
-        return Ok(Vec::new());
-    };
-    let encoded = ModerateMeetingRequest {
-        meeting_id: meeting_id.to_owned(),
-        action: Some(action),
-    }
-    .encode_to_vec();
-    cp.store
-        .queue_command(&relay_id, meeting_id, &STANDARD.encode(encoded), now_ms())
-        .await
-        .map_err(store_status)?;
-    Ok(vec![relay_id])
-}
-
-/// Locks or unlocks meeting `meeting_id` for `caller` (also UpdateMeeting's `locked`):
-/// stored, recorded, and carried out by the relays.
-pub(super) async fn lock(
-    cp: &ControlPlane,
-    meeting_id: &str,
-    locked: bool,
-    caller: &Principal,
-) -> Result<Vec<String>, Status> {
-    cp.store
-        .set_locked(meeting_id, locked)
-        .await
-        .map_err(store_status)?;
-    let action = Action::Lock(LockAction { locked });
-    let record = entry(
-        cp,
-        meeting_id,
-        caller,
-        moderation::label(&action),
-        ("", ""),
-        moderation::detail(&action),
-    )
-    .await?;
-    cp.store
-        .record_host_actions(&[record])
-        .await
-        .map_err(store_status)?;
-    tracing::info!(meeting = %meeting_id, by = %caller.name, locked, "meeting lock changed through the API");
-    dispatch(cp, meeting_id, action, None).await
 }
 
 fn moderation_status(error: ModerationError) -> Status {
@@ -321,7 +229,7 @@ impl HostService for HostApi {
             .map(|t| moderation::role_from_report(&t.role));
         moderation::permit(role, &action, target_role).map_err(moderation_status)?;
         if let Action::Lock(lock) = &action {
-            let relays = self::lock(&self.0, &meeting.id, lock.locked, &caller).await?;
+            let relays = super::host_log::lock(&self.0, &meeting.id, lock.locked, &caller).await?;
             return Ok(Response::new(ModerateMeetingResponse { relay_ids: relays }));
         }
         if let (Action::Remove(remove), Some(target)) = (&action, &target) {

@@ -9,6 +9,7 @@ use videocall_control_api::v1::meeting_service_server::MeetingService;
 use videocall_control_api::v1::*;
 use videocall_token::Role;
 
+use super::access::{may_manage, may_see};
 use super::grant::{self, GrantRequest};
 use super::{peer_key, store_status, ControlPlane};
 use crate::admission::{self, Applicant, Door, Entry, Refusal};
@@ -81,18 +82,6 @@ fn usernames(field: &str, users: &[String]) -> Result<Vec<String>, Status> {
     users.sort();
     users.dedup();
     Ok(users)
-}
-
-/// May `caller` see (and try to join) `meeting`?
-pub(super) fn may_see(caller: &Principal, meeting: &MeetingRecord) -> bool {
-    caller.is_admin()
-        || caller.name == meeting.owner
-        || meeting.access != store::Access::Private
-        || meeting.allowed_users.contains(&caller.name)
-}
-
-pub(super) fn may_manage(caller: &Principal, meeting: &MeetingRecord) -> bool {
-    caller.is_person() && (caller.is_admin() || caller.name == meeting.owner)
 }
 
 impl MeetingApi {
@@ -438,7 +427,7 @@ impl MeetingService for MeetingApi {
         tracing::info!(meeting = %updated.id, by = %caller.name, "meeting updated");
         let updated = match req.locked {
             Some(locked) if locked != updated.locked => {
-                super::hosts::lock(&self.0, &updated.id, locked, &caller).await?;
+                super::host_log::lock(&self.0, &updated.id, locked, &caller).await?;
                 self.load(&updated.id).await?
             }
             _ => updated,
@@ -463,7 +452,7 @@ impl MeetingService for MeetingApi {
             .map_err(store_status)?;
         tracing::info!(meeting = %ended.id, by = %caller.name, "meeting ended");
         let record =
-            super::hosts::entry(&self.0, &ended.id, &caller, "end", ("", ""), String::new())
+            super::host_log::entry(&self.0, &ended.id, &caller, "end", ("", ""), String::new())
                 .await?;
         self.0
             .store

@@ -1,8 +1,10 @@
 //! The gRPC services. Each RPC validates its fields, authenticates and authorises the
 //! caller, then calls the store; store errors map to gRPC codes here.
 
+pub mod access;
 pub mod auth;
 pub mod grant;
+pub mod host_log;
 pub mod hosts;
 pub mod meetings;
 pub mod relays;

@@ -19,7 +19,8 @@ if [ ! -x "$bindgen" ]; then
   # Not --locked: its lock names a webpki-roots release the registry no longer offers.
   cargo install --quiet wasm-bindgen-cli --version "$version" --root "$tools/wasm-bindgen-$version"
 fi
-if [ ! -x "$root/web/node_modules/.bin/wasm-opt" ]; then
+# (oidc-provider: the control plane's sign-in tests run it with Node.js.)
+if [ ! -x "$root/web/node_modules/.bin/wasm-opt" ] || [ ! -d "$root/web/node_modules/oidc-provider" ]; then
   (cd "$root/web" && npm ci --no-audit --no-fund --silent)
 fi
 

@@ -17,7 +17,7 @@ use tonic::metadata::MetadataMap;
 use tonic::Status;
 use videocall_control_api::v1::Role;
 
-use crate::store::{now_ms, Store};
+use crate::store::{now_ms, Store, StoreError};
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,26 @@ impl Principal {
     pub fn is_person(&self) -> bool {
         matches!(self.role, CallerRole::User | CallerRole::Admin)
     }
+}
+
+/// The password hash of a user who signs in through a provider: no password matches it.
+pub const NO_PASSWORD: &str = "!signs-in-through-a-provider";
+
+/// Opens a login session for `username` lasting `ttl_secs`: the token (shown once; only its
+/// hash is stored) and when it expires (ms).
+pub async fn open_session(
+    store: &Store,
+    username: &str,
+    ttl_secs: u64,
+) -> Result<(String, i64), StoreError> {
+    let token = format!("vcs_{}", random_token(32));
+    let now = now_ms();
+    let ttl_ms = i64::try_from(ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2);
+    let expires_at_ms = now.saturating_add(ttl_ms);
+    store
+        .create_session(&sha256_hex(&token), username, now, expires_at_ms)
+        .await?;
+    Ok((token, expires_at_ms))
 }
 
 /// Reads the caller from `authorization`; `None` when there is none.
@@ -214,13 +234,19 @@ pub async fn hash_password(password: String) -> Result<String, Status> {
 /// users take as long as known ones.
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
-        let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
+        // No password (unknown user, or one who signs in through a provider): the same work
+        // against a dummy hash, so the answer's timing does not tell which.
+        let (hash, real) = match hash.filter(|hash| hash.starts_with("$argon2")) {
+            Some(hash) => (hash, true),
+            None => (dummy_hash().to_owned(), false),
+        };
         let Ok(parsed) = PasswordHash::new(&hash) else {
             return false;
         };
-        Argon2::default()
+        let matches = Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+            .is_ok();
+        matches && real
     })
     .await
     .unwrap_or(false)
@@ -322,5 +348,7 @@ mod tests {
         assert!(verify_password("correct horse".into(), Some(hash.clone())).await);
         assert!(!verify_password("wrong horse".into(), Some(hash)).await);
         assert!(!verify_password("x".into(), None).await);
+        assert!(!verify_password("not a real password".into(), None).await);
+        assert!(!verify_password(String::new(), Some(NO_PASSWORD.into())).await);
     }
 }

@@ -39,6 +39,7 @@ pub async fn admin_if_no_users(
             password_hash: hash,
             role: CallerRole::Admin.as_str().into(),
             created_at_ms: now_ms(),
+            picture_url: String::new(),
         })
         .await;
     match created {

@@ -126,6 +126,123 @@ pub struct ControlPlaneConfig {
     /// `/assets/` beside the API so the page calls grpc-web on its own origin.
     #[arg(long, env = "CONTROL_PLANE_WEB_DIR")]
     pub web_dir: Option<std::path::PathBuf>,
+
+    /// The address browsers reach this server at (e.g. `https://meet.example.org`): the
+    /// OpenID Connect redirect URI is `<public url>/auth/oidc/callback`.
+    #[arg(long, env = "CONTROL_PLANE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Sign-in through an OpenID Connect provider.
+    #[command(flatten)]
+    pub oidc: OidcConfig,
+}
+
+/// One OpenID Connect provider people sign in with (off without `--oidc-issuer`). Local
+/// accounts keep working beside it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (its discovery document is `<issuer>/.well-known/openid-configuration`).
+    #[arg(long = "oidc-issuer", env = "CONTROL_PLANE_OIDC_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// This server's client id at the provider.
+    #[arg(long = "oidc-client-id", env = "CONTROL_PLANE_OIDC_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// Its client secret (from a Secret in Kubernetes); none for a public client.
+    #[arg(
+        long = "oidc-client-secret",
+        env = "CONTROL_PLANE_OIDC_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<String>,
+
+    /// The provider's name on the sign-in button ("Sign in with <name>").
+    #[arg(
+        long = "oidc-name",
+        env = "CONTROL_PLANE_OIDC_NAME",
+        default_value = "your organisation"
+    )]
+    pub name: String,
+
+    /// Only people with a verified email in one of these domains, comma separated; none: anyone
+    /// the provider signs in.
+    #[arg(
+        long = "oidc-allowed-domains",
+        env = "CONTROL_PLANE_OIDC_ALLOWED_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub allowed_domains: Vec<String>,
+
+    /// Only members of one of these groups (the `groups` claim), comma separated.
+    #[arg(
+        long = "oidc-allowed-groups",
+        env = "CONTROL_PLANE_OIDC_ALLOWED_GROUPS",
+        value_delimiter = ','
+    )]
+    pub allowed_groups: Vec<String>,
+
+    /// Members of one of these groups are admins and everyone else a user, decided at every
+    /// sign-in; without it, people who sign in are users unless an admin says otherwise.
+    #[arg(
+        long = "oidc-admin-groups",
+        env = "CONTROL_PLANE_OIDC_ADMIN_GROUPS",
+        value_delimiter = ','
+    )]
+    pub admin_groups: Vec<String>,
+}
+
+/// Why the OpenID Connect settings are not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcConfigError {
+    /// A needed setting is missing.
+    #[error("--oidc-issuer needs {0}")]
+    Missing(&'static str),
+}
+
+impl ControlPlaneConfig {
+    /// The provider's settings, `None` when sign-in through a provider is off.
+    pub fn oidc_settings(&self) -> Result<Option<crate::oidc::ProviderSettings>, OidcConfigError> {
+        let Some(issuer) = self.oidc.issuer.clone().filter(|issuer| !issuer.is_empty()) else {
+            return Ok(None);
+        };
+        let client_id = self
+            .oidc
+            .client_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .ok_or(OidcConfigError::Missing("--oidc-client-id"))?;
+        let public_url = self
+            .public_url
+            .clone()
+            .filter(|url| !url.is_empty())
+            .ok_or(OidcConfigError::Missing(
+                "--public-url (the redirect URI is made from it)",
+            ))?;
+        let lower = |items: &[String]| -> Vec<String> {
+            items
+                .iter()
+                .map(|item| item.trim().to_owned())
+                .filter(|item| !item.is_empty())
+                .collect()
+        };
+        Ok(Some(crate::oidc::ProviderSettings {
+            id: "oidc".into(),
+            name: self.oidc.name.clone(),
+            issuer,
+            client_id,
+            client_secret: self.oidc.client_secret.clone().filter(|s| !s.is_empty()),
+            redirect_url: format!("{}/auth/oidc/callback", public_url.trim_end_matches('/')),
+            policy: crate::oidc::SignInPolicy {
+                allowed_domains: lower(&self.oidc.allowed_domains)
+                    .into_iter()
+                    .map(|domain| domain.to_ascii_lowercase())
+                    .collect(),
+                allowed_groups: lower(&self.oidc.allowed_groups),
+                admin_groups: lower(&self.oidc.admin_groups),
+            },
+        }))
+    }
 }
 
 impl ControlPlaneConfig {

@@ -46,6 +46,12 @@ pub enum StartError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The OpenID Connect settings are incomplete.
+    #[error("OpenID Connect: {0}")]
+    OidcConfig(#[from] crate::config::OidcConfigError),
+    /// The OpenID Connect provider could not be set up.
+    #[error("OpenID Connect: {0}")]
+    Oidc(#[from] crate::oidc::SignInError),
     /// Reflection could not be set up.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -76,7 +82,14 @@ pub async fn open(config: ControlPlaneConfig) -> Result<Arc<ControlPlane>, Start
         bootstrap::api_key(&store, spec).await?;
     }
     let metrics = Metrics::new()?;
-    Ok(ControlPlane::new(store, config, metrics).await?)
+    let oidc = match config.oidc_settings()? {
+        Some(settings) => {
+            tracing::info!(issuer = %settings.issuer, redirect = %settings.redirect_url, "sign-in through OpenID Connect is on");
+            Some(crate::oidc::OidcProvider::new(settings)?)
+        }
+        None => None,
+    };
+    Ok(ControlPlane::new(store, config, metrics, oidc).await?)
 }
 
 /// The API as an axum router (gRPC + grpc-web + CORS + health + reflection), to serve on
@@ -118,6 +131,7 @@ pub async fn router(control_plane: Arc<ControlPlane>) -> Result<axum::Router, St
         .into_axum_router()
         .layer(cors(&control_plane.config.cors_origins))
         .merge(crate::web::routes(control_plane.config.web_dir.clone()))
+        .merge(crate::sign_in::routes(control_plane.clone()))
         .fallback(crate::web::not_found))
 }
 

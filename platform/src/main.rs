@@ -108,6 +108,10 @@ struct UpArgs {
     /// Set or cleared on every start.
     #[arg(long, env = "VIDEOCALL_DEMO_E2EE")]
     demo_e2ee: bool,
+    /// Sign-in through an OpenID Connect provider (its redirect URI is
+    /// `http://<http addr>/auth/oidc/callback`).
+    #[command(flatten)]
+    oidc: videocall_control_plane::config::OidcConfig,
     #[command(flatten)]
     relay: RelayConfig,
 }
@@ -197,6 +201,8 @@ async fn up(data: &DataDir, args: UpArgs) -> anyhow::Result<()> {
         "embedded-relay:relay:{RELAY_KEY_ID}:{relay_secret}"
     ));
     config.web_dir = args.web_dir.clone().or_else(web::default_web_dir);
+    config.public_url = Some(format!("http://{http_addr}"));
+    config.oidc = args.oidc.clone();
     if config.web_dir.is_none() {
         tracing::warn!(
             "the browser client is not built (scripts/web-build.sh): meeting pages explain how"

@@ -3,6 +3,7 @@
 //! slow links on loopback (`shaped_udp`, `shaped_tcp`).
 
 pub mod nats;
+pub mod oidc;
 pub mod pki;
 pub mod raw_join;
 pub mod shaped_tcp;

@@ -4,11 +4,47 @@ use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
 use web_sys::{Headers, RequestInit, Response};
 
-use crate::control::{Admission, CheckAdmissionRequest, JoinGrant, JoinMeetingRequest};
+use crate::account;
+use crate::control::{
+    Admission, CheckAdmissionRequest, JoinGrant, JoinMeetingRequest, LoginRequest, LoginResponse,
+    LogoutRequest, LogoutResponse, SignInOptionsRequest, SignInOptionsResponse,
+};
 use crate::js;
 use videocall_grpc_web::{self as grpc_web, CallError};
 
-/// `MeetingService.JoinMeeting` as a guest named `display_name`, placed on a relay other
+/// How people sign in here (`AuthService.SignInOptions`).
+pub async fn sign_in_options() -> Result<SignInOptionsResponse, CallError> {
+    unary(
+        "/videocall.control.v1.AuthService/SignInOptions",
+        grpc_web::request_body(&SignInOptionsRequest {}),
+    )
+    .await
+}
+
+/// Signs in with a local account's username and password (`AuthService.Login`).
+pub async fn login(username: &str, password: &str) -> Result<LoginResponse, CallError> {
+    let request = LoginRequest {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    };
+    unary(
+        "/videocall.control.v1.AuthService/Login",
+        grpc_web::request_body(&request),
+    )
+    .await
+}
+
+/// Ends the signed-in session at the server (`AuthService.Logout`).
+pub async fn logout() -> Result<LogoutResponse, CallError> {
+    unary(
+        "/videocall.control.v1.AuthService/Logout",
+        grpc_web::request_body(&LogoutRequest {}),
+    )
+    .await
+}
+
+/// `MeetingService.JoinMeeting` as the signed-in person (or a guest named `display_name`,
+/// or, signed in with an empty name, under their own name), placed on a relay other
 /// than those in `avoid` (relays just lost or unreachable) when another can take us, with the
 /// public half of this person's end-to-end encryption key (an encrypted meeting's grant then
 /// carries its credential).
@@ -52,7 +88,27 @@ pub async fn check_admission(
     .await
 }
 
+/// One call, as the signed-in person when there is one. A session the server no longer
+/// knows (expired, revoked, signed out elsewhere) is forgotten and the call made again
+/// without it.
 async fn unary<M: prost::Message + Default>(path: &str, body: Vec<u8>) -> Result<M, CallError> {
+    match account::authorization() {
+        Some(authorization) => match unary_as(path, &body, Some(&authorization)).await {
+            Err(CallError::Status { code, .. }) if code == grpc_web::code::UNAUTHENTICATED => {
+                account::forget();
+                unary_as(path, &body, None).await
+            }
+            other => other,
+        },
+        None => unary_as(path, &body, None).await,
+    }
+}
+
+async fn unary_as<M: prost::Message + Default>(
+    path: &str,
+    body: &[u8],
+    authorization: Option<&str>,
+) -> Result<M, CallError> {
     let unreachable = |e: wasm_bindgen::JsValue| CallError::Unreachable(js::error_text(&e));
     let headers = Headers::new().map_err(unreachable)?;
     for (name, value) in [
@@ -62,10 +118,15 @@ async fn unary<M: prost::Message + Default>(path: &str, body: Vec<u8>) -> Result
     ] {
         headers.set(name, value).map_err(unreachable)?;
     }
+    if let Some(authorization) = authorization {
+        headers
+            .set("authorization", authorization)
+            .map_err(unreachable)?;
+    }
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_headers(&headers);
-    let body = Uint8Array::from(body.as_slice());
+    let body = Uint8Array::from(body);
     init.set_body(&body);
     let response = js::wait(js::window().fetch_with_str_and_init(path, &init))
         .await

@@ -8,11 +8,14 @@ use videocall_control_api::v1::*;
 
 use super::{peer_key, store_status, ControlPlane};
 use crate::auth::{
-    authenticate, hash_password, random_hex, random_token, require, require_admin, sha256_hex,
-    verify_password, CallerRole, Via,
+    authenticate, hash_password, open_session, random_hex, random_token, require, require_admin,
+    sha256_hex, verify_password, CallerRole, Via,
 };
 use crate::store::{now_ms, ApiKeyRecord, UserRecord};
 use crate::validate;
+
+/// Longest ID token taken (bytes).
+const MAX_ID_TOKEN: usize = 16 * 1024;
 
 /// The auth service.
 pub struct AuthApi(pub Arc<ControlPlane>);
@@ -23,6 +26,7 @@ fn user_to_api(user: &UserRecord) -> User {
         display_name: user.display_name.clone(),
         role: CallerRole::parse(&user.role).to_api() as i32,
         created_at_ms: user.created_at_ms,
+        picture_url: user.picture_url.clone(),
     }
 }
 
@@ -54,6 +58,7 @@ impl AuthService for AuthApi {
             password_hash: hash_password(req.password).await?,
             role: role.as_str().into(),
             created_at_ms: now_ms(),
+            picture_url: String::new(),
         };
         self.0
             .store
@@ -97,16 +102,13 @@ impl AuthService for AuthApi {
             return Err(Status::unauthenticated("wrong username or password"));
         };
         limiter.succeeded(&user_key);
-        let token = format!("vcs_{}", random_token(32));
-        let now = now_ms();
-        let ttl_ms = i64::try_from(self.0.config.session_ttl_secs.saturating_mul(1000))
-            .unwrap_or(i64::MAX / 2);
-        let expires_at_ms = now.saturating_add(ttl_ms);
-        self.0
-            .store
-            .create_session(&sha256_hex(&token), &user.username, now, expires_at_ms)
-            .await
-            .map_err(store_status)?;
+        let (token, expires_at_ms) = open_session(
+            &self.0.store,
+            &user.username,
+            self.0.config.session_ttl_secs,
+        )
+        .await
+        .map_err(store_status)?;
         Ok(Response::new(LoginResponse {
             session_token: token,
             expires_at_ms,
@@ -139,6 +141,19 @@ impl AuthService for AuthApi {
         request: Request<WhoAmIRequest>,
     ) -> Result<Response<Principal>, Status> {
         let caller = require(authenticate(&self.0.store, request.metadata()).await?)?;
+        let (display_name, picture_url) = match &caller.via {
+            Via::Session(_) => match self
+                .0
+                .store
+                .user(&caller.name)
+                .await
+                .map_err(store_status)?
+            {
+                Some(user) => (user.display_name, user.picture_url),
+                None => (caller.name.clone(), String::new()),
+            },
+            Via::ApiKey(_) => (caller.name.clone(), String::new()),
+        };
         Ok(Response::new(Principal {
             name: caller.name,
             role: caller.role.to_api() as i32,
@@ -146,6 +161,8 @@ impl AuthService for AuthApi {
                 Via::Session(_) => "session".into(),
                 Via::ApiKey(_) => "api_key".into(),
             },
+            display_name,
+            picture_url,
         }))
     }
 
@@ -218,6 +235,83 @@ impl AuthService for AuthApi {
             .map_err(store_status)?;
         Ok(Response::new(RevokeUserSessionsResponse {
             revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn sign_in_options(
+        &self,
+        _request: Request<SignInOptionsRequest>,
+    ) -> Result<Response<SignInOptionsResponse>, Status> {
+        let providers = self
+            .0
+            .oidc
+            .iter()
+            .map(|provider| {
+                let settings = provider.settings();
+                SignInProvider {
+                    id: settings.id.clone(),
+                    name: settings.name.clone(),
+                    issuer: settings.issuer.clone(),
+                    start_path: "/auth/oidc/start".into(),
+                }
+            })
+            .collect();
+        Ok(Response::new(SignInOptionsResponse {
+            local_accounts: true,
+            providers,
+        }))
+    }
+
+    async fn sign_in_with_id_token(
+        &self,
+        request: Request<SignInWithIdTokenRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        let peer = format!("peer:{}", peer_key(&request));
+        let req = request.into_inner();
+        if req.id_token.is_empty() || req.id_token.len() > MAX_ID_TOKEN {
+            return Err(validate::invalid(
+                "id_token",
+                format!("must be a JWT of 1 to {MAX_ID_TOKEN} bytes"),
+            ));
+        }
+        let provider = self
+            .0
+            .oidc
+            .as_ref()
+            .filter(|provider| provider.settings().id == req.provider)
+            .ok_or_else(|| {
+                validate::invalid(
+                    "provider",
+                    format!("no sign-in provider {:?} is configured here", req.provider),
+                )
+            })?;
+        let limiter = &self.0.login_limiter;
+        if !limiter.allowed_peer(&peer) {
+            tracing::warn!(%peer, "ID token sign-in rate-limited");
+            return Err(Status::resource_exhausted(
+                "too many failed sign-ins; wait a minute and try again",
+            ));
+        }
+        let signed_in = async {
+            let claims = provider.verify_id_token(&req.id_token).await?;
+            crate::oidc::sign_in(
+                &self.0.store,
+                &provider.settings().policy,
+                &claims,
+                self.0.config.session_ttl_secs,
+            )
+            .await
+        }
+        .await
+        .map_err(|error| {
+            limiter.failed(&peer);
+            tracing::warn!(%peer, %error, "ID token sign-in refused");
+            error.to_status()
+        })?;
+        Ok(Response::new(LoginResponse {
+            session_token: signed_in.session_token,
+            expires_at_ms: signed_in.expires_at_ms,
+            user: Some(user_to_api(&signed_in.user)),
         }))
     }
 }

@@ -35,6 +35,8 @@ pub struct ControlPlane {
     pub login_limiter: LoginLimiter,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// The OpenID Connect provider people sign in with, when one is configured.
+    pub oidc: Option<Arc<crate::oidc::OidcProvider>>,
 }
 
 impl ControlPlane {
@@ -43,6 +45,7 @@ impl ControlPlane {
         store: Store,
         config: ControlPlaneConfig,
         metrics: crate::metrics::Metrics,
+        oidc: Option<crate::oidc::OidcProvider>,
     ) -> Result<Arc<Self>, crate::keys::KeyError> {
         let keys = SigningKeys::open(store.clone(), config.token_ttl()).await?;
         let login_limiter = LoginLimiter::new(
@@ -55,6 +58,7 @@ impl ControlPlane {
             config,
             login_limiter,
             metrics,
+            oidc: oidc.map(Arc::new),
         }))
     }
 

@@ -2,6 +2,7 @@
 //! default) and PostgreSQL (production). No database is needed at compile time.
 
 mod hosts;
+mod identities;
 mod keys;
 mod meetings;
 mod relays;
@@ -14,6 +15,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use hosts::{HostActionEntry, NewWaiter, WaiterRecord, WaiterState};
+pub use identities::{Linked, PendingSignIn};
 pub use keys::SigningKeyRecord;
 pub use meetings::{
     Access, MeetingFilter, MeetingRecord, MeetingUpdate, NewMeeting, StateFilter, WaitingRoom,

@@ -17,6 +17,8 @@ pub struct UserRecord {
     pub role: String,
     /// Creation time (ms).
     pub created_at_ms: i64,
+    /// Picture from an OpenID Connect provider, or empty.
+    pub picture_url: String,
 }
 
 /// A stored login session (the token itself is never stored, only its hash).
@@ -50,6 +52,7 @@ fn user_from(row: &AnyRow) -> Result<UserRecord, sqlx::Error> {
         password_hash: get(row, "password_hash")?,
         role: get(row, "role")?,
         created_at_ms: get(row, "created_at_ms")?,
+        picture_url: get(row, "picture_url")?,
     })
 }
 
@@ -57,14 +60,15 @@ impl Store {
     /// Creates a user; `AlreadyExists` when the name is taken.
     pub async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO users (username, display_name, password_hash, role, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO users (username, display_name, password_hash, role, created_at_ms, \
+             picture_url) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&user.username)
         .bind(&user.display_name)
         .bind(&user.password_hash)
         .bind(&user.role)
         .bind(user.created_at_ms)
+        .bind(&user.picture_url)
         .execute(self.pool())
         .await
         .map_err(|e| {
@@ -80,7 +84,7 @@ impl Store {
     /// The user named `username`.
     pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT username, display_name, password_hash, role, created_at_ms \
+            "SELECT username, display_name, password_hash, role, created_at_ms, picture_url \
              FROM users WHERE username = $1",
         )
         .bind(username)

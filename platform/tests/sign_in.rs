@@ -1,0 +1,73 @@
+//! Signing in on the meeting page, in Debian's headless Chromium (`web/e2e/sign-in.mjs`):
+//! through a real OpenID Connect provider (`oidc-provider`, started here on loopback) that the
+//! platform was started with (`videocall up --oidc-…`), and with a local account's password.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use videocall_testkit::oidc::{ProviderOptions, TestProvider, CLIENT_ID, CLIENT_SECRET};
+
+mod common;
+
+use common::{root, up};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_sign_in_through_the_provider_or_with_a_password_in_chromium() {
+    assert!(
+        root().join("web/dist/index.html").is_file(),
+        "web/dist missing: run scripts/web-build.sh"
+    );
+    let port = videocall_testkit::free_tcp_port();
+    let http_addr = format!("127.0.0.1:{port}");
+    let provider = TestProvider::start(
+        &root(),
+        &ProviderOptions {
+            redirect_uri: format!("http://{http_addr}/auth/oidc/callback"),
+            people: serde_json::json!({
+                "alice": {"email": "alice@example.org", "email_verified": true,
+                          "name": "Alice Liddell", "picture": "http://127.0.0.1:9/alice.png"},
+            }),
+            code_ttl_secs: 60,
+            claims_in_id_token: false,
+        },
+    )
+    .await;
+    let data = tempfile::tempdir().expect("temp dir");
+    let (_platform, info) = up(
+        data.path(),
+        &http_addr,
+        &[
+            "--oidc-issuer",
+            &provider.issuer,
+            "--oidc-client-id",
+            CLIENT_ID,
+            "--oidc-client-secret",
+            CLIENT_SECRET,
+            "--oidc-name",
+            "Test Provider",
+        ],
+    )
+    .await;
+    let admin_password =
+        std::fs::read_to_string(&info.admin_password_file).expect("admin password");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let node = tokio::process::Command::new("node")
+        .arg(root().join("web/e2e/sign-in.mjs"))
+        .arg(info.http_url.trim_end_matches('/'))
+        .arg(&out)
+        .arg(admin_password.trim())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(180), node)
+        .await
+        .expect("the sign-in test finishes within 3 minutes")
+        .expect("node runs web/e2e/sign-in.mjs");
+    assert!(
+        status.success(),
+        "signing in in Chromium failed (screenshots in {})",
+        out.display()
+    );
+}

@@ -76,18 +76,9 @@ async fn setup(
         claims_in_id_token,
     )
     .await;
-    let mut args = vec![
-        "--public-url",
-        &base,
-        "--oidc-issuer",
-        &provider.issuer,
-        "--oidc-client-id",
-        CLIENT_ID,
-        "--oidc-client-secret",
-        CLIENT_SECRET,
-        "--oidc-name",
-        "Test Provider",
-    ];
+    let provider_args = provider.control_plane_args();
+    let mut args = vec!["--public-url", &base];
+    args.extend(provider_args.iter().map(String::as_str));
     args.extend_from_slice(extra);
     let control_plane = ControlPlane::start_at(db, &format!("127.0.0.1:{port}"), &args).await;
     Setup {

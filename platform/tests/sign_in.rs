@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use videocall_testkit::oidc::{ProviderOptions, TestProvider, CLIENT_ID, CLIENT_SECRET};
+use videocall_testkit::oidc::{ProviderOptions, TestProvider};
 
 mod common;
 
@@ -34,21 +34,9 @@ async fn people_sign_in_through_the_provider_or_with_a_password_in_chromium() {
     )
     .await;
     let data = tempfile::tempdir().expect("temp dir");
-    let (_platform, info) = up(
-        data.path(),
-        &http_addr,
-        &[
-            "--oidc-issuer",
-            &provider.issuer,
-            "--oidc-client-id",
-            CLIENT_ID,
-            "--oidc-client-secret",
-            CLIENT_SECRET,
-            "--oidc-name",
-            "Test Provider",
-        ],
-    )
-    .await;
+    let provider_args = provider.control_plane_args();
+    let provider_args: Vec<&str> = provider_args.iter().map(String::as_str).collect();
+    let (_platform, info) = up(data.path(), &http_addr, &provider_args).await;
     let admin_password =
         std::fs::read_to_string(&info.admin_password_file).expect("admin password");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");

@@ -35,6 +35,23 @@ pub struct ProviderOptions {
 }
 
 impl TestProvider {
+    /// The control plane's (and `videocall up`'s) flags for this provider, shown as "Test
+    /// Provider".
+    pub fn control_plane_args(&self) -> Vec<String> {
+        [
+            "--oidc-issuer",
+            &self.issuer,
+            "--oidc-client-id",
+            CLIENT_ID,
+            "--oidc-client-secret",
+            CLIENT_SECRET,
+            "--oidc-name",
+            "Test Provider",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     /// Starts one from the repository at `root` (which has `web/node_modules/oidc-provider`).
     pub async fn start(root: &Path, options: &ProviderOptions) -> TestProvider {
         let script = root.join("web/e2e/oidc-provider.mjs");

@@ -1,6 +1,7 @@
 //! People who sign in through an OpenID Connect provider: who each provider's subject is
 //! here, and sign-ins on their way through the provider.
 
+use super::users::insert_user;
 use super::{get, unique_violation, Store, StoreError, UserRecord};
 
 /// A sign-in sent to the provider and not yet back.
@@ -115,25 +116,7 @@ impl Store {
         email: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO users (username, display_name, password_hash, role, created_at_ms, \
-             picture_url) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&user.username)
-        .bind(&user.display_name)
-        .bind(&user.password_hash)
-        .bind(&user.role)
-        .bind(user.created_at_ms)
-        .bind(&user.picture_url)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if unique_violation(&e) {
-                StoreError::AlreadyExists(format!("user {}", user.username))
-            } else {
-                e.into()
-            }
-        })?;
+        insert_user(&mut *tx, user).await?;
         sqlx::query(
             "INSERT INTO external_identities (issuer, subject, username, email, created_at_ms, \
              last_sign_in_ms) VALUES ($1, $2, $3, $4, $5, $5)",

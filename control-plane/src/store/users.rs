@@ -56,29 +56,38 @@ fn user_from(row: &AnyRow) -> Result<UserRecord, sqlx::Error> {
     })
 }
 
+/// Inserts `user` with `executor` (the pool, or a transaction); `AlreadyExists` when the name
+/// is taken.
+pub(super) async fn insert_user<'e, E>(executor: E, user: &UserRecord) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO users (username, display_name, password_hash, role, created_at_ms, \
+         picture_url) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&user.username)
+    .bind(&user.display_name)
+    .bind(&user.password_hash)
+    .bind(&user.role)
+    .bind(user.created_at_ms)
+    .bind(&user.picture_url)
+    .execute(executor)
+    .await
+    .map_err(|e| {
+        if unique_violation(&e) {
+            StoreError::AlreadyExists(format!("user {}", user.username))
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
 impl Store {
     /// Creates a user; `AlreadyExists` when the name is taken.
     pub async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO users (username, display_name, password_hash, role, created_at_ms, \
-             picture_url) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&user.username)
-        .bind(&user.display_name)
-        .bind(&user.password_hash)
-        .bind(&user.role)
-        .bind(user.created_at_ms)
-        .bind(&user.picture_url)
-        .execute(self.pool())
-        .await
-        .map_err(|e| {
-            if unique_violation(&e) {
-                StoreError::AlreadyExists(format!("user {}", user.username))
-            } else {
-                e.into()
-            }
-        })?;
-        Ok(())
+        insert_user(self.pool(), user).await
     }
 
     /// The user named `username`.

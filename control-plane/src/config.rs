@@ -219,7 +219,7 @@ impl ControlPlaneConfig {
             .ok_or(OidcConfigError::Missing(
                 "--public-url (the redirect URI is made from it)",
             ))?;
-        let lower = |items: &[String]| -> Vec<String> {
+        let trimmed = |items: &[String]| -> Vec<String> {
             items
                 .iter()
                 .map(|item| item.trim().to_owned())
@@ -234,12 +234,12 @@ impl ControlPlaneConfig {
             client_secret: self.oidc.client_secret.clone().filter(|s| !s.is_empty()),
             redirect_url: format!("{}/auth/oidc/callback", public_url.trim_end_matches('/')),
             policy: crate::oidc::SignInPolicy {
-                allowed_domains: lower(&self.oidc.allowed_domains)
+                allowed_domains: trimmed(&self.oidc.allowed_domains)
                     .into_iter()
                     .map(|domain| domain.to_ascii_lowercase())
                     .collect(),
-                allowed_groups: lower(&self.oidc.allowed_groups),
-                admin_groups: lower(&self.oidc.admin_groups),
+                allowed_groups: trimmed(&self.oidc.allowed_groups),
+                admin_groups: trimmed(&self.oidc.admin_groups),
             },
         }))
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
+use reqwest::Url;
 use sha2::{Digest, Sha256};
 use tonic::Code;
 use videocall_control_api::v1::*;
@@ -204,13 +205,12 @@ impl Browser {
     }
 }
 
+/// `location` (absolute, or a path) as seen from `base`.
 fn absolute(base: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        location.to_owned()
-    } else {
-        let origin: String = base.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
-        format!("{origin}{location}")
-    }
+    Url::parse(base)
+        .and_then(|base| base.join(location))
+        .expect("a URL")
+        .to_string()
 }
 
 /// The session the signed-in page hands the browser client.
@@ -535,11 +535,21 @@ async fn id_token_from(issuer: &str, redirect: &str, who: &str) -> String {
     let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let browser = Browser::new();
-    let authorize = format!(
-        "{issuer}/auth?client_id={CLIENT_ID}&response_type=code&scope=openid%20email%20profile\
-         &redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&state=native&nonce=n1",
-        redirect.replace(':', "%3A").replace('/', "%2F")
-    );
+    let authorize = Url::parse_with_params(
+        &format!("{issuer}/auth"),
+        [
+            ("client_id", CLIENT_ID),
+            ("response_type", "code"),
+            ("scope", "openid email profile"),
+            ("redirect_uri", redirect),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "native"),
+            ("nonce", "n1"),
+        ],
+    )
+    .expect("the authorization URL")
+    .to_string();
     let callback = browser
         .through_provider(&authorize, issuer, redirect, who)
         .await;
@@ -565,59 +575,26 @@ async fn id_token_from(issuer: &str, redirect: &str, who: &str) -> String {
         .to_owned()
 }
 
+/// Query parameter `name` of `url`, decoded.
 fn param(url: &str, name: &str) -> Option<String> {
-    let query = url.split_once('?')?.1;
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| percent_decode(value))
-    })
+    Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&value[i + 1..i + 3], 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `url` with query parameter `name` set to `value` (added when missing; encoded).
+/// `url` with query parameter `name` set to `value` (added when missing).
 fn replace_param(url: &str, name: &str, value: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let encoded: String = value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
+    let mut url = Url::parse(url).expect("a URL");
+    let others: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(key, _)| key != name)
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
         .collect();
-    let mut found = false;
-    let mut pairs: Vec<String> = query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key == name => {
-                found = true;
-                format!("{name}={encoded}")
-            }
-            _ => pair.to_owned(),
-        })
-        .collect();
-    if !found {
-        pairs.push(format!("{name}={encoded}"));
-    }
-    format!("{base}?{}", pairs.join("&"))
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(others)
+        .append_pair(name, value);
+    url.to_string()
 }

@@ -260,8 +260,11 @@ async fn slow_subscriber(transport: Transport) {
     );
     stop.cancel();
 
+    // That it moves while the link is slow, not how fast: the time is a figure for
+    // BENCHMARKS.md (0.6 s over WebTransport, 0.8–1.6 s over WebSocket on an idle machine).
+    // A loaded 2-core CI machine has taken 2.3 s over WebSocket, its buffers filling slower.
     assert!(
-        moved_after < Duration::from_secs(2),
+        moved_after < Duration::from_secs(4),
         "{transport:?}: moved after {moved_after:?}"
     );
     // Most of the time: the estimate probes the top layer now and then (and a probe over

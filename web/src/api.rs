@@ -6,7 +6,8 @@ use web_sys::{Headers, RequestInit, Response};
 
 use crate::account;
 use crate::control::{
-    Admission, CheckAdmissionRequest, JoinGrant, JoinMeetingRequest, LoginRequest, LoginResponse,
+    Admission, CheckAdmissionRequest, DecideWaitingRequest, DecideWaitingResponse, JoinGrant,
+    JoinMeetingRequest, ListWaitingRequest, ListWaitingResponse, LoginRequest, LoginResponse,
     LogoutRequest, LogoutResponse, SignInOptionsRequest, SignInOptionsResponse,
 };
 use crate::js;
@@ -83,6 +84,42 @@ pub async fn check_admission(
     };
     unary(
         "/videocall.control.v1.MeetingService/CheckAdmission",
+        grpc_web::request_body(&request),
+    )
+    .await
+}
+
+/// The people waiting to be let into `meeting_id`, oldest first (`HostService.ListWaiting`:
+/// the signed-in person must host it).
+pub async fn list_waiting(meeting_id: &str) -> Result<ListWaitingResponse, CallError> {
+    let request = ListWaitingRequest {
+        meeting_id: meeting_id.to_owned(),
+    };
+    unary(
+        "/videocall.control.v1.HostService/ListWaiting",
+        grpc_web::request_body(&request),
+    )
+    .await
+}
+
+/// Lets the waiters `ids` (or everyone waiting, with `all`) in, or turns them away with
+/// `reason` (`HostService.DecideWaiting`).
+pub async fn decide_waiting(
+    meeting_id: &str,
+    ids: Vec<String>,
+    all: bool,
+    admit: bool,
+    reason: &str,
+) -> Result<DecideWaitingResponse, CallError> {
+    let request = DecideWaitingRequest {
+        meeting_id: meeting_id.to_owned(),
+        ids,
+        all,
+        admit,
+        reason: reason.to_owned(),
+    };
+    unary(
+        "/videocall.control.v1.HostService/DecideWaiting",
         grpc_web::request_body(&request),
     )
     .await

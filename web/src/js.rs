@@ -45,6 +45,40 @@ pub fn set(object: &JsValue, key: &str, value: &JsValue) {
     let _ = Reflect::set(object, &JsValue::from_str(key), value);
 }
 
+/// `object.name(...args)`: a method the page's web-sys features leave out.
+pub fn call(object: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let method: js_sys::Function = get(object, name).dyn_into()?;
+    let list: js_sys::Array = args.iter().collect();
+    method.apply(object, &list)
+}
+
+/// Puts `text` on the clipboard; false when the browser refused.
+pub async fn copy_text(text: &str) -> bool {
+    let clipboard = get(&get(&window(), "navigator"), "clipboard");
+    match call(&clipboard, "writeText", &[JsValue::from_str(text)]) {
+        Ok(promise) => match promise.dyn_into::<js_sys::Promise>() {
+            Ok(promise) => wait(promise).await.is_ok(),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Full screen on or off for the whole page.
+pub fn toggle_full_screen() {
+    let document: JsValue = document().into();
+    if get(&document, "fullscreenElement").is_truthy() {
+        let _ = call(&document, "exitFullscreen", &[]);
+    } else {
+        let _ = call(&get(&document, "documentElement"), "requestFullscreen", &[]);
+    }
+}
+
+/// Whether the page is in full screen.
+pub fn is_full_screen() -> bool {
+    get(&document().into(), "fullscreenElement").is_truthy()
+}
+
 /// Whether the page has a global named `name` (feature detection).
 pub fn has_global(name: &str) -> bool {
     !get(&js_sys::global(), name).is_undefined()

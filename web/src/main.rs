@@ -9,6 +9,7 @@
 
 mod bitrate;
 mod control;
+mod hosting;
 mod meter;
 mod playout;
 mod route;

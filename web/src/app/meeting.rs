@@ -1,5 +1,6 @@
-//! In the meeting: the grid of tiles, the controls, chat, participants and connection panels,
-//! and the screens for reconnecting, failing and leaving.
+//! In the meeting: the tiles (grid or speaker layout, a pinned tile), what hosts did and who
+//! waits, the chat, participants and connection panels, and the screens for reconnecting,
+//! failing and leaving.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -8,8 +9,11 @@ use dioxus::prelude::*;
 use futures_channel::mpsc::UnboundedSender;
 use web_sys::{AudioContext, AudioContextOptions, MediaStream};
 
+use super::controls::{on_shortcut, Controls, Layout};
 use super::lobby::{attach, Lobby, LobbyChoice};
+use super::people::{use_waiting_room, CloseButton, PeoplePanel};
 use super::{describe, Notice};
+use crate::hosting::{self, MyState};
 use crate::js;
 use crate::media::video_recv::canvas_id;
 use crate::media::{Stats, CAMERA_TRACK, SCREEN_TRACK};
@@ -17,6 +21,7 @@ use crate::route::{CaptureChoice, FramesChoice, SimulcastChoice, TransportChoice
 use crate::session::{
     self, Command, ConnectionView, EncryptionView, MeetingSignals, PeerView, Phase, SessionParams,
 };
+use videocall_protocol::wire::{host_action::Action, EndForAll, MediaKind};
 
 /// `/meeting/<user>/<meeting>`: the lobby, then the meeting.
 #[component]
@@ -38,6 +43,9 @@ pub fn MeetingPage(
         speaking: use_signal(|| false),
         sharing: use_signal(|| None),
         encryption: use_signal(EncryptionView::default),
+        me: use_signal(MyState::default),
+        locked: use_signal(|| false),
+        notice: use_signal(|| None),
     };
     let mut commands: Signal<Option<UnboundedSender<Command>>> = use_signal(|| None);
     let meeting_id = meeting.clone();
@@ -77,6 +85,14 @@ pub fn MeetingPage(
         };
         let mut phase = signals.phase;
         phase.set(Phase::Connecting);
+        let mut me = signals.me;
+        me.set(MyState {
+            muted: choice.muted,
+            camera_off: choice.camera_off,
+            ..MyState::default()
+        });
+        let mut notice = signals.notice;
+        notice.set(None);
         joined.set(Some(choice));
         spawn(session::run(params, signals, tx, rx));
     };
@@ -101,8 +117,7 @@ pub fn MeetingPage(
         },
         _ => rsx! {
             InMeeting { meeting, choice_name: choice.name.clone(), local: StreamHandle(choice.stream.clone()),
-                signals: SignalsHandle(signals), commands: CommandsHandle(commands), muted: choice.muted,
-                camera_off: choice.camera_off }
+                signals: SignalsHandle(signals), commands: CommandsHandle(commands) }
         },
     }
 }
@@ -118,7 +133,7 @@ impl PartialEq for StreamHandle {
 
 /// The session's signals as a prop.
 #[derive(Clone, Copy)]
-pub struct SignalsHandle(MeetingSignals);
+pub struct SignalsHandle(pub MeetingSignals);
 impl PartialEq for SignalsHandle {
     fn eq(&self, _: &Self) -> bool {
         true
@@ -135,20 +150,29 @@ impl PartialEq for CommandsHandle {
 }
 
 impl CommandsHandle {
-    fn send(&self, command: Command) {
+    /// Sends `command` to the session, if one runs.
+    pub fn send(&self, command: Command) {
         if let Some(tx) = self.0.peek().as_ref() {
             let _ = tx.unbounded_send(command);
         }
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Panel {
+/// The side panel open (a sheet on phones), if any.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Panel {
+    /// None open.
     None,
+    /// Chat.
     Chat,
+    /// Participants, the waiting room and host controls.
     People,
+    /// Connection details.
     Connection,
 }
+
+/// Which remote participant's tile is pinned.
+type Pinned = Signal<Option<u64>>;
 
 #[component]
 fn InMeeting(
@@ -157,14 +181,15 @@ fn InMeeting(
     local: StreamHandle,
     signals: SignalsHandle,
     commands: CommandsHandle,
-    muted: bool,
-    camera_off: bool,
 ) -> Element {
+    let signals_handle = signals;
     let signals = signals.0;
-    let mut muted = use_signal(move || muted);
-    let mut camera_off = use_signal(move || camera_off);
-    let panel = use_signal(|| Panel::None);
+    let panel = use_context_provider(|| Signal::new(Panel::None));
+    let layout = use_signal(|| Layout::Grid);
+    let mut pinned: Pinned = use_signal(|| None);
+    let mut ending = use_signal(|| false);
     let mut draft = use_signal(String::new);
+    let waiting = use_waiting_room(meeting.clone(), signals.me);
     let stream = local.0.clone();
     use_effect(move || attach("self-view", Some(&stream)));
     use_effect(move || attach("self-screen", (signals.sharing)().as_ref()));
@@ -172,20 +197,85 @@ fn InMeeting(
     let phase = (signals.phase)();
     let connection = (signals.connection)();
     let peers = (signals.peers)();
+    let me = (signals.me)();
+    let locked = (signals.locked)();
+    let notice = (signals.notice)();
     let sharing = (signals.sharing)().is_some();
     let speaking = (signals.speaking)();
     let encryption = (signals.encryption)();
+    let waiting_count = if hosting::moderates(me.role) {
+        waiting().people.len()
+    } else {
+        0
+    };
     let tiles = 1 + peers.len() + peers.iter().filter(|p| p.screen).count() + usize::from(sharing);
-    let columns = (tiles as f64).sqrt().ceil().max(1.0) as usize;
+    let speaker = layout() == Layout::Speaker;
+    // Speaker layout: the pinned participant, else whoever speaks, else the first to come.
+    let featured = pinned()
+        .filter(|id| peers.iter().any(|p| p.id == *id))
+        .or_else(|| {
+            if speaker {
+                peers
+                    .iter()
+                    .find(|p| p.active)
+                    .or(peers.first())
+                    .map(|p| p.id)
+            } else {
+                None
+            }
+        });
+    let columns = if speaker {
+        (tiles - 1).max(1)
+    } else {
+        (tiles as f64).sqrt().ceil().max(1.0) as usize
+    };
+    let grid_class = match (speaker, tiles) {
+        (true, _) => "grid speaker",
+        (false, 2) => "grid pair",
+        _ => "grid",
+    };
+    let invite = format!(
+        "{}/meeting/guest/{meeting}",
+        js::window().location().origin().unwrap_or_default()
+    );
+    let mut copied = use_signal(|| false);
     rsx! {
-        div { class: "meeting",
+        div { class: "meeting", tabindex: -1,
+            onmounted: move |event| async move { let _ = event.set_focus(true).await; },
+            onkeydown: move |event| {
+                let modifiers = event.modifiers();
+                let modified = modifiers.ctrl() || modifiers.alt() || modifiers.meta();
+                if typing() {
+                    return;
+                }
+                if let Some(shortcut) = hosting::shortcut(&event.key().to_string(), modified) {
+                    event.prevent_default();
+                    on_shortcut(shortcut, signals_handle, commands, panel, layout);
+                }
+            },
             header { class: "bar",
                 span { class: "title", "{meeting}" }
                 span { class: "badge", "data-testid": "transport", title: connection.fallback_reason.clone().unwrap_or_default(),
                     if connection.transport.is_empty() { "connecting…" } else { "{connection.transport}" }
                 }
                 span { class: "count", "{peers.len() + 1} in the meeting" }
+                if locked {
+                    span { class: "badge locked", "data-testid": "locked", title: "A host locked the meeting: nobody new gets in", "🔒 Locked" }
+                }
                 EncryptionBadge { view: encryption.clone() }
+                button { id: "invite", class: "small", title: "Copy the invitation link: {invite}",
+                    "aria-label": "copy the invitation link",
+                    onclick: move |_| {
+                        let invite = invite.clone();
+                        spawn(async move {
+                            let ok = js::copy_text(&invite).await;
+                            copied.set(ok);
+                            js::sleep(3000).await;
+                            copied.set(false);
+                        });
+                    },
+                    if copied() { "✓ Link copied" } else { "🔗 Invite" }
+                }
             }
             if let Some(refused) = encryption.refusals.last() {
                 p { class: "banner warning", role: "alert", "data-testid": "e2ee-refused",
@@ -193,7 +283,9 @@ fn InMeeting(
             }
             match &phase {
                 Phase::Reconnecting(why) => rsx! {
-                    p { class: "banner", role: "status", "Reconnecting… ({why})" }
+                    p { class: "banner reconnecting", role: "status", "data-testid": "reconnecting",
+                        span { class: "spinner", "aria-hidden": true }
+                        "Reconnecting… ({why})" }
                 },
                 Phase::Connecting => rsx! { p { class: "banner", role: "status", "Connecting…" } },
                 Phase::Waiting(position) => rsx! {
@@ -202,26 +294,58 @@ fn InMeeting(
                 },
                 _ => rsx! {},
             }
+            if let Some(notice) = notice {
+                div { class: "banner host-notice", role: "alert", "data-testid": "host-notice",
+                    span { "{notice.text}" }
+                    if let Some(kind) = notice.asked_to_unmute {
+                        button { id: "accept-unmute", class: "small",
+                            onclick: move |_| commands.send(Command::AcceptUnmute(kind)),
+                            if kind == MediaKind::Audio { "Unmute" } else { "Start video" } }
+                    }
+                    button { id: "dismiss-notice", class: "small", "aria-label": "dismiss",
+                        onclick: move |_| { let mut notice = signals.notice; notice.set(None) }, "✕" }
+                }
+            }
+            if waiting_count > 0 && panel() != Panel::People {
+                div { class: "banner waiting-alert", role: "status",
+                    span { if waiting_count == 1 { "1 person is waiting to join." } else { "{waiting_count} people are waiting to join." } }
+                    button { id: "show-waiting", class: "small",
+                        onclick: move |_| { let mut panel = panel; panel.set(Panel::People) }, "Show" }
+                }
+            }
+            if ending() {
+                div { class: "banner end-confirm", role: "alertdialog", "aria-label": "end the meeting for everyone",
+                    span { "End the meeting for everyone? Everyone is disconnected." }
+                    button { id: "end-all-confirm", class: "small danger",
+                        onclick: move |_| { ending.set(false); commands.send(Command::Host(Action::End(EndForAll {}))) },
+                        "End for all" }
+                    button { id: "end-all-cancel", class: "small", onclick: move |_| ending.set(false), "Cancel" }
+                }
+            }
             div { class: "body",
-                section { class: "grid", style: "--columns: {columns}", "aria-label": "participants' video",
-                    div { class: if speaking && !muted() { "tile speaking" } else { "tile" },
-                        video { id: "self-view", class: if camera_off() { "off" } else { "" },
+                section { class: grid_class, style: "--columns: {columns}", "aria-label": "participants' video",
+                    div { class: if speaking && !me.muted { "tile speaking" } else { "tile" },
+                        video { id: "self-view", class: if me.camera_off { "off" } else { "" },
                             autoplay: true, muted: true, playsinline: true, "aria-label": "your camera" }
-                        TileLabel { name: format!("{choice_name} (you)"), audio_muted: muted() }
+                        TileLabel { name: format!("{choice_name} (you)"), audio_muted: me.muted, hand: me.hand_raised }
                     }
                     if sharing {
                         div { class: "tile screen",
                             video { id: "self-screen", autoplay: true, muted: true, playsinline: true,
                                 "aria-label": "your screen" }
-                            TileLabel { name: "Your screen".to_string(), audio_muted: false }
+                            TileLabel { name: "Your screen".to_string(), audio_muted: false, hand: false }
                         }
                     }
                     for peer in peers.iter() {
-                        RemoteTile { key: "{peer.id}-camera", peer: peer.clone(), enlarge: peer.active && columns >= 2 }
+                        RemoteTile { key: "{peer.id}-camera", peer: peer.clone(),
+                            featured: featured == Some(peer.id),
+                            enlarge: !speaker && featured.is_none() && peer.active && columns >= 2,
+                            pinned: pinned() == Some(peer.id),
+                            on_pin: move |id: Option<u64>| pinned.set(id) }
                         if peer.screen {
                             div { key: "{peer.id}-screen", class: "tile screen", "data-peer": "{peer.name}",
                                 canvas { id: canvas_id(peer.id, SCREEN_TRACK), "aria-label": "{peer.name}'s screen" }
-                                TileLabel { name: format!("{}'s screen", peer.name), audio_muted: false }
+                                TileLabel { name: format!("{}'s screen", peer.name), audio_muted: false, hand: false }
                             }
                         }
                     }
@@ -229,7 +353,7 @@ fn InMeeting(
                 match panel() {
                     Panel::Chat => rsx! {
                         aside { class: "panel", "aria-label": "chat",
-                            h2 { "Chat" }
+                            div { class: "panel-head", h2 { "Chat" } CloseButton {} }
                             ul { class: "chat", "aria-live": "polite",
                                 for line in (signals.chat)().iter() {
                                     li { b { "{line.from}: " } "{line.text}" }
@@ -247,47 +371,23 @@ fn InMeeting(
                         }
                     },
                     Panel::People => rsx! {
-                        aside { class: "panel", "aria-label": "participants",
-                            h2 { "Participants" }
-                            ul {
-                                li { "{choice_name} (you)" if muted() { " · muted" } }
-                                for peer in peers.iter() {
-                                    li { "{peer.name}" if peer.audio_muted { " · muted" } if peer.video_muted { " · camera off" } }
-                                }
-                            }
-                            if encryption.required {
-                                EncryptionMembers { view: encryption.clone() }
-                            }
-                        }
+                        PeoplePanel { meeting: meeting.clone(), me_name: choice_name.clone(), signals: signals_handle, commands, waiting }
                     },
                     Panel::Connection => rsx! { ConnectionPanel { view: connection.clone() } },
                     Panel::None => rsx! {},
                 }
             }
-            nav { class: "controls", "aria-label": "meeting controls",
-                button { id: "mute", "aria-pressed": muted(),
-                    "aria-label": if muted() { "unmute microphone" } else { "mute microphone" },
-                    onclick: move |_| { let next = !muted(); muted.set(next); commands.send(Command::Mute(next)); },
-                    if muted() { "Unmute" } else { "Mute" }
-                }
-                button { id: "camera", "aria-pressed": camera_off(),
-                    "aria-label": if camera_off() { "turn camera on" } else { "turn camera off" },
-                    onclick: move |_| { let next = !camera_off(); camera_off.set(next); commands.send(Command::CameraOff(next)); },
-                    if camera_off() { "Camera on" } else { "Camera off" }
-                }
-                button { id: "share", "aria-pressed": sharing,
-                    "aria-label": if sharing { "stop sharing the screen" } else { "share the screen" },
-                    onclick: move |_| commands.send(Command::ShareScreen(!sharing)),
-                    if sharing { "Stop sharing" } else { "Share screen" }
-                }
-                PanelButton { id: "chat", label: "chat", current: panel, which: Panel::Chat }
-                PanelButton { id: "people", label: "participants", current: panel, which: Panel::People }
-                PanelButton { id: "stats", label: "connection", current: panel, which: Panel::Connection }
-                button { id: "leave", class: "leave", "aria-label": "leave the meeting",
-                    onclick: move |_| commands.send(Command::Leave), "Leave" }
-            }
+            Controls { signals: signals_handle, commands, layout, ending, waiting: waiting_count }
         }
     }
+}
+
+/// Whether the person is typing (a key then is theirs, not a shortcut).
+fn typing() -> bool {
+    js::document()
+        .active_element()
+        .map(|element| matches!(element.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"))
+        .unwrap_or(false)
 }
 
 /// The meeting's encryption state in the header: encrypted (with its epoch), or joining the
@@ -316,7 +416,7 @@ fn EncryptionBadge(view: EncryptionView) -> Element {
 /// Every member of the encrypted group with its verification code, for people to compare
 /// out of band.
 #[component]
-fn EncryptionMembers(view: EncryptionView) -> Element {
+pub fn EncryptionMembers(view: EncryptionView) -> Element {
     rsx! {
         h3 { "End-to-end encryption" }
         p { class: "hint",
@@ -337,38 +437,42 @@ fn EncryptionMembers(view: EncryptionView) -> Element {
 }
 
 #[component]
-fn PanelButton(id: String, label: String, current: Signal<Panel>, which: Panel) -> Element {
-    let open = current() == which;
-    rsx! {
-        button { id: "{id}", "aria-pressed": open, "aria-label": "{label}",
-            onclick: move |_| current.set(if open { Panel::None } else { which }),
-            "{label}"
-        }
-    }
-}
-
-#[component]
-fn TileLabel(name: String, audio_muted: bool) -> Element {
+fn TileLabel(name: String, audio_muted: bool, hand: bool) -> Element {
     rsx! {
         div { class: "label",
+            if hand {
+                span { class: "hand-icon", role: "img", "aria-label": "hand raised", "✋" }
+            }
             span { "{name}" }
             if audio_muted {
-                span { class: "muted-icon", role: "img", "aria-label": "microphone muted", "muted" }
+                span { class: "muted-icon", role: "img", "aria-label": "microphone muted", "🔇" }
             }
         }
     }
 }
 
 /// A remote participant's camera; `enlarge`: the active speaker, shown over two columns and
-/// rows (the page then tells the relay it shows it larger).
+/// rows; `featured`: pinned, or the speaker layout's large tile (the page then tells the
+/// relay it shows it larger).
 #[component]
-fn RemoteTile(peer: PeerView, enlarge: bool) -> Element {
-    let class = match (peer.speaking && !peer.audio_muted, enlarge) {
-        (true, true) => "tile speaking active",
-        (true, false) => "tile speaking",
-        (false, true) => "tile active",
-        (false, false) => "tile",
-    };
+fn RemoteTile(
+    peer: PeerView,
+    enlarge: bool,
+    featured: bool,
+    pinned: bool,
+    on_pin: EventHandler<Option<u64>>,
+) -> Element {
+    let mut class = String::from("tile");
+    if peer.speaking && !peer.audio_muted {
+        class.push_str(" speaking");
+    }
+    if enlarge {
+        class.push_str(" active");
+    }
+    if featured {
+        class.push_str(" featured");
+    }
+    let id = peer.id;
     let hidden = peer.video_muted || !peer.camera;
     let initial = peer
         .name
@@ -384,7 +488,11 @@ fn RemoteTile(peer: PeerView, enlarge: bool) -> Element {
             if hidden {
                 div { class: "avatar", "aria-hidden": true, "{initial}" }
             }
-            TileLabel { name: peer.name.clone(), audio_muted: peer.audio_muted }
+            button { class: "pin", "aria-pressed": pinned,
+                "aria-label": if pinned { "unpin {peer.name}" } else { "pin {peer.name}" },
+                title: if pinned { "Unpin" } else { "Pin: keep them large" },
+                onclick: move |_| on_pin.call(if pinned { None } else { Some(id) }), "📌" }
+            TileLabel { name: peer.name.clone(), audio_muted: peer.audio_muted, hand: peer.hand_raised_at_ms > 0 }
         }
     }
 }
@@ -397,7 +505,7 @@ fn ConnectionPanel(view: ConnectionView) -> Element {
         .unwrap_or_else(|| "…".into());
     rsx! {
         aside { class: "panel", "aria-label": "connection",
-            h2 { "Connection" }
+            div { class: "panel-head", h2 { "Connection" } CloseButton {} }
             dl {
                 dt { "Transport" } dd { "data-testid": "panel-transport", "{view.transport}" }
                 if let Some(why) = &view.fallback_reason { dt { "Why" } dd { "{why}" } }

@@ -1,7 +1,9 @@
 //! The page: which screen the address asks for, and the screens shared by all of them.
 
+mod controls;
 mod lobby;
 mod meeting;
+mod people;
 
 use dioxus::prelude::*;
 
@@ -56,6 +58,22 @@ pub fn describe(failure: &Failure) -> (String, String) {
         Failure::NotAllowed(why) => (
             "You are not allowed into this meeting".into(),
             format!("The meeting's owner has to let you in ({why})."),
+        ),
+        Failure::Locked(_) => (
+            "This meeting is locked".into(),
+            "A host locked it: nobody new gets in until a host unlocks it. Try again later.".into(),
+        ),
+        Failure::Removed(why) => (
+            "A host removed you from the meeting".into(),
+            if why.is_empty() || why == "removed by a host" {
+                "You are no longer in this meeting.".into()
+            } else {
+                format!("The host said: {why}")
+            },
+        ),
+        Failure::Ended(_) => (
+            "The meeting has ended".into(),
+            "It was ended for everyone: a host ended it, or its owner closed it.".into(),
         ),
         Failure::TurnedAway(why) => (
             "A host did not let you in".into(),

@@ -15,12 +15,15 @@ use futures_util::{select, FutureExt, StreamExt};
 use videocall_client_core::{JoinRequest, JoinStep, Joining};
 use videocall_protocol::avoid::AvoidList;
 use videocall_protocol::envelope::envelope;
-use videocall_protocol::wire::{envelope::Body, MediaKind, ViewTracks};
+use videocall_protocol::wire::{
+    envelope::Body, host_action::Action, ErrorCode, MediaKind, ViewTracks,
+};
 use web_sys::{AudioContext, MediaStream, MediaStreamTrack};
 
 mod core_session;
 mod encryption;
 mod figures;
+mod hosting;
 mod local_media;
 mod send_lane;
 mod view;
@@ -63,6 +66,12 @@ pub enum Command {
     Leave,
     /// The microphone level says speaking started or stopped.
     Speaking(bool),
+    /// Raise (true) or lower the hand.
+    RaiseHand(bool),
+    /// A host action (the relay checks this participant's role).
+    Host(Action),
+    /// A host asked to turn this on again, and the person agreed.
+    AcceptUnmute(MediaKind),
 }
 
 /// What the session needs to start.
@@ -349,6 +358,8 @@ impl Session {
             }
         };
         self.core.open(joined.clone());
+        self.signals.me.with_mut(|me| me.role = joined.role());
+        self.signals.locked.set(joined.locked);
         self.show_peers();
         if let Some(member) = member {
             let out = self
@@ -369,6 +380,10 @@ impl Session {
         self.signals.phase.set(Phase::Connected);
         self.start_media().await;
         self.send_state();
+        // A hand raised before a reconnect stays raised (at the back of the line).
+        if self.signals.me.peek().hand_raised {
+            self.send_hand(true);
+        }
         // Everyone already publishing: ask for keyframes so their tiles fill at once.
         for peer in &joined.participants {
             for track in &peer.tracks {
@@ -566,10 +581,22 @@ impl Session {
                     &format!("relay: {:?}: {}", error.code(), error.message).into(),
                 );
                 if error.fatal {
+                    // In the meeting, only a host's removal closes it as forbidden.
+                    if error.code() == ErrorCode::Forbidden {
+                        return Some((
+                            error.message.clone(),
+                            Some(Failure::Removed(error.message)),
+                        ));
+                    }
                     let (failure, retry) = relay_failure(error.code(), &error.message);
                     return Some((error.message, (!retry).then_some(failure)));
                 }
+                // A host action refused (its role), a message too large: said, and the
+                // meeting goes on.
+                self.tell(&format!("The relay refused that: {}", error.message));
             }
+            Body::HostNotice(notice) => self.host_notice(notice),
+            Body::MeetingUpdated(updated) => self.meeting_updated(updated),
             Body::Draining(_) => {
                 return Some(("the relay is restarting".into(), None));
             }
@@ -602,27 +629,17 @@ impl Session {
 
     async fn command(&mut self, command: Command) {
         match command {
-            Command::Mute(muted) => {
-                self.muted = muted;
-                if let Some(microphone) = &self.microphone {
-                    microphone.set_muted(muted);
-                }
-                self.send_state();
-            }
-            Command::CameraOff(off) => {
-                self.camera_off = off;
-                if let Some(camera) = &self.camera {
-                    camera.set_paused(off);
-                }
-                for track in self.params.local.get_video_tracks().iter() {
-                    if let Ok(track) = wasm_bindgen::JsCast::dyn_into::<MediaStreamTrack>(track) {
-                        track.set_enabled(!off);
-                    }
-                }
-                self.send_state();
-            }
+            Command::Mute(muted) => self.set_muted(muted),
+            Command::CameraOff(off) => self.set_camera_off(off),
+            Command::RaiseHand(raised) => self.raise_hand(raised),
+            Command::Host(action) => self.host_action(action),
+            Command::AcceptUnmute(kind) => self.accept_unmute(kind),
             Command::ShareScreen(true) => {
-                if self.screen.is_none() {
+                if self.signals.me.peek().video_locked {
+                    self.tell(
+                        "A host stopped your video: you can share again when a host asks you to.",
+                    );
+                } else if self.screen.is_none() {
                     self.start_screen().await;
                     self.send_state();
                 }

@@ -1,10 +1,12 @@
 //! What the session shows: the signals the UI reads, and why a meeting could not go on.
 
 use dioxus::prelude::*;
-use videocall_protocol::wire::{ErrorCode, MediaKind, Participant};
+use videocall_protocol::wire::{ErrorCode, MediaKind, Participant, Role};
 use web_sys::MediaStream;
 
 use videocall_grpc_web::{code, CallError};
+
+use crate::hosting::MyState;
 
 /// One participant as the UI shows them.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +15,14 @@ pub struct PeerView {
     pub id: u64,
     /// Display name.
     pub name: String,
+    /// What it may do in the meeting.
+    pub role: Role,
+    /// When it raised its hand (ms on its relay's clock); 0: not raised.
+    pub hand_raised_at_ms: i64,
+    /// A host muted it and does not allow it to unmute itself.
+    pub audio_locked: bool,
+    /// A host stopped its video and does not allow it to start it again itself.
+    pub video_locked: bool,
     /// Microphone muted.
     pub audio_muted: bool,
     /// Camera off.
@@ -97,6 +107,12 @@ pub enum Failure {
     MeetingFull,
     /// This person may not join.
     NotAllowed(String),
+    /// A host locked the meeting: nobody new gets in.
+    Locked(String),
+    /// A host removed this person (the host's reason).
+    Removed(String),
+    /// The meeting ended (a host ended it for all, or its owner deleted it).
+    Ended(String),
     /// A host did not let this person in from the waiting room (the host's reason, if any).
     TurnedAway(String),
     /// No such meeting.
@@ -150,6 +166,21 @@ pub struct MeetingSignals {
     pub sharing: Signal<Option<MediaStream>>,
     /// The meeting's end-to-end encryption.
     pub encryption: Signal<EncryptionView>,
+    /// This participant's role, microphone, camera and hand, as it and hosts change them.
+    pub me: Signal<MyState>,
+    /// A host locked the meeting.
+    pub locked: Signal<bool>,
+    /// The latest thing to tell this person (what a host did, what the relay refused).
+    pub notice: Signal<Option<NoticeView>>,
+}
+
+/// Something to tell the person in the meeting, until it is dismissed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoticeView {
+    /// What happened.
+    pub text: String,
+    /// A host asks to turn this on again: the notice offers a button.
+    pub asked_to_unmute: Option<MediaKind>,
 }
 
 /// A participant as the relay describes them.
@@ -161,6 +192,10 @@ pub fn peer_view(peer: &Participant) -> PeerView {
         } else {
             peer.display_name.clone()
         },
+        role: peer.role(),
+        hand_raised_at_ms: peer.hand_raised_at_ms,
+        audio_locked: peer.audio_locked,
+        video_locked: peer.video_locked,
         audio_muted: peer.audio_muted,
         video_muted: peer.video_muted,
         speaking: peer.speaking,
@@ -169,6 +204,9 @@ pub fn peer_view(peer: &Participant) -> PeerView {
         active: false,
     }
 }
+
+/// How the control plane's refusal of a locked meeting begins (`admission::Refusal::Locked`).
+const LOCKED_PREFIX: &str = "a host locked";
 
 /// A failed grant: what to tell, and whether trying again may help.
 pub fn grant_failure(error: CallError) -> (Failure, bool) {
@@ -179,6 +217,11 @@ pub fn grant_failure(error: CallError) -> (Failure, bool) {
                 (Failure::NotAllowed(message), false)
             }
             code::NOT_FOUND => (Failure::NotFound, false),
+            // The control plane says a lock in these words (a lock and an ended meeting
+            // share the code).
+            code::FAILED_PRECONDITION if message.starts_with(LOCKED_PREFIX) => {
+                (Failure::Locked(message), false)
+            }
             code::FAILED_PRECONDITION => (Failure::Expired(message), false),
             code::UNAVAILABLE => (Failure::Unreachable(message), true),
             _ => (Failure::Other(message), false),
@@ -193,11 +236,11 @@ pub fn relay_failure(code: ErrorCode, message: &str) -> (Failure, bool) {
     let message = message.to_owned();
     match code {
         ErrorCode::MeetingFull => (Failure::MeetingFull, false),
-        ErrorCode::Forbidden
-        | ErrorCode::TokenInvalid
-        | ErrorCode::TokenWrongMeeting
-        | ErrorCode::MeetingLocked => (Failure::NotAllowed(message), false),
-        ErrorCode::MeetingEnded => (Failure::Expired(message), false),
+        ErrorCode::Forbidden | ErrorCode::TokenInvalid | ErrorCode::TokenWrongMeeting => {
+            (Failure::NotAllowed(message), false)
+        }
+        ErrorCode::MeetingLocked => (Failure::Locked(message), false),
+        ErrorCode::MeetingEnded => (Failure::Ended(message), false),
         // Rejoining would take the place back from the newer session, which would do the same.
         ErrorCode::Replaced => (Failure::Replaced, false),
         // A token that expired or a key the relay does not know yet: a fresh grant helps.

@@ -32,37 +32,44 @@ const MEMBERS: [(&str, &str, &str); 2] = [
 
 async fn create_members_and_meeting(info: &PlatformInfo) {
     let authorization = common::admin_authorization(info).await;
-    let with_auth = |mut request: Request<_>| {
+    fn with_auth<T>(authorization: &str, message: T) -> Request<T> {
+        let mut request = Request::new(message);
         request
             .metadata_mut()
             .insert("authorization", authorization.parse().expect("header"));
         request
-    };
+    }
     let mut auth = AuthServiceClient::connect(info.api_url.clone())
         .await
         .expect("connect");
     for (username, display_name, password) in MEMBERS {
-        auth.create_user(with_auth(Request::new(CreateUserRequest {
-            username: username.into(),
-            password: password.into(),
-            display_name: display_name.into(),
-            role: Role::User as i32,
-        })))
+        auth.create_user(with_auth(
+            &authorization,
+            CreateUserRequest {
+                username: username.into(),
+                password: password.into(),
+                display_name: display_name.into(),
+                role: Role::User as i32,
+            },
+        ))
         .await
         .expect("create a member");
     }
     MeetingServiceClient::connect(info.api_url.clone())
         .await
         .expect("connect")
-        .create_meeting(with_auth(Request::new(CreateMeetingRequest {
-            id: MEETING.into(),
-            title: "Town hall".into(),
-            access: Access::Private as i32,
-            allowed_users: MEMBERS.iter().map(|m| m.0.to_owned()).collect(),
-            guests_allowed: true,
-            waiting_room: WaitingRoom::Guests as i32,
-            ..Default::default()
-        })))
+        .create_meeting(with_auth(
+            &authorization,
+            CreateMeetingRequest {
+                id: MEETING.into(),
+                title: "Town hall".into(),
+                access: Access::Private as i32,
+                allowed_users: MEMBERS.iter().map(|m| m.0.to_owned()).collect(),
+                guests_allowed: true,
+                waiting_room: WaitingRoom::Guests as i32,
+                ..Default::default()
+            },
+        ))
         .await
         .expect("create the meeting");
 }

@@ -5,6 +5,7 @@
 use dioxus::prelude::*;
 use videocall_protocol::wire::{host_action::Action, LockMeeting};
 
+use super::icons::{Icon, IconName};
 use super::meeting::{CommandsHandle, Panel, SignalsHandle};
 use crate::hosting::{self, Shortcut};
 use crate::js;
@@ -63,46 +64,46 @@ pub fn Controls(
     rsx! {
         nav { class: "controls", "aria-label": "meeting controls",
             IconButton { id: "mute", pressed: me.muted,
-                icon: if me.muted { "🔇" } else { "🎤" },
+                icon: if me.muted { IconName::MicOff } else { IconName::Mic },
                 text: if me.muted { "Unmute" } else { "Mute" },
                 tip: if me.audio_locked { "A host muted you: they can ask you to unmute" } else if me.muted { "Turn the microphone on (M)" } else { "Turn the microphone off (M)" },
                 onclick: move |_| commands.send(Command::Mute(!me.muted)) }
             IconButton { id: "camera", pressed: me.camera_off,
-                icon: if me.camera_off { "🚫" } else { "📷" },
+                icon: if me.camera_off { IconName::CameraOff } else { IconName::Camera },
                 text: if me.camera_off { "Start video" } else { "Stop video" },
                 tip: if me.video_locked { "A host stopped your video: they can ask you to start it" } else if me.camera_off { "Turn the camera on (V)" } else { "Turn the camera off (V)" },
                 onclick: move |_| commands.send(Command::CameraOff(!me.camera_off)) }
-            IconButton { id: "share", pressed: sharing, icon: "🖥",
+            IconButton { id: "share", pressed: sharing, icon: IconName::Screen,
                 text: if sharing { "Stop sharing" } else { "Share" },
                 tip: if sharing { "Stop sharing the screen" } else { "Share the screen" },
                 onclick: move |_| commands.send(Command::ShareScreen(!sharing)) }
-            IconButton { id: "hand", pressed: me.hand_raised, icon: "✋",
+            IconButton { id: "hand", pressed: me.hand_raised, icon: IconName::Hand,
                 text: if me.hand_raised { "Lower hand" } else { "Raise hand" },
                 tip: if me.hand_raised { "Lower your hand (H)" } else { "Raise your hand (H)" },
                 onclick: move |_| commands.send(Command::RaiseHand(!me.hand_raised)) }
-            PanelButton { id: "chat", icon: "💬", text: "Chat", tip: "Chat (C)", which: Panel::Chat, count: 0 }
-            PanelButton { id: "people", icon: "👥", text: "People", tip: "Participants (P)", which: Panel::People, count: waiting }
-            PanelButton { id: "stats", icon: "📶", text: "Connection", tip: "Connection details", which: Panel::Connection, count: 0 }
+            PanelButton { id: "chat", icon: IconName::Chat, text: "Chat", tip: "Chat (C)", which: Panel::Chat, count: 0 }
+            PanelButton { id: "people", icon: IconName::People, text: "People", tip: "Participants (P)", which: Panel::People, count: waiting }
+            PanelButton { id: "stats", icon: IconName::Signal, text: "Connection", tip: "Connection details", which: Panel::Connection, count: 0 }
             IconButton { id: "layout", pressed: layout() == Layout::Speaker,
-                icon: if layout() == Layout::Speaker { "▦" } else { "▣" },
+                icon: if layout() == Layout::Speaker { IconName::Grid } else { IconName::Speaker },
                 text: if layout() == Layout::Speaker { "Grid" } else { "Speaker" },
                 tip: if layout() == Layout::Speaker { "Show everyone the same size (L)" } else { "Show the speaker large (L)" },
                 onclick: move |_| layout.set(if layout() == Layout::Speaker { Layout::Grid } else { Layout::Speaker }) }
-            IconButton { id: "fullscreen", pressed: js::is_full_screen(), icon: "⛶", text: "Full screen",
+            IconButton { id: "fullscreen", pressed: js::is_full_screen(), icon: IconName::FullScreen, text: "Full screen",
                 tip: "Full screen on or off (F)", onclick: move |_| js::toggle_full_screen() }
             if moderator {
                 IconButton { id: "lock", pressed: locked,
-                    icon: if locked { "🔒" } else { "🔓" },
+                    icon: if locked { IconName::Lock } else { IconName::Unlock },
                     text: if locked { "Unlock" } else { "Lock" },
                     tip: if locked { "Unlock the meeting: people may join again" } else { "Lock the meeting: nobody new gets in" },
                     onclick: move |_| commands.send(Command::Host(Action::Lock(LockMeeting { locked: !locked }))) }
             }
             if host {
-                IconButton { id: "end-all", pressed: false, icon: "⏹", text: "End for all",
+                IconButton { id: "end-all", pressed: false, icon: IconName::Stop, text: "End for all",
                     tip: "End the meeting for everyone", class: "danger",
                     onclick: move |_| ending.set(true) }
             }
-            IconButton { id: "leave", pressed: false, icon: "📞", text: "Leave", tip: "Leave the meeting",
+            IconButton { id: "leave", pressed: false, icon: IconName::Leave, text: "Leave", tip: "Leave the meeting",
                 class: "leave", onclick: move |_| commands.send(Command::Leave) }
         }
     }
@@ -114,7 +115,7 @@ pub fn Controls(
 fn IconButton(
     id: String,
     pressed: bool,
-    icon: String,
+    icon: IconName,
     text: String,
     tip: String,
     #[props(default)] class: String,
@@ -123,7 +124,7 @@ fn IconButton(
     rsx! {
         button { id: "{id}", class: "icon-button {class}", "aria-pressed": pressed, "aria-label": "{text}",
             title: "{tip}", onclick: move |e| onclick.call(e),
-            span { class: "icon", "aria-hidden": true, "{icon}" }
+            Icon { name: icon }
             span { class: "text", "{text}" }
         }
     }
@@ -133,7 +134,7 @@ fn IconButton(
 #[component]
 fn PanelButton(
     id: String,
-    icon: String,
+    icon: IconName,
     text: String,
     tip: String,
     which: Panel,
@@ -149,7 +150,7 @@ fn PanelButton(
     rsx! {
         button { id: "{id}", class: "icon-button", "aria-pressed": open, "aria-label": "{label}", title: "{tip}",
             onclick: move |_| current.set(if open { Panel::None } else { which }),
-            span { class: "icon", "aria-hidden": true, "{icon}" }
+            Icon { name: icon }
             span { class: "text", "{text}" }
             if count > 0 { span { class: "count-badge", "data-testid": "waiting-count", "{count}" } }
         }

@@ -10,8 +10,10 @@ use futures_channel::mpsc::UnboundedSender;
 use web_sys::{AudioContext, AudioContextOptions, MediaStream};
 
 use super::controls::{on_shortcut, Controls, Layout};
+use super::icons::{Icon, IconName};
 use super::lobby::{attach, Lobby, LobbyChoice};
 use super::people::{use_waiting_room, CloseButton, PeoplePanel};
+use super::shortcuts::use_shortcuts;
 use super::{describe, Notice};
 use crate::hosting::{self, MyState};
 use crate::js;
@@ -190,6 +192,7 @@ fn InMeeting(
     let mut ending = use_signal(|| false);
     let mut draft = use_signal(String::new);
     let waiting = use_waiting_room(meeting.clone(), signals.me);
+    use_shortcuts(move |shortcut| on_shortcut(shortcut, signals_handle, commands, panel, layout));
     let stream = local.0.clone();
     use_effect(move || attach("self-view", Some(&stream)));
     use_effect(move || attach("self-screen", (signals.sharing)().as_ref()));
@@ -240,19 +243,7 @@ fn InMeeting(
     );
     let mut copied = use_signal(|| false);
     rsx! {
-        div { class: "meeting", tabindex: -1,
-            onmounted: move |event| async move { let _ = event.set_focus(true).await; },
-            onkeydown: move |event| {
-                let modifiers = event.modifiers();
-                let modified = modifiers.ctrl() || modifiers.alt() || modifiers.meta();
-                if typing() {
-                    return;
-                }
-                if let Some(shortcut) = hosting::shortcut(&event.key().to_string(), modified) {
-                    event.prevent_default();
-                    on_shortcut(shortcut, signals_handle, commands, panel, layout);
-                }
-            },
+        div { class: "meeting",
             header { class: "bar",
                 span { class: "title", "{meeting}" }
                 span { class: "badge", "data-testid": "transport", title: connection.fallback_reason.clone().unwrap_or_default(),
@@ -260,7 +251,7 @@ fn InMeeting(
                 }
                 span { class: "count", "{peers.len() + 1} in the meeting" }
                 if locked {
-                    span { class: "badge locked", "data-testid": "locked", title: "A host locked the meeting: nobody new gets in", "🔒 Locked" }
+                    span { class: "badge locked", "data-testid": "locked", title: "A host locked the meeting: nobody new gets in", Icon { name: IconName::Lock } " Locked" }
                 }
                 EncryptionBadge { view: encryption.clone() }
                 button { id: "invite", class: "small", title: "Copy the invitation link: {invite}",
@@ -274,7 +265,7 @@ fn InMeeting(
                             copied.set(false);
                         });
                     },
-                    if copied() { "✓ Link copied" } else { "🔗 Invite" }
+                    if copied() { Icon { name: IconName::Check } " Link copied" } else { Icon { name: IconName::Link } " Invite" }
                 }
             }
             if let Some(refused) = encryption.refusals.last() {
@@ -303,7 +294,7 @@ fn InMeeting(
                             if kind == MediaKind::Audio { "Unmute" } else { "Start video" } }
                     }
                     button { id: "dismiss-notice", class: "small", "aria-label": "dismiss",
-                        onclick: move |_| { let mut notice = signals.notice; notice.set(None) }, "✕" }
+                        onclick: move |_| { let mut notice = signals.notice; notice.set(None) }, Icon { name: IconName::Close } }
                 }
             }
             if waiting_count > 0 && panel() != Panel::People {
@@ -382,14 +373,6 @@ fn InMeeting(
     }
 }
 
-/// Whether the person is typing (a key then is theirs, not a shortcut).
-fn typing() -> bool {
-    js::document()
-        .active_element()
-        .map(|element| matches!(element.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"))
-        .unwrap_or(false)
-}
-
 /// The meeting's encryption state in the header: encrypted (with its epoch), or joining the
 /// encrypted group (nothing is sent meanwhile).
 #[component]
@@ -401,13 +384,15 @@ fn EncryptionBadge(view: EncryptionView) -> Element {
         Some(epoch) => rsx! {
             span { class: "badge e2ee", "data-testid": "e2ee", "data-epoch": "{epoch}",
                 title: "Media and chat are encrypted end to end: only the participants can read them (epoch {epoch}). The participants panel shows everyone's verification code.",
-                "🔒 End-to-end encrypted"
+                Icon { name: IconName::Lock }
+                " End-to-end encrypted"
             }
         },
         None => rsx! {
             span { class: "badge e2ee waiting", "data-testid": "e2ee", role: "status",
                 title: view.waiting_reason.clone().unwrap_or_default(),
-                "🔒 Joining the encrypted group…"
+                Icon { name: IconName::Lock }
+                " Joining the encrypted group…"
             }
         },
     }
@@ -441,11 +426,11 @@ fn TileLabel(name: String, audio_muted: bool, hand: bool) -> Element {
     rsx! {
         div { class: "label",
             if hand {
-                span { class: "hand-icon", role: "img", "aria-label": "hand raised", "✋" }
+                span { class: "hand-icon", role: "img", "aria-label": "hand raised", Icon { name: IconName::Hand } }
             }
             span { "{name}" }
             if audio_muted {
-                span { class: "muted-icon", role: "img", "aria-label": "microphone muted", "🔇" }
+                span { class: "muted-icon", role: "img", "aria-label": "microphone muted", Icon { name: IconName::MicOff } }
             }
         }
     }
@@ -491,7 +476,7 @@ fn RemoteTile(
             button { class: "pin", "aria-pressed": pinned,
                 "aria-label": if pinned { "unpin {peer.name}" } else { "pin {peer.name}" },
                 title: if pinned { "Unpin" } else { "Pin: keep them large" },
-                onclick: move |_| on_pin.call(if pinned { None } else { Some(id) }), "📌" }
+                onclick: move |_| on_pin.call(if pinned { None } else { Some(id) }), Icon { name: IconName::Pin } }
             TileLabel { name: peer.name.clone(), audio_muted: peer.audio_muted, hand: peer.hand_raised_at_ms > 0 }
         }
     }

@@ -1,9 +1,11 @@
 //! The page: which screen the address asks for, and the screens shared by all of them.
 
 mod controls;
+mod icons;
 mod lobby;
 mod meeting;
 mod people;
+mod shortcuts;
 
 use dioxus::prelude::*;
 

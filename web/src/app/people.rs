@@ -9,6 +9,7 @@ use videocall_protocol::wire::{
     RemoveParticipant, Role, SetRole,
 };
 
+use super::icons::{Icon, IconName};
 use super::meeting::{CommandsHandle, EncryptionMembers, SignalsHandle};
 use crate::api;
 use crate::control::WaitingPerson;
@@ -126,7 +127,7 @@ pub fn PeoplePanel(
                         for id in hands.iter() {
                             if let Some(peer) = peers.iter().find(|p| p.id == *id) {
                                 li { key: "{id}", "data-hand": "{peer.name}",
-                                    "✋ {peer.name}"
+                                    span { class: "who", Icon { name: IconName::Hand } " {peer.name}" }
                                     if moderator {
                                         button { class: "small", "aria-label": "lower {peer.name}'s hand",
                                             onclick: {
@@ -145,9 +146,9 @@ pub fn PeoplePanel(
                 li { "data-person": "{me_name}",
                     span { class: "who", "{me_name} (you)" }
                     RoleBadge { role: me.role }
-                    if me.hand_raised { span { "aria-label": "hand raised", role: "img", "✋" } }
-                    if me.muted { span { class: "state", "aria-label": "microphone off", role: "img", "🔇" } }
-                    if me.camera_off { span { class: "state", "aria-label": "camera off", role: "img", "📷̸" } }
+                    if me.hand_raised { span { class: "state", "aria-label": "hand raised", role: "img", Icon { name: IconName::Hand } } }
+                    if me.muted { span { class: "state", "aria-label": "microphone off", role: "img", Icon { name: IconName::MicOff } } }
+                    if me.camera_off { span { class: "state", "aria-label": "camera off", role: "img", Icon { name: IconName::CameraOff } } }
                 }
                 for peer in peers.iter() {
                     PersonRow { key: "{peer.id}", peer: peer.clone(), my_role: me.role, commands, removing }
@@ -176,7 +177,7 @@ pub fn CloseButton() -> Element {
     let mut panel = use_context::<Signal<super::meeting::Panel>>();
     rsx! {
         button { class: "close", "aria-label": "close the panel", title: "Close (Esc)",
-            onclick: move |_| panel.set(super::meeting::Panel::None), "✕" }
+            onclick: move |_| panel.set(super::meeting::Panel::None), Icon { name: IconName::Close } }
     }
 }
 
@@ -242,9 +243,9 @@ fn PersonRow(
         li { "data-person": "{name}",
             span { class: "who", "{name}" }
             RoleBadge { role: peer.role }
-            if peer.hand_raised_at_ms > 0 { span { "aria-label": "hand raised", role: "img", "✋" } }
-            if peer.audio_muted { span { class: "state", "aria-label": "microphone off", role: "img", "🔇" } }
-            if peer.video_muted { span { class: "state", "aria-label": "camera off", role: "img", "📷̸" } }
+            if peer.hand_raised_at_ms > 0 { span { class: "state", "aria-label": "hand raised", role: "img", Icon { name: IconName::Hand } } }
+            if peer.audio_muted { span { class: "state", "aria-label": "microphone off", role: "img", Icon { name: IconName::MicOff } } }
+            if peer.video_muted { span { class: "state", "aria-label": "camera off", role: "img", Icon { name: IconName::CameraOff } } }
             if offered.mute {
                 if peer.audio_muted {
                     button { class: "small", "aria-label": "ask {name} to unmute", title: "Ask to unmute",

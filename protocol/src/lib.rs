@@ -6,6 +6,7 @@
 //! exactly one envelope without prefix. ARCHITECTURE.md documents the mapping.
 
 pub mod avoid;
+pub mod close_reason;
 pub mod envelope;
 pub mod framing;
 pub mod ids;

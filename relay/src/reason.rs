@@ -48,7 +48,7 @@ impl CloseReason {
     /// Human-readable reason, shortened to fit a WebSocket close frame (123 bytes).
     pub fn text(&self) -> String {
         let text = match &self.error {
-            Some((code, message)) => format!("{}: {message}", code.as_str_name()),
+            Some((code, message)) => videocall_protocol::close_reason::format(*code, message),
             None => self.leave.as_str_name().to_string(),
         };
         truncate_utf8(text, 120)

@@ -34,6 +34,8 @@ use videocall_protocol::{encode_length_prefixed, length_delimited_codec};
 
 /// How long a closing session may take to flush its last messages.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a session closed with an error waits for the client, told why, to close it.
+const PEER_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Accepts WebTransport sessions until the relay shuts down.
 pub(crate) async fn serve(state: Arc<RelayState>, endpoint: Endpoint<Server>) {
@@ -280,6 +282,13 @@ impl ClientLink for StreamsLink {
     async fn close(self, reason: CloseReason) {
         if let Some(writer) = self.writer {
             let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer).await;
+        }
+        // An error that ends the session (a host's removal, the meeting's end) was written
+        // last on the control stream: the client reads it and closes. Closing first could
+        // lose it in flight (a browser drops a closed session's unread stream data), and a
+        // client that never read why would reconnect.
+        if reason.error.is_some() {
+            let _ = tokio::time::timeout(PEER_CLOSE_GRACE, self.connection.closed()).await;
         }
         close(&self.connection, &reason);
     }

@@ -15,9 +15,7 @@ use futures_util::{select, FutureExt, StreamExt};
 use videocall_client_core::{JoinRequest, JoinStep, Joining};
 use videocall_protocol::avoid::AvoidList;
 use videocall_protocol::envelope::envelope;
-use videocall_protocol::wire::{
-    envelope::Body, host_action::Action, ErrorCode, MediaKind, ViewTracks,
-};
+use videocall_protocol::wire::{envelope::Body, host_action::Action, MediaKind, ViewTracks};
 use web_sys::{AudioContext, MediaStream, MediaStreamTrack};
 
 mod core_session;
@@ -39,7 +37,7 @@ use videocall_e2ee::{E2eeError, SigningKey};
 
 use crate::tile_views::TileViews;
 use figures::publish_test_figures;
-use view::{grant_failure, peer_view, relay_failure};
+use view::{closed_failure, grant_failure, meeting_failure, peer_view, relay_failure};
 
 use crate::api;
 use crate::js;
@@ -419,7 +417,10 @@ impl Session {
                             return end;
                         }
                     }
-                    Some(Incoming::Closed(reason)) => return (reason, None),
+                    Some(Incoming::Closed(reason)) => {
+                        let failure = closed_failure(&reason);
+                        return (reason, failure);
+                    }
                     None => return ("connection lost".into(), None),
                 },
                 opened = opening.select_next_some() => {
@@ -581,14 +582,7 @@ impl Session {
                     &format!("relay: {:?}: {}", error.code(), error.message).into(),
                 );
                 if error.fatal {
-                    // In the meeting, only a host's removal closes it as forbidden.
-                    if error.code() == ErrorCode::Forbidden {
-                        return Some((
-                            error.message.clone(),
-                            Some(Failure::Removed(error.message)),
-                        ));
-                    }
-                    let (failure, retry) = relay_failure(error.code(), &error.message);
+                    let (failure, retry) = meeting_failure(error.code(), &error.message);
                     return Some((error.message, (!retry).then_some(failure)));
                 }
                 // A host action refused (its role), a message too large: said, and the

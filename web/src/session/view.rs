@@ -231,6 +231,26 @@ pub fn grant_failure(error: CallError) -> (Failure, bool) {
     }
 }
 
+/// An error the relay ended a running meeting with (its fatal `Error`, or the words it closed
+/// the connection with, should the error be lost with the connection): what to tell, and
+/// whether a new grant may help. In the meeting, only a host's removal is forbidden.
+pub fn meeting_failure(code: ErrorCode, message: &str) -> (Failure, bool) {
+    match code {
+        ErrorCode::Forbidden => (Failure::Removed(message.to_owned()), false),
+        _ => relay_failure(code, message),
+    }
+}
+
+/// A connection the relay closed with words that end the meeting for this person (removed,
+/// the meeting ended, joined elsewhere): the failure. `None`: reconnect.
+pub fn closed_failure(reason: &str) -> Option<Failure> {
+    let (code, message) = videocall_protocol::close_reason::parse(reason)?;
+    match meeting_failure(code, message) {
+        (failure, false) => Some(failure),
+        (_, true) => None,
+    }
+}
+
 /// An error from the relay: what to tell, and whether a new grant may help.
 pub fn relay_failure(code: ErrorCode, message: &str) -> (Failure, bool) {
     let message = message.to_owned();

@@ -4,8 +4,9 @@
 // The host admits a guest and turns one away; hands come in order; a mute stops the guest's
 // audio reaching the others, and the guest unmutes when asked; the host makes a member a
 // co-host, who admits the next guests and locks the meeting against a member; removals (one
-// with a ban, which keeps them out); end for all. Accessibility is checked (names, labels, focus order, contrast), and screenshots
-// are taken at desktop size and on a phone (390x844). Exits non-zero with the failed check.
+// with a ban, which keeps them out); end for all. Tiles show connection indicators.
+// Accessibility is checked (names, labels, focus order, contrast), and screenshots are taken
+// at desktop size and on a phone (390x844). Exits non-zero with the failed check.
 import { launchChromium } from "./browsers.mjs";
 import { mkdirSync } from "node:fs";
 import { join as path } from "node:path";
@@ -152,6 +153,10 @@ try {
   await see(host, "gina's tile at the host", '[data-peer="gina"]');
   await see(gina, "the host's tile at gina", ".tile[data-peer]");
   expect(!(await gina.$("#lock")), "a guest has no lock");
+  const quality = await see(host, "gina's connection indicator", '[data-peer="gina"] [data-quality]');
+  const seen = await quality.getAttribute("data-quality");
+  expect(seen === "good" || seen === "fair", `gina comes through ${seen} on loopback`);
+  await see(host, "the host's own connection indicator", '.tile:first-child [data-quality]');
 
   step("another guest is turned away and told why");
   const rex = await open("rex");

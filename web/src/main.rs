@@ -12,6 +12,7 @@ mod control;
 mod hosting;
 mod meter;
 mod playout;
+mod quality;
 mod route;
 mod simulcast;
 mod tile_views;

@@ -19,6 +19,7 @@ use crate::hosting::{self, MyState};
 use crate::js;
 use crate::media::video_recv::canvas_id;
 use crate::media::{Stats, CAMERA_TRACK, SCREEN_TRACK};
+use crate::quality::Quality;
 use crate::route::{CaptureChoice, FramesChoice, SimulcastChoice, TransportChoice};
 use crate::session::{
     self, Command, ConnectionView, EncryptionView, MeetingSignals, PeerView, Phase, SessionParams,
@@ -318,7 +319,7 @@ fn InMeeting(
                     div { class: if speaking && !me.muted { "tile speaking" } else { "tile" },
                         video { id: "self-view", class: if me.camera_off { "off" } else { "" },
                             autoplay: true, muted: true, playsinline: true, "aria-label": "your camera" }
-                        TileLabel { name: format!("{choice_name} (you)"), audio_muted: me.muted, hand: me.hand_raised }
+                        TileLabel { name: format!("{choice_name} (you)"), audio_muted: me.muted, hand: me.hand_raised, quality: connection.quality }
                     }
                     if sharing {
                         div { class: "tile screen",
@@ -422,15 +423,41 @@ pub fn EncryptionMembers(view: EncryptionView) -> Element {
 }
 
 #[component]
-fn TileLabel(name: String, audio_muted: bool, hand: bool) -> Element {
+fn TileLabel(
+    name: String,
+    audio_muted: bool,
+    hand: bool,
+    #[props(default)] quality: Option<Quality>,
+) -> Element {
     rsx! {
         div { class: "label",
+            if let Some(quality) = quality {
+                QualityBars { quality }
+            }
             if hand {
                 span { class: "hand-icon", role: "img", "aria-label": "hand raised", Icon { name: IconName::Hand } }
             }
             span { "{name}" }
             if audio_muted {
                 span { class: "muted-icon", role: "img", "aria-label": "microphone muted", Icon { name: IconName::MicOff } }
+            }
+        }
+    }
+}
+
+/// A connection-quality indicator: three bars, as many lit as the link deserves.
+#[component]
+fn QualityBars(quality: Quality) -> Element {
+    let word = quality.word();
+    let lit = quality.bars();
+    rsx! {
+        span { class: "quality {word}", role: "img", "aria-label": "connection {word}", "data-quality": "{word}",
+            title: "Connection: {word}",
+            svg { view_box: "0 0 12 12", width: "12", height: "12", "aria-hidden": "true",
+                for bar in 1..=3u32 {
+                    rect { x: "{bar * 4 - 4}", y: "{12 - bar * 4}", width: "3", height: "{bar * 4}",
+                        fill: "currentColor", opacity: if bar <= lit { "1" } else { "0.3" } }
+                }
             }
         }
     }
@@ -477,7 +504,7 @@ fn RemoteTile(
                 "aria-label": if pinned { "unpin {peer.name}" } else { "pin {peer.name}" },
                 title: if pinned { "Unpin" } else { "Pin: keep them large" },
                 onclick: move |_| on_pin.call(if pinned { None } else { Some(id) }), Icon { name: IconName::Pin } }
-            TileLabel { name: peer.name.clone(), audio_muted: peer.audio_muted, hand: peer.hand_raised_at_ms > 0 }
+            TileLabel { name: peer.name.clone(), audio_muted: peer.audio_muted, hand: peer.hand_raised_at_ms > 0, quality: peer.quality }
         }
     }
 }

@@ -23,6 +23,7 @@ mod encryption;
 mod figures;
 mod hosting;
 mod local_media;
+mod quality;
 mod send_lane;
 mod view;
 mod views;
@@ -32,6 +33,7 @@ pub use view::{
 };
 
 use core_session::{CoreSession, Soon};
+use quality::QualityWatch;
 use send_lane::SendLane;
 use videocall_e2ee::{E2eeError, SigningKey};
 
@@ -147,6 +149,8 @@ struct Session {
     core: CoreSession,
     /// Where the local tracks' frames leave, in order.
     send_lane: SendLane,
+    /// The tiles' connection indicators.
+    quality: QualityWatch,
 }
 
 /// Messages from the relay being opened (WebCrypto), handed on in the order they came.
@@ -187,6 +191,7 @@ pub async fn run(
         admission_ticket: String::new(),
         core,
         send_lane,
+        quality: QualityWatch::default(),
     };
     let mut attempt = 0;
     // Only a meeting that was going is retried; a first join that fails says why at once.
@@ -609,6 +614,7 @@ impl Session {
             .iter()
             .map(|peer| PeerView {
                 active: loudest_other == Some(&peer.id),
+                quality: self.quality.of(peer.id),
                 ..peer_view(peer)
             })
             .collect();
@@ -686,6 +692,14 @@ impl Session {
         self.tell_views();
         self.group_events();
         let now = js::now_ms();
+        let renewed = {
+            let participants = self.core.participants();
+            let stats = self.params.stats.borrow();
+            self.quality.look(now, &participants, &stats)
+        };
+        if renewed {
+            self.show_peers();
+        }
         if let Some(rtt) = self.core.rtt_ms() {
             self.params.stats.borrow_mut().rtt_ms = Some(rtt as f64);
         }
@@ -732,6 +746,7 @@ impl Session {
             connection.dropped_frames = view.5;
             connection.video_kbps = video_kbps;
             connection.codec = codec;
+            connection.quality = crate::quality::own(view.4, now - self.last_congestion_ms);
         });
         publish_test_figures(self);
     }
@@ -757,6 +772,7 @@ impl Session {
 
     fn disconnect(&mut self) {
         self.core.close();
+        self.quality.reset();
         self.views.reset();
         if let Some(connection) = self.link.borrow_mut().take() {
             connection.close();

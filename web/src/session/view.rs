@@ -7,6 +7,7 @@ use web_sys::MediaStream;
 use videocall_grpc_web::{code, CallError};
 
 use crate::hosting::MyState;
+use crate::quality::Quality;
 
 /// One participant as the UI shows them.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +36,8 @@ pub struct PeerView {
     pub screen: bool,
     /// The loudest of the others speaking now, as the relay ranks them (shown larger).
     pub active: bool,
+    /// How well they come through here (after a first 2 s window).
+    pub quality: Option<Quality>,
 }
 
 /// One chat line.
@@ -69,6 +72,8 @@ pub struct ConnectionView {
     pub codec: String,
     /// Camera bitrate now, kbit/s.
     pub video_kbps: u32,
+    /// This participant's own link (round trip and congestion).
+    pub quality: Option<Quality>,
 }
 
 /// The meeting's end-to-end encryption as the UI shows it.
@@ -202,6 +207,7 @@ pub fn peer_view(peer: &Participant) -> PeerView {
         camera: peer.tracks.iter().any(|t| t.kind() == MediaKind::Video),
         screen: peer.tracks.iter().any(|t| t.kind() == MediaKind::Screen),
         active: false,
+        quality: None,
     }
 }
 

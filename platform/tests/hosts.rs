@@ -6,8 +6,6 @@
 //! the co-host, and ends the meeting for all. The page's accessibility is checked on the way, and
 //! screenshots are taken at desktop and phone sizes.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tonic::Request;
@@ -90,24 +88,12 @@ async fn a_host_runs_a_meeting_from_the_meeting_page_in_chromium() {
         "member": [MEMBERS[0].0, MEMBERS[0].2],
         "late": [MEMBERS[1].0, MEMBERS[1].2],
     });
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    let node = tokio::process::Command::new("node")
-        .arg(root().join("web/e2e/hosts.mjs"))
-        .arg(info.http_url.trim_end_matches('/'))
-        .arg(&out)
-        .arg(MEETING)
-        .arg(accounts.to_string())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .status();
-    let status = tokio::time::timeout(Duration::from_secs(300), node)
-        .await
-        .expect("the hosting test finishes within 5 minutes")
-        .expect("node runs web/e2e/hosts.mjs");
-    assert!(
-        status.success(),
-        "hosting a meeting in Chromium failed (screenshots in {})",
-        out.display()
-    );
+    common::run_browser_script(
+        "hosts.mjs",
+        &info.http_url,
+        &[MEETING, &accounts.to_string()],
+        Duration::from_secs(300),
+        "hosting a meeting in Chromium",
+    )
+    .await;
 }

@@ -2,8 +2,6 @@
 //! through a real OpenID Connect provider (`oidc-provider`, started here on loopback) that the
 //! platform was started with (`videocall up --oidc-…`), and with a local account's password.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use videocall_testkit::oidc::{ProviderOptions, TestProvider};
@@ -39,23 +37,12 @@ async fn people_sign_in_through_the_provider_or_with_a_password_in_chromium() {
     let (_platform, info) = up(data.path(), &http_addr, &provider_args).await;
     let admin_password =
         std::fs::read_to_string(&info.admin_password_file).expect("admin password");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    let node = tokio::process::Command::new("node")
-        .arg(root().join("web/e2e/sign-in.mjs"))
-        .arg(info.http_url.trim_end_matches('/'))
-        .arg(&out)
-        .arg(admin_password.trim())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .status();
-    let status = tokio::time::timeout(Duration::from_secs(180), node)
-        .await
-        .expect("the sign-in test finishes within 3 minutes")
-        .expect("node runs web/e2e/sign-in.mjs");
-    assert!(
-        status.success(),
-        "signing in in Chromium failed (screenshots in {})",
-        out.display()
-    );
+    common::run_browser_script(
+        "sign-in.mjs",
+        &info.http_url,
+        &[admin_password.trim()],
+        Duration::from_secs(180),
+        "signing in in Chromium",
+    )
+    .await;
 }

@@ -258,3 +258,34 @@ pub async fn wait_for_demo_meeting(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Runs the browser script `web/e2e/<script>` with Node.js against the platform at
+/// `http_url`, with the screenshot folder and then `args`, its messages shown as they come;
+/// fails the test, naming `what`, unless it succeeds within `limit`.
+pub async fn run_browser_script(
+    script: &str,
+    http_url: &str,
+    args: &[&str],
+    limit: Duration,
+    what: &str,
+) {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    let node = tokio::process::Command::new("node")
+        .arg(root().join("web/e2e").join(script))
+        .arg(http_url.trim_end_matches('/'))
+        .arg(&out)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .status();
+    let status = tokio::time::timeout(limit, node)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not finished within {limit:?}"))
+        .unwrap_or_else(|e| panic!("node runs web/e2e/{script}: {e}"));
+    assert!(
+        status.success(),
+        "{what} failed (screenshots in {})",
+        out.display()
+    );
+}

@@ -35,7 +35,7 @@ async function open(name, { account, phone = false } = {}) {
   const page = await context.newPage();
   page.on("pageerror", (error) => console.error(`  [${name}] page error: ${error}`));
   page.on("console", (message) => {
-    if (message.type() === "error") console.error(`  [${name}] ${message.text()}`);
+    if (message.type() === "error" || message.type() === "warning") console.error(`  [${name}] ${message.type()}: ${message.text()}`);
   });
   await page.goto(`${base}/meeting/${name}/${meeting}`);
   await page.waitForSelector("#join:not([disabled])", { timeout: 20000 });
@@ -157,6 +157,23 @@ try {
   const seen = await quality.getAttribute("data-quality");
   expect(seen === "good" || seen === "fair", `gina comes through ${seen} on loopback`);
   await see(host, "the host's own connection indicator", '.tile:first-child [data-quality]');
+
+  step("gina switches camera and microphone in the meeting: the host keeps seeing and hearing her");
+  const tracks = () => gina.evaluate(() => document.getElementById("self-view").srcObject.getTracks().map((t) => t.id));
+  const tracksBefore = await tracks();
+  await gina.click("#devices");
+  for (const picker of ["#switch-camera", "#switch-microphone"]) {
+    const option = await gina.waitForSelector(`${picker} option:not([disabled])`, { state: "attached", timeout: 10000 });
+    await gina.selectOption(picker, await option.getAttribute("value"));
+  }
+  await waitFor(gina, "new camera and microphone tracks in gina's stream", (before) => {
+    const now = document.getElementById("self-view").srcObject.getTracks();
+    return now.length === 2 && now.every((t) => t.readyState === "live" && !before.includes(t.id));
+  }, tracksBefore);
+  const [framesBefore, audioBefore] = await host.evaluate(() => [window.__videocall.framesByPeer.gina ?? 0, window.__videocall.audioByPeer.gina ?? 0]);
+  await waitFor(host, "gina's video and audio after the switch", ([f, a]) => (window.__videocall.framesByPeer.gina ?? 0) > f + 30 && (window.__videocall.audioByPeer.gina ?? 0) > a + 25, [framesBefore, audioBefore]);
+  expect(!(await gina.$("[data-testid=host-notice]")), `the switch went without a complaint: ${await gina.textContent("body")}`);
+  await closePanel(gina);
 
   step("another guest is turned away and told why");
   const rex = await open("rex");

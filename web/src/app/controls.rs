@@ -83,6 +83,7 @@ pub fn Controls(
                 onclick: move |_| commands.send(Command::RaiseHand(!me.hand_raised)) }
             PanelButton { id: "chat", icon: IconName::Chat, text: "Chat", tip: "Chat (C)", which: Panel::Chat, count: 0 }
             PanelButton { id: "people", icon: IconName::People, text: "People", tip: "Participants (P)", which: Panel::People, count: waiting }
+            PanelButton { id: "devices", icon: IconName::Settings, text: "Devices", tip: "Camera, microphone and speaker", which: Panel::Devices, count: 0 }
             PanelButton { id: "stats", icon: IconName::Signal, text: "Connection", tip: "Connection details", which: Panel::Connection, count: 0 }
             IconButton { id: "layout", pressed: layout() == Layout::Speaker,
                 icon: if layout() == Layout::Speaker { IconName::Grid } else { IconName::Speaker },

@@ -47,6 +47,8 @@ pub enum IconName {
     Check,
     /// Close.
     Close,
+    /// Device settings (sliders).
+    Settings,
 }
 
 impl IconName {
@@ -88,6 +90,7 @@ impl IconName {
             ],
             IconName::Check => &["M4 12l5 5L20 6"],
             IconName::Close => &["M6 6l12 12M18 6L6 18"],
+            IconName::Settings => &["M4 6h9M17 6h3M15 4v4M4 12h3M11 12h9M9 10v4M4 18h11M19 18h1M17 16v4"],
         }
     }
 }

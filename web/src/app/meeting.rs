@@ -10,6 +10,7 @@ use futures_channel::mpsc::UnboundedSender;
 use web_sys::{AudioContext, AudioContextOptions, MediaStream};
 
 use super::controls::{on_shortcut, Controls, Layout};
+use super::devices::DevicesPanel;
 use super::icons::{Icon, IconName};
 use super::lobby::{attach, Lobby, LobbyChoice};
 use super::people::{use_waiting_room, CloseButton, PeoplePanel};
@@ -80,11 +81,15 @@ pub fn MeetingPage(
                     capture != CaptureChoice::Element && js::has_global("MediaStreamTrackProcessor")
                 }
             },
-            local: choice.stream.clone(),
+            // `Clone::clone`, not `.clone()`: `MediaStream.clone()` is the browser's, which
+            // makes a new stream with new tracks (the camera opened again, and left on when
+            // the session stops its own).
+            local: Clone::clone(&choice.stream),
             audio,
             muted: choice.muted,
             camera_off: choice.camera_off,
             stats,
+            video_size,
         };
         let mut phase = signals.phase;
         phase.set(Phase::Connecting);
@@ -119,7 +124,7 @@ pub fn MeetingPage(
             }
         },
         _ => rsx! {
-            InMeeting { meeting, choice_name: choice.name.clone(), local: StreamHandle(choice.stream.clone()),
+            InMeeting { meeting, choice_name: choice.name.clone(), local: StreamHandle(Clone::clone(&choice.stream)),
                 signals: SignalsHandle(signals), commands: CommandsHandle(commands) }
         },
     }
@@ -172,6 +177,8 @@ pub enum Panel {
     People,
     /// Connection details.
     Connection,
+    /// Camera, microphone and speaker.
+    Devices,
 }
 
 /// Which remote participant's tile is pinned.
@@ -194,7 +201,7 @@ fn InMeeting(
     let mut draft = use_signal(String::new);
     let waiting = use_waiting_room(meeting.clone(), signals.me);
     use_shortcuts(move |shortcut| on_shortcut(shortcut, signals_handle, commands, panel, layout));
-    let stream = local.0.clone();
+    let stream = Clone::clone(&local.0);
     use_effect(move || attach("self-view", Some(&stream)));
     use_effect(move || attach("self-screen", (signals.sharing)().as_ref()));
 
@@ -366,6 +373,7 @@ fn InMeeting(
                         PeoplePanel { meeting: meeting.clone(), me_name: choice_name.clone(), signals: signals_handle, commands, waiting }
                     },
                     Panel::Connection => rsx! { ConnectionPanel { view: connection.clone() } },
+                    Panel::Devices => rsx! { DevicesPanel { commands } },
                     Panel::None => rsx! {},
                 }
             }

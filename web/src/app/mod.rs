@@ -1,6 +1,7 @@
 //! The page: which screen the address asks for, and the screens shared by all of them.
 
 mod controls;
+mod devices;
 mod icons;
 mod lobby;
 mod meeting;

@@ -23,6 +23,8 @@ pub struct Devices {
     pub cameras: Vec<Device>,
     /// Audio inputs.
     pub microphones: Vec<Device>,
+    /// Audio outputs (speakers, headphones), where the browser lists them.
+    pub speakers: Vec<Device>,
 }
 
 fn media_devices() -> Result<web_sys::MediaDevices, String> {
@@ -59,6 +61,7 @@ pub async fn devices() -> Devices {
         match info.kind() {
             MediaDeviceKind::Videoinput => found.cameras.push(device),
             MediaDeviceKind::Audioinput => found.microphones.push(device),
+            MediaDeviceKind::Audiooutput => found.speakers.push(device),
             _ => {}
         }
     }
@@ -77,12 +80,31 @@ fn ideal(value: f64) -> JsValue {
     object(&[("ideal", value.into())])
 }
 
-/// Camera and/or microphone at `width`×`height`, from the chosen devices (empty: default).
+/// Camera and microphone, the camera at `width`×`height`, from the chosen devices (empty:
+/// default).
 pub async fn user_media(
     camera: Option<&str>,
     microphone: Option<&str>,
     size: (u32, u32),
 ) -> Result<MediaStream, String> {
+    open(
+        Some(video_constraints(camera, size)),
+        Some(audio_constraints(microphone)),
+    )
+    .await
+}
+
+/// Only the camera `id` (switching cameras in the meeting).
+pub async fn camera_only(id: &str, size: (u32, u32)) -> Result<MediaStream, String> {
+    open(Some(video_constraints(Some(id), size)), None).await
+}
+
+/// Only the microphone `id` (switching microphones in the meeting).
+pub async fn microphone_only(id: &str) -> Result<MediaStream, String> {
+    open(None, Some(audio_constraints(Some(id)))).await
+}
+
+fn video_constraints(camera: Option<&str>, size: (u32, u32)) -> JsValue {
     let mut video = vec![
         ("width", ideal(f64::from(size.0))),
         ("height", ideal(f64::from(size.1))),
@@ -91,6 +113,10 @@ pub async fn user_media(
     if let Some(id) = camera.filter(|id| !id.is_empty()) {
         video.push(("deviceId", object(&[("exact", id.into())])));
     }
+    object(&video)
+}
+
+fn audio_constraints(microphone: Option<&str>) -> JsValue {
     let mut audio = vec![
         ("channelCount", ideal(1.0)),
         ("sampleRate", ideal(48_000.0)),
@@ -100,7 +126,14 @@ pub async fn user_media(
     if let Some(id) = microphone.filter(|id| !id.is_empty()) {
         audio.push(("deviceId", object(&[("exact", id.into())])));
     }
-    let constraints = object(&[("video", object(&video)), ("audio", object(&audio))]);
+    object(&audio)
+}
+
+async fn open(video: Option<JsValue>, audio: Option<JsValue>) -> Result<MediaStream, String> {
+    let constraints = object(&[
+        ("video", video.unwrap_or(JsValue::FALSE)),
+        ("audio", audio.unwrap_or(JsValue::FALSE)),
+    ]);
     let promise = media_devices()?
         .get_user_media_with_constraints(constraints.unchecked_ref())
         .map_err(|e| js::error_text(&e))?;

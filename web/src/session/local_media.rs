@@ -201,7 +201,8 @@ fn track(
     }
 }
 
-fn first_track(tracks: &js_sys::Array) -> Option<MediaStreamTrack> {
+/// The first track of `tracks`.
+pub(super) fn first_track(tracks: &js_sys::Array) -> Option<MediaStreamTrack> {
     tracks
         .iter()
         .next()

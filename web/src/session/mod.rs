@@ -19,6 +19,7 @@ use videocall_protocol::wire::{envelope::Body, host_action::Action, MediaKind, V
 use web_sys::{AudioContext, MediaStream, MediaStreamTrack};
 
 mod core_session;
+mod devices;
 mod encryption;
 mod figures;
 mod hosting;
@@ -72,6 +73,12 @@ pub enum Command {
     Host(Action),
     /// A host asked to turn this on again, and the person agreed.
     AcceptUnmute(MediaKind),
+    /// Send from the camera with this device id instead.
+    SwitchCamera(String),
+    /// Send from the microphone with this device id instead.
+    SwitchMicrophone(String),
+    /// Play the others through the audio output with this device id.
+    SwitchSpeaker(String),
 }
 
 /// What the session needs to start.
@@ -98,6 +105,8 @@ pub struct SessionParams {
     pub camera_off: bool,
     /// Shared figures.
     pub stats: SharedStats,
+    /// The camera size asked for (`?video=`), also when switching cameras.
+    pub video_size: (u32, u32),
 }
 
 type Link = Rc<RefCell<Option<Connection>>>;
@@ -634,6 +643,9 @@ impl Session {
             Command::RaiseHand(raised) => self.raise_hand(raised),
             Command::Host(action) => self.host_action(action),
             Command::AcceptUnmute(kind) => self.accept_unmute(kind),
+            Command::SwitchCamera(id) => self.switch_camera(&id).await,
+            Command::SwitchMicrophone(id) => self.switch_microphone(&id).await,
+            Command::SwitchSpeaker(id) => self.switch_speaker(&id).await,
             Command::ShareScreen(true) => {
                 if self.signals.me.peek().video_locked {
                     self.tell(

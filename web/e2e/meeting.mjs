@@ -275,9 +275,16 @@ try {
   await viewer.screenshot({ path: path(out, "native-h264.png") });
   await close(viewer);
 
-  step("the platform restarts: the pages reconnect by themselves");
+  step("the platform restarts: the pages say they are reconnecting, and reconnect by themselves");
   // Counted in all: after the restart bob is a new participant (a new id) to alice.
   const before = await figure(alice, () => window.__videocall.framesDecoded);
+  // The page says it is reconnecting while it is (however briefly).
+  await alice.evaluate(() => {
+    window.__sawReconnecting = false;
+    new MutationObserver(() => {
+      if (document.querySelector("[data-testid=reconnecting]")) window.__sawReconnecting = true;
+    }).observe(document.body, { subtree: true, childList: true });
+  });
   console.log("RESTART");
   const answer = await stdinLines.next();
   if (answer.value !== "RESTARTED") throw new Error(`unexpected answer ${answer.value}`);
@@ -286,6 +293,8 @@ try {
     ([n]) => (window.__videocall?.framesDecoded ?? 0) >= n + 30 && (window.__videocall?.framesByPeer?.bob ?? 0) > 0,
     [before], 40000);
   figures.reconnect_ms = Date.now() - restartedAt;
+  if (!(await figure(alice, () => window.__sawReconnecting))) throw new Error("alice's page never said it was reconnecting");
+  await alice.waitForSelector("[data-testid=reconnecting]", { state: "detached", timeout: 10000 });
   await alice.screenshot({ path: path(out, "alice-after-restart.png") });
 
   step("leaving: a clear screen, and gone for the others");

@@ -1,8 +1,9 @@
 // Hosting a meeting on the meeting page, in Debian's headless Chromium (playwright-core), run
 // by platform/tests/hosts.rs against a platform with a private meeting whose guests wait:
 //   node hosts.mjs <base-url> <out-dir> <meeting> '{"host":[user,pw],"member":[…],"late":[…]}'
-// The host admits a guest and turns one away; hands come in order; a mute stops the guest's
-// audio reaching the others, and the guest unmutes when asked; the host makes a member a
+// The host admits a guest and turns one away (then two at once); hands come in order; a mute
+// that disallows unmuting stops the guest's audio reaching the others and holds until the host
+// asks, and the guest then unmutes; the host makes a member a
 // co-host, who admits the next guests and locks the meeting against a member; removals (one
 // with a ban, which keeps them out); end for all. Tiles show connection indicators.
 // Accessibility is checked (names, labels, focus order, contrast), and screenshots are taken
@@ -184,6 +185,17 @@ try {
   await screen(rex, "A host did not let you in");
   await rex.screenshot({ path: path(out, "hosts-turned-away.png") });
   await rex.context().close();
+  step("two more are turned away at once");
+  const [zed, yan] = [await open("zed"), await open("yan")];
+  await zed.click("#join");
+  await yan.click("#join");
+  await see(host, "zed and yan waiting", '#waiting li[data-waiting="yan"]');
+  await see(host, "zed waiting", '#waiting li[data-waiting="zed"]');
+  await host.click("#reject-all");
+  await screen(zed, "A host did not let you in");
+  await screen(yan, "A host did not let you in");
+  await zed.context().close();
+  await yan.context().close();
 
   step("a member joins without waiting; hands come to the host in the order raised");
   const sam = await open("sam", { account: accounts.member });
@@ -201,12 +213,18 @@ try {
   await waitFor(gina, "gina's hand button up", () => document.querySelector("#hand").getAttribute("aria-pressed") === "false");
   await sam.click("#hand");
 
-  step("the host mutes gina: her page mutes, and her audio stops reaching the others");
+  step("the host mutes gina and does not let her unmute herself: her page mutes, and her audio stops reaching the others");
   await waitFor(host, "gina's audio at the host", () => (window.__videocall?.audioByPeer?.gina ?? 0) > 25);
   await waitFor(sam, "gina's audio at sam", () => (window.__videocall?.audioByPeer?.gina ?? 0) > 25);
+  await host.uncheck("#allow-unmute");
   await host.click('button[aria-label="mute gina"]');
   await see(gina, "gina told she was muted", '[data-testid=host-notice]:has-text("muted your microphone")');
   await waitFor(gina, "gina's mute button down", () => document.querySelector("#mute").getAttribute("aria-pressed") === "true");
+  await gina.click("#dismiss-notice");
+  await gina.click("#mute");
+  await see(gina, "gina told she may not unmute herself", '[data-testid=host-notice]:has-text("when a host asks you to")');
+  expect((await gina.getAttribute("#mute", "aria-pressed")) === "true", "gina stays muted until asked");
+  await host.check("#allow-unmute");
   await see(host, "gina shown muted", '[data-peer="gina"] [aria-label="microphone muted"]');
   await host.waitForTimeout(500);
   const [hostHeard, samHeard] = [await audioFrom(host, "gina"), await audioFrom(sam, "gina")];

@@ -1,7 +1,8 @@
 //! The participants panel: everyone with their role, raised hand and muted microphone or
 //! camera; for hosts and co-hosts, the waiting room's queue (admit or turn away one or all),
 //! raised hands in order, and each person's host controls (mute, stop video, ask to unmute,
-//! role, lower hand, remove with an optional ban); mute everyone.
+//! role, lower hand, remove with an optional ban); mute everyone; whether those muted may
+//! unmute themselves.
 
 use dioxus::prelude::*;
 use videocall_protocol::wire::{
@@ -93,8 +94,12 @@ pub fn PeoplePanel(
     let hands: Vec<(u64, i64)> = peers.iter().map(|p| (p.id, p.hand_raised_at_ms)).collect();
     let hands = hosting::hands_in_order(&hands);
     let removing: Signal<Option<PeerView>> = use_signal(|| None);
+    // Whether those muted from here may turn their microphone or camera on again themselves.
+    let mut self_unmute = use_signal(|| true);
+    let disallow = !self_unmute();
     let waiting_now = waiting();
     let meeting_for_all = meeting.clone();
+    let meeting_reject_all = meeting.clone();
     rsx! {
         aside { class: "panel", "aria-label": "participants",
             div { class: "panel-head",
@@ -116,6 +121,9 @@ pub fn PeoplePanel(
                         div { class: "row-actions",
                             button { id: "admit-all", onclick: move |_| decide(meeting_for_all.clone(), waiting, Vec::new(), true, true, String::new()),
                                 "Admit all" }
+                            button { id: "reject-all", onclick: move |_| decide(meeting_reject_all.clone(), waiting, Vec::new(), true, false,
+                                    "A host did not let you in to this meeting.".into()),
+                                "Turn all away" }
                         }
                     }
                 }
@@ -151,7 +159,7 @@ pub fn PeoplePanel(
                     if me.camera_off { span { class: "state", "aria-label": "camera off", role: "img", Icon { name: IconName::CameraOff } } }
                 }
                 for peer in peers.iter() {
-                    PersonRow { key: "{peer.id}", peer: peer.clone(), my_role: me.role, commands, removing }
+                    PersonRow { key: "{peer.id}", peer: peer.clone(), my_role: me.role, commands, removing, disallow }
                 }
             }
             if let Some(peer) = removing() {
@@ -163,8 +171,13 @@ pub fn PeoplePanel(
             if moderator {
                 div { class: "row-actions",
                     button { id: "mute-all", title: "Mute everyone but hosts and co-hosts",
-                        onclick: move |_| commands.send(Command::Host(Action::MuteAll(MuteAll { disallow_unmute: false }))),
+                        onclick: move |_| commands.send(Command::Host(Action::MuteAll(MuteAll { disallow_unmute: disallow }))),
                         "Mute everyone" }
+                }
+                label { class: "check",
+                    input { id: "allow-unmute", r#type: "checkbox", checked: self_unmute(),
+                        onchange: move |event| self_unmute.set(event.checked()) }
+                    " People muted here may unmute themselves"
                 }
             }
         }
@@ -221,6 +234,7 @@ fn PersonRow(
     my_role: Role,
     commands: CommandsHandle,
     removing: Signal<Option<PeerView>>,
+    disallow: bool,
 ) -> Element {
     let offered = hosting::offered(my_role, peer.role);
     let id = peer.id;
@@ -229,7 +243,7 @@ fn PersonRow(
         commands.send(Command::Host(Action::Mute(MuteParticipant {
             participant_id: id,
             kind: kind as i32,
-            disallow_unmute: false,
+            disallow_unmute: disallow,
         })))
     };
     let ask = move |kind: MediaKind| {

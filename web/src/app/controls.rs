@@ -5,8 +5,8 @@
 use dioxus::prelude::*;
 use videocall_protocol::wire::{host_action::Action, LockMeeting};
 
+use super::handles::{CommandsHandle, Panel, SignalsHandle};
 use super::icons::{Icon, IconName};
-use super::meeting::{CommandsHandle, Panel, SignalsHandle};
 use crate::hosting::{self, Shortcut};
 use crate::js;
 use crate::session::Command;

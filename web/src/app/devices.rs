@@ -2,8 +2,7 @@
 
 use dioxus::prelude::*;
 
-use super::meeting::CommandsHandle;
-use super::people::CloseButton;
+use super::handles::{CloseButton, CommandsHandle};
 use crate::media::capture::{self, Device};
 use crate::session::Command;
 

@@ -7,13 +7,15 @@ use std::rc::Rc;
 
 use dioxus::prelude::*;
 use futures_channel::mpsc::UnboundedSender;
-use web_sys::{AudioContext, AudioContextOptions, MediaStream};
+use web_sys::{AudioContext, AudioContextOptions};
 
 use super::controls::{on_shortcut, Controls, Layout};
 use super::devices::DevicesPanel;
+use super::encryption::EncryptionBadge;
+use super::handles::{CloseButton, CommandsHandle, Panel, SignalsHandle, StreamHandle};
 use super::icons::{Icon, IconName};
 use super::lobby::{attach, Lobby, LobbyChoice};
-use super::people::{use_waiting_room, CloseButton, PeoplePanel};
+use super::people::{use_waiting_room, PeoplePanel};
 use super::shortcuts::use_shortcuts;
 use super::{describe, Notice};
 use crate::hosting::{self, MyState};
@@ -128,57 +130,6 @@ pub fn MeetingPage(
                 signals: SignalsHandle(signals), commands: CommandsHandle(commands) }
         },
     }
-}
-
-/// Props need `PartialEq`; a stream is equal to itself.
-#[derive(Clone)]
-pub struct StreamHandle(MediaStream);
-impl PartialEq for StreamHandle {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-
-/// The session's signals as a prop.
-#[derive(Clone, Copy)]
-pub struct SignalsHandle(pub MeetingSignals);
-impl PartialEq for SignalsHandle {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-/// The command channel as a prop.
-#[derive(Clone, Copy)]
-pub struct CommandsHandle(Signal<Option<UnboundedSender<Command>>>);
-impl PartialEq for CommandsHandle {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl CommandsHandle {
-    /// Sends `command` to the session, if one runs.
-    pub fn send(&self, command: Command) {
-        if let Some(tx) = self.0.peek().as_ref() {
-            let _ = tx.unbounded_send(command);
-        }
-    }
-}
-
-/// The side panel open (a sheet on phones), if any.
-#[derive(Clone, Copy, PartialEq, Debug)]
-pub enum Panel {
-    /// None open.
-    None,
-    /// Chat.
-    Chat,
-    /// Participants, the waiting room and host controls.
-    People,
-    /// Connection details.
-    Connection,
-    /// Camera, microphone and speaker.
-    Devices,
 }
 
 /// Which remote participant's tile is pinned.
@@ -378,54 +329,6 @@ fn InMeeting(
                 }
             }
             Controls { signals: signals_handle, commands, layout, ending, waiting: waiting_count }
-        }
-    }
-}
-
-/// The meeting's encryption state in the header: encrypted (with its epoch), or joining the
-/// encrypted group (nothing is sent meanwhile).
-#[component]
-fn EncryptionBadge(view: EncryptionView) -> Element {
-    if !view.required {
-        return rsx! {};
-    }
-    match view.epoch {
-        Some(epoch) => rsx! {
-            span { class: "badge e2ee", "data-testid": "e2ee", "data-epoch": "{epoch}",
-                title: "Media and chat are encrypted end to end: only the participants can read them (epoch {epoch}). The participants panel shows everyone's verification code.",
-                Icon { name: IconName::Lock }
-                " End-to-end encrypted"
-            }
-        },
-        None => rsx! {
-            span { class: "badge e2ee waiting", "data-testid": "e2ee", role: "status",
-                title: view.waiting_reason.clone().unwrap_or_default(),
-                Icon { name: IconName::Lock }
-                " Joining the encrypted group…"
-            }
-        },
-    }
-}
-
-/// Every member of the encrypted group with its verification code, for people to compare
-/// out of band.
-#[component]
-pub fn EncryptionMembers(view: EncryptionView) -> Element {
-    rsx! {
-        h3 { "End-to-end encryption" }
-        p { class: "hint",
-            "Read your code to the others: everyone sees the same code for the same person. A code that differs means someone else holds that key."
-        }
-        ul { "data-testid": "e2ee-members",
-            for member in view.members.iter() {
-                li { key: "{member.code}", "data-code": "{member.code}",
-                    "{member.name}"
-                    if member.me { " (you)" }
-                    if member.guest { " · guest" }
-                    " · "
-                    code { "{member.code}" }
-                }
-            }
         }
     }
 }

@@ -2,6 +2,8 @@
 
 mod controls;
 mod devices;
+mod encryption;
+mod handles;
 mod icons;
 mod lobby;
 mod meeting;

@@ -10,8 +10,9 @@ use videocall_protocol::wire::{
     RemoveParticipant, Role, SetRole,
 };
 
+use super::encryption::EncryptionMembers;
+use super::handles::{CloseButton, CommandsHandle, SignalsHandle};
 use super::icons::{Icon, IconName};
-use super::meeting::{CommandsHandle, EncryptionMembers, SignalsHandle};
 use crate::api;
 use crate::control::WaitingPerson;
 use crate::hosting::{self, MyState};
@@ -181,16 +182,6 @@ pub fn PeoplePanel(
                 }
             }
         }
-    }
-}
-
-/// The close button of a panel (Escape closes it too).
-#[component]
-pub fn CloseButton() -> Element {
-    let mut panel = use_context::<Signal<super::meeting::Panel>>();
-    rsx! {
-        button { class: "close", "aria-label": "close the panel", title: "Close (Esc)",
-            onclick: move |_| panel.set(super::meeting::Panel::None), Icon { name: IconName::Close } }
     }
 }
 

@@ -24,12 +24,17 @@ impl Session {
             );
             return;
         }
+        self.apply_muted(muted);
+        self.signals.me.with_mut(|me| me.muted = muted);
+        self.send_state();
+    }
+
+    /// The microphone sender follows `muted`.
+    fn apply_muted(&mut self, muted: bool) {
         self.muted = muted;
         if let Some(microphone) = &self.microphone {
             microphone.set_muted(muted);
         }
-        self.signals.me.with_mut(|me| me.muted = muted);
-        self.send_state();
     }
 
     /// Turns the camera off or on (refused, as the microphone, while a host holds it off).
@@ -38,6 +43,13 @@ impl Session {
             self.tell("A host stopped your video: you can start it again when a host asks you to.");
             return;
         }
+        self.apply_camera_off(off);
+        self.signals.me.with_mut(|me| me.camera_off = off);
+        self.send_state();
+    }
+
+    /// The camera sender and the camera's track follow `off`.
+    fn apply_camera_off(&mut self, off: bool) {
         self.camera_off = off;
         if let Some(camera) = &self.camera {
             camera.set_paused(off);
@@ -47,8 +59,6 @@ impl Session {
                 track.set_enabled(!off);
             }
         }
-        self.signals.me.with_mut(|me| me.camera_off = off);
-        self.send_state();
     }
 
     /// Raises or lowers this participant's hand.
@@ -98,22 +108,11 @@ impl Session {
         };
         self.signals.me.set(me);
         if told.mute_audio {
-            self.muted = true;
-            if let Some(microphone) = &self.microphone {
-                microphone.set_muted(true);
-            }
+            self.apply_muted(true);
         }
         if told.stop_video {
             self.stop_screen();
-            self.camera_off = true;
-            if let Some(camera) = &self.camera {
-                camera.set_paused(true);
-            }
-            for track in self.params.local.get_video_tracks().iter() {
-                if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
-                    track.set_enabled(false);
-                }
-            }
+            self.apply_camera_off(true);
         }
         if told.mute_audio || told.stop_video {
             self.send_state();

@@ -704,7 +704,8 @@ impl Session {
         self.tell_views();
         self.group_events();
         let now = js::now_ms();
-        let renewed = {
+        // The roster is copied out of the core only when a look is due (every 2 s).
+        let renewed = self.quality.due(now) && {
             let participants = self.core.participants();
             let stats = self.params.stats.borrow();
             self.quality.look(now, &participants, &stats)

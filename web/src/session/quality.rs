@@ -21,12 +21,14 @@ pub struct QualityWatch {
 }
 
 impl QualityWatch {
-    /// Looks again when a window has passed; true when the verdicts were renewed.
+    /// Whether a window has passed since the last look.
+    pub fn due(&self, now_ms: f64) -> bool {
+        now_ms - self.started_ms >= WINDOW_MS
+    }
+
+    /// Looks again (when [`Self::due`]); true when the verdicts were renewed.
     pub fn look(&mut self, now_ms: f64, participants: &[Participant], stats: &Stats) -> bool {
         let elapsed = now_ms - self.started_ms;
-        if elapsed < WINDOW_MS {
-            return false;
-        }
         let first = self.counts.is_empty() && self.verdicts.is_empty();
         let mut counts = HashMap::new();
         let mut verdicts = HashMap::new();

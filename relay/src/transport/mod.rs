@@ -2,7 +2,8 @@
 //! driver's `ClientLink` (reading) and the core's `Outlet` and `MediaSink` (writing).
 
 pub mod cid;
-mod lane;
+mod media_writer;
+mod outbox;
 mod queue;
 pub mod session_path;
 pub(crate) mod websocket;

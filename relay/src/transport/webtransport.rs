@@ -2,8 +2,9 @@
 //!
 //! The client opens one bidirectional control stream and sends `Join` on it; control
 //! messages travel there with a 4-byte length prefix. Media travels on unidirectional
-//! streams (one per video group of pictures, see [`super::lane`]) and, for audio, in
-//! datagrams holding one envelope each. The relay reads media from any of them.
+//! streams (one per video group of pictures) and, for audio, in datagrams holding one
+//! envelope each, written by one writer per subscriber ([`super::media_writer`]). The relay
+//! reads media from any of them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,15 +18,13 @@ use tokio_util::sync::CancellationToken;
 use wtransport::endpoint::{endpoint_side::Server, IncomingSession};
 use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
-use super::lane::Lane;
+use super::media_writer::write_media;
+use super::outbox::Outbox;
 use super::queue::send_control;
 use crate::client_address::{webtransport_client, ClientKey};
-use crate::core::{
-    ControlQueueFull, LinkSample, MediaSink, Now, Offer, Outgoing, Outlet, QueueBudget, Session,
-};
+use crate::core::{ControlQueueFull, LinkSample, MediaSink, Now, Outlet, QueueBudget, Session};
 use crate::driver::{drive, ClientLink, FirstFrame, Inbound};
 use crate::ids::TransportKind;
-use crate::metrics::Metrics;
 use crate::reason::{CloseReason, Refusal};
 use crate::state::RelayState;
 use videocall_protocol::envelope::envelope;
@@ -86,6 +85,7 @@ async fn handle(state: Arc<RelayState>, incoming: IncomingSession) {
             send: None,
             control: None,
             control_rx: None,
+            outbox: None,
             writer: None,
         },
     )
@@ -100,15 +100,15 @@ struct StreamsLink {
     send: Option<SendStream>,
     control: Option<FramedRead<RecvStream, LengthDelimitedCodec>>,
     control_rx: Option<mpsc::Receiver<Bytes>>,
+    outbox: Option<Arc<Outbox>>,
     writer: Option<JoinHandle<()>>,
 }
 
-/// The core's way to a WebTransport participant: a lane per subscribed track.
+/// The core's way to a WebTransport participant: its tracks' queues in one outbox.
 struct StreamsOutlet {
     control: mpsc::Sender<Bytes>,
     connection: Connection,
-    lane_capacity: usize,
-    metrics: Metrics,
+    outbox: Arc<Outbox>,
     closing: CancellationToken,
     budget: Arc<QueueBudget>,
 }
@@ -119,23 +119,7 @@ impl Outlet for StreamsOutlet {
     }
 
     fn media_sink(&self, audio: bool) -> Box<dyn MediaSink> {
-        let lane = Lane::new(
-            self.connection.clone(),
-            self.lane_capacity,
-            audio,
-            (!audio).then(|| self.budget.clone()),
-            self.metrics.clone(),
-            self.closing.clone(),
-        );
-        if audio {
-            Box::new(DatagramSink {
-                connection: self.connection.clone(),
-                fallback: lane,
-                metrics: self.metrics.clone(),
-            })
-        } else {
-            Box::new(lane)
-        }
+        Box::new(self.outbox.sink(audio))
     }
 
     fn close(&self) {
@@ -144,7 +128,7 @@ impl Outlet for StreamsOutlet {
 
     fn link_sample(&self) -> Option<LinkSample> {
         // QUIC's own figures: what left and what of it was lost, and the round trip; and the
-        // video waiting in this relay's lanes.
+        // video waiting in this relay's outbox.
         let stats = self.connection.quic_connection().stats();
         let path = stats.path;
         Some(LinkSample {
@@ -156,29 +140,6 @@ impl Outlet for StreamsOutlet {
             rtt_ms: Some(path.rtt.as_secs_f64() * 1000.0),
             min_rtt_ms: Some(path.min_rtt.as_secs_f64() * 1000.0),
         })
-    }
-}
-
-/// Audio as datagrams, with a lane for packets too large for a datagram.
-struct DatagramSink {
-    connection: Connection,
-    fallback: Lane,
-    metrics: Metrics,
-}
-
-impl MediaSink for DatagramSink {
-    fn offer(&self, out: Outgoing) -> Offer {
-        // send_datagram itself reports a packet too large for a datagram; asking quinn
-        // first would take its connection lock twice per packet.
-        match self.connection.send_datagram(out.unprefixed()) {
-            Ok(()) => {
-                self.metrics
-                    .media_written(true, out.frame.len(), out.received_at);
-                Offer::Accepted { depth: 0 }
-            }
-            Err(wtransport::error::SendDatagramError::TooLarge) => self.fallback.offer(out),
-            Err(_) => Offer::Closed,
-        }
     }
 }
 
@@ -213,22 +174,36 @@ impl ClientLink for StreamsLink {
         let limits = &state.config().limits;
         let (control, control_rx) = mpsc::channel(limits.control_queue_messages.max(1));
         self.control_rx = Some(control_rx);
+        let budget = QueueBudget::new(
+            limits.subscriber_queue_bytes,
+            state.metrics().queued_bytes.clone(),
+        );
+        let outbox = Outbox::new(
+            budget.clone(),
+            limits.track_queue_packets,
+            limits.audio_queue_packets,
+        );
+        self.outbox = Some(outbox.clone());
         Box::new(StreamsOutlet {
             control,
             connection: self.connection.clone(),
-            lane_capacity: limits.track_queue_packets.max(1),
-            metrics: state.metrics().clone(),
+            outbox,
             closing: closing.clone(),
-            budget: QueueBudget::new(
-                limits.subscriber_queue_bytes,
-                state.metrics().queued_bytes.clone(),
-            ),
+            budget,
         })
     }
 
-    fn start(&mut self, _state: &RelayState, session: &Arc<Session>, closing: &CancellationToken) {
+    fn start(&mut self, state: &RelayState, session: &Arc<Session>, closing: &CancellationToken) {
         if let (Some(send), Some(rx)) = (self.send.take(), self.control_rx.take()) {
             self.writer = Some(tokio::spawn(write_control(send, rx, closing.clone())));
+        }
+        if let Some(outbox) = self.outbox.take() {
+            tokio::spawn(write_media(
+                self.connection.clone(),
+                outbox,
+                state.metrics().clone(),
+                closing.clone(),
+            ));
         }
         tokio::spawn(accept_media_streams(
             session.clone(),

@@ -30,8 +30,6 @@ const AUDIO_PRIORITY: i32 = 10;
 const RESET_STALE_GROUP: u32 = 1;
 /// Most frames handed to quinn in one write.
 const WRITE_BATCH: usize = 64;
-/// Takes from the outbox in one poll before the writer yields to the worker's other tasks.
-const WAKE_ROUNDS: usize = 8;
 
 type Opening = Pin<Box<dyn Future<Output = Result<SendStream, WriterError>> + Send>>;
 
@@ -123,53 +121,50 @@ impl TrackWriter {
 
 impl MediaWriter {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WriterError>> {
-        for _ in 0..WAKE_ROUNDS {
-            // Tracks left waiting at the last wake-up (blocked, opening) go on first.
-            for slot in 0..self.tracks.len() {
-                if self.tracks[slot].as_ref().is_some_and(TrackWriter::busy) {
-                    self.progress(Some(slot), cx)?;
-                }
-            }
-            if self.audio_stream.busy() {
-                self.progress(None, cx)?;
-            }
-            if self.outbox.poll_offered(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let tracks = &self.tracks;
-            let open = self.outbox.take(
-                |slot| {
-                    tracks
-                        .get(slot)
-                        .and_then(Option::as_ref)
-                        .is_none_or(TrackWriter::can_take)
-                },
-                &mut self.ready,
-            );
-            if !open {
-                return Poll::Ready(Ok(()));
-            }
-            if self.ready.is_empty() {
-                // Only blocked tracks have frames: their streams wake this task.
-                return Poll::Pending;
-            }
-            let mut ready = std::mem::take(&mut self.ready);
-            // Audio first: quinn puts datagrams ahead of stream data in each packet.
-            for out in ready.audio.drain(..) {
-                self.send_audio(out)?;
-            }
-            for (slot, frames) in ready.video.drain(..) {
-                self.track(slot).pending.extend(frames);
+        // Tracks left waiting at the last wake-up (blocked, opening) go on first.
+        for slot in 0..self.tracks.len() {
+            if self.tracks[slot].as_ref().is_some_and(TrackWriter::busy) {
                 self.progress(Some(slot), cx)?;
             }
-            for slot in ready.ended.drain(..) {
-                self.track(slot).ended = true;
-                self.progress(Some(slot), cx)?;
-            }
-            self.ready = ready;
         }
-        // Offers kept coming: let the worker's other tasks run, and come back.
-        cx.waker().wake_by_ref();
+        if self.audio_stream.busy() {
+            self.progress(None, cx)?;
+        }
+        let tracks = &self.tracks;
+        let open = self.outbox.take(
+            cx.waker(),
+            |slot| {
+                tracks
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .is_none_or(TrackWriter::can_take)
+            },
+            &mut self.ready,
+        );
+        if !open {
+            return Poll::Ready(Ok(()));
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        // Audio first: quinn puts datagrams ahead of stream data in each packet.
+        for out in ready.audio.drain(..) {
+            self.send_audio(out)?;
+        }
+        self.outbox.audio_sent();
+        for (slot, mut frames) in ready.video.drain(..) {
+            let track = self.track(slot);
+            // A track is taken from only when nothing of it is pending: swap, no copy.
+            std::mem::swap(&mut track.pending, &mut frames);
+            track.pending.extend(frames.drain(..));
+            ready.spare.push(frames);
+            self.progress(Some(slot), cx)?;
+        }
+        for slot in ready.ended.drain(..) {
+            self.track(slot).ended = true;
+            self.progress(Some(slot), cx)?;
+        }
+        self.ready = ready;
+        // The take registered this task's waker: an offer since then wakes it again, and a
+        // blocked stream wakes it when it can take more.
         Poll::Pending
     }
 
@@ -181,18 +176,13 @@ impl MediaWriter {
     }
 
     fn send_audio(&mut self, out: Outgoing) -> Result<(), WriterError> {
-        use wtransport::error::SendDatagramError;
-        match self.connection.send_datagram(out.unprefixed()) {
-            Ok(()) => {
-                self.metrics
-                    .media_written(true, out.frame.len(), out.received_at);
-                Ok(())
-            }
-            Err(SendDatagramError::TooLarge | SendDatagramError::UnsupportedByPeer) => {
+        match send_datagram(&self.connection, &self.metrics, out) {
+            Ok(()) => Ok(()),
+            Err(DatagramRefused::NotConnected) => Err(WriterError::Lost),
+            Err(DatagramRefused::Unfit(out)) => {
                 self.audio_stream.pending.push_back(out);
                 Ok(())
             }
-            Err(SendDatagramError::NotConnected) => Err(WriterError::Lost),
         }
     }
 
@@ -373,6 +363,33 @@ impl TrackWriter {
         }
         self.on_stream = 0;
         self.skip_to_keyframe = !self.audio;
+    }
+}
+
+/// Why an audio frame did not go as a datagram.
+pub(crate) enum DatagramRefused {
+    /// Too large for a datagram, or the peer takes none: it goes on a stream.
+    Unfit(Outgoing),
+    /// The connection is gone.
+    NotConnected,
+}
+
+/// Sends `out` as one datagram (the envelope without its length prefix) and counts it.
+pub(crate) fn send_datagram(
+    connection: &Connection,
+    metrics: &Metrics,
+    out: Outgoing,
+) -> Result<(), DatagramRefused> {
+    use wtransport::error::SendDatagramError;
+    match connection.send_datagram(out.unprefixed()) {
+        Ok(()) => {
+            metrics.media_written(true, out.frame.len(), out.received_at);
+            Ok(())
+        }
+        Err(SendDatagramError::TooLarge | SendDatagramError::UnsupportedByPeer) => {
+            Err(DatagramRefused::Unfit(out))
+        }
+        Err(SendDatagramError::NotConnected) => Err(DatagramRefused::NotConnected),
     }
 }
 

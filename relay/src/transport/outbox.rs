@@ -7,8 +7,9 @@
 //! No sockets and no tasks here: a test offers and takes directly.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::Waker;
 
 use futures_util::task::AtomicWaker;
 
@@ -23,18 +24,16 @@ pub(crate) struct Ready {
     /// Audio in the order offered (every audio track of the subscriber).
     pub(crate) audio: Vec<Outgoing>,
     /// Video per track, each in the order offered.
-    pub(crate) video: Vec<(Slot, Vec<Outgoing>)>,
+    pub(crate) video: Vec<(Slot, VecDeque<Outgoing>)>,
     /// Tracks unsubscribed since the last take, after their last frames above: their
     /// streams end; the writer then gives the slot back ([`Outbox::free`]).
     pub(crate) ended: Vec<Slot>,
+    /// Emptied queues the writer gives back, swapped for full ones at the next take (so a
+    /// take allocates nothing).
+    pub(crate) spare: Vec<VecDeque<Outgoing>>,
 }
 
 impl Ready {
-    /// Nothing was taken.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.audio.is_empty() && self.video.is_empty() && self.ended.is_empty()
-    }
-
     fn clear(&mut self) {
         self.audio.clear();
         self.video.clear();
@@ -46,6 +45,8 @@ impl Ready {
 pub(crate) struct Outbox {
     queues: Mutex<Queues>,
     waker: AtomicWaker,
+    /// The writer took audio it has not sent yet: newer audio queues behind it.
+    audio_in_hand: AtomicBool,
     budget: Arc<QueueBudget>,
     track_capacity: usize,
     audio_capacity: usize,
@@ -81,6 +82,7 @@ impl Outbox {
         Arc::new(Outbox {
             queues: Mutex::new(Queues::default()),
             waker: AtomicWaker::new(),
+            audio_in_hand: AtomicBool::new(false),
             budget,
             track_capacity: track_capacity.max(1),
             audio_capacity: audio_capacity.max(1),
@@ -110,7 +112,12 @@ impl Outbox {
         }
     }
 
-    fn offer(&self, slot: Option<Slot>, out: Outgoing) -> Offer {
+    fn offer(
+        &self,
+        slot: Option<Slot>,
+        out: Outgoing,
+        send_now: Option<&dyn Fn(Outgoing) -> Result<(), Outgoing>>,
+    ) -> Offer {
         let bytes = out.frame.len();
         let mut queues = self.lock();
         if queues.closed {
@@ -118,6 +125,17 @@ impl Outbox {
         }
         let depth = match slot {
             None => {
+                let mut out = out;
+                if let Some(send_now) = send_now {
+                    // Nothing of the subscriber's audio waits: this packet cannot overtake
+                    // any, and needs no wake-up of the writer.
+                    if queues.audio.is_empty() && !self.audio_in_hand.load(Ordering::Acquire) {
+                        match send_now(out) {
+                            Ok(()) => return Offer::Accepted { depth: 0 },
+                            Err(refused) => out = refused,
+                        }
+                    }
+                }
                 let depth = queues.audio.len();
                 if depth >= self.audio_capacity {
                     return Offer::Full;
@@ -167,21 +185,17 @@ impl Outbox {
         self.waker.wake();
     }
 
-    /// Waits (registering the writer's waker) until something was offered since the last take.
-    pub(crate) fn poll_offered(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.waker.register(cx.waker());
-        let queues = self.lock();
-        if queues.audio.is_empty() && queues.dirty.is_empty() {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    }
-
-    /// Moves every ready frame into `ready` (cleared first): all audio, and the frames of
-    /// every track `writable` says can be written now (the others keep theirs, which go on
-    /// counting against the track's capacity). Returns false once the outbox is closed.
-    pub(crate) fn take(&self, writable: impl Fn(Slot) -> bool, ready: &mut Ready) -> bool {
+    /// Registers the writer's `waker` (any offer from now on wakes it), then moves every
+    /// ready frame into `ready` (cleared first): all audio, and the frames of every track
+    /// `writable` says can be written now (the others keep theirs, which go on counting
+    /// against the track's capacity). Returns false once the outbox is closed.
+    pub(crate) fn take(
+        &self,
+        waker: &Waker,
+        writable: impl Fn(Slot) -> bool,
+        ready: &mut Ready,
+    ) -> bool {
+        self.waker.register(waker);
         ready.clear();
         let mut queues = self.lock();
         if queues.closed {
@@ -193,7 +207,10 @@ impl Outbox {
             dirty,
             ..
         } = &mut *queues;
-        ready.audio.extend(audio.drain(..));
+        if !audio.is_empty() {
+            self.audio_in_hand.store(true, Ordering::Release);
+            ready.audio.extend(audio.drain(..));
+        }
         dirty.retain(|&slot| {
             let Some(track) = tracks.get_mut(slot) else {
                 return false;
@@ -202,7 +219,9 @@ impl Outbox {
                 return true;
             }
             if !track.frames.is_empty() {
-                ready.video.push((slot, track.frames.drain(..).collect()));
+                let mut frames = ready.spare.pop().unwrap_or_default();
+                std::mem::swap(&mut track.frames, &mut frames);
+                ready.video.push((slot, frames));
             }
             if track.ended {
                 ready.ended.push(slot);
@@ -211,6 +230,11 @@ impl Outbox {
             false
         });
         true
+    }
+
+    /// The writer has handed every audio frame it took to QUIC: new audio may go at once.
+    pub(crate) fn audio_sent(&self) {
+        self.audio_in_hand.store(false, Ordering::Release);
     }
 
     /// The writer is done with `slot` (its stream ended): a new track may use it.
@@ -249,9 +273,23 @@ pub(crate) struct OutboxSink {
     slot: Option<Slot>,
 }
 
+impl OutboxSink {
+    /// Offers audio, handing it to `send_now` at once when none of the subscriber's audio
+    /// waits in the outbox or the writer (so no wake-up of the writer, and no packet
+    /// overtaken); `send_now` gives back what it could not send, which is queued. Video is
+    /// queued as by [`MediaSink::offer`].
+    pub(crate) fn offer_or_send(
+        &self,
+        out: Outgoing,
+        send_now: &dyn Fn(Outgoing) -> Result<(), Outgoing>,
+    ) -> Offer {
+        self.outbox.offer(self.slot, out, Some(send_now))
+    }
+}
+
 impl MediaSink for OutboxSink {
     fn offer(&self, out: Outgoing) -> Offer {
-        self.outbox.offer(self.slot, out)
+        self.outbox.offer(self.slot, out, None)
     }
 }
 
@@ -268,6 +306,7 @@ mod tests {
     use std::time::Instant;
 
     use bytes::Bytes;
+    use futures_util::task::noop_waker_ref;
 
     use super::*;
 
@@ -321,7 +360,7 @@ mod tests {
             ));
         }
         let mut ready = Ready::default();
-        assert!(outbox.take(|_| true, &mut ready));
+        assert!(outbox.take(noop_waker_ref(), |_| true, &mut ready));
         let audio: Vec<_> = ready.audio.iter().map(seq).collect();
         assert_eq!(audio, (0..10).map(|n| (99, n)).collect::<Vec<_>>());
         assert_eq!(ready.video.len(), 20);
@@ -348,7 +387,7 @@ mod tests {
         ));
         assert_eq!(gauge.get(), 14, "only video draws on the budget");
         let mut ready = Ready::default();
-        outbox.take(|_| true, &mut ready);
+        outbox.take(noop_waker_ref(), |_| true, &mut ready);
         for (_, frames) in &ready.video {
             frames.iter().for_each(|out| outbox.release(out));
         }
@@ -387,7 +426,7 @@ mod tests {
                 sent[i] += 1;
             }
             blocked.iter_mut().for_each(|b| *b = rng.below(3) == 0);
-            outbox.take(|slot| !blocked[slot], &mut ready);
+            outbox.take(noop_waker_ref(), |slot| !blocked[slot], &mut ready);
             for out in ready
                 .audio
                 .iter()
@@ -400,7 +439,7 @@ mod tests {
                 assert!(!blocked[*slot], "a blocked track's frames stay queued");
             }
         }
-        outbox.take(|_| true, &mut ready);
+        outbox.take(noop_waker_ref(), |_| true, &mut ready);
         for out in ready
             .audio
             .iter()
@@ -430,7 +469,7 @@ mod tests {
         video.offer(restart);
         drop(video);
         let mut ready = Ready::default();
-        outbox.take(|_| true, &mut ready);
+        outbox.take(noop_waker_ref(), |_| true, &mut ready);
         let taken: Vec<(Slot, Vec<(u8, u16)>)> = ready
             .video
             .iter()
@@ -448,6 +487,72 @@ mod tests {
     }
 
     #[test]
+    fn audio_goes_at_once_only_when_none_of_the_subscribers_audio_waits() {
+        let (outbox, _) = outbox(1 << 20, 96);
+        let audio = outbox.sink(true);
+        let sent = std::cell::RefCell::new(Vec::new());
+        let send = |out: Outgoing| {
+            sent.borrow_mut().push(seq(&out));
+            Ok(())
+        };
+        let refuse = |out: Outgoing| Err(out);
+        assert!(matches!(
+            audio.offer_or_send(frame(1, 0, false, true), &send),
+            Offer::Accepted { .. }
+        ));
+        // A packet the sender refuses (too large for a datagram) is queued for the writer,
+        // and what follows it queues behind it.
+        audio.offer_or_send(frame(1, 1, false, true), &refuse);
+        audio.offer_or_send(frame(1, 2, false, true), &send);
+        assert_eq!(sent.borrow().as_slice(), &[(1, 0)]);
+        let mut ready = Ready::default();
+        outbox.take(noop_waker_ref(), |_| true, &mut ready);
+        assert_eq!(
+            ready.audio.iter().map(seq).collect::<Vec<_>>(),
+            vec![(1, 1), (1, 2)]
+        );
+        // Taken but not yet sent by the writer: still nothing overtakes.
+        audio.offer_or_send(frame(1, 3, false, true), &send);
+        assert_eq!(sent.borrow().len(), 1);
+        outbox.audio_sent();
+        outbox.take(noop_waker_ref(), |_| true, &mut ready);
+        assert_eq!(
+            ready.audio.iter().map(seq).collect::<Vec<_>>(),
+            vec![(1, 3)]
+        );
+        outbox.audio_sent();
+        audio.offer_or_send(frame(1, 4, false, true), &send);
+        assert_eq!(sent.borrow().as_slice(), &[(1, 0), (1, 4)]);
+    }
+
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn the_writer_is_woken_once_per_batch_however_many_frames_come() {
+        let (outbox, _) = outbox(1 << 20, 96);
+        let counter = Arc::new(CountingWaker(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let wakes = || counter.0.load(Ordering::Relaxed);
+        let video: Vec<OutboxSink> = (0..5).map(|_| outbox.sink(false)).collect();
+        let mut ready = Ready::default();
+        outbox.take(&waker, |_| true, &mut ready);
+        for (track, sink) in video.iter().enumerate() {
+            sink.offer(frame(track as u8, 0, true, false));
+            sink.offer(frame(track as u8, 1, false, false));
+        }
+        assert_eq!(wakes(), 1, "ten frames of five tracks, one wake-up");
+        outbox.take(&waker, |_| true, &mut ready);
+        assert_eq!(ready.video.len(), 5);
+        video[0].offer(frame(0, 2, false, false));
+        assert_eq!(wakes(), 2);
+    }
+
+    #[test]
     fn a_closed_outbox_refuses_and_gives_back_its_bytes() {
         let (outbox, gauge) = outbox(1 << 20, 96);
         let video = outbox.sink(false);
@@ -457,6 +562,6 @@ mod tests {
         assert_eq!(gauge.get(), 0);
         assert_eq!(video.offer(frame(1, 1, false, false)), Offer::Closed);
         let mut ready = Ready::default();
-        assert!(!outbox.take(|_| true, &mut ready));
+        assert!(!outbox.take(noop_waker_ref(), |_| true, &mut ready));
     }
 }

@@ -18,13 +18,16 @@ use tokio_util::sync::CancellationToken;
 use wtransport::endpoint::{endpoint_side::Server, IncomingSession};
 use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
-use super::media_writer::write_media;
-use super::outbox::Outbox;
+use super::media_writer::{send_datagram, write_media, DatagramRefused};
+use super::outbox::{Outbox, OutboxSink};
 use super::queue::send_control;
 use crate::client_address::{webtransport_client, ClientKey};
-use crate::core::{ControlQueueFull, LinkSample, MediaSink, Now, Outlet, QueueBudget, Session};
+use crate::core::{
+    ControlQueueFull, LinkSample, MediaSink, Now, Offer, Outgoing, Outlet, QueueBudget, Session,
+};
 use crate::driver::{drive, ClientLink, FirstFrame, Inbound};
 use crate::ids::TransportKind;
+use crate::metrics::Metrics;
 use crate::reason::{CloseReason, Refusal};
 use crate::state::RelayState;
 use videocall_protocol::envelope::envelope;
@@ -109,6 +112,7 @@ struct StreamsOutlet {
     control: mpsc::Sender<Bytes>,
     connection: Connection,
     outbox: Arc<Outbox>,
+    metrics: Metrics,
     closing: CancellationToken,
     budget: Arc<QueueBudget>,
 }
@@ -119,7 +123,16 @@ impl Outlet for StreamsOutlet {
     }
 
     fn media_sink(&self, audio: bool) -> Box<dyn MediaSink> {
-        Box::new(self.outbox.sink(audio))
+        let sink = self.outbox.sink(audio);
+        if audio {
+            Box::new(DatagramSink {
+                sink,
+                connection: self.connection.clone(),
+                metrics: self.metrics.clone(),
+            })
+        } else {
+            Box::new(sink)
+        }
     }
 
     fn close(&self) {
@@ -139,6 +152,27 @@ impl Outlet for StreamsOutlet {
             backlog_bytes: self.budget.used() as u64,
             rtt_ms: Some(path.rtt.as_secs_f64() * 1000.0),
             min_rtt_ms: Some(path.min_rtt.as_secs_f64() * 1000.0),
+        })
+    }
+}
+
+/// Audio: a datagram at once when none of the subscriber's audio waits (no wake-up of its
+/// writer), else into its outbox behind the rest.
+struct DatagramSink {
+    sink: OutboxSink,
+    connection: Connection,
+    metrics: Metrics,
+}
+
+impl MediaSink for DatagramSink {
+    fn offer(&self, out: Outgoing) -> Offer {
+        self.sink.offer_or_send(out, &|out| {
+            match send_datagram(&self.connection, &self.metrics, out) {
+                Ok(()) => Ok(()),
+                // The writer sends it on a stream, or finds the connection gone.
+                Err(DatagramRefused::Unfit(out)) => Err(out),
+                Err(DatagramRefused::NotConnected) => Ok(()),
+            }
         })
     }
 }
@@ -188,6 +222,7 @@ impl ClientLink for StreamsLink {
             control,
             connection: self.connection.clone(),
             outbox,
+            metrics: state.metrics().clone(),
             closing: closing.clone(),
             budget,
         })

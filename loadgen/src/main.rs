@@ -15,6 +15,7 @@ mod layout;
 mod measure;
 mod scenario;
 mod soak;
+mod videocall_rs;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,6 +79,15 @@ struct Cli {
     /// Seconds between two soak samples.
     #[arg(long, default_value_t = 10)]
     soak_sample_seconds: u64,
+    /// After each of our rows, the same scenario against videocall-rs's media server (the
+    /// system we replace, with NATS), built outside this repository into
+    /// `--videocall-rs-dir`; then the ratio of the two.
+    #[arg(long)]
+    videocall_rs: bool,
+    /// Where videocall-rs's `websocket_server` and `webtransport_server` are
+    /// (default: ~/.cache/videocall-rs-bench/target/release).
+    #[arg(long, env = "VIDEOCALL_RS_DIR")]
+    videocall_rs_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -205,6 +215,18 @@ async fn main() -> anyhow::Result<()> {
                 let report =
                     scenario::run(&setup, &scenario, *transport, cli.warmup, cli.seconds).await?;
                 println!("{}", report.row());
+                if cli.videocall_rs {
+                    let dir = cli
+                        .videocall_rs_dir
+                        .clone()
+                        .unwrap_or_else(videocall_rs::default_bin_dir);
+                    let mut theirs =
+                        videocall_rs::run(&dir, &scenario, *transport, cli.warmup, cli.seconds)
+                            .await?;
+                    theirs.scenario = format!("vcrs:{}", theirs.scenario);
+                    println!("{}", theirs.row());
+                    println!("{}", measure::ratio_row(&theirs, &report));
+                }
             }
         }
     }

@@ -83,6 +83,36 @@ impl Report {
     }
 }
 
+/// How `theirs` compares with `ours`: each figure's ratio (theirs ÷ ours).
+pub fn ratio_row(theirs: &Report, ours: &Report) -> String {
+    let per_packet = |r: &Report| r.relay_cpu_seconds / r.forwarded_packets.max(1.0);
+    let rate = |r: &Report| r.forwarded_packets / r.seconds;
+    let p = |r: &Report, q| r.latency_us.value_at_quantile(q) as f64;
+    let per_part =
+        |r: &Report| r.rss_kib.saturating_sub(r.rss_idle_kib) as f64 / r.participants.max(1) as f64;
+    let x = |a: f64, b: f64| ratio(a, b, 2);
+    format!(
+        "  theirs ÷ ours: fwd pkt/s ×{}  cpu ×{}  µs/pkt ×{}  p50 ×{}  p99 ×{}  KiB/part ×{}  loss {:.2}% vs {:.2}%",
+        x(rate(theirs), rate(ours)),
+        x(theirs.relay_cpu_seconds, ours.relay_cpu_seconds),
+        x(per_packet(theirs), per_packet(ours)),
+        x(p(theirs, 0.5), p(ours, 0.5)),
+        x(p(theirs, 0.99), p(ours, 0.99)),
+        x(per_part(theirs), per_part(ours)),
+        loss(theirs),
+        loss(ours),
+    )
+}
+
+/// Percent of the expected deliveries that did not arrive in the window.
+fn loss(report: &Report) -> f64 {
+    if report.expected_deliveries > 0.0 {
+        (100.0 * (1.0 - report.received as f64 / report.expected_deliveries)).max(0.0)
+    } else {
+        0.0
+    }
+}
+
 /// `part / whole` with `digits` decimals, or `-` when nothing was measured.
 fn ratio(part: f64, whole: f64, digits: usize) -> String {
     if whole > 0.0 {

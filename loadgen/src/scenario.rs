@@ -72,7 +72,12 @@ impl Scenario {
     /// Media deliveries a window should see when each publisher sent `audio` packets and
     /// captured `video_frames` (one per tick, whatever its layers): audio to everyone, and
     /// without views every frame to everyone; with views, one layer's frame to each tile.
-    fn expected_deliveries(&self, publisher: usize, audio: u64, video_frames: u64) -> f64 {
+    pub(crate) fn expected_deliveries(
+        &self,
+        publisher: usize,
+        audio: u64,
+        video_frames: u64,
+    ) -> f64 {
         let others = self.participants.saturating_sub(1) as f64;
         let viewers = match self.views {
             None => others,

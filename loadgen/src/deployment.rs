@@ -175,8 +175,16 @@ impl Deployment {
 
     /// Joins participant `i` over `transport`; returns it and how long joining took (the
     /// control plane's grant included).
+    /// A join whose connection fails is tried once more, as a client would (said on stderr:
+    /// one of 500 WebTransport joins at once has been seen closed by the relay's HTTP/3 layer).
     pub async fn join(&self, i: usize, transport: Transport) -> anyhow::Result<(Client, Duration)> {
-        let (client, took, _) = self.join_keyed(i, transport, None).await?;
+        let (client, took, _) = match self.join_keyed(i, transport, None).await {
+            Ok(joined) => joined,
+            Err(error) => {
+                eprintln!("join p{i} failed ({error:#}); trying once more");
+                self.join_keyed(i, transport, None).await?
+            }
+        };
         Ok((client, took))
     }
 

@@ -413,7 +413,7 @@ mod tests {
         let slots: Vec<Option<Slot>> = sinks.iter().map(|s| s.slot).collect();
         let mut sent = vec![0u16; sinks.len()];
         let mut received: Vec<Vec<u16>> = vec![Vec::new(); sinks.len()];
-        let mut blocked = vec![false; 16];
+        let mut blocked = [false; 16];
         let mut rng = Lcg(7);
         let mut ready = Ready::default();
         for _ in 0..2_000 {
@@ -421,7 +421,7 @@ mod tests {
             for _ in 0..rng.below(40) {
                 let i = rng.below(sinks.len() as u64) as usize;
                 let audio = slots[i].is_none();
-                let out = frame(i as u8, sent[i], sent[i] % 30 == 0, audio);
+                let out = frame(i as u8, sent[i], sent[i].is_multiple_of(30), audio);
                 assert!(matches!(sinks[i].offer(out), Offer::Accepted { .. }));
                 sent[i] += 1;
             }

@@ -1,6 +1,9 @@
 //! Prometheus metrics of one relay, in a registry of its own (several relays may share a process).
 //! A leaf beside `ids` and `reason`: every layer counts here, none of them is imported.
 
+use std::time::Instant;
+
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -527,13 +530,25 @@ impl Metrics {
     }
 
     /// Counts one media packet written to a subscriber's connection, `received_at` being when
-    /// the relay received it. Every transport's writer counts here, and only here.
+    /// the relay received it. Every transport's write of media counts here or in a writer's
+    /// [`MediaWrites`] (the same counters, added per batch), and nowhere else.
     pub fn media_written(&self, audio: bool, bytes: usize, received_at: std::time::Instant) {
         let counters = self.media_out(audio);
         counters.packets.inc();
         counters.bytes.inc_by(bytes as u64);
         self.fanout_latency
             .observe(received_at.elapsed().as_secs_f64());
+    }
+
+    /// A writer's own tally of media written, added to these metrics once per batch
+    /// ([`MediaWrites::flush`]): counting a packet then touches no counter shared with the
+    /// other writers' threads.
+    pub fn media_writes(&self) -> MediaWrites {
+        MediaWrites {
+            audio: (self.out_audio.packets.local(), self.out_audio.bytes.local()),
+            video: (self.out_video.packets.local(), self.out_video.bytes.local()),
+            latency: self.fanout_latency.local(),
+        }
     }
 
     /// Counts a congested interval on a subscriber's link.
@@ -605,5 +620,33 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// One writer's count of media written since its last [`flush`](MediaWrites::flush): the same
+/// counters and fan-out latency as [`Metrics::media_written`], kept locally.
+pub struct MediaWrites {
+    audio: (LocalIntCounter, LocalIntCounter),
+    video: (LocalIntCounter, LocalIntCounter),
+    latency: LocalHistogram,
+}
+
+impl MediaWrites {
+    /// Counts one media packet of `bytes` written at `now`, received by the relay at
+    /// `received_at`.
+    pub fn written(&self, audio: bool, bytes: usize, received_at: Instant, now: Instant) {
+        let (packets, byte_count) = if audio { &self.audio } else { &self.video };
+        packets.inc();
+        byte_count.inc_by(bytes as u64);
+        self.latency
+            .observe(now.saturating_duration_since(received_at).as_secs_f64());
+    }
+
+    /// Adds what was counted to the relay's metrics.
+    pub fn flush(&self) {
+        for counter in [&self.audio.0, &self.audio.1, &self.video.0, &self.video.1] {
+            counter.flush();
+        }
+        self.latency.flush();
     }
 }

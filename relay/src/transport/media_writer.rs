@@ -15,6 +15,7 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +23,7 @@ use wtransport::{Connection, SendStream, VarInt};
 
 use super::outbox::{Outbox, Ready, Slot};
 use crate::core::Outgoing;
-use crate::metrics::Metrics;
+use crate::metrics::{MediaWrites, Metrics};
 
 /// Stream priority of audio too large for a datagram (quinn sends higher first).
 const AUDIO_PRIORITY: i32 = 10;
@@ -43,7 +44,8 @@ pub(crate) async fn write_media(
     let mut writer = MediaWriter {
         connection,
         outbox: outbox.clone(),
-        metrics,
+        writes: metrics.media_writes(),
+        now: Instant::now(),
         tracks: Vec::new(),
         audio_stream: TrackWriter::new(true),
         ready: Ready::default(),
@@ -64,7 +66,10 @@ pub(crate) async fn write_media(
 struct MediaWriter {
     connection: Connection,
     outbox: Arc<Outbox>,
-    metrics: Metrics,
+    /// What it wrote, added to the relay's metrics once per wake-up.
+    writes: MediaWrites,
+    /// The time of this wake-up.
+    now: Instant,
     /// Video tracks by outbox slot.
     tracks: Vec<Option<TrackWriter>>,
     /// Audio too large for a datagram.
@@ -121,6 +126,13 @@ impl TrackWriter {
 
 impl MediaWriter {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WriterError>> {
+        self.now = Instant::now();
+        let polled = self.poll_batch(cx);
+        self.writes.flush();
+        polled
+    }
+
+    fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WriterError>> {
         // Tracks left waiting at the last wake-up (blocked, opening) go on first.
         for slot in 0..self.tracks.len() {
             if self.tracks[slot].as_ref().is_some_and(TrackWriter::busy) {
@@ -176,8 +188,12 @@ impl MediaWriter {
     }
 
     fn send_audio(&mut self, out: Outgoing) -> Result<(), WriterError> {
-        match send_datagram(&self.connection, &self.metrics, out) {
-            Ok(()) => Ok(()),
+        match send_datagram(&self.connection, out) {
+            Ok(out) => {
+                self.writes
+                    .written(true, out.frame.len(), out.received_at, self.now);
+                Ok(())
+            }
             Err(DatagramRefused::NotConnected) => Err(WriterError::Lost),
             Err(DatagramRefused::Unfit(out)) => {
                 self.audio_stream.pending.push_back(out);
@@ -192,7 +208,8 @@ impl MediaWriter {
         let MediaWriter {
             connection,
             outbox,
-            metrics,
+            writes,
+            now,
             tracks,
             audio_stream,
             chunks,
@@ -205,7 +222,7 @@ impl MediaWriter {
                 None => return Ok(()),
             },
         };
-        let done = track.progress(connection, outbox, metrics, chunks, cx)?;
+        let done = track.progress(connection, outbox, writes, *now, chunks, cx)?;
         if done {
             if let Some(slot) = slot {
                 tracks[slot] = None;
@@ -233,7 +250,8 @@ impl TrackWriter {
         &mut self,
         connection: &Connection,
         outbox: &Outbox,
-        metrics: &Metrics,
+        writes: &MediaWrites,
+        now: Instant,
         chunks: &mut Vec<Bytes>,
         cx: &mut Context<'_>,
     ) -> Result<bool, WriterError> {
@@ -322,7 +340,7 @@ impl TrackWriter {
                 }
             };
             match written {
-                Ok(written) => self.account(written.bytes, outbox, metrics),
+                Ok(written) => self.account(written.bytes, outbox, writes, now),
                 Err(wtransport::quinn::WriteError::ConnectionLost(_)) => {
                     return Err(WriterError::Lost)
                 }
@@ -336,7 +354,7 @@ impl TrackWriter {
     }
 
     /// `bytes` of the pending frames were handed to quinn.
-    fn account(&mut self, mut bytes: usize, outbox: &Outbox, metrics: &Metrics) {
+    fn account(&mut self, mut bytes: usize, outbox: &Outbox, writes: &MediaWrites, now: Instant) {
         while let Some(front) = self.pending.front() {
             let rest = front.frame.len() - self.front_written;
             if bytes < rest {
@@ -348,7 +366,7 @@ impl TrackWriter {
             self.on_stream += 1;
             if let Some(out) = self.pending.pop_front() {
                 outbox.release(&out);
-                metrics.media_written(out.audio, out.frame.len(), out.received_at);
+                writes.written(out.audio, out.frame.len(), out.received_at, now);
             }
         }
     }
@@ -374,18 +392,15 @@ pub(crate) enum DatagramRefused {
     NotConnected,
 }
 
-/// Sends `out` as one datagram (the envelope without its length prefix) and counts it.
+/// Sends `out` as one datagram (the envelope without its length prefix); gives it back, sent,
+/// for the caller to count.
 pub(crate) fn send_datagram(
     connection: &Connection,
-    metrics: &Metrics,
     out: Outgoing,
-) -> Result<(), DatagramRefused> {
+) -> Result<Outgoing, DatagramRefused> {
     use wtransport::error::SendDatagramError;
     match connection.send_datagram(out.unprefixed()) {
-        Ok(()) => {
-            metrics.media_written(true, out.frame.len(), out.received_at);
-            Ok(())
-        }
+        Ok(()) => Ok(out),
         Err(SendDatagramError::TooLarge | SendDatagramError::UnsupportedByPeer) => {
             Err(DatagramRefused::Unfit(out))
         }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -38,6 +38,10 @@ const APP_CLOSE_BASE: u16 = 4000;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most frames written before one flush.
 const WRITE_BATCH: usize = 64;
+/// tungstenite zero-fills its read buffer up to this size before every read of the socket
+/// (128 KiB by default: 6 % of the relay's CPU at 50 publishers, BENCHMARKS.md). A larger
+/// message still arrives whole, over more reads.
+const READ_BUFFER: usize = 16 * 1024;
 /// Room above the frame limit in which an oversized message still gets a clean, non-fatal error.
 const OVERSIZE_GRACE: usize = 64 * 1024;
 const TEXT_REFUSED: &str = "text messages are not part of the protocol; send binary envelopes";
@@ -59,6 +63,7 @@ pub(crate) async fn upgrade(
     let max = state.config().limits.max_frame_size + OVERSIZE_GRACE;
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
             let (sink, stream) = socket.split();
             drive(
@@ -247,6 +252,7 @@ async fn write(
     me: Arc<Participant>,
 ) {
     let mut written: Vec<Outgoing> = Vec::with_capacity(WRITE_BATCH);
+    let writes = metrics.media_writes();
     loop {
         let first = tokio::select! {
             biased;
@@ -269,9 +275,11 @@ async fn write(
             me.close(CloseReason::disconnected());
             break;
         }
+        let now = Instant::now();
         for out in written.drain(..) {
-            metrics.media_written(out.audio, out.frame.len(), out.received_at);
+            writes.written(out.audio, out.frame.len(), out.received_at, now);
         }
+        writes.flush();
     }
     queues.video.close();
     while let Ok(queued) = queues.video.try_recv() {

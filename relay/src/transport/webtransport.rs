@@ -167,8 +167,12 @@ struct DatagramSink {
 impl MediaSink for DatagramSink {
     fn offer(&self, out: Outgoing) -> Offer {
         self.sink.offer_or_send(out, &|out| {
-            match send_datagram(&self.connection, &self.metrics, out) {
-                Ok(()) => Ok(()),
+            match send_datagram(&self.connection, out) {
+                Ok(out) => {
+                    self.metrics
+                        .media_written(true, out.frame.len(), out.received_at);
+                    Ok(())
+                }
                 // The writer sends it on a stream, or finds the connection gone.
                 Err(DatagramRefused::Unfit(out)) => Err(out),
                 Err(DatagramRefused::NotConnected) => Ok(()),

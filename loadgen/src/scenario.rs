@@ -72,12 +72,20 @@ impl Scenario {
     /// Media deliveries a window should see when each publisher sent `audio` packets and
     /// captured `video_frames` (one per tick, whatever its layers): audio to everyone, and
     /// without views every frame to everyone; with views, one layer's frame to each tile.
-    pub(crate) fn expected_deliveries(
-        &self,
-        publisher: usize,
-        audio: u64,
-        video_frames: u64,
-    ) -> f64 {
+    /// Media deliveries a window should see, from each publisher's (audio packets sent, video
+    /// frames captured) at its start and end.
+    pub fn expected_in_window(&self, before: &[(u64, u64)], after: &[(u64, u64)]) -> f64 {
+        after
+            .iter()
+            .zip(before)
+            .enumerate()
+            .map(|(p, (after, before))| {
+                self.expected_deliveries(p, after.0 - before.0, after.1 - before.1)
+            })
+            .sum()
+    }
+
+    fn expected_deliveries(&self, publisher: usize, audio: u64, video_frames: u64) -> f64 {
         let others = self.participants.saturating_sub(1) as f64;
         let viewers = match self.views {
             None => others,
@@ -307,14 +315,7 @@ pub async fn run(
         latency_us.add(&result.latency_us)?;
         received += result.received;
     }
-    let expected: f64 = sent_after
-        .iter()
-        .zip(&sent_before)
-        .enumerate()
-        .map(|(p, (after, before))| {
-            scenario.expected_deliveries(p, after.0 - before.0, after.1 - before.1)
-        })
-        .sum();
+    let expected = scenario.expected_in_window(&sent_before, &sent_after);
     Ok(Report {
         scenario: scenario.name.clone(),
         transport: format!("{transport:?}").to_lowercase(),

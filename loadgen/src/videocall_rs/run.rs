@@ -128,14 +128,7 @@ pub async fn run(
         received += result.packets;
         received_bytes += result.bytes;
     }
-    let expected: f64 = sent_after
-        .iter()
-        .zip(&sent_before)
-        .enumerate()
-        .map(|(p, (after, before))| {
-            scenario.expected_deliveries(p, after.0 - before.0, after.1 - before.1)
-        })
-        .sum();
+    let expected = scenario.expected_in_window(&sent_before, &sent_after);
     if !survived {
         println!("  videocall-rs's server exited during {}", scenario.name);
     }

@@ -406,6 +406,15 @@ mod tests {
         }
     }
 
+    /// Appends every taken frame's sequence number to its track's list.
+    fn record(ready: &Ready, received: &mut [Vec<u16>]) {
+        let video = ready.video.iter().flat_map(|(_, frames)| frames);
+        for out in ready.audio.iter().chain(video) {
+            let (track, n) = seq(out);
+            received[track as usize].push(n);
+        }
+    }
+
     #[test]
     fn batching_never_reorders_a_tracks_frames() {
         let (outbox, _) = outbox(1 << 30, 1 << 20);
@@ -427,27 +436,13 @@ mod tests {
             }
             blocked.iter_mut().for_each(|b| *b = rng.below(3) == 0);
             outbox.take(noop_waker_ref(), |slot| !blocked[slot], &mut ready);
-            for out in ready
-                .audio
-                .iter()
-                .chain(ready.video.iter().flat_map(|(_, f)| f))
-            {
-                let (track, n) = seq(out);
-                received[track as usize].push(n);
-            }
+            record(&ready, &mut received);
             for (slot, _) in &ready.video {
                 assert!(!blocked[*slot], "a blocked track's frames stay queued");
             }
         }
         outbox.take(noop_waker_ref(), |_| true, &mut ready);
-        for out in ready
-            .audio
-            .iter()
-            .chain(ready.video.iter().flat_map(|(_, f)| f))
-        {
-            let (track, n) = seq(out);
-            received[track as usize].push(n);
-        }
+        record(&ready, &mut received);
         for (track, got) in received.iter().enumerate() {
             let expected: Vec<u16> = (0..sent[track]).collect();
             assert_eq!(got, &expected, "track {track} in order and complete");

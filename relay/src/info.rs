@@ -39,4 +39,11 @@ pub struct RelayInfo {
     pub meetings: usize,
     /// Process id.
     pub pid: u32,
+    /// UDP datagrams quinn may hand the kernel in one send on this machine (generic
+    /// segmentation offload; 1: none, one system call per QUIC packet).
+    #[serde(default)]
+    pub udp_gso_segments: usize,
+    /// UDP datagrams one receive may return (generic receive offload; 1: none).
+    #[serde(default)]
+    pub udp_gro_segments: usize,
 }

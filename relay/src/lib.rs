@@ -32,6 +32,7 @@ mod server;
 mod state;
 mod subjects;
 mod transport;
+mod udp_offload;
 
 pub use crate::core::script;
 pub use config::RelayConfig;

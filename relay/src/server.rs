@@ -150,6 +150,7 @@ pub async fn start_with_bus(
         addr: config.webtransport_addr,
         source,
     })?;
+    let offload = crate::udp_offload::probe(webtransport_addr);
     let ws_listener = bind_tcp("WebSocket", config.websocket_addr).await?;
     let websocket_addr = local_addr("WebSocket", &ws_listener, config.websocket_addr)?;
     let admin_listener = bind_tcp("admin", config.admin_addr).await?;
@@ -182,6 +183,8 @@ pub async fn start_with_bus(
         draining: false,
         meetings: 0,
         pid: std::process::id(),
+        udp_gso_segments: offload.gso_segments,
+        udp_gro_segments: offload.gro_segments,
     };
     let ready_file = config.ready_file.clone();
     let metrics = Metrics::new(&config.relay_id)?;
@@ -247,6 +250,8 @@ pub async fn start_with_bus(
         websocket = %info.websocket_url,
         admin = %info.admin_url,
         certificate_sha256 = %info.certificate_sha256,
+        udp_gso_segments = info.udp_gso_segments,
+        udp_gro_segments = info.udp_gro_segments,
         "relay serving"
     );
     Ok(RelayHandle { state, info, tasks })

@@ -266,3 +266,15 @@ async fn audio_keeps_flowing_to_a_subscriber_whose_video_queues_are_full() {
     }
     eprintln!("audio {after:?}; drops {drops}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quinn_sends_the_relays_packets_with_segmentation_offload() {
+    // Linux has had UDP GSO since 4.18; without it every QUIC packet is a system call of its own.
+    let relay = RelayProcess::start(&[]).await;
+    assert!(
+        relay.info.udp_gso_segments > 1,
+        "quinn-udp found no GSO: {} segment(s) per send",
+        relay.info.udp_gso_segments
+    );
+    assert!(relay.info.udp_gro_segments >= 1);
+}

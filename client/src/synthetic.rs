@@ -70,7 +70,8 @@ impl MediaPattern {
         }
     }
 
-    fn video_frame_bytes(&self, bitrate_bps: u64) -> usize {
+    /// Bytes of one video frame at `bitrate_bps` and this pattern's frame rate.
+    pub fn video_frame_bytes(&self, bitrate_bps: u64) -> usize {
         if self.video_fps == 0 {
             return 0;
         }

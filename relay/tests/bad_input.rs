@@ -217,15 +217,7 @@ fn random_frame() -> Bytes {
 fn webtransport_client(
     relay: &RelayProcess,
 ) -> Option<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>> {
-    let hash: [u8; 32] = hex::decode(&relay.info.certificate_sha256)
-        .ok()?
-        .try_into()
-        .ok()?;
-    let config = wtransport::ClientConfig::builder()
-        .with_bind_default()
-        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
-        .build();
-    wtransport::Endpoint::client(config).ok()
+    wtransport::Endpoint::client(relay.webtransport_config()).ok()
 }
 
 /// Opens a WebTransport session, writes `frame` on the control stream, returns the close (code, reason).

@@ -120,14 +120,7 @@ struct StalledSubscriber {
 
 impl StalledSubscriber {
     async fn join(relay: &RelayProcess, meeting: &str, stop: &CancellationToken) -> Self {
-        let hash: [u8; 32] = hex::decode(&relay.info.certificate_sha256)
-            .expect("hex")
-            .try_into()
-            .expect("32 bytes");
-        let mut config = wtransport::ClientConfig::builder()
-            .with_bind_default()
-            .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
-            .build();
+        let mut config = relay.webtransport_config();
         let mut transport = wtransport::quinn::TransportConfig::default();
         transport.receive_window(wtransport::quinn::VarInt::from_u32(64 * 1024));
         transport.stream_receive_window(wtransport::quinn::VarInt::from_u32(32 * 1024));

@@ -39,95 +39,9 @@ impl Participant {
     ) -> anyhow::Result<(Participant, Inbox)> {
         let (inbox_tx, inbox) = mpsc::channel(INBOX);
         let participant = match transport {
-            Transport::WebSocket => {
-                let url = format!("ws://127.0.0.1:{port}/lobby/{user}/{room}");
-                let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
-                    .await
-                    .with_context(|| format!("WebSocket {url}"))?;
-                let (mut write, mut read) = socket.split();
-                let (tx, mut rx) = mpsc::channel::<Bytes>(256);
-                let writer_stop = stop.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let message = tokio::select! {
-                            _ = writer_stop.cancelled() => break,
-                            message = rx.recv() => message,
-                        };
-                        let Some(message) = message else { break };
-                        if write.send(Message::Binary(message)).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = write.close().await;
-                });
-                tokio::spawn(async move {
-                    loop {
-                        let message = tokio::select! {
-                            _ = stop.cancelled() => return,
-                            message = read.next() => message,
-                        };
-                        match message {
-                            Some(Ok(Message::Binary(data))) => {
-                                let _ = inbox_tx.try_send(data);
-                            }
-                            Some(Ok(_)) => {}
-                            Some(Err(_)) | None => return,
-                        }
-                    }
-                });
-                Participant::WebSocket(tx)
-            }
+            Transport::WebSocket => join_websocket(port, user, room, inbox_tx, stop).await?,
             Transport::WebTransport => {
-                let config = wtransport::ClientConfig::builder()
-                    .with_bind_default()
-                    .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(
-                        certificate_sha256,
-                    )]);
-                let mut config = config.build();
-                let mut quic = wtransport::quinn::TransportConfig::default();
-                // A stream per packet: as many open at once as a browser allows.
-                quic.max_concurrent_uni_streams(wtransport::quinn::VarInt::from_u32(1024));
-                quic.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
-                config.quic_config_mut().transport_config(Arc::new(quic));
-                let endpoint = wtransport::Endpoint::client(config)?;
-                let url = format!("https://127.0.0.1:{port}/lobby/{user}/{room}");
-                let connection = endpoint
-                    .connect(url.as_str())
-                    .await
-                    .with_context(|| format!("WebTransport {url}"))?;
-                let streams = connection.clone();
-                let streams_tx = inbox_tx.clone();
-                let streams_stop = stop.clone();
-                tokio::spawn(async move {
-                    let _endpoint = endpoint;
-                    loop {
-                        let stream = tokio::select! {
-                            _ = streams_stop.cancelled() => return,
-                            stream = streams.accept_uni() => stream,
-                        };
-                        let Ok(mut stream) = stream else { return };
-                        let tx = streams_tx.clone();
-                        tokio::spawn(async move {
-                            if let Ok(data) =
-                                stream.quic_stream_mut().read_to_end(MAX_MESSAGE).await
-                            {
-                                let _ = tx.try_send(Bytes::from(data));
-                            }
-                        });
-                    }
-                });
-                let datagrams = connection.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let datagram = tokio::select! {
-                            _ = stop.cancelled() => return,
-                            datagram = datagrams.receive_datagram() => datagram,
-                        };
-                        let Ok(datagram) = datagram else { return };
-                        let _ = inbox_tx.try_send(datagram.payload());
-                    }
-                });
-                Participant::WebTransport(connection)
+                join_webtransport(port, certificate_sha256, user, room, inbox_tx, stop).await?
             }
         };
         Ok((participant, inbox))
@@ -148,4 +62,87 @@ impl Participant {
             }
         }
     }
+}
+
+/// A WebSocket to its `/lobby/<user>/<room>`: one binary message per packet.
+async fn join_websocket(
+    port: u16,
+    user: &str,
+    room: &str,
+    inbox_tx: mpsc::Sender<Bytes>,
+    stop: CancellationToken,
+) -> anyhow::Result<Participant> {
+    let url = format!("ws://127.0.0.1:{port}/lobby/{user}/{room}");
+    let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .with_context(|| format!("WebSocket {url}"))?;
+    let (mut write, mut read) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(256);
+    let writer_stop = stop.clone();
+    tokio::spawn(async move {
+        while let Some(Some(message)) = writer_stop.run_until_cancelled(rx.recv()).await {
+            if write.send(Message::Binary(message)).await.is_err() {
+                break;
+            }
+        }
+        let _ = write.close().await;
+    });
+    tokio::spawn(async move {
+        while let Some(Some(Ok(message))) = stop.run_until_cancelled(read.next()).await {
+            if let Message::Binary(data) = message {
+                let _ = inbox_tx.try_send(data);
+            }
+        }
+    });
+    Ok(Participant::WebSocket(tx))
+}
+
+/// A WebTransport session on the same path: a stream per packet, datagrams from its server.
+async fn join_webtransport(
+    port: u16,
+    certificate_sha256: [u8; 32],
+    user: &str,
+    room: &str,
+    inbox_tx: mpsc::Sender<Bytes>,
+    stop: CancellationToken,
+) -> anyhow::Result<Participant> {
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(certificate_sha256)]);
+    let mut config = config.build();
+    let mut quic = wtransport::quinn::TransportConfig::default();
+    // A stream per packet: as many open at once as a browser allows.
+    quic.max_concurrent_uni_streams(wtransport::quinn::VarInt::from_u32(1024));
+    quic.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
+    config.quic_config_mut().transport_config(Arc::new(quic));
+    let endpoint = wtransport::Endpoint::client(config)?;
+    let url = format!("https://127.0.0.1:{port}/lobby/{user}/{room}");
+    let connection = endpoint
+        .connect(url.as_str())
+        .await
+        .with_context(|| format!("WebTransport {url}"))?;
+    let streams = connection.clone();
+    let streams_tx = inbox_tx.clone();
+    let streams_stop = stop.clone();
+    tokio::spawn(async move {
+        let _endpoint = endpoint;
+        while let Some(Ok(mut stream)) =
+            streams_stop.run_until_cancelled(streams.accept_uni()).await
+        {
+            let tx = streams_tx.clone();
+            tokio::spawn(async move {
+                if let Ok(data) = stream.quic_stream_mut().read_to_end(MAX_MESSAGE).await {
+                    let _ = tx.try_send(Bytes::from(data));
+                }
+            });
+        }
+    });
+    let datagrams = connection.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(datagram)) = stop.run_until_cancelled(datagrams.receive_datagram()).await
+        {
+            let _ = inbox_tx.try_send(datagram.payload());
+        }
+    });
+    Ok(Participant::WebTransport(connection))
 }

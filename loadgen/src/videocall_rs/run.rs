@@ -4,12 +4,13 @@
 //! no counters, so forwarded packets are those its participants received).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
+use videocall_client::synthetic::{MediaPattern, PublishStats};
 use videocall_client::{unix_micros, Transport};
 
 use super::client::{Inbox, Participant};
@@ -23,13 +24,6 @@ const JOIN_BATCH: usize = 50;
 /// Its clients' heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const ROOM: &str = "bench";
-
-/// What each publisher sent so far.
-#[derive(Default)]
-struct Sent {
-    audio: AtomicU64,
-    video: AtomicU64,
-}
 
 /// Runs `scenario` over `transport` against videocall-rs's servers in `bin_dir`.
 pub async fn run(
@@ -75,7 +69,7 @@ pub async fn run(
     let mut receivers = Vec::new();
     for (i, (user, participant, inbox)) in participants.into_iter().enumerate() {
         if i < scenario.publishers {
-            let counts = Arc::new(Sent::default());
+            let counts = Arc::new(PublishStats::default());
             tokio::spawn(publish(
                 participant.clone(),
                 user.clone(),
@@ -94,12 +88,12 @@ pub async fn run(
             participant,
         )));
     }
-    let totals = |sent: &[Arc<Sent>]| -> Vec<(u64, u64)> {
+    let totals = |sent: &[Arc<PublishStats>]| -> Vec<(u64, u64)> {
         sent.iter()
             .map(|s| {
                 (
-                    s.audio.load(Ordering::Relaxed),
-                    s.video.load(Ordering::Relaxed),
+                    s.audio_sent.load(Ordering::Relaxed),
+                    s.video_frames.load(Ordering::Relaxed),
                 )
             })
             .collect()
@@ -169,12 +163,12 @@ pub async fn run(
 async fn publish(
     participant: Arc<Participant>,
     user: String,
-    pattern: videocall_client::synthetic::MediaPattern,
-    sent: Arc<Sent>,
+    pattern: MediaPattern,
+    sent: Arc<PublishStats>,
     stop: CancellationToken,
 ) {
     let fps = pattern.video_fps.max(1);
-    let frame_bytes = (pattern.video_bitrate_bps / 8 / u64::from(fps)).max(16) as usize;
+    let frame_bytes = pattern.video_frame_bytes(pattern.video_bitrate_bps);
     let mut video_tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(fps)));
     let mut audio_tick = tokio::time::interval(Duration::from_secs_f64(
         1.0 / f64::from(pattern.audio_pps.max(1)),
@@ -192,13 +186,13 @@ async fn publish(
                 let keyframe = video_seq % keyframes == 0;
                 let frame = wire::video(&user, video_seq, keyframe, frame_bytes, unix_micros());
                 video_seq += 1;
-                sent.video.fetch_add(1, Ordering::Relaxed);
+                sent.video_frames.fetch_add(1, Ordering::Relaxed);
                 frame
             }
             _ = audio_tick.tick(), if pattern.audio_pps > 0 => {
                 let packet = wire::audio(&user, audio_seq, pattern.audio_bytes, unix_micros());
                 audio_seq += 1;
-                sent.audio.fetch_add(1, Ordering::Relaxed);
+                sent.audio_sent.fetch_add(1, Ordering::Relaxed);
                 packet
             }
             _ = heartbeat.tick() => wire::heartbeat(&user, unix_micros()),
@@ -212,14 +206,13 @@ async fn publish(
 /// A participant that only watches still sends its client's heartbeat.
 async fn heartbeats(participant: Arc<Participant>, user: String, stop: CancellationToken) {
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = heartbeat.tick() => {
-                if participant.send(wire::heartbeat(&user, unix_micros())).await.is_err() {
-                    return;
-                }
-            }
+    while stop.run_until_cancelled(heartbeat.tick()).await.is_some() {
+        if participant
+            .send(wire::heartbeat(&user, unix_micros()))
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }
@@ -230,11 +223,13 @@ struct Received {
     bytes: u64,
 }
 
+/// Counts what arrives while `measuring`, until `stop`; holds `_connected` (the participant)
+/// open until then.
 async fn receive(
     mut inbox: Inbox,
     measuring: Arc<AtomicBool>,
     stop: CancellationToken,
-    _participant: Arc<Participant>,
+    _connected: Arc<Participant>,
 ) -> Received {
     let mut result = Received {
         latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
@@ -242,14 +237,7 @@ async fn receive(
         packets: 0,
         bytes: 0,
     };
-    loop {
-        let message = tokio::select! {
-            _ = stop.cancelled() => return result,
-            message = inbox.recv() => message,
-        };
-        let Some(message) = message else {
-            return result;
-        };
+    while let Some(Some(message)) = stop.run_until_cancelled(inbox.recv()).await {
         let bytes = message.len() as u64;
         if let Some(media) = wire::received(message) {
             if measuring.load(Ordering::Relaxed) {
@@ -260,4 +248,5 @@ async fn receive(
             }
         }
     }
+    result
 }

@@ -165,8 +165,11 @@ impl MediaWriter {
         for (slot, mut frames) in ready.video.drain(..) {
             let track = self.track(slot);
             // A track is taken from only when nothing of it is pending: swap, no copy.
-            std::mem::swap(&mut track.pending, &mut frames);
-            track.pending.extend(frames.drain(..));
+            if track.pending.is_empty() {
+                std::mem::swap(&mut track.pending, &mut frames);
+            } else {
+                track.pending.append(&mut frames);
+            }
             ready.spare.push(frames);
             self.progress(Some(slot), cx)?;
         }

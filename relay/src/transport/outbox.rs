@@ -128,11 +128,17 @@ impl Outbox {
                 let mut out = out;
                 if let Some(send_now) = send_now {
                     // Nothing of the subscriber's audio waits: this packet cannot overtake
-                    // any, and needs no wake-up of the writer.
+                    // any (a track's packets are offered one after the other), and needs no
+                    // wake-up of the writer. QUIC is not called under this lock.
                     if queues.audio.is_empty() && !self.audio_in_hand.load(Ordering::Acquire) {
+                        drop(queues);
                         match send_now(out) {
                             Ok(()) => return Offer::Accepted { depth: 0 },
                             Err(refused) => out = refused,
+                        }
+                        queues = self.lock();
+                        if queues.closed {
+                            return Offer::Closed;
                         }
                     }
                 }
@@ -244,6 +250,11 @@ impl Outbox {
             *track = TrackQueue::default();
             queues.free.push(slot);
         }
+    }
+
+    /// Video bytes queued here or held by the writer now.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.budget.used()
     }
 
     /// The frame's video bytes left the outbox (written, or given up by the writer).

@@ -114,7 +114,6 @@ struct StreamsOutlet {
     outbox: Arc<Outbox>,
     metrics: Metrics,
     closing: CancellationToken,
-    budget: Arc<QueueBudget>,
 }
 
 impl Outlet for StreamsOutlet {
@@ -149,7 +148,7 @@ impl Outlet for StreamsOutlet {
             delivered_bytes: stats.udp_tx.bytes.saturating_sub(path.lost_bytes),
             sent_bytes: stats.udp_tx.bytes,
             lost_bytes: path.lost_bytes,
-            backlog_bytes: self.budget.used() as u64,
+            backlog_bytes: self.outbox.queued_bytes() as u64,
             rtt_ms: Some(path.rtt.as_secs_f64() * 1000.0),
             min_rtt_ms: Some(path.min_rtt.as_secs_f64() * 1000.0),
         })
@@ -217,7 +216,7 @@ impl ClientLink for StreamsLink {
             state.metrics().queued_bytes.clone(),
         );
         let outbox = Outbox::new(
-            budget.clone(),
+            budget,
             limits.track_queue_packets,
             limits.audio_queue_packets,
         );
@@ -228,7 +227,6 @@ impl ClientLink for StreamsLink {
             outbox,
             metrics: state.metrics().clone(),
             closing: closing.clone(),
-            budget,
         })
     }
 

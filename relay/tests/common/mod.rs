@@ -111,6 +111,19 @@ impl RelayProcess {
             .unwrap_or_else(|e| panic!("{user} could not join over {transport:?}: {e}"))
     }
 
+    /// A raw WebTransport client configuration that trusts the relay's self-signed
+    /// certificate (for tests that speak the protocol by hand).
+    pub fn webtransport_config(&self) -> wtransport::ClientConfig {
+        let hash: [u8; 32] = hex::decode(&self.info.certificate_sha256)
+            .expect("certificate hash in hex")
+            .try_into()
+            .expect("a 32-byte certificate hash");
+        wtransport::ClientConfig::builder()
+            .with_bind_default()
+            .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
+            .build()
+    }
+
     pub fn options(&self, transport: Transport, meeting: &str, token: &str) -> ConnectOptions {
         ConnectOptions::new(transport, self.address(), meeting, token)
     }

@@ -18,6 +18,23 @@ pub enum TransportKind {
 impl TransportKind {
     /// Every client transport, for metrics that must show zeros from the start.
     pub const ALL: [TransportKind; 2] = [TransportKind::WebSocket, TransportKind::WebTransport];
+    /// Every kind, the bus's included, in [`TransportKind::index`] order.
+    pub const EVERY: [TransportKind; 3] = [
+        TransportKind::WebSocket,
+        TransportKind::WebTransport,
+        TransportKind::Mesh,
+    ];
+    /// How many kinds there are.
+    pub const COUNT: usize = Self::EVERY.len();
+
+    /// Its place in [`TransportKind::EVERY`], for per-kind arrays.
+    pub fn index(self) -> usize {
+        match self {
+            TransportKind::WebSocket => 0,
+            TransportKind::WebTransport => 1,
+            TransportKind::Mesh => 2,
+        }
+    }
 
     /// Metric label.
     pub fn label(self) -> &'static str {

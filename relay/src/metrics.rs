@@ -49,7 +49,8 @@ pub struct Metrics {
     drops: [IntCounter; DropReason::ALL.len()],
     /// Time from a packet's arrival to its write on a subscriber's socket.
     pub fanout_latency: Histogram,
-    queue_depth: HistogramVec,
+    /// The queue-depth histogram's series, by [`TransportKind::index`].
+    queue_depths: [Histogram; TransportKind::COUNT],
     join_refusals: IntCounterVec,
     rate_limited: IntCounterVec,
     refused_sessions: IntCounterVec,
@@ -470,7 +471,7 @@ impl Metrics {
             runtime_tasks,
             drops: DropReason::ALL.map(|r| drops.with_label_values(&[r.label()])),
             fanout_latency,
-            queue_depth,
+            queue_depths: TransportKind::EVERY.map(|t| queue_depth.with_label_values(&[t.label()])),
             join_refusals,
             rate_limited,
             refused_sessions,
@@ -524,9 +525,16 @@ impl Metrics {
         }
     }
 
-    /// Queue-depth histogram for subscribers on `transport`.
-    pub fn queue_depth(&self, transport: TransportKind) -> Histogram {
-        self.queue_depth.with_label_values(&[transport.label()])
+    /// A tally for one fan-out of a packet of simulcast `layer`: what it queued is added to
+    /// these metrics once, when the tally is dropped, so offering a packet to each subscriber
+    /// touches no counter shared with the other cores.
+    pub fn fan_out_tally(&self, layer: u32) -> FanOutTally<'_> {
+        FanOutTally {
+            metrics: self,
+            layer,
+            layer_packets: 0,
+            depths: Default::default(),
+        }
     }
 
     /// Counts one media packet written to a subscriber's connection, `received_at` being when
@@ -559,13 +567,6 @@ impl Metrics {
             crate::core::Congestion::Backlog => "backlog",
         };
         self.congestion.with_label_values(&[label]).inc();
-    }
-
-    /// Counts a video packet of simulcast `layer` queued for a subscriber.
-    pub fn layer_packet(&self, layer: u32) {
-        if let Some(counter) = self.layer_packets.get(layer as usize) {
-            counter.inc();
-        }
     }
 
     /// Counts one undelivered packet.
@@ -623,6 +624,41 @@ impl Metrics {
     }
 }
 
+/// What one fan-out queued: subscriber queue depths (per transport) and video packets of its
+/// layer, added to the relay's metrics when dropped ([`Metrics::fan_out_tally`]).
+pub struct FanOutTally<'a> {
+    metrics: &'a Metrics,
+    layer: u32,
+    layer_packets: u64,
+    depths: [Option<LocalHistogram>; TransportKind::COUNT],
+}
+
+impl FanOutTally<'_> {
+    /// A packet was queued for a subscriber on `transport`, whose queue then held `depth`.
+    pub fn queued(&mut self, transport: TransportKind, depth: usize) {
+        let metrics = self.metrics;
+        self.depths[transport.index()]
+            .get_or_insert_with(|| metrics.queue_depths[transport.index()].local())
+            .observe(depth as f64);
+    }
+
+    /// A video packet of the tally's layer was queued for a subscriber.
+    pub fn layer_packet(&mut self) {
+        self.layer_packets += 1;
+    }
+}
+
+impl Drop for FanOutTally<'_> {
+    fn drop(&mut self) {
+        if self.layer_packets > 0 {
+            if let Some(counter) = self.metrics.layer_packets.get(self.layer as usize) {
+                counter.inc_by(self.layer_packets);
+            }
+        }
+        // The local histograms add themselves when dropped.
+    }
+}
+
 /// One writer's count of media written since its last [`flush`](MediaWrites::flush): the same
 /// counters and fan-out latency as [`Metrics::media_written`], kept locally.
 pub struct MediaWrites {
@@ -648,5 +684,39 @@ impl MediaWrites {
             counter.flush();
         }
         self.latency.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn a_fan_out_tally_adds_to_the_metrics_when_dropped_and_not_before() {
+        let metrics = Metrics::new("tally").expect("metrics");
+        let count =
+            r#"videocall_relay_queue_depth_count{transport="webtransport",relay_id="tally"}"#;
+        let layer = r#"videocall_relay_layer_packets_total{layer="1",relay_id="tally"}"#;
+        {
+            let mut tally = metrics.fan_out_tally(1);
+            tally.queued(TransportKind::WebTransport, 3);
+            tally.queued(TransportKind::WebTransport, 40);
+            tally.queued(TransportKind::Mesh, 1);
+            tally.layer_packet();
+            tally.layer_packet();
+            let text = metrics.render();
+            assert_eq!(line(&text, count), Some(format!("{count} 0").as_str()));
+        }
+        let text = metrics.render();
+        assert_eq!(line(&text, count), Some(format!("{count} 2").as_str()));
+        let sum = r#"videocall_relay_queue_depth_sum{transport="webtransport",relay_id="tally"}"#;
+        assert_eq!(line(&text, sum), Some(format!("{sum} 43").as_str()));
+        assert_eq!(line(&text, layer), Some(format!("{layer} 2").as_str()));
+        let mesh = r#"videocall_relay_queue_depth_count{transport="mesh",relay_id="tally"}"#;
+        assert_eq!(line(&text, mesh), Some(format!("{mesh} 1").as_str()));
     }
 }

@@ -37,7 +37,6 @@ pub struct Meeting {
     /// Meeting id (from the token and the URL).
     pub id: String,
     participants: RwLock<HashMap<ParticipantId, Arc<Participant>>>,
-    metrics: Metrics,
     mesh: Arc<dyn Mesh>,
     /// The other relays heard in this meeting.
     remote_relays: Mutex<HashMap<String, RemoteRelay>>,
@@ -282,7 +281,7 @@ impl Meeting {
             audio,
             Some(0),
             self.mesh.media_sink(&self.id, publisher, track, audio),
-            self.metrics.queue_depth(TransportKind::Mesh),
+            TransportKind::Mesh,
         ))
     }
 
@@ -317,7 +316,7 @@ impl Meeting {
             audio,
             target,
             subscriber.outlet().media_sink(audio),
-            self.metrics.queue_depth(subscriber.transport),
+            subscriber.transport,
         ))
     }
 }
@@ -404,7 +403,6 @@ impl Meetings {
                 let m = Arc::new(Meeting {
                     id: meeting_id.to_owned(),
                     participants: RwLock::new(HashMap::new()),
-                    metrics: self.metrics.clone(),
                     mesh: self.mesh.clone(),
                     remote_relays: Mutex::new(HashMap::new()),
                     local_handshakes: Mutex::new(MemoryLog::new()),

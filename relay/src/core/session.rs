@@ -669,20 +669,21 @@ pub(super) fn fan_out(
     let metrics = &relay.metrics;
     let downs = track.down_tracks();
     let video = !track.is_audio();
+    let mut tally = metrics.fan_out_tally(layer);
     for down in downs.iter() {
         // The bus carries only the layers another relay's subscribers get.
         if down.subscriber == MESH_SUBSCRIBER && video && !track.mesh_wants(layer) {
             continue;
         }
-        match down.offer(frame, now.at, keyframe, layer) {
+        match down.offer(frame, now.at, keyframe, layer, &mut tally) {
             Delivery::Queued => {
                 if video {
-                    metrics.layer_packet(layer);
+                    tally.layer_packet();
                 }
             }
             Delivery::Moved => {
                 metrics.layer_switches.inc();
-                metrics.layer_packet(layer);
+                tally.layer_packet();
             }
             Delivery::Skipped { ask_keyframe } => {
                 if let Some(wanted) = ask_keyframe {

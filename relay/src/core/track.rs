@@ -13,7 +13,8 @@ use bytes::Bytes;
 use super::layers::{self, View};
 use super::mesh::MESH_SUBSCRIBER;
 use super::sink::{MediaSink, Offer, Outgoing};
-use crate::ids::ParticipantId;
+use crate::ids::{ParticipantId, TransportKind};
+use crate::metrics::FanOutTally;
 use crate::reason::DropReason;
 use videocall_protocol::wire::{Codec, Layer, MediaKind, Track};
 
@@ -262,7 +263,8 @@ pub struct DownTrack {
     /// keyframe of the target (deltas are useless until then).
     getting: AtomicU32,
     sink: Box<dyn MediaSink>,
-    queue_depth: prometheus::Histogram,
+    /// The subscriber's transport, for the queue-depth metrics.
+    transport: TransportKind,
 }
 
 /// A bit per layer of `layers` (ids from 0 to [`MAX_LAYERS`]` - 1`; others are left out).
@@ -289,7 +291,7 @@ impl DownTrack {
         audio: bool,
         target: Option<u32>,
         sink: Box<dyn MediaSink>,
-        queue_depth: prometheus::Histogram,
+        transport: TransportKind,
     ) -> Self {
         DownTrack {
             subscriber,
@@ -297,7 +299,7 @@ impl DownTrack {
             target: AtomicU32::new(layer_field(target)),
             getting: AtomicU32::new(NO_LAYER),
             sink,
-            queue_depth,
+            transport,
         }
     }
 
@@ -324,14 +326,16 @@ impl DownTrack {
         target.is_some() && target != self.getting()
     }
 
-    /// Offers one packet of `layer` without waiting. Audio passes whatever its layer; the
-    /// bus's copy takes every layer (the other relays choose for their subscribers).
+    /// Offers one packet of `layer` without waiting, counting what it queued in `tally`.
+    /// Audio passes whatever its layer; the bus's copy takes every layer (the other relays
+    /// choose for their subscribers).
     pub fn offer(
         &self,
         frame: &Bytes,
         received_at: Instant,
         keyframe: bool,
         layer: u32,
+        tally: &mut FanOutTally<'_>,
     ) -> Delivery {
         let gated = !self.audio && self.subscriber != MESH_SUBSCRIBER;
         let mut waiting = false;
@@ -375,7 +379,7 @@ impl DownTrack {
         };
         match self.sink.offer(out) {
             Offer::Accepted { depth } => {
-                self.queue_depth.observe(depth as f64);
+                tally.queued(self.transport, depth);
                 if !gated && waiting {
                     self.getting.store(0, Ordering::Relaxed);
                 }
@@ -406,6 +410,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::metrics::Metrics;
 
     fn video_track() -> PublishedTrack {
         PublishedTrack::new(
@@ -434,15 +439,20 @@ mod tests {
     }
 
     fn down(audio: bool, room: usize) -> DownTrack {
-        let histogram = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("d", "d"))
-            .expect("histogram");
         DownTrack::new(
             7,
             audio,
             Some(0),
             Box::new(Room(Mutex::new(room))),
-            histogram,
+            TransportKind::WebSocket,
         )
+    }
+
+    /// A tally of the tests' own metrics.
+    fn tally() -> FanOutTally<'static> {
+        static METRICS: std::sync::LazyLock<Metrics> =
+            std::sync::LazyLock::new(|| Metrics::new("track").expect("metrics"));
+        METRICS.fan_out_tally(0)
     }
 
     #[test]
@@ -480,26 +490,35 @@ mod tests {
         let frame = Bytes::from_static(&[0, 0, 0, 1, 9]);
         let video = down(false, 2);
         assert_eq!(
-            video.offer(&frame, now, false, 0),
+            video.offer(&frame, now, false, 0, &mut tally()),
             Delivery::Dropped(DropReason::AwaitingKeyframe)
         );
-        assert_eq!(video.offer(&frame, now, true, 0), Delivery::Queued);
-        assert_eq!(video.offer(&frame, now, false, 0), Delivery::Queued);
+        assert_eq!(
+            video.offer(&frame, now, true, 0, &mut tally()),
+            Delivery::Queued
+        );
+        assert_eq!(
+            video.offer(&frame, now, false, 0, &mut tally()),
+            Delivery::Queued
+        );
         // The queue is full: the delta is lost, so the next deltas are useless.
         assert_eq!(
-            video.offer(&frame, now, false, 0),
+            video.offer(&frame, now, false, 0, &mut tally()),
             Delivery::Dropped(DropReason::VideoQueueFull)
         );
         assert!(video.awaiting_keyframe());
         assert_eq!(
-            video.offer(&frame, now, false, 0),
+            video.offer(&frame, now, false, 0, &mut tally()),
             Delivery::Dropped(DropReason::AwaitingKeyframe)
         );
         // Audio has no gate.
         let audio = down(true, 1);
-        assert_eq!(audio.offer(&frame, now, false, 0), Delivery::Queued);
         assert_eq!(
-            audio.offer(&frame, now, false, 0),
+            audio.offer(&frame, now, false, 0, &mut tally()),
+            Delivery::Queued
+        );
+        assert_eq!(
+            audio.offer(&frame, now, false, 0, &mut tally()),
             Delivery::Dropped(DropReason::AudioQueueFull)
         );
         assert!(!audio.awaiting_keyframe());
@@ -512,33 +531,42 @@ mod tests {
         let video = down(false, usize::MAX);
         assert!(video.set_target(Some(2)));
         assert_eq!(
-            video.offer(&frame, now, true, 0),
+            video.offer(&frame, now, true, 0, &mut tally()),
             Delivery::Skipped { ask_keyframe: None }
         );
         assert_eq!(
-            video.offer(&frame, now, false, 2),
+            video.offer(&frame, now, false, 2, &mut tally()),
             Delivery::Dropped(DropReason::AwaitingKeyframe)
         );
-        assert_eq!(video.offer(&frame, now, true, 2), Delivery::Queued);
+        assert_eq!(
+            video.offer(&frame, now, true, 2, &mut tally()),
+            Delivery::Queued
+        );
         assert_eq!(video.getting(), Some(2));
         // The tile shrank: layer 2 goes on until layer 0's keyframe.
         assert!(video.set_target(Some(0)));
-        assert_eq!(video.offer(&frame, now, false, 2), Delivery::Queued);
         assert_eq!(
-            video.offer(&frame, now, false, 0),
+            video.offer(&frame, now, false, 2, &mut tally()),
+            Delivery::Queued
+        );
+        assert_eq!(
+            video.offer(&frame, now, false, 0, &mut tally()),
             Delivery::Skipped {
                 ask_keyframe: Some(0)
             }
         );
-        assert_eq!(video.offer(&frame, now, true, 0), Delivery::Moved);
         assert_eq!(
-            video.offer(&frame, now, false, 2),
+            video.offer(&frame, now, true, 0, &mut tally()),
+            Delivery::Moved
+        );
+        assert_eq!(
+            video.offer(&frame, now, false, 2, &mut tally()),
             Delivery::Skipped { ask_keyframe: None }
         );
         // Hidden: nothing, and no keyframe wanted.
         assert!(!video.set_target(None));
         assert_eq!(
-            video.offer(&frame, now, true, 0),
+            video.offer(&frame, now, true, 0, &mut tally()),
             Delivery::Skipped { ask_keyframe: None }
         );
         assert!(video.awaiting_keyframe());

@@ -301,6 +301,13 @@ pub struct Limits {
     /// Control messages queued per participant; a participant that lets this fill is disconnected.
     #[arg(long, env = "RELAY_CONTROL_QUEUE_MESSAGES", default_value_t = 512)]
     pub control_queue_messages: usize,
+
+    /// WebTransport: packets a subscriber's QUIC may take before it must acknowledge (else
+    /// within its ACK delay, at most 25 ms), asked of peers that have QUIC's ACK frequency
+    /// extension (quinn-based clients; others acknowledge as usual). 1 is QUIC's usual: an
+    /// ACK for every other packet. Out-of-order packets are still acknowledged at once.
+    #[arg(long, env = "RELAY_QUIC_ACK_THRESHOLD", default_value_t = 1)]
+    pub quic_ack_threshold: u32,
 }
 
 /// Timers.

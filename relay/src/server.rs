@@ -32,6 +32,8 @@ const BUS_MAX_MESSAGE: usize = 16 * 1024 * 1024;
 const SELF_SIGNED_VALIDITY_DAYS: u32 = 13;
 /// Unacknowledged bytes quinn may buffer per connection.
 const QUIC_SEND_WINDOW: u64 = 4 * 1024 * 1024;
+/// The most a subscriber's QUIC is asked to delay an ACK (quinn caps it at 25 ms or the RTT).
+const QUIC_MAX_ACK_DELAY: Duration = Duration::from_millis(25);
 /// After the drain deadline, how long sessions get to close before the relay stops.
 const DRAIN_GRACE: Duration = Duration::from_secs(3);
 
@@ -132,6 +134,15 @@ pub async fn start_with_bus(
         // Bytes quinn buffers per connection: with the queue budget, this bounds the memory
         // a subscriber that stopped reading can pin.
         .send_window(QUIC_SEND_WINDOW);
+    if config.limits.quic_ack_threshold != 1 {
+        let mut ack_frequency = wtransport::quinn::AckFrequencyConfig::default();
+        ack_frequency
+            .ack_eliciting_threshold(wtransport::quinn::VarInt::from_u32(
+                config.limits.quic_ack_threshold,
+            ))
+            .max_ack_delay(Some(QUIC_MAX_ACK_DELAY));
+        transport.ack_frequency_config(Some(ack_frequency));
+    }
     let server_id = config.server_id();
     let mut wt_config = ServerConfig::builder()
         .with_bind_address(config.webtransport_addr)

@@ -1,6 +1,7 @@
 //! The WebTransport subscriber's one writer: every track's frames arrive in order within
 //! their group of pictures, and audio keeps flowing to a subscriber whose video streams are
-//! full (the writer never waits on a blocked stream).
+//! full (the writer never waits on a blocked stream). And what the relay asks of QUIC: GSO,
+//! and fewer ACKs from subscribers when `--quic-ack-threshold` says so.
 
 mod common;
 
@@ -115,16 +116,26 @@ async fn every_tracks_frames_arrive_in_order_within_their_group_of_pictures() {
 /// the control stream (answering pings) and the datagrams, counting audio per publisher.
 struct StalledSubscriber {
     audio: Arc<std::sync::Mutex<HashMap<u64, u64>>>,
-    _connection: wtransport::Connection,
+    connection: wtransport::Connection,
+}
+
+/// QUIC windows small enough that a subscriber who reads no stream is full in milliseconds.
+fn small_windows() -> wtransport::quinn::TransportConfig {
+    let mut transport = wtransport::quinn::TransportConfig::default();
+    transport.receive_window(wtransport::quinn::VarInt::from_u32(64 * 1024));
+    transport.stream_receive_window(wtransport::quinn::VarInt::from_u32(32 * 1024));
+    transport.max_concurrent_uni_streams(wtransport::quinn::VarInt::from_u32(1024));
+    transport
 }
 
 impl StalledSubscriber {
-    async fn join(relay: &RelayProcess, meeting: &str, stop: &CancellationToken) -> Self {
+    async fn join(
+        relay: &RelayProcess,
+        meeting: &str,
+        stop: &CancellationToken,
+        transport: wtransport::quinn::TransportConfig,
+    ) -> Self {
         let mut config = relay.webtransport_config();
-        let mut transport = wtransport::quinn::TransportConfig::default();
-        transport.receive_window(wtransport::quinn::VarInt::from_u32(64 * 1024));
-        transport.stream_receive_window(wtransport::quinn::VarInt::from_u32(32 * 1024));
-        transport.max_concurrent_uni_streams(wtransport::quinn::VarInt::from_u32(1024));
         config
             .quic_config_mut()
             .transport_config(Arc::new(transport));
@@ -208,10 +219,7 @@ impl StalledSubscriber {
                 }
             }
         });
-        StalledSubscriber {
-            audio,
-            _connection: connection,
-        }
+        StalledSubscriber { audio, connection }
     }
 
     fn audio(&self) -> HashMap<u64, u64> {
@@ -223,7 +231,7 @@ impl StalledSubscriber {
 async fn audio_keeps_flowing_to_a_subscriber_whose_video_queues_are_full() {
     let relay = RelayProcess::start(&["--subscriber-queue-bytes", "262144"]).await;
     let stop = CancellationToken::new();
-    let stalled = StalledSubscriber::join(&relay, "full", &stop).await;
+    let stalled = StalledSubscriber::join(&relay, "full", &stop, small_windows()).await;
     // 8 tracks of 2 Mbit/s video: 64 kB of window is gone in a few milliseconds.
     publishers(&relay, "full", &pattern(30, 2_000_000, 30), &stop).await;
 
@@ -270,4 +278,38 @@ async fn quinn_sends_the_relays_packets_with_segmentation_offload() {
         relay.info.udp_gso_segments
     );
     assert!(relay.info.udp_gro_segments >= 1);
+}
+
+/// What a subscriber's QUIC acknowledged of what it received in about two seconds of a
+/// meeting, and whether the relay asked it (an ACK_FREQUENCY frame) to acknowledge less often.
+async fn acknowledgements(threshold: &str) -> (f64, u64) {
+    let relay = RelayProcess::start(&["--quic-ack-threshold", threshold]).await;
+    let stop = CancellationToken::new();
+    // Large windows: the streams this subscriber does not read never block in the test's time.
+    let mut transport = wtransport::quinn::TransportConfig::default();
+    transport.max_concurrent_uni_streams(wtransport::quinn::VarInt::from_u32(1024));
+    let subscriber = StalledSubscriber::join(&relay, "acks", &stop, transport).await;
+    // 8 publishers, 30 frames and 50 audio packets a second each: 640 packets a second to it.
+    publishers(&relay, "acks", &pattern(30, 200_000, 30), &stop).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = subscriber.connection.quic_connection().stats();
+    stop.cancel();
+    let received = stats.udp_rx.datagrams.max(1) as f64;
+    (
+        stats.frame_tx.acks as f64 / received,
+        stats.frame_rx.ack_frequency,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_asked_for_fewer_acks_sends_fewer() {
+    let (usual, asked_usual) = acknowledgements("1").await;
+    let (fewer, asked_fewer) = acknowledgements("9").await;
+    eprintln!("ACKs per received packet: {usual:.3} as usual, {fewer:.3} asked for fewer");
+    assert_eq!(asked_usual, 0, "with the usual threshold nothing is asked");
+    assert!(asked_fewer >= 1, "the relay asked for fewer ACKs");
+    assert!(
+        fewer * 2.0 < usual,
+        "ACKs per packet: {fewer:.3} asked for fewer, {usual:.3} as usual"
+    );
 }

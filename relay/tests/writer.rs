@@ -308,8 +308,12 @@ async fn a_subscriber_asked_for_fewer_acks_sends_fewer() {
     eprintln!("ACKs per received packet: {usual:.3} as usual, {fewer:.3} asked for fewer");
     assert_eq!(asked_usual, 0, "with the usual threshold nothing is asked");
     assert!(asked_fewer >= 1, "the relay asked for fewer ACKs");
+    // As usual a QUIC receiver acknowledges every other packet (about 0.5 ACKs per packet on
+    // an idle machine; fewer when a loaded one reads packets in batches). Asked for an ACK
+    // after 9 packets or 25 ms, it sends at most about 1/10 + 40/640: never 0.2, however
+    // loaded the machine (load only batches more).
     assert!(
-        fewer * 2.0 < usual,
+        fewer < 0.2,
         "ACKs per packet: {fewer:.3} asked for fewer, {usual:.3} as usual"
     );
 }

@@ -263,11 +263,8 @@ async fn up_runs_control_plane_and_relay_and_two_guests_meet_in_demo() {
             "carol",
             "--publish",
             "--simulcast",
-            // Room for a loaded machine: bob waits up to 10 s for the first keyframe of the
-            // layer he shows, and carol publishes only for these seconds (CI once missed it
-            // in 5).
             "--seconds",
-            "8",
+            "5",
         ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

@@ -10,6 +10,7 @@ use videocall_protocol::wire::{
 
 use super::{Joined, World};
 use crate::core::clock::Now;
+use crate::core::session::apply_views_of_new_track;
 use crate::core::unprefixed;
 
 const TRACK: u32 = 1;
@@ -253,4 +254,25 @@ fn bad_layers_are_refused_and_the_meeting_goes_on() {
     // Still served.
     frames(&publisher, 3, false, now);
     assert_eq!(layers_got(&viewer), vec![1]);
+}
+
+#[test]
+fn a_view_stored_while_its_track_was_announced_still_applies() {
+    let world = World::new(&[]);
+    let now = world.start;
+    let publisher = world.join("pub", "m");
+    let small = world.join("small", "m");
+    announce_layers(&publisher, three_layers(), now);
+    let track = publisher.session.me.track(TRACK).expect("published");
+    let down = track.down_track_of(small.id()).expect("small's copy");
+    assert_eq!(down.target(), Some(2), "no view yet: the largest layer");
+    // The race: small's `ViewTracks` stored its view after the announcement read the views,
+    // and looked for the track before it was published.
+    assert!(small.session.me.set_view(publisher.id(), TRACK, (300, 170)));
+    apply_views_of_new_track(&publisher.session.meeting, &publisher.session.me, &track);
+    assert_eq!(down.target(), Some(0), "the thumbnail's layer");
+    // A hidden tile stored the same way gets nothing.
+    assert!(small.session.me.set_view(publisher.id(), TRACK, (0, 0)));
+    apply_views_of_new_track(&publisher.session.meeting, &publisher.session.me, &track);
+    assert_eq!(down.target(), None);
 }

@@ -100,7 +100,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `write_all` to every subscriber once per tick for warm-up then the measured seconds;
+/// Runs `send_all` (a packet to every subscriber) once per tick, for the warm-up and then the
+/// measured seconds;
 /// returns the packets sent and this process's CPU seconds while measuring.
 fn tick(
     cli: &Cli,
@@ -144,6 +145,10 @@ fn spawn_subscribers(args: &[String]) -> anyhow::Result<ChildGuard> {
 }
 
 fn send_tcp(cli: &Cli) -> anyhow::Result<(u64, f64)> {
+    anyhow::ensure!(
+        (126..=usize::from(u16::MAX)).contains(&cli.bytes),
+        "--bytes: 126 to 65535 for a frame with a 16-bit length"
+    );
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let _subscribers = spawn_subscribers(&[
@@ -159,10 +164,6 @@ fn send_tcp(cli: &Cli) -> anyhow::Result<(u64, f64)> {
         sockets.push(socket);
     }
     // One WebSocket binary frame, unmasked as a server's: 0x82, a 16-bit length, the payload.
-    anyhow::ensure!(
-        (126..=usize::from(u16::MAX)).contains(&cli.bytes),
-        "--bytes: 126 to 65535 for a frame with a 16-bit length"
-    );
     let mut frame = vec![0x82, 126];
     frame.extend_from_slice(&(cli.bytes as u16).to_be_bytes());
     frame.resize(4 + cli.bytes, 0x5a);
@@ -244,29 +245,36 @@ impl Seal {
             packet.len() >= HEADER + TAG + 20,
             "packet too small to seal"
         );
-        let mut nonce = [0u8; 12];
-        nonce[4..].copy_from_slice(&number.to_be_bytes());
         let (header, rest) = packet.split_at_mut(HEADER);
         let (payload, tag_space) = rest.split_at_mut(rest.len() - TAG);
         let tag = self
             .key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&header[..]),
-                payload,
-            )
+            .seal_in_place_separate_tag(nonce(number), Aad::from(&header[..]), payload)
             .map_err(|_| anyhow::anyhow!("sealing"))?;
         tag_space.copy_from_slice(tag.as_ref());
+        self.mask_header(packet)
+    }
+
+    /// XORs the header's first byte and packet number with the mask of the payload's sample:
+    /// the same call protects and unprotects.
+    fn mask_header(&self, packet: &mut [u8]) -> anyhow::Result<()> {
         let mask = self
             .header
-            .new_mask(&rest[4..20])
+            .new_mask(&packet[HEADER + 4..HEADER + 20])
             .map_err(|_| anyhow::anyhow!("header mask"))?;
-        header[0] ^= mask[0] & 0x1f;
-        for (byte, m) in header[HEADER - 4..].iter_mut().zip(&mask[1..]) {
+        packet[0] ^= mask[0] & 0x1f;
+        for (byte, m) in packet[HEADER - 4..HEADER].iter_mut().zip(&mask[1..]) {
             *byte ^= m;
         }
         Ok(())
     }
+}
+
+/// The AEAD nonce of packet `number` (QUIC XORs it with an IV; a fixed one here).
+fn nonce(number: u64) -> Nonce {
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&number.to_be_bytes());
+    Nonce::assume_unique_for_key(nonce)
 }
 
 /// The subscribers of a TCP sender: `n` connections, each read and dropped by a task.
@@ -349,25 +357,12 @@ mod tests {
             "the payload is encrypted"
         );
         // Undo the header mask, then open the payload with its tag.
-        let mask = seal
-            .header
-            .new_mask(&packet[HEADER + 4..HEADER + 20])
-            .expect("mask");
-        packet[0] ^= mask[0] & 0x1f;
-        for (byte, m) in packet[HEADER - 4..HEADER].iter_mut().zip(&mask[1..]) {
-            *byte ^= m;
-        }
+        seal.mask_header(&mut packet).expect("mask");
         assert_eq!(packet[..HEADER], original[..HEADER]);
-        let mut nonce = [0u8; 12];
-        nonce[4..].copy_from_slice(&1u64.to_be_bytes());
         let (header, rest) = packet.split_at_mut(HEADER);
         let opened = seal
             .key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&header[..]),
-                rest,
-            )
+            .open_in_place(nonce(1), Aad::from(&header[..]), rest)
             .expect("opens");
         assert_eq!(opened, &original[HEADER..original.len() - TAG]);
     }

@@ -12,7 +12,7 @@
 //! [`super::sink::Outlet`], which only prepares them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -271,7 +271,21 @@ impl Meeting {
             }
         }
         publisher.set_tracks(next);
+        // A `ViewTracks` handled meanwhile stored its view after the copies above read the
+        // views, and found none of these tracks to apply it to: read them again now that they
+        // are published. The view is stored before its track is looked for (`on_views`), so one
+        // of the two always sees the other; the fences on both sides make that hold on any CPU.
+        fence(Ordering::SeqCst);
+        for track in &announced.added {
+            apply_views(participants, publisher.id, track);
+        }
         announced
+    }
+
+    /// [`apply_views`] for a test that stores a view the way the race leaves it.
+    #[cfg(test)]
+    pub(super) fn apply_views_again(&self, publisher: ParticipantId, track: &PublishedTrack) {
+        apply_views(&read(&self.participants), publisher, track);
     }
 
     /// The down track that carries `publisher`'s `track` to the other relays.
@@ -318,6 +332,19 @@ impl Meeting {
             subscriber.outlet().media_sink(audio),
             subscriber.transport,
         ))
+    }
+}
+
+/// Gives each local subscriber's copy of `publisher`'s video `track` the layer of the
+/// subscriber's view now.
+fn apply_views(participants: &ParticipantMap, publisher: ParticipantId, track: &PublishedTrack) {
+    if track.is_audio() {
+        return;
+    }
+    for down in track.down_tracks().iter() {
+        if let Some(subscriber) = participants.get(&down.subscriber) {
+            down.set_target(track.layer_for(subscriber.view_of(publisher, track.id)));
+        }
     }
 }
 

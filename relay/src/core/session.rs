@@ -218,7 +218,6 @@ impl Session {
             lock(&self.ever_announced).extend(update.tracks.iter().map(|t| t.id));
             if let Some(announced) = self.meeting.announce(&self.me, &update.tracks) {
                 for track in &announced.added {
-                    apply_views_of_new_track(&self.meeting, &self.me, track);
                     // Subscribers start waiting for a keyframe; the first may be gone already.
                     update_demand(&self.me, track);
                     request_wanted_keyframes(&self.relay, &self.me, track, now);
@@ -410,8 +409,8 @@ impl Session {
                 // Shared out below, with the rest of its bandwidth.
                 continue;
             }
-            // The view is stored before the track is looked for, and a new track published
-            // before its views are read (`apply_views_of_new_track`): one sees the other.
+            // The view is stored before the track is looked for, and a new track is published
+            // before its views are read again (`Meeting::announce`): one sees the other.
             fence(Ordering::SeqCst);
             let Some(publisher) = self.meeting.participant(view.participant_id) else {
                 continue;
@@ -780,35 +779,6 @@ pub(super) fn request_wanted_keyframes(
     wanted.dedup();
     for layer in wanted {
         request_keyframe(relay, publisher, track, layer, now);
-    }
-}
-
-/// Gives each subscriber's copy of `publisher`'s newly announced `track` the layer of the
-/// subscriber's view now. A `ViewTracks` handled while the track was being announced stored
-/// its view after the announcement read the views, and found no track to apply it to yet:
-/// without this, that subscriber kept the largest layer (or got a hidden track). The view is
-/// stored before it looks for the track and the track is published before this reads the
-/// views, so one of the two always sees the other.
-pub(super) fn apply_views_of_new_track(
-    meeting: &Meeting,
-    publisher: &Participant,
-    track: &PublishedTrack,
-) {
-    if track.is_audio() {
-        return;
-    }
-    fence(Ordering::SeqCst);
-    for down in track.down_tracks().iter() {
-        if down.subscriber == MESH_SUBSCRIBER {
-            continue;
-        }
-        let Some(subscriber) = meeting.participant(down.subscriber) else {
-            continue;
-        };
-        let target = track.layer_for(subscriber.view_of(publisher.id, track.id));
-        if target != down.target() {
-            down.set_target(target);
-        }
     }
 }
 

@@ -10,7 +10,6 @@ use videocall_protocol::wire::{
 
 use super::{Joined, World};
 use crate::core::clock::Now;
-use crate::core::session::apply_views_of_new_track;
 use crate::core::unprefixed;
 
 const TRACK: u32 = 1;
@@ -269,10 +268,16 @@ fn a_view_stored_while_its_track_was_announced_still_applies() {
     // The race: small's `ViewTracks` stored its view after the announcement read the views,
     // and looked for the track before it was published.
     assert!(small.session.me.set_view(publisher.id(), TRACK, (300, 170)));
-    apply_views_of_new_track(&publisher.session.meeting, &publisher.session.me, &track);
+    publisher
+        .session
+        .meeting
+        .apply_views_again(publisher.id(), &track);
     assert_eq!(down.target(), Some(0), "the thumbnail's layer");
     // A hidden tile stored the same way gets nothing.
     assert!(small.session.me.set_view(publisher.id(), TRACK, (0, 0)));
-    apply_views_of_new_track(&publisher.session.meeting, &publisher.session.me, &track);
+    publisher
+        .session
+        .meeting
+        .apply_views_again(publisher.id(), &track);
     assert_eq!(down.target(), None);
 }

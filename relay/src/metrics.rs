@@ -534,23 +534,14 @@ impl Metrics {
             layer,
             layer_packets: 0,
             depths: Default::default(),
+            written: None,
         }
-    }
-
-    /// Counts one media packet written to a subscriber's connection, `received_at` being when
-    /// the relay received it. Every transport's write of media counts here or in a writer's
-    /// [`MediaWrites`] (the same counters, added per batch), and nowhere else.
-    pub fn media_written(&self, audio: bool, bytes: usize, received_at: std::time::Instant) {
-        let counters = self.media_out(audio);
-        counters.packets.inc();
-        counters.bytes.inc_by(bytes as u64);
-        self.fanout_latency
-            .observe(received_at.elapsed().as_secs_f64());
     }
 
     /// A writer's own tally of media written, added to these metrics once per batch
     /// ([`MediaWrites::flush`]): counting a packet then touches no counter shared with the
-    /// other writers' threads.
+    /// other writers' threads. Every transport's write of media counts in one of these (a
+    /// writer's, or a fan-out's [`FanOutTally::written`]), and nowhere else.
     pub fn media_writes(&self) -> MediaWrites {
         MediaWrites {
             audio: (self.out_audio.packets.local(), self.out_audio.bytes.local()),
@@ -625,12 +616,33 @@ impl Metrics {
 }
 
 /// What one fan-out queued: subscriber queue depths (per transport) and video packets of its
-/// layer, added to the relay's metrics when dropped ([`Metrics::fan_out_tally`]).
+/// layer, and what it wrote at once; added to the relay's metrics when dropped
+/// ([`Metrics::fan_out_tally`]).
 pub struct FanOutTally<'a> {
     metrics: &'a Metrics,
     layer: u32,
     layer_packets: u64,
     depths: [Option<LocalHistogram>; TransportKind::COUNT],
+    written: Option<WrittenAtOnce>,
+}
+
+/// Packets a fan-out handed to connections itself, all received at `received_at`: their
+/// fan-out latency is observed once, when the tally ends (one clock read per fan-out).
+struct WrittenAtOnce {
+    writes: MediaWrites,
+    received_at: Instant,
+    packets: u64,
+}
+
+impl WrittenAtOnce {
+    /// Observes the latency of the packets counted so far, as of now.
+    fn observe(&mut self) {
+        let now = Instant::now();
+        for _ in 0..self.packets {
+            self.writes.observe_latency(self.received_at, now);
+        }
+        self.packets = 0;
+    }
 }
 
 impl FanOutTally<'_> {
@@ -646,6 +658,23 @@ impl FanOutTally<'_> {
     pub fn layer_packet(&mut self) {
         self.layer_packets += 1;
     }
+
+    /// A packet of `bytes`, received at `received_at`, was handed to a subscriber's
+    /// connection at once ([`Offer::Written`](crate::core::Offer::Written)).
+    pub fn written(&mut self, audio: bool, bytes: usize, received_at: Instant) {
+        let metrics = self.metrics;
+        let written = self.written.get_or_insert_with(|| WrittenAtOnce {
+            writes: metrics.media_writes(),
+            received_at,
+            packets: 0,
+        });
+        if written.received_at != received_at {
+            written.observe();
+            written.received_at = received_at;
+        }
+        written.writes.count(audio, bytes);
+        written.packets += 1;
+    }
 }
 
 impl Drop for FanOutTally<'_> {
@@ -655,12 +684,16 @@ impl Drop for FanOutTally<'_> {
                 counter.inc_by(self.layer_packets);
             }
         }
+        if let Some(written) = &mut self.written {
+            written.observe();
+            written.writes.flush();
+        }
         // The local histograms add themselves when dropped.
     }
 }
 
 /// One writer's count of media written since its last [`flush`](MediaWrites::flush): the same
-/// counters and fan-out latency as [`Metrics::media_written`], kept locally.
+/// relay's media-out counters and fan-out latency, kept locally.
 pub struct MediaWrites {
     audio: (LocalIntCounter, LocalIntCounter),
     video: (LocalIntCounter, LocalIntCounter),
@@ -671,9 +704,19 @@ impl MediaWrites {
     /// Counts one media packet of `bytes` written at `now`, received by the relay at
     /// `received_at`.
     pub fn written(&self, audio: bool, bytes: usize, received_at: Instant, now: Instant) {
+        self.count(audio, bytes);
+        self.observe_latency(received_at, now);
+    }
+
+    /// Counts one media packet of `bytes` written.
+    fn count(&self, audio: bool, bytes: usize) {
         let (packets, byte_count) = if audio { &self.audio } else { &self.video };
         packets.inc();
         byte_count.inc_by(bytes as u64);
+    }
+
+    /// Observes the fan-out latency of one packet written at `now`.
+    fn observe_latency(&self, received_at: Instant, now: Instant) {
         self.latency
             .observe(now.saturating_duration_since(received_at).as_secs_f64());
     }
@@ -718,5 +761,34 @@ mod tests {
         assert_eq!(line(&text, layer), Some(format!("{layer} 2").as_str()));
         let mesh = r#"videocall_relay_queue_depth_count{transport="mesh",relay_id="tally"}"#;
         assert_eq!(line(&text, mesh), Some(format!("{mesh} 1").as_str()));
+    }
+
+    #[test]
+    fn what_a_fan_out_wrote_at_once_counts_when_its_tally_ends() {
+        let metrics = Metrics::new("written").expect("metrics");
+        let packets = r#"videocall_relay_packets_out_total{kind="audio",relay_id="written"}"#;
+        let bytes = r#"videocall_relay_bytes_out_total{kind="audio",relay_id="written"}"#;
+        let latency = r#"videocall_relay_fanout_latency_seconds_count{relay_id="written"}"#;
+        let latency_sum = r#"videocall_relay_fanout_latency_seconds_sum{relay_id="written"}"#;
+        let received_at = Instant::now() - std::time::Duration::from_millis(5);
+        {
+            let mut tally = metrics.fan_out_tally(0);
+            tally.written(true, 100, received_at);
+            tally.written(true, 60, received_at);
+            // A packet received at another time has its own latency.
+            tally.written(true, 40, received_at + std::time::Duration::from_millis(1));
+            let text = metrics.render();
+            assert_eq!(line(&text, packets), Some(format!("{packets} 0").as_str()));
+        }
+        let text = metrics.render();
+        assert_eq!(line(&text, packets), Some(format!("{packets} 3").as_str()));
+        assert_eq!(line(&text, bytes), Some(format!("{bytes} 200").as_str()));
+        assert_eq!(line(&text, latency), Some(format!("{latency} 3").as_str()));
+        // Each written packet's latency: at least the 5 and 4 ms since it was received.
+        let sum: f64 = line(&text, latency_sum)
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .expect("latency sum");
+        assert!((0.014..1.0).contains(&sum), "latency sum {sum}");
     }
 }

@@ -39,11 +39,14 @@ pub fn unprefixed(frame: &Bytes) -> Bytes {
 /// Result of offering a frame to a sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
-    /// Queued or sent.
+    /// Queued.
     Accepted {
-        /// Queue depth seen before queuing (0 for datagrams).
+        /// Queue depth seen before queuing.
         depth: usize,
     },
+    /// Handed to the connection at once (a datagram, no queue): the offerer counts it as
+    /// written ([`FanOutTally::written`](crate::metrics::FanOutTally::written)).
+    Written,
     /// The queue (or the subscriber's byte budget) is full.
     Full,
     /// The subscriber is gone.

@@ -378,16 +378,10 @@ impl DownTrack {
             audio: self.audio,
         };
         match self.sink.offer(out) {
-            Offer::Accepted { depth } => {
-                tally.queued(self.transport, depth);
-                if !gated && waiting {
-                    self.getting.store(0, Ordering::Relaxed);
-                }
-                if moved {
-                    Delivery::Moved
-                } else {
-                    Delivery::Queued
-                }
+            Offer::Accepted { depth } => self.accepted(depth, gated, waiting, moved, tally),
+            Offer::Written => {
+                tally.written(self.audio, frame.len(), received_at);
+                self.accepted(0, gated, waiting, moved, tally)
             }
             Offer::Full if self.subscriber == MESH_SUBSCRIBER => {
                 if !self.audio {
@@ -401,6 +395,26 @@ impl DownTrack {
                 Delivery::Dropped(DropReason::VideoQueueFull)
             }
             Offer::Closed => Delivery::Dropped(DropReason::SubscriberGone),
+        }
+    }
+
+    /// The sink took the packet (`depth` queued before it).
+    fn accepted(
+        &self,
+        depth: usize,
+        gated: bool,
+        waiting: bool,
+        moved: bool,
+        tally: &mut FanOutTally<'_>,
+    ) -> Delivery {
+        tally.queued(self.transport, depth);
+        if !gated && waiting {
+            self.getting.store(0, Ordering::Relaxed);
+        }
+        if moved {
+            Delivery::Moved
+        } else {
+            Delivery::Queued
         }
     }
 }

@@ -116,7 +116,7 @@ impl Outbox {
         &self,
         slot: Option<Slot>,
         out: Outgoing,
-        send_now: Option<&dyn Fn(Outgoing) -> Result<(), Outgoing>>,
+        send_now: Option<&dyn Fn(Outgoing) -> Result<Offer, Outgoing>>,
     ) -> Offer {
         let bytes = out.frame.len();
         let mut queues = self.lock();
@@ -133,7 +133,7 @@ impl Outbox {
                     if queues.audio.is_empty() && !self.audio_in_hand.load(Ordering::Acquire) {
                         drop(queues);
                         match send_now(out) {
-                            Ok(()) => return Offer::Accepted { depth: 0 },
+                            Ok(offer) => return offer,
                             Err(refused) => out = refused,
                         }
                         queues = self.lock();
@@ -287,12 +287,13 @@ pub(crate) struct OutboxSink {
 impl OutboxSink {
     /// Offers audio, handing it to `send_now` at once when none of the subscriber's audio
     /// waits in the outbox or the writer (so no wake-up of the writer, and no packet
-    /// overtaken); `send_now` gives back what it could not send, which is queued. Video is
+    /// overtaken); `send_now` answers for what it sent ([`Offer::Written`], or
+    /// [`Offer::Closed`]) and gives back what it could not send, which is queued. Video is
     /// queued as by [`MediaSink::offer`].
     pub(crate) fn offer_or_send(
         &self,
         out: Outgoing,
-        send_now: &dyn Fn(Outgoing) -> Result<(), Outgoing>,
+        send_now: &dyn Fn(Outgoing) -> Result<Offer, Outgoing>,
     ) -> Offer {
         self.outbox.offer(self.slot, out, Some(send_now))
     }
@@ -499,13 +500,13 @@ mod tests {
         let sent = std::cell::RefCell::new(Vec::new());
         let send = |out: Outgoing| {
             sent.borrow_mut().push(seq(&out));
-            Ok(())
+            Ok(Offer::Written)
         };
         let refuse = |out: Outgoing| Err(out);
-        assert!(matches!(
+        assert_eq!(
             audio.offer_or_send(frame(1, 0, false, true), &send),
-            Offer::Accepted { .. }
-        ));
+            Offer::Written
+        );
         // A packet the sender refuses (too large for a datagram) is queued for the writer,
         // and what follows it queues behind it.
         audio.offer_or_send(frame(1, 1, false, true), &refuse);

@@ -27,7 +27,6 @@ use crate::core::{
 };
 use crate::driver::{drive, ClientLink, FirstFrame, Inbound};
 use crate::ids::TransportKind;
-use crate::metrics::Metrics;
 use crate::reason::{CloseReason, Refusal};
 use crate::state::RelayState;
 use videocall_protocol::envelope::envelope;
@@ -112,7 +111,6 @@ struct StreamsOutlet {
     control: mpsc::Sender<Bytes>,
     connection: Connection,
     outbox: Arc<Outbox>,
-    metrics: Metrics,
     closing: CancellationToken,
 }
 
@@ -127,7 +125,6 @@ impl Outlet for StreamsOutlet {
             Box::new(DatagramSink {
                 sink,
                 connection: self.connection.clone(),
-                metrics: self.metrics.clone(),
             })
         } else {
             Box::new(sink)
@@ -156,27 +153,21 @@ impl Outlet for StreamsOutlet {
 }
 
 /// Audio: a datagram at once when none of the subscriber's audio waits (no wake-up of its
-/// writer), else into its outbox behind the rest.
+/// writer; the fan-out counts it as written), else into its outbox behind the rest.
 struct DatagramSink {
     sink: OutboxSink,
     connection: Connection,
-    metrics: Metrics,
 }
 
 impl MediaSink for DatagramSink {
     fn offer(&self, out: Outgoing) -> Offer {
-        self.sink.offer_or_send(out, &|out| {
-            match send_datagram(&self.connection, out) {
-                Ok(out) => {
-                    self.metrics
-                        .media_written(true, out.frame.len(), out.received_at);
-                    Ok(())
-                }
+        self.sink
+            .offer_or_send(out, &|out| match send_datagram(&self.connection, out) {
+                Ok(_) => Ok(Offer::Written),
                 // The writer sends it on a stream, or finds the connection gone.
                 Err(DatagramRefused::Unfit(out)) => Err(out),
-                Err(DatagramRefused::NotConnected) => Ok(()),
-            }
-        })
+                Err(DatagramRefused::NotConnected) => Ok(Offer::Closed),
+            })
     }
 }
 
@@ -225,7 +216,6 @@ impl ClientLink for StreamsLink {
             control,
             connection: self.connection.clone(),
             outbox,
-            metrics: state.metrics().clone(),
             closing: closing.clone(),
         })
     }

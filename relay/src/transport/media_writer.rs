@@ -21,6 +21,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use wtransport::{Connection, SendStream, VarInt};
 
+use super::datagram::{send_datagram, DatagramHeader, DatagramRefused};
 use super::outbox::{Outbox, Ready, Slot};
 use crate::core::Outgoing;
 use crate::metrics::{MediaWrites, Metrics};
@@ -42,6 +43,7 @@ pub(crate) async fn write_media(
     closing: CancellationToken,
 ) {
     let mut writer = MediaWriter {
+        header: DatagramHeader::of(&connection),
         connection,
         outbox: outbox.clone(),
         writes: metrics.media_writes(),
@@ -65,6 +67,8 @@ pub(crate) async fn write_media(
 
 struct MediaWriter {
     connection: Connection,
+    /// What goes before each datagram of this session.
+    header: Option<DatagramHeader>,
     outbox: Arc<Outbox>,
     /// What it wrote, added to the relay's metrics once per wake-up.
     writes: MediaWrites,
@@ -191,7 +195,7 @@ impl MediaWriter {
     }
 
     fn send_audio(&mut self, out: Outgoing) -> Result<(), WriterError> {
-        match send_datagram(&self.connection, out) {
+        match send_datagram(&self.connection, self.header, out) {
             Ok(out) => {
                 self.writes
                     .written(true, out.frame.len(), out.received_at, self.now);
@@ -384,30 +388,6 @@ impl TrackWriter {
         }
         self.on_stream = 0;
         self.skip_to_keyframe = !self.audio;
-    }
-}
-
-/// Why an audio frame did not go as a datagram.
-pub(crate) enum DatagramRefused {
-    /// Too large for a datagram, or the peer takes none: it goes on a stream.
-    Unfit(Outgoing),
-    /// The connection is gone.
-    NotConnected,
-}
-
-/// Sends `out` as one datagram (the envelope without its length prefix); gives it back, sent,
-/// for the caller to count.
-pub(crate) fn send_datagram(
-    connection: &Connection,
-    out: Outgoing,
-) -> Result<Outgoing, DatagramRefused> {
-    use wtransport::error::SendDatagramError;
-    match connection.send_datagram(out.unprefixed()) {
-        Ok(()) => Ok(out),
-        Err(SendDatagramError::TooLarge | SendDatagramError::UnsupportedByPeer) => {
-            Err(DatagramRefused::Unfit(out))
-        }
-        Err(SendDatagramError::NotConnected) => Err(DatagramRefused::NotConnected),
     }
 }
 

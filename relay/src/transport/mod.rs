@@ -2,6 +2,7 @@
 //! driver's `ClientLink` (reading) and the core's `Outlet` and `MediaSink` (writing).
 
 pub mod cid;
+mod datagram;
 mod media_writer;
 mod outbox;
 mod queue;

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use wtransport::endpoint::{endpoint_side::Server, IncomingSession};
 use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
-use super::media_writer::{send_datagram, write_media, DatagramRefused};
+use super::datagram::{send_datagram, DatagramHeader, DatagramRefused};
+use super::media_writer::write_media;
 use super::outbox::{Outbox, OutboxSink};
 use super::queue::send_control;
 use crate::client_address::{webtransport_client, ClientKey};
@@ -125,6 +126,7 @@ impl Outlet for StreamsOutlet {
             Box::new(DatagramSink {
                 sink,
                 connection: self.connection.clone(),
+                header: DatagramHeader::of(&self.connection),
             })
         } else {
             Box::new(sink)
@@ -157,17 +159,20 @@ impl Outlet for StreamsOutlet {
 struct DatagramSink {
     sink: OutboxSink,
     connection: Connection,
+    header: Option<DatagramHeader>,
 }
 
 impl MediaSink for DatagramSink {
     fn offer(&self, out: Outgoing) -> Offer {
-        self.sink
-            .offer_or_send(out, &|out| match send_datagram(&self.connection, out) {
+        self.sink.offer_or_send(
+            out,
+            &|out| match send_datagram(&self.connection, self.header, out) {
                 Ok(_) => Ok(Offer::Written),
                 // The writer sends it on a stream, or finds the connection gone.
                 Err(DatagramRefused::Unfit(out)) => Err(out),
                 Err(DatagramRefused::NotConnected) => Ok(Offer::Closed),
-            })
+            },
+        )
     }
 }
 

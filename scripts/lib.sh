@@ -26,9 +26,39 @@ need_apt() {
   fi
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on now.
+# A port on 127.0.0.1 that nothing uses now, for TCP and UDP alike.
+#
+# The port is below the kernel's ephemeral range (ip_local_port_range), free for TCP and UDP
+# when picked, and not handed out before by this shell: a port the kernel picks for bind(0)
+# comes from the ephemeral range, where an outgoing connection (a kubelet's watch, say) can take
+# it before the server it was meant for starts, which then fails to bind on every restart.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 - "${TMPDIR:-/tmp}/videocall-free-ports.$$" <<'PY'
+import random, socket, sys
+handed_out = sys.argv[1]
+try:
+    taken = set(open(handed_out).read().split())
+except FileNotFoundError:
+    taken = set()
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+candidates = range(10000, low) if low > 11000 else range(low + 20000, 65536)
+for _ in range(2000):
+    port = random.choice(candidates)
+    if str(port) in taken:
+        continue
+    try:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    with open(handed_out, "a") as f:
+        f.write(f"{port}\n")
+    print(port)
+    break
+else:
+    sys.exit("free_port: no free loopback port found")
+PY
 }
 
 # wait_for WHAT SECONDS COMMAND...: runs COMMAND until it succeeds, at most SECONDS.

@@ -267,17 +267,16 @@ fn a_view_stored_while_its_track_was_announced_still_applies() {
     assert_eq!(down.target(), Some(2), "no view yet: the largest layer");
     // The race: small's `ViewTracks` stored its view after the announcement read the views,
     // and looked for the track before it was published.
-    assert!(small.session.me.set_view(publisher.id(), TRACK, (300, 170)));
-    publisher
-        .session
-        .meeting
-        .apply_views_again(publisher.id(), &track);
+    let store_late_view = |size| {
+        assert!(small.session.me.set_view(publisher.id(), TRACK, size));
+        publisher
+            .session
+            .meeting
+            .apply_views_again(publisher.id(), &track);
+    };
+    store_late_view((300, 170));
     assert_eq!(down.target(), Some(0), "the thumbnail's layer");
     // A hidden tile stored the same way gets nothing.
-    assert!(small.session.me.set_view(publisher.id(), TRACK, (0, 0)));
-    publisher
-        .session
-        .meeting
-        .apply_views_again(publisher.id(), &track);
+    store_late_view((0, 0));
     assert_eq!(down.target(), None);
 }

@@ -9,7 +9,9 @@
 //! - `tcp`: one `write` of a WebSocket binary frame per subscriber socket;
 //! - `udp`: one `sendto` of a datagram per subscriber, from one socket (as a QUIC endpoint);
 //! - `udp-sealed`: the same, each datagram first sealed with AES-128-GCM and its header masked,
-//!   as QUIC protects a packet (no QUIC state, no ACKs: still below what QUIC costs).
+//!   as QUIC protects a packet (no QUIC state, no ACKs: still below what QUIC costs);
+//! - `quinn-proto` and `quinn`: real QUIC connections, datagrams, ACKs and all, driven by hand on
+//!   one thread or by quinn's tasks (`quic.rs`).
 //!
 //! ```sh
 //! cargo build --release -p videocall-loadgen --bin send-floor
@@ -18,13 +20,16 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use ring::aead::{self, quic, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::aead::{self, quic as header_protection, Aad, LessSafeKey, Nonce, UnboundKey};
 use videocall_testkit::{cpu_seconds, ChildGuard};
+
+mod quic;
 
 #[derive(Debug, Parser)]
 #[command(about = "Kernel floor of a sender's CPU per packet written to N loopback subscribers")]
@@ -47,12 +52,25 @@ struct Cli {
     /// Unmeasured seconds first.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
+    /// QUIC modes: ask each subscriber to acknowledge after this many packets (the ACK
+    /// frequency extension; 1 is QUIC's usual every other packet, unasked).
+    #[arg(long, default_value_t = 1)]
+    quic_ack_threshold: u32,
+    /// QUIC modes, with `--quic-ack-threshold` above 1: the longest a subscriber may hold an ACK.
+    #[arg(long, default_value_t = 25)]
+    quic_max_ack_delay_ms: u64,
     /// Internal: be the subscribers of a TCP sender at this address.
     #[arg(long, hide = true)]
     subscribe_tcp: Option<SocketAddr>,
     /// Internal: be N UDP subscribers, printing their ports.
     #[arg(long, hide = true)]
     subscribe_udp: bool,
+    /// Internal: be N QUIC subscribers of a sender at this address.
+    #[arg(long, hide = true, requires = "certificate")]
+    subscribe_quic: Option<SocketAddr>,
+    /// Internal: the QUIC sender's certificate (DER), for `--subscribe-quic`.
+    #[arg(long, hide = true)]
+    certificate: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,6 +78,8 @@ enum Mode {
     Tcp,
     Udp,
     UdpSealed,
+    QuinnProto,
+    Quinn,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,8 +90,17 @@ fn main() -> anyhow::Result<()> {
     if cli.subscribe_udp {
         return subscribe_udp(cli.subscribers);
     }
+    if let (Some(server), Some(certificate)) = (cli.subscribe_quic, &cli.certificate) {
+        return quic::subscribe(server, certificate, cli.subscribers);
+    }
     let modes = if cli.mode.is_empty() {
-        vec![Mode::Tcp, Mode::Udp, Mode::UdpSealed]
+        vec![
+            Mode::Tcp,
+            Mode::Udp,
+            Mode::UdpSealed,
+            Mode::QuinnProto,
+            Mode::Quinn,
+        ]
     } else {
         cli.mode.clone()
     };
@@ -84,6 +113,8 @@ fn main() -> anyhow::Result<()> {
             Mode::Tcp => send_tcp(&cli)?,
             Mode::Udp => send_udp(&cli, false)?,
             Mode::UdpSealed => send_udp(&cli, true)?,
+            Mode::QuinnProto => quic::send_quinn_proto(&cli)?,
+            Mode::Quinn => quic::send_quinn(&cli)?,
         };
         let seconds = cli.seconds as f64;
         println!(
@@ -101,11 +132,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Runs `send_all` (a packet to every subscriber) once per tick, for the warm-up and then the
-/// measured seconds;
+/// measured seconds, and `wait_until` (the next tick) between ticks;
 /// returns the packets sent and this process's CPU seconds while measuring.
 fn tick(
     cli: &Cli,
     mut send_all: impl FnMut() -> anyhow::Result<usize>,
+    mut wait_until: impl FnMut(Instant) -> anyhow::Result<()>,
 ) -> anyhow::Result<(u64, f64)> {
     let period = Duration::from_secs_f64(1.0 / f64::from(cli.rate.max(1)));
     let me = std::process::id();
@@ -116,10 +148,7 @@ fn tick(
     let mut cpu_before = None;
     let mut packets = 0u64;
     while next < end {
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        }
+        wait_until(next)?;
         if cpu_before.is_none() && next >= measured_from {
             cpu_before = Some(cpu_seconds(me));
         }
@@ -167,12 +196,16 @@ fn send_tcp(cli: &Cli) -> anyhow::Result<(u64, f64)> {
     let mut frame = vec![0x82, 126];
     frame.extend_from_slice(&(cli.bytes as u16).to_be_bytes());
     frame.resize(4 + cli.bytes, 0x5a);
-    tick(cli, || {
-        for socket in &mut sockets {
-            socket.write_all(&frame)?;
-        }
-        Ok(sockets.len())
-    })
+    tick(
+        cli,
+        || {
+            for socket in &mut sockets {
+                socket.write_all(&frame)?;
+            }
+            Ok(sockets.len())
+        },
+        sleep_until,
+    )
 }
 
 fn send_udp(cli: &Cli, sealed: bool) -> anyhow::Result<(u64, f64)> {
@@ -205,23 +238,33 @@ fn send_udp(cli: &Cli, sealed: bool) -> anyhow::Result<(u64, f64)> {
     let seal = Seal::new()?;
     let mut packet = vec![0x5a; cli.bytes];
     let mut number = 0u64;
-    tick(cli, || {
-        for target in &targets {
-            if sealed {
-                number += 1;
-                seal.protect(number, &mut packet)?;
+    tick(
+        cli,
+        || {
+            for target in &targets {
+                if sealed {
+                    number += 1;
+                    seal.protect(number, &mut packet)?;
+                }
+                socket.send_to(&packet, target)?;
             }
-            socket.send_to(&packet, target)?;
-        }
-        Ok(targets.len())
-    })
+            Ok(targets.len())
+        },
+        sleep_until,
+    )
+}
+
+/// Sleeps until `deadline`: the wait between ticks of a sender that reads nothing.
+fn sleep_until(deadline: Instant) -> anyhow::Result<()> {
+    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    Ok(())
 }
 
 /// QUIC's packet protection, without QUIC: AES-128-GCM over the payload (its tag replacing
 /// the last 16 bytes, so the size stays) and the header mask from a sample of it.
 struct Seal {
     key: LessSafeKey,
-    header: quic::HeaderProtectionKey,
+    header: header_protection::HeaderProtectionKey,
 }
 
 /// Bytes of the short header that the mask covers and the AEAD takes as associated data.
@@ -232,8 +275,9 @@ impl Seal {
     fn new() -> anyhow::Result<Self> {
         let key = UnboundKey::new(&aead::AES_128_GCM, &[7; 16])
             .map_err(|_| anyhow::anyhow!("AES-128-GCM key"))?;
-        let header = quic::HeaderProtectionKey::new(&quic::AES_128, &[9; 16])
-            .map_err(|_| anyhow::anyhow!("header protection key"))?;
+        let header =
+            header_protection::HeaderProtectionKey::new(&header_protection::AES_128, &[9; 16])
+                .map_err(|_| anyhow::anyhow!("header protection key"))?;
         Ok(Seal {
             key: LessSafeKey::new(key),
             header,

@@ -7,6 +7,7 @@
 #   target/release/relay-bench --scenario meeting50 --transport webtransport --warmup 3 --seconds 20 &
 #   scripts/relay-perf.sh 6 10 /tmp/perf-new        # start after 6 s, sample 10 s
 #   scripts/relay-perf.sh report /tmp/perf-new           # the report again, from its perf.data
+#   PERF_PID=$(pgrep -o -x send-floor) scripts/relay-perf.sh 0 6 /tmp/perf-floor   # another process (its sender, not its subscribers)
 #
 # Needs Debian's linux-perf (installed here when missing).
 set -euo pipefail
@@ -19,7 +20,8 @@ else
   out="${3:-/tmp/relay-perf}"
   mkdir -p "$out"
   sleep "$delay"
-  pid=$(pgrep -n -x videocall-relay) || { echo "no videocall-relay running" >&2; exit 1; }
+  # PERF_PID samples another process the same way (send-floor's QUIC floors, say).
+  pid=${PERF_PID:-$(pgrep -n -x videocall-relay)} || { echo "no videocall-relay running" >&2; exit 1; }
   perf record -q -F 1999 -p "$pid" -o "$out/perf.data" -- sleep "$seconds" 2>/dev/null
 fi
 perf report -i "$out/perf.data" --no-children --sort dso,sym --percent-limit 0.7 --stdio 2>/dev/null |

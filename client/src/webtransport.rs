@@ -112,12 +112,25 @@ fn spawn_track_writer(connection: Connection, audio: bool) -> mpsc::Sender<Track
     tx
 }
 
+/// The client's UDP socket: any address, IPv6 and IPv4 where the system allows both (as
+/// wtransport binds by default), with kernel buffers large enough for a meeting's worth of
+/// video arriving between two reads.
+fn bind_udp() -> Result<std::net::UdpSocket, ClientError> {
+    let any_v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+    let any_v4 = std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+    let buffer = videocall_udp_socket::DEFAULT_BUFFER_BYTES;
+    videocall_udp_socket::bind(any_v6, buffer)
+        .or_else(|_| videocall_udp_socket::bind(any_v4, buffer))
+        .map(|bound| bound.socket)
+        .map_err(|e| ClientError::Connect(format!("UDP socket: {e}")))
+}
+
 /// Connects to the relay and sends `join` first.
 pub(crate) async fn connect(
     options: &ConnectOptions,
     join: Body,
 ) -> Result<(SenderInner, mpsc::Receiver<Event>), ClientError> {
-    let builder = ClientConfig::builder().with_bind_default();
+    let builder = ClientConfig::builder().with_bind_socket(bind_udp()?);
     let mut config = match &options.relay.certificate_sha256 {
         Some(hex_hash) => {
             let bytes = hex::decode(hex_hash.trim())

@@ -308,6 +308,12 @@ pub struct Limits {
     /// ACK for every other packet. Out-of-order packets are still acknowledged at once.
     #[arg(long, env = "RELAY_QUIC_ACK_THRESHOLD", default_value_t = 1)]
     pub quic_ack_threshold: u32,
+
+    /// WebTransport: kernel buffer bytes asked for the UDP socket, each way (0: the kernel's
+    /// default, 208 KiB on Linux). Packets that arrive while it is full are dropped and count
+    /// as loss; the kernel caps the ask at `net.core.rmem_max` / `wmem_max`.
+    #[arg(long, env = "RELAY_UDP_BUFFER_BYTES", default_value_t = videocall_udp_socket::DEFAULT_BUFFER_BYTES)]
+    pub udp_buffer_bytes: usize,
 }
 
 /// Timers.

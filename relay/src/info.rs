@@ -46,4 +46,11 @@ pub struct RelayInfo {
     /// UDP datagrams one receive may return (generic receive offload; 1: none).
     #[serde(default)]
     pub udp_gro_segments: usize,
+    /// The WebTransport socket's receive buffer, as the kernel reports it (Linux: twice
+    /// what it granted).
+    #[serde(default)]
+    pub udp_recv_buffer_bytes: usize,
+    /// The WebTransport socket's send buffer, as the kernel reports it.
+    #[serde(default)]
+    pub udp_send_buffer_bytes: usize,
 }

@@ -144,23 +144,22 @@ pub async fn start_with_bus(
         transport.ack_frequency_config(Some(ack_frequency));
     }
     let server_id = config.server_id();
+    let bind_error = |source| StartError::Bind {
+        what: "WebTransport",
+        addr: config.webtransport_addr,
+        source,
+    };
+    let udp = videocall_udp_socket::bind(config.webtransport_addr, config.limits.udp_buffer_bytes)
+        .map_err(bind_error)?;
     let mut wt_config = ServerConfig::builder()
-        .with_bind_address(config.webtransport_addr)
+        .with_bind_socket(udp.socket)
         .with_custom_transport(identity, transport)
         .build();
     wt_config
         .quic_endpoint_config_mut()
         .cid_generator(move || Box::new(RoutableCidGenerator::new(server_id)));
-    let endpoint = Endpoint::server(wt_config).map_err(|source| StartError::Bind {
-        what: "WebTransport",
-        addr: config.webtransport_addr,
-        source,
-    })?;
-    let webtransport_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
-        what: "WebTransport",
-        addr: config.webtransport_addr,
-        source,
-    })?;
+    let endpoint = Endpoint::server(wt_config).map_err(bind_error)?;
+    let webtransport_addr = endpoint.local_addr().map_err(bind_error)?;
     let offload = crate::udp_offload::probe(webtransport_addr);
     let ws_listener = bind_tcp("WebSocket", config.websocket_addr).await?;
     let websocket_addr = local_addr("WebSocket", &ws_listener, config.websocket_addr)?;
@@ -196,6 +195,8 @@ pub async fn start_with_bus(
         pid: std::process::id(),
         udp_gso_segments: offload.gso_segments,
         udp_gro_segments: offload.gro_segments,
+        udp_recv_buffer_bytes: udp.recv_buffer_bytes,
+        udp_send_buffer_bytes: udp.send_buffer_bytes,
     };
     let ready_file = config.ready_file.clone();
     let metrics = Metrics::new(&config.relay_id)?;
@@ -263,6 +264,7 @@ pub async fn start_with_bus(
         certificate_sha256 = %info.certificate_sha256,
         udp_gso_segments = info.udp_gso_segments,
         udp_gro_segments = info.udp_gro_segments,
+        udp_recv_buffer_bytes = info.udp_recv_buffer_bytes,
         "relay serving"
     );
     Ok(RelayHandle { state, info, tasks })

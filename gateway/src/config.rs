@@ -70,6 +70,12 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_FLOW_QUEUE", default_value_t = 1024)]
     pub flow_queue: usize,
 
+    /// Kernel buffer bytes asked for each UDP socket (the public QUIC socket and each flow's
+    /// upstream socket), each way; 0 leaves the kernel's default (208 KiB on Linux), which
+    /// datagrams arriving faster than they are read overflow. Capped by `net.core.rmem_max`.
+    #[arg(long, env = "GATEWAY_UDP_BUFFER_BYTES", default_value_t = videocall_udp_socket::DEFAULT_BUFFER_BYTES)]
+    pub udp_buffer_bytes: usize,
+
     /// Write a JSON file with the bound addresses once serving.
     #[arg(long, env = "GATEWAY_READY_FILE")]
     pub ready_file: Option<PathBuf>,

@@ -110,6 +110,10 @@ pub async fn start_on_sockets(
         socket
             .set_nonblocking(true)
             .map_err(bind_error("QUIC", addr))?;
+        let (recv_buffer_bytes, _) =
+            videocall_udp_socket::set_buffers(&socket, config.udp_buffer_bytes)
+                .map_err(bind_error("QUIC", addr))?;
+        tracing::debug!(%addr, recv_buffer_bytes, "QUIC socket buffers");
         quic_sockets.push((
             addr,
             UdpSocket::from_std(socket).map_err(bind_error("QUIC", addr))?,
@@ -144,6 +148,7 @@ pub async fn start_on_sockets(
         idle_timeout: config.flow_idle_timeout(),
         max_flows: config.max_flows,
         queue: config.flow_queue,
+        udp_buffer_bytes: config.udp_buffer_bytes,
     };
     let mut tasks = JoinSet::new();
     // A client's datagrams always arrive on one socket: each has a router of its own.

@@ -34,6 +34,8 @@ pub struct FlowLimits {
     pub max_flows: usize,
     /// Datagrams queued per flow.
     pub queue: usize,
+    /// Kernel buffer bytes asked for each flow's upstream socket (0: the default).
+    pub udp_buffer_bytes: usize,
 }
 
 struct Flow {
@@ -96,10 +98,13 @@ impl Flows {
             client,
             server,
             rx,
-            self.public.clone(),
-            self.backends.clone(),
-            self.metrics.clone(),
-            self.failed.clone(),
+            FlowShared {
+                public: self.public.clone(),
+                backends: self.backends.clone(),
+                metrics: self.metrics.clone(),
+                failed: self.failed.clone(),
+                udp_buffer_bytes: self.limits.udp_buffer_bytes,
+            },
         ));
         Flow {
             to_relay: tx,
@@ -210,15 +215,31 @@ pub async fn serve(
     }
 }
 
+/// What every flow's task shares with the gateway.
+struct FlowShared {
+    /// The public QUIC socket, replies to the client go out on.
+    public: Arc<UdpSocket>,
+    backends: Arc<Backends>,
+    metrics: Metrics,
+    /// Where a flow says its relay could not be reached.
+    failed: mpsc::UnboundedSender<ServerId>,
+    /// Kernel buffer bytes asked for the upstream socket.
+    udp_buffer_bytes: usize,
+}
+
 async fn run_flow(
     client: SocketAddr,
     server: ServerId,
     mut from_client: mpsc::Receiver<Bytes>,
-    public: Arc<UdpSocket>,
-    backends: Arc<Backends>,
-    metrics: Metrics,
-    failed: mpsc::UnboundedSender<ServerId>,
+    shared: FlowShared,
 ) {
+    let FlowShared {
+        public,
+        backends,
+        metrics,
+        failed,
+        udp_buffer_bytes,
+    } = shared;
     let relay = match backends.resolve(server, Listener::Quic).await {
         Ok(addr) => addr,
         Err(error) => {
@@ -241,6 +262,9 @@ async fn run_flow(
             return;
         }
     };
+    if let Err(error) = videocall_udp_socket::set_buffers(&upstream, udp_buffer_bytes) {
+        tracing::warn!(%client, %error, "upstream socket buffers left as the kernel's");
+    }
     if let Err(error) = upstream.connect(relay).await {
         tracing::warn!(%client, %relay, %error, "cannot reach relay");
         return;

@@ -11,8 +11,9 @@
 #![warn(missing_docs)]
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 /// Kernel buffer bytes asked for by default, each way: room for about 2,800 full-size QUIC
 /// packets, 30 ms of a 50-person meeting's media arriving at a relay.
@@ -35,11 +36,24 @@ pub struct BoundUdpSocket {
 /// (raise `net.core.rmem_max` and `wmem_max`), not an error: the socket still works.
 pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<BoundUdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.bind(&addr.into())?;
+    let socket = UdpSocket::from(socket);
+    let (recv_buffer_bytes, send_buffer_bytes) = set_buffers(&socket, buffer_bytes)?;
+    Ok(BoundUdpSocket {
+        socket,
+        recv_buffer_bytes,
+        send_buffer_bytes,
+    })
+}
+
+/// Asks for `buffer_bytes` of receive and send buffer on a socket bound elsewhere (0: leaves
+/// them); returns the receive and send buffers the kernel reports, logging a cap as [`bind`].
+pub fn set_buffers<S: AsFd>(socket: &S, buffer_bytes: usize) -> std::io::Result<(usize, usize)> {
+    let socket = SockRef::from(socket);
     if buffer_bytes > 0 {
         socket.set_recv_buffer_size(buffer_bytes)?;
         socket.set_send_buffer_size(buffer_bytes)?;
     }
-    socket.bind(&addr.into())?;
     let recv_buffer_bytes = socket.recv_buffer_size()?;
     let send_buffer_bytes = socket.send_buffer_size()?;
     // Linux reports double what it grants; other systems report what they grant.
@@ -52,7 +66,7 @@ pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<BoundUdpSo
     };
     if granted(recv_buffer_bytes) < buffer_bytes || granted(send_buffer_bytes) < buffer_bytes {
         tracing::warn!(
-            %addr,
+            addr = ?socket.local_addr().ok().and_then(|addr| addr.as_socket()),
             asked = buffer_bytes,
             recv_buffer_bytes,
             send_buffer_bytes,
@@ -61,11 +75,7 @@ pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<BoundUdpSo
              than they are read are dropped sooner"
         );
     }
-    Ok(BoundUdpSocket {
-        socket: socket.into(),
-        recv_buffer_bytes,
-        send_buffer_bytes,
-    })
+    Ok((recv_buffer_bytes, send_buffer_bytes))
 }
 
 #[cfg(test)]
@@ -113,6 +123,19 @@ mod tests {
             // Linux reports double the default it grants.
             assert!(bound.recv_buffer_bytes <= 2 * default);
         }
+    }
+
+    #[test]
+    fn a_socket_bound_elsewhere_gets_its_buffers_too() {
+        let socket = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+        let before = SockRef::from(&socket).recv_buffer_size().expect("size");
+        let asked = 1024 * 1024;
+        let (recv, _send) = set_buffers(&socket, asked).expect("buffers");
+        assert!(
+            recv >= asked.min(kernel_cap("rmem_max")),
+            "{recv} for {asked}"
+        );
+        assert!(recv >= before);
     }
 
     #[test]

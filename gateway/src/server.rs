@@ -29,6 +29,10 @@ pub struct GatewayInfo {
     pub admin_addr: SocketAddr,
     /// Process id.
     pub pid: u32,
+    /// The public QUIC socket's receive buffer, as the kernel reports it (Linux: twice what it
+    /// granted of `--udp-buffer-bytes`).
+    #[serde(default)]
+    pub quic_recv_buffer_bytes: usize,
 }
 
 /// Why a gateway did not start.
@@ -103,6 +107,7 @@ pub async fn start_on_sockets(
 ) -> Result<GatewayHandle, StartError> {
     let bind_error = |what, addr| move |source| StartError::Bind { what, addr, source };
     let mut quic_sockets = Vec::with_capacity(quic.len());
+    let mut quic_recv_buffer_bytes = 0;
     for socket in quic {
         let addr = socket
             .local_addr()
@@ -113,7 +118,9 @@ pub async fn start_on_sockets(
         let (recv_buffer_bytes, _) =
             videocall_udp_socket::set_buffers(&socket, config.udp_buffer_bytes)
                 .map_err(bind_error("QUIC", addr))?;
-        tracing::debug!(%addr, recv_buffer_bytes, "QUIC socket buffers");
+        if quic_sockets.is_empty() {
+            quic_recv_buffer_bytes = recv_buffer_bytes;
+        }
         quic_sockets.push((
             addr,
             UdpSocket::from_std(socket).map_err(bind_error("QUIC", addr))?,
@@ -188,11 +195,18 @@ pub async fn start_on_sockets(
         http_addr,
         admin_addr,
         pid: std::process::id(),
+        quic_recv_buffer_bytes,
     };
     if let Some(path) = &config.ready_file {
         write_ready_file(path, &info).map_err(StartError::ReadyFile)?;
     }
-    tracing::info!(quic = %quic_addr, http = %http_addr, admin = %admin_addr, "gateway serving");
+    tracing::info!(
+        quic = %quic_addr,
+        http = %http_addr,
+        admin = %admin_addr,
+        quic_recv_buffer_bytes,
+        "gateway serving"
+    );
     Ok(GatewayHandle {
         info,
         shutdown,

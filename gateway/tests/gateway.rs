@@ -31,10 +31,7 @@ async fn quic_connections_reach_the_relay_their_server_name_names() {
     let gateway = Gateway::start(&relays.spec(), "127.0.0.1:0", "127.0.0.1:0").await;
     // Its public socket asked for more than the kernel's default buffer (which Linux reports
     // as is; a granted ask, even one capped at net.core.rmem_max, it reports doubled).
-    let default = std::fs::read_to_string("/proc/sys/net/core/rmem_default")
-        .ok()
-        .and_then(|text| text.trim().parse::<usize>().ok());
-    if let Some(default) = default {
+    if let Some(default) = videocall_testkit::net_core_setting("rmem_default") {
         assert!(
             gateway.info.quic_recv_buffer_bytes > default,
             "QUIC receive buffer {} against the default {default}",

@@ -285,12 +285,7 @@ async fn the_relays_udp_socket_has_the_buffers_it_asks_for() {
     // The kernel's default (208 KiB) overflowed at meeting-50 and 1 -> 500 in relay-bench: the
     // dropped packets were QUIC loss. The relay asks for 4 MiB unless told otherwise, which
     // the kernel grants up to net.core.rmem_max and reports doubled.
-    let cap = |name: &str| {
-        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
-            .ok()
-            .and_then(|text| text.trim().parse::<usize>().ok())
-            .unwrap_or(usize::MAX)
-    };
+    let cap = |name: &str| videocall_testkit::net_core_setting(name).unwrap_or(usize::MAX);
     let asked = videocall_udp_socket::DEFAULT_BUFFER_BYTES;
     let relay = RelayProcess::start(&[]).await;
     assert!(

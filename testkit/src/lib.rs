@@ -124,6 +124,14 @@ pub async fn wait_for_json<T: DeserializeOwned>(
     }
 }
 
+/// A socket-buffer setting of this machine's kernel, `/proc/sys/net/core/<name>` (`rmem_max`,
+/// `wmem_max`, `rmem_default`…); `None` where the system does not say.
+pub fn net_core_setting(name: &str) -> Option<usize> {
+    std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+}
+
 /// CPU time (user + system) of a process, in seconds.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

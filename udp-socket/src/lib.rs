@@ -13,10 +13,15 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-/// Kernel buffer bytes asked for by default, each way: room for about 2,800 full-size QUIC
-/// packets, 30 ms of a 50-person meeting's media arriving at a relay.
+/// Whether this process has said that the kernel capped a socket's buffers.
+static CAP_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Kernel buffer bytes asked for by default, each way: room for about 2,800 QUIC packets of
+/// 1,452 bytes.
 pub const DEFAULT_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// A bound UDP socket and the buffers the kernel gave it.
@@ -31,11 +36,14 @@ pub struct BoundUdpSocket {
 }
 
 /// Binds a UDP socket at `addr` and asks for `buffer_bytes` of receive and send buffer (0: the
-/// kernel's default). An IPv6 address takes IPv4 too where the system's default allows, as a
-/// socket wtransport binds itself. A buffer the kernel caps below what was asked is logged
-/// (raise `net.core.rmem_max` and `wmem_max`), not an error: the socket still works.
+/// kernel's default). The unspecified IPv6 address (`[::]`) takes IPv4 too, as wtransport's
+/// own client socket does. A buffer the kernel caps below what was asked is logged (raise
+/// `net.core.rmem_max` and `wmem_max`), not an error: the socket still works.
 pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<BoundUdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.ip() == std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) {
+        socket.set_only_v6(false)?;
+    }
     socket.bind(&addr.into())?;
     let socket = UdpSocket::from(socket);
     let (recv_buffer_bytes, send_buffer_bytes) = set_buffers(&socket, buffer_bytes)?;
@@ -47,7 +55,9 @@ pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<BoundUdpSo
 }
 
 /// Asks for `buffer_bytes` of receive and send buffer on a socket bound elsewhere (0: leaves
-/// them); returns the receive and send buffers the kernel reports, logging a cap as [`bind`].
+/// them); returns the receive and send buffers the kernel reports. A cap is logged as by
+/// [`bind`], once per process: a gateway opens a socket per client and a load generator one per
+/// participant, and the kernel caps them all alike.
 pub fn set_buffers<S: AsFd>(socket: &S, buffer_bytes: usize) -> std::io::Result<(usize, usize)> {
     let socket = SockRef::from(socket);
     if buffer_bytes > 0 {
@@ -64,7 +74,9 @@ pub fn set_buffers<S: AsFd>(socket: &S, buffer_bytes: usize) -> std::io::Result<
             reported
         }
     };
-    if granted(recv_buffer_bytes) < buffer_bytes || granted(send_buffer_bytes) < buffer_bytes {
+    let capped =
+        granted(recv_buffer_bytes) < buffer_bytes || granted(send_buffer_bytes) < buffer_bytes;
+    if capped && !CAP_LOGGED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             addr = ?socket.local_addr().ok().and_then(|addr| addr.as_socket()),
             asked = buffer_bytes,
